@@ -1,0 +1,33 @@
+"""affectfer: facial expression recognition research on a C/CUDA core.
+
+    import affectfer as af
+    x = af.randn(8, 3, 112, 112)
+    model = af.models.resnet18(num_classes=7)
+"""
+from . import _C
+from ._C import CudaError, OutOfMemoryError
+from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .tensor import (Tensor, bfloat16, bool_, empty, float16, float32, float64, from_dlpack, from_numpy, full, int32,
+                     int64, ones, rand, randn, tensor, uint8, zeros)
+
+__version__ = "0.1.0"
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every random draw (initialisation, dropout, augmentation): a run becomes repeatable."""
+    _C.manual_seed(int(seed))
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by CPU kernels and the BLAS."""
+    _C.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _C.get_num_threads()
+
+
+class cuda:
+    @staticmethod
+    def is_available() -> bool:
+        return _C.cuda_available()

@@ -1,0 +1,43 @@
+/* Reverse-mode automatic differentiation.
+ *
+ * While grad mode is on, every op call whose differentiable inputs include a tensor with
+ * requires_grad records a node: the call itself (inputs retained, outputs kept as aliases so no
+ * reference cycle forms, saved tensors) and a sequence number. Outputs point back at their node
+ * (grad_fn), inputs point at theirs, so the nodes form a DAG owned by the tensors that hang off it:
+ * dropping the loss frees the graph.
+ *
+ * backward(root) collects the nodes reachable from root and walks them in decreasing sequence
+ * number - creation order is a topological order, so this reversed list is our tape. Each node's
+ * backward accumulates (+=) into its inputs' gradient buffers: a producer node's output gradient
+ * for intermediates, `tensor->grad` for leaves. After a node has run, its saved tensors are freed
+ * (unless retain_graph), and a second backward through it raises. */
+#ifndef AF_TAPE_H
+#define AF_TAPE_H
+
+#include "../ops/ops.h"
+
+typedef struct af_node {
+    atomic_long refcount;
+    uint64_t seq;
+    af_op_call call;
+    af_tensor *dout[AF_MAX_OUT]; /* gradient w.r.t. each output, only during backward */
+    uint32_t needs_grad;         /* bit i: in[i] wants a gradient */
+    int freed;                   /* saved state released by an earlier backward */
+} af_node;
+
+int af_grad_enabled(void);
+int af_set_grad_enabled(int enabled); /* returns the previous mode; per thread */
+/* Anomaly mode: af_call fails with AF_ERR_FLOAT, naming the op, when an output has a NaN/Inf. */
+int af_set_anomaly_mode(int enabled);
+
+/* Runs op c->op on c->in / c->attr. On success the caller owns c->out[0..n_out); with autograd the
+ * outputs carry grad_fn. On failure nothing is left allocated in c except the caller's inputs. */
+af_status af_call(af_op_call *c);
+
+/* d root / d leaves, seeded with `grad` (NULL = ones, root must then have one element). */
+af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph);
+
+void af_node_retain(af_node *n);
+void af_node_release(af_node *n);
+
+#endif

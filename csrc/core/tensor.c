@@ -1,0 +1,202 @@
+#include "tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *af_alloc_host(size_t nbytes) {
+    void *p = NULL;
+    /* posix_memalign needs a non-zero size multiple of the alignment for portable behaviour. */
+    size_t rounded = (nbytes + 63) & ~(size_t)63;
+    if (rounded == 0) rounded = 64;
+    if (posix_memalign(&p, 64, rounded) != 0) return NULL;
+    return p;
+}
+
+void af_free_host(void *p) { free(p); }
+
+int64_t af_shape_numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+int af_tensor_same_shape(const af_tensor *a, const af_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+const char *af_shape_str(int ndim, const int64_t *shape, char *buf, size_t size) {
+    size_t used = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (ndim == 1 && used < size) used += (size_t)snprintf(buf + used, size - used, ",");
+    if (used < size) snprintf(buf + used, size - used, ")");
+    return buf;
+}
+
+static af_status check_shape(int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > AF_MAX_DIMS)
+        return AF_FAIL(AF_ERR_VALUE, "tensors have 0 to %d dims, got %d", AF_MAX_DIMS, ndim);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return AF_FAIL(AF_ERR_VALUE, "negative dimension %lld", (long long)shape[i]);
+        if (shape[i] > 0 && n > INT64_MAX / 16 / shape[i])
+            return AF_FAIL(AF_ERR_VALUE, "tensor of this shape would overflow 64-bit sizes");
+        n *= shape[i];
+    }
+    return AF_OK;
+}
+
+static af_tensor *header_new(af_dtype dtype, af_device device, int ndim, const int64_t *shape) {
+    af_tensor *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    atomic_init(&t->refcount, 1);
+    t->dtype = dtype;
+    t->device = device;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->numel = af_shape_numel(ndim, shape);
+    return t;
+}
+
+static void storage_release(af_storage *s) {
+    if (!s || atomic_fetch_sub(&s->refcount, 1) != 1) return;
+    if (s->release)
+        s->release(s->owner);
+    else
+        af_free_host(s->data);
+    free(s);
+}
+
+af_status af_tensor_new(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
+                        af_tensor **out) {
+    *out = NULL;
+    if ((unsigned)dtype >= AF_DTYPE_COUNT) return AF_FAIL(AF_ERR_TYPE, "invalid dtype %d", dtype);
+    if (device.type != AF_DEVICE_CPU)
+        return AF_FAIL(AF_ERR_DEVICE, "this build of affectfer has no CUDA support");
+    AF_TRY(check_shape(ndim, shape));
+    af_tensor *t = header_new(dtype, device, ndim, shape);
+    af_storage *s = calloc(1, sizeof *s);
+    size_t nbytes = (size_t)af_shape_numel(ndim, shape) * af_dtype_size(dtype);
+    void *data = af_alloc_host(nbytes);
+    if (!t || !s || !data) {
+        free(t);
+        free(s);
+        af_free_host(data);
+        return AF_FAIL(AF_ERR_OOM, "out of memory allocating %zu bytes", nbytes);
+    }
+    atomic_init(&s->refcount, 1);
+    s->data = data;
+    s->nbytes = nbytes;
+    s->device = device;
+    t->storage = s;
+    *out = t;
+    return AF_OK;
+}
+
+af_status af_tensor_zeros(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
+                          af_tensor **out) {
+    AF_TRY(af_tensor_new(dtype, device, ndim, shape, out));
+    return af_tensor_fill_zero(*out);
+}
+
+af_status af_tensor_zeros_like(const af_tensor *like, af_tensor **out) {
+    return af_tensor_zeros(like->dtype, like->device, like->ndim, like->shape, out);
+}
+
+af_status af_tensor_empty_like(const af_tensor *like, af_tensor **out) {
+    return af_tensor_new(like->dtype, like->device, like->ndim, like->shape, out);
+}
+
+af_status af_tensor_wrap(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
+                         void *data, void (*release)(void *owner), void *owner, af_tensor **out) {
+    *out = NULL;
+    AF_TRY(check_shape(ndim, shape));
+    af_tensor *t = header_new(dtype, device, ndim, shape);
+    af_storage *s = calloc(1, sizeof *s);
+    if (!t || !s) {
+        free(t);
+        free(s);
+        return AF_FAIL(AF_ERR_OOM, "out of memory allocating a tensor header");
+    }
+    atomic_init(&s->refcount, 1);
+    s->data = data;
+    s->nbytes = (size_t)t->numel * af_dtype_size(dtype);
+    s->device = device;
+    s->release = release;
+    s->owner = owner;
+    t->storage = s;
+    *out = t;
+    return AF_OK;
+}
+
+af_status af_tensor_view(const af_tensor *t, int ndim, const int64_t *shape, af_tensor **out) {
+    *out = NULL;
+    AF_TRY(check_shape(ndim, shape));
+    if (af_shape_numel(ndim, shape) != t->numel) {
+        char a[96], b[96];
+        return AF_FAIL(AF_ERR_VALUE, "cannot view a tensor of shape %s as shape %s",
+                       af_shape_str(t->ndim, t->shape, a, sizeof a), af_shape_str(ndim, shape, b, sizeof b));
+    }
+    af_tensor *v = header_new(t->dtype, t->device, ndim, shape);
+    if (!v) return AF_FAIL(AF_ERR_OOM, "out of memory allocating a tensor header");
+    v->storage = t->storage;
+    atomic_fetch_add(&t->storage->refcount, 1);
+    v->offset = t->offset;
+    v->readonly = t->readonly;
+    if (ndim == t->ndim) v->memory_format = t->memory_format;
+    *out = v;
+    return AF_OK;
+}
+
+af_status af_tensor_alias(const af_tensor *t, af_tensor **out) {
+    return af_tensor_view(t, t->ndim, t->shape, out);
+}
+
+af_status af_tensor_clone(const af_tensor *t, af_tensor **out) {
+    AF_TRY(af_tensor_new(t->dtype, t->device, t->ndim, t->shape, out));
+    memcpy(af_tensor_data(*out), af_tensor_data(t), af_tensor_nbytes(t));
+    (*out)->memory_format = t->memory_format;
+    return AF_OK;
+}
+
+af_status af_tensor_fill_zero(af_tensor *t) {
+    memset(af_tensor_data(t), 0, af_tensor_nbytes(t));
+    return AF_OK;
+}
+
+af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src) {
+    if (dst->dtype != src->dtype || dst->numel != src->numel)
+        return AF_FAIL(AF_ERR_INTERNAL, "gradient accumulation between mismatched tensors");
+    int64_t n = dst->numel;
+    if (dst->dtype == AF_DTYPE_F32) {
+        float *d = af_tensor_data(dst);
+        const float *s = af_tensor_data(src);
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    } else if (dst->dtype == AF_DTYPE_F64) {
+        double *d = af_tensor_data(dst);
+        const double *s = af_tensor_data(src);
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    } else {
+        return AF_FAIL(AF_ERR_TYPE, "gradients must be float32 or float64, got %s",
+                       af_dtype_name(dst->dtype));
+    }
+    return AF_OK;
+}
+
+void af_tensor_retain(af_tensor *t) {
+    if (t) atomic_fetch_add(&t->refcount, 1);
+}
+
+void (*af_grad_fn_release)(struct af_node *node);
+
+void af_tensor_release(af_tensor *t) {
+    if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) return;
+    af_tensor_release(t->grad);
+    if (t->grad_fn) af_grad_fn_release(t->grad_fn);
+    storage_release(t->storage);
+    free(t);
+}

@@ -1,0 +1,102 @@
+/* af_tensor: the one array type of the core.
+ *
+ * A tensor is a small refcounted header (dtype, device, shape) over a refcounted storage (the
+ * bytes). Tensors are always contiguous in row-major order of `shape`; `memory_format` only records
+ * whether a 4-D tensor's dims are to be read as NCHW (the default) or NHWC. Several headers may
+ * share one storage: a reshape is a new header over the same bytes, and autograd keeps "aliases"
+ * of outputs (headers without graph links) so that saved outputs never form reference cycles.
+ *
+ * Storage comes from our 64-byte-aligned allocator, or wraps foreign memory (a NumPy array, a
+ * DLPack producer) with a release callback that the owner supplied.
+ *
+ * Autograd fields live here because a leaf's gradient belongs to the tensor; the graph itself is in
+ * csrc/autograd/tape.h. */
+#ifndef AF_TENSOR_H
+#define AF_TENSOR_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "status.h"
+
+#define AF_MAX_DIMS 5
+
+typedef enum af_memory_format { AF_FORMAT_NCHW = 0, AF_FORMAT_NHWC = 1 } af_memory_format;
+
+typedef struct af_storage {
+    atomic_long refcount;
+    void *data;
+    size_t nbytes;
+    af_device device;
+    /* Foreign memory: release(owner) is called instead of freeing `data`. May run on any thread. */
+    void (*release)(void *owner);
+    void *owner;
+} af_storage;
+
+struct af_node;
+
+typedef struct af_tensor {
+    atomic_long refcount;
+    af_dtype dtype;
+    af_device device;
+    int ndim;
+    int64_t shape[AF_MAX_DIMS];
+    int64_t numel;
+    af_memory_format memory_format;
+    af_storage *storage;
+    size_t offset; /* bytes from storage->data */
+    int readonly;  /* set for views of read-only foreign memory */
+
+    /* autograd */
+    int requires_grad;        /* a leaf that wants .grad, or a result of such a computation */
+    struct af_tensor *grad;   /* leaf gradient, accumulated by backward */
+    struct af_node *grad_fn;  /* the node that produced this tensor; NULL for leaves */
+    int grad_fn_output;       /* which output of grad_fn this tensor is */
+} af_tensor;
+
+/* Uninitialised contents. `shape` has `ndim` entries, each >= 0. */
+af_status af_tensor_new(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
+                        af_tensor **out);
+af_status af_tensor_zeros(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
+                          af_tensor **out);
+/* Same dtype/device/shape as `like`, zero-filled. */
+af_status af_tensor_zeros_like(const af_tensor *like, af_tensor **out);
+af_status af_tensor_empty_like(const af_tensor *like, af_tensor **out);
+/* A tensor over memory somebody else owns; release(owner) runs when the last reference drops. */
+af_status af_tensor_wrap(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
+                         void *data, void (*release)(void *owner), void *owner, af_tensor **out);
+/* A new header over the same bytes with another shape of the same numel; no autograd links. */
+af_status af_tensor_view(const af_tensor *t, int ndim, const int64_t *shape, af_tensor **out);
+/* A new header over the same bytes and shape; no autograd links. */
+af_status af_tensor_alias(const af_tensor *t, af_tensor **out);
+/* A deep copy into fresh storage; no autograd links. */
+af_status af_tensor_clone(const af_tensor *t, af_tensor **out);
+af_status af_tensor_fill_zero(af_tensor *t);
+/* dst += src, elementwise, same dtype and numel (used to accumulate gradients). */
+af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src);
+
+/* Set by csrc/autograd/tape.c when it creates its first node: the core does not depend on the
+ * autograd layer, but a tensor dropping its producer node must release it. */
+extern void (*af_grad_fn_release)(struct af_node *node);
+
+void af_tensor_retain(af_tensor *t);
+void af_tensor_release(af_tensor *t); /* NULL is fine */
+
+int64_t af_shape_numel(int ndim, const int64_t *shape);
+int af_tensor_same_shape(const af_tensor *a, const af_tensor *b);
+/* "(2, 3, 4)" into buf, for error messages. */
+const char *af_shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
+
+static inline void *af_tensor_data(const af_tensor *t) {
+    return (char *)t->storage->data + t->offset;
+}
+static inline size_t af_tensor_nbytes(const af_tensor *t) {
+    return (size_t)t->numel * af_dtype_size(t->dtype);
+}
+
+/* 64-byte aligned host memory (cache lines and AVX-512 loads). */
+void *af_alloc_host(size_t nbytes);
+void af_free_host(void *p);
+
+#endif

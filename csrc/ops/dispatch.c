@@ -1,0 +1,150 @@
+/* The op table (generated from op_list.h), device dispatch, and the checks setup functions share. */
+#include <cblas.h>
+#include <string.h>
+
+#include "ops.h"
+
+const af_op_def *const af_op_table[AF_OP_COUNT] = {
+#define AF_OP(name, NAME) [AF_OP_##NAME] = &af_op_def_##name,
+#include "op_list.h"
+#undef AF_OP
+};
+
+/* Compile-time count check: every line of op_list.h produced exactly one table entry. */
+#define AF_OP(name, NAME) +1
+_Static_assert(0
+#include "op_list.h"
+               == AF_OP_COUNT, "op_list.h and the op table disagree");
+#undef AF_OP
+
+static af_device call_device(const af_op_call *c) {
+    for (int i = 0; i < c->n_in; i++)
+        if (c->in[i]) return c->in[i]->device;
+    return AF_CPU;
+}
+
+af_status af_op_forward(af_op_call *c) {
+    const af_op_def *def = af_op_table[c->op];
+    AF_TRY(af_check_same_device(c));
+    AF_TRY(def->setup(c));
+    af_device dev = call_device(c);
+    if (dev.type == AF_DEVICE_CUDA) {
+        if (!def->forward_cuda) return AF_FAIL(AF_ERR_DEVICE, "%s has no CUDA kernel", def->name);
+        return def->forward_cuda(c);
+    }
+    return def->forward_cpu(c);
+}
+
+af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    const af_op_def *def = af_op_table[c->op];
+    af_backward_fn fn = call_device(c).type == AF_DEVICE_CUDA ? def->backward_cuda : def->backward_cpu;
+    if (!fn) return AF_FAIL(AF_ERR_RUNTIME, "%s has no backward on this device", def->name);
+    return fn(c, dout, din);
+}
+
+void af_op_call_release(af_op_call *c) {
+    for (int i = 0; i < c->n_in; i++) af_tensor_release(c->in[i]);
+    for (int i = 0; i < c->n_out; i++) af_tensor_release(c->out[i]);
+    for (int i = 0; i < c->n_saved; i++) af_tensor_release(c->saved[i]);
+    c->n_in = c->n_out = c->n_saved = 0;
+}
+
+const char *af_op_input_name(const af_op_call *c, int i) {
+    const char *const *names = af_op_table[c->op]->input_names;
+    for (int k = 0; names && names[k]; k++)
+        if (k == i) return names[k];
+    return "input";
+}
+
+af_status af_check_present(const af_op_call *c, int i) {
+    if (i >= c->n_in || !c->in[i])
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument '%s' is required", af_op_table[c->op]->name,
+                       af_op_input_name(c, i));
+    return AF_OK;
+}
+
+af_status af_check_float(const af_op_call *c, int i) {
+    AF_TRY(af_check_present(c, i));
+    af_dtype d = c->in[i]->dtype;
+    if (d != AF_DTYPE_F32 && d != AF_DTYPE_F64)
+        return AF_FAIL(AF_ERR_TYPE, "%s: argument '%s' must be float32 or float64, got %s",
+                       af_op_table[c->op]->name, af_op_input_name(c, i), af_dtype_name(d));
+    return AF_OK;
+}
+
+af_status af_check_dtype(const af_op_call *c, int i, af_dtype dtype) {
+    AF_TRY(af_check_present(c, i));
+    if (c->in[i]->dtype != dtype)
+        return AF_FAIL(AF_ERR_TYPE, "%s: argument '%s' must be %s, got %s", af_op_table[c->op]->name,
+                       af_op_input_name(c, i), af_dtype_name(dtype), af_dtype_name(c->in[i]->dtype));
+    return AF_OK;
+}
+
+af_status af_check_same_dtype(const af_op_call *c, int i, int j) {
+    if (c->in[i]->dtype != c->in[j]->dtype)
+        return AF_FAIL(AF_ERR_TYPE, "%s: '%s' is %s but '%s' is %s; convert one with .to()",
+                       af_op_table[c->op]->name, af_op_input_name(c, i), af_dtype_name(c->in[i]->dtype),
+                       af_op_input_name(c, j), af_dtype_name(c->in[j]->dtype));
+    return AF_OK;
+}
+
+af_status af_check_ndim(const af_op_call *c, int i, int ndim) {
+    AF_TRY(af_check_present(c, i));
+    if (c->in[i]->ndim != ndim) {
+        char buf[96];
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument '%s' must be %d-D, got shape %s",
+                       af_op_table[c->op]->name, af_op_input_name(c, i), ndim,
+                       af_shape_str(c->in[i]->ndim, c->in[i]->shape, buf, sizeof buf));
+    }
+    return AF_OK;
+}
+
+af_status af_check_same_device(const af_op_call *c) {
+    af_device dev = call_device(c);
+    for (int i = 0; i < c->n_in; i++)
+        if (c->in[i] && !af_device_equal(c->in[i]->device, dev))
+            return AF_FAIL(AF_ERR_DEVICE, "%s: argument '%s' is on another device than the others",
+                           af_op_table[c->op]->name, af_op_input_name(c, i));
+    return AF_OK;
+}
+
+af_status af_check_attrs(const af_op_call *c, int n_i, int n_f) {
+    if (c->attr.n_i != n_i || c->attr.n_f != n_f)
+        return AF_FAIL(AF_ERR_VALUE, "%s takes %d integer and %d float attributes, got %d and %d",
+                       af_op_table[c->op]->name, n_i, n_f, c->attr.n_i, c->attr.n_f);
+    return AF_OK;
+}
+
+af_status af_alloc_out_dtype(af_op_call *c, int k, int ndim, const int64_t *shape, af_dtype dtype) {
+    AF_TRY(af_tensor_new(dtype, call_device(c), ndim, shape, &c->out[k]));
+    if (c->n_out <= k) c->n_out = k + 1;
+    return AF_OK;
+}
+
+af_status af_alloc_out(af_op_call *c, int k, int ndim, const int64_t *shape, int like) {
+    return af_alloc_out_dtype(c, k, ndim, shape, c->in[like]->dtype);
+}
+
+af_status af_alloc_saved(af_op_call *c, int k, int ndim, const int64_t *shape, af_dtype dtype) {
+    AF_TRY(af_tensor_new(dtype, call_device(c), ndim, shape, &c->saved[k]));
+    if (c->n_saved <= k) c->n_saved = k + 1;
+    return AF_OK;
+}
+
+/* CBLAS takes int dimensions; our shapes are int64. Every GEMM the ops issue is far below 2^31
+ * per dimension (setup functions reject larger), so the casts are exact. */
+void af_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                 int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+void af_gemm_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                 const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                 double *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}

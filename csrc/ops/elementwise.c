@@ -1,0 +1,274 @@
+/* Elementwise ops: binary arithmetic with NumPy/PyTorch broadcasting, and unary maps.
+ *
+ * Binary (add, sub, mul, div): in = (a, b), same float dtype, shapes broadcast right-aligned (a dim
+ * of 1 stretches); out has the broadcast shape. Backward reduces the gradient over the broadcast
+ * dims back to each input's shape.
+ *
+ * Unary, one entry per map, y = f(x) (x float32/float64, y same shape):
+ *   neg  -x                      exp   e^x                 log  ln x            sqrt  x^(1/2)
+ *   relu max(x, 0) (grad 0 at 0) sigmoid 1/(1+e^-x)        tanh                 silu  x*sigmoid(x)
+ *   gelu x*Phi(x) with the exact erf (attr i[0] = 0) or the tanh approximation (i[0] = 1),
+ *        both as torch.nn.functional.gelu(approximate='none' | 'tanh') documents
+ *   scale x*f[0]     add_scalar x + f[0]     pow_scalar x^f[0]
+ * Attributes: gelu has 1 integer; scale/add_scalar/pow_scalar 1 float; the rest none. */
+#ifndef AF_FLOAT_PASS
+#include <string.h>
+
+#include "ops.h"
+
+/* Right-aligned broadcast of a and b into 5 dims; stride 0 on stretched dims. */
+typedef struct broadcast {
+    int64_t shape[AF_MAX_DIMS];
+    int64_t stride_a[AF_MAX_DIMS], stride_b[AF_MAX_DIMS];
+    int same; /* a, b and out all have the same shape: a flat loop will do */
+} broadcast;
+
+#define AF_TEMPLATE_FILE "elementwise.c"
+#include "instantiate_float.h"
+
+static void padded_strides(const af_tensor *t, const int64_t *out_shape, int64_t *stride) {
+    int64_t padded[AF_MAX_DIMS];
+    int lead = AF_MAX_DIMS - t->ndim;
+    for (int d = 0; d < AF_MAX_DIMS; d++) padded[d] = d < lead ? 1 : t->shape[d - lead];
+    int64_t s = 1;
+    for (int d = AF_MAX_DIMS - 1; d >= 0; d--) {
+        stride[d] = (padded[d] == 1 && out_shape[d] != 1) ? 0 : s;
+        s *= padded[d];
+    }
+}
+
+static void broadcast_make(const af_tensor *a, const af_tensor *b, broadcast *bc) {
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int d = 0; d < AF_MAX_DIMS; d++) {
+        int k = d - (AF_MAX_DIMS - nd);
+        int64_t da = (k >= nd - a->ndim && k >= 0) ? a->shape[k - (nd - a->ndim)] : 1;
+        int64_t db = (k >= nd - b->ndim && k >= 0) ? b->shape[k - (nd - b->ndim)] : 1;
+        bc->shape[d] = da == 1 ? db : da;
+    }
+    padded_strides(a, bc->shape, bc->stride_a);
+    padded_strides(b, bc->shape, bc->stride_b);
+    bc->same = af_tensor_same_shape(a, b);
+}
+
+static af_status binary_setup(af_op_call *c) {
+    AF_TRY(af_check_attrs(c, 0, 0));
+    AF_TRY(af_check_float(c, 0));
+    AF_TRY(af_check_float(c, 1));
+    AF_TRY(af_check_same_dtype(c, 0, 1));
+    const af_tensor *a = c->in[0], *b = c->in[1];
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int64_t shape[AF_MAX_DIMS];
+    for (int k = 0; k < nd; k++) {
+        int ka = k - (nd - a->ndim), kb = k - (nd - b->ndim);
+        int64_t da = ka >= 0 ? a->shape[ka] : 1, db = kb >= 0 ? b->shape[kb] : 1;
+        if (da != db && da != 1 && db != 1) {
+            char sa[96], sb[96];
+            return AF_FAIL(AF_ERR_VALUE, "%s: shapes %s and %s cannot be broadcast together (dim %d: %lld vs %lld)",
+                           af_op_table[c->op]->name, af_shape_str(a->ndim, a->shape, sa, sizeof sa),
+                           af_shape_str(b->ndim, b->shape, sb, sizeof sb), k, (long long)da, (long long)db);
+        }
+        shape[k] = da == 1 ? db : da;
+    }
+    return af_alloc_out(c, 0, nd, shape, 0);
+}
+
+static af_status binary_forward_cpu(af_op_call *c) {
+    broadcast bc;
+    broadcast_make(c->in[0], c->in[1], &bc);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, binary_forward, c->op, &bc, af_tensor_data(c->in[0]),
+                      af_tensor_data(c->in[1]), af_tensor_data(c->out[0]), c->out[0]->numel);
+    return AF_OK;
+}
+
+static af_status binary_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    broadcast bc;
+    broadcast_make(c->in[0], c->in[1], &bc);
+    for (int side = 0; side < 2; side++)
+        if (din[side])
+            AF_DISPATCH_FLOAT(c->in[0]->dtype, binary_backward, c->op, side, &bc,
+                              af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                              af_tensor_data(dout[0]), af_tensor_data(din[side]), c->out[0]->numel);
+    return AF_OK;
+}
+
+static af_status unary_setup(af_op_call *c) {
+    int n_i = c->op == AF_OP_GELU ? 1 : 0;
+    int n_f = (c->op == AF_OP_SCALE || c->op == AF_OP_ADD_SCALAR || c->op == AF_OP_POW_SCALAR) ? 1 : 0;
+    AF_TRY(af_check_attrs(c, n_i, n_f));
+    AF_TRY(af_check_float(c, 0));
+    return af_alloc_out(c, 0, c->in[0]->ndim, c->in[0]->shape, 0);
+}
+
+static af_status unary_forward_cpu(af_op_call *c) {
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, unary_forward, c->op, &c->attr, af_tensor_data(c->in[0]),
+                      af_tensor_data(c->out[0]), c->in[0]->numel);
+    return AF_OK;
+}
+
+static af_status unary_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, unary_backward, c->op, &c->attr, af_tensor_data(c->in[0]),
+                      af_tensor_data(c->out[0]), af_tensor_data(dout[0]), af_tensor_data(din[0]),
+                      c->in[0]->numel);
+    return AF_OK;
+}
+
+static const char *const binary_inputs[] = {"input", "other", NULL};
+static const char *const unary_inputs[] = {"input", NULL};
+
+#define BINARY_OP(name) \
+    const af_op_def af_op_def_##name = {#name, binary_inputs, binary_setup, binary_forward_cpu, \
+                                        binary_backward_cpu, NULL, NULL, 0x3u};
+#define UNARY_OP(name) \
+    const af_op_def af_op_def_##name = {#name, unary_inputs, unary_setup, unary_forward_cpu, \
+                                        unary_backward_cpu, NULL, NULL, 0x1u};
+BINARY_OP(add)
+BINARY_OP(sub)
+BINARY_OP(mul)
+BINARY_OP(div)
+UNARY_OP(neg)
+UNARY_OP(exp)
+UNARY_OP(log)
+UNARY_OP(sqrt)
+UNARY_OP(relu)
+UNARY_OP(gelu)
+UNARY_OP(silu)
+UNARY_OP(sigmoid)
+UNARY_OP(tanh)
+UNARY_OP(scale)
+UNARY_OP(add_scalar)
+UNARY_OP(pow_scalar)
+
+#else /* ---- kernels, once per scalar_t ---- */
+
+static inline scalar_t K(binary_apply)(int op, scalar_t a, scalar_t b) {
+    switch (op) {
+    case AF_OP_ADD: return a + b;
+    case AF_OP_SUB: return a - b;
+    case AF_OP_MUL: return a * b;
+    default: return a / b;
+    }
+}
+
+/* d out / d a (side 0) or d out / d b (side 1), times the incoming gradient g */
+static inline scalar_t K(binary_grad)(int op, int side, scalar_t a, scalar_t b, scalar_t g) {
+    switch (op) {
+    case AF_OP_ADD: return g;
+    case AF_OP_SUB: return side ? -g : g;
+    case AF_OP_MUL: return side ? g * a : g * b;
+    default: return side ? -g * a / (b * b) : g / b;
+    }
+}
+
+/* out: (broadcast shape), a, b: their own shapes read through bc's strides */
+static void K(binary_forward)(int op, const broadcast *bc, const scalar_t *a, const scalar_t *b,
+                              scalar_t *out, int64_t n) {
+    if (bc->same) {
+        AF_PARALLEL_FOR(n)
+        for (int64_t i = 0; i < n; i++) out[i] = K(binary_apply)(op, a[i], b[i]);
+        return;
+    }
+    const int64_t *s = bc->shape, *sa = bc->stride_a, *sb = bc->stride_b;
+    int64_t rows = s[0] * s[1] * s[2] * s[3];
+    AF_PARALLEL_FOR(n)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t i3 = r % s[3], i2 = r / s[3] % s[2], i1 = r / (s[3] * s[2]) % s[1], i0 = r / (s[3] * s[2] * s[1]);
+        const scalar_t *ra = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3];
+        const scalar_t *rb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3];
+        scalar_t *ro = out + r * s[4];
+        for (int64_t j = 0; j < s[4]; j++) ro[j] = K(binary_apply)(op, ra[j * sa[4]], rb[j * sb[4]]);
+    }
+}
+
+/* grad (of side's input) += reduce over broadcast dims of d out * d out/d side. Serial when the
+ * side is broadcast, so the summation order never depends on the thread count. */
+static void K(binary_backward)(int op, int side, const broadcast *bc, const scalar_t *a,
+                               const scalar_t *b, const scalar_t *dout, scalar_t *grad, int64_t n) {
+    if (bc->same) {
+        AF_PARALLEL_FOR(n)
+        for (int64_t i = 0; i < n; i++) grad[i] += K(binary_grad)(op, side, a[i], b[i], dout[i]);
+        return;
+    }
+    const int64_t *s = bc->shape, *sa = bc->stride_a, *sb = bc->stride_b;
+    const int64_t *sg = side ? sb : sa;
+    int64_t rows = s[0] * s[1] * s[2] * s[3];
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t i3 = r % s[3], i2 = r / s[3] % s[2], i1 = r / (s[3] * s[2]) % s[1], i0 = r / (s[3] * s[2] * s[1]);
+        int64_t oa = i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3];
+        int64_t ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3];
+        int64_t og = i0 * sg[0] + i1 * sg[1] + i2 * sg[2] + i3 * sg[3];
+        const scalar_t *rd = dout + r * s[4];
+        for (int64_t j = 0; j < s[4]; j++)
+            grad[og + j * sg[4]] += K(binary_grad)(op, side, a[oa + j * sa[4]], b[ob + j * sb[4]], rd[j]);
+    }
+}
+
+static inline scalar_t K(gelu_tanh_inner)(scalar_t x) {
+    const scalar_t k = (scalar_t)0.7978845608028654; /* sqrt(2/pi) */
+    return k * (x + (scalar_t)0.044715 * x * x * x);
+}
+
+static inline scalar_t K(unary_apply)(int op, const af_attrs *attr, scalar_t x) {
+    switch (op) {
+    case AF_OP_NEG: return -x;
+    case AF_OP_EXP: return exp(x);
+    case AF_OP_LOG: return log(x);
+    case AF_OP_SQRT: return sqrt(x);
+    case AF_OP_RELU: return x > 0 ? x : 0;
+    case AF_OP_SIGMOID: return 1 / (1 + exp(-x));
+    case AF_OP_TANH: return tanh(x);
+    case AF_OP_SILU: return x / (1 + exp(-x));
+    case AF_OP_GELU:
+        if (attr->i[0]) return (scalar_t)0.5 * x * (1 + tanh(K(gelu_tanh_inner)(x)));
+        return (scalar_t)0.5 * x * (1 + erf(x * (scalar_t)0.7071067811865476));
+    case AF_OP_SCALE: return x * (scalar_t)attr->f[0];
+    case AF_OP_ADD_SCALAR: return x + (scalar_t)attr->f[0];
+    default: return pow(x, (scalar_t)attr->f[0]);
+    }
+}
+
+/* d y / d x, from x and y = f(x) (whichever is cheaper) */
+static inline scalar_t K(unary_derivative)(int op, const af_attrs *attr, scalar_t x, scalar_t y) {
+    switch (op) {
+    case AF_OP_NEG: return -1;
+    case AF_OP_EXP: return y;
+    case AF_OP_LOG: return 1 / x;
+    case AF_OP_SQRT: return (scalar_t)0.5 / y;
+    case AF_OP_RELU: return x > 0 ? 1 : 0;
+    case AF_OP_SIGMOID: return y * (1 - y);
+    case AF_OP_TANH: return 1 - y * y;
+    case AF_OP_SILU: {
+        scalar_t s = 1 / (1 + exp(-x));
+        return s * (1 + x * (1 - s));
+    }
+    case AF_OP_GELU:
+        if (attr->i[0]) {
+            scalar_t t = tanh(K(gelu_tanh_inner)(x));
+            scalar_t dinner = (scalar_t)0.7978845608028654 * (1 + 3 * (scalar_t)0.044715 * x * x);
+            return (scalar_t)0.5 * (1 + t) + (scalar_t)0.5 * x * (1 - t * t) * dinner;
+        } else {
+            scalar_t cdf = (scalar_t)0.5 * (1 + erf(x * (scalar_t)0.7071067811865476));
+            scalar_t pdf = exp((scalar_t)-0.5 * x * x) * (scalar_t)0.3989422804014327; /* 1/sqrt(2 pi) */
+            return cdf + x * pdf;
+        }
+    case AF_OP_SCALE: return (scalar_t)attr->f[0];
+    case AF_OP_ADD_SCALAR: return 1;
+    default: {
+        scalar_t p = (scalar_t)attr->f[0];
+        return p == 0 ? 0 : p * pow(x, p - 1);
+    }
+    }
+}
+
+/* x, y: (n) */
+static void K(unary_forward)(int op, const af_attrs *attr, const scalar_t *x, scalar_t *y, int64_t n) {
+    AF_PARALLEL_FOR(n * 8)
+    for (int64_t i = 0; i < n; i++) y[i] = K(unary_apply)(op, attr, x[i]);
+}
+
+static void K(unary_backward)(int op, const af_attrs *attr, const scalar_t *x, const scalar_t *y,
+                              const scalar_t *dy, scalar_t *dx, int64_t n) {
+    AF_PARALLEL_FOR(n * 8)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * K(unary_derivative)(op, attr, x[i], y[i]);
+}
+
+#endif

@@ -1,0 +1,30 @@
+/* Every op, once: AF_OP(name, NAME) -> id AF_OP_NAME, definition af_op_def_name in csrc/ops/.
+ * Python sees them as affectfer._C.ops["name"]. tests/test_op_table.py fails when an op listed here
+ * lacks a reference test or a gradient check. Groups are kept apart so parallel additions merge. */
+
+/* elementwise.c: binary with broadcasting */
+AF_OP(add, ADD)
+AF_OP(sub, SUB)
+AF_OP(mul, MUL)
+AF_OP(div, DIV)
+/* elementwise.c: unary */
+AF_OP(neg, NEG)
+AF_OP(exp, EXP)
+AF_OP(log, LOG)
+AF_OP(sqrt, SQRT)
+AF_OP(relu, RELU)
+AF_OP(gelu, GELU)
+AF_OP(silu, SILU)
+AF_OP(sigmoid, SIGMOID)
+AF_OP(tanh, TANH)
+AF_OP(scale, SCALE)
+AF_OP(add_scalar, ADD_SCALAR)
+AF_OP(pow_scalar, POW_SCALAR)
+
+/* shape.c, reduce.c, linear.c, matmul.c */
+
+/* conv2d.c, pool.c */
+
+/* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
+
+/* optim.c and other non-differentiable ops */

@@ -1,0 +1,109 @@
+/* The op contract.
+ *
+ * Every op is one `af_op_def` in csrc/ops/<op>.c, listed once in op_list.h. A call carries its
+ * tensors and scalar attributes in an `af_op_call`:
+ *
+ *   setup(c)         device-neutral: checks c->in and c->attr (naming the argument in the error),
+ *                    allocates c->out[0..n_out) and any c->saved tensors backward will need.
+ *   forward_cpu(c)   fills c->out (and c->saved) from c->in.
+ *   backward_cpu(c, dout, din)
+ *                    for every i with din[i] != NULL, ACCUMULATES (+=) dLoss/d in[i] into din[i].
+ *                    dout[j] is dLoss/d out[j] (never NULL: zero-filled when no gradient arrived).
+ *                    c->in are the forward inputs, c->out aliases of the outputs, c->saved as
+ *                    setup/forward left them. NULL backward = not differentiable.
+ *   forward_cuda / backward_cuda: the CUDA twins in csrc/ops/<op>.cu, same signatures.
+ *
+ * Kernels assume setup's checks passed. Attribute meaning is documented per op, next to its def. */
+#ifndef AF_OPS_H
+#define AF_OPS_H
+
+#include "../core/parallel.h"
+#include "../core/rng.h"
+#include "../core/tensor.h"
+
+#define AF_MAX_IN 32
+#define AF_MAX_OUT 32
+#define AF_MAX_SAVED 4
+#define AF_MAX_ATTR_I 16
+#define AF_MAX_ATTR_F 4
+
+typedef struct af_attrs {
+    int64_t i[AF_MAX_ATTR_I];
+    double f[AF_MAX_ATTR_F];
+    int n_i, n_f;
+} af_attrs;
+
+typedef struct af_op_call {
+    int op; /* AF_OP_* id */
+    int n_in, n_out, n_saved;
+    af_tensor *in[AF_MAX_IN]; /* NULL marks an absent optional input (e.g. conv2d without bias) */
+    af_tensor *out[AF_MAX_OUT];
+    af_tensor *saved[AF_MAX_SAVED];
+    af_attrs attr;
+} af_op_call;
+
+typedef af_status (*af_setup_fn)(af_op_call *c);
+typedef af_status (*af_forward_fn)(af_op_call *c);
+typedef af_status (*af_backward_fn)(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din);
+
+typedef struct af_op_def {
+    const char *name;
+    const char *const *input_names; /* argument names, for error messages; NULL-terminated */
+    af_setup_fn setup;
+    af_forward_fn forward_cpu;
+    af_backward_fn backward_cpu;
+    af_forward_fn forward_cuda;
+    af_backward_fn backward_cuda;
+    /* Inputs whose gradient backward can compute: bit i set = in[i] is differentiable. Indices
+     * (class labels), masks and running statistics are not. */
+    uint32_t differentiable_inputs;
+} af_op_def;
+
+/* ids: AF_OP_ADD, AF_OP_CONV2D, ... and the table, generated from op_list.h */
+typedef enum af_op_id {
+#define AF_OP(name, NAME) AF_OP_##NAME,
+#include "op_list.h"
+#undef AF_OP
+    AF_OP_COUNT
+} af_op_id;
+
+#define AF_OP(name, NAME) extern const af_op_def af_op_def_##name;
+#include "op_list.h"
+#undef AF_OP
+
+extern const af_op_def *const af_op_table[AF_OP_COUNT];
+
+/* Runs setup + forward on the inputs' device, without autograd (csrc/autograd/tape.c records). */
+af_status af_op_forward(af_op_call *c);
+af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din);
+void af_op_call_release(af_op_call *c); /* drops every tensor reference the call holds */
+
+/* ---- helpers for setup functions: each fails with a message naming op and argument ---- */
+const char *af_op_input_name(const af_op_call *c, int i);
+af_status af_check_present(const af_op_call *c, int i);
+af_status af_check_float(const af_op_call *c, int i);              /* f32 or f64 */
+af_status af_check_dtype(const af_op_call *c, int i, af_dtype dtype);
+af_status af_check_same_dtype(const af_op_call *c, int i, int j);
+af_status af_check_ndim(const af_op_call *c, int i, int ndim);
+af_status af_check_same_device(const af_op_call *c);
+af_status af_check_attrs(const af_op_call *c, int n_i, int n_f);
+/* Allocate out[k] with the given shape and the dtype/device of in[like]. */
+af_status af_alloc_out(af_op_call *c, int k, int ndim, const int64_t *shape, int like);
+af_status af_alloc_out_dtype(af_op_call *c, int k, int ndim, const int64_t *shape, af_dtype dtype);
+af_status af_alloc_saved(af_op_call *c, int k, int ndim, const int64_t *shape, af_dtype dtype);
+
+/* Self-including files instantiate their scalar kernels once per float type: after including
+ * af_float_types.h, a file's templated section sees `scalar_t` and names functions with K(name)
+ * (e.g. K(relu_forward) -> relu_forward_f32). AF_DISPATCH_FLOAT calls the right instance. */
+#define AF_DISPATCH_FLOAT(dtype, fn, ...) \
+    ((dtype) == AF_DTYPE_F32 ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
+
+/* GEMM on row-major matrices: C = alpha * op(A) @ op(B) + beta * C, for the tensor's float type. */
+void af_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                 int64_t ldc);
+void af_gemm_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                 const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                 double *C, int64_t ldc);
+
+#endif

@@ -1,0 +1,89 @@
+"""Builds affectfer._C from csrc/.
+
+Every .c file under csrc/ is compiled (in parallel, and only when it or a header changed), against
+the NumPy C API and a CBLAS. Environment:
+  OPENBLAS_INCLUDE_DIR / OPENBLAS_LIB_DIR   where cblas.h and libopenblas are (default: the system's)
+  STB_INCLUDE_DIR                           where stb_image.h is (default: build/stb, /usr/include/stb)
+  AFFECTFER_PORTABLE=1                      no -march=native (for wheels built on one machine, run on others)
+  AFFECTFER_DEBUG=1                         -O0 -g, assertions on
+"""
+import glob
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def cblas_dirs():
+    include = os.environ.get("OPENBLAS_INCLUDE_DIR")
+    libdir = os.environ.get("OPENBLAS_LIB_DIR")
+    if include:
+        return [include], [libdir] if libdir else []
+    candidates = ["/usr/include/x86_64-linux-gnu/openblas-pthread", "/usr/include/aarch64-linux-gnu/openblas-pthread",
+                  "/usr/include/openblas", "/usr/include/x86_64-linux-gnu", "/usr/include"]
+    for d in candidates:
+        if os.path.exists(os.path.join(d, "cblas.h")):
+            return [d], [libdir] if libdir else []
+    sys.exit("affectfer: cblas.h not found. Install OpenBLAS (Debian: apt-get install libopenblas-dev) "
+             "or set OPENBLAS_INCLUDE_DIR / OPENBLAS_LIB_DIR.")
+
+
+def stb_dirs():
+    dirs = [os.environ.get("STB_INCLUDE_DIR"), os.path.join(ROOT, "build", "stb", "usr", "include", "stb"),
+            "/usr/include/stb"]
+    return [d for d in dirs if d and os.path.exists(os.path.join(d, "stb_image.h"))][:1]
+
+
+class ParallelIncrementalBuild(build_ext):
+    """setuptools compiles one extension's sources one after another and always all of them; this
+    compiles them on every core and skips objects newer than their source and every header."""
+
+    def build_extension(self, ext):
+        compiler = self.compiler
+        headers = glob.glob(os.path.join(ROOT, "csrc", "**", "*.h"), recursive=True)
+        newest_header = max((os.path.getmtime(h) for h in headers), default=0)
+        macros = ext.define_macros + [(u, None) for u in ext.undef_macros]
+
+        def compile_one(src):
+            obj = compiler.object_filenames([src], output_dir=self.build_temp)[0]
+            if os.path.exists(obj) and os.path.getmtime(obj) > max(os.path.getmtime(src), newest_header):
+                return obj
+            return compiler.compile([src], output_dir=self.build_temp, macros=macros,
+                                    include_dirs=ext.include_dirs, extra_postargs=ext.extra_compile_args,
+                                    depends=ext.depends)[0]
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            objects = list(pool.map(compile_one, ext.sources))
+        ext_path = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(ext_path), exist_ok=True)
+        compiler.link_shared_object(objects, ext_path, libraries=ext.libraries, library_dirs=ext.library_dirs,
+                                    extra_postargs=ext.extra_link_args, export_symbols=self.get_export_symbols(ext),
+                                    target_lang="c")
+
+
+def extension():
+    sources = sorted(glob.glob("csrc/**/*.c", recursive=True))
+    blas_inc, blas_lib = cblas_dirs()
+    debug = os.environ.get("AFFECTFER_DEBUG") == "1"
+    cflags = ["-std=gnu11", "-fopenmp", "-Wall", "-Wno-unused-function", "-fvisibility=hidden",
+              # Exact float32 semantics: no contraction of a*b+c into FMA (image ops must match
+              # torchvision bit for bit, see shared spec section 0.3).
+              "-ffp-contract=off", "-fno-math-errno"]
+    cflags += ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
+    if os.environ.get("AFFECTFER_PORTABLE") != "1" and not debug:
+        cflags.append("-march=native")
+    macros = []
+    stb = stb_dirs()
+    if stb:
+        macros.append(("AF_HAVE_STB", "1"))
+    return Extension("affectfer._C", sources=sources, include_dirs=["csrc", numpy.get_include()] + blas_inc + stb,
+                     library_dirs=blas_lib, libraries=["openblas", "m"], define_macros=macros,
+                     extra_compile_args=cflags, extra_link_args=["-fopenmp"])
+
+
+setup(ext_modules=[extension()], cmdclass={"build_ext": ParallelIncrementalBuild})

@@ -1,0 +1,129 @@
+"""Tensor creation, NumPy and DLPack interop, RNG, and bad-input errors at the binding."""
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.testing import assert_close
+
+
+def test_tensor_copies_and_from_numpy_shares():
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    copied, shared = af.tensor(a), af.from_numpy(a)
+    a[0, 0] = 100
+    assert copied.numpy()[0, 0] == 0 and shared.numpy()[0, 0] == 100
+    view = np.asarray(shared)
+    view[1, 1] = -5
+    assert a[1, 1] == -5 and view.ctypes.data == a.ctypes.data
+    assert shared.shape == (3, 4) and shared.dtype == "float32" and shared.device == "cpu"
+
+
+def test_numpy_view_keeps_tensor_alive():
+    arr = af.ones(5).numpy()
+    import gc
+    gc.collect()
+    assert arr.sum() == 5
+
+
+def test_dtypes_roundtrip():
+    for dt in ["float32", "float64", "uint8", "int32", "int64", "bool"]:
+        a = (np.arange(6) % 2).astype(dt).reshape(2, 3)
+        t = af.tensor(a)
+        assert t.dtype == dt
+        assert (np.asarray(t) == a).all()
+        assert np.asarray(t).dtype == np.dtype(dt)
+
+
+def test_python_floats_default_to_float32_and_ints_to_int64():
+    assert af.tensor([1.0, 2.0]).dtype == "float32"
+    assert af.tensor([1, 2]).dtype == "int64"
+    assert af.tensor(np.zeros(2)).dtype == "float64"
+
+
+def test_array_interface_is_zero_copy():
+    t = af.zeros(4)
+    iface = t.__array_interface__
+    assert iface["data"][0] == t._data_ptr and iface["shape"] == (4,)
+
+
+def test_dlpack_with_numpy_both_ways():
+    a = np.arange(6, dtype=np.float64).reshape(2, 3)
+    t = af.from_dlpack(a)
+    a[0, 0] = 42
+    assert t.numpy()[0, 0] == 42
+    back = np.from_dlpack(t)
+    assert back.ctypes.data == t._data_ptr
+    assert af.tensor(t).dtype == "float64"
+    assert t.__dlpack_device__() == (1, 0)
+
+
+def test_dlpack_with_torch_when_installed():
+    torch = pytest.importorskip("torch")
+    x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    t = af.from_dlpack(x)
+    x[0, 0] = 7
+    assert t.numpy()[0, 0] == 7
+    y = torch.from_dlpack(t)
+    assert y.data_ptr() == t._data_ptr
+
+
+def test_from_numpy_refuses_what_it_cannot_share():
+    with pytest.raises(ValueError, match="C-contiguous"):
+        af.from_numpy(np.zeros((4, 4))[:, ::2])
+    ro = np.zeros(3)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        af.from_numpy(ro)
+    assert af.tensor(ro).shape == (3,)  # copying is fine
+    assert af.tensor(np.zeros((4, 4))[:, ::2]).shape == (4, 2)
+    with pytest.raises(TypeError, match="unsupported NumPy dtype"):
+        af.tensor(np.zeros(3, dtype=np.complex64))
+    with pytest.raises(ValueError, match="at most 5 dims"):
+        af.tensor(np.zeros((1,) * 6))
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        af.from_numpy([1.0, 2.0])
+    with pytest.raises(TypeError):
+        af.Tensor()
+
+
+def test_creation_functions():
+    assert af.zeros(2, 3).numpy().sum() == 0
+    assert af.ones((2, 3), dtype="float64").numpy().sum() == 6
+    assert af.empty(0, 5).shape == (0, 5)
+    with pytest.raises(ValueError, match="negative"):
+        af.zeros(-1)
+    with pytest.raises(TypeError, match="unknown dtype"):
+        af.zeros(2, dtype="float128")
+
+
+def test_philox_known_answers():
+    # Random123's published known-answer vectors for philox4x32-10
+    assert af._C.philox((0, 0, 0, 0), (0, 0)) == (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)
+    assert af._C.philox((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2) == (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)
+    assert af._C.philox((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0)) == (
+        0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)
+
+
+def test_manual_seed_repeats_and_threads_do_not_matter():
+    af.manual_seed(7)
+    a = af.randn(1000).numpy().copy()
+    b = af.rand(10).numpy().copy()
+    af.manual_seed(7)
+    threads = af.get_num_threads()
+    af.set_num_threads(1)
+    try:
+        assert (af.randn(1000).numpy() == a).all()
+        assert (af.rand(10).numpy() == b).all()
+    finally:
+        af.set_num_threads(threads)
+    big = af.randn(200000, dtype="float64").numpy()
+    assert abs(big.mean()) < 0.01 and abs(big.std() - 1) < 0.01
+    u = af.rand(200000, dtype="float64").numpy()
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+
+
+def test_item_and_repr():
+    t = af.tensor([2.5])
+    assert t.item() == 2.5 and float(t) == 2.5
+    assert "tensor(" in repr(t)
+    with pytest.raises(ValueError, match="one-element"):
+        af.zeros(2).item()
