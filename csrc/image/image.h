@@ -1,0 +1,46 @@
+/* Images and transform pipelines, the contract between csrc/image/ and the loader (csrc/data/).
+ *
+ * An af_image is uint8, HWC, row-major, channels 1 or 3 (decoding always yields 3: RGB). A pipeline
+ * is what affectfer.transforms.Compose compiles into: an ordered list of stages with numeric
+ * parameters, immutable once built, so any number of loader threads may run it at once. All
+ * randomness of one run comes from the af_rng it is given (the loader passes the stream of
+ * (seed, epoch, sample index)), so a sample's augmentation never depends on thread scheduling.
+ *
+ * Stages work on the uint8 image in place (it may change size); a pipeline may end with a
+ * to-tensor stage (ToTensor + optional Normalize) that writes float32 CHW. */
+#ifndef AF_IMAGE_H
+#define AF_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/rng.h"
+#include "../core/status.h"
+
+typedef struct af_image {
+    uint8_t *data; /* height * width * channels bytes from af_alloc_host; owned by the image */
+    int height, width, channels;
+} af_image;
+
+af_status af_image_alloc(af_image *img, int height, int width, int channels);
+void af_image_free(af_image *img); /* frees data, zeroes the struct; safe on a zeroed struct */
+
+/* Decoding (stb_image, JPEG/PNG/BMP only). Checks the header before decoding and refuses images of
+ * more than max_pixels pixels; `name` appears in error messages (a file name, or "<memory>"). */
+af_status af_image_decode(const uint8_t *bytes, size_t nbytes, int64_t max_pixels, const char *name,
+                          af_image *out);
+af_status af_image_read_file(const char *path, int64_t max_pixels, af_image *out);
+
+typedef struct af_pipeline af_pipeline; /* opaque, see csrc/image/pipeline.c */
+
+/* Output of a pipeline ending in a to-tensor stage, for an input of in_h x in_w: float32 of shape
+ * (channels, height, width). Fails with AF_ERR_VALUE when the size is not fixed by the pipeline
+ * (no Resize/crop to a fixed size) and so cannot be batched. */
+af_status af_pipeline_output_shape(const af_pipeline *p, int in_h, int in_w, int *channels, int *height,
+                                   int *width);
+/* Runs every uint8 stage on img (in place); when the pipeline ends with a to-tensor stage and `out` is
+ * not NULL, also writes the float32 CHW result to out. */
+af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, float *out);
+int af_pipeline_has_to_tensor(const af_pipeline *p);
+
+#endif
