@@ -44,6 +44,9 @@ int af_dtype_from_numpy(int npy_type, af_dtype *out);
 int af_dtype_to_numpy(af_dtype d);
 int af_dtype_from_name(const char *name, af_dtype *out);
 
+/* fer_bind.c */
+extern PyMethodDef af_fer_methods[];
+
 /* ops_bind.c */
 extern PyMethodDef af_ops_methods[];
 int af_ops_init(PyObject *module);
