@@ -26,5 +26,6 @@ AF_OP(pow_scalar, POW_SCALAR)
 /* conv2d.c, pool.c */
 
 /* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
+AF_OP(batch_norm, BATCH_NORM)
 
 /* optim.c and other non-differentiable ops */

@@ -1,0 +1,195 @@
+"""batchnorm.c: batch_norm against a NumPy reference and torch, float64 gradchecks, running-stat
+updates, bad input, thread-count determinism."""
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.testing import assert_close, gradcheck
+from tests.conftest import call, t64
+
+REFERENCE_TESTED = {"batch_norm"}
+GRAD_CHECKED = {"batch_norm"}
+
+
+def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
+    return call("batch_norm", [x, weight, bias, running_mean, running_var], (int(training),), (momentum, eps))
+
+
+def ref_batch_norm(x, w, b, rm, rv, training, momentum, eps):
+    """Independent NumPy version: returns y and the running stats after the call (copies)."""
+    x = x.astype(np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    bshape = (1, -1) + (1,) * (x.ndim - 2)
+    rm = None if rm is None else rm.astype(np.float64).copy()
+    rv = None if rv is None else rv.astype(np.float64).copy()
+    if training:
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)  # biased, for normalising
+        m = x.size // x.shape[1]
+        if rm is not None:
+            rm = (1 - momentum) * rm + momentum * mean
+            rv = (1 - momentum) * rv + momentum * var * m / (m - 1)
+    else:
+        mean, var = rm, rv
+    y = (x - mean.reshape(bshape)) / np.sqrt(var.reshape(bshape) + eps)
+    if w is not None:
+        y = y * w.reshape(bshape)
+    if b is not None:
+        y = y + b.reshape(bshape)
+    return y, rm, rv
+
+
+SHAPES = [(5, 3), (2, 3, 4, 5), (1, 2, 3, 3), (4, 1, 7), (3, 2, 1, 2, 2)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("training,track", [(True, True), (True, False), (False, True)])  # eval needs running stats
+def test_batch_norm_matches_numpy(shape, dtype, training, affine, track, rng):
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
+    w = (rng.standard_normal(C) + 1).astype(dtype) if affine else None
+    b = rng.standard_normal(C).astype(dtype) if affine else None
+    rm = rng.standard_normal(C).astype(dtype) if track else None
+    rv = (rng.random(C) + 0.5).astype(dtype) if track else None
+    y_ref, rm_ref, rv_ref = ref_batch_norm(x, w, b, rm, rv, training, 0.3, 1e-3)
+    t = lambda a: None if a is None else af.tensor(a)
+    trm, trv = t(rm), t(rv)
+    y = batch_norm(af.tensor(x), t(w), t(b), trm, trv, training, 0.3, 1e-3)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    assert y.dtype == dtype and y.shape == shape
+    assert_close(y, y_ref, **tol, name="y")
+    if track:
+        assert_close(trm, rm_ref, **tol, name="running_mean")
+        assert_close(trv, rv_ref, **tol, name="running_var")
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 2, 3, 2), (1, 2, 2, 2)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_gradcheck(shape, training, affine, rng):
+    C = shape[1]
+    x = t64(rng.standard_normal(shape))
+    w = t64(rng.standard_normal(C) + 1) if affine else None
+    b = t64(rng.standard_normal(C)) if affine else None
+    rm = af.tensor(rng.standard_normal(C), dtype="float64") if not training else None
+    rv = af.tensor(rng.random(C) + 0.5, dtype="float64") if not training else None
+    inputs = [x, w, b] if affine else [x]
+    fn = (lambda x, w, b: batch_norm(x, w, b, rm, rv, training)) if affine else (lambda x: batch_norm(x, None, None, rm, rv, training))
+    gradcheck(fn, inputs)
+
+
+def test_batch_norm_gradcheck_training_with_running_stats(rng):
+    """Running stats change at every call in training; the output (and gradient) must not depend on them."""
+    x, w, b = t64(rng.standard_normal((3, 2, 2))), t64(rng.standard_normal(2)), t64(rng.standard_normal(2))
+    rm, rv = af.tensor(np.zeros(2)), af.tensor(np.ones(2))
+    gradcheck(lambda x, w, b: batch_norm(x, w, b, rm, rv, True, 0.5), [x, w, b])
+
+
+def test_batch_norm_weight_gradient_only(rng):
+    """Gradient wanted for weight and bias but not x: the x path is skipped, dw/db still right."""
+    x = af.tensor(rng.standard_normal((3, 2, 2)), dtype="float64")
+    w, b = t64(rng.standard_normal(2)), t64(rng.standard_normal(2))
+    gradcheck(lambda w, b: batch_norm(x, w, b), [w, b])
+
+
+def test_batch_norm_matches_torch_over_several_steps(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    C = 3
+    w0, b0 = rng.standard_normal(C) + 1, rng.standard_normal(C)
+    tw, tb = torch.tensor(w0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+    aw, ab = t64(w0), t64(b0)
+    trm, trv = torch.zeros(C, dtype=torch.float64), torch.ones(C, dtype=torch.float64)
+    arm, arv = af.tensor(np.zeros(C)), af.tensor(np.ones(C))
+    for step in range(4):
+        x = rng.standard_normal((4, C, 3, 5)) * (step + 1) + step
+        g = rng.standard_normal(x.shape)
+        tx = torch.tensor(x, requires_grad=True)
+        ty = F.batch_norm(tx, trm, trv, tw, tb, training=True, momentum=0.2, eps=1e-4)
+        ty.backward(torch.tensor(g))
+        ax = t64(x)
+        ay = batch_norm(ax, aw, ab, arm, arv, True, 0.2, 1e-4)
+        ay.backward(af.tensor(g, dtype="float64"))
+        assert_close(ay, ty.detach().numpy(), rtol=1e-12, atol=1e-12, name=f"y step {step}")
+        assert_close(ax.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12, name=f"dx step {step}")
+        assert_close(arm, trm.numpy(), rtol=1e-12, atol=1e-12, name=f"running_mean step {step}")
+        assert_close(arv, trv.numpy(), rtol=1e-12, atol=1e-12, name=f"running_var step {step}")
+    assert_close(aw.grad, tw.grad.numpy(), rtol=1e-10, atol=1e-10, name="dw (accumulated)")
+    assert_close(ab.grad, tb.grad.numpy(), rtol=1e-10, atol=1e-10, name="dbias (accumulated)")
+    # eval with the running stats both have now, float32
+    x = rng.standard_normal((2, C, 4, 4)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    tw32 = torch.tensor(w0, dtype=torch.float32, requires_grad=True)
+    ty = F.batch_norm(tx, trm.float(), trv.float(), tw32, torch.tensor(b0, dtype=torch.float32), training=False, eps=1e-4)
+    ty.backward(torch.tensor(g))
+    ax, aw32 = af.tensor(x, requires_grad=True), af.tensor(w0.astype(np.float32), requires_grad=True)
+    ay = batch_norm(ax, aw32, af.tensor(b0.astype(np.float32)), af.tensor(arm.numpy(), dtype="float32"),
+                    af.tensor(arv.numpy(), dtype="float32"), False, 0.2, 1e-4)
+    ay.backward(af.tensor(g))
+    assert_close(ay, ty.detach().numpy(), name="eval y")
+    assert_close(ax.grad, tx.grad.numpy(), name="eval dx")
+    assert_close(aw32.grad, tw32.grad.numpy(), rtol=1e-4, atol=1e-4, name="eval dw")
+
+
+def test_batch_norm_no_running_stats_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((3, 4, 2, 2)).astype(np.float32)
+    ty = torch.nn.functional.batch_norm(torch.tensor(x), None, None, training=True, eps=1e-5)
+    assert_close(batch_norm(af.tensor(x)), ty.numpy())
+
+
+def test_batch_norm_empty_batch():
+    rm, rv = af.tensor(np.full(3, 0.5)), af.tensor(np.full(3, 2.0))
+    y = batch_norm(af.zeros(0, 3, 2, 2, dtype="float64"), None, None, rm, rv, True)
+    assert y.shape == (0, 3, 2, 2)
+    assert_close(rm, np.full(3, 0.5))
+    assert_close(rv, np.full(3, 2.0))
+
+
+def test_batch_norm_rejects_bad_input():
+    x = af.zeros(4, 3)
+    c3 = af.ones(3)
+    with pytest.raises(ValueError, match="'input' must be"):
+        batch_norm(af.zeros(3))
+    with pytest.raises(ValueError, match=r"'weight' must have shape \(C,\) = \(3,\)"):
+        batch_norm(x, af.ones(4))
+    with pytest.raises(ValueError, match="'running_var' must have shape"):
+        batch_norm(x, None, None, c3, af.ones(2))
+    with pytest.raises(TypeError, match="'bias' is float64"):
+        batch_norm(x, c3, af.ones(3, dtype="float64"))
+    with pytest.raises(TypeError, match="'input' must be float32 or float64"):
+        batch_norm(af.zeros(4, 3, dtype="int32"))
+    with pytest.raises(ValueError, match="'running_mean' .*required in eval"):
+        batch_norm(x, training=False)
+    with pytest.raises(ValueError, match="given together"):
+        batch_norm(x, None, None, c3, None)
+    with pytest.raises(ValueError, match="1 value per channel"):
+        batch_norm(af.zeros(1, 3))
+    with pytest.raises(ValueError, match="'eps'"):
+        batch_norm(x, eps=-1.0)
+    with pytest.raises(ValueError, match="takes 1 integer and 2 float"):
+        call("batch_norm", [x], (1,), (0.1,))
+    # one value per channel is fine in eval
+    assert batch_norm(af.zeros(1, 3), None, None, af.zeros(3), af.ones(3), training=False).shape == (1, 3)
+
+
+def test_batch_norm_threads_bitwise_identical(rng):
+    x = rng.standard_normal((8, 16, 16, 16)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+    results, previous = [], af.get_num_threads()
+    for threads in (1, 2):
+        af.set_num_threads(threads)
+        try:
+            ax, aw, ab = af.tensor(x, requires_grad=True), af.tensor(w, requires_grad=True), af.tensor(b, requires_grad=True)
+            rm, rv = af.zeros(16), af.ones(16)
+            y = batch_norm(ax, aw, ab, rm, rv)
+            y.backward(af.tensor(g))
+            results.append([a.numpy().copy() for a in (y, ax.grad, aw.grad, ab.grad, rm, rv)])
+        finally:
+            af.set_num_threads(previous)
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
