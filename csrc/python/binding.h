@@ -47,6 +47,9 @@ int af_dtype_from_name(const char *name, af_dtype *out);
 /* fer_bind.c */
 extern PyMethodDef af_fer_methods[];
 
+/* loader_bind.c: samplers, loader, batch mixers */
+extern PyMethodDef af_data_methods[];
+
 /* ops_bind.c */
 extern PyMethodDef af_ops_methods[];
 int af_ops_init(PyObject *module);

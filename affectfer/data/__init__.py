@@ -1,0 +1,3 @@
+"""affectfer.data: datasets, samplers and the threaded C loader."""
+from .samplers import (BaggingSampler, ClassBalancedOversampler, RandomSampler, Sampler, SequentialSampler,
+                       WeightedRandomSampler, class_inverse_weights)
