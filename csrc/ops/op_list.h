@@ -27,6 +27,7 @@ AF_OP(pow_scalar, POW_SCALAR)
 
 /* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
 AF_OP(batch_norm, BATCH_NORM)
+AF_OP(layer_norm, LAYER_NORM)
 AF_OP(softmax, SOFTMAX)
 AF_OP(log_softmax, LOG_SOFTMAX)
 AF_OP(cross_entropy, CROSS_ENTROPY)
