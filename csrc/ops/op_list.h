@@ -24,6 +24,7 @@ AF_OP(pow_scalar, POW_SCALAR)
 /* shape.c, reduce.c, linear.c, matmul.c */
 
 /* conv2d.c, pool.c */
+AF_OP(conv2d, CONV2D)
 
 /* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
 AF_OP(batch_norm, BATCH_NORM)

@@ -1,0 +1,541 @@
+/* conv2d: 2-D cross-correlation with stride, zero padding, dilation and groups, exactly
+ * torch.nn.functional.conv2d.
+ *
+ * in    = (x (N, Cin, H, W) or unbatched (Cin, H, W), weight (Cout, Cin/G, KH, KW), bias (Cout) or NULL)
+ * ints  = (stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups G)
+ * out   = y (N, Cout, Ho, Wo) (3-D when x is), Ho = floor((H + 2 pad_h - dil_h (KH - 1) - 1) / stride_h) + 1
+ *
+ *   y[n, co, oh, ow] = bias[co] + sum_{ci < Cin/G, kh, kw} weight[co, ci, kh, kw]
+ *                      * x[n, g Cin/G + ci, oh stride_h - pad_h + kh dil_h, ow stride_w - pad_w + kw dil_w]
+ * with g = co / (Cout/G) and x = 0 outside the image (the formula in the torch.nn.Conv2d docs).
+ *
+ * Three CPU algorithms, chosen per call (same results up to float rounding):
+ *   depthwise (Cin/G == 1, G > 1): a direct kernel; a GEMM with K = KH KW would be all overhead.
+ *   pointwise (1x1, stride 1, no padding) on large images: x[n] already is the GEMM's right operand,
+ *     so y[n, g] = W[g] @ x[n, g] per image without any copy.
+ *   everything else: im2col over a chunk of images, col (Cin/G KH KW, n_chunk Ho Wo), one GEMM per
+ *     group, then a scatter to NCHW. One wide GEMM per chunk keeps the BLAS at its best rate even on
+ *     7x7 feature maps, where per-image GEMMs would be 49 columns wide.
+ * Backward (the adjoint of each step): dbias += sum of dy; dW[g] += dY[g] @ col^T; dx: dcol = W[g]^T @
+ * dY[g], then col2im accumulates dcol into dx. Every parallel loop owns whole outputs (col2im runs
+ * per input channel plane), so results do not depend on the thread count. */
+#ifndef AF_FLOAT_PASS
+#include <cblas.h>
+#include <string.h>
+
+#include "ops.h"
+
+typedef struct conv_geom {
+    int64_t N, Cin, H, W, Cout, KH, KW, Ho, Wo;
+    int64_t sh, sw, ph, pw, dh, dw, G;
+    int64_t Cin_g, Cout_g, HWo, rows; /* rows = Cin_g KH KW: the GEMM's inner dimension */
+} conv_geom;
+
+/* Upper bound on the elements of one im2col buffer: chunks of images keep it near 64 MiB in float32. */
+#define CONV_COL_CAP ((int64_t)1 << 24)
+/* Pointwise convolutions skip im2col when one image's GEMM is at least this many columns wide. */
+#define CONV_POINTWISE_DIRECT_HWO 1024
+
+/* Smallest o >= 0 with o * s >= t (s > 0). */
+static inline int64_t first_at_least(int64_t t, int64_t s) {
+    return t <= 0 ? 0 : (t + s - 1) / s;
+}
+
+/* Output positions o in [*lo, *hi) read input positions i = o s + off inside [0, size). */
+static inline void valid_range(int64_t off, int64_t s, int64_t size, int64_t n_out, int64_t *lo, int64_t *hi) {
+    int64_t a = first_at_least(-off, s), b = first_at_least(size - off, s);
+    *lo = a < n_out ? a : n_out;
+    *hi = b < n_out ? b : n_out;
+    if (*hi < *lo) *hi = *lo;
+}
+
+static int64_t images_per_chunk(const conv_geom *g) {
+    int64_t per_image = g->rows * g->HWo;
+    if (g->Cout * g->HWo > per_image) per_image = g->Cout * g->HWo; /* the GEMM output buffer too */
+    int64_t nb = per_image > 0 ? CONV_COL_CAP / per_image : g->N;
+    if (nb < 1) nb = 1;
+    return nb < g->N ? nb : g->N;
+}
+
+static int conv_is_depthwise(const conv_geom *g) { return g->Cin_g == 1 && g->G > 1; }
+static int conv_is_pointwise(const conv_geom *g) {
+    return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+/* OpenBLAS 0.3.21 (Debian's) splits a multithreaded GEMM by thread count, and its edge kernels
+ * round differently, so C changes in the last bits between 1 and 2 threads (measured on sgemm with
+ * M = 16, N = 1600, K = 72). To keep results independent of the thread count, conv2d cuts each GEMM
+ * into tiles that depend only on the shape, runs each tile as a single-threaded BLAS call and spreads
+ * the tiles over our OpenMP threads. blas_single_begin/end bracket that region. */
+static int blas_single_begin(void) {
+    int saved = openblas_get_num_threads();
+    if (saved != 1) openblas_set_num_threads(1);
+    return saved;
+}
+static void blas_single_end(int saved) {
+    if (saved != 1) openblas_set_num_threads(saved);
+}
+
+/* Tile sizes of C (M, N) for gemm_tiled: rows up to 256, columns a multiple of 64 chosen so there are
+ * about 16 tiles (enough to balance two or more threads), from the shape alone. */
+static void gemm_tiles(int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
+    *tm = M < 256 ? (M > 0 ? M : 1) : 256;
+    int64_t m_tiles = (M + *tm - 1) / *tm, want_n = (16 + m_tiles - 1) / m_tiles;
+    int64_t t = (N + want_n - 1) / want_n;
+    t = (t + 63) / 64 * 64;
+    *tn = t < 64 ? 64 : t > 1024 ? 1024 : t;
+}
+
+#define AF_TEMPLATE_FILE "conv2d.c"
+#include "instantiate_float.h"
+
+static void conv_geom_from_call(const af_op_call *c, conv_geom *g) {
+    const af_tensor *x = c->in[0], *w = c->in[1];
+    int batched = x->ndim == 4;
+    g->N = batched ? x->shape[0] : 1;
+    g->Cin = x->shape[batched];
+    g->H = x->shape[batched + 1];
+    g->W = x->shape[batched + 2];
+    g->Cout = w->shape[0];
+    g->KH = w->shape[2];
+    g->KW = w->shape[3];
+    g->sh = c->attr.i[0], g->sw = c->attr.i[1], g->ph = c->attr.i[2], g->pw = c->attr.i[3];
+    g->dh = c->attr.i[4], g->dw = c->attr.i[5], g->G = c->attr.i[6];
+    g->Ho = (g->H + 2 * g->ph - g->dh * (g->KH - 1) - 1) / g->sh + 1;
+    g->Wo = (g->W + 2 * g->pw - g->dw * (g->KW - 1) - 1) / g->sw + 1;
+    g->Cin_g = g->Cin / g->G;
+    g->Cout_g = g->Cout / g->G;
+    g->HWo = g->Ho * g->Wo;
+    g->rows = g->Cin_g * g->KH * g->KW;
+}
+
+static af_status conv2d_setup(af_op_call *c) {
+    AF_TRY(af_check_attrs(c, 7, 0));
+    if (c->n_in < 2 || c->n_in > 3)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d takes (input, weight, bias=None), got %d inputs", c->n_in);
+    AF_TRY(af_check_float(c, 0));
+    AF_TRY(af_check_float(c, 1));
+    AF_TRY(af_check_same_dtype(c, 0, 1));
+    const af_tensor *x = c->in[0], *w = c->in[1], *b = c->n_in > 2 ? c->in[2] : NULL;
+    char buf[96];
+    if (x->ndim != 3 && x->ndim != 4)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: argument 'input' must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape %s",
+                       af_shape_str(x->ndim, x->shape, buf, sizeof buf));
+    if (w->ndim != 4)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: argument 'weight' must be 4-D (Cout, Cin/groups, KH, KW), got shape %s",
+                       af_shape_str(w->ndim, w->shape, buf, sizeof buf));
+    const int64_t *a = c->attr.i;
+    static const char *const attr_names[] = {"stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups"};
+    for (int k = 0; k < 7; k++) {
+        int is_pad = k == 2 || k == 3;
+        if (is_pad ? a[k] < 0 : a[k] < 1)
+            return AF_FAIL(AF_ERR_VALUE, "conv2d: '%s' must be %s, got %lld", attr_names[k],
+                           is_pad ? "non-negative" : "positive", (long long)a[k]);
+        if (a[k] > ((int64_t)1 << 30))
+            return AF_FAIL(AF_ERR_VALUE, "conv2d: '%s' = %lld is too large", attr_names[k], (long long)a[k]);
+    }
+    int batched = x->ndim == 4;
+    int64_t Cin = x->shape[batched], H = x->shape[batched + 1], W = x->shape[batched + 2];
+    int64_t Cout = w->shape[0], G = a[6];
+    if (Cin % G != 0)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'input' has %lld channels, not divisible by groups=%lld",
+                       (long long)Cin, (long long)G);
+    if (Cout % G != 0)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'weight' has %lld output channels, not divisible by groups=%lld",
+                       (long long)Cout, (long long)G);
+    if (w->shape[1] * G != Cin)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'weight' has %lld input channels per group but 'input' has %lld channels with groups=%lld",
+                       (long long)w->shape[1], (long long)Cin, (long long)G);
+    if (w->shape[2] < 1 || w->shape[3] < 1)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'weight' must have a kernel of at least 1x1, got shape %s",
+                       af_shape_str(w->ndim, w->shape, buf, sizeof buf));
+    if (b) {
+        AF_TRY(af_check_float(c, 2));
+        AF_TRY(af_check_same_dtype(c, 0, 2));
+        if (b->ndim != 1 || b->shape[0] != Cout)
+            return AF_FAIL(AF_ERR_VALUE, "conv2d: 'bias' must have shape (%lld,) to match 'weight', got %s",
+                           (long long)Cout, af_shape_str(b->ndim, b->shape, buf, sizeof buf));
+    }
+    int64_t eff_h = a[4] * (w->shape[2] - 1) + 1, eff_w = a[5] * (w->shape[3] - 1) + 1;
+    int64_t padded_h = H + 2 * a[2], padded_w = W + 2 * a[3];
+    if (eff_h > padded_h || eff_w > padded_w)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: padded 'input' is %lldx%lld but the (dilated) kernel of 'weight' is %lldx%lld; "
+                       "the kernel can't be larger than the padded input",
+                       (long long)padded_h, (long long)padded_w, (long long)eff_h, (long long)eff_w);
+    conv_geom g;
+    conv_geom_from_call(c, &g);
+    /* CBLAS dimensions are int: keep every GEMM dimension and leading dimension below 2^31. */
+    const int64_t lim = INT32_MAX;
+    if (g.HWo > lim / 2 || g.rows > lim / 2 || g.H * g.W > lim / 2)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'input' %lldx%lld with this kernel is too large for the CPU kernel",
+                       (long long)H, (long long)W);
+    int64_t shape[4] = {g.N, Cout, g.Ho, g.Wo};
+    return batched ? af_alloc_out(c, 0, 4, shape, 0) : af_alloc_out(c, 0, 3, shape + 1, 0);
+}
+
+static af_status conv2d_forward_cpu(af_op_call *c) {
+    conv_geom g;
+    conv_geom_from_call(c, &g);
+    const af_tensor *b = c->n_in > 2 ? c->in[2] : NULL;
+    const void *bias = b ? af_tensor_data(b) : NULL;
+    if (c->out[0]->numel == 0) return AF_OK;
+    if (conv_is_depthwise(&g)) {
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, depthwise_forward, &g, af_tensor_data(c->in[0]),
+                          af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
+        return AF_OK;
+    }
+    if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, pointwise_forward, &g, af_tensor_data(c->in[0]),
+                          af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
+        return AF_OK;
+    }
+    return AF_DISPATCH_FLOAT(c->in[0]->dtype, gemm_forward, &g, af_tensor_data(c->in[0]),
+                             af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
+}
+
+static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    conv_geom g;
+    conv_geom_from_call(c, &g);
+    af_dtype dt = c->in[0]->dtype;
+    void *dx = din[0] ? af_tensor_data(din[0]) : NULL;
+    void *dw = din[1] ? af_tensor_data(din[1]) : NULL;
+    void *dbias = c->n_in > 2 && din[2] ? af_tensor_data(din[2]) : NULL;
+    const void *x = af_tensor_data(c->in[0]), *w = af_tensor_data(c->in[1]), *dy = af_tensor_data(dout[0]);
+    if (dbias) AF_DISPATCH_FLOAT(dt, bias_backward, &g, dy, dbias);
+    if (!dx && !dw) return AF_OK;
+    if (g.N * g.HWo == 0 || g.Cout == 0 || g.Cin == 0) return AF_OK;
+    if (conv_is_depthwise(&g)) {
+        AF_DISPATCH_FLOAT(dt, depthwise_backward, &g, x, w, dy, dx, dw);
+        return AF_OK;
+    }
+    if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
+        /* dx per image straight from dy; dW needs dy in (Cout, N HW) layout, which gemm_backward builds */
+        if (dx) AF_DISPATCH_FLOAT(dt, pointwise_backward_dx, &g, w, dy, dx);
+        return dw ? AF_DISPATCH_FLOAT(dt, gemm_backward, &g, x, w, dy, NULL, dw) : AF_OK;
+    }
+    return AF_DISPATCH_FLOAT(dt, gemm_backward, &g, x, w, dy, dx, dw);
+}
+
+static const char *const conv2d_inputs[] = {"input", "weight", "bias", NULL};
+
+const af_op_def af_op_def_conv2d = {"conv2d", conv2d_inputs, conv2d_setup, conv2d_forward_cpu,
+                                    conv2d_backward_cpu, NULL, NULL, 0x7u};
+
+#else /* ---- kernels, once per scalar_t ---- */
+
+/* C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, row-major, in shape-determined tiles, each one a
+ * single-threaded BLAS call (see blas_single_begin): bitwise the same for any thread count.
+ * When C has too few tiles to keep the threads busy (dW of a small filter: K = N Ho Wo is long), K
+ * is cut into a shape-determined number of slices whose partial products are summed in slice order,
+ * which is again independent of the thread count. */
+static void K(gemm_tiled)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, const scalar_t *A, int64_t lda,
+                          const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    int64_t tm, tn;
+    gemm_tiles(M, N, &tm, &tn);
+    const int64_t n_tiles = (N + tn - 1) / tn, tiles = (M + tm - 1) / tm * n_tiles;
+    int64_t slices = tiles >= 8 ? 1 : Kd / 1024 < 8 / tiles ? Kd / 1024 : 8 / tiles;
+    scalar_t *part = slices > 1 ? af_alloc_host((size_t)(slices * M * N) * sizeof(scalar_t)) : NULL;
+    if (!part) slices = 1;
+    const int64_t ks = (Kd + slices - 1) / slices;
+    int saved = blas_single_begin();
+    AF_PARALLEL_FOR(tiles * slices > 1 ? M * N * Kd : 0)
+    for (int64_t t = 0; t < tiles * slices; t++) {
+        int64_t tile = t % tiles, sl = t / tiles;
+        int64_t i0 = tile / n_tiles * tm, j0 = tile % n_tiles * tn, k0 = sl * ks;
+        int64_t mm = M - i0 < tm ? M - i0 : tm, nn = N - j0 < tn ? N - j0 : tn;
+        const scalar_t *a = ta ? A + i0 : A + i0 * lda, *b = tb ? B + j0 * ldb : B + j0;
+        if (slices == 1) {
+            AF_GEMM(ta, tb, mm, nn, Kd, 1, a, lda, b, ldb, beta, C + i0 * ldc + j0, ldc);
+        } else {
+            int64_t kk = Kd - k0 < ks ? Kd - k0 : ks;
+            a += ta ? k0 * lda : k0;
+            b += tb ? k0 : k0 * ldb;
+            AF_GEMM(ta, tb, mm, nn, kk, 1, a, lda, b, ldb, 0, part + sl * M * N + i0 * N + j0, N);
+        }
+    }
+    blas_single_end(saved);
+    if (slices == 1) return;
+    AF_PARALLEL_FOR(M * N * slices)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            scalar_t acc = beta == 0 ? 0 : beta * C[i * ldc + j];
+            for (int64_t sl = 0; sl < slices; sl++) acc += part[sl * M * N + i * N + j];
+            C[i * ldc + j] = acc;
+        }
+    af_free_host(part);
+}
+
+/* col (rows, m Ho Wo) with rows = (ci, kh, kw) of group grp and columns = (n, oh, ow):
+ * col[(ci KH + kh) KW + kw, n HWo + oh Wo + ow] = x[n, grp Cin_g + ci, oh sh - ph + kh dh, ow sw - pw + kw dw]
+ * (0 outside). x: the chunk's first image (m images). */
+static void K(im2col)(const conv_geom *g, const scalar_t *x, int64_t grp, int64_t m, scalar_t *col) {
+    const int64_t KK = g->KH * g->KW, L = m * g->HWo, items = g->rows * m;
+    AF_PARALLEL_FOR(items * g->HWo)
+    for (int64_t it = 0; it < items; it++) {
+        int64_t r = it / m, n = it % m;
+        int64_t ci = r / KK, kh = r % KK / g->KW, kw = r % g->KW;
+        const scalar_t *xp = x + (n * g->Cin + grp * g->Cin_g + ci) * g->H * g->W;
+        scalar_t *dst = col + r * L + n * g->HWo;
+        int64_t off_w = kw * g->dw - g->pw, lo, hi;
+        valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
+        for (int64_t oh = 0; oh < g->Ho; oh++, dst += g->Wo) {
+            int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+            if (ih < 0 || ih >= g->H) {
+                memset(dst, 0, (size_t)g->Wo * sizeof(scalar_t));
+                continue;
+            }
+            const scalar_t *xrow = xp + ih * g->W + off_w;
+            for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+            if (g->sw == 1)
+                memcpy(dst + lo, xrow + lo, (size_t)(hi - lo) * sizeof(scalar_t));
+            else
+                for (int64_t ow = lo; ow < hi; ow++) dst[ow] = xrow[ow * g->sw];
+            for (int64_t ow = hi; ow < g->Wo; ow++) dst[ow] = 0;
+        }
+    }
+}
+
+/* dx[n, grp Cin_g + ci] += the adjoint of im2col applied to dcol (rows, m HWo). One thread per input
+ * plane (n, ci), which sums its (kh, kw) contributions in a fixed order. */
+static void K(col2im)(const conv_geom *g, const scalar_t *dcol, int64_t grp, int64_t m, scalar_t *dx) {
+    const int64_t KK = g->KH * g->KW, L = m * g->HWo, planes = m * g->Cin_g;
+    AF_PARALLEL_FOR(planes * KK * g->HWo)
+    for (int64_t p = 0; p < planes; p++) {
+        int64_t n = p / g->Cin_g, ci = p % g->Cin_g;
+        scalar_t *dxp = dx + (n * g->Cin + grp * g->Cin_g + ci) * g->H * g->W;
+        for (int64_t kh = 0; kh < g->KH; kh++)
+            for (int64_t kw = 0; kw < g->KW; kw++) {
+                const scalar_t *src = dcol + ((ci * g->KH + kh) * g->KW + kw) * L + n * g->HWo;
+                int64_t off_w = kw * g->dw - g->pw, lo, hi;
+                valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
+                for (int64_t oh = 0; oh < g->Ho; oh++, src += g->Wo) {
+                    int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    scalar_t *dxrow = dxp + ih * g->W + off_w;
+                    if (g->sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) dxrow[ow] += src[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) dxrow[ow * g->sw] += src[ow];
+                }
+            }
+    }
+}
+
+/* y (m, Cout, HWo) = tmp (Cout, m HWo) transposed per image, plus bias (Cout) or nothing */
+static void K(scatter_out)(const conv_geom *g, const scalar_t *tmp, const scalar_t *bias, int64_t m, scalar_t *y) {
+    const int64_t L = m * g->HWo, items = m * g->Cout;
+    AF_PARALLEL_FOR(items * g->HWo)
+    for (int64_t it = 0; it < items; it++) {
+        int64_t n = it / g->Cout, co = it % g->Cout;
+        const scalar_t *src = tmp + co * L + n * g->HWo;
+        scalar_t *dst = y + it * g->HWo;
+        scalar_t b = bias ? bias[co] : 0;
+        if (bias)
+            for (int64_t p = 0; p < g->HWo; p++) dst[p] = src[p] + b;
+        else
+            memcpy(dst, src, (size_t)g->HWo * sizeof(scalar_t));
+    }
+}
+
+/* dyt (Cout, m HWo) = dy (m, Cout, HWo) transposed per image: the layout the GEMMs read */
+static void K(gather_dy)(const conv_geom *g, const scalar_t *dy, int64_t m, scalar_t *dyt) {
+    const int64_t L = m * g->HWo, items = m * g->Cout;
+    AF_PARALLEL_FOR(items * g->HWo)
+    for (int64_t it = 0; it < items; it++) {
+        int64_t co = it / m, n = it % m;
+        memcpy(dyt + co * L + n * g->HWo, dy + (n * g->Cout + co) * g->HWo, (size_t)g->HWo * sizeof(scalar_t));
+    }
+}
+
+/* x (N, Cin, H, W), w (Cout, Cin_g, KH, KW), bias (Cout) or NULL -> y (N, Cout, Ho, Wo), via im2col + GEMM */
+static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                 scalar_t *y) {
+    int64_t nb = images_per_chunk(g);
+    scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
+    scalar_t *tmp = af_alloc_host((size_t)(g->Cout * nb * g->HWo) * sizeof(scalar_t));
+    if (!col || !tmp) {
+        af_free_host(col);
+        af_free_host(tmp);
+        return AF_FAIL(AF_ERR_OOM, "conv2d: out of memory for the im2col buffers (%lld images per chunk)", (long long)nb);
+    }
+    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
+        int64_t m = g->N - n0 < nb ? g->N - n0 : nb, L = m * g->HWo;
+        const scalar_t *xc = x + n0 * g->Cin * g->H * g->W;
+        for (int64_t grp = 0; grp < g->G; grp++) {
+            K(im2col)(g, xc, grp, m, col);
+            /* tmp[g] (Cout_g, L) = W[g] (Cout_g, rows) @ col (rows, L) */
+            K(gemm_tiled)(0, 0, g->Cout_g, L, g->rows, w + grp * g->Cout_g * g->rows, g->rows, col, L, 0,
+                    tmp + grp * g->Cout_g * L, L);
+        }
+        K(scatter_out)(g, tmp, bias, m, y + n0 * g->Cout * g->HWo);
+    }
+    af_free_host(col);
+    af_free_host(tmp);
+    return AF_OK;
+}
+
+/* dx (N, Cin, H, W) and/or dw (Cout, Cin_g, KH, KW) += ..., either may be NULL */
+static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
+                                  scalar_t *dx, scalar_t *dw) {
+    int64_t nb = images_per_chunk(g);
+    scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
+    scalar_t *dyt = af_alloc_host((size_t)(g->Cout * nb * g->HWo) * sizeof(scalar_t));
+    if (!col || !dyt) {
+        af_free_host(col);
+        af_free_host(dyt);
+        return AF_FAIL(AF_ERR_OOM, "conv2d backward: out of memory for the im2col buffers (%lld images per chunk)",
+                       (long long)nb);
+    }
+    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
+        int64_t m = g->N - n0 < nb ? g->N - n0 : nb, L = m * g->HWo;
+        K(gather_dy)(g, dy + n0 * g->Cout * g->HWo, m, dyt);
+        for (int64_t grp = 0; grp < g->G; grp++) {
+            const scalar_t *dyt_g = dyt + grp * g->Cout_g * L;
+            if (dw) {
+                K(im2col)(g, x + n0 * g->Cin * g->H * g->W, grp, m, col);
+                /* dW[g] (Cout_g, rows) += dY[g] (Cout_g, L) @ col^T (L, rows) */
+                K(gemm_tiled)(0, 1, g->Cout_g, g->rows, L, dyt_g, L, col, L, 1, dw + grp * g->Cout_g * g->rows, g->rows);
+            }
+            if (dx) {
+                /* dcol (rows, L) = W[g]^T (rows, Cout_g) @ dY[g] (Cout_g, L), reusing col */
+                K(gemm_tiled)(1, 0, g->rows, L, g->Cout_g, w + grp * g->Cout_g * g->rows, g->rows, dyt_g, L, 0, col, L);
+                K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W);
+            }
+        }
+    }
+    af_free_host(col);
+    af_free_host(dyt);
+    return AF_OK;
+}
+
+/* Pointwise (1x1, stride 1, no padding): y[n, g] (Cout_g, HW) = W[g] (Cout_g, Cin_g) @ x[n, g] (Cin_g, HW) */
+static void K(pointwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                 scalar_t *y) {
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t grp = 0; grp < g->G; grp++)
+            K(gemm_tiled)(0, 0, g->Cout_g, g->HWo, g->Cin_g, w + grp * g->Cout_g * g->Cin_g, g->Cin_g,
+                    x + (n * g->Cin + grp * g->Cin_g) * g->HWo, g->HWo, 0,
+                    y + (n * g->Cout + grp * g->Cout_g) * g->HWo, g->HWo);
+    if (!bias) return;
+    AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
+    for (int64_t it = 0; it < g->N * g->Cout; it++) {
+        scalar_t b = bias[it % g->Cout], *dst = y + it * g->HWo;
+        for (int64_t p = 0; p < g->HWo; p++) dst[p] += b;
+    }
+}
+
+static void K(pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t grp = 0; grp < g->G; grp++) {
+            const scalar_t *dy_ng = dy + (n * g->Cout + grp * g->Cout_g) * g->HWo;
+            const scalar_t *w_g = w + grp * g->Cout_g * g->Cin_g;
+            /* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW) */
+            K(gemm_tiled)(1, 0, g->Cin_g, g->HWo, g->Cout_g, w_g, g->Cin_g, dy_ng, g->HWo, 1,
+                          dx + (n * g->Cin + grp * g->Cin_g) * g->HWo, g->HWo);
+        }
+}
+
+/* Depthwise (Cin_g = 1): y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g] shifted.
+ * One thread per output plane; each (kh, kw) tap is a row-wise axpy over the valid output range. */
+static void K(depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                 scalar_t *y) {
+    const int64_t planes = g->N * g->Cout;
+    AF_PARALLEL_FOR(planes * g->HWo * g->KH * g->KW)
+    for (int64_t p = 0; p < planes; p++) {
+        int64_t n = p / g->Cout, co = p % g->Cout, ci = co / g->Cout_g;
+        const scalar_t *xp = x + (n * g->Cin + ci) * g->H * g->W, *wp = w + co * g->KH * g->KW;
+        scalar_t *yp = y + p * g->HWo, b = bias ? bias[co] : 0;
+        for (int64_t i = 0; i < g->HWo; i++) yp[i] = b;
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            int64_t oh_lo, oh_hi;
+            valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
+            for (int64_t kw = 0; kw < g->KW; kw++) {
+                scalar_t wv = wp[kh * g->KW + kw];
+                int64_t off_w = kw * g->dw - g->pw, lo, hi;
+                valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
+                for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                    const scalar_t *xrow = xp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
+                    scalar_t *yrow = yp + oh * g->Wo;
+                    if (g->sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) yrow[ow] += wv * xrow[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) yrow[ow] += wv * xrow[ow * g->sw];
+                }
+            }
+        }
+    }
+}
+
+/* dx (one thread per input plane, over its Cout_g output channels) and dw (one thread per output
+ * channel, summing over images in order) += the adjoints of depthwise_forward */
+static void K(depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
+                                  scalar_t *dx, scalar_t *dw) {
+    const int64_t KK = g->KH * g->KW;
+    if (dx) {
+        const int64_t planes = g->N * g->Cin;
+        AF_PARALLEL_FOR(planes * g->Cout_g * g->HWo * KK)
+        for (int64_t p = 0; p < planes; p++) {
+            int64_t n = p / g->Cin, ci = p % g->Cin;
+            scalar_t *dxp = dx + p * g->H * g->W;
+            for (int64_t j = 0; j < g->Cout_g; j++) {
+                int64_t co = ci * g->Cout_g + j;
+                const scalar_t *dyp = dy + (n * g->Cout + co) * g->HWo, *wp = w + co * KK;
+                for (int64_t kh = 0; kh < g->KH; kh++) {
+                    int64_t oh_lo, oh_hi;
+                    valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
+                    for (int64_t kw = 0; kw < g->KW; kw++) {
+                        scalar_t wv = wp[kh * g->KW + kw];
+                        int64_t off_w = kw * g->dw - g->pw, lo, hi;
+                        valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
+                        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                            scalar_t *dxrow = dxp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
+                            const scalar_t *dyrow = dyp + oh * g->Wo;
+                            for (int64_t ow = lo; ow < hi; ow++) dxrow[ow * g->sw] += wv * dyrow[ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if (dw) {
+        AF_PARALLEL_FOR(g->Cout * g->N * g->HWo * KK)
+        for (int64_t co = 0; co < g->Cout; co++) {
+            int64_t ci = co / g->Cout_g;
+            for (int64_t kh = 0; kh < g->KH; kh++) {
+                int64_t oh_lo, oh_hi;
+                valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
+                for (int64_t kw = 0; kw < g->KW; kw++) {
+                    int64_t off_w = kw * g->dw - g->pw, lo, hi;
+                    valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
+                    scalar_t acc = 0;
+                    for (int64_t n = 0; n < g->N; n++) {
+                        const scalar_t *xp = x + (n * g->Cin + ci) * g->H * g->W;
+                        const scalar_t *dyp = dy + (n * g->Cout + co) * g->HWo;
+                        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                            const scalar_t *xrow = xp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
+                            const scalar_t *dyrow = dyp + oh * g->Wo;
+                            for (int64_t ow = lo; ow < hi; ow++) acc += dyrow[ow] * xrow[ow * g->sw];
+                        }
+                    }
+                    dw[co * KK + kh * g->KW + kw] += acc;
+                }
+            }
+        }
+    }
+}
+
+/* dbias[co] += sum_{n, oh, ow} dy[n, co, oh, ow]; one thread per channel, images in order */
+static void K(bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias) {
+    AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
+    for (int64_t co = 0; co < g->Cout; co++) {
+        scalar_t acc = 0;
+        for (int64_t n = 0; n < g->N; n++) {
+            const scalar_t *p = dy + (n * g->Cout + co) * g->HWo;
+            for (int64_t i = 0; i < g->HWo; i++) acc += p[i];
+        }
+        dbias[co] += acc;
+    }
+}
+
+#endif

@@ -1,0 +1,202 @@
+"""conv2d.c: forward against a NumPy reference (every algorithm: im2col + GEMM, pointwise, depthwise),
+float64 gradchecks for input, weight and bias, torch parity (forward and backward) when torch is
+importable, error messages, and bitwise thread-count independence."""
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.testing import assert_close, gradcheck
+from tests.conftest import call, t64
+
+REFERENCE_TESTED = {"conv2d"}
+GRAD_CHECKED = {"conv2d"}
+
+
+def conv2d_ref(x, w, b, stride, padding, dilation, groups):
+    """Direct sum over the definition in the torch.nn.Conv2d docs, in float64."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    N, Cin, H, W = x.shape
+    Cout, Cin_g, KH, KW = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.zeros((N, Cin, H + 2 * ph, W + 2 * pw))
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    Ho = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    Cout_g = Cout // groups
+    y = np.zeros((N, Cout, Ho, Wo))
+    for co in range(Cout):
+        g = co // Cout_g
+        for kh in range(KH):
+            for kw in range(KW):
+                patch = xp[:, g * Cin_g:(g + 1) * Cin_g, kh * dh:kh * dh + sh * (Ho - 1) + 1:sh,
+                           kw * dw:kw * dw + sw * (Wo - 1) + 1:sw]
+                y[:, co] += np.einsum("ncij,c->nij", patch, w[co, :, kh, kw])
+        if b is not None:
+            y[:, co] += b[co]
+    return y
+
+
+def _ints(stride, padding, dilation, groups):
+    return (*stride, *padding, *dilation, groups)
+
+
+# (x shape, weight shape, stride, padding, dilation, groups, bias)
+CASES = [
+    ((2, 3, 7, 9), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),      # im2col, odd sizes
+    ((1, 4, 9, 7), (6, 2, 3, 2), (2, 1), (0, 2), (1, 2), 2, True),      # groups, mixed attrs, batch 1
+    ((3, 6, 8, 8), (6, 1, 3, 3), (1, 2), (1, 1), (2, 1), 6, False),     # depthwise, no bias
+    ((2, 4, 5, 6), (8, 1, 3, 3), (2, 2), (1, 0), (1, 1), 4, True),      # depthwise, multiplier 2
+    ((2, 8, 33, 33), (5, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1, True),    # pointwise, direct GEMM
+    ((2, 8, 5, 5), (4, 4, 1, 1), (1, 1), (0, 0), (1, 1), 2, False),     # pointwise, batched, groups
+    ((2, 6, 9, 9), (4, 6, 1, 1), (2, 2), (0, 0), (1, 1), 1, True),      # 1x1 stride 2 (ResNet downsample)
+    ((2, 3, 11, 13), (5, 3, 7, 7), (2, 2), (3, 3), (1, 1), 1, True),    # ResNet stem shape
+    ((1, 2, 4, 4), (3, 2, 4, 4), (1, 1), (0, 0), (1, 1), 1, True),      # kernel == input
+    ((1, 1, 6, 5), (2, 1, 2, 3), (3, 2), (2, 1), (2, 1), 1, False),     # Cin 1, groups 1
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_forward_matches_numpy(case, dtype, rng):
+    xs, ws, stride, padding, dilation, groups, has_bias = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if has_bias else None
+    inputs = [af.tensor(x), af.tensor(w)] + ([af.tensor(b)] if has_bias else [])
+    y = call("conv2d", inputs, _ints(stride, padding, dilation, groups))
+    ref = conv2d_ref(x, w, b, stride, padding, dilation, groups)
+    assert y.dtype == dtype
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-11, atol=1e-11)
+    assert_close(y, ref, **tol)
+
+
+def test_unbatched_input(rng):
+    x, w = rng.standard_normal((3, 6, 5)), rng.standard_normal((2, 3, 3, 3))
+    y = call("conv2d", [af.tensor(x, dtype="float64"), af.tensor(w, dtype="float64")], (1, 1, 1, 1, 1, 1, 1))
+    assert y.shape == (2, 6, 5)
+    assert_close(y, conv2d_ref(x[None], w, None, (1, 1), (1, 1), (1, 1), 1)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_empty_batch():
+    y = call("conv2d", [af.zeros(0, 3, 5, 5), af.zeros(4, 3, 3, 3)], (1, 1, 0, 0, 1, 1, 1))
+    assert y.shape == (0, 4, 3, 3)
+
+
+GRAD_CASES = [
+    ((2, 2, 5, 4), (3, 2, 3, 2), (1, 1), (1, 1), (1, 1), 1),
+    ((1, 4, 6, 5), (4, 2, 2, 3), (2, 1), (1, 0), (2, 1), 2),
+    ((2, 3, 5, 5), (6, 1, 3, 3), (2, 1), (1, 1), (1, 2), 3),   # depthwise
+    ((2, 4, 3, 4), (2, 4, 1, 1), (1, 1), (0, 0), (1, 1), 1),   # pointwise
+]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[str(i) for i in range(len(GRAD_CASES))])
+def test_gradcheck(case, rng):
+    xs, ws, stride, padding, dilation, groups = case
+    x, w, b = t64(rng.standard_normal(xs)), t64(rng.standard_normal(ws)), t64(rng.standard_normal(ws[0]))
+    ints = _ints(stride, padding, dilation, groups)
+    gradcheck(lambda x, w, b: call("conv2d", [x, w, b], ints), [x, w, b])
+
+
+def test_gradcheck_pointwise_direct(rng):
+    """The per-image GEMM path (1x1 on >= 1024 output pixels): weight and bias by finite differences."""
+    x = t64(rng.standard_normal((1, 2, 32, 64)), requires_grad=False)  # K = 2048: the K-sliced dW GEMM
+    w, b = t64(rng.standard_normal((2, 2, 1, 1))), t64(rng.standard_normal(2))
+    gradcheck(lambda x, w, b: call("conv2d", [x, w, b], (1, 1, 0, 0, 1, 1, 1)), [x, w, b])
+    # dx through the same path, checked against the batched im2col path's adjoint (W^T dY)
+    xg = t64(rng.standard_normal((1, 2, 32, 33)))
+    wn = rng.standard_normal((3, 2, 1, 1))
+    y = call("conv2d", [xg, t64(wn, requires_grad=False)], (1, 1, 0, 0, 1, 1, 1))
+    dy = rng.standard_normal(y.shape)
+    y.backward(af.tensor(dy, dtype="float64"))
+    assert_close(xg.grad, np.einsum("oi,nohw->nihw", wn[:, :, 0, 0], dy), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_matches_torch_forward_and_backward(case, rng):
+    torch = pytest.importorskip("torch")
+    xs, ws, stride, padding, dilation, groups, has_bias = case
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32) if has_bias else None
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if has_bias else None
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    ax, aw = af.tensor(x, requires_grad=True), af.tensor(w, requires_grad=True)
+    ab = af.tensor(b, requires_grad=True) if has_bias else None
+    y = call("conv2d", [ax, aw] + ([ab] if has_bias else []), _ints(stride, padding, dilation, groups))
+    assert_close(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4, name="y")
+    dy = rng.standard_normal(ty.shape).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    y.backward(af.tensor(dy))
+    assert_close(ax.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-4, name="dx")
+    assert_close(aw.grad, tw.grad.numpy(), rtol=1e-4, atol=1e-3, name="dw")
+    if has_bias:
+        assert_close(ab.grad, tb.grad.numpy(), rtol=1e-4, atol=1e-3, name="dbias")
+
+
+THREAD_CASES = {  # big enough that every parallel loop forks (work > 32768)
+    "im2col": ((4, 8, 20, 19), (16, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    "depthwise": ((4, 16, 20, 20), (32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 16),
+    "pointwise": ((2, 8, 40, 40), (16, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1),
+    "stem": ((2, 3, 40, 40), (8, 3, 7, 7), (2, 2), (3, 3), (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(THREAD_CASES))
+def test_thread_count_does_not_change_bits(case, rng):
+    xs, ws, stride, padding, dilation, groups = THREAD_CASES[case]
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    ints = _ints(stride, padding, dilation, groups)
+    dy = None
+    results = []
+    old = af.get_num_threads()
+    try:
+        for threads in (1, 2):
+            af.set_num_threads(threads)
+            ax, aw, ab = (af.tensor(a, requires_grad=True) for a in (x, w, b))
+            y = call("conv2d", [ax, aw, ab], ints)
+            if dy is None:
+                dy = rng.standard_normal(y.shape).astype(np.float32)
+            y.backward(af.tensor(dy))
+            results.append([y.numpy().copy(), ax.grad.numpy().copy(), aw.grad.numpy().copy(), ab.grad.numpy().copy()])
+    finally:
+        af.set_num_threads(old)
+    for name, one, two in zip(["y", "dx", "dw", "dbias"], *results):
+        assert np.array_equal(one, two), f"{name} differs between 1 and 2 threads"
+
+
+def test_rejects_bad_input():
+    x, w = af.zeros(1, 4, 5, 5), af.zeros(2, 3, 3, 3)
+    ok = (1, 1, 0, 0, 1, 1, 1)
+    with pytest.raises(ValueError, match="'weight' has 3 input channels per group but 'input' has 4 channels with groups=1"):
+        call("conv2d", [x, w], ok)
+    with pytest.raises(ValueError, match="'input' has 4 channels, not divisible by groups=3"):
+        call("conv2d", [x, af.zeros(3, 1, 3, 3)], (1, 1, 0, 0, 1, 1, 3))
+    with pytest.raises(ValueError, match="'weight' has 3 output channels, not divisible by groups=2"):
+        call("conv2d", [x, af.zeros(3, 2, 3, 3)], (1, 1, 0, 0, 1, 1, 2))
+    w4 = af.zeros(2, 4, 3, 3)
+    with pytest.raises(ValueError, match="kernel can't be larger than the padded input"):
+        call("conv2d", [x, af.zeros(2, 4, 7, 3)], ok)
+    with pytest.raises(ValueError, match="kernel can't be larger than the padded input"):
+        call("conv2d", [x, w4], (1, 1, 0, 0, 3, 1, 1))  # dilated kernel 7x3
+    with pytest.raises(ValueError, match="'stride_h' must be positive, got 0"):
+        call("conv2d", [x, w4], (0, 1, 0, 0, 1, 1, 1))
+    with pytest.raises(ValueError, match="'dil_w' must be positive, got -1"):
+        call("conv2d", [x, w4], (1, 1, 0, 0, 1, -1, 1))
+    with pytest.raises(ValueError, match="'pad_h' must be non-negative, got -1"):
+        call("conv2d", [x, w4], (1, 1, -1, 0, 1, 1, 1))
+    with pytest.raises(ValueError, match="'groups' must be positive, got 0"):
+        call("conv2d", [x, w4], (1, 1, 0, 0, 1, 1, 0))
+    with pytest.raises(ValueError, match=r"'bias' must have shape \(2,\)"):
+        call("conv2d", [x, w4, af.zeros(3)], ok)
+    with pytest.raises(ValueError, match="'input' must be 3-D .* or 4-D"):
+        call("conv2d", [af.zeros(4, 5), w4], ok)
+    with pytest.raises(ValueError, match="'weight' must be 4-D"):
+        call("conv2d", [x, af.zeros(2, 4, 3)], ok)
+    with pytest.raises(TypeError, match="'weight' is float64"):
+        call("conv2d", [x, af.zeros(2, 4, 3, 3, dtype="float64")], ok)
+    with pytest.raises(TypeError, match="'input' must be float32 or float64"):
+        call("conv2d", [af.zeros(1, 4, 5, 5, dtype="uint8"), w4], ok)
+    with pytest.raises(ValueError, match="takes 7 integer"):
+        call("conv2d", [x, w4], (1, 1, 0, 0, 1, 1))
