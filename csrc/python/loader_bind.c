@@ -8,6 +8,9 @@
 #include <numpy/arrayobject.h>
 
 #include "../data/data.h"
+#include "../image/mix.h"
+
+#include <math.h>
 
 /* A C-contiguous 1-D array of `type` from any array-like; errors name the argument. */
 static PyArrayObject *as_vector(PyObject *obj, int type, const char *name) {
@@ -158,6 +161,91 @@ static PyObject *py_sampler_bagging(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- batch mixers (csrc/image/mix.c) ---- */
+
+/* mix_params(seed, stream, alpha, N) -> (lambda, perm int64 array) */
+static PyObject *py_mix_params(PyObject *self, PyObject *args) {
+    unsigned long long seed, stream;
+    double alpha;
+    long long N;
+    if (!PyArg_ParseTuple(args, "KKdL:mix_params", &seed, &stream, &alpha, &N)) return NULL;
+    if (N < 1) return PyErr_Format(PyExc_ValueError, "mix: the batch must hold at least 1 sample, got %lld", N);
+    PyObject *perm = new_i64(N);
+    if (!perm) return NULL;
+    double lambda = 1.0;
+    af_status st = af_mix_params(seed, stream, alpha, N, &lambda, PyArray_DATA((PyArrayObject *)perm));
+    if (st != AF_OK) {
+        Py_DECREF(perm);
+        return af_py_raise(st);
+    }
+    return Py_BuildValue("(dN)", lambda, perm);
+}
+
+/* mix_batch(x, perm, lambda, want_permuted) -> (mixed, permuted or None); x float32 (N, ...) */
+static PyObject *py_mix_batch(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *p_obj;
+    double lambda;
+    int want_perm;
+    if (!PyArg_ParseTuple(args, "OOdp:mix_batch", &x_obj, &p_obj, &lambda, &want_perm)) return NULL;
+    af_tensor *x = af_py_tensor_arg(x_obj, "images");
+    if (!x) return NULL;
+    if (x->dtype != AF_DTYPE_F32 || x->device.type != AF_DEVICE_CPU || x->ndim < 1 || x->shape[0] < 1)
+        return PyErr_Format(PyExc_TypeError, "mix: 'images' must be a float32 CPU tensor (N, ...) with N >= 1");
+    if (!(lambda >= 0.0 && lambda <= 1.0)) return PyErr_Format(PyExc_ValueError, "mix: 'lam' must be in [0, 1], got %g", lambda);
+    PyArrayObject *perm = as_vector(p_obj, NPY_INT64, "perm");
+    if (!perm) return NULL;
+    int64_t N = x->shape[0], D = x->numel / N;
+    af_tensor *out = NULL, *xp = NULL;
+    af_status st = AF_OK;
+    if (PyArray_DIM(perm, 0) != N) {
+        Py_DECREF(perm);
+        return PyErr_Format(PyExc_ValueError, "mix: 'perm' has %zd entries for a batch of %lld", (Py_ssize_t)PyArray_DIM(perm, 0), (long long)N);
+    }
+    st = af_tensor_new(AF_DTYPE_F32, AF_CPU, x->ndim, x->shape, &out);
+    if (st == AF_OK && want_perm) st = af_tensor_new(AF_DTYPE_F32, AF_CPU, x->ndim, x->shape, &xp);
+    if (st == AF_OK) {
+        Py_BEGIN_ALLOW_THREADS
+        st = af_mix_batch(af_tensor_data(x), PyArray_DATA(perm), N, D, (float)lambda, af_tensor_data(out),
+                          xp ? af_tensor_data(xp) : NULL);
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(perm);
+    if (st != AF_OK) {
+        af_tensor_release(out);
+        af_tensor_release(xp);
+        return af_py_raise(st);
+    }
+    PyObject *mixed = af_py_wrap(out);
+    if (!mixed) {
+        af_tensor_release(xp);
+        return NULL;
+    }
+    if (!xp) return Py_BuildValue("(NO)", mixed, Py_None);
+    PyObject *permuted = af_py_wrap(xp);
+    if (!permuted) {
+        Py_DECREF(mixed);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", mixed, permuted);
+}
+
+/* beta_samples(seed, stream, a, b, n) -> n draws of Beta(a, b) from one stream (tests, notebooks) */
+static PyObject *py_beta_samples(PyObject *self, PyObject *args) {
+    unsigned long long seed, stream;
+    double a, b;
+    long long n;
+    if (!PyArg_ParseTuple(args, "KKddL:beta_samples", &seed, &stream, &a, &b, &n)) return NULL;
+    if (!(a > 0.0) || !(b > 0.0) || !isfinite(a) || !isfinite(b)) return PyErr_Format(PyExc_ValueError, "Beta parameters must be > 0, got (%g, %g)", a, b);
+    if (check_count(n, "n") < 0) return NULL;
+    npy_intp dims[1] = {(npy_intp)n};
+    PyObject *out = PyArray_EMPTY(1, dims, NPY_FLOAT64, 0);
+    if (!out) return NULL;
+    double *v = PyArray_DATA((PyArrayObject *)out);
+    af_rng r = af_rng_make(seed, stream, 0);
+    for (long long i = 0; i < n; i++) v[i] = af_rng_beta(&r, a, b);
+    return out;
+}
+
 PyMethodDef af_data_methods[] = {
     {"sampler_sequential", py_sampler_sequential, METH_VARARGS, "sampler_sequential(n) -> int64 [0..n)"},
     {"sampler_shuffled", py_sampler_shuffled, METH_VARARGS, "sampler_shuffled(n, seed, epoch) -> a permutation"},
@@ -168,5 +256,8 @@ PyMethodDef af_data_methods[] = {
     {"sampler_oversample", py_sampler_oversample, METH_VARARGS,
      "sampler_oversample(labels, num_classes, seed, epoch, shuffle) -> (indices, is_copy)"},
     {"sampler_bagging", py_sampler_bagging, METH_VARARGS, "sampler_bagging(n, m, seed, model) -> sorted m-subset"},
+    {"mix_params", py_mix_params, METH_VARARGS, "mix_params(seed, stream, alpha, N) -> (lambda ~ Beta(alpha, alpha), perm)"},
+    {"mix_batch", py_mix_batch, METH_VARARGS, "mix_batch(x, perm, lam, want_permuted) -> (mixed, permuted or None)"},
+    {"beta_samples", py_beta_samples, METH_VARARGS, "beta_samples(seed, stream, a, b, n) -> float64 draws"},
     {NULL},
 };
