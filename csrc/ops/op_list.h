@@ -29,6 +29,7 @@ AF_OP(conv2d, CONV2D)
 /* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
 AF_OP(batch_norm, BATCH_NORM)
 AF_OP(layer_norm, LAYER_NORM)
+AF_OP(dropout, DROPOUT)
 AF_OP(softmax, SOFTMAX)
 AF_OP(log_softmax, LOG_SOFTMAX)
 AF_OP(cross_entropy, CROSS_ENTROPY)
