@@ -35,3 +35,5 @@ AF_OP(log_softmax, LOG_SOFTMAX)
 AF_OP(cross_entropy, CROSS_ENTROPY)
 
 /* optim.c and other non-differentiable ops */
+AF_OP(sgd_step, SGD_STEP)
+AF_OP(adam_step, ADAM_STEP)

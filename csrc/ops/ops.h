@@ -25,7 +25,7 @@
 #define AF_MAX_OUT 32
 #define AF_MAX_SAVED 4
 #define AF_MAX_ATTR_I 16
-#define AF_MAX_ATTR_F 4
+#define AF_MAX_ATTR_F 8
 
 typedef struct af_attrs {
     int64_t i[AF_MAX_ATTR_I];
