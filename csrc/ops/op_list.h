@@ -25,6 +25,9 @@ AF_OP(pow_scalar, POW_SCALAR)
 
 /* conv2d.c, pool.c */
 AF_OP(conv2d, CONV2D)
+AF_OP(max_pool2d, MAX_POOL2D)
+AF_OP(avg_pool2d, AVG_POOL2D)
+AF_OP(adaptive_avg_pool2d, ADAPTIVE_AVG_POOL2D)
 
 /* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
 AF_OP(batch_norm, BATCH_NORM)

@@ -1,0 +1,341 @@
+/* 2-D pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, exactly as torch.nn.functional's.
+ *
+ * x (N, C, H, W) or unbatched (C, H, W) -> y (N, C, Ho, Wo) (3-D when x is).
+ *
+ * max_pool2d   ints = (kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode)
+ *   y[n, c, oh, ow] = max over ih = oh sh - ph + i dh, iw = ow sw - pw + j dw inside the image;
+ *   NaN propagates (the last NaN of the window wins, as in torch); ties keep the first in row-major
+ *   window order. The flat
+ *   index ih W + iw of the winner is saved (int64, like torch's `indices`) for backward.
+ * avg_pool2d   ints = (kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, divisor_override (0 = none))
+ *   y = sum over the window clipped to the image / divisor, divisor = divisor_override if given, else
+ *   the window clipped to the padded image (count_include_pad) or to the image (torch's
+ *   aten/src/ATen/native/cpu/AvgPoolKernel.cpp).
+ * adaptive_avg_pool2d  ints = (Ho, Wo): window rows [floor(oh H / Ho), ceil((oh + 1) H / Ho)), same for
+ *   columns; y = mean over the window.
+ *
+ * Output size (torch's pooling_output_shape): Ho = floor_or_ceil((H + 2 ph - dh (kh - 1) - 1) / sh) + 1,
+ * and with ceil_mode the last window must start inside the image or the left padding:
+ * if (Ho - 1) sh >= H + ph then Ho -= 1. Padding may be at most half the kernel.
+ * Every loop runs over whole (n, c) planes, so results do not depend on the thread count. */
+#ifndef AF_FLOAT_PASS
+#include <math.h>
+
+#include "ops.h"
+
+typedef struct pool_geom {
+    int64_t planes, H, W, Ho, Wo;
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+    int count_include_pad;
+    int64_t divisor_override;
+} pool_geom;
+
+#define AF_TEMPLATE_FILE "pool.c"
+#include "instantiate_float.h"
+
+static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int ceil_mode) {
+    int64_t span = in + 2 * p - d * (k - 1) - 1;
+    int64_t out = (span + (ceil_mode ? s - 1 : 0));
+    out = (out >= 0 ? out / s : -((-out + s - 1) / s)) + 1; /* floor division, as torch's div_rtn */
+    if (ceil_mode && (out - 1) * s >= in + p) out--;
+    return out;
+}
+
+static af_status pool_check_input(af_op_call *c) {
+    AF_TRY(af_check_float(c, 0));
+    if (c->n_in != 1) return AF_FAIL(AF_ERR_VALUE, "%s takes one input, got %d", af_op_table[c->op]->name, c->n_in);
+    const af_tensor *x = c->in[0];
+    if (x->ndim != 3 && x->ndim != 4) {
+        char buf[96];
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument 'input' must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape %s",
+                       af_op_table[c->op]->name, af_shape_str(x->ndim, x->shape, buf, sizeof buf));
+    }
+    return AF_OK;
+}
+
+static af_status pool_alloc_out(af_op_call *c, int64_t Ho, int64_t Wo) {
+    const af_tensor *x = c->in[0];
+    int64_t shape[4];
+    for (int d = 0; d < x->ndim - 2; d++) shape[d] = x->shape[d];
+    shape[x->ndim - 2] = Ho;
+    shape[x->ndim - 1] = Wo;
+    return af_alloc_out(c, 0, x->ndim, shape, 0);
+}
+
+/* Fills g from x and the (kernel, stride, padding, dilation, ceil_mode) attributes at ints[0..] of a
+ * windowed pool, checking them the way torch's pool2d_shape_check does. */
+static af_status pool_window_geom(af_op_call *c, const int64_t *k, const int64_t *s, const int64_t *p,
+                                  const int64_t *d, int ceil_mode, pool_geom *g) {
+    const char *op = af_op_table[c->op]->name;
+    const af_tensor *x = c->in[0];
+    for (int i = 0; i < 2; i++) {
+        const char *hw = i ? "w" : "h";
+        if (k[i] < 1) return AF_FAIL(AF_ERR_VALUE, "%s: 'kernel_size' must be positive, got k%s=%lld", op, hw, (long long)k[i]);
+        if (s[i] < 1) return AF_FAIL(AF_ERR_VALUE, "%s: 'stride' must be positive, got s%s=%lld", op, hw, (long long)s[i]);
+        if (d[i] < 1) return AF_FAIL(AF_ERR_VALUE, "%s: 'dilation' must be positive, got d%s=%lld", op, hw, (long long)d[i]);
+        if (p[i] < 0 || p[i] > k[i] / 2)
+            return AF_FAIL(AF_ERR_VALUE, "%s: 'padding' must be between 0 and half the kernel size, got p%s=%lld for k%s=%lld",
+                           op, hw, (long long)p[i], hw, (long long)k[i]);
+        if (k[i] > ((int64_t)1 << 30) || s[i] > ((int64_t)1 << 30) || d[i] > ((int64_t)1 << 30))
+            return AF_FAIL(AF_ERR_VALUE, "%s: kernel, stride or dilation too large", op);
+    }
+    g->planes = x->ndim == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
+    g->H = x->shape[x->ndim - 2];
+    g->W = x->shape[x->ndim - 1];
+    g->kh = k[0], g->kw = k[1], g->sh = s[0], g->sw = s[1], g->ph = p[0], g->pw = p[1], g->dh = d[0], g->dw = d[1];
+    g->Ho = pool_out_size(g->H, g->kh, g->sh, g->ph, g->dh, ceil_mode);
+    g->Wo = pool_out_size(g->W, g->kw, g->sw, g->pw, g->dw, ceil_mode);
+    if (g->Ho < 1 || g->Wo < 1)
+        return AF_FAIL(AF_ERR_VALUE, "%s: 'input' of size %lldx%lld gives output size %lldx%lld, which is too small",
+                       op, (long long)g->H, (long long)g->W, (long long)g->Ho, (long long)g->Wo);
+    return AF_OK;
+}
+
+/* ---- max_pool2d ---- */
+
+static af_status max_pool2d_geom(af_op_call *c, pool_geom *g) {
+    const int64_t *a = c->attr.i;
+    if (a[8] != 0 && a[8] != 1)
+        return AF_FAIL(AF_ERR_VALUE, "max_pool2d: 'ceil_mode' must be 0 or 1, got %lld", (long long)a[8]);
+    return pool_window_geom(c, a, a + 2, a + 4, a + 6, (int)a[8], g);
+}
+
+static af_status max_pool2d_setup(af_op_call *c) {
+    AF_TRY(af_check_attrs(c, 9, 0));
+    AF_TRY(pool_check_input(c));
+    pool_geom g = {0};
+    AF_TRY(max_pool2d_geom(c, &g));
+    AF_TRY(pool_alloc_out(c, g.Ho, g.Wo));
+    return af_alloc_saved(c, 0, c->out[0]->ndim, c->out[0]->shape, AF_DTYPE_I64);
+}
+
+static af_status max_pool2d_forward_cpu(af_op_call *c) {
+    pool_geom g = {0};
+    AF_TRY(max_pool2d_geom(c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]),
+                      af_tensor_data(c->saved[0]));
+    return AF_OK;
+}
+
+static af_status max_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    pool_geom g = {0};
+    AF_TRY(max_pool2d_geom((af_op_call *)c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool_backward, &g, af_tensor_data(c->saved[0]), af_tensor_data(dout[0]),
+                      af_tensor_data(din[0]));
+    return AF_OK;
+}
+
+/* ---- avg_pool2d ---- */
+
+static af_status avg_pool2d_geom(af_op_call *c, pool_geom *g) {
+    const int64_t *a = c->attr.i;
+    static const int64_t one[2] = {1, 1};
+    if (a[6] != 0 && a[6] != 1)
+        return AF_FAIL(AF_ERR_VALUE, "avg_pool2d: 'ceil_mode' must be 0 or 1, got %lld", (long long)a[6]);
+    if (a[7] != 0 && a[7] != 1)
+        return AF_FAIL(AF_ERR_VALUE, "avg_pool2d: 'count_include_pad' must be 0 or 1, got %lld", (long long)a[7]);
+    AF_TRY(pool_window_geom(c, a, a + 2, a + 4, one, (int)a[6], g));
+    g->count_include_pad = (int)a[7];
+    g->divisor_override = a[8];
+    return AF_OK;
+}
+
+static af_status avg_pool2d_setup(af_op_call *c) {
+    AF_TRY(af_check_attrs(c, 9, 0));
+    AF_TRY(pool_check_input(c));
+    pool_geom g = {0};
+    AF_TRY(avg_pool2d_geom(c, &g));
+    return pool_alloc_out(c, g.Ho, g.Wo);
+}
+
+static af_status avg_pool2d_forward_cpu(af_op_call *c) {
+    pool_geom g = {0};
+    AF_TRY(avg_pool2d_geom(c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
+    return AF_OK;
+}
+
+static af_status avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    pool_geom g = {0};
+    AF_TRY(avg_pool2d_geom((af_op_call *)c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    return AF_OK;
+}
+
+/* ---- adaptive_avg_pool2d ---- */
+
+static af_status adaptive_geom(af_op_call *c, pool_geom *g) {
+    const af_tensor *x = c->in[0];
+    for (int i = 0; i < 2; i++)
+        if (c->attr.i[i] < 1 || c->attr.i[i] > ((int64_t)1 << 30))
+            return AF_FAIL(AF_ERR_VALUE, "adaptive_avg_pool2d: 'output_size' must be positive, got %lld",
+                           (long long)c->attr.i[i]);
+    g->planes = x->ndim == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
+    g->H = x->shape[x->ndim - 2];
+    g->W = x->shape[x->ndim - 1];
+    g->Ho = c->attr.i[0];
+    g->Wo = c->attr.i[1];
+    if (g->H < 1 || g->W < 1)
+        return AF_FAIL(AF_ERR_VALUE, "adaptive_avg_pool2d: 'input' must have non-zero height and width, got %lldx%lld",
+                       (long long)g->H, (long long)g->W);
+    return AF_OK;
+}
+
+static af_status adaptive_avg_pool2d_setup(af_op_call *c) {
+    AF_TRY(af_check_attrs(c, 2, 0));
+    AF_TRY(pool_check_input(c));
+    pool_geom g = {0};
+    AF_TRY(adaptive_geom(c, &g));
+    return pool_alloc_out(c, g.Ho, g.Wo);
+}
+
+static af_status adaptive_avg_pool2d_forward_cpu(af_op_call *c) {
+    pool_geom g = {0};
+    AF_TRY(adaptive_geom(c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
+    return AF_OK;
+}
+
+static af_status adaptive_avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    pool_geom g = {0};
+    AF_TRY(adaptive_geom((af_op_call *)c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    return AF_OK;
+}
+
+static const char *const pool_inputs[] = {"input", NULL};
+
+const af_op_def af_op_def_max_pool2d = {"max_pool2d", pool_inputs, max_pool2d_setup, max_pool2d_forward_cpu,
+                                        max_pool2d_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_avg_pool2d = {"avg_pool2d", pool_inputs, avg_pool2d_setup, avg_pool2d_forward_cpu,
+                                        avg_pool2d_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_adaptive_avg_pool2d = {"adaptive_avg_pool2d", pool_inputs, adaptive_avg_pool2d_setup,
+                                                 adaptive_avg_pool2d_forward_cpu, adaptive_avg_pool2d_backward_cpu,
+                                                 NULL, NULL, 0x1u};
+
+#else /* ---- kernels, once per scalar_t ---- */
+
+/* x (planes, H, W) -> y, idx (planes, Ho, Wo); idx = ih W + iw of the max, -1 for a window with no
+ * pixel inside the image (impossible with padding <= kernel / 2, kept for safety) */
+static void K(max_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y, int64_t *idx) {
+    AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
+    for (int64_t p = 0; p < g->planes; p++) {
+        const scalar_t *xp = x + p * g->H * g->W;
+        for (int64_t oh = 0; oh < g->Ho; oh++)
+            for (int64_t ow = 0; ow < g->Wo; ow++) {
+                scalar_t best = -INFINITY;
+                int64_t arg = -1;
+                for (int64_t i = 0; i < g->kh; i++) {
+                    int64_t ih = oh * g->sh - g->ph + i * g->dh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    for (int64_t j = 0; j < g->kw; j++) {
+                        int64_t iw = ow * g->sw - g->pw + j * g->dw;
+                        if (iw < 0 || iw >= g->W) continue;
+                        scalar_t v = xp[ih * g->W + iw];
+                        if (arg < 0 || v > best || isnan(v)) { /* torch's test: a later NaN wins too */
+                            best = v;
+                            arg = ih * g->W + iw;
+                        }
+                    }
+                }
+                int64_t o = (p * g->Ho + oh) * g->Wo + ow;
+                y[o] = best;
+                idx[o] = arg;
+            }
+    }
+}
+
+/* dx[p, idx[p, o]] += dy[p, o]; one thread per plane */
+static void K(max_pool_backward)(const pool_geom *g, const int64_t *idx, const scalar_t *dy, scalar_t *dx) {
+    const int64_t HWo = g->Ho * g->Wo;
+    AF_PARALLEL_FOR(g->planes * HWo)
+    for (int64_t p = 0; p < g->planes; p++)
+        for (int64_t o = 0; o < HWo; o++)
+            if (idx[p * HWo + o] >= 0) dx[p * g->H * g->W + idx[p * HWo + o]] += dy[p * HWo + o];
+}
+
+/* The window of output (oh, ow) clipped to the image ([*h0, *h1) x [*w0, *w1)), and its divisor. */
+static inline scalar_t K(avg_window)(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
+                                     int64_t *w0, int64_t *w1) {
+    int64_t a0 = oh * g->sh - g->ph, b0 = ow * g->sw - g->pw;
+    int64_t a1 = a0 + g->kh < g->H + g->ph ? a0 + g->kh : g->H + g->ph;
+    int64_t b1 = b0 + g->kw < g->W + g->pw ? b0 + g->kw : g->W + g->pw;
+    int64_t padded = (a1 - a0) * (b1 - b0);
+    *h0 = a0 > 0 ? a0 : 0, *w0 = b0 > 0 ? b0 : 0;
+    *h1 = a1 < g->H ? a1 : g->H, *w1 = b1 < g->W ? b1 : g->W;
+    if (g->divisor_override) return (scalar_t)g->divisor_override;
+    if (g->count_include_pad) return (scalar_t)padded;
+    return (scalar_t)((*h1 - *h0) * (*w1 - *w0));
+}
+
+/* x (planes, H, W) -> y (planes, Ho, Wo); an empty clipped window gives 0, as in torch */
+static void K(avg_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
+    AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
+    for (int64_t p = 0; p < g->planes; p++) {
+        const scalar_t *xp = x + p * g->H * g->W;
+        for (int64_t oh = 0; oh < g->Ho; oh++)
+            for (int64_t ow = 0; ow < g->Wo; ow++) {
+                int64_t h0, h1, w0, w1;
+                scalar_t div = K(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1), sum = 0;
+                scalar_t *out = y + (p * g->Ho + oh) * g->Wo + ow;
+                if (h0 >= h1 || w0 >= w1) {
+                    *out = 0;
+                    continue;
+                }
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) sum += xp[ih * g->W + iw];
+                *out = sum / div;
+            }
+    }
+}
+
+static void K(avg_pool_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
+    AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
+    for (int64_t p = 0; p < g->planes; p++) {
+        scalar_t *dxp = dx + p * g->H * g->W;
+        for (int64_t oh = 0; oh < g->Ho; oh++)
+            for (int64_t ow = 0; ow < g->Wo; ow++) {
+                int64_t h0, h1, w0, w1;
+                scalar_t div = K(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1);
+                scalar_t v = dy[(p * g->Ho + oh) * g->Wo + ow] / div;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) dxp[ih * g->W + iw] += v;
+            }
+    }
+}
+
+/* x (planes, H, W) -> y (planes, Ho, Wo), windows [floor(o H / Ho), ceil((o + 1) H / Ho)) */
+static void K(adaptive_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
+    AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
+    for (int64_t p = 0; p < g->planes; p++) {
+        const scalar_t *xp = x + p * g->H * g->W;
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            int64_t h0 = oh * g->H / g->Ho, h1 = ((oh + 1) * g->H + g->Ho - 1) / g->Ho;
+            for (int64_t ow = 0; ow < g->Wo; ow++) {
+                int64_t w0 = ow * g->W / g->Wo, w1 = ((ow + 1) * g->W + g->Wo - 1) / g->Wo;
+                scalar_t sum = 0;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) sum += xp[ih * g->W + iw];
+                y[(p * g->Ho + oh) * g->Wo + ow] = sum / (scalar_t)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+}
+
+static void K(adaptive_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
+    AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
+    for (int64_t p = 0; p < g->planes; p++) {
+        scalar_t *dxp = dx + p * g->H * g->W;
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            int64_t h0 = oh * g->H / g->Ho, h1 = ((oh + 1) * g->H + g->Ho - 1) / g->Ho;
+            for (int64_t ow = 0; ow < g->Wo; ow++) {
+                int64_t w0 = ow * g->W / g->Wo, w1 = ((ow + 1) * g->W + g->Wo - 1) / g->Wo;
+                scalar_t v = dy[(p * g->Ho + oh) * g->Wo + ow] / (scalar_t)((h1 - h0) * (w1 - w0));
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) dxp[ih * g->W + iw] += v;
+            }
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,214 @@
+"""pool.c: max_pool2d, avg_pool2d and adaptive_avg_pool2d against NumPy references written from
+torch's documented semantics (padding, dilation, ceil_mode, count_include_pad, divisor_override),
+float64 gradchecks, torch parity when importable, error messages and thread-count independence."""
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.testing import assert_close, gradcheck
+from tests.conftest import call, t64
+
+REFERENCE_TESTED = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"}
+GRAD_CHECKED = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"}
+
+
+def out_size(n, k, s, p, d, ceil_mode):
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (o - 1) * s >= n + p:  # the last window must start inside the image or left padding
+        o -= 1
+    return o
+
+
+def max_pool_ref(x, k, s, p, d, ceil_mode):
+    N, C, H, W = x.shape
+    Ho, Wo = out_size(H, k[0], s[0], p[0], d[0], ceil_mode), out_size(W, k[1], s[1], p[1], d[1], ceil_mode)
+    y = np.zeros((N, C, Ho, Wo), x.dtype)
+    for oh in range(Ho):
+        for ow in range(Wo):
+            vals = [x[:, :, ih, iw] for i in range(k[0]) for j in range(k[1])
+                    for ih, iw in [(oh * s[0] - p[0] + i * d[0], ow * s[1] - p[1] + j * d[1])]
+                    if 0 <= ih < H and 0 <= iw < W]
+            y[:, :, oh, ow] = np.max(vals, axis=0)
+    return y
+
+
+def avg_pool_ref(x, k, s, p, ceil_mode, count_include_pad, divisor_override):
+    N, C, H, W = x.shape
+    Ho, Wo = out_size(H, k[0], s[0], p[0], 1, ceil_mode), out_size(W, k[1], s[1], p[1], 1, ceil_mode)
+    y = np.zeros((N, C, Ho, Wo))
+    for oh in range(Ho):
+        for ow in range(Wo):
+            h0, w0 = oh * s[0] - p[0], ow * s[1] - p[1]
+            h1, w1 = min(h0 + k[0], H + p[0]), min(w0 + k[1], W + p[1])
+            padded = (h1 - h0) * (w1 - w0)
+            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, H), min(w1, W)
+            if h0 >= h1 or w0 >= w1:
+                continue
+            div = divisor_override or (padded if count_include_pad else (h1 - h0) * (w1 - w0))
+            y[:, :, oh, ow] = x[:, :, h0:h1, w0:w1].astype(np.float64).sum(axis=(2, 3)) / div
+    return y
+
+
+def adaptive_ref(x, oh_, ow_):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, oh_, ow_))
+    for i in range(oh_):
+        for j in range(ow_):
+            h0, h1 = i * H // oh_, -(-(i + 1) * H // oh_)
+            w0, w1 = j * W // ow_, -(-(j + 1) * W // ow_)
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].astype(np.float64).mean(axis=(2, 3))
+    return y
+
+
+# (x shape, kernel, stride, padding, dilation, ceil_mode)
+MAX_CASES = [
+    ((2, 3, 7, 9), (3, 3), (2, 2), (1, 1), (1, 1), 0),    # ResNet's stem pool on odd sizes
+    ((1, 2, 8, 7), (2, 3), (2, 1), (1, 0), (1, 1), 1),
+    ((2, 1, 9, 9), (3, 2), (2, 2), (1, 1), (2, 2), 1),    # dilation
+    ((1, 2, 5, 5), (2, 2), (2, 2), (0, 0), (1, 1), 1),    # ceil_mode adds a partial window
+    ((1, 1, 6, 6), (3, 3), (3, 3), (1, 1), (1, 1), 1),    # ceil_mode window dropped: starts in right padding
+]
+AVG_CASES = [  # (x shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    ((2, 3, 7, 9), (3, 3), (2, 2), (1, 1), 0, 1, 0),
+    ((1, 2, 7, 6), (3, 2), (2, 1), (1, 1), 1, 0, 0),
+    ((2, 1, 5, 5), (2, 2), (2, 2), (1, 0), 1, 1, 0),
+    ((1, 2, 6, 7), (3, 3), (2, 3), (1, 1), 1, 1, 5),      # divisor_override
+    ((1, 1, 6, 6), (3, 3), (3, 3), (1, 1), 1, 0, 0),
+]
+ADAPTIVE_CASES = [((2, 3, 7, 9), (3, 4)), ((1, 2, 5, 5), (1, 1)), ((1, 1, 4, 6), (6, 4)), ((2, 2, 3, 8), (2, 3))]
+
+
+def _tol(dtype):
+    return dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", MAX_CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pool_matches_numpy(case, dtype, rng):
+    xs, k, s, p, d, cm = case
+    x = rng.standard_normal(xs).astype(dtype)
+    y = call("max_pool2d", [af.tensor(x)], (*k, *s, *p, *d, cm))
+    assert y.dtype == dtype
+    assert_close(y, max_pool_ref(x, k, s, p, d, cm), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case", AVG_CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_avg_pool_matches_numpy(case, dtype, rng):
+    xs, k, s, p, cm, cip, div = case
+    x = rng.standard_normal(xs).astype(dtype)
+    y = call("avg_pool2d", [af.tensor(x)], (*k, *s, *p, cm, cip, div))
+    assert_close(y, avg_pool_ref(x, k, s, p, cm, cip, div), **_tol(dtype))
+
+
+@pytest.mark.parametrize("case", ADAPTIVE_CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adaptive_matches_numpy(case, dtype, rng):
+    xs, o = case
+    x = rng.standard_normal(xs).astype(dtype)
+    assert_close(call("adaptive_avg_pool2d", [af.tensor(x)], o), adaptive_ref(x, *o), **_tol(dtype))
+
+
+def test_unbatched_and_nan(rng):
+    x = rng.standard_normal((2, 5, 5))
+    y = call("max_pool2d", [af.tensor(x, dtype="float64")], (2, 2, 2, 2, 0, 0, 1, 1, 0))
+    assert y.shape == (2, 2, 2)
+    assert_close(y, max_pool_ref(x[None], (2, 2), (2, 2), (0, 0), (1, 1), 0)[0], rtol=0, atol=0)
+    x[0, 1, 1] = np.nan
+    y = call("max_pool2d", [af.tensor(x, dtype="float64")], (2, 2, 2, 2, 0, 0, 1, 1, 0)).numpy()
+    assert np.isnan(y[0, 0, 0]) and not np.isnan(y[0, 0, 1])
+    assert call("avg_pool2d", [af.tensor(x)], (2, 2, 1, 1, 0, 0, 0, 1, 0)).shape == (2, 4, 4)
+    assert call("adaptive_avg_pool2d", [af.tensor(x)], (1, 1)).shape == (2, 1, 1)
+
+
+def _distinct(rng, shape):
+    """Values far apart, so finite differences never cross a max-pool tie."""
+    return rng.permutation(np.prod(shape)).reshape(shape) * 0.1 + rng.uniform(-0.01, 0.01, shape)
+
+
+@pytest.mark.parametrize("case", MAX_CASES[:3])
+def test_max_pool_gradcheck(case, rng):
+    xs, k, s, p, d, cm = case
+    gradcheck(lambda x: call("max_pool2d", [x], (*k, *s, *p, *d, cm)), [t64(_distinct(rng, (1,) + xs[1:]))])
+
+
+@pytest.mark.parametrize("case", AVG_CASES)
+def test_avg_pool_gradcheck(case, rng):
+    xs, k, s, p, cm, cip, div = case
+    gradcheck(lambda x: call("avg_pool2d", [x], (*k, *s, *p, cm, cip, div)), [t64(rng.standard_normal((1,) + xs[1:]))])
+
+
+@pytest.mark.parametrize("case", ADAPTIVE_CASES)
+def test_adaptive_gradcheck(case, rng):
+    xs, o = case
+    gradcheck(lambda x: call("adaptive_avg_pool2d", [x], o), [t64(rng.standard_normal((1,) + xs[1:]))])
+
+
+def _torch_cases():
+    for xs, k, s, p, d, cm in MAX_CASES:
+        yield "max_pool2d", xs, (*k, *s, *p, *d, cm), lambda F, t, k=k, s=s, p=p, d=d, cm=cm: F.max_pool2d(
+            t, k, s, p, d, ceil_mode=bool(cm))
+    for xs, k, s, p, cm, cip, div in AVG_CASES:
+        yield "avg_pool2d", xs, (*k, *s, *p, cm, cip, div), lambda F, t, k=k, s=s, p=p, cm=cm, cip=cip, div=div: F.avg_pool2d(
+            t, k, s, p, ceil_mode=bool(cm), count_include_pad=bool(cip), divisor_override=div or None)
+    for xs, o in ADAPTIVE_CASES + [((2, 3, 13, 11), (7, 5))]:
+        yield "adaptive_avg_pool2d", xs, o, lambda F, t, o=o: F.adaptive_avg_pool2d(t, o)
+
+
+@pytest.mark.parametrize("op,xs,ints,fn", list(_torch_cases()))
+def test_matches_torch_forward_and_backward(op, xs, ints, fn, rng):
+    torch = pytest.importorskip("torch")
+    x = _distinct(rng, xs).astype(np.float32)
+    tx, ax = torch.tensor(x, requires_grad=True), af.tensor(x, requires_grad=True)
+    ty = fn(torch.nn.functional, tx)
+    y = call(op, [ax], ints)
+    assert_close(y, ty.detach().numpy(), name="y")
+    dy = rng.standard_normal(ty.shape).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    y.backward(af.tensor(dy))
+    assert_close(ax.grad, tx.grad.numpy(), name="dx")
+
+
+def test_thread_count_does_not_change_bits(rng):
+    x = rng.standard_normal((4, 16, 33, 31)).astype(np.float32)
+    cases = [("max_pool2d", (3, 3, 2, 2, 1, 1, 1, 1, 1)), ("avg_pool2d", (3, 3, 2, 2, 1, 1, 1, 0, 0)),
+             ("adaptive_avg_pool2d", (5, 7))]
+    old = af.get_num_threads()
+    try:
+        for op, ints in cases:
+            results = []
+            for threads in (1, 2):
+                af.set_num_threads(threads)
+                ax = af.tensor(x, requires_grad=True)
+                y = call(op, [ax], ints)
+                y.backward(af.tensor(np.ones(y.shape, np.float32)))
+                results.append((y.numpy().copy(), ax.grad.numpy().copy()))
+            assert np.array_equal(results[0][0], results[1][0]), op
+            assert np.array_equal(results[0][1], results[1][1]), op
+    finally:
+        af.set_num_threads(old)
+
+
+def test_rejects_bad_input():
+    x = af.zeros(1, 2, 5, 5)
+    with pytest.raises(ValueError, match="'padding' must be between 0 and half the kernel size"):
+        call("max_pool2d", [x], (2, 2, 2, 2, 2, 0, 1, 1, 0))
+    with pytest.raises(ValueError, match="'stride' must be positive"):
+        call("max_pool2d", [x], (2, 2, 0, 2, 0, 0, 1, 1, 0))
+    with pytest.raises(ValueError, match="'dilation' must be positive"):
+        call("max_pool2d", [x], (2, 2, 2, 2, 0, 0, 1, 0, 0))
+    with pytest.raises(ValueError, match="'kernel_size' must be positive"):
+        call("avg_pool2d", [x], (0, 2, 2, 2, 0, 0, 0, 1, 0))
+    with pytest.raises(ValueError, match="output size 0x7, which is too small"):
+        call("max_pool2d", [af.zeros(1, 1, 2, 9)], (3, 3, 1, 1, 0, 0, 1, 1, 0))
+    with pytest.raises(ValueError, match="'ceil_mode' must be 0 or 1"):
+        call("avg_pool2d", [x], (2, 2, 2, 2, 0, 0, 2, 1, 0))
+    with pytest.raises(ValueError, match="'output_size' must be positive"):
+        call("adaptive_avg_pool2d", [x], (0, 2))
+    with pytest.raises(ValueError, match="'input' must be 3-D .* or 4-D"):
+        call("max_pool2d", [af.zeros(5, 5)], (2, 2, 2, 2, 0, 0, 1, 1, 0))
+    with pytest.raises(TypeError, match="'input' must be float32 or float64"):
+        call("avg_pool2d", [af.zeros(1, 1, 4, 4, dtype="int64")], (2, 2, 2, 2, 0, 0, 0, 1, 0))
+    with pytest.raises(ValueError, match="takes 9 integer"):
+        call("max_pool2d", [x], (2, 2, 2, 2, 0, 0, 1, 1))
