@@ -1,0 +1,14 @@
+"""affectfer.nn: Module, Parameter and torch.nn-named layers over the C ops.
+
+    import affectfer.nn as nn
+    import affectfer.nn.functional as F
+"""
+from . import functional, init, utils
+from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GELU,
+                     Identity, LayerNorm, Linear, MaxPool2d, ModuleList, ReLU, Sequential, SiLU, Sigmoid, Softmax,
+                     Tanh)
+from .module import Module, Parameter
+
+__all__ = ["Module", "Parameter", "functional", "init", "utils", "Identity", "Linear", "Conv2d", "BatchNorm1d",
+           "BatchNorm2d", "LayerNorm", "ReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "MaxPool2d",
+           "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Sequential", "ModuleList"]

@@ -1,0 +1,213 @@
+"""affectfer.nn.functional: one function per C op, with torch.nn.functional's names and signatures.
+
+Python turns the torch-style arguments (ints or pairs, negative dims, reduction names) into the op's
+integer/float attributes (the contract in csrc/ops/<op>.c) and calls it; shapes and dtypes are
+checked in C, which raises TypeError/ValueError naming the argument.
+"""
+from __future__ import annotations
+
+import numbers
+
+from .. import _C
+from ..tensor import _call
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def _pair(v, name):
+    if isinstance(v, numbers.Integral):
+        return int(v), int(v)
+    try:
+        a, b = v
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+    return int(a), int(b)
+
+
+def _dim(dim, ndim, name="dim"):
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {dim!r}")
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{name} {dim} is out of range for a tensor with {ndim} dimensions")
+    return int(dim) % n
+
+
+def _reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return _REDUCTIONS[reduction]
+
+
+def _signed64(v):
+    """A 64-bit unsigned value as the signed int64 with the same bits (op attributes are int64)."""
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+# ---- convolution, pooling, linear ----
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation: input (N, Cin, H, W), weight (Cout, Cin/groups, KH, KW), bias (Cout).
+    padding: int, pair, 'valid' (0) or 'same' (stride 1 and an odd effective kernel only)."""
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding == "valid":
+            ph = pw = 0
+        elif padding == "same":
+            if (sh, sw) != (1, 1):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            kh, kw = weight.shape[-2:]
+            if (dh * (kh - 1)) % 2 or (dw * (kw - 1)) % 2:
+                raise ValueError("padding='same' needs an odd effective kernel size here (asymmetric padding is "
+                                 "not supported); pad explicitly instead")
+            ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+        else:
+            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    else:
+        ph, pw = _pair(padding, "padding")
+    return _call("conv2d", [input, weight, bias], (sh, sw, ph, pw, dh, dw, int(groups)))
+
+
+def linear(input, weight, bias=None):
+    """y = input @ weight.T + bias; input (..., in_features), weight (out_features, in_features)."""
+    return _call("linear", [input, weight, bias])
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over KHxKW windows (padding counts as -inf); stride defaults to kernel_size."""
+    if return_indices:
+        raise ValueError("max_pool2d(return_indices=True) is not supported")
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = (kh, kw) if stride is None or stride == [] else _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    dh, dw = _pair(dilation, "dilation")
+    return _call("max_pool2d", [input], (kh, kw, sh, sw, ph, pw, dh, dw, int(bool(ceil_mode))))
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over KHxKW windows; stride defaults to kernel_size."""
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = (kh, kw) if stride is None or stride == [] else _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    if divisor_override is not None and int(divisor_override) <= 0:
+        raise ValueError(f"divisor_override must be a positive int or None, got {divisor_override!r}")
+    return _call("avg_pool2d", [input], (kh, kw, sh, sw, ph, pw, int(bool(ceil_mode)), int(bool(count_include_pad)),
+                                         int(divisor_override or 0)))
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling to a fixed (out_h, out_w); None keeps that input dimension."""
+    if isinstance(output_size, numbers.Integral) or output_size is None:
+        output_size = (output_size, output_size)
+    oh, ow = output_size
+    oh = input.shape[-2] if oh is None else int(oh)
+    ow = input.shape[-1] if ow is None else int(ow)
+    return _call("adaptive_avg_pool2d", [input], (oh, ow))
+
+
+# ---- normalisation and regularisation ----
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation over (N, C) or (N, C, ...). training=True normalises with the batch
+    statistics and updates running_mean / running_var in place (when given); otherwise uses them."""
+    return _call("batch_norm", [input, weight, bias, running_mean, running_var], (int(bool(training)),),
+                 (float(momentum), float(eps)))
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalises over the trailing dims given by normalized_shape (an int or a tuple)."""
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (int(normalized_shape),)
+    normalized_shape = tuple(int(d) for d in normalized_shape)
+    k = len(normalized_shape)
+    if k == 0 or tuple(input.shape[input.ndim - k:]) != normalized_shape or k > input.ndim:
+        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} does not match the trailing dims of an "
+                         f"input of shape {tuple(input.shape)}")
+    return _call("layer_norm", [input, weight, bias], (k,), (float(eps),))
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zeroes each element with probability p and scales the rest by 1/(1-p) (training only). The
+    mask comes from a fresh Philox stream, so affectfer.manual_seed makes it repeatable."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    seed, stream = _C.next_stream()
+    return _call("dropout", [input], (1, _signed64(seed), _signed64(stream)), (float(p),))
+
+
+# ---- activations ----
+def relu(input, inplace=False):
+    return _call("relu", [input])
+
+
+def gelu(input, approximate="none"):
+    """x * Phi(x) (exact erf), or the tanh approximation with approximate='tanh'."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _call("gelu", [input], (int(approximate == "tanh"),))
+
+
+def silu(input, inplace=False):
+    return _call("silu", [input])
+
+
+def sigmoid(input):
+    return _call("sigmoid", [input])
+
+
+def tanh(input):
+    return _call("tanh", [input])
+
+
+def softmax(input, dim, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    return _call("softmax", [input], (_dim(dim, input.ndim),))
+
+
+def log_softmax(input, dim, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    return _call("log_softmax", [input], (_dim(dim, input.ndim),))
+
+
+# ---- losses ----
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """torch.nn.functional.cross_entropy: logits (N, C) or (N, C, d1, ...) or (C,); target class
+    indices (int64) or class probabilities (float, the logits' shape)."""
+    if size_average is not None or reduce is not None:
+        raise ValueError("size_average and reduce are deprecated in torch and not supported; use reduction=")
+    red = _reduction(reduction)
+    if input.ndim == 1:  # one sample
+        index_target = target.ndim == 0
+        out = cross_entropy(input.reshape(1, input.shape[0]), target.reshape(1) if index_target else
+                            target.reshape(1, target.shape[0]), weight, ignore_index=ignore_index,
+                            reduction=reduction, label_smoothing=label_smoothing)
+        return out.reshape(()) if red == 0 else out
+    if input.ndim > 2:  # (N, C, d1, ...) -> (N*d1*..., C)
+        N, C = input.shape[:2]
+        rest = tuple(input.shape[2:])
+        perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+        flat_input = input.permute(*perm).reshape(-1, C)
+        if target.ndim == input.ndim:
+            flat_target = target.permute(*perm).reshape(-1, C)
+        else:
+            flat_target = target.reshape(-1)
+        out = _call("cross_entropy", [flat_input, flat_target, weight], (red, int(ignore_index)),
+                    (float(label_smoothing),))
+        return out.reshape(N, *rest) if red == 0 else out
+    return _call("cross_entropy", [input, target, weight], (red, int(ignore_index)), (float(label_smoothing),))
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Mean (or sum, or elementwise) squared error; input and target broadcast like torch."""
+    if size_average is not None or reduce is not None:
+        raise ValueError("size_average and reduce are deprecated in torch and not supported; use reduction=")
+    red = _reduction(reduction)
+    diff = input - target
+    sq = diff * diff
+    return sq if red == 0 else (sq.mean() if red == 1 else sq.sum())

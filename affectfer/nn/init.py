@@ -1,0 +1,101 @@
+"""affectfer.nn.init: torch.nn.init's in-place initialisers, drawing from affectfer's Philox
+generator (affectfer.manual_seed makes every initialisation repeatable; the numbers differ from
+torch's generator, the distributions do not)."""
+from __future__ import annotations
+
+import math
+
+from .. import _C
+from ..autograd import no_grad
+
+
+def _fill_from(tensor, source):
+    tensor.numpy()[...] = source.numpy()
+    return tensor
+
+
+def _random(tensor, kind, a, b):
+    if tensor.dtype not in ("float32", "float64"):
+        raise TypeError(f"random initialisation needs a float32/float64 tensor, got {tensor.dtype}")
+    return _fill_from(tensor, _C.random(tuple(tensor.shape), tensor.dtype, kind, float(a), float(b)))
+
+
+def calculate_gain(nonlinearity: str, param=None) -> float:
+    """Recommended std gain per nonlinearity (torch.nn.init.calculate_gain's table)."""
+    linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+    if nonlinearity in linear or nonlinearity == "sigmoid":
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else float(param)
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
+
+
+def _calculate_fan_in_and_fan_out(tensor):
+    if tensor.ndim < 2:
+        raise ValueError("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+    receptive = 1
+    for d in tensor.shape[2:]:
+        receptive *= d
+    return tensor.shape[1] * receptive, tensor.shape[0] * receptive
+
+
+def _fan(tensor, mode):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+@no_grad()
+def uniform_(tensor, a: float = 0.0, b: float = 1.0):
+    return _random(tensor, 0, a, b)
+
+
+@no_grad()
+def normal_(tensor, mean: float = 0.0, std: float = 1.0):
+    return _random(tensor, 1, mean, std)
+
+
+@no_grad()
+def constant_(tensor, val: float):
+    tensor.numpy()[...] = val
+    return tensor
+
+
+def zeros_(tensor):
+    return constant_(tensor, 0)
+
+
+def ones_(tensor):
+    return constant_(tensor, 1)
+
+
+def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+    """U(-bound, bound), bound = gain * sqrt(3 / fan) (He et al. 2015)."""
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
+    bound = math.sqrt(3.0) * std
+    return uniform_(tensor, -bound, bound)
+
+
+def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+    """N(0, std^2), std = gain / sqrt(fan) (He et al. 2015)."""
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
+    return normal_(tensor, 0.0, std)
+
+
+def xavier_uniform_(tensor, gain: float = 1.0):
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform_(tensor, -bound, bound)
+
+
+def xavier_normal_(tensor, gain: float = 1.0):
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
