@@ -1,0 +1,55 @@
+"""affectfer.nn.utils.clip_grad_norm_: the total norm over all gradients, and the scaling, as torch."""
+import math
+
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.nn.utils import clip_grad_norm_
+from affectfer.testing import assert_close
+
+pytestmark = pytest.mark.skipif("sum" not in af._C.ops, reason="needs the sum op")
+
+
+def params_with_grads(rng, scale=1.0):
+    ps = []
+    for shape in [(3, 4), (5,), (2, 2, 2)]:
+        p = af.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+        p.grad = af.tensor((rng.standard_normal(shape) * scale).astype(np.float32))
+        ps.append(p)
+    return ps
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_total_norm_and_scaling(norm_type, max_norm, rng):
+    ps = params_with_grads(rng)
+    grads = [p.grad.numpy().astype(np.float64).ravel() for p in ps]
+    flat = np.concatenate(grads)
+    expect = np.abs(flat).max() if math.isinf(norm_type) else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    total = clip_grad_norm_(ps, max_norm, norm_type)
+    assert total.item() == pytest.approx(expect, rel=1e-5)
+    coef = min(max_norm / (expect + 1e-6), 1.0)
+    for p, g in zip(ps, grads):
+        assert_close(p.grad.numpy().ravel(), g * coef, rtol=1e-5, atol=1e-7)
+
+
+def test_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    ps = params_with_grads(rng, scale=3.0)
+    tps = [torch.tensor(p.numpy().copy(), requires_grad=True) for p in ps]
+    for p, tp in zip(ps, tps):
+        tp.grad = torch.tensor(p.grad.numpy().copy())
+    ours = clip_grad_norm_(ps, 1.0)
+    theirs = torch.nn.utils.clip_grad_norm_(tps, 1.0)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    for p, tp in zip(ps, tps):
+        assert_close(p.grad, tp.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_nonfinite_and_empty(rng):
+    p = af.tensor(np.ones(3, np.float32), requires_grad=True)
+    p.grad = af.tensor(np.array([1.0, np.inf, 0.0], np.float32))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+    assert clip_grad_norm_([af.zeros(2, requires_grad=True)], 1.0).item() == 0.0
