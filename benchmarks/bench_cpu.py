@@ -1,0 +1,152 @@
+"""CPU throughput of affectfer's ops against the machine's SGEMM rate and PyTorch CPU.
+
+    python benchmarks/bench_cpu.py [--batch 32] [--size 112] [--threads N] [--reps 3]
+
+Prints one table: for every distinct conv layer shape of ResNet-50 (torchvision layout, stride on
+the 3x3) at size x size input, forward and backward (dx + dW) GFLOP/s of affectfer and, when
+`import torch` works, of PyTorch with the same thread count, with ratios. The reference rate is
+SGEMM measured through affectfer's own GEMM path (a 1x1 convolution is one GEMM). Each bench is a
+function returning rows, so whole-model rows (training images/s) can be added to main() later.
+"""
+import argparse
+import time
+
+import numpy as np
+
+import affectfer as af
+
+try:
+    import torch
+except ImportError:  # the table then has affectfer columns only
+    torch = None
+
+
+def best_time(fn, reps, setup=None):
+    """Minimum wall time of fn() over reps runs after one warm-up; setup() runs untimed before each."""
+    best = float("inf")
+    for i in range(reps + 1):
+        arg = setup() if setup else None
+        t0 = time.perf_counter()
+        fn(arg) if setup else fn()
+        dt = time.perf_counter() - t0
+        if i:
+            best = min(best, dt)
+    return best
+
+
+def _conv(x, w, stride, pad):
+    return af._C.call(af._C.ops["conv2d"], [x, w], (stride, stride, pad, pad, 1, 1, 1), ())
+
+
+def sgemm_gflops(reps, n=1024, hw=64):
+    """C (n, hw^2) = A (n, n) @ B (n, hw^2) via a 1x1 conv on one image: affectfer's GEMM path."""
+    rng = np.random.default_rng(0)
+    x = af.tensor(rng.standard_normal((1, n, hw, hw), dtype=np.float32))
+    w = af.tensor(rng.standard_normal((n, n, 1, 1), dtype=np.float32))
+    flops = 2.0 * n * n * hw * hw
+    row = {"name": f"SGEMM {n}x{hw * hw}x{n} (1x1 conv)", "af_fwd": flops / best_time(lambda: _conv(x, w, 1, 0), reps) / 1e9}
+    if torch is not None:
+        a, b = torch.randn(n, n), torch.randn(n, hw * hw)
+        row["torch_fwd"] = flops / best_time(lambda: torch.mm(a, b), reps) / 1e9
+    return row
+
+
+def resnet50_conv_shapes(size):
+    """Distinct (Cin, Cout, k, stride, pad, H_in) of ResNet-50's convolutions at size x size input."""
+    shapes = [(3, 64, 7, 2, 3, size)]
+    h = size // 4  # after the stem conv and the max pool
+    cin = 64
+    for width, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        cout = width * 4
+        h_out = (h - 1) // stride + 1
+        shapes += [(cin, width, 1, 1, 0, h), (width, width, 3, stride, 1, h), (width, cout, 1, 1, 0, h_out),
+                   (cin, cout, 1, stride, 0, h), (cout, width, 1, 1, 0, h_out)]
+        if stride != 1:
+            shapes.append((width, width, 3, 1, 1, h_out))
+        cin, h = cout, h_out
+    seen, out = set(), []
+    for s in shapes:
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def conv_rows(batch, size, reps):
+    rng = np.random.default_rng(0)
+    rows = []
+    for cin, cout, k, stride, pad, h in resnet50_conv_shapes(size):
+        ho = (h + 2 * pad - k) // stride + 1
+        flops = 2.0 * batch * cout * ho * ho * cin * k * k
+        x_np = rng.standard_normal((batch, cin, h, h), dtype=np.float32)
+        w_np = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.05
+        dy_np = rng.standard_normal((batch, cout, ho, ho), dtype=np.float32)
+        row = {"name": f"{cin}->{cout} k{k} s{stride} {h}x{h}"}
+        x, w, dy = af.tensor(x_np, requires_grad=True), af.tensor(w_np, requires_grad=True), af.tensor(dy_np)
+        row["af_fwd"] = flops / best_time(lambda: _conv(x, w, stride, pad), reps) / 1e9
+        row["af_bwd"] = 2 * flops / best_time(lambda y: y.backward(dy), reps, setup=lambda: _conv(x, w, stride, pad)) / 1e9
+        if torch is not None:
+            tx, tw = torch.tensor(x_np, requires_grad=True), torch.tensor(w_np, requires_grad=True)
+            tdy = torch.tensor(dy_np)
+            fwd = lambda: torch.nn.functional.conv2d(tx, tw, None, stride, pad)
+            with torch.no_grad():
+                row["torch_fwd"] = flops / best_time(fwd, reps) / 1e9
+            row["torch_bwd"] = 2 * flops / best_time(lambda y: y.backward(tdy), reps, setup=fwd) / 1e9
+        rows.append(row)
+    return rows
+
+
+def format_table(rows, sgemm):
+    head = "| layer | af fwd | af bwd | af fwd / SGEMM | af bwd / SGEMM |"
+    sep = "|---|---:|---:|---:|---:|"
+    if torch is not None:
+        head += " torch fwd | torch bwd | af/torch fwd | af/torch bwd |"
+        sep += "---:|---:|---:|---:|"
+    lines = [head, sep]
+    for r in rows:
+        f = lambda key: f"{r[key]:.1f}" if key in r else "-"
+        line = f"| {r['name']} | {f('af_fwd')} | {f('af_bwd')} | {r['af_fwd'] / sgemm:.0%} | "
+        line += f"{r['af_bwd'] / sgemm:.0%} |" if "af_bwd" in r else "- |"
+        if torch is not None:
+            line += f" {f('torch_fwd')} | {f('torch_bwd')} | {r['af_fwd'] / r['torch_fwd']:.2f} | "
+            line += f"{r['af_bwd'] / r['torch_bwd']:.2f} |" if "torch_bwd" in r else "- |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def totals_row(rows):
+    """Time-weighted totals over the conv layers (each distinct shape counted once)."""
+    out = {"name": "**all shapes (sum of times)**"}
+    for key in ("af_fwd", "af_bwd", "torch_fwd", "torch_bwd"):
+        if all(key in r for r in rows):
+            work = [r["_flops"] * (2 if key.endswith("bwd") else 1) for r in rows]
+            out[key] = sum(work) / sum(wk / r[key] for wk, r in zip(work, rows))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=112)
+    ap.add_argument("--threads", type=int, default=af.get_num_threads())
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    af.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    # The machine may be shared: SGEMM is measured before and after the layers and the best kept.
+    sgemm = sgemm_gflops(max(args.reps, 5))
+    rows = conv_rows(args.batch, args.size, args.reps)
+    after = sgemm_gflops(max(args.reps, 5))
+    sgemm = {k: max(v, after[k]) if isinstance(v, float) else v for k, v in sgemm.items()}
+    for r, (cin, cout, k, stride, pad, h) in zip(rows, resnet50_conv_shapes(args.size)):
+        ho = (h + 2 * pad - k) // stride + 1
+        r["_flops"] = 2.0 * args.batch * cout * ho * ho * cin * k * k
+    print(f"threads {args.threads}, batch {args.batch}, input {args.size}x{args.size}, float32, GFLOP/s (best of {args.reps})")
+    print(f"SGEMM (affectfer GEMM path): {sgemm['af_fwd']:.1f} GFLOP/s"
+          + (f"; torch.mm same size: {sgemm['torch_fwd']:.1f} GFLOP/s" if "torch_fwd" in sgemm else "; torch not importable"))
+    print(format_table(rows + [totals_row(rows)], sgemm["af_fwd"]))
+
+
+if __name__ == "__main__":
+    main()
