@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from . import _C
+from .autograd import no_grad as _no_grad
 
 float32, float64, float16, bfloat16 = "float32", "float64", "float16", "bfloat16"
 uint8, int32, int64, bool_ = "uint8", "int32", "int64", "bool"
@@ -99,6 +100,9 @@ class Tensor(_C.TensorBase):
         name = _dtype_name(dtype)
         if name == self.dtype:
             return self
+        if name not in ("float32", "float64"):  # no gradient flows into other dtypes (as torch)
+            with _no_grad():
+                return _call("cast", [self], (_DTYPE_IDS[name],))
         return _call("cast", [self], (_DTYPE_IDS[name],))
 
     def float(self):
@@ -212,6 +216,51 @@ class Tensor(_C.TensorBase):
             return self
         return self.reshape(*self.shape[:dim], *self.shape[dim + 1:])
 
+    def split(self, split_size_or_sections, dim=0):
+        return split(self, split_size_or_sections, dim)
+
+    # ---- basic indexing: slice + reshape ops, so it is differentiable ----
+    def __getitem__(self, key):
+        """Ints, slices with step >= 1, None and one Ellipsis, as torch basic indexing. The result
+        is a copy (torch returns a view); gradients flow back to this tensor."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        n_ellipsis = sum(1 for k in key if k is Ellipsis)
+        if n_ellipsis > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        n_used = sum(1 for k in key if k is not None and k is not Ellipsis)
+        if n_used > self.ndim:
+            raise IndexError(f"too many indices for a tensor of dimension {self.ndim}")
+        expanded = []
+        for k in key:
+            expanded.extend([slice(None)] * (self.ndim - n_used) if k is Ellipsis else [k])
+        if not n_ellipsis:
+            expanded.extend([slice(None)] * (self.ndim - n_used))
+        out, final_shape, dim = self, [], 0
+        for k in expanded:
+            if k is None:
+                final_shape.append(1)
+                continue
+            size = self.shape[dim]
+            if isinstance(k, slice):
+                start, stop, step = k.indices(size)
+                if step < 1:
+                    raise ValueError(f"slice step must be >= 1, got {step}")
+                stop = max(start, stop)
+                if (start, stop, step) != (0, size, 1):
+                    out = _call("slice", [out], (dim, start, stop, step))
+                final_shape.append(len(range(start, stop, step)))
+            elif isinstance(k, numbers.Integral) and not isinstance(k, bool):
+                i = int(k)
+                if not -size <= i < size:
+                    raise IndexError(f"index {i} is out of bounds for dimension {dim} with size {size}")
+                i %= size
+                out = _call("slice", [out], (dim, i, i + 1, 1))
+            else:
+                raise TypeError(f"unsupported index {k!r}: only ints, slices, None and ... are supported")
+            dim += 1
+        return out.reshape(*final_shape)
+
     # ---- reductions (csrc/ops/reduce.c) ----
     def sum(self, dim=None, keepdim=False):
         return _call("sum", [self], (int(keepdim),) + _dims(self, dim))
@@ -225,6 +274,72 @@ class Tensor(_C.TensorBase):
 
     def matmul(self, other):
         return _call("matmul", [self, other])
+
+
+def cat(tensors, dim=0) -> Tensor:
+    """Concatenate tensors of one dtype along `dim` (torch.cat). More than 32 tensors are joined in
+    groups of 32 (the op's input limit), then the groups."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: argument 'tensors' must be a non-empty sequence")
+    nd = tensors[0].ndim
+    if nd == 0:
+        raise ValueError("cat: zero-dimensional tensors cannot be concatenated")
+    if not -nd <= dim < nd:
+        raise IndexError(f"cat: argument 'dim' {dim} out of range for {nd}-D tensors")
+    dim %= nd
+    while len(tensors) > 32:
+        groups = [tensors[i:i + 32] for i in range(0, len(tensors), 32)]
+        tensors = [_call("cat", g, (dim,)) if len(g) > 1 else g[0] for g in groups]
+    return _call("cat", tensors, (dim,))
+
+
+def stack(tensors, dim=0) -> Tensor:
+    """Stack same-shaped tensors along a new dim (torch.stack): unsqueeze each, then cat."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: argument 'tensors' must be a non-empty sequence")
+    nd = tensors[0].ndim + 1
+    if not -nd <= dim < nd:
+        raise IndexError(f"stack: argument 'dim' {dim} out of range for {nd - 1}-D tensors")
+    dim %= nd
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: argument 'tensors' entry {i} has shape {t.shape}, entry 0 {tensors[0].shape}")
+    return cat([t.unsqueeze(dim) for t in tensors], dim)
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    """Split along `dim` into pieces of `split_size` (the last may be smaller) or of the listed
+    sizes (torch.split). Returns a tuple. The op makes at most 15 pieces per call, so longer splits
+    peel 14 pieces at a time off the front."""
+    nd = tensor.ndim
+    if nd == 0:
+        raise ValueError("split: argument 'tensor' must be at least 1-D")
+    if not -nd <= dim < nd:
+        raise IndexError(f"split: argument 'dim' {dim} out of range for a {nd}-D tensor")
+    dim %= nd
+    size = tensor.shape[dim]
+    if isinstance(split_size_or_sections, numbers.Integral):
+        step = int(split_size_or_sections)
+        if step <= 0 and size > 0:
+            raise ValueError(f"split: argument 'split_size' must be positive, got {step}")
+        sizes = [min(step, size - i) for i in range(0, size, step)] if size else [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes) or sum(sizes) != size:
+            raise ValueError(f"split: argument 'split_size_or_sections' {sizes} must be non-negative and sum to {size}")
+        if not sizes:
+            raise ValueError("split: argument 'split_size_or_sections' must not be empty")
+    pieces = []
+    rest = tensor
+    while len(sizes) > 15:
+        out = _call("split", [rest], (dim, *sizes[:14], sum(sizes[14:])))
+        pieces.extend(out[:14])
+        rest, sizes = out[14], sizes[14:]
+    out = _call("split", [rest], (dim, *sizes))
+    pieces.extend(out if isinstance(out, tuple) else (out,))
+    return tuple(pieces)
 
 
 def _dims(t, dim):

@@ -22,6 +22,16 @@ AF_OP(add_scalar, ADD_SCALAR)
 AF_OP(pow_scalar, POW_SCALAR)
 
 /* shape.c, reduce.c, linear.c, matmul.c */
+AF_OP(reshape, RESHAPE)
+AF_OP(permute, PERMUTE)
+AF_OP(cat, CAT)
+AF_OP(split, SPLIT)
+AF_OP(slice, SLICE)
+AF_OP(cast, CAST)
+AF_OP(sum, SUM)
+AF_OP(mean, MEAN)
+AF_OP(matmul, MATMUL)
+AF_OP(linear, LINEAR)
 
 /* conv2d.c, pool.c */
 AF_OP(conv2d, CONV2D)

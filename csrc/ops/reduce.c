@@ -1,0 +1,229 @@
+/* Reductions: sum and mean over a set of dims.
+ *
+ * in = (x) float32/float64, any shape (0 to 5 dims). ints = (keepdim, d0, d1, ...): the dims to
+ * reduce, sorted, unique, each in [0, ndim); no dims = every dim (a 0-d result, or all ones with
+ * keepdim). out: x's shape without the reduced dims (kept as 1 when keepdim). mean = sum / R, R the
+ * number of elements summed into each output (R = 0 gives NaN, as torch.mean of an empty tensor).
+ * Backward is a broadcast: dx[i] += dout[o(i)] (sum) or dout[o(i)] / R (mean).
+ *
+ * Layout: dims of size 1 are dropped and neighbours that are both reduced or both kept are merged,
+ * so any call becomes at most 5 alternating groups. Two loops then cover every case:
+ *   innermost group reduced (a mean over H*W, a full sum): one thread owns an output and sums
+ *       contiguous runs;
+ *   innermost group kept (a sum over the batch of (N, C)): a thread owns a block of up to 256
+ *       adjacent outputs and adds whole rows into them, so memory is read sequentially.
+ *
+ * Accuracy and determinism: an output is never split across threads and every sum runs in a fixed
+ * order, so results are bitwise identical for any thread count. Both float32 and float64 inputs
+ * accumulate in double; for float32 the rounding error of the sum is then ~n * 1e-16 relative to
+ * sum |x| instead of ~n * 6e-8 for a float32 running sum, so the final rounding to float32 is the
+ * only error that shows. Contiguous runs use 8 interleaved lanes (lane k adds elements k, k+8, ...)
+ * combined pairwise: the loop vectorises and error growth per lane is 8 times shorter. */
+#ifndef AF_FLOAT_PASS
+#include <string.h>
+
+#include "ops.h"
+
+#define REDUCE_COLS 256 /* outputs per work item when the innermost group is kept */
+
+typedef struct reduce_plan {
+    int n_kept, n_red; /* groups besides the innermost one */
+    int64_t kept_size[AF_MAX_DIMS], kept_stride[AF_MAX_DIMS];
+    int64_t red_size[AF_MAX_DIMS], red_stride[AF_MAX_DIMS];
+    int64_t inner; /* innermost group: contiguous in x */
+    int inner_reduced;
+    int64_t n_rows;     /* product of kept_size */
+    int64_t n_red_rows; /* product of red_size */
+    int64_t R;          /* elements summed into each output */
+    int mean;
+} reduce_plan;
+
+/* Element offset of flat index idx over groups (size, stride), row-major. */
+static inline int64_t group_offset(int64_t idx, int n, const int64_t *size, const int64_t *stride) {
+    int64_t off = 0;
+    for (int g = n - 1; g >= 0; g--) {
+        off += (idx % size[g]) * stride[g];
+        idx /= size[g];
+    }
+    return off;
+}
+
+#define AF_TEMPLATE_FILE "reduce.c"
+#include "instantiate_float.h"
+
+/* Reduced-dim flags from the attributes: none listed = all dims. */
+static void reduced_flags(const af_op_call *c, int *flags) {
+    int nd = c->in[0]->ndim;
+    for (int d = 0; d < nd; d++) flags[d] = c->attr.n_i == 1;
+    for (int k = 1; k < c->attr.n_i; k++) flags[c->attr.i[k]] = 1;
+}
+
+static void plan_make(const af_op_call *c, reduce_plan *p) {
+    const af_tensor *x = c->in[0];
+    int flags[AF_MAX_DIMS] = {0};
+    reduced_flags(c, flags);
+    int64_t size[AF_MAX_DIMS], R = 1;
+    int red[AF_MAX_DIMS], m = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (flags[d]) R *= x->shape[d];
+        if (x->shape[d] == 1) continue;
+        if (m > 0 && red[m - 1] == flags[d]) {
+            size[m - 1] *= x->shape[d];
+        } else {
+            size[m] = x->shape[d];
+            red[m++] = flags[d];
+        }
+    }
+    if (m == 0) { /* every dim has size 1 (or x is 0-d): one output from one element */
+        size[0] = 1;
+        red[0] = 1;
+        m = 1;
+    }
+    memset(p, 0, sizeof *p);
+    p->inner = size[m - 1];
+    p->inner_reduced = red[m - 1];
+    p->n_rows = p->n_red_rows = 1;
+    int64_t stride = p->inner;
+    int64_t strides[AF_MAX_DIMS];
+    for (int g = m - 2; g >= 0; g--) {
+        strides[g] = stride;
+        stride *= size[g];
+    }
+    for (int g = 0; g < m - 1; g++) {
+        if (red[g]) {
+            p->red_size[p->n_red] = size[g];
+            p->red_stride[p->n_red++] = strides[g];
+            p->n_red_rows *= size[g];
+        } else {
+            p->kept_size[p->n_kept] = size[g];
+            p->kept_stride[p->n_kept++] = strides[g];
+            p->n_rows *= size[g];
+        }
+    }
+    p->R = R;
+    p->mean = c->op == AF_OP_MEAN;
+}
+
+static af_status reduce_setup(af_op_call *c) {
+    const char *name = af_op_table[c->op]->name;
+    AF_TRY(af_check_float(c, 0));
+    if (c->attr.n_f != 0 || c->attr.n_i < 1)
+        return AF_FAIL(AF_ERR_VALUE, "%s takes integer attributes (keepdim, dims...) and no floats, got %d and %d",
+                       name, c->attr.n_i, c->attr.n_f);
+    const af_tensor *x = c->in[0];
+    if (c->attr.i[0] != 0 && c->attr.i[0] != 1)
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument 'keepdim' must be 0 or 1, got %lld", name, (long long)c->attr.i[0]);
+    int n_dims = c->attr.n_i - 1;
+    if (n_dims > x->ndim)
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument 'dim' lists %d dims but 'input' has %d", name, n_dims, x->ndim);
+    for (int k = 1; k < c->attr.n_i; k++) {
+        int64_t d = c->attr.i[k];
+        if (d < 0 || d >= x->ndim)
+            return AF_FAIL(AF_ERR_INDEX, "%s: argument 'dim' %lld out of range for a %d-D input", name, (long long)d, x->ndim);
+        if (k > 1 && d <= c->attr.i[k - 1])
+            return AF_FAIL(AF_ERR_VALUE, "%s: argument 'dim' must be sorted and unique", name);
+    }
+    int flags[AF_MAX_DIMS] = {0};
+    reduced_flags(c, flags);
+    int64_t shape[AF_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (!flags[d]) shape[nd++] = x->shape[d];
+        else if (c->attr.i[0]) shape[nd++] = 1;
+    }
+    return af_alloc_out(c, 0, nd, shape, 0);
+}
+
+static af_status reduce_forward_cpu(af_op_call *c) {
+    reduce_plan p;
+    plan_make(c, &p);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, reduce_forward, &p, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]),
+                      c->out[0]->numel);
+    return AF_OK;
+}
+
+static af_status reduce_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    if (c->in[0]->numel == 0) return AF_OK;
+    reduce_plan p;
+    plan_make(c, &p);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, reduce_backward, &p, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    return AF_OK;
+}
+
+static const char *const reduce_inputs[] = {"input", NULL};
+const af_op_def af_op_def_sum = {"sum", reduce_inputs, reduce_setup, reduce_forward_cpu, reduce_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_mean = {"mean", reduce_inputs, reduce_setup, reduce_forward_cpu, reduce_backward_cpu, NULL, NULL, 0x1u};
+
+#else /* ---- kernels, once per scalar_t ---- */
+
+/* sum of x[0..n) in double: 8 lanes, combined pairwise (see the header) */
+static inline double K(run_sum)(const scalar_t *x, int64_t n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) lane[k] += (double)x[i + k];
+    double s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    for (; i < n; i++) s += (double)x[i];
+    return s;
+}
+
+/* x: input (contiguous, grouped as in p), y: (n_out) outputs in row-major order of the kept dims */
+static void K(reduce_forward)(const reduce_plan *p, const scalar_t *x, scalar_t *y, int64_t n_out) {
+    if (n_out == 0) return;
+    int64_t work = p->R * n_out;
+    if (p->inner_reduced) {
+        AF_PARALLEL_FOR(work)
+        for (int64_t o = 0; o < p->n_rows; o++) {
+            const scalar_t *xo = x + group_offset(o, p->n_kept, p->kept_size, p->kept_stride);
+            double s = 0;
+            for (int64_t r = 0; r < p->n_red_rows; r++)
+                s += K(run_sum)(xo + group_offset(r, p->n_red, p->red_size, p->red_stride), p->inner);
+            y[o] = (scalar_t)(p->mean ? s / (double)p->R : s);
+        }
+        return;
+    }
+    int64_t n_blocks = (p->inner + REDUCE_COLS - 1) / REDUCE_COLS;
+    AF_PARALLEL_FOR(work)
+    for (int64_t t = 0; t < p->n_rows * n_blocks; t++) {
+        int64_t o = t / n_blocks, j0 = t % n_blocks * REDUCE_COLS;
+        int64_t len = p->inner - j0 < REDUCE_COLS ? p->inner - j0 : REDUCE_COLS;
+        double acc[REDUCE_COLS];
+        for (int64_t j = 0; j < len; j++) acc[j] = 0;
+        const scalar_t *xo = x + group_offset(o, p->n_kept, p->kept_size, p->kept_stride) + j0;
+        for (int64_t r = 0; r < p->n_red_rows; r++) {
+            const scalar_t *row = xo + group_offset(r, p->n_red, p->red_size, p->red_stride);
+            for (int64_t j = 0; j < len; j++) acc[j] += (double)row[j];
+        }
+        scalar_t *yo = y + o * p->inner + j0;
+        for (int64_t j = 0; j < len; j++) yo[j] = (scalar_t)(p->mean ? acc[j] / (double)p->R : acc[j]);
+    }
+}
+
+/* dx (input shape) += dy broadcast back over the reduced dims (divided by R for mean) */
+static void K(reduce_backward)(const reduce_plan *p, const scalar_t *dy, scalar_t *dx) {
+    scalar_t scale = p->mean ? (scalar_t)(1.0 / (double)p->R) : 1;
+    int64_t work = p->R * p->n_rows * (p->inner_reduced ? 1 : p->inner);
+    if (p->inner_reduced) {
+        AF_PARALLEL_FOR(work)
+        for (int64_t o = 0; o < p->n_rows; o++) {
+            scalar_t g = dy[o] * scale;
+            scalar_t *dxo = dx + group_offset(o, p->n_kept, p->kept_size, p->kept_stride);
+            for (int64_t r = 0; r < p->n_red_rows; r++) {
+                scalar_t *run = dxo + group_offset(r, p->n_red, p->red_size, p->red_stride);
+                for (int64_t i = 0; i < p->inner; i++) run[i] += g;
+            }
+        }
+        return;
+    }
+    AF_PARALLEL_FOR(work)
+    for (int64_t o = 0; o < p->n_rows; o++) {
+        const scalar_t *g = dy + o * p->inner;
+        scalar_t *dxo = dx + group_offset(o, p->n_kept, p->kept_size, p->kept_stride);
+        for (int64_t r = 0; r < p->n_red_rows; r++) {
+            scalar_t *row = dxo + group_offset(r, p->n_red, p->red_size, p->red_stride);
+            for (int64_t j = 0; j < p->inner; j++) row[j] += g[j] * scale;
+        }
+    }
+}
+
+#endif

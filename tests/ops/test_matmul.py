@@ -1,0 +1,91 @@
+"""matmul.c: every supported shape pairing against NumPy (and torch), float64 gradchecks for both
+inputs, empty dims, determinism across threads, and shape errors naming both shapes."""
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.testing import assert_close, gradcheck
+from tests.conftest import call, t64
+
+REFERENCE_TESTED = {"matmul"}
+GRAD_CHECKED = {"matmul"}
+
+CASES = [((3, 5), (5, 4)), ((1, 1), (1, 1)), ((1, 7), (7, 1)), ((2, 3, 5), (2, 5, 4)), ((1, 3, 5), (1, 5, 2)),
+         ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3)), ((2, 3, 3, 4), (4, 2)), ((3, 0), (0, 4)), ((0, 3), (3, 4)),
+         ((2, 0, 3), (2, 3, 4)), ((2, 3, 4), (4, 0))]
+
+
+@pytest.mark.parametrize("sa,sb", CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matches_numpy(sa, sb, dtype, rng):
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    out = call("matmul", [af.tensor(a, dtype=dtype), af.tensor(b, dtype=dtype)])
+    assert out.dtype == dtype
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    assert_close(out, (a @ b).astype(dtype), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 2)), ((2, 3, 4), (2, 4, 2)), ((2, 3, 4), (4, 2)),
+                                   ((2, 2, 2, 3), (2, 2, 3, 2)), ((1, 1), (1, 3))])
+def test_gradcheck(sa, sb, rng):
+    a, b = t64(rng.standard_normal(sa)), t64(rng.standard_normal(sb))
+    gradcheck(lambda x, y: call("matmul", [x, y]), [a, b])
+
+
+def test_gradient_of_one_input_only(rng):
+    a, b = t64(rng.standard_normal((2, 3))), t64(rng.standard_normal((3, 4)), requires_grad=False)
+    (a @ b).sum().backward()
+    assert_close(a.grad, np.ones((2, 4)) @ b.numpy().T, rtol=1e-12, atol=1e-12)
+    assert b.grad is None
+
+
+def test_empty_inner_dim_gradients():
+    a, b = t64(np.zeros((2, 0))), t64(np.zeros((0, 3)))
+    out = a @ b
+    assert out.numpy().tolist() == [[0.0] * 3] * 2
+    out.sum().backward()
+    assert a.grad.shape == (2, 0) and b.grad.shape == (0, 3)
+
+
+def test_threads_bitwise_identical(rng):
+    a = af.tensor(rng.standard_normal((4, 67, 129)).astype(np.float32))
+    b = af.tensor(rng.standard_normal((129, 71)).astype(np.float32))
+    prev = af.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            af.set_num_threads(n)
+            results.append((a @ b).numpy().tobytes())
+    finally:
+        af.set_num_threads(prev)
+    assert results[0] == results[1]
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"'input' of shape \(2, 3\) and 'other' of shape \(4, 5\) cannot be multiplied"):
+        call("matmul", [af.zeros(2, 3), af.zeros(4, 5)])
+    with pytest.raises(ValueError, match=r"'other' must be at least 2-D"):
+        call("matmul", [af.zeros(2, 3), af.zeros(3)])
+    with pytest.raises(ValueError, match=r"'input' must be at least 2-D"):
+        call("matmul", [af.zeros(3), af.zeros(3, 2)])
+    with pytest.raises(ValueError, match="same batch dims"):
+        call("matmul", [af.zeros(2, 2, 3), af.zeros(3, 3, 2)])
+    with pytest.raises(TypeError, match="'other' is float64"):
+        call("matmul", [af.zeros(2, 3), af.zeros(3, 2, dtype="float64")])
+    with pytest.raises(TypeError, match="'input' must be float32 or float64"):
+        call("matmul", [af.zeros(2, 3, dtype="int32"), af.zeros(3, 2)])
+
+
+def test_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    for sa, sb in [((2, 3, 5), (2, 5, 4)), ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3))]:
+        a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        g = rng.standard_normal((a @ b).shape)
+        (ta @ tb).backward(torch.tensor(g))
+        xa, xb = t64(a), t64(b)
+        out = xa @ xb
+        out.backward(af.tensor(g, dtype="float64"))
+        assert_close(out, (ta @ tb).detach().numpy(), rtol=1e-12, atol=1e-12)
+        assert_close(xa.grad, ta.grad.numpy(), rtol=1e-12, atol=1e-12, name="da")
+        assert_close(xb.grad, tb.grad.numpy(), rtol=1e-12, atol=1e-12, name="db")
