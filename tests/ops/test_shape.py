@@ -368,3 +368,25 @@ def test_cast_bad_input():
         call("cast", [af.zeros(2)])
     with pytest.raises(TypeError, match="unknown dtype"):
         af.zeros(2).to("float128")
+
+
+def test_shape_ops_match_torch_forward_and_backward(rng):
+    torch = pytest.importorskip("torch")
+    a, b = rng.standard_normal((3, 4, 5)), rng.standard_normal((5, 2, 4))
+
+    def chain(lib, x, y):
+        cat = torch.cat if lib is torch else af.cat
+        split = torch.split if lib is torch else af.split
+        parts = split(x[1:, ::2].permute(2, 0, 1).reshape(5, -1), [1, 2, 0, 1], 1)
+        return cat([parts[1], y.permute(0, 2, 1).reshape(5, 8)[:, 1:4] * parts[3][:, :1], parts[0]], 1).sum(dim=0)
+
+    g = rng.standard_normal(6)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    ref = chain(torch, ta, tb)
+    ref.backward(torch.tensor(g))
+    xa, xb = t64(a), t64(b)
+    out = chain(af, xa, xb)
+    out.backward(af.tensor(g, dtype="float64"))
+    assert_close(out, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert_close(xa.grad, ta.grad.numpy(), rtol=1e-12, atol=1e-12, name="d a")
+    assert_close(xb.grad, tb.grad.numpy(), rtol=1e-12, atol=1e-12, name="d b")
