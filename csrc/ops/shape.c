@@ -213,10 +213,7 @@ static af_status permute_setup(af_op_call *c) {
         seen[d] = 1;
         shape[k] = x->shape[d];
     }
-    AF_TRY(af_alloc_out(c, 0, x->ndim, shape, 0));
-    if (x->ndim == 4 && c->attr.i[0] == 0 && c->attr.i[1] == 2 && c->attr.i[2] == 3 && c->attr.i[3] == 1)
-        c->out[0]->memory_format = AF_FORMAT_NHWC;
-    return AF_OK;
+    return af_alloc_out(c, 0, x->ndim, shape, 0);
 }
 
 static af_status permute_forward_cpu(af_op_call *c) {
