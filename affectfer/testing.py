@@ -32,20 +32,24 @@ def assert_close(actual, expected, rtol=None, atol=None, name="tensor"):
     if a.dtype.kind not in "fc" and e.dtype.kind not in "fc":
         bad = a != e
         if bad.any():
-            idx = np.unravel_index(np.argmax(bad), a.shape)
-            raise AssertionError(f"{name}: {int(bad.sum())} of {a.size} elements differ; first at {idx}: {a[idx]} != {e[idx]}")
+            idx = tuple(int(i) for i in np.unravel_index(np.argmax(bad), a.shape))
+            raise AssertionError(f"{name}: {int(bad.sum())} of {a.size} elements differ; first at {idx}: "
+                                 f"{a[idx].item()} != {e[idx].item()}")
         return
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
-    both_nan = np.isnan(a64) & np.isnan(e64)
-    err = np.where(both_nan, 0.0, np.abs(a64 - e64))
-    allowed = atol + rtol * np.abs(e64)
-    bad = ~(err <= allowed)
+    # equal values (infinities of the same sign included) and NaN against NaN always pass
+    same = (a64 == e64) | (np.isnan(a64) & np.isnan(e64))
+    with np.errstate(invalid="ignore"):
+        err = np.where(same, 0.0, np.abs(a64 - e64))
+        allowed = atol + rtol * np.abs(e64)
+    bad = ~same & ~(err <= allowed)
     if bad.any():
         excess = np.where(bad, np.nan_to_num(err - allowed, nan=np.inf), -np.inf)
-        idx = np.unravel_index(np.argmax(excess), a.shape) if a.ndim else ()
+        idx = tuple(int(i) for i in np.unravel_index(np.argmax(excess), a.shape)) if a.ndim else ()
         raise AssertionError(
             f"{name}: {int(bad.sum())} of {a.size} elements out of tolerance (atol={atol}, rtol={rtol}); "
-            f"worst at index {idx}: actual {a64[idx]!r}, expected {e64[idx]!r}, |diff| {err[idx]:.3e}")
+            f"worst at index {idx}: actual {float(a64[idx])!r}, expected {float(e64[idx])!r}, "
+            f"|diff| {float(err[idx]):.3e}")
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, seed=0):

@@ -127,3 +127,16 @@ def test_item_and_repr():
     assert "tensor(" in repr(t)
     with pytest.raises(ValueError, match="one-element"):
         af.zeros(2).item()
+
+
+def test_assert_close_handles_nan_inf_and_reports_the_worst_element():
+    from affectfer.testing import assert_close
+
+    special = np.array([np.nan, np.inf, -np.inf, 1.0])
+    assert_close(special, special.copy(), rtol=0, atol=0)
+    with pytest.raises(AssertionError, match="index"):
+        assert_close(np.array([np.inf, 1.0]), np.array([-np.inf, 1.0]), rtol=0, atol=0)
+    with pytest.raises(AssertionError, match=r"worst at index \(1,\)"):
+        assert_close(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 3.1]), rtol=0, atol=0.01)
+    with pytest.raises(AssertionError, match="shape"):
+        assert_close(np.zeros(2), np.zeros(3))
