@@ -11,11 +11,13 @@
  *
  * Three CPU algorithms, chosen per call (same results up to float rounding):
  *   depthwise (Cin/G == 1, G > 1): a direct kernel; a GEMM with K = KH KW would be all overhead.
- *   pointwise (1x1, stride 1, no padding) on large images: x[n] already is the GEMM's right operand,
- *     so y[n, g] = W[g] @ x[n, g] per image without any copy.
- *   everything else: im2col over a chunk of images, col (Cin/G KH KW, n_chunk Ho Wo), one GEMM per
- *     group, then a scatter to NCHW. One wide GEMM per chunk keeps the BLAS at its best rate even on
- *     7x7 feature maps, where per-image GEMMs would be 49 columns wide.
+ *   pointwise (1x1, stride 1, no padding) with Ho Wo >= 64: x[n] already is the GEMM's right
+ *     operand, so y[n, g] = W[g] @ x[n, g] per image without any copy.
+ *   everything else: im2col over a chunk of images, col (Cin/G KH KW, n_chunk Ho Wo). With Ho Wo >= 64,
+ *     y[n, g] = W[g] @ col[:, image n] per image straight into y; on smaller maps (7x7, 4x4) one wide
+ *     GEMM per group over the whole chunk and a scatter to NCHW, since 49-column GEMMs run slowly.
+ * All GEMMs are cut into shape-determined tiles of single-threaded BLAS calls (gemm_tiled,
+ * gemm_batched), so the thread count never changes a bit of the result.
  * Backward (the adjoint of each step): dbias += sum of dy; dW[g] += dY[g] @ col^T; dx: dcol = W[g]^T @
  * dY[g], then col2im accumulates dcol into dx. Every parallel loop owns whole outputs (col2im runs
  * per input channel plane), so results do not depend on the thread count. */
@@ -33,8 +35,12 @@ typedef struct conv_geom {
 
 /* Upper bound on the elements of one im2col buffer: chunks of images keep it near 64 MiB in float32. */
 #define CONV_COL_CAP ((int64_t)1 << 24)
-/* Pointwise convolutions skip im2col when one image's GEMM is at least this many columns wide. */
-#define CONV_POINTWISE_DIRECT_HWO 1024
+/* From this many output pixels per image on, GEMMs run per image straight from x / into y (no
+ * im2col copy for pointwise convs, no NCHW scatter otherwise); below it, per-image GEMMs are too
+ * narrow and one wide GEMM over the chunk plus a scatter is faster. Measured on ResNet-50's layers
+ * (benchmarks/bench_cpu.py): 1x1 convs on 28x28 maps gain ~25%, 4x4 maps lose ~15% per image. */
+#define CONV_POINTWISE_DIRECT_HWO 64
+#define CONV_DIRECT_HWO 64
 
 /* Smallest o >= 0 with o * s >= t (s > 0). */
 static inline int64_t first_at_least(int64_t t, int64_t s) {
@@ -84,6 +90,28 @@ static void gemm_tiles(int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
     int64_t t = (N + want_n - 1) / want_n;
     t = (t + 63) / 64 * 64;
     *tn = t < 64 ? 64 : t > 1024 ? 1024 : t;
+}
+
+/* A batch of same-shaped GEMMs: operand X of GEMM b starts at
+ * X + (b / inner) * x_outer + (b % inner) * x_inner. */
+typedef struct gemm_batch {
+    int64_t count, inner;
+    int64_t a_outer, a_inner, b_outer, b_inner, c_outer, c_inner;
+} gemm_batch;
+
+static inline int64_t batch_offset(const gemm_batch *bt, int64_t b, int64_t outer, int64_t inner) {
+    return b / bt->inner * outer + b % bt->inner * inner;
+}
+
+/* Tiles for a batch of `count` GEMMs with C (M, N): rows up to 256, columns whole up to 1024, cut
+ * further (in multiples of 64) only when the batch has fewer than 16 tiles; from the shape alone. */
+static void batched_tiles(int64_t count, int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
+    *tm = M < 256 ? (M > 0 ? M : 1) : 256;
+    int64_t tiles = count * ((M + *tm - 1) / *tm), want_n = tiles >= 16 ? 1 : (16 + tiles - 1) / tiles;
+    int64_t parts = (N + 1023) / 1024 > want_n ? (N + 1023) / 1024 : want_n;
+    int64_t t = (N + parts - 1) / parts;
+    t = (t + 63) / 64 * 64;
+    *tn = t < N ? t : (N > 0 ? N : 1);
 }
 
 #define AF_TEMPLATE_FILE "conv2d.c"
@@ -266,6 +294,36 @@ static void K(gemm_tiled)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, cons
     af_free_host(part);
 }
 
+/* For every b < bt->count: C_b (M, N) = op(A_b) @ op(B_b) + beta C_b, as shape-determined tiles of
+ * single-threaded BLAS calls spread over the threads (bitwise the same for any thread count). */
+static void K(gemm_batched)(const gemm_batch *bt, int ta, int tb, int64_t M, int64_t N, int64_t Kd, const scalar_t *A,
+                            int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
+    if (M == 0 || N == 0 || bt->count == 0) return;
+    int64_t tm, tn;
+    batched_tiles(bt->count, M, N, &tm, &tn);
+    const int64_t n_tiles = (N + tn - 1) / tn, per = (M + tm - 1) / tm * n_tiles, tiles = bt->count * per;
+    int saved = blas_single_begin();
+    AF_PARALLEL_FOR(tiles > 1 ? bt->count * M * N * Kd : 0)
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t b = t / per, i0 = t % per / n_tiles * tm, j0 = t % n_tiles * tn;
+        int64_t mm = M - i0 < tm ? M - i0 : tm, nn = N - j0 < tn ? N - j0 : tn;
+        const scalar_t *a = A + batch_offset(bt, b, bt->a_outer, bt->a_inner) + (ta ? i0 : i0 * lda);
+        const scalar_t *bb = B + batch_offset(bt, b, bt->b_outer, bt->b_inner) + (tb ? j0 * ldb : j0);
+        scalar_t *c = C + batch_offset(bt, b, bt->c_outer, bt->c_inner) + i0 * ldc + j0;
+        AF_GEMM(ta, tb, mm, nn, Kd, 1, a, lda, bb, ldb, beta, c, ldc);
+    }
+    blas_single_end(saved);
+}
+
+/* y (N, Cout, HWo) += bias (Cout) */
+static void K(add_bias)(const conv_geom *g, const scalar_t *bias, scalar_t *y) {
+    AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
+    for (int64_t it = 0; it < g->N * g->Cout; it++) {
+        scalar_t b = bias[it % g->Cout], *dst = y + it * g->HWo;
+        for (int64_t p = 0; p < g->HWo; p++) dst[p] += b;
+    }
+}
+
 /* col (rows, m Ho Wo) with rows = (ci, kh, kw) of group grp and columns = (n, oh, ow):
  * col[(ci KH + kh) KW + kw, n HWo + oh Wo + ow] = x[n, grp Cin_g + ci, oh sh - ph + kh dh, ow sw - pw + kw dw]
  * (0 outside). x: the chunk's first image (m images). */
@@ -352,9 +410,10 @@ static void K(gather_dy)(const conv_geom *g, const scalar_t *dy, int64_t m, scal
 static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
                                  scalar_t *y) {
     int64_t nb = images_per_chunk(g);
+    int direct = g->HWo >= CONV_DIRECT_HWO;
     scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
-    scalar_t *tmp = af_alloc_host((size_t)(g->Cout * nb * g->HWo) * sizeof(scalar_t));
-    if (!col || !tmp) {
+    scalar_t *tmp = direct ? NULL : af_alloc_host((size_t)(g->Cout * nb * g->HWo) * sizeof(scalar_t));
+    if (!col || (!direct && !tmp)) {
         af_free_host(col);
         af_free_host(tmp);
         return AF_FAIL(AF_ERR_OOM, "conv2d: out of memory for the im2col buffers (%lld images per chunk)", (long long)nb);
@@ -364,12 +423,20 @@ static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const sc
         const scalar_t *xc = x + n0 * g->Cin * g->H * g->W;
         for (int64_t grp = 0; grp < g->G; grp++) {
             K(im2col)(g, xc, grp, m, col);
-            /* tmp[g] (Cout_g, L) = W[g] (Cout_g, rows) @ col (rows, L) */
-            K(gemm_tiled)(0, 0, g->Cout_g, L, g->rows, w + grp * g->Cout_g * g->rows, g->rows, col, L, 0,
-                    tmp + grp * g->Cout_g * L, L);
+            if (direct) {
+                /* y[n, g] (Cout_g, HWo) = W[g] (Cout_g, rows) @ col[:, n HWo : (n + 1) HWo] */
+                gemm_batch bt = {m, 1, 0, 0, g->HWo, 0, g->Cout * g->HWo, 0};
+                K(gemm_batched)(&bt, 0, 0, g->Cout_g, g->HWo, g->rows, w + grp * g->Cout_g * g->rows, g->rows, col, L,
+                                0, y + n0 * g->Cout * g->HWo + grp * g->Cout_g * g->HWo, g->HWo);
+            } else {
+                /* tmp[g] (Cout_g, L) = W[g] (Cout_g, rows) @ col (rows, L), scattered to NCHW below */
+                K(gemm_tiled)(0, 0, g->Cout_g, L, g->rows, w + grp * g->Cout_g * g->rows, g->rows, col, L, 0,
+                              tmp + grp * g->Cout_g * L, L);
+            }
         }
-        K(scatter_out)(g, tmp, bias, m, y + n0 * g->Cout * g->HWo);
+        if (!direct) K(scatter_out)(g, tmp, bias, m, y + n0 * g->Cout * g->HWo);
     }
+    if (direct && bias) K(add_bias)(g, bias, y);
     af_free_host(col);
     af_free_host(tmp);
     return AF_OK;
@@ -379,6 +446,7 @@ static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const sc
 static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
                                   scalar_t *dx, scalar_t *dw) {
     int64_t nb = images_per_chunk(g);
+    int direct = g->HWo >= CONV_DIRECT_HWO;
     scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
     scalar_t *dyt = af_alloc_host((size_t)(g->Cout * nb * g->HWo) * sizeof(scalar_t));
     if (!col || !dyt) {
@@ -389,7 +457,7 @@ static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const s
     }
     for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
         int64_t m = g->N - n0 < nb ? g->N - n0 : nb, L = m * g->HWo;
-        K(gather_dy)(g, dy + n0 * g->Cout * g->HWo, m, dyt);
+        if (dw || !direct) K(gather_dy)(g, dy + n0 * g->Cout * g->HWo, m, dyt);
         for (int64_t grp = 0; grp < g->G; grp++) {
             const scalar_t *dyt_g = dyt + grp * g->Cout_g * L;
             if (dw) {
@@ -397,7 +465,13 @@ static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const s
                 /* dW[g] (Cout_g, rows) += dY[g] (Cout_g, L) @ col^T (L, rows) */
                 K(gemm_tiled)(0, 1, g->Cout_g, g->rows, L, dyt_g, L, col, L, 1, dw + grp * g->Cout_g * g->rows, g->rows);
             }
-            if (dx) {
+            if (dx && direct) {
+                /* dcol[:, n HWo : (n + 1) HWo] (rows, HWo) = W[g]^T (rows, Cout_g) @ dy[n, g] (Cout_g, HWo) */
+                gemm_batch bt = {m, 1, 0, 0, g->Cout * g->HWo, 0, g->HWo, 0};
+                K(gemm_batched)(&bt, 1, 0, g->rows, g->HWo, g->Cout_g, w + grp * g->Cout_g * g->rows, g->rows,
+                                dy + n0 * g->Cout * g->HWo + grp * g->Cout_g * g->HWo, g->HWo, 0, col, L);
+                K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W);
+            } else if (dx) {
                 /* dcol (rows, L) = W[g]^T (rows, Cout_g) @ dY[g] (Cout_g, L), reusing col */
                 K(gemm_tiled)(1, 0, g->rows, L, g->Cout_g, w + grp * g->Cout_g * g->rows, g->rows, dyt_g, L, 0, col, L);
                 K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W);
@@ -412,28 +486,17 @@ static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const s
 /* Pointwise (1x1, stride 1, no padding): y[n, g] (Cout_g, HW) = W[g] (Cout_g, Cin_g) @ x[n, g] (Cin_g, HW) */
 static void K(pointwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
                                  scalar_t *y) {
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t grp = 0; grp < g->G; grp++)
-            K(gemm_tiled)(0, 0, g->Cout_g, g->HWo, g->Cin_g, w + grp * g->Cout_g * g->Cin_g, g->Cin_g,
-                    x + (n * g->Cin + grp * g->Cin_g) * g->HWo, g->HWo, 0,
-                    y + (n * g->Cout + grp * g->Cout_g) * g->HWo, g->HWo);
-    if (!bias) return;
-    AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
-    for (int64_t it = 0; it < g->N * g->Cout; it++) {
-        scalar_t b = bias[it % g->Cout], *dst = y + it * g->HWo;
-        for (int64_t p = 0; p < g->HWo; p++) dst[p] += b;
-    }
+    gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cin * g->HWo, g->Cin_g * g->HWo,
+                     g->Cout * g->HWo, g->Cout_g * g->HWo};
+    K(gemm_batched)(&bt, 0, 0, g->Cout_g, g->HWo, g->Cin_g, w, g->Cin_g, x, g->HWo, 0, y, g->HWo);
+    if (bias) K(add_bias)(g, bias, y);
 }
 
+/* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW) */
 static void K(pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t grp = 0; grp < g->G; grp++) {
-            const scalar_t *dy_ng = dy + (n * g->Cout + grp * g->Cout_g) * g->HWo;
-            const scalar_t *w_g = w + grp * g->Cout_g * g->Cin_g;
-            /* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW) */
-            K(gemm_tiled)(1, 0, g->Cin_g, g->HWo, g->Cout_g, w_g, g->Cin_g, dy_ng, g->HWo, 1,
-                          dx + (n * g->Cin + grp * g->Cin_g) * g->HWo, g->HWo);
-        }
+    gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cout * g->HWo, g->Cout_g * g->HWo,
+                     g->Cin * g->HWo, g->Cin_g * g->HWo};
+    K(gemm_batched)(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, w, g->Cin_g, dy, g->HWo, 1, dx, g->HWo);
 }
 
 /* Depthwise (Cin_g = 1): y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g] shifted.

@@ -46,12 +46,14 @@ CASES = [
     ((1, 4, 9, 7), (6, 2, 3, 2), (2, 1), (0, 2), (1, 2), 2, True),      # groups, mixed attrs, batch 1
     ((3, 6, 8, 8), (6, 1, 3, 3), (1, 2), (1, 1), (2, 1), 6, False),     # depthwise, no bias
     ((2, 4, 5, 6), (8, 1, 3, 3), (2, 2), (1, 0), (1, 1), 4, True),      # depthwise, multiplier 2
-    ((2, 8, 33, 33), (5, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1, True),    # pointwise, direct GEMM
+    ((2, 8, 33, 33), (5, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1, True),    # pointwise, GEMM per image
     ((2, 8, 5, 5), (4, 4, 1, 1), (1, 1), (0, 0), (1, 1), 2, False),     # pointwise, batched, groups
     ((2, 6, 9, 9), (4, 6, 1, 1), (2, 2), (0, 0), (1, 1), 1, True),      # 1x1 stride 2 (ResNet downsample)
     ((2, 3, 11, 13), (5, 3, 7, 7), (2, 2), (3, 3), (1, 1), 1, True),    # ResNet stem shape
     ((1, 2, 4, 4), (3, 2, 4, 4), (1, 1), (0, 0), (1, 1), 1, True),      # kernel == input
     ((1, 1, 6, 5), (2, 1, 2, 3), (3, 2), (2, 1), (2, 1), 1, False),     # Cin 1, groups 1
+    ((2, 3, 10, 9), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # >= 64 pixels: GEMM per image into y
+    ((1, 4, 12, 12), (6, 2, 3, 3), (1, 1), (1, 1), (1, 1), 2, False),   # the same with groups
 ]
 
 
@@ -86,7 +88,9 @@ GRAD_CASES = [
     ((2, 2, 5, 4), (3, 2, 3, 2), (1, 1), (1, 1), (1, 1), 1),
     ((1, 4, 6, 5), (4, 2, 2, 3), (2, 1), (1, 0), (2, 1), 2),
     ((2, 3, 5, 5), (6, 1, 3, 3), (2, 1), (1, 1), (1, 2), 3),   # depthwise
-    ((2, 4, 3, 4), (2, 4, 1, 1), (1, 1), (0, 0), (1, 1), 1),   # pointwise
+    ((2, 4, 3, 4), (2, 4, 1, 1), (1, 1), (0, 0), (1, 1), 1),   # pointwise, batched GEMM
+    ((1, 2, 8, 8), (2, 2, 3, 3), (1, 1), (1, 1), (1, 1), 1),   # 64 pixels: GEMM per image
+    ((2, 3, 8, 8), (2, 3, 1, 1), (1, 1), (0, 0), (1, 1), 1),   # pointwise, GEMM per image
 ]
 
 
@@ -99,11 +103,10 @@ def test_gradcheck(case, rng):
 
 
 def test_gradcheck_pointwise_direct(rng):
-    """The per-image GEMM path (1x1 on >= 1024 output pixels): weight and bias by finite differences."""
+    """A pointwise conv on a long image: weight and bias by finite differences, dx against W^T dY."""
     x = t64(rng.standard_normal((1, 2, 32, 64)), requires_grad=False)  # K = 2048: the K-sliced dW GEMM
     w, b = t64(rng.standard_normal((2, 2, 1, 1))), t64(rng.standard_normal(2))
     gradcheck(lambda x, w, b: call("conv2d", [x, w, b], (1, 1, 0, 0, 1, 1, 1)), [x, w, b])
-    # dx through the same path, checked against the batched im2col path's adjoint (W^T dY)
     xg = t64(rng.standard_normal((1, 2, 32, 33)))
     wn = rng.standard_normal((3, 2, 1, 1))
     y = call("conv2d", [xg, t64(wn, requires_grad=False)], (1, 1, 0, 0, 1, 1, 1))
