@@ -1,12 +1,15 @@
 """CPU throughput of affectfer's ops against the machine's SGEMM rate and PyTorch CPU.
 
-    python benchmarks/bench_cpu.py [--batch 32] [--size 112] [--threads N] [--reps 3]
+    python benchmarks/bench_cpu.py [--batch 32] [--size 112] [--threads N] [--reps 3] [--cpu-time]
 
 Prints one table: for every distinct conv layer shape of ResNet-50 (torchvision layout, stride on
 the 3x3) at size x size input, forward and backward (dx + dW) GFLOP/s of affectfer and, when
 `import torch` works, of PyTorch with the same thread count, with ratios. The reference rate is
 SGEMM measured through affectfer's own GEMM path (a 1x1 convolution is one GEMM). Each bench is a
 function returning rows, so whole-model rows (training images/s) can be added to main() later.
+
+--cpu-time runs one thread and times with the calling thread's CPU clock (all work then runs on that
+thread for both libraries): far less sensitive to other jobs on a shared machine than wall time.
 """
 import argparse
 import time
@@ -21,14 +24,17 @@ except ImportError:  # the table then has affectfer columns only
     torch = None
 
 
+CLOCK = time.perf_counter  # main() switches to time.thread_time for --cpu-time
+
+
 def best_time(fn, reps, setup=None):
-    """Minimum wall time of fn() over reps runs after one warm-up; setup() runs untimed before each."""
+    """Minimum time of fn() over reps runs after one warm-up; setup() runs untimed before each."""
     best = float("inf")
     for i in range(reps + 1):
         arg = setup() if setup else None
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn(arg) if setup else fn()
-        dt = time.perf_counter() - t0
+        dt = CLOCK() - t0
         if i:
             best = min(best, dt)
     return best
@@ -130,7 +136,11 @@ def main():
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--threads", type=int, default=af.get_num_threads())
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cpu-time", action="store_true", help="1 thread, timed by the thread's CPU clock")
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        args.threads, CLOCK = 1, time.thread_time
     af.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -142,7 +152,8 @@ def main():
     for r, (cin, cout, k, stride, pad, h) in zip(rows, resnet50_conv_shapes(args.size)):
         ho = (h + 2 * pad - k) // stride + 1
         r["_flops"] = 2.0 * args.batch * cout * ho * ho * cin * k * k
-    print(f"threads {args.threads}, batch {args.batch}, input {args.size}x{args.size}, float32, GFLOP/s (best of {args.reps})")
+    print(f"threads {args.threads}, batch {args.batch}, input {args.size}x{args.size}, float32, GFLOP/s (best of {args.reps}, "
+          f"{'thread CPU time' if args.cpu_time else 'wall time'})")
     print(f"SGEMM (affectfer GEMM path): {sgemm['af_fwd']:.1f} GFLOP/s"
           + (f"; torch.mm same size: {sgemm['torch_fwd']:.1f} GFLOP/s" if "torch_fwd" in sgemm else "; torch not importable"))
     print(format_table(rows + [totals_row(rows)], sgemm["af_fwd"]))
