@@ -1,0 +1,148 @@
+"""affectfer.models.resnet: torchvision's structure (parameter counts, state_dict names and shapes,
+init), and the same logits, loss and gradients as torchvision for the same weights."""
+import math
+
+import numpy as np
+import pytest
+
+import affectfer as af
+import affectfer.nn as nn
+import affectfer.nn.functional as F
+from affectfer import models
+from affectfer.testing import assert_close
+
+# torchvision resnet18's state_dict (num_classes=1000): every 15th key, and the first/last few.
+RESNET18_KEY_SAMPLE = [
+    "conv1.weight", "layer1.0.bn2.running_mean", "layer2.0.conv1.weight", "layer2.0.downsample.1.running_mean",
+    "layer3.0.conv1.weight", "layer3.0.downsample.1.running_mean", "layer4.0.conv1.weight",
+    "layer4.0.downsample.1.running_mean", "fc.weight"]
+RESNET18_FIRST = ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                  "bn1.num_batches_tracked", "layer1.0.conv1.weight", "layer1.0.bn1.weight"]
+RESNET50_SHAPES = {"layer1.0.conv1.weight": (64, 64, 1, 1), "layer1.0.conv2.weight": (64, 64, 3, 3),
+                   "layer1.0.conv3.weight": (256, 64, 1, 1), "layer1.0.downsample.0.weight": (256, 64, 1, 1),
+                   "layer2.0.conv2.weight": (128, 128, 3, 3), "layer3.5.bn3.running_var": (1024,),
+                   "layer4.2.conv3.weight": (2048, 512, 1, 1), "fc.weight": (1000, 2048), "fc.bias": (1000,)}
+
+
+@pytest.fixture(scope="module")
+def r18():
+    af.manual_seed(0)
+    return models.resnet18()
+
+
+@pytest.fixture(scope="module")
+def r50():
+    af.manual_seed(0)
+    return models.resnet50()
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts(r18, r50):
+    assert count(r18) == 11_689_512
+    assert count(r50) == 25_557_032
+    assert count(models.resnet18(num_classes=7)) == 11_689_512 - 993 * 512 - 993
+
+
+def test_state_dict_names(r18, r50):
+    keys18 = list(r18.state_dict())
+    assert len(keys18) == 122 and keys18[::15] == RESNET18_KEY_SAMPLE and keys18[:8] == RESNET18_FIRST
+    assert keys18[-2:] == ["fc.weight", "fc.bias"]
+    sd50 = r50.state_dict()
+    assert len(sd50) == 320
+    for k, shape in RESNET50_SHAPES.items():
+        assert tuple(sd50[k].shape) == shape, k
+    assert "layer1.1.downsample.0.weight" not in sd50 and "layer1.0.downsample.0.weight" in sd50
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_names_and_shapes_equal_torchvision(name, r18, r50):
+    tv = pytest.importorskip("torchvision")
+    theirs = getattr(tv.models, name)()
+    ours = r18 if name == "resnet18" else r50
+    assert [(k, tuple(v.shape)) for k, v in ours.state_dict().items()] == \
+           [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+
+
+def test_init_follows_torchvision(r50):
+    w = r50.layer3.0.conv2.weight.numpy() if False else r50.layer3[0].conv2.weight.numpy()
+    std = math.sqrt(2 / (3 * 3 * 256))  # kaiming_normal, fan_out = KH*KW*Cout
+    assert abs(w.std() - std) < 0.02 * std and abs(w.mean()) < 0.02 * std
+    assert (r50.layer2[1].bn3.weight.numpy() == 1).all() and not r50.bn1.bias.numpy().any()
+    bound = 1 / math.sqrt(2048)  # fc keeps Linear's default init
+    assert np.abs(r50.fc.weight.numpy()).max() <= bound
+    zr = models.resnet18(zero_init_residual=True)
+    assert not zr.layer2[1].bn2.weight.numpy().any() and (zr.layer2[1].bn1.weight.numpy() == 1).all()
+
+
+def test_stride_on_1x1_moves_the_stride():
+    block = models.Bottleneck(256, 128, stride=2, stride_on="1x1")
+    assert block.conv1.stride == (2, 2) and block.conv2.stride == (1, 1)
+    block = models.Bottleneck(256, 128, stride=2)
+    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+    with pytest.raises(ValueError, match="stride_on"):
+        models.Bottleneck(64, 64, stride_on="3x1")
+
+
+def test_forward_shapes_and_eval_determinism(rng):
+    model = models.resnet18(num_classes=5).eval()
+    x = af.tensor(rng.standard_normal((2, 3, 40, 36)).astype(np.float32))
+    y = model(x)
+    assert y.shape == (2, 5)
+    assert np.array_equal(model(x).numpy(), y.numpy())
+    assert model.features(x).shape == (2, 512, 2, 2)
+
+
+def _torchvision_pair(name, num_classes):
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    theirs = getattr(tv.models, name)(num_classes=num_classes)
+    with torch.no_grad():  # non-trivial BN affine and running stats, so eval mode tests them
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    ours = getattr(models, name)(num_classes=num_classes)
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    return torch, theirs, ours
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_eval_logits_match_torchvision(name, rng):
+    torch, theirs, ours = _torchvision_pair(name, 10)
+    x = rng.standard_normal((2, 3, 48, 48)).astype(np.float32)
+    ours.eval()
+    theirs.eval()
+    with torch.no_grad():
+        expect = theirs(torch.from_numpy(x)).numpy()
+    with af.no_grad():
+        got = ours(af.tensor(x))
+    assert_close(got, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max(), name=f"{name} eval logits")
+
+
+def test_train_step_matches_torchvision(rng):
+    """Train mode: batch statistics, loss, gradients of a few parameters, updated running stats."""
+    torch, theirs, ours = _torchvision_pair("resnet18", 6)
+    x = rng.standard_normal((4, 3, 40, 40)).astype(np.float32)
+    y = rng.integers(0, 6, 4)
+    ours.train()
+    theirs.train()
+    loss = F.cross_entropy(ours(af.tensor(x)), af.tensor(y), label_smoothing=0.1)
+    loss.backward()
+    tloss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(y), label_smoothing=0.1)
+    tloss.backward()
+    assert loss.item() == pytest.approx(tloss.item(), rel=1e-4)
+    ours_p, theirs_p = dict(ours.named_parameters()), dict(theirs.named_parameters())
+    for k in ["fc.weight", "fc.bias", "layer4.1.bn2.weight", "layer3.0.downsample.0.weight", "layer1.0.conv1.weight",
+              "bn1.bias", "conv1.weight"]:
+        g = theirs_p[k].grad.numpy()
+        assert_close(ours_p[k].grad, g, rtol=1e-3, atol=1e-3 * np.abs(g).max(), name=f"grad {k}")
+    tsd = theirs.state_dict()
+    for k in ["bn1.running_mean", "layer2.0.bn1.running_var", "layer4.1.bn2.running_var", "bn1.num_batches_tracked"]:
+        assert_close(ours.state_dict()[k], tsd[k].numpy(), rtol=1e-4, atol=1e-5, name=k)
