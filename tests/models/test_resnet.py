@@ -68,7 +68,7 @@ def test_names_and_shapes_equal_torchvision(name, r18, r50):
 
 
 def test_init_follows_torchvision(r50):
-    w = r50.layer3.0.conv2.weight.numpy() if False else r50.layer3[0].conv2.weight.numpy()
+    w = r50.layer3[0].conv2.weight.numpy()
     std = math.sqrt(2 / (3 * 3 * 256))  # kaiming_normal, fan_out = KH*KW*Cout
     assert abs(w.std() - std) < 0.02 * std and abs(w.mean()) < 0.02 * std
     assert (r50.layer2[1].bn3.weight.numpy() == 1).all() and not r50.bn1.bias.numpy().any()
@@ -126,10 +126,17 @@ def test_eval_logits_match_torchvision(name, rng):
     assert_close(got, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max(), name=f"{name} eval logits")
 
 
-def test_train_step_matches_torchvision(rng):
-    """Train mode: batch statistics, loss, gradients of a few parameters, updated running stats."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_train_step_matches_torchvision(dtype, rng):
+    """Train mode: batch statistics, loss, gradients, updated running stats. In float64 every
+    gradient agrees to ~1e-12; in float32, BN weight gradients (sums of dy * xhat with cancellation)
+    legitimately differ by up to ~1e-2 relative, so float32 checks the loss, the fc gradient and
+    the running statistics."""
     torch, theirs, ours = _torchvision_pair("resnet18", 6)
-    x = rng.standard_normal((4, 3, 40, 40)).astype(np.float32)
+    if dtype == "float64":
+        theirs.double()
+        ours.double()
+    x = rng.standard_normal((4, 3, 40, 40)).astype(dtype)
     y = rng.integers(0, 6, 4)
     ours.train()
     theirs.train()
@@ -137,12 +144,15 @@ def test_train_step_matches_torchvision(rng):
     loss.backward()
     tloss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(y), label_smoothing=0.1)
     tloss.backward()
-    assert loss.item() == pytest.approx(tloss.item(), rel=1e-4)
+    tight = dtype == "float64"
+    assert loss.item() == pytest.approx(tloss.item(), rel=1e-12 if tight else 1e-5)
     ours_p, theirs_p = dict(ours.named_parameters()), dict(theirs.named_parameters())
-    for k in ["fc.weight", "fc.bias", "layer4.1.bn2.weight", "layer3.0.downsample.0.weight", "layer1.0.conv1.weight",
-              "bn1.bias", "conv1.weight"]:
-        g = theirs_p[k].grad.numpy()
-        assert_close(ours_p[k].grad, g, rtol=1e-3, atol=1e-3 * np.abs(g).max(), name=f"grad {k}")
+    names = list(ours_p) if tight else ["fc.weight", "fc.bias"]
+    for k in names:
+        gt = theirs_p[k].grad.numpy()
+        assert_close(ours_p[k].grad, gt, rtol=1e-8 if tight else 1e-3,
+                     atol=(1e-10 if tight else 1e-4) * np.abs(gt).max(), name=f"grad {k}")
     tsd = theirs.state_dict()
     for k in ["bn1.running_mean", "layer2.0.bn1.running_var", "layer4.1.bn2.running_var", "bn1.num_batches_tracked"]:
-        assert_close(ours.state_dict()[k], tsd[k].numpy(), rtol=1e-4, atol=1e-5, name=k)
+        assert_close(ours.state_dict()[k], tsd[k].numpy(), rtol=1e-10 if tight else 1e-4, atol=1e-12 if tight else 1e-5,
+                     name=k)
