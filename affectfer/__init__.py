@@ -32,3 +32,5 @@ class cuda:
     @staticmethod
     def is_available() -> bool:
         return _C.cuda_available()
+
+from . import models, nn, optim  # noqa: E402  (they build on the names above)

@@ -44,6 +44,11 @@ def test_parameter_counts(r18, r50):
     assert count(r18) == 11_689_512
     assert count(r50) == 25_557_032
     assert count(models.resnet18(num_classes=7)) == 11_689_512 - 993 * 512 - 993
+    assert count(models.resnet34()) == 21_797_672
+
+
+def test_reachable_from_the_package_root():
+    assert af.models.resnet18 is models.resnet18 and af.nn.Conv2d is nn.Conv2d and af.optim.SGD
 
 
 def test_state_dict_names(r18, r50):
