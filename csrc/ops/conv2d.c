@@ -105,14 +105,16 @@ static inline int64_t batch_offset(const gemm_batch *bt, int64_t b, int64_t oute
     return b / bt->inner * outer + b % bt->inner * inner;
 }
 
-/* Tiles for a batch of `count` GEMMs with C (M, N): rows up to 256, columns whole up to 1024, cut
- * further (in multiples of 64) only when the batch has fewer than 16 tiles; from the shape alone. */
+/* Tiles for a batch of `count` GEMMs with C (M, N): rows up to 256, columns in near-equal parts of
+ * at most 1024, cut further (down to ~128 columns) only when the batch has fewer than 16 tiles; from
+ * the shape alone. */
 static void batched_tiles(int64_t count, int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
     *tm = M < 256 ? (M > 0 ? M : 1) : 256;
     int64_t tiles = count * ((M + *tm - 1) / *tm), want_n = tiles >= 16 ? 1 : (16 + tiles - 1) / tiles;
+    if (want_n > N / 128) want_n = N / 128 > 1 ? N / 128 : 1; /* no tiles narrower than ~128 columns */
     int64_t parts = (N + 1023) / 1024 > want_n ? (N + 1023) / 1024 : want_n;
     int64_t t = (N + parts - 1) / parts;
-    t = (t + 63) / 64 * 64;
+    t = (t + 15) / 16 * 16; /* near-equal parts: a multiple of 64 would leave a thin last tile */
     *tn = t < N ? t : (N > 0 ? N : 1);
 }
 
