@@ -6,12 +6,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := gcc make libopenblas-dev python3-dev python3-venv
+SYSTEM_PACKAGES := gcc make libopenblas-dev libstb-dev python3-dev python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZ_SECONDS ?= 60
 CSRC := $(shell find csrc -name '*.c' -o -name '*.h' -o -name '*.cu' 2>/dev/null)
 
-.PHONY: test demo bench fuzz build system clean
+.PHONY: test demo bench fuzz build system clean stb
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -25,7 +25,22 @@ $(VENV)/.deps: pyproject.toml | system
 	$(PY) -m pip install -q -e ".[test]" --no-build-isolation
 	touch $@
 
-build: $(VENV)/.deps
+# stb_image: Debian trixie's libstb-dev (stb_image 2.30, with the 2.28 security fixes bookworm's 2.27
+# lacks), fetched with a one-off source list into build/ (the system's apt sources untouched) and
+# unpacked with dpkg -x; setup.py finds it in build/stb. Offline, the system's libstb-dev is used.
+STB_APT := $(CURDIR)/build/stb-apt
+STB_APT_OPTS := -o Dir::Etc::sourcelist=$(STB_APT)/sources.list -o Dir::Etc::sourceparts=- \
+	-o Dir::State::Lists=$(STB_APT)/lists -o Dir::Cache=$(STB_APT)/cache -o Debug::NoLocking=1
+stb: build/stb/usr/include/stb/stb_image.h
+build/stb/usr/include/stb/stb_image.h:
+	@mkdir -p $(STB_APT)/lists/partial $(STB_APT)/cache/archives/partial
+	@echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+	  > $(STB_APT)/sources.list
+	@(apt-get -qq $(STB_APT_OPTS) update && cd $(STB_APT) && rm -f libstb-dev_*.deb && \
+	  apt-get -qq $(STB_APT_OPTS) download libstb-dev && dpkg -x libstb-dev_*.deb $(CURDIR)/build/stb) \
+	  || echo "WARNING: could not fetch trixie's libstb-dev; building against the system's stb_image"
+
+build: $(VENV)/.deps stb
 	$(PY) setup.py -q build_ext --inplace
 
 test: build

@@ -36,7 +36,21 @@ def cblas_dirs():
 def stb_dirs():
     dirs = [os.environ.get("STB_INCLUDE_DIR"), os.path.join(ROOT, "build", "stb", "usr", "include", "stb"),
             "/usr/include/stb"]
-    return [d for d in dirs if d and os.path.exists(os.path.join(d, "stb_image.h"))][:1]
+    found = [d for d in dirs if d and os.path.exists(os.path.join(d, "stb_image.h"))][:1]
+    if not found:
+        sys.exit("affectfer: stb_image.h not found (the image decoder needs it). Run `make stb` (fetches "
+                 "Debian trixie's libstb-dev into build/stb), install libstb-dev, or set STB_INCLUDE_DIR.")
+    with open(os.path.join(found[0], "stb_image.h"), encoding="latin-1") as f:
+        head = f.readline()  # "/* stb_image - v2.30 - public domain image loader ..."
+    try:
+        version = tuple(int(p) for p in head.split(" - v")[1].split(" ")[0].split("."))
+    except (IndexError, ValueError):
+        version = (0, 0)
+    if version < (2, 28):
+        sys.stderr.write("WARNING: affectfer: %s/stb_image.h is stb_image %s, older than 2.28 (missing its security "
+                         "fixes for malformed files). Run `make stb` to build against Debian trixie's 2.30.\n"
+                         % (found[0], ".".join(map(str, version)) if version != (0, 0) else "of unknown version"))
+    return found
 
 
 class ParallelIncrementalBuild(build_ext):
@@ -79,8 +93,7 @@ def extension():
         cflags.append("-march=native")
     macros = []
     stb = stb_dirs()
-    if stb:
-        macros.append(("AF_HAVE_STB", "1"))
+    macros.append(("AF_HAVE_STB", "1"))
     return Extension("affectfer._C", sources=sources, include_dirs=["csrc", numpy.get_include()] + blas_inc + stb,
                      library_dirs=blas_lib, libraries=["openblas", "m"], define_macros=macros,
                      extra_compile_args=cflags, extra_link_args=["-fopenmp"])

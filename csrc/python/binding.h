@@ -50,6 +50,9 @@ extern PyMethodDef af_fer_methods[];
 /* loader_bind.c: samplers, loader, batch mixers */
 extern PyMethodDef af_data_methods[];
 
+/* image_bind.c: decoding, transform pipelines, functional image ops */
+extern PyMethodDef af_image_methods[];
+
 /* ops_bind.c */
 extern PyMethodDef af_ops_methods[];
 int af_ops_init(PyObject *module);

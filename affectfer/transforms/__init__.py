@@ -1,0 +1,308 @@
+"""torchvision-like transforms that compile into one C pipeline.
+
+    import affectfer.transforms as T
+    tf = T.Compose([T.Resize((112, 112)), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    x = tf(img, seed=0, stream=3)      # img: NumPy uint8 (H, W, 3) -> float32 (3, 112, 112)
+    loader = affectfer.data.Loader(dataset, 64, transform=tf, ...)   # the same pipeline in C threads
+
+Semantics follow torchvision's tensor path (torchvision >= 0.12, measured against 0.29; see
+/work/shared/specs/augment-losses.md): the same parameters give the same pixels for the
+deterministic ops; random ops draw their parameters like torchvision but from affectfer's Philox
+streams, so they match torchvision in distribution, not draw for draw.
+
+Every transform is callable on one NumPy uint8 image (H, W[, C]); randomness comes from
+(seed, stream): pass them for a repeatable result, or leave them out to take the next stream of the
+global generator (`affectfer.manual_seed`). A transform before ToTensor returns uint8 (H, W, C); a
+pipeline with ToTensor returns float32 (C, H, W). The same ops with explicit parameters live in
+`affectfer.transforms.functional`.
+
+Python callables cannot run inside the C pipeline (that would need the GIL in every loader thread).
+"""
+import numbers
+import math
+
+import numpy as np
+
+from .. import _C
+
+_KINDS = _C.image_stage_kinds()
+_PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
+
+
+def _pair(size, name):
+    if isinstance(size, numbers.Integral):
+        return int(size), int(size)
+    size = tuple(size)
+    if len(size) == 1:
+        return int(size[0]), int(size[0])
+    if len(size) != 2:
+        raise ValueError(f"{name}: size must be an int or a (height, width) pair, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _range(value, name, center=1.0, bound=(0.0, math.inf)):
+    """torchvision ColorJitter._check_input: a number v -> [center - v, center + v] (clipped at the
+    lower bound), a pair as-is; None when the range is exactly [center, center] (op disabled)."""
+    if isinstance(value, numbers.Number):
+        if value < 0:
+            raise ValueError(f"{name}: if it is a single number, it must be non negative, got {value}")
+        value = [center - float(value), center + float(value)]
+        if center == 1.0:
+            value[0] = max(value[0], 0.0)
+    else:
+        value = [float(v) for v in value]
+        if len(value) != 2:
+            raise ValueError(f"{name}: must be a number or a (min, max) pair")
+    if not bound[0] <= value[0] <= value[1] <= bound[1]:
+        raise ValueError(f"{name}: values should be between {bound}, got {value}")
+    return None if value[0] == value[1] == center else value
+
+
+class Transform:
+    """Base class: a transform contributes stages to a pipeline spec; calling it runs the pipeline
+    of this transform alone."""
+
+    def _stages(self):
+        raise NotImplementedError
+
+    def compile(self):
+        """The C pipeline (a capsule the loader shares with its threads); built once, cached."""
+        cap = getattr(self, "_capsule", None)
+        if cap is None:
+            spec = []
+            for kind, params in self._stages():
+                spec += [float(_KINDS[kind]), float(len(params))] + [float(p) for p in params]
+            cap = _C.pipeline_build(np.asarray(spec, dtype=np.float64))
+            self._capsule = cap
+        return cap
+
+    _pipeline_capsule = compile
+
+    def output_shape(self, height, width):
+        """(C, H, W) of the float output for an input of height x width (needs a ToTensor stage)."""
+        return _C.pipeline_output_shape(self.compile(), int(height), int(width))
+
+    def __call__(self, img, seed=None, stream=None):
+        img = np.asarray(img)
+        if img.dtype != np.uint8:
+            raise TypeError(f"{type(self).__name__}: img must be a uint8 image (H, W[, C]), got dtype {img.dtype}")
+        if seed is None or stream is None:
+            gseed, gstream = _C.next_stream()
+            seed = gseed if seed is None else seed
+            stream = gstream if stream is None else stream
+        return _C.pipeline_run(self.compile(), img, int(seed) & (2**64 - 1), int(stream) & (2**64 - 1))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class Compose(Transform):
+    """A sequence of affectfer transforms, compiled into one C pipeline."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+        for t in self.transforms:
+            if not isinstance(t, Transform):
+                raise TypeError(f"Compose: {t!r} is not an affectfer transform; Python callables cannot run in the "
+                                "C pipeline (apply them outside, the slow path)")
+        self.compile()  # validate now, not in a loader thread
+
+    def _stages(self):
+        return [s for t in self.transforms for s in t._stages()]
+
+    def __repr__(self):
+        return "Compose(\n" + "".join(f"    {t!r},\n" for t in self.transforms) + ")"
+
+
+class Resize(Transform):
+    """Bilinear resize. size: (h, w), or an int for the shorter edge (the longer one becomes
+    int(size * long / short), capped by max_size). antialias=True (torchvision >= 0.17's default)
+    uses the antialiased kernel, which matters when downscaling; antialias=False is plain bilinear
+    (torchvision < 0.15 on tensors)."""
+
+    def __init__(self, size, max_size=None, antialias=True, interpolation="bilinear"):
+        if interpolation not in ("bilinear", 2):
+            raise ValueError(f"Resize: only bilinear interpolation is implemented, got {interpolation!r}")
+        if isinstance(size, numbers.Integral) or len(tuple(size)) == 1:
+            self.size = int(size) if isinstance(size, numbers.Integral) else int(tuple(size)[0])
+            if max_size is not None and max_size <= self.size:
+                raise ValueError(f"Resize: max_size = {max_size} must be strictly greater than the requested size")
+        else:
+            if max_size is not None:
+                raise ValueError("Resize: max_size is only supported for an int size")
+            self.size = _pair(size, "Resize")
+        self.max_size = max_size
+        self.antialias = bool(antialias)
+
+    def _stages(self):
+        if isinstance(self.size, int):
+            return [("Resize", (self.size, 0, self.max_size or 0, self.antialias))]
+        return [("Resize", (self.size[0], self.size[1], 0, self.antialias))]
+
+
+class CenterCrop(Transform):
+    """Crop the center (zero padding when the crop is larger than the image), like torchvision."""
+
+    def __init__(self, size):
+        self.size = _pair(size, "CenterCrop")
+
+    def _stages(self):
+        return [("CenterCrop", self.size)]
+
+
+class RandomCrop(Transform):
+    """Random crop after optional padding (an int, (left/right, top/bottom) or (l, t, r, b));
+    padding_mode constant/edge/reflect/symmetric; pad_if_needed pads up to the crop size."""
+
+    def __init__(self, size, padding=None, pad_if_needed=False, fill=0, padding_mode="constant"):
+        self.size = _pair(size, "RandomCrop")
+        if padding is None:
+            pad = (0, 0, 0, 0)
+        elif isinstance(padding, numbers.Integral):
+            pad = (int(padding),) * 4
+        else:
+            padding = tuple(int(p) for p in padding)
+            if len(padding) == 2:
+                pad = (padding[0], padding[1], padding[0], padding[1])
+            elif len(padding) == 4:
+                pad = padding
+            else:
+                raise ValueError(f"RandomCrop: padding must be an int or a 2- or 4-element sequence, got {padding!r}")
+        if padding_mode not in _PAD_MODES:
+            raise ValueError(f"RandomCrop: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+        fill3 = (int(fill),) * 3 if isinstance(fill, numbers.Number) else tuple(int(f) for f in fill)
+        if len(fill3) == 1:
+            fill3 *= 3
+        if len(fill3) != 3:
+            raise ValueError("RandomCrop: fill must be a number or 3 numbers")
+        self.padding, self.pad_if_needed, self.fill, self.padding_mode = pad, bool(pad_if_needed), fill3, padding_mode
+
+    def _stages(self):
+        return [("RandomCrop", (*self.size, *self.padding, self.pad_if_needed, _PAD_MODES[self.padding_mode], *self.fill))]
+
+
+class RandomResizedCrop(Transform):
+    """Crop a random area fraction in `scale` with a log-uniform aspect ratio (w/h) in `ratio`, then
+    resize to `size` (bilinear, antialias as in Resize)."""
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), antialias=True, interpolation="bilinear"):
+        if interpolation not in ("bilinear", 2):
+            raise ValueError(f"RandomResizedCrop: only bilinear interpolation is implemented, got {interpolation!r}")
+        self.size = _pair(size, "RandomResizedCrop")
+        self.scale, self.ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
+        if len(self.scale) != 2 or len(self.ratio) != 2:
+            raise ValueError("RandomResizedCrop: scale and ratio must be (min, max) pairs")
+        if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
+            raise ValueError("RandomResizedCrop: scale and ratio should be of kind (min, max)")
+        self.antialias = bool(antialias)
+
+    def _stages(self):
+        return [("RandomResizedCrop", (*self.size, *self.scale, *self.ratio, self.antialias))]
+
+
+class RandomHorizontalFlip(Transform):
+    def __init__(self, p=0.5):
+        self.p = float(p)
+
+    def _stages(self):
+        return [("RandomHorizontalFlip", (self.p,))]
+
+
+class RandomVerticalFlip(Transform):
+    def __init__(self, p=0.5):
+        self.p = float(p)
+
+    def _stages(self):
+        return [("RandomVerticalFlip", (self.p,))]
+
+
+class ToTensor(Transform):
+    """uint8 (H, W, C) -> float32 (C, H, W) in [0, 1] (x / 255 in float32, like torchvision)."""
+
+    def _stages(self):
+        return [("ToTensor", ())]
+
+
+class Normalize(Transform):
+    """(x - mean) / std per channel in float32; after ToTensor."""
+
+    def __init__(self, mean, std):
+        self.mean = tuple(float(m) for m in np.atleast_1d(mean))
+        self.std = tuple(float(s) for s in np.atleast_1d(std))
+        if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3):
+            raise ValueError("Normalize: mean and std need 1 or 3 values each")
+        if any(np.float32(s) == 0 for s in self.std):
+            raise ValueError(f"Normalize: std evaluated to zero after conversion to float32, leading to division by "
+                             f"zero: {self.std}")
+
+    def _stages(self):
+        return [("Normalize", (len(self.mean), *self.mean, *self.std))]
+
+
+class RandomErasing(Transform):
+    """Erase a random box with probability p (area fraction in `scale`, log-uniform aspect h/w in
+    `ratio`). value: a number, one per channel, or "random" (N(0, 1) noise). Placed after ToTensor
+    (usually after Normalize, so 0 is the mean colour) it erases the float tensor; before ToTensor it
+    writes uint8 values 0..255."""
+
+    def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0, inplace=False):
+        self.p = float(p)
+        self.scale, self.ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"RandomErasing: p should be between 0 and 1, got {p}")
+        if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
+            raise ValueError("RandomErasing: scale and ratio should be of kind (min, max)")
+        if not 0.0 <= self.scale[0] and self.scale[1] <= 1.0:
+            raise ValueError("RandomErasing: scale should be between 0 and 1")
+        if isinstance(value, str):
+            if value != "random":
+                raise ValueError(f"RandomErasing: value must be a number, a sequence or 'random', got {value!r}")
+            self.value = "random"
+        elif isinstance(value, numbers.Number):
+            self.value = (float(value),)
+        else:
+            self.value = tuple(float(v) for v in value)
+            if len(self.value) not in (1, 3):
+                raise ValueError("RandomErasing: value must have 1 or 3 entries")
+
+    def _stages(self):
+        if self.value == "random":
+            return [("RandomErasing", (self.p, *self.scale, *self.ratio, 1, 0))]
+        return [("RandomErasing", (self.p, *self.scale, *self.ratio, 0, len(self.value), *self.value))]
+
+
+def compute_mean_std(images, max_pixels: int = 1 << 28):
+    """Per-channel mean and std (population) of a dataset in ToTensor units ([0, 1]), for
+    Normalize(mean, std) with the training set's own statistics. images: an iterable of uint8
+    (H, W, 3) arrays or image paths. Sums are exact integers, so the result does not depend on the
+    order or on image sizes beyond their pixel counts."""
+    from ..io import read_image
+
+    count = 0
+    total = np.zeros(3, dtype=np.float64)
+    total_sq = np.zeros(3, dtype=np.float64)
+    for item in images:
+        img = read_image(item, max_pixels) if not isinstance(item, np.ndarray) else item
+        if img.dtype != np.uint8:
+            raise TypeError(f"compute_mean_std: images must be uint8, got {img.dtype}")
+        if img.ndim == 2:
+            img = img[:, :, None]
+        if img.shape[-1] == 1:
+            img = np.repeat(img, 3, axis=-1)
+        px = img.reshape(-1, 3)
+        total += px.sum(axis=0, dtype=np.int64)
+        total_sq += (px.astype(np.int64) ** 2).sum(axis=0)
+        count += px.shape[0]
+    if count == 0:
+        raise ValueError("compute_mean_std: no images")
+    mean = total / count
+    var = np.maximum(total_sq / count - mean * mean, 0.0)
+    return tuple(float(m) / 255.0 for m in mean), tuple(float(s) / 255.0 for s in np.sqrt(var))
+
+
+from . import functional  # noqa: E402  (the functional ops, after the classes they mirror)
+
+__all__ = ["Compose", "Resize", "CenterCrop", "RandomCrop", "RandomResizedCrop", "RandomHorizontalFlip",
+           "RandomVerticalFlip", "ToTensor", "Normalize", "RandomErasing", "compute_mean_std", "functional"]

@@ -1,0 +1,98 @@
+"""Every image op with explicit parameters, on one NumPy uint8 image (H, W) or (H, W, C), C in {1, 3}.
+The same C code as the pipeline stages (affectfer.transforms), for notebooks and tests.
+
+Ops return a new uint8 (H, W, C) array (to_tensor/normalize: float32 (C, H, W)). Semantics are
+torchvision's tensor path (torchvision.transforms.functional on uint8 tensors), see
+/work/shared/specs/augment-losses.md.
+"""
+import numpy as np
+
+from .. import _C
+
+_PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
+
+
+def _img(img):
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise TypeError(f"img must be a uint8 array (H, W[, C]), got dtype {img.dtype}")
+    return img
+
+
+def _op(name, img, *params):
+    return _C.image_op(name, _img(img), np.asarray(params, dtype=np.float64).reshape(-1))
+
+
+def resize(img, size, antialias=True, max_size=None):
+    """Bilinear resize to size = (h, w), or an int for the shorter edge (torchvision rules)."""
+    img = _img(img)
+    if np.ndim(size) == 0 or len(size) == 1:
+        s = int(size) if np.ndim(size) == 0 else int(size[0])
+        h, w = img.shape[:2]
+        short, long = min(h, w), max(h, w)
+        new_short, new_long = s, int(s * long / short)
+        if max_size is not None and new_long > max_size:
+            new_short, new_long = int(max_size * new_short / new_long), int(max_size)
+        size = (new_long, new_short) if w <= h else (new_short, new_long)
+        if tuple(size) == (h, w):
+            return _op("crop", img, 0, 0, h, w)
+    return _op("resize", img, int(size[0]), int(size[1]), bool(antialias))
+
+
+def crop(img, top, left, height, width):
+    """Rows [top, top+height), columns [left, left+width); zeros outside the image."""
+    return _op("crop", img, top, left, height, width)
+
+
+def center_crop(img, size):
+    h, w = (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[-1]))
+    return _op("center_crop", img, h, w)
+
+
+def resized_crop(img, top, left, height, width, size, antialias=True):
+    return resize(crop(img, top, left, height, width), size, antialias=antialias)
+
+
+def pad(img, padding, fill=0, padding_mode="constant"):
+    """padding: int, (left/right, top/bottom) or (left, top, right, bottom)."""
+    p = [int(padding)] * 4 if np.ndim(padding) == 0 else [int(v) for v in padding]
+    if len(p) == 2:
+        p = [p[0], p[1], p[0], p[1]]
+    if len(p) != 4:
+        raise ValueError("pad: padding must be an int or a 2- or 4-element sequence")
+    if padding_mode not in _PAD_MODES:
+        raise ValueError(f"pad: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+    f = [int(fill)] * 3 if np.ndim(fill) == 0 else [int(v) for v in fill] * (3 if len(fill) == 1 else 1)
+    return _op("pad", img, *p, _PAD_MODES[padding_mode], *f[:3])
+
+
+def hflip(img):
+    return _op("hflip", img)
+
+
+def vflip(img):
+    return _op("vflip", img)
+
+
+def to_tensor(img):
+    """uint8 (H, W, C) -> float32 (C, H, W), x / 255."""
+    return _op("to_tensor", img)
+
+
+def normalize_image(img, mean, std):
+    """ToTensor then Normalize in one step: ((x / 255) - mean) / std, float32 (C, H, W)."""
+    img = _img(img)
+    C = 1 if img.ndim == 2 else img.shape[2]
+    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (C,))
+    std = np.broadcast_to(np.asarray(std, dtype=np.float64).reshape(-1), (C,))
+    return _op("to_tensor", img, *mean, *std)
+
+
+def normalize(tensor, mean, std):
+    """Normalize a float32 (C, H, W) array: (x - mean) / std in float32."""
+    x = np.asarray(tensor, dtype=np.float32)
+    mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
+    if np.any(std == 0):
+        raise ValueError("normalize: std evaluated to zero, leading to division by zero")
+    return ((x - mean) / std).astype(np.float32)

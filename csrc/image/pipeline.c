@@ -1,0 +1,323 @@
+/* Transform pipelines: what affectfer.transforms.Compose compiles into.
+ *
+ * A pipeline is an immutable array of stages built once from a flat float64 spec
+ * ([kind, nparams, params...] per stage, produced by affectfer/transforms.py), so loader threads can
+ * share it. Running it walks the uint8 stages on the image (replacing the image when the size
+ * changes), then, after a ToTensor stage, the float32 stages (Normalize, RandomErasing) on the CHW
+ * output. Every random draw comes from the af_rng passed in, in stage order, so one (seed, stream)
+ * always gives the same result. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/tensor.h"
+#include "transforms.h"
+
+#define AF_STAGE_MAX_PARAMS 16
+#define AF_PIPELINE_MAX_STAGES 64
+
+typedef struct {
+    int kind;
+    int nparams;
+    double p[AF_STAGE_MAX_PARAMS];
+} af_stage;
+
+struct af_pipeline {
+    int nstages;
+    int to_tensor; /* index of the ToTensor stage, or -1 */
+    af_stage stages[];
+};
+
+/* Parameter lists, per kind (the builder checks counts and ranges):
+ *   RESIZE            h, w, max_size, antialias      w == 0: the shorter edge becomes h
+ *   CENTER_CROP       h, w
+ *   RANDOM_CROP       h, w, pad_left, pad_top, pad_right, pad_bottom, pad_if_needed, pad_mode, fill r, g, b
+ *   RANDOM_RESIZED_CROP h, w, scale_lo, scale_hi, ratio_lo, ratio_hi, antialias
+ *   HFLIP / VFLIP     p
+ *   TO_TENSOR         (none)
+ *   NORMALIZE         C, mean[0..C), std[0..C)     (after TO_TENSOR)
+ *   RANDOM_ERASING    p, scale_lo, scale_hi, ratio_lo, ratio_hi, random, nvalues, values...
+ *                     (after TO_TENSOR on the float tensor, or before it on uint8 with 0..255 values) */
+static const struct {
+    const char *name;
+    int min_params, max_params;
+} stage_info[AF_STAGE_KIND_END] = {
+    [AF_STAGE_RESIZE] = {"Resize", 4, 4},
+    [AF_STAGE_CENTER_CROP] = {"CenterCrop", 2, 2},
+    [AF_STAGE_RANDOM_CROP] = {"RandomCrop", 11, 11},
+    [AF_STAGE_RANDOM_RESIZED_CROP] = {"RandomResizedCrop", 7, 7},
+    [AF_STAGE_HFLIP] = {"RandomHorizontalFlip", 1, 1},
+    [AF_STAGE_VFLIP] = {"RandomVerticalFlip", 1, 1},
+    [AF_STAGE_RANDOM_ERASING] = {"RandomErasing", 7, 10},
+    [AF_STAGE_TO_TENSOR] = {"ToTensor", 0, 0},
+    [AF_STAGE_NORMALIZE] = {"Normalize", 3, 7},
+};
+
+static int is_int(double v, double lo, double hi) { return v == floor(v) && v >= lo && v <= hi; }
+
+static af_status check_stage(const af_stage *s, int after_tensor) {
+    const char *name = stage_info[s->kind].name;
+    const double *p = s->p;
+    int n = s->nparams;
+    switch (s->kind) {
+    case AF_STAGE_RESIZE:
+        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 0, 1 << 16) || !is_int(p[2], 0, 1 << 16))
+            return AF_FAIL(AF_ERR_VALUE, "Resize: size must be positive integers up to 65536");
+        break;
+    case AF_STAGE_CENTER_CROP:
+        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 1, 1 << 16))
+            return AF_FAIL(AF_ERR_VALUE, "CenterCrop: size must be positive integers up to 65536");
+        break;
+    case AF_STAGE_RANDOM_CROP:
+        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 1, 1 << 16))
+            return AF_FAIL(AF_ERR_VALUE, "RandomCrop: size must be positive integers up to 65536");
+        for (int k = 2; k < 6; k++)
+            if (!is_int(p[k], 0, 1 << 16)) return AF_FAIL(AF_ERR_VALUE, "RandomCrop: padding must be integers in [0, 65536]");
+        if (!is_int(p[7], 0, 3)) return AF_FAIL(AF_ERR_VALUE, "RandomCrop: unknown padding_mode");
+        for (int k = 8; k < 11; k++)
+            if (!is_int(p[k], 0, 255)) return AF_FAIL(AF_ERR_VALUE, "RandomCrop: fill must be integers in [0, 255]");
+        break;
+    case AF_STAGE_RANDOM_RESIZED_CROP:
+        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 1, 1 << 16))
+            return AF_FAIL(AF_ERR_VALUE, "RandomResizedCrop: size must be positive integers up to 65536");
+        if (!(p[2] > 0 && p[2] <= p[3]) || !(p[4] > 0 && p[4] <= p[5]))
+            return AF_FAIL(AF_ERR_VALUE, "RandomResizedCrop: scale and ratio must be positive (lo, hi) with lo <= hi");
+        break;
+    case AF_STAGE_HFLIP:
+    case AF_STAGE_VFLIP:
+        if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "%s: p must be in [0, 1], got %g", name, p[0]);
+        break;
+    case AF_STAGE_RANDOM_ERASING: {
+        if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: p must be in [0, 1], got %g", p[0]);
+        if (!(p[1] >= 0 && p[1] <= p[2] && p[2] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: scale must be 0 <= lo <= hi <= 1");
+        if (!(p[3] > 0 && p[3] <= p[4])) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: ratio must be 0 < lo <= hi");
+        int nvalues = (int)p[6];
+        if (!is_int(p[5], 0, 1) || !is_int(p[6], 0, 3) || n != 7 + nvalues || (p[5] == 0 && nvalues == 0))
+            return AF_FAIL(AF_ERR_VALUE, "RandomErasing: value must be 'random' or 1 or C numbers");
+        if (!after_tensor) {
+            if (p[5] == 1) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: value='random' needs a float tensor (put it after ToTensor)");
+            for (int k = 0; k < nvalues; k++)
+                if (!is_int(p[7 + k], 0, 255))
+                    return AF_FAIL(AF_ERR_VALUE, "RandomErasing: before ToTensor, values must be integers in [0, 255]");
+        }
+        return AF_OK;
+    }
+    case AF_STAGE_TO_TENSOR:
+        if (after_tensor) return AF_FAIL(AF_ERR_VALUE, "ToTensor: the pipeline already converted to a tensor");
+        return AF_OK;
+    case AF_STAGE_NORMALIZE: {
+        if (!after_tensor) return AF_FAIL(AF_ERR_VALUE, "Normalize: must come after ToTensor");
+        int C = (int)p[0];
+        if (!is_int(p[0], 1, 3) || n != 1 + 2 * C) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std need 1 or 3 values");
+        for (int c = 0; c < C; c++) {
+            if (!isfinite(p[1 + c]) || !isfinite(p[1 + C + c])) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std must be finite");
+            if ((float)p[1 + C + c] == 0.0f) return AF_FAIL(AF_ERR_VALUE, "Normalize: std evaluated to zero, leading to division by zero");
+        }
+        return AF_OK;
+    }
+    }
+    if (after_tensor) return AF_FAIL(AF_ERR_VALUE, "%s: works on uint8 images and must come before ToTensor", name);
+    return AF_OK;
+}
+
+af_status af_pipeline_build(const double *spec, int64_t n, af_pipeline **out) {
+    *out = NULL;
+    af_stage stages[AF_PIPELINE_MAX_STAGES];
+    int nstages = 0, to_tensor = -1;
+    int64_t pos = 0;
+    while (pos < n) {
+        if (nstages == AF_PIPELINE_MAX_STAGES) return AF_FAIL(AF_ERR_VALUE, "pipeline: at most %d stages", AF_PIPELINE_MAX_STAGES);
+        if (pos + 2 > n) return AF_FAIL(AF_ERR_VALUE, "pipeline: truncated spec at stage %d", nstages);
+        double kind = spec[pos], np = spec[pos + 1];
+        if (!is_int(kind, 1, AF_STAGE_KIND_END - 1) || !stage_info[(int)kind].name)
+            return AF_FAIL(AF_ERR_VALUE, "pipeline: stage %d has an unknown kind %g", nstages, kind);
+        af_stage *s = &stages[nstages];
+        s->kind = (int)kind;
+        if (!is_int(np, stage_info[s->kind].min_params, stage_info[s->kind].max_params) || pos + 2 + (int64_t)np > n)
+            return AF_FAIL(AF_ERR_VALUE, "pipeline: %s takes %d to %d parameters, got %g", stage_info[s->kind].name,
+                           stage_info[s->kind].min_params, stage_info[s->kind].max_params, np);
+        s->nparams = (int)np;
+        memset(s->p, 0, sizeof(s->p));
+        for (int k = 0; k < s->nparams; k++) {
+            s->p[k] = spec[pos + 2 + k];
+            if (isnan(s->p[k])) return AF_FAIL(AF_ERR_VALUE, "pipeline: %s has a NaN parameter", stage_info[s->kind].name);
+        }
+        AF_TRY(check_stage(s, to_tensor >= 0));
+        if (s->kind == AF_STAGE_TO_TENSOR) to_tensor = nstages;
+        nstages++;
+        pos += 2 + s->nparams;
+    }
+    af_pipeline *p = malloc(sizeof(af_pipeline) + sizeof(af_stage) * (size_t)nstages);
+    if (!p) return AF_FAIL(AF_ERR_OOM, "pipeline: out of memory");
+    p->nstages = nstages;
+    p->to_tensor = to_tensor;
+    memcpy(p->stages, stages, sizeof(af_stage) * (size_t)nstages);
+    *out = p;
+    return AF_OK;
+}
+
+void af_pipeline_free(af_pipeline *p) { free(p); }
+
+int af_pipeline_has_to_tensor(const af_pipeline *p) { return p && p->to_tensor >= 0; }
+
+/* Size after a uint8 stage, given the size before it (no randomness changes sizes). */
+static void stage_shape(const af_stage *s, int *C, int *H, int *W) {
+    const double *p = s->p;
+    switch (s->kind) {
+    case AF_STAGE_RESIZE:
+        if (p[1] == 0) af_resize_output_size(*H, *W, (int)p[0], (int)p[2], H, W);
+        else {
+            *H = (int)p[0];
+            *W = (int)p[1];
+        }
+        break;
+    case AF_STAGE_CENTER_CROP:
+    case AF_STAGE_RANDOM_CROP:
+    case AF_STAGE_RANDOM_RESIZED_CROP:
+        *H = (int)p[0];
+        *W = (int)p[1];
+        break;
+    }
+}
+
+af_status af_pipeline_output_shape(const af_pipeline *p, int in_h, int in_w, int *channels, int *height, int *width) {
+    if (!af_pipeline_has_to_tensor(p)) return AF_FAIL(AF_ERR_VALUE, "pipeline: no ToTensor stage, so no tensor output");
+    int C = 3, H = in_h, W = in_w;
+    for (int k = 0; k < p->to_tensor; k++) stage_shape(&p->stages[k], &C, &H, &W);
+    *channels = C;
+    *height = H;
+    *width = W;
+    return AF_OK;
+}
+
+/* Replace *img by *next (the stage's new image). */
+static void swap_in(af_image *img, af_image *next) {
+    af_image_free(img);
+    *img = *next;
+}
+
+static af_status run_random_crop(const af_stage *s, af_image *img, af_rng *rng) {
+    const double *p = s->p;
+    int th = (int)p[0], tw = (int)p[1];
+    uint8_t fill[3] = {(uint8_t)p[8], (uint8_t)p[9], (uint8_t)p[10]};
+    af_pad_mode mode = (af_pad_mode)(int)p[7];
+    af_image tmp;
+    int l = (int)p[2], t = (int)p[3], r = (int)p[4], b = (int)p[5];
+    if (l || t || r || b) {
+        AF_TRY(af_img_pad(img, l, t, r, b, mode, fill, &tmp));
+        swap_in(img, &tmp);
+    }
+    /* pad_if_needed: torchvision pads the width first, then the height, on both sides */
+    if (p[6] != 0 && img->width < tw) {
+        int d = tw - img->width;
+        AF_TRY(af_img_pad(img, d, 0, d, 0, mode, fill, &tmp));
+        swap_in(img, &tmp);
+    }
+    if (p[6] != 0 && img->height < th) {
+        int d = th - img->height;
+        AF_TRY(af_img_pad(img, 0, d, 0, d, mode, fill, &tmp));
+        swap_in(img, &tmp);
+    }
+    if (img->height < th || img->width < tw)
+        return AF_FAIL(AF_ERR_VALUE, "RandomCrop: required crop size (%d, %d) is larger than the input image (%d, %d)", th, tw,
+                       img->height, img->width);
+    int top = img->height == th ? 0 : (int)af_rng_below(rng, (uint32_t)(img->height - th + 1));
+    int left = img->width == tw ? 0 : (int)af_rng_below(rng, (uint32_t)(img->width - tw + 1));
+    AF_TRY(af_img_crop(img, top, left, th, tw, NULL, &tmp));
+    swap_in(img, &tmp);
+    return AF_OK;
+}
+
+static af_status run_uint8_stage(const af_stage *s, af_image *img, af_rng *rng) {
+    const double *p = s->p;
+    af_image tmp;
+    switch (s->kind) {
+    case AF_STAGE_RESIZE: {
+        int oh = (int)p[0], ow = (int)p[1];
+        if (ow == 0) af_resize_output_size(img->height, img->width, (int)p[0], (int)p[2], &oh, &ow);
+        if (oh == img->height && ow == img->width) return AF_OK; /* torchvision returns the input as is */
+        AF_TRY(af_img_resize(img, oh, ow, p[3] != 0, &tmp));
+        swap_in(img, &tmp);
+        return AF_OK;
+    }
+    case AF_STAGE_CENTER_CROP:
+        AF_TRY(af_img_center_crop(img, (int)p[0], (int)p[1], &tmp));
+        swap_in(img, &tmp);
+        return AF_OK;
+    case AF_STAGE_RANDOM_CROP:
+        return run_random_crop(s, img, rng);
+    case AF_STAGE_RANDOM_RESIZED_CROP: {
+        if (img->height < 1 || img->width < 1) return AF_FAIL(AF_ERR_VALUE, "RandomResizedCrop: the image is empty");
+        int top, left, h, w;
+        af_resized_crop_params(img->height, img->width, p[2], p[3], p[4], p[5], rng, &top, &left, &h, &w);
+        af_image crop;
+        AF_TRY(af_img_crop(img, top, left, h, w, NULL, &crop));
+        af_status st = af_img_resize(&crop, (int)p[0], (int)p[1], p[6] != 0, &tmp);
+        af_image_free(&crop);
+        if (st != AF_OK) return st;
+        swap_in(img, &tmp);
+        return AF_OK;
+    }
+    case AF_STAGE_HFLIP:
+        if (af_rng_uniform(rng) < p[0]) af_img_hflip(img);
+        return AF_OK;
+    case AF_STAGE_VFLIP:
+        if (af_rng_uniform(rng) < p[0]) af_img_vflip(img);
+        return AF_OK;
+    case AF_STAGE_RANDOM_ERASING: {
+        if (!(af_rng_uniform(rng) < p[0])) return AF_OK;
+        int top, left, h, w;
+        if (!af_erasing_params(img->height, img->width, p[1], p[2], p[3], p[4], rng, &top, &left, &h, &w)) return AF_OK;
+        int nvalues = (int)p[6];
+        if (nvalues != 1 && nvalues != img->channels)
+            return AF_FAIL(AF_ERR_VALUE, "RandomErasing: %d values for a %d-channel image", nvalues, img->channels);
+        uint8_t v[3];
+        for (int c = 0; c < img->channels; c++) v[c] = (uint8_t)p[7 + (nvalues == 1 ? 0 : c)];
+        af_img_erase(img, top, left, h, w, v);
+        return AF_OK;
+    }
+    }
+    return AF_FAIL(AF_ERR_INTERNAL, "pipeline: stage kind %d has no uint8 implementation", s->kind);
+}
+
+static af_status run_float_stage(const af_stage *s, float *x, int C, int H, int W, af_rng *rng) {
+    const double *p = s->p;
+    switch (s->kind) {
+    case AF_STAGE_NORMALIZE: {
+        int n = (int)p[0];
+        if (n != 1 && n != C) return AF_FAIL(AF_ERR_VALUE, "Normalize: %d mean/std values for a %d-channel image", n, C);
+        size_t HW = (size_t)H * W;
+        for (int c = 0; c < C; c++) {
+            float m = (float)p[1 + (n == 1 ? 0 : c)], sd = (float)p[1 + n + (n == 1 ? 0 : c)];
+            float *xc = x + c * HW;
+            for (size_t k = 0; k < HW; k++) xc[k] = (xc[k] - m) / sd;
+        }
+        return AF_OK;
+    }
+    case AF_STAGE_RANDOM_ERASING: {
+        if (!(af_rng_uniform(rng) < p[0])) return AF_OK;
+        int top, left, h, w;
+        if (!af_erasing_params(H, W, p[1], p[2], p[3], p[4], rng, &top, &left, &h, &w)) return AF_OK;
+        int nvalues = (int)p[6];
+        if (p[5] == 0 && nvalues != 1 && nvalues != C)
+            return AF_FAIL(AF_ERR_VALUE, "RandomErasing: %d values for a %d-channel image", nvalues, C);
+        float v[3];
+        for (int c = 0; c < C; c++) v[c] = p[5] != 0 ? 0.0f : (float)p[7 + (nvalues == 1 ? 0 : c)];
+        af_erase_chw(x, C, H, W, top, left, h, w, v, p[5] != 0, rng);
+        return AF_OK;
+    }
+    }
+    return AF_FAIL(AF_ERR_INTERNAL, "pipeline: stage kind %d has no float implementation", s->kind);
+}
+
+af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, float *out) {
+    if (img->channels != 1 && img->channels != 3)
+        return AF_FAIL(AF_ERR_VALUE, "pipeline: images must have 1 or 3 channels, got %d", img->channels);
+    int nuint8 = p->to_tensor >= 0 ? p->to_tensor : p->nstages;
+    for (int k = 0; k < nuint8; k++) AF_TRY(run_uint8_stage(&p->stages[k], img, rng));
+    if (p->to_tensor < 0 || !out) return AF_OK;
+    af_img_to_tensor(img, NULL, NULL, out);
+    for (int k = p->to_tensor + 1; k < p->nstages; k++)
+        AF_TRY(run_float_stage(&p->stages[k], out, img->channels, img->height, img->width, rng));
+    return AF_OK;
+}

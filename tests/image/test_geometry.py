@@ -1,0 +1,194 @@
+"""Resize, crops, padding, flips (csrc/image/geometry.c) against independent NumPy references."""
+import math
+
+import numpy as np
+import pytest
+
+import affectfer.transforms as T
+import affectfer.transforms.functional as F
+
+SIZES = [(1, 1), (2, 3), (7, 5), (13, 17), (32, 24)]
+
+
+def _taps_aa(n_in, n_out):
+    """Antialiased bilinear weights (spec 2.7), float64: (n_out, n_in) matrix."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    inv = 1.0 / scale if scale >= 1 else 1.0
+    m = np.zeros((n_out, n_in))
+    for d in range(n_out):
+        center = (d + 0.5) * scale
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
+        for x in range(lo, hi):
+            m[d, x] = max(0.0, 1.0 - abs((x - center + 0.5) * inv))
+        m[d] /= m[d].sum()
+    return m
+
+
+def _taps_plain(n_in, n_out):
+    m = np.zeros((n_out, n_in))
+    for d in range(n_out):
+        src = max(n_in / n_out * (d + 0.5) - 0.5, 0.0)
+        x0 = int(src)
+        lam = src - x0
+        x1 = x0 + 1 if x0 < n_in - 1 else x0
+        m[d, x0] += 1 - lam
+        m[d, x1] += lam
+    return m
+
+
+def resize_ref(img, oh, ow, antialias):
+    taps = _taps_aa if antialias else _taps_plain
+    my, mx = taps(img.shape[0], oh), taps(img.shape[1], ow)
+    out = np.einsum("yi,ijc,xj->yxc", my, img.astype(np.float64), mx)
+    return out  # real-valued; the C op rounds float32 results half to even
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+@pytest.mark.parametrize("src,dst", [((13, 17), (5, 7)), ((7, 5), (20, 11)), ((32, 24), (32, 9)), ((1, 1), (3, 2)),
+                                     ((9, 9), (9, 9)), ((40, 30), (17, 29))])
+@pytest.mark.parametrize("C", [1, 3])
+def test_resize_matches_formula(rng, src, dst, antialias, C):
+    img = rng.integers(0, 256, src + (C,), dtype=np.uint8)
+    out = F.resize(img, dst, antialias=antialias)
+    ref = resize_ref(img, *dst, antialias)
+    assert out.shape == dst + (C,)
+    # float32 accumulation vs float64: equal except at near-.5 ties
+    assert np.abs(out - ref).max() <= 0.5 + 1e-3
+
+
+def test_resize_spec_vectors():
+    row = np.array([[0, 100, 200, 255]], np.uint8)[:, :, None]
+    np.testing.assert_array_equal(F.resize(row, (1, 2), antialias=False)[0, :, 0], [50, 228])  # 227.5 -> 228 (even)
+    np.testing.assert_array_equal(F.resize(row, (1, 2), antialias=True)[0, :, 0], [71, 209])
+    row = np.array([[0, 10, 20, 30, 40, 50]], np.uint8)[:, :, None]
+    np.testing.assert_array_equal(F.resize(row, (1, 2), antialias=False)[0, :, 0], [10, 40])
+    np.testing.assert_array_equal(F.resize(row, (1, 2), antialias=True)[0, :, 0], [12, 38])  # 12.5 -> 12, 37.5 -> 38
+    up = np.array([[0, 100]], np.uint8)[:, :, None]
+    np.testing.assert_array_equal(F.resize(up, (1, 4))[0, :, 0], [0, 25, 75, 100])
+
+
+def test_resize_int_size_shorter_edge(rng):
+    img = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    assert F.resize(img, 20).shape == (20, 33, 3)  # int(20 * 50 / 30) = 33
+    assert F.resize(img, 20, max_size=30).shape == (18, 30, 3)
+    assert T.Resize(20)(img).shape == (20, 33, 3)
+    assert T.Resize(20, max_size=30)(img).shape == (18, 30, 3)
+    tall = rng.integers(0, 256, (50, 30, 3), dtype=np.uint8)
+    assert T.Resize(20)(tall).shape == (33, 20, 3)
+    np.testing.assert_array_equal(T.Resize(30)(img), img)  # already the size: returned unchanged
+
+
+def _crop_ref(img, top, left, h, w):
+    H, W, C = img.shape
+    out = np.zeros((h, w, C), np.uint8)
+    for i in range(h):
+        for j in range(w):
+            if 0 <= top + i < H and 0 <= left + j < W:
+                out[i, j] = img[top + i, left + j]
+    return out
+
+
+@pytest.mark.parametrize("box", [(0, 0, 3, 4), (2, 3, 5, 2), (-2, -1, 6, 9), (5, 10, 4, 4), (0, 0, 0, 3)])
+def test_crop_exact(rng, box):
+    img = rng.integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(F.crop(img, *box), _crop_ref(img, *box))
+
+
+@pytest.mark.parametrize("size", [(3, 3), (4, 6), (7, 11), (9, 12), (10, 4), (1, 1)])
+def test_center_crop_exact(rng, size):
+    img = rng.integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    H, W = 7, 11
+    h, w = size
+    pl, pt = max((w - W) // 2, 0), max((h - H) // 2, 0)
+    pr, pb = max((w - W + 1) // 2, 0), max((h - H + 1) // 2, 0)
+    top, left = round((H + pt + pb - h) / 2.0), round((W + pl + pr - w) / 2.0)
+    np.testing.assert_array_equal(F.center_crop(img, size), _crop_ref(img, top - pt, left - pl, h, w))
+    np.testing.assert_array_equal(T.CenterCrop(size)(img), F.center_crop(img, size))
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "symmetric"])
+def test_pad_matches_numpy(rng, mode):
+    img = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    out = F.pad(img, (2, 1, 3, 4), fill=7, padding_mode=mode)
+    kw = {"constant_values": 7} if mode == "constant" else {}
+    ref = np.pad(img, ((1, 4), (2, 3), (0, 0)), mode=mode, **kw)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_flips_exact(rng):
+    img = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(F.hflip(img), img[:, ::-1])
+    np.testing.assert_array_equal(F.vflip(img), img[::-1])
+    np.testing.assert_array_equal(T.RandomHorizontalFlip(1.0)(img), img[:, ::-1])
+    np.testing.assert_array_equal(T.RandomHorizontalFlip(0.0)(img), img)
+
+
+def test_random_flip_probability(rng):
+    img = rng.integers(0, 256, (3, 4, 1), dtype=np.uint8)
+    flips = sum(bool((T.RandomHorizontalFlip(0.3)(img, seed=5, stream=s) != img).any()) for s in range(2000))
+    assert abs(flips / 2000 - 0.3) < 0.04
+
+
+def test_random_crop_is_a_window(rng):
+    img = rng.integers(0, 256, (12, 15, 3), dtype=np.uint8)
+    tops = set()
+    for s in range(200):
+        out = T.RandomCrop((5, 6))(img, seed=1, stream=s)
+        hits = [(i, j) for i in range(8) for j in range(10) if (img[i:i + 5, j:j + 6] == out).all()]
+        assert hits
+        tops.add(hits[0])
+    assert len(tops) > 40  # many of the 80 positions reached
+
+
+def test_random_crop_padding_and_pad_if_needed(rng):
+    img = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    padded = np.pad(img, ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    for s in range(50):
+        out = T.RandomCrop(6, padding=2, padding_mode="reflect")(img, seed=2, stream=s)
+        assert any((padded[i:i + 6, j:j + 6] == out).all() for i in range(5) for j in range(5))
+    out = T.RandomCrop((10, 8), pad_if_needed=True, fill=(1, 2, 3))(img, seed=0, stream=0)
+    assert out.shape == (10, 8, 3)
+    with pytest.raises(ValueError, match="larger than the input"):
+        T.RandomCrop(9)(img)
+
+
+def test_random_resized_crop_params_distribution():
+    from affectfer import _C
+    areas, ratios = [], []
+    for s in range(3000):
+        top, left, h, w = _C.resized_crop_params(100, 120, (0.08, 1.0), (3 / 4, 4 / 3), 7, s)
+        assert 0 <= top <= 100 - h and 0 <= left <= 120 - w and 0 < h <= 100 and 0 < w <= 120
+        areas.append(h * w / 12000)
+        ratios.append(w / h)
+    areas, ratios = np.array(areas), np.array(ratios)
+    assert 0.08 * 0.9 < areas.min() and areas.max() <= 1.0
+    assert np.all((ratios > 0.7) & (ratios < 1.4))
+    # the same algorithm with NumPy's generator (spec 2.4): quantiles must agree
+    g = np.random.default_rng(0)
+    ref_a, ref_r = [], []
+    while len(ref_a) < 20000:
+        for _ in range(10):
+            a = 12000 * g.uniform(0.08, 1.0)
+            r = math.exp(g.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = round(math.sqrt(a * r)), round(math.sqrt(a / r))
+            if 0 < w <= 120 and 0 < h <= 100:
+                ref_a.append(h * w / 12000)
+                ref_r.append(w / h)
+                break
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        assert abs(np.quantile(areas, q) - np.quantile(ref_a, q)) < 0.04
+        assert abs(np.quantile(np.log(ratios), q) - np.quantile(np.log(ref_r), q)) < 0.03
+
+
+@pytest.mark.parametrize("H,W,box", [(100, 400, (0, 133, 100, 133)), (400, 100, (133, 0, 133, 100)), (100, 120, (0, 0, 100, 120))])
+def test_random_resized_crop_fallback(H, W, box):
+    from affectfer import _C
+    # scale above 1 makes every attempt fail, leaving the centered fallback of spec 2.4
+    assert _C.resized_crop_params(H, W, (5.0, 6.0), (3 / 4, 4 / 3), 0, 0) == box
+
+
+def test_random_resized_crop_output(rng):
+    img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    out = T.RandomResizedCrop(24, scale=(1.0, 1.0), ratio=(1.25, 1.25))(img, seed=0, stream=0)
+    np.testing.assert_array_equal(out, F.resize(img, (24, 24)))  # area 1 with ratio W/H: the whole image
