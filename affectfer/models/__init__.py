@@ -1,5 +1,7 @@
 """affectfer.models: architectures with torchvision's module structure and parameter names, so
 published checkpoints load with load_state_dict."""
+from .freeze import freeze_residual_blocks, residual_blocks
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50"]
+__all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "freeze_residual_blocks",
+           "residual_blocks"]

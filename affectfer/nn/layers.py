@@ -107,6 +107,7 @@ class Conv2d(Module):
 
 class _BatchNorm(Module):
     _expected_dims: tuple = ()
+    frozen_stats = False
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype="float32"):
@@ -147,13 +148,16 @@ class _BatchNorm(Module):
         if self._expected_dims and input.ndim not in self._expected_dims:
             raise ValueError(f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in self._expected_dims)} "
                              f"input (got {input.ndim}D input)")
+        # frozen_stats (set by affectfer.models.freeze_residual_blocks(freeze_bn_stats=True) and frozen
+        # extractors): normalise with the running statistics and never update them, even in train mode
+        training = self.training and not self.frozen_stats
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
+        if training and self.track_running_stats:
             self.num_batches_tracked.numpy()[...] += 1
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked.item())
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        keep_stats = not self.training or self.track_running_stats
+        use_batch_stats = training or (self.running_mean is None and self.running_var is None)
+        keep_stats = not training or self.track_running_stats
         return F.batch_norm(input, self.running_mean if keep_stats else None,
                             self.running_var if keep_stats else None, self.weight, self.bias, use_batch_stats,
                             factor, self.eps)
