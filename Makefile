@@ -27,14 +27,17 @@ $(VENV)/.deps: pyproject.toml | system
 
 # stb_image: Debian trixie's libstb-dev (stb_image 2.30, with the 2.28 security fixes bookworm's 2.27
 # lacks), fetched with a one-off source list into build/ (the system's apt sources untouched) and
-# unpacked with dpkg -x; setup.py finds it in build/stb. Offline, the system's libstb-dev is used.
+# unpacked with dpkg -x; setup.py finds it in build/stb. The mirror is the one this machine's apt
+# already uses (its first non-security source). Offline, the system's libstb-dev is used.
 STB_APT := $(CURDIR)/build/stb-apt
+STB_MIRROR := $(shell cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v '^[[:space:]]*\#' \
+	| grep -o 'https\?://[^ ]*' | grep -v security | head -1)
 STB_APT_OPTS := -o Dir::Etc::sourcelist=$(STB_APT)/sources.list -o Dir::Etc::sourceparts=- \
 	-o Dir::State::Lists=$(STB_APT)/lists -o Dir::Cache=$(STB_APT)/cache -o Debug::NoLocking=1
 stb: build/stb/usr/include/stb/stb_image.h
 build/stb/usr/include/stb/stb_image.h:
 	@mkdir -p $(STB_APT)/lists/partial $(STB_APT)/cache/archives/partial
-	@echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+	@echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(STB_MIRROR) trixie main" \
 	  > $(STB_APT)/sources.list
 	@(apt-get -qq $(STB_APT_OPTS) update && cd $(STB_APT) && rm -f libstb-dev_*.deb && \
 	  apt-get -qq $(STB_APT_OPTS) download libstb-dev && dpkg -x libstb-dev_*.deb $(CURDIR)/build/stb) \
