@@ -18,7 +18,7 @@ system:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
-$(VENV)/.deps: pyproject.toml | system
+$(VENV)/.deps: pyproject.toml | system stb
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=64" "numpy>=1.25" wheel
