@@ -1,4 +1,6 @@
-"""affectfer.data: datasets, samplers and the threaded C loader."""
+"""affectfer.data: datasets, samplers, the threaded C loader and the batch mixers."""
+from .datasets import ABAWDataset, ArrayDataset, CSVDataset, Dataset, ImageFolder
+from .loader import Loader, read_image
+from .mix import MixAugment, MixedBatch, Mixup, mixaugment_loss, mixup_loss
 from .samplers import (BaggingSampler, ClassBalancedOversampler, RandomSampler, Sampler, SequentialSampler,
                        WeightedRandomSampler, class_inverse_weights)
-from .mix import MixAugment, MixedBatch, Mixup, mixaugment_loss, mixup_loss

@@ -48,4 +48,80 @@ af_status af_sampler_oversample(const int64_t *labels, int64_t n, int num_classe
  * from stream (seed, BAGGING, model), returned sorted. Independent of the epoch. */
 af_status af_sampler_bagging(int64_t n, int64_t m, uint64_t seed, uint64_t model, int64_t *out);
 
+
+
+/* ---- the loader ----
+ *
+ * How a batch gets made (a teaching summary; loader.c and queue.c hold the details):
+ * the epoch is a list of `n` sample positions (the sampler's order). Position s belongs to batch
+ * s / batch_size. Worker threads claim positions one at a time from a shared cursor, but never for
+ * a batch more than `capacity` batches ahead of the consumer (the bounded prefetch queue), so memory
+ * stays at `capacity` batches. A worker reads and decodes the file (or copies the in-memory image),
+ * runs the transform pipeline with Philox stream (seed, epoch << 40 | s) and writes the float32
+ * result straight into row s % batch_size of its batch. When a batch's last row is written the batch
+ * is ready; the consumer takes batches strictly in order. Because every sample's randomness depends
+ * only on (seed, epoch, s) and every row has one writer, batches are bitwise identical for any number
+ * of workers. The first worker error stops everything and is reported by the next take. */
+#include "../core/tensor.h"
+
+typedef struct af_batch {
+    af_tensor *images;  /* (B, C, H, W) float32 */
+    af_tensor *labels;  /* (B,) int64 */
+    af_tensor *targets; /* (B, T) float32, or NULL */
+    int64_t index;      /* batch number in the epoch; -1 for a free slot */
+    int64_t remaining;  /* rows not yet written */
+} af_batch;
+
+typedef struct af_batch_queue af_batch_queue; /* queue.c */
+
+typedef struct af_loader_source {
+    int64_t n;                 /* dataset size */
+    const char *const *paths;  /* n file paths, or NULL for in-memory images */
+    const uint8_t *images;     /* n x H x W x C uint8 when paths is NULL */
+    int img_h, img_w, img_c;
+    const int64_t *labels;     /* n */
+    const float *targets;      /* n x T, or NULL */
+    int num_targets;
+} af_loader_source;
+
+struct af_pipeline;
+typedef struct af_loader_config {
+    const struct af_pipeline *transform;      /* NULL: ToTensor only (x / 255) */
+    const struct af_pipeline *augment_copies; /* run before `transform` on oversampled copies; may be NULL */
+    int64_t batch_size;
+    int drop_last;
+    int workers;      /* >= 1 threads */
+    int prefetch;     /* batches in flight, >= 1 */
+    uint64_t seed, epoch;
+    int64_t max_pixels; /* decoder limit */
+} af_loader_config;
+
+typedef struct af_loader af_loader;
+
+/* Starts the workers for one epoch over `order` (n_order dataset indices; is_copy may be NULL). The
+ * source and order arrays must stay alive until af_loader_free. Probes the first sample to fix the
+ * batch shape (fails naming the file if it cannot be read). */
+af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *src, const int64_t *order,
+                          const uint8_t *is_copy, int64_t n_order, af_loader **out);
+int64_t af_loader_num_batches(const af_loader *l);
+/* Waits up to timeout_ms for the next batch. *got = 0: timed out (call again); *got = 1 and
+ * out->images == NULL: the epoch is over; otherwise the caller owns out's tensors. A worker error is
+ * returned here with its message (naming the file). */
+af_status af_loader_next(af_loader *l, int timeout_ms, af_batch *out, int *got);
+/* Stops the workers (they finish their current sample), joins them and frees everything. NULL is fine. */
+void af_loader_free(af_loader *l);
+
+/* queue.c: the bounded, ordered batch queue shared by the workers and the consumer */
+af_status af_queue_new(int capacity, int64_t n_samples, int64_t batch_size, int drop_last, int C, int H, int W, int T,
+                       af_batch_queue **out);
+int64_t af_queue_num_batches(const af_batch_queue *q);
+/* A worker claims the next sample position: returns 1 with *s, *batch (its batch, buffers allocated)
+ * and *row; 0 when there is no more work (epoch done, stopped, or failed: then *st says why). */
+int af_queue_claim(af_batch_queue *q, int64_t *s, af_batch **batch, int64_t *row, af_status *st);
+void af_queue_row_done(af_batch_queue *q, af_batch *batch);
+/* Records the first failure (status and the calling thread's message) and stops the queue. */
+void af_queue_fail(af_batch_queue *q, af_status st);
+af_status af_queue_take(af_batch_queue *q, int timeout_ms, af_batch *out, int *got);
+void af_queue_stop(af_batch_queue *q);
+void af_queue_free(af_batch_queue *q);
 #endif

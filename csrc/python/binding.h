@@ -49,6 +49,7 @@ extern PyMethodDef af_fer_methods[];
 
 /* loader_bind.c: samplers, loader, batch mixers */
 extern PyMethodDef af_data_methods[];
+int af_loader_init(PyObject *module);
 
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];

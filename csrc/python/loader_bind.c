@@ -8,6 +8,7 @@
 #include <numpy/arrayobject.h>
 
 #include "../data/data.h"
+#include "../image/image.h"
 #include "../image/mix.h"
 
 #include <math.h>
@@ -246,7 +247,291 @@ static PyObject *py_beta_samples(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- the loader (csrc/data/loader.c) ----
+ * A LoaderRun is one epoch of one Loader: it owns the C loader (worker threads) and keeps every
+ * array the workers read alive. Iterating it gives (images, labels[, targets]) tensors in sampler
+ * order; exhausting it, close(), or deleting it joins the threads and frees the buffers. */
+
+#define AF_DEFAULT_MAX_PIXELS (1ll << 28)
+
+/* The af_pipeline inside a compiled transform (a PyCapsule), or NULL for None. */
+static int get_pipeline(PyObject *obj, const char *what, const af_pipeline **out) {
+    *out = NULL;
+    if (obj == Py_None) return 0;
+    if (!PyCapsule_CheckExact(obj)) {
+        PyErr_Format(PyExc_TypeError, "loader: '%s' must be a compiled transform pipeline (capsule) or None, got %s", what,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *out = PyCapsule_GetPointer(obj, PyCapsule_GetName(obj));
+    return *out ? 0 : -1;
+}
+
+typedef struct {
+    PyObject_HEAD
+    af_loader *loader;
+    char **paths;
+    int64_t n_paths;
+    PyObject *keep[7]; /* images, labels, targets, order, is_copy, transform, augment */
+    int64_t n_batches;
+    PyObject *weakrefs; /* the Loader keeps a weak reference to close its current run */
+} LoaderRunObject;
+
+static void run_close(LoaderRunObject *self) {
+    if (self->loader) {
+        af_loader *l = self->loader;
+        self->loader = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        af_loader_free(l);
+        Py_END_ALLOW_THREADS
+    }
+    if (self->paths) {
+        for (int64_t i = 0; i < self->n_paths; i++) free(self->paths[i]);
+        free(self->paths);
+        self->paths = NULL;
+    }
+    for (int i = 0; i < 7; i++) Py_CLEAR(self->keep[i]);
+}
+
+static void run_dealloc(LoaderRunObject *self) {
+    if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
+    run_close(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyArrayObject *as_array_nd(PyObject *obj, int type, int ndim, const char *name) {
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, type, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    if (!a) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "loader: '%s' must be array-like numbers", name);
+        return NULL;
+    }
+    if (PyArray_NDIM(a) != ndim) {
+        PyErr_Format(PyExc_ValueError, "loader: '%s' must be %d-D, got %d-D", name, ndim, PyArray_NDIM(a));
+        Py_DECREF(a);
+        return NULL;
+    }
+    return a;
+}
+
+static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"paths", "images", "labels", "targets", "order", "is_copy", "transform", "augment_copies",
+                             "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", NULL};
+    PyObject *paths_obj, *images_obj, *labels_obj, *targets_obj, *order_obj, *copy_obj, *tf_obj, *aug_obj;
+    long long batch_size, max_pixels = AF_DEFAULT_MAX_PIXELS;
+    int drop_last, workers, prefetch;
+    unsigned long long seed, epoch;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOLpiiKK|L:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
+                                     &targets_obj, &order_obj, &copy_obj, &tf_obj, &aug_obj, &batch_size, &drop_last,
+                                     &workers, &prefetch, &seed, &epoch, &max_pixels))
+        return NULL;
+    LoaderRunObject *self = (LoaderRunObject *)type->tp_alloc(type, 0);
+    if (!self) return NULL;
+    af_loader_source src = {0};
+    af_loader_config cfg = {0};
+    PyArrayObject *labels = as_array_nd(labels_obj, NPY_INT64, 1, "labels");
+    if (!(self->keep[1] = (PyObject *)labels)) goto fail;
+    src.n = PyArray_DIM(labels, 0);
+    src.labels = PyArray_DATA(labels);
+    if (paths_obj != Py_None) {
+        PyObject *seq = PySequence_Fast(paths_obj, "loader: 'paths' must be a sequence of str");
+        if (!seq) goto fail;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (n != src.n) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "loader: %zd paths for %lld labels", n, (long long)src.n);
+            goto fail;
+        }
+        self->paths = calloc((size_t)(n ? n : 1), sizeof(char *));
+        if (!self->paths) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            goto fail;
+        }
+        self->n_paths = n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *bytes = NULL;
+            if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &bytes)) {
+                Py_DECREF(seq);
+                goto fail;
+            }
+            self->paths[i] = strdup(PyBytes_AS_STRING(bytes));
+            Py_DECREF(bytes);
+            if (!self->paths[i]) {
+                Py_DECREF(seq);
+                PyErr_NoMemory();
+                goto fail;
+            }
+        }
+        Py_DECREF(seq);
+        src.paths = (const char *const *)self->paths;
+    } else {
+        PyArrayObject *images = as_array_nd(images_obj, NPY_UINT8, 4, "images");
+        if (!(self->keep[0] = (PyObject *)images)) goto fail;
+        if (PyArray_DIM(images, 0) != src.n || (PyArray_DIM(images, 3) != 1 && PyArray_DIM(images, 3) != 3)) {
+            PyErr_Format(PyExc_ValueError, "loader: 'images' must be (N, H, W, 1 or 3) with N = %lld", (long long)src.n);
+            goto fail;
+        }
+        src.images = PyArray_DATA(images);
+        src.img_h = (int)PyArray_DIM(images, 1), src.img_w = (int)PyArray_DIM(images, 2), src.img_c = (int)PyArray_DIM(images, 3);
+    }
+    if (targets_obj != Py_None) {
+        PyArrayObject *targets = as_array_nd(targets_obj, NPY_FLOAT32, 2, "targets");
+        if (!(self->keep[2] = (PyObject *)targets)) goto fail;
+        if (PyArray_DIM(targets, 0) != src.n || PyArray_DIM(targets, 1) < 1) {
+            PyErr_Format(PyExc_ValueError, "loader: 'targets' must be (%lld, T) with T >= 1", (long long)src.n);
+            goto fail;
+        }
+        src.targets = PyArray_DATA(targets);
+        src.num_targets = (int)PyArray_DIM(targets, 1);
+    }
+    PyArrayObject *order = as_array_nd(order_obj, NPY_INT64, 1, "order");
+    if (!(self->keep[3] = (PyObject *)order)) goto fail;
+    const uint8_t *is_copy = NULL;
+    if (copy_obj != Py_None) {
+        PyArrayObject *copy = as_array_nd(copy_obj, NPY_UINT8, 1, "is_copy");
+        if (!(self->keep[4] = (PyObject *)copy)) goto fail;
+        if (PyArray_DIM(copy, 0) != PyArray_DIM(order, 0)) {
+            PyErr_Format(PyExc_ValueError, "loader: 'is_copy' has %zd flags for %zd positions", (Py_ssize_t)PyArray_DIM(copy, 0),
+                         (Py_ssize_t)PyArray_DIM(order, 0));
+            goto fail;
+        }
+        is_copy = PyArray_DATA(copy);
+    }
+    if (get_pipeline(tf_obj, "transform", (const af_pipeline **)&cfg.transform) < 0) goto fail;
+    if (get_pipeline(aug_obj, "augment_copies", (const af_pipeline **)&cfg.augment_copies) < 0) goto fail;
+    Py_INCREF(tf_obj);
+    self->keep[5] = tf_obj;
+    Py_INCREF(aug_obj);
+    self->keep[6] = aug_obj;
+    if (max_pixels < 1) {
+        PyErr_Format(PyExc_ValueError, "loader: 'max_pixels' must be >= 1, got %lld", max_pixels);
+        goto fail;
+    }
+    cfg.batch_size = batch_size, cfg.drop_last = drop_last, cfg.workers = workers, cfg.prefetch = prefetch;
+    cfg.seed = seed, cfg.epoch = epoch, cfg.max_pixels = max_pixels;
+    af_status st;
+    af_loader *l = NULL;
+    int64_t n_order = PyArray_DIM(order, 0);
+    const int64_t *order_data = PyArray_DATA(order);
+    Py_BEGIN_ALLOW_THREADS
+    st = af_loader_start(&cfg, &src, order_data, is_copy, n_order, &l);
+    Py_END_ALLOW_THREADS
+    if (st != AF_OK) {
+        af_py_raise(st);
+        goto fail;
+    }
+    self->loader = l;
+    self->n_batches = af_loader_num_batches(l);
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyObject *run_next(LoaderRunObject *self) {
+    if (!self->loader) return NULL; /* closed or exhausted: StopIteration */
+    for (;;) {
+        af_batch b;
+        int got = 0;
+        af_status st;
+        af_loader *l = self->loader;
+        Py_BEGIN_ALLOW_THREADS
+        st = af_loader_next(l, 100, &b, &got);
+        Py_END_ALLOW_THREADS
+        if (st != AF_OK) {
+            run_close(self); /* keep the message: closing only joins and frees */
+            return af_py_raise(st);
+        }
+        if (!got) {
+            if (PyErr_CheckSignals() < 0) {
+                run_close(self);
+                return NULL;
+            }
+            continue;
+        }
+        if (!b.images) {
+            run_close(self);
+            return NULL;
+        }
+        PyObject *images = af_py_wrap(b.images), *labels = images ? af_py_wrap(b.labels) : NULL;
+        if (!images || !labels) {
+            if (!images) af_tensor_release(b.labels);
+            Py_XDECREF(images);
+            af_tensor_release(b.targets);
+            return NULL;
+        }
+        if (!b.targets) return Py_BuildValue("(NN)", images, labels);
+        PyObject *targets = af_py_wrap(b.targets);
+        if (!targets) {
+            Py_DECREF(images);
+            Py_DECREF(labels);
+            return NULL;
+        }
+        return Py_BuildValue("(NNN)", images, labels, targets);
+    }
+}
+
+static PyObject *run_close_py(LoaderRunObject *self, PyObject *unused) {
+    run_close(self);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t run_len(LoaderRunObject *self) { return (Py_ssize_t)self->n_batches; }
+
+static PyMethodDef run_methods[] = {
+    {"close", (PyCFunction)run_close_py, METH_NOARGS, "stop the workers, join them and free the buffers"},
+    {NULL},
+};
+
+static PySequenceMethods run_as_sequence = {.sq_length = (lenfunc)run_len};
+
+static PyTypeObject LoaderRunType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "affectfer._C.LoaderRun",
+    .tp_basicsize = sizeof(LoaderRunObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_weaklistoffset = offsetof(LoaderRunObject, weakrefs),
+    .tp_doc = "one epoch of the threaded loader (see affectfer.data.Loader)",
+    .tp_new = run_new,
+    .tp_dealloc = (destructor)run_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)run_next,
+    .tp_methods = run_methods,
+    .tp_as_sequence = &run_as_sequence,
+};
+
+int af_loader_init(PyObject *module) {
+    if (PyType_Ready(&LoaderRunType) < 0) return -1;
+    Py_INCREF(&LoaderRunType);
+    if (PyModule_AddObject(module, "LoaderRun", (PyObject *)&LoaderRunType) < 0) {
+        Py_DECREF(&LoaderRunType);
+        return -1;
+    }
+    return 0;
+}
+
+/* data_read_image(path, max_pixels) -> uint8 (H, W, C) array */
+static PyObject *py_read_image(PyObject *self, PyObject *args) {
+    PyObject *bytes = NULL;
+    long long max_pixels = AF_DEFAULT_MAX_PIXELS;
+    if (!PyArg_ParseTuple(args, "O&|L:read_image", PyUnicode_FSConverter, &bytes, &max_pixels)) return NULL;
+    af_image img = {0};
+    af_status st;
+    const char *path = PyBytes_AS_STRING(bytes);
+    Py_BEGIN_ALLOW_THREADS
+    st = af_image_read_file(path, max_pixels, &img);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    if (st != AF_OK) return af_py_raise(st);
+    npy_intp dims[3] = {img.height, img.width, img.channels};
+    PyObject *out = PyArray_EMPTY(3, dims, NPY_UINT8, 0);
+    if (out) memcpy(PyArray_DATA((PyArrayObject *)out), img.data, (size_t)img.height * img.width * img.channels);
+    af_image_free(&img);
+    return out;
+}
+
 PyMethodDef af_data_methods[] = {
+    {"data_read_image", py_read_image, METH_VARARGS, "data_read_image(path, max_pixels=2**28) -> uint8 (H, W, C)"},
     {"sampler_sequential", py_sampler_sequential, METH_VARARGS, "sampler_sequential(n) -> int64 [0..n)"},
     {"sampler_shuffled", py_sampler_shuffled, METH_VARARGS, "sampler_shuffled(n, seed, epoch) -> a permutation"},
     {"sampler_weighted", py_sampler_weighted, METH_VARARGS,

@@ -1,0 +1,146 @@
+"""affectfer.data.Loader: batches from C worker threads.
+
+    loader = Loader(dataset, batch_size=64, transform=T.Compose([...]), shuffle=True, workers=2, seed=0)
+    for epoch in range(10):
+        loader.set_epoch(epoch)
+        for images, labels in tqdm(loader):   # images float32 (N, C, H, W), labels int64 (N,)
+            ...
+
+Worker threads in C (csrc/data/loader.c) read and decode the files, run the compiled transform and
+write every sample straight into the float32 batch buffer; a bounded queue keeps `prefetch` batches
+in flight; the GIL is released while they work. Sample position i of epoch e always draws its
+augmentation from Philox stream (seed, e, i), so the batches are bitwise identical whatever
+`workers` is. Breaking out of a loop, deleting the iterator or the loader, or an error in a worker
+(a missing or corrupt file: the exception names it) stops and joins the threads and frees the
+buffers.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from .. import _C
+from .samplers import RandomSampler, Sampler, SequentialSampler
+
+MAX_PIXELS = 1 << 28
+
+
+def read_image(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode a JPEG/PNG/BMP file into a uint8 (H, W, 3) array (the loader's decoder)."""
+    return _C.data_read_image(path, int(max_pixels))
+
+
+def _pipeline(transform, what):
+    """The C pipeline of a transform: None, a compiled pipeline capsule, or an affectfer.transforms
+    object that compiles into one."""
+    if transform is None:
+        return None
+    if type(transform).__name__ == "PyCapsule":
+        return transform
+    for attr in ("_pipeline_capsule", "compile"):
+        fn = getattr(transform, attr, None)
+        if callable(fn):
+            return fn()
+    raise TypeError(f"'{what}' must be an affectfer.transforms transform (Compose, ...) or None, got "
+                    f"{type(transform).__name__}; Python callables cannot run in the C workers")
+
+
+class Loader:
+    """Iterate a dataset in batches.
+
+    dataset: an affectfer.data dataset (ImageFolder, CSVDataset, ABAWDataset, ArrayDataset) or any
+        object with `labels` and either `paths` or `images` (N, H, W, C uint8), and optional `targets`.
+    sampler: an affectfer.data sampler (or any sequence of indices); default sequential, or shuffled
+        with `seed` when `shuffle=True` (sampler and shuffle=True together are an error, as in torch).
+    transform: an affectfer.transforms pipeline ending in ToTensor(+Normalize) with a fixed output
+        size; None = ToTensor only (all images must have the same size).
+    augment_copies: a transform (e.g. RandAugment(2, 9)) run before `transform` only on the
+        positions the sampler marks as copies (ClassBalancedOversampler).
+    workers: C threads; prefetch: batches in flight (default 2 * workers).
+    pin_memory: accepted for torch compatibility; without CUDA it changes nothing (batches are in
+        ordinary host memory, 64-byte aligned).
+    Iteration yields (images, labels) or (images, labels, targets) affectfer Tensors. Each `iter()`
+    uses the current epoch and then advances it; `set_epoch(e)` picks the epoch explicitly.
+    """
+
+    def __init__(self, dataset, batch_size: int = 1, sampler=None, transform=None, augment_copies=None, workers: int = 2,
+                 seed: int = 0, drop_last: bool = False, pin_memory: bool = False, shuffle: bool = False,
+                 prefetch: int | None = None, max_pixels: int = MAX_PIXELS):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"'batch_size' must be an int >= 1, got {batch_size!r}")
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= 256:
+            raise ValueError(f"'workers' must be an int in [1, 256], got {workers!r}")
+        if prefetch is not None and prefetch < 1:
+            raise ValueError(f"'prefetch' must be >= 1, got {prefetch}")
+        labels = getattr(dataset, "labels", None)
+        if labels is None or (getattr(dataset, "paths", None) is None and getattr(dataset, "images", None) is None):
+            raise TypeError("'dataset' must have `labels` and `paths` or `images` (see affectfer.data datasets)")
+        n = len(labels)
+        if n == 0:
+            raise ValueError("'dataset' is empty")
+        if sampler is not None and shuffle:
+            raise ValueError("'sampler' and shuffle=True are mutually exclusive")
+        if sampler is None:
+            sampler = RandomSampler(n, seed=seed) if shuffle else SequentialSampler(n)
+        self.dataset, self.sampler = dataset, sampler
+        self.batch_size, self.drop_last, self.workers = int(batch_size), bool(drop_last), int(workers)
+        self.prefetch = int(prefetch) if prefetch is not None else 2 * self.workers
+        self.seed, self.pin_memory, self.max_pixels = int(seed), bool(pin_memory), int(max_pixels)
+        self.transform, self.augment_copies = transform, augment_copies
+        self._transform = _pipeline(transform, "transform")
+        self._augment = _pipeline(augment_copies, "augment_copies")
+        self.epoch = 0
+        self._run = None
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def _order(self, epoch):
+        s = self.sampler
+        if isinstance(s, Sampler):
+            order, flags = s.indices(epoch), s.copy_flags(epoch)
+        else:
+            order, flags = np.fromiter(iter(s), dtype=np.int64), None
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        if flags is not None:
+            flags = np.ascontiguousarray(flags, dtype=np.uint8)
+        return order, flags
+
+    def __len__(self):
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        self.close()
+        epoch = self.epoch
+        self.epoch += 1
+        order, flags = self._order(epoch)
+        ds = self.dataset
+        paths = getattr(ds, "paths", None)
+        images = None if paths is not None else ds.images
+        targets = getattr(ds, "targets", None)
+        run = _C.LoaderRun(paths, images, np.asarray(ds.labels, dtype=np.int64), targets, order, flags, self._transform,
+                           self._augment if flags is not None else None, self.batch_size, self.drop_last, self.workers,
+                           self.prefetch, self.seed, epoch, self.max_pixels)
+        self._run = weakref.ref(run)
+        return run
+
+    def close(self) -> None:
+        """Stop the current iteration (if any): join its threads, free its buffers."""
+        run = self._run() if self._run is not None else None
+        if run is not None:
+            run.close()
+        self._run = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return (f"Loader({type(self.dataset).__name__} of {len(self.dataset.labels)}, batch_size={self.batch_size}, "
+                f"workers={self.workers}, batches={len(self)})")

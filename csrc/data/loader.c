@@ -1,0 +1,170 @@
+/* The threaded loader: worker threads that read, decode, transform and write samples straight into
+ * the batch buffers of the bounded queue (queue.c). The design summary is in data.h. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../image/image.h"
+#include "data.h"
+
+struct af_loader {
+    af_loader_config cfg;
+    af_loader_source src;
+    const int64_t *order;
+    const uint8_t *is_copy;
+    int64_t n_order;
+    int C, H, W; /* every sample's output shape */
+    af_batch_queue *queue;
+    pthread_t *threads;
+    int n_threads;
+};
+
+/* Names sample `idx` in messages: its path, or its position in the in-memory array. */
+static const char *sample_name(const af_loader_source *src, int64_t idx, char *buf, size_t size) {
+    if (src->paths) return src->paths[idx];
+    snprintf(buf, size, "<array sample %lld>", (long long)idx);
+    return buf;
+}
+
+/* Re-raises the calling thread's last error with the sample's name in front (unless already there). */
+static af_status name_error(af_status st, const char *name) {
+    const char *msg = af_error_message();
+    if (strstr(msg, name)) return st;
+    char copy[768];
+    snprintf(copy, sizeof(copy), "%s", msg);
+    return AF_FAIL(st, "%s: %s", name, copy);
+}
+
+/* Reads dataset sample idx into img (decoding a file, or copying the in-memory image). */
+static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
+    const af_loader_source *src = &l->src;
+    if (src->paths) return af_image_read_file(src->paths[idx], l->cfg.max_pixels, img);
+    AF_TRY(af_image_alloc(img, src->img_h, src->img_w, src->img_c));
+    size_t nbytes = (size_t)src->img_h * src->img_w * src->img_c;
+    memcpy(img->data, src->images + (size_t)idx * nbytes, nbytes);
+    return AF_OK;
+}
+
+/* uint8 HWC -> float32 CHW in [0, 1] (torchvision ToTensor: x / 255 in float32). */
+static void to_tensor(const af_image *img, float *out) {
+    const int H = img->height, W = img->width, C = img->channels;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < H * W; i++) out[(size_t)c * H * W + i] = (float)img->data[(size_t)i * C + c] / 255.0f;
+}
+
+/* Runs the augmentations of position s on img; when `out` is not NULL writes the float32 result
+ * there (after checking it has the batch's shape). (C, H, W) come back for the shape probe. */
+static af_status transform_sample(const af_loader *l, int64_t s, af_image *img, float *out, int *C, int *H, int *W) {
+    af_rng rng = af_rng_make(l->cfg.seed, AF_STREAM_SAMPLE(l->cfg.epoch, s), 0);
+    if (l->is_copy && l->is_copy[s] && l->cfg.augment_copies) AF_TRY(af_pipeline_run(l->cfg.augment_copies, img, &rng, NULL));
+    const af_pipeline *p = l->cfg.transform;
+    if (p && af_pipeline_has_to_tensor(p)) {
+        AF_TRY(af_pipeline_output_shape(p, img->height, img->width, C, H, W));
+        if (out && (*C != l->C || *H != l->H || *W != l->W))
+            return AF_FAIL(AF_ERR_VALUE, "the transform gives a (%d, %d, %d) image but the batch holds (%d, %d, %d): "
+                           "add a Resize/crop to a fixed size", *C, *H, *W, l->C, l->H, l->W);
+        return af_pipeline_run(p, img, &rng, out);
+    }
+    if (p) AF_TRY(af_pipeline_run(p, img, &rng, NULL));
+    *C = img->channels, *H = img->height, *W = img->width;
+    if (out) {
+        if (*C != l->C || *H != l->H || *W != l->W)
+            return AF_FAIL(AF_ERR_VALUE, "image is %dx%dx%d (HxWxC) but the batch holds %dx%dx%d: images of different "
+                           "sizes need a transform with a Resize/crop to a fixed size", *H, *W, *C, l->H, l->W, l->C);
+        to_tensor(img, out);
+    }
+    return AF_OK;
+}
+
+static af_status process(const af_loader *l, int64_t s, af_batch *b, int64_t row) {
+    int64_t idx = l->order[s];
+    char buf[64];
+    const char *name = sample_name(&l->src, idx, buf, sizeof(buf));
+    af_image img = {0};
+    int C, H, W;
+    float *out = (float *)af_tensor_data(b->images) + (size_t)row * l->C * l->H * l->W;
+    af_status st = load_image(l, idx, &img);
+    if (st == AF_OK) st = transform_sample(l, s, &img, out, &C, &H, &W);
+    af_image_free(&img);
+    if (st != AF_OK) return name_error(st, name);
+    ((int64_t *)af_tensor_data(b->labels))[row] = l->src.labels[idx];
+    if (b->targets) {
+        int T = l->src.num_targets;
+        memcpy((float *)af_tensor_data(b->targets) + (size_t)row * T, l->src.targets + (size_t)idx * T, (size_t)T * sizeof(float));
+    }
+    return AF_OK;
+}
+
+static void *worker_main(void *arg) {
+    af_loader *l = arg;
+    int64_t s, row;
+    af_batch *b;
+    af_status st;
+    while (af_queue_claim(l->queue, &s, &b, &row, &st)) {
+        st = process(l, s, b, row);
+        if (st != AF_OK) break;
+        af_queue_row_done(l->queue, b);
+    }
+    if (st != AF_OK) af_queue_fail(l->queue, st);
+    return NULL;
+}
+
+af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *src, const int64_t *order,
+                          const uint8_t *is_copy, int64_t n_order, af_loader **out) {
+    af_status st = AF_OK;
+    *out = NULL;
+    if (cfg->workers < 1 || cfg->workers > 256) return AF_FAIL(AF_ERR_VALUE, "loader: 'workers' must be in [1, 256], got %d", cfg->workers);
+    if (cfg->batch_size < 1) return AF_FAIL(AF_ERR_VALUE, "loader: 'batch_size' must be >= 1, got %lld", (long long)cfg->batch_size);
+    if (n_order < 0 || n_order >= (1ll << 40)) return AF_FAIL(AF_ERR_VALUE, "loader: an epoch holds 0 to 2^40 samples, got %lld", (long long)n_order);
+    if (cfg->epoch >= (1ull << 23)) return AF_FAIL(AF_ERR_VALUE, "loader: epoch must be < 2^23, got %llu", (unsigned long long)cfg->epoch);
+    for (int64_t s = 0; s < n_order; s++)
+        if (order[s] < 0 || order[s] >= src->n)
+            return AF_FAIL(AF_ERR_INDEX, "loader: the sampler gave index %lld for a dataset of %lld samples", (long long)order[s], (long long)src->n);
+    af_loader *l = calloc(1, sizeof(*l));
+    if (!l) return AF_FAIL(AF_ERR_OOM, "loader: out of memory");
+    l->cfg = *cfg;
+    l->src = *src;
+    l->order = order;
+    l->is_copy = is_copy;
+    l->n_order = n_order;
+    if (n_order > 0) { /* probe position 0 for the batch shape (its randomness is replayed later) */
+        char buf[64];
+        af_image img = {0};
+        st = load_image(l, order[0], &img);
+        if (st == AF_OK) st = transform_sample(l, 0, &img, NULL, &l->C, &l->H, &l->W);
+        af_image_free(&img);
+        if (st != AF_OK) {
+            st = name_error(st, sample_name(src, order[0], buf, sizeof(buf)));
+            goto fail;
+        }
+    }
+    AF_CHECK(af_queue_new(cfg->prefetch, n_order, cfg->batch_size, cfg->drop_last, l->C, l->H, l->W,
+                          src->targets ? src->num_targets : 0, &l->queue));
+    l->threads = calloc((size_t)cfg->workers, sizeof(pthread_t));
+    if (!l->threads) AF_CHECK_FAIL(AF_ERR_OOM, "loader: out of memory");
+    for (int i = 0; i < cfg->workers; i++) {
+        if (pthread_create(&l->threads[i], NULL, worker_main, l) != 0) AF_CHECK_FAIL(AF_ERR_RUNTIME, "loader: could not start worker thread %d", i);
+        l->n_threads++;
+    }
+    *out = l;
+    return AF_OK;
+fail:
+    af_loader_free(l);
+    return st;
+}
+
+int64_t af_loader_num_batches(const af_loader *l) { return af_queue_num_batches(l->queue); }
+
+af_status af_loader_next(af_loader *l, int timeout_ms, af_batch *out, int *got) {
+    return af_queue_take(l->queue, timeout_ms, out, got);
+}
+
+void af_loader_free(af_loader *l) {
+    if (!l) return;
+    if (l->queue) af_queue_stop(l->queue);
+    for (int i = 0; i < l->n_threads; i++) pthread_join(l->threads[i], NULL);
+    af_queue_free(l->queue);
+    free(l->threads);
+    free(l);
+}

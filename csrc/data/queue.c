@@ -1,0 +1,184 @@
+/* The loader's bounded, ordered batch queue: `capacity` batch slots reused round-robin (batch b lives
+ * in slot b % capacity), one mutex, two condition variables (workers wait for a free slot, the
+ * consumer for the next batch in order). See the summary in data.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "data.h"
+
+struct af_batch_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t can_work; /* a slot was freed, or stop */
+    pthread_cond_t can_take; /* a batch became ready, or stop/failure */
+    af_batch *slots;
+    int capacity;
+    int64_t n_samples, batch_size, n_batches;
+    int C, H, W, T;
+    int64_t next_sample; /* next position to hand to a worker */
+    int64_t taken;       /* batches handed to the consumer */
+    int stop;
+    af_status error;
+    char message[1024];
+};
+
+af_status af_queue_new(int capacity, int64_t n_samples, int64_t batch_size, int drop_last, int C, int H, int W, int T,
+                       af_batch_queue **out) {
+    if (capacity < 1) return AF_FAIL(AF_ERR_VALUE, "loader: 'prefetch' must be >= 1, got %d", capacity);
+    if (batch_size < 1) return AF_FAIL(AF_ERR_VALUE, "loader: 'batch_size' must be >= 1, got %lld", (long long)batch_size);
+    af_batch_queue *q = calloc(1, sizeof(*q));
+    if (!q) return AF_FAIL(AF_ERR_OOM, "loader: out of memory");
+    q->slots = calloc((size_t)capacity, sizeof(af_batch));
+    if (!q->slots) {
+        free(q);
+        return AF_FAIL(AF_ERR_OOM, "loader: out of memory");
+    }
+    for (int i = 0; i < capacity; i++) q->slots[i].index = -1;
+    q->capacity = capacity;
+    q->batch_size = batch_size;
+    q->n_batches = drop_last ? n_samples / batch_size : (n_samples + batch_size - 1) / batch_size;
+    q->n_samples = drop_last ? q->n_batches * batch_size : n_samples; /* drop_last skips the tail */
+    q->C = C, q->H = H, q->W = W, q->T = T;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->can_work, NULL);
+    pthread_cond_init(&q->can_take, NULL);
+    *out = q;
+    return AF_OK;
+}
+
+int64_t af_queue_num_batches(const af_batch_queue *q) { return q->n_batches; }
+
+static void release_batch(af_batch *b) {
+    af_tensor_release(b->images);
+    af_tensor_release(b->labels);
+    af_tensor_release(b->targets);
+    b->images = b->labels = b->targets = NULL;
+    b->index = -1;
+}
+
+/* Allocates the buffers of batch `index` in slot b (called with the lock held: allocation is cheap
+ * next to decoding, and it keeps the slot protocol simple). */
+static af_status open_batch(af_batch_queue *q, af_batch *b, int64_t index) {
+    int64_t first = index * q->batch_size;
+    int64_t rows = q->n_samples - first < q->batch_size ? q->n_samples - first : q->batch_size;
+    int64_t ishape[4] = {rows, q->C, q->H, q->W}, tshape[2] = {rows, q->T};
+    af_status st = af_tensor_new(AF_DTYPE_F32, AF_CPU, 4, ishape, &b->images);
+    if (st == AF_OK) st = af_tensor_new(AF_DTYPE_I64, AF_CPU, 1, ishape, &b->labels);
+    if (st == AF_OK && q->T > 0) st = af_tensor_new(AF_DTYPE_F32, AF_CPU, 2, tshape, &b->targets);
+    if (st != AF_OK) {
+        release_batch(b);
+        return st;
+    }
+    b->index = index;
+    b->remaining = rows;
+    return AF_OK;
+}
+
+int af_queue_claim(af_batch_queue *q, int64_t *s, af_batch **batch, int64_t *row, af_status *st) {
+    *st = AF_OK;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        if (q->stop || q->next_sample >= q->n_samples) break;
+        int64_t b = q->next_sample / q->batch_size;
+        if (b >= q->taken + q->capacity) { /* the queue is full: wait for the consumer */
+            pthread_cond_wait(&q->can_work, &q->mu);
+            continue;
+        }
+        af_batch *slot = &q->slots[b % q->capacity];
+        if (slot->index != b) {
+            af_status ost = open_batch(q, slot, b);
+            if (ost != AF_OK) {
+                *st = ost;
+                break;
+            }
+        }
+        *s = q->next_sample++;
+        *batch = slot;
+        *row = *s - b * q->batch_size;
+        pthread_mutex_unlock(&q->mu);
+        return 1;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+void af_queue_row_done(af_batch_queue *q, af_batch *batch) {
+    pthread_mutex_lock(&q->mu);
+    if (--batch->remaining == 0) pthread_cond_broadcast(&q->can_take);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void af_queue_fail(af_batch_queue *q, af_status st) {
+    pthread_mutex_lock(&q->mu);
+    if (q->error == AF_OK) {
+        q->error = st;
+        snprintf(q->message, sizeof(q->message), "%s", af_error_message());
+    }
+    q->stop = 1;
+    pthread_cond_broadcast(&q->can_work);
+    pthread_cond_broadcast(&q->can_take);
+    pthread_mutex_unlock(&q->mu);
+}
+
+af_status af_queue_take(af_batch_queue *q, int timeout_ms, af_batch *out, int *got) {
+    memset(out, 0, sizeof(*out));
+    *got = 0;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    af_status st = AF_OK;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        if (q->error != AF_OK) {
+            st = AF_FAIL(q->error, "%s", q->message);
+            break;
+        }
+        if (q->taken >= q->n_batches) { /* end of the epoch */
+            *got = 1;
+            break;
+        }
+        if (q->stop) {
+            st = AF_FAIL(AF_ERR_RUNTIME, "loader: this iteration was stopped");
+            break;
+        }
+        af_batch *slot = &q->slots[q->taken % q->capacity];
+        if (slot->index == q->taken && slot->remaining == 0) {
+            *out = *slot;
+            slot->images = slot->labels = slot->targets = NULL; /* ownership moves to the caller */
+            slot->index = -1;
+            q->taken++;
+            *got = 1;
+            pthread_cond_broadcast(&q->can_work);
+            break;
+        }
+        if (pthread_cond_timedwait(&q->can_take, &q->mu, &deadline) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return st;
+}
+
+void af_queue_stop(af_batch_queue *q) {
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_broadcast(&q->can_work);
+    pthread_cond_broadcast(&q->can_take);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void af_queue_free(af_batch_queue *q) {
+    if (!q) return;
+    for (int i = 0; i < q->capacity; i++) release_batch(&q->slots[i]);
+    free(q->slots);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->can_work);
+    pthread_cond_destroy(&q->can_take);
+    free(q);
+}

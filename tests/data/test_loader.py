@@ -1,0 +1,140 @@
+import gc
+import os
+
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.data import (ArrayDataset, ClassBalancedOversampler, CSVDataset, ImageFolder, Loader, RandomSampler,
+                            WeightedRandomSampler, read_image)
+
+from .imageio import write_bmp, write_png
+
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+
+@pytest.fixture
+def arrays(rng):
+    imgs = rng.integers(0, 256, (23, 6, 5, 3), dtype=np.uint8)
+    labels = rng.integers(0, 4, 23)
+    targets = rng.standard_normal((23, 2)).astype(np.float32)
+    return imgs, labels, targets
+
+
+def collect(loader):
+    return [tuple(np.asarray(t).copy() for t in b) for b in loader]
+
+
+def test_batches_follow_the_sampler(arrays):
+    imgs, labels, targets = arrays
+    ds = ArrayDataset(imgs, labels, targets)
+    sampler = RandomSampler(23, seed=5)
+    loader = Loader(ds, batch_size=5, sampler=sampler, workers=3)
+    assert len(loader) == 5
+    loader.set_epoch(2)
+    batches = collect(loader)
+    order = sampler.indices(2)
+    assert [len(b[0]) for b in batches] == [5, 5, 5, 5, 3]
+    x = np.concatenate([b[0] for b in batches])
+    assert x.dtype == np.float32 and x.shape == (23, 3, 6, 5)
+    assert np.array_equal(x, imgs[order].transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255))
+    assert np.array_equal(np.concatenate([b[1] for b in batches]), labels[order])
+    assert np.array_equal(np.concatenate([b[2] for b in batches]), targets[order])
+    assert batches[0][1].dtype == np.int64
+
+
+def test_iterations_advance_the_epoch_and_drop_last(arrays):
+    imgs, labels, _ = arrays
+    loader = Loader(ArrayDataset(imgs, labels), batch_size=4, shuffle=True, seed=1, drop_last=True, workers=2)
+    assert len(loader) == 5
+    e0, e1 = collect(loader), collect(loader)
+    assert len(e0) == 5 and all(len(b[0]) == 4 for b in e0)
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(e0, e1))
+    loader.set_epoch(0)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(e0, collect(loader)))
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        Loader(ArrayDataset(imgs, labels), 2, sampler=RandomSampler(23), shuffle=True)
+
+
+def test_gray_images_and_weighted_sampler(rng):
+    imgs = rng.integers(0, 256, (6, 3, 4), dtype=np.uint8)
+    sampler = WeightedRandomSampler([0, 1, 0, 0, 0, 0], num_samples=4)
+    (x, y), = collect(Loader(ArrayDataset(imgs, [0, 1, 0, 1, 0, 1]), 4, sampler=sampler, workers=1))
+    assert x.shape == (4, 1, 3, 4) and y.tolist() == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 8])
+def test_no_leaked_threads_after_early_stop_and_delete(arrays, workers):
+    imgs, labels, _ = arrays
+    before = threads()
+    loader = Loader(ArrayDataset(imgs, labels), batch_size=2, workers=workers, prefetch=1)
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break  # early stop: the iterator is dropped, its threads joined
+    it = iter(loader)
+    next(it)
+    del loader  # deleting the loader closes the running iteration
+    with pytest.raises(StopIteration):
+        next(it)
+    del it
+    gc.collect()
+    assert threads() == before
+
+
+def test_100_start_stop_cycles_leak_nothing(arrays):
+    imgs, labels, _ = arrays
+    ds = ArrayDataset(np.repeat(imgs, 4, axis=1), labels)  # 24 x 5 images: a few KB per batch
+    loader = Loader(ds, batch_size=4, workers=2)
+    for _ in range(5):  # warm up the allocator
+        next(iter(loader))
+    gc.collect()
+    t0, m0 = threads(), rss_kb()
+    for k in range(100):
+        it = iter(loader)
+        next(it)
+        if k % 2:
+            it.close()
+        del it
+    gc.collect()
+    assert threads() == t0
+    assert rss_kb() - m0 < 8 * 1024  # KB: roughly stable
+
+
+def test_worker_error_names_the_file(tmp_path, rng):
+    write_png(str(tmp_path / "ok.png"), rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    (tmp_path / "list.csv").write_text("ok.png,0\nok.png,1\nmissing.png,0\nok.png,1\n")
+    ds = CSVDataset(str(tmp_path / "list.csv"), check_files=False)
+    before = threads()
+    with pytest.raises(OSError, match="missing.png"):
+        for _ in Loader(ds, batch_size=1, workers=2):
+            pass
+    gc.collect()
+    assert threads() == before
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (tmp_path / "list.csv").write_text("ok.png,0\nbad.png,0\n")
+    with pytest.raises(Exception, match="bad.png"):
+        collect(Loader(CSVDataset(str(tmp_path / "list.csv")), batch_size=2, workers=1))
+
+
+def test_bad_arguments(arrays):
+    imgs, labels, _ = arrays
+    ds = ArrayDataset(imgs, labels)
+    with pytest.raises(ValueError, match="batch_size"):
+        Loader(ds, 0)
+    with pytest.raises(ValueError, match="workers"):
+        Loader(ds, 2, workers=0)
+    with pytest.raises(TypeError, match="transform"):
+        Loader(ds, 2, transform=lambda x: x)
+    with pytest.raises(TypeError, match="dataset"):
+        Loader([1, 2, 3], 2)
+    with pytest.raises(IndexError, match="index 99"):
+        next(iter(Loader(ds, 2, sampler=[0, 99])))
