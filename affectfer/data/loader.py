@@ -91,7 +91,7 @@ class Loader:
         self._transform = _pipeline(transform, "transform")
         self._augment = _pipeline(augment_copies, "augment_copies")
         self.epoch = 0
-        self._run = None
+        self._runs = weakref.WeakSet()  # live iterations, closed with the loader
 
     def set_epoch(self, epoch: int) -> None:
         if epoch < 0:
@@ -114,7 +114,6 @@ class Loader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        self.close()
         epoch = self.epoch
         self.epoch += 1
         order, flags = self._order(epoch)
@@ -125,15 +124,13 @@ class Loader:
         run = _C.LoaderRun(paths, images, np.asarray(ds.labels, dtype=np.int64), targets, order, flags, self._transform,
                            self._augment if flags is not None else None, self.batch_size, self.drop_last, self.workers,
                            self.prefetch, self.seed, epoch, self.max_pixels)
-        self._run = weakref.ref(run)
+        self._runs.add(run)
         return run
 
     def close(self) -> None:
-        """Stop the current iteration (if any): join its threads, free its buffers."""
-        run = self._run() if self._run is not None else None
-        if run is not None:
+        """Stop every running iteration of this loader: join their threads, free their buffers."""
+        for run in list(self._runs):
             run.close()
-        self._run = None
 
     def __del__(self):
         try:

@@ -1,0 +1,217 @@
+"""Input pipeline throughput: affectfer's C loader vs a torchvision DataLoader.
+
+Pipeline (both sides): JPEG decode -> Resize(S) -> RandAugment(2, 9) -> RandomHorizontalFlip ->
+ToTensor + Normalize(ImageNet) -> batches of 64, for S = 112 and 224 (inputs are JPEGs of 8/7 S,
+quality 90, so the resize does real work), with 1 and 2 workers (affectfer: C threads;
+torchvision: DataLoader worker processes, each limited to one torch thread). Also per-op
+microseconds per image, single-threaded, for both.
+
+    python benchmarks/bench_pipeline.py [--images 384] [--repeat 3] [--markdown]
+
+torchvision columns appear when torch, torchvision and Pillow are importable.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import affectfer as af  # noqa: E402
+from affectfer import data as afd  # noqa: E402
+from affectfer import transforms as aft  # noqa: E402
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+BATCH = 64
+
+try:
+    import torch
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms as tvt
+except ImportError:
+    torch = None
+
+
+def make_images(folder, n, side):
+    """n smooth random RGB images (face-crop-like low-frequency content) as JPEGs of side x side."""
+    rng = np.random.default_rng(side)
+    paths = []
+    for i in range(n):
+        small = rng.integers(0, 256, (side // 8 + 1, side // 8 + 1, 3)).astype(np.float32)
+        img = np.kron(small, np.ones((8, 8, 1)))[:side, :side]
+        img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+        path = os.path.join(folder, f"{i:05d}.jpg")
+        write_jpeg(path, img)
+        paths.append(path)
+    return paths
+
+
+def write_jpeg(path, img):
+    if torch is not None:
+        Image.fromarray(img).save(path, quality=90)
+        return
+    raise SystemExit("writing the benchmark JPEGs needs Pillow (pip install pillow)")
+
+
+def af_transform(size):
+    return aft.Compose([aft.Resize((size, size)), aft.RandAugment(num_ops=2, magnitude=9), aft.RandomHorizontalFlip(),
+                        aft.ToTensor(), aft.Normalize(MEAN, STD)])
+
+
+def tv_transform(size):
+    # RandAugment on the PIL image (the usual torchvision recipe), then ToTensor + Normalize
+    return tvt.Compose([tvt.Resize((size, size)), tvt.RandAugment(num_ops=2, magnitude=9), tvt.RandomHorizontalFlip(),
+                        tvt.ToTensor(), tvt.Normalize(MEAN, STD)])
+
+
+class TVFiles(torch.utils.data.Dataset if torch is not None else object):
+    def __init__(self, paths, transform):
+        self.paths, self.transform = paths, transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        with Image.open(self.paths[i]) as im:
+            return self.transform(im.convert("RGB")), 0
+
+
+def _tv_worker_init(_):
+    torch.set_num_threads(1)
+
+
+def time_af(paths, size, workers, repeat):
+    ds = afd.CSVDataset.__new__(afd.CSVDataset)  # a file list without writing a CSV
+    ds.paths, ds.labels, ds.targets, ds.classes = list(paths), np.zeros(len(paths), np.int64), None, ["0"]
+    loader = afd.Loader(ds, batch_size=BATCH, transform=af_transform(size), workers=workers, shuffle=True)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = sum(len(b[0]) for b in loader)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def time_tv(paths, size, workers, repeat):
+    torch.set_num_threads(1)
+    loader = torch.utils.data.DataLoader(TVFiles(paths, tv_transform(size)), batch_size=BATCH, shuffle=True,
+                                         num_workers=workers, worker_init_fn=_tv_worker_init, persistent_workers=True)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = sum(len(b[0]) for b in loader)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def per_op_af(paths, size, reps):
+    """Microseconds per image for each stage, one thread, through the functional API."""
+    F = aft.functional
+    data = [open(p, "rb").read() for p in paths[:reps]]
+    out = {}
+    t0 = time.perf_counter()
+    imgs = [F.decode(b) for b in data]
+    out["decode"] = (time.perf_counter() - t0) / reps
+    t0 = time.perf_counter()
+    imgs = [F.resize(im, (size, size)) for im in imgs]
+    out["resize"] = (time.perf_counter() - t0) / reps
+    ra = aft.RandAugment(num_ops=2, magnitude=9)
+    t0 = time.perf_counter()
+    imgs = [ra(im) for im in imgs]
+    out["randaugment(2,9)"] = (time.perf_counter() - t0) / reps
+    flip = aft.RandomHorizontalFlip()
+    t0 = time.perf_counter()
+    imgs = [flip(im) for im in imgs]
+    out["flip"] = (time.perf_counter() - t0) / reps
+    t0 = time.perf_counter()
+    [F.normalize(F.to_tensor(im), MEAN, STD) for im in imgs]
+    out["to_tensor+normalize"] = (time.perf_counter() - t0) / reps
+    return {k: v * 1e6 for k, v in out.items()}
+
+
+def per_op_tv(paths, size, reps):
+    torch.set_num_threads(1)
+    out = {}
+    t0 = time.perf_counter()
+    imgs = []
+    for p in paths[:reps]:
+        with Image.open(p) as im:
+            imgs.append(im.convert("RGB"))
+    out["decode"] = (time.perf_counter() - t0) / reps
+    t0 = time.perf_counter()
+    imgs = [tvt.functional.resize(im, [size, size]) for im in imgs]
+    out["resize"] = (time.perf_counter() - t0) / reps
+    ra = tvt.RandAugment(num_ops=2, magnitude=9)
+    t0 = time.perf_counter()
+    imgs = [ra(im) for im in imgs]
+    out["randaugment(2,9)"] = (time.perf_counter() - t0) / reps
+    flip = tvt.RandomHorizontalFlip()
+    t0 = time.perf_counter()
+    imgs = [flip(im) for im in imgs]
+    out["flip"] = (time.perf_counter() - t0) / reps
+    norm = tvt.Normalize(MEAN, STD)
+    t0 = time.perf_counter()
+    [norm(tvt.functional.to_tensor(im)) for im in imgs]
+    out["to_tensor+normalize"] = (time.perf_counter() - t0) / reps
+    return {k: v * 1e6 for k, v in out.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=384)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--markdown", action="store_true", help="print Markdown tables for benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    have_tv = torch is not None
+    rows, ops = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (112, 224):
+            folder = os.path.join(tmp, str(size))
+            os.makedirs(folder)
+            paths = make_images(folder, args.images, size * 8 // 7)
+            for workers in (1, 2):
+                a = time_af(paths, size, workers, args.repeat)
+                t = time_tv(paths, size, workers, args.repeat) if have_tv else None
+                rows.append((size, workers, a, t))
+                print(f"{size}x{size} workers={workers}: affectfer {a:8.1f} img/s"
+                      + (f"  torchvision {t:8.1f} img/s  ratio {a / t:5.2f}x" if t else ""), flush=True)
+            reps = min(128, len(paths))
+            ops[size] = (per_op_af(paths, size, reps), per_op_tv(paths, size, reps) if have_tv else None)
+    print()
+    for size, (a, t) in ops.items():
+        for k in a:
+            print(f"{size}x{size} {k:22s} affectfer {a[k]:9.1f} us" + (f"  torchvision {t[k]:9.1f} us" if t else ""))
+    if args.markdown:
+        print_markdown(rows, ops, have_tv)
+
+
+def print_markdown(rows, ops, have_tv):
+    tv = f"torchvision {torchvision.__version__}, torch {torch.__version__}" if have_tv else "torchvision absent"
+    print(f"\n## Input pipeline (benchmarks/bench_pipeline.py)\n")
+    print(f"Machine: 2-core CPU (shared), no GPU; {platform.python_implementation()} {platform.python_version()}; {tv}. "
+          f"Date 2026-11-23. JPEG decode -> Resize -> RandAugment(2, 9) -> flip -> ToTensor+Normalize -> batch {BATCH}; "
+          f"inputs 128x128 / 256x256 JPEG (q 90) resized to the output size; best of the repeats.\n")
+    print("| output | workers | affectfer img/s | torchvision img/s | ratio |")
+    print("|---|---|---|---|---|")
+    for size, workers, a, t in rows:
+        print(f"| {size}x{size} | {workers} | {a:.0f} | {t:.0f} | {a / t:.2f}x |" if t else
+              f"| {size}x{size} | {workers} | {a:.0f} | - | - |")
+    print("\nPer-op microseconds per image (one thread):\n")
+    print("| op | affectfer 112 | torchvision 112 | affectfer 224 | torchvision 224 |")
+    print("|---|---|---|---|---|")
+    a112, t112 = ops[112]
+    a224, t224 = ops[224]
+    for k in a112:
+        f = (lambda d: f"{d[k]:.1f}" if d else "-")
+        print(f"| {k} | {f(a112)} | {f(t112)} | {f(a224)} | {f(t224)} |")
+
+
+if __name__ == "__main__":
+    main()
