@@ -138,3 +138,72 @@ def test_bad_arguments(arrays):
         Loader([1, 2, 3], 2)
     with pytest.raises(IndexError, match="index 99"):
         next(iter(Loader(ds, 2, sampler=[0, 99])))
+
+
+def image_files(tmp_path, rng, n=13):
+    """n small PNG/BMP files of varied sizes under tmp_path/<class>/ and an ImageFolder over them."""
+    for i in range(n):
+        h, w = 20 + 3 * (i % 4), 24 + 5 * (i % 3)
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        folder = tmp_path / f"c{i % 3}"
+        folder.mkdir(exist_ok=True)
+        (write_png if i % 2 else write_bmp)(str(folder / f"{i:03d}.{'png' if i % 2 else 'bmp'}"), img)
+    return ImageFolder(str(tmp_path))
+
+
+def random_transform():
+    from affectfer import transforms as T
+    return T.Compose([T.RandomResizedCrop(16, scale=(0.3, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(),
+                      T.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), T.RandomErasing(p=0.5, value="random")])
+
+
+def test_decoded_files_match_read_image(tmp_path, rng):
+    ds = image_files(tmp_path, rng, n=4)
+    from affectfer import transforms as T
+    loader = Loader(ds, batch_size=4, transform=T.Compose([T.CenterCrop(18), T.ToTensor()]), workers=2)
+    (x, y), = collect(loader)
+    for k, path in enumerate(ds.paths):
+        img = read_image(path)
+        top, left = (img.shape[0] - 18 + 1) // 2, (img.shape[1] - 18 + 1) // 2
+        ref = img[top:top + 18, left:left + 18].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        assert np.array_equal(x[k], ref), path
+    assert y.tolist() == ds.labels.tolist()
+    image, label = ds[0]
+    assert image.dtype == np.uint8 and image.ndim == 3 and label == 0
+
+
+def test_bitwise_identical_for_1_2_8_workers(tmp_path, rng):
+    ds = image_files(tmp_path, rng)
+    runs = []
+    for workers in (1, 2, 8):
+        loader = Loader(ds, batch_size=4, transform=random_transform(), shuffle=True, seed=42, workers=workers)
+        loader.set_epoch(3)
+        runs.append(collect(loader))
+    for other in runs[1:]:
+        assert len(other) == len(runs[0]) == 4
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # sample position i of epoch e uses stream (seed, e, i): another epoch or seed changes the pixels
+    loader = Loader(ds, batch_size=4, transform=random_transform(), shuffle=True, seed=42, workers=2)
+    loader.set_epoch(4)
+    assert not np.array_equal(collect(loader)[0][0], runs[0][0][0])
+
+
+def test_oversampled_copies_get_the_extra_augmentation(tmp_path, rng):
+    from affectfer import transforms as T
+    ds = image_files(tmp_path, rng, n=5)  # classes 0, 1, 2 with 2, 2, 1 images
+    sampler = ClassBalancedOversampler(ds.labels, shuffle=False)
+    base = T.Compose([T.CenterCrop(16), T.ToTensor()])
+    plain = collect(Loader(ds, batch_size=6, sampler=sampler, transform=base, workers=2))[0][0]
+    extra = collect(Loader(ds, batch_size=6, sampler=sampler, transform=base, workers=2,
+                           augment_copies=T.RandomHorizontalFlip(p=1.0)))[0][0]
+    idx, copy = sampler.pairs(0)
+    assert copy.tolist() == [False] * 5 + [True]
+    assert np.array_equal(plain[:5], extra[:5])  # originals untouched
+    assert np.array_equal(extra[5], plain[5][:, :, ::-1])  # the copy flipped
+
+
+def test_variable_sizes_without_fixed_size_transform_fail_clearly(tmp_path, rng):
+    ds = image_files(tmp_path, rng, n=4)
+    with pytest.raises(ValueError, match="fixed size"):
+        collect(Loader(ds, batch_size=4, workers=2))
