@@ -60,11 +60,11 @@ clean:
 
 # libFuzzer harnesses (fuzz/*.c) over the C decoder and transform pipeline, with ASan + UBSan.
 # `make fuzz` runs each for FUZZ_SECONDS (default 60); `make fuzz FUZZ_SECONDS=10` is CI-sized.
-# Corpora grow in fuzz/corpus-<name>/ (ignored), seeded from fuzz/seeds/<name>/; a crash leaves
+# stb_image is trixie's (make stb) when it can be fetched. Corpora grow in fuzz/corpus-<name>/ (ignored), seeded from fuzz/seeds/<name>/; a crash leaves
 # fuzz/crash-* and fails the target.
 FUZZ_CC ?= clang
-FUZZ_STB := $(firstword $(STB_INCLUDE_DIR) $(wildcard build/stb/usr/include/stb) $(wildcard /usr/include/stb))
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+FUZZ_STB = $(firstword $(STB_INCLUDE_DIR) $(wildcard build/stb/usr/include/stb) $(wildcard /usr/include/stb))
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-ffp-contract=off -Icsrc $(if $(FUZZ_STB),-I$(FUZZ_STB) -DAF_HAVE_STB=1)
 FUZZ_LIB_SRC := csrc/core/status.c csrc/core/tensor.c $(wildcard csrc/image/*.c)
 FUZZ_HARNESSES := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
@@ -74,13 +74,13 @@ fuzz-tools:
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "installing clang"; $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang; }
 
-fuzz/%.bin: fuzz/%.c $(FUZZ_LIB_SRC) $(CSRC) | fuzz-tools
+fuzz/%.bin: fuzz/%.c $(FUZZ_LIB_SRC) $(CSRC) | fuzz-tools stb
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRC) -lm -o $@
 
 fuzz: $(patsubst %,fuzz/%.bin,$(FUZZ_HARNESSES))
 	@set -e; for h in $(FUZZ_HARNESSES); do \
-	  mkdir -p fuzz/corpus-$$h; echo "fuzzing $$h for $(FUZZ_SECONDS) s"; \
+	  n=$${h#fuzz_}; mkdir -p fuzz/corpus-$$n; echo "fuzzing $$n for $(FUZZ_SECONDS) s"; \
 	  status=0; ./fuzz/$$h.bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
-	    -print_final_stats=1 -artifact_prefix=fuzz/ fuzz/corpus-$$h fuzz/seeds/$$h > fuzz/$$h.log 2>&1 || status=$$?; \
-	  tail -n 12 fuzz/$$h.log; test $$status -eq 0; \
+	    -print_final_stats=1 -artifact_prefix=fuzz/ fuzz/corpus-$$n fuzz/seeds/$$n > fuzz/$$n.log 2>&1 || status=$$?; \
+	  tail -n 12 fuzz/$$n.log; test $$status -eq 0; \
 	done

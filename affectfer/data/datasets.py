@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from ..io import read_image
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -38,7 +40,6 @@ class Dataset:
         if self.images is not None:
             image = self.images[i]
         else:
-            from .loader import read_image
             image = read_image(self.paths[i])
         if self.targets is None:
             return image, int(self.labels[i])

@@ -23,12 +23,7 @@ import numpy as np
 from .. import _C
 from .samplers import RandomSampler, Sampler, SequentialSampler
 
-MAX_PIXELS = 1 << 28
-
-
-def read_image(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode a JPEG/PNG/BMP file into a uint8 (H, W, 3) array (the loader's decoder)."""
-    return _C.data_read_image(path, int(max_pixels))
+from ..io import MAX_PIXELS, read_image  # noqa: F401  (re-exported: the loader's decoder)
 
 
 def _pipeline(transform, what):
@@ -44,6 +39,28 @@ def _pipeline(transform, what):
             return fn()
     raise TypeError(f"'{what}' must be an affectfer.transforms transform (Compose, ...) or None, got "
                     f"{type(transform).__name__}; Python callables cannot run in the C workers")
+
+
+class _Epoch:
+    """One pass over the loader: yields the C run's batches; holds the Loader so that
+    `for b in Loader(...)` keeps it alive. Dropping it (or close()) joins the worker threads."""
+
+    __slots__ = ("loader", "run", "__weakref__")
+
+    def __init__(self, loader, run):
+        self.loader, self.run = loader, run
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.run)
+
+    def __len__(self):
+        return len(self.run)
+
+    def close(self) -> None:
+        self.run.close()
 
 
 class Loader:
@@ -125,18 +142,12 @@ class Loader:
                            self._augment if flags is not None else None, self.batch_size, self.drop_last, self.workers,
                            self.prefetch, self.seed, epoch, self.max_pixels)
         self._runs.add(run)
-        return run
+        return _Epoch(self, run)
 
     def close(self) -> None:
         """Stop every running iteration of this loader: join their threads, free their buffers."""
         for run in list(self._runs):
             run.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         return (f"Loader({type(self.dataset).__name__} of {len(self.dataset.labels)}, batch_size={self.batch_size}, "

@@ -510,28 +510,7 @@ int af_loader_init(PyObject *module) {
     return 0;
 }
 
-/* data_read_image(path, max_pixels) -> uint8 (H, W, C) array */
-static PyObject *py_read_image(PyObject *self, PyObject *args) {
-    PyObject *bytes = NULL;
-    long long max_pixels = AF_DEFAULT_MAX_PIXELS;
-    if (!PyArg_ParseTuple(args, "O&|L:read_image", PyUnicode_FSConverter, &bytes, &max_pixels)) return NULL;
-    af_image img = {0};
-    af_status st;
-    const char *path = PyBytes_AS_STRING(bytes);
-    Py_BEGIN_ALLOW_THREADS
-    st = af_image_read_file(path, max_pixels, &img);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(bytes);
-    if (st != AF_OK) return af_py_raise(st);
-    npy_intp dims[3] = {img.height, img.width, img.channels};
-    PyObject *out = PyArray_EMPTY(3, dims, NPY_UINT8, 0);
-    if (out) memcpy(PyArray_DATA((PyArrayObject *)out), img.data, (size_t)img.height * img.width * img.channels);
-    af_image_free(&img);
-    return out;
-}
-
 PyMethodDef af_data_methods[] = {
-    {"data_read_image", py_read_image, METH_VARARGS, "data_read_image(path, max_pixels=2**28) -> uint8 (H, W, C)"},
     {"sampler_sequential", py_sampler_sequential, METH_VARARGS, "sampler_sequential(n) -> int64 [0..n)"},
     {"sampler_shuffled", py_sampler_shuffled, METH_VARARGS, "sampler_shuffled(n, seed, epoch) -> a permutation"},
     {"sampler_weighted", py_sampler_weighted, METH_VARARGS,
