@@ -218,6 +218,102 @@ class RandomVerticalFlip(Transform):
         return [("RandomVerticalFlip", (self.p,))]
 
 
+class ColorJitter(Transform):
+    """Random brightness, contrast, saturation and hue in a random order (torchvision semantics:
+    a number v means [max(0, 1 - v), 1 + v], hue h means [-h, h]; factors uniform)."""
+
+    def __init__(self, brightness=0, contrast=0, saturation=0, hue=0):
+        self.brightness = _range(brightness, "brightness")
+        self.contrast = _range(contrast, "contrast")
+        self.saturation = _range(saturation, "saturation")
+        self.hue = _range(hue, "hue", center=0.0, bound=(-0.5, 0.5))
+
+    def _stages(self):
+        b, c, s = (r or (1.0, 1.0) for r in (self.brightness, self.contrast, self.saturation))
+        h = self.hue or (0.0, 0.0)
+        return [("ColorJitter", (*b, *c, *s, *h))]
+
+
+class Grayscale(Transform):
+    """torchvision's float32 gray (0.2989 R + 0.587 G + 0.114 B, truncated) in 1 or 3 channels."""
+
+    def __init__(self, num_output_channels=1):
+        if num_output_channels not in (1, 3):
+            raise ValueError("Grayscale: num_output_channels should be either 1 or 3")
+        self.num_output_channels = num_output_channels
+
+    def _stages(self):
+        return [("Grayscale", (self.num_output_channels, 1.0))]
+
+
+class RandomGrayscale(Transform):
+    """Grayscale with probability p, keeping the number of channels."""
+
+    def __init__(self, p=0.1):
+        self.p = float(p)
+
+    def _stages(self):
+        return [("Grayscale", (0, self.p))]
+
+
+class RandAugment(Transform):
+    """RandAugment (torchvision >= 0.12 semantics): num_ops ops drawn uniformly from the 14-op table
+    (minus `exclude`), each at bin `magnitude` of num_magnitude_bins with a random sign for signed
+    ops. exclude=("Solarize", "Equalize") is the label-smoothing seed's variant. Interpolation is
+    nearest; fill None = 0 outside warped images (torchvision's default)."""
+
+    def __init__(self, num_ops=2, magnitude=9, num_magnitude_bins=31, exclude=(), fill=None, interpolation="nearest"):
+        from .functional import RANDAUGMENT_OPS
+        if interpolation not in ("nearest", 0):
+            raise ValueError(f"RandAugment: only nearest interpolation is implemented, got {interpolation!r}")
+        self.num_ops, self.magnitude, self.num_magnitude_bins = int(num_ops), int(magnitude), int(num_magnitude_bins)
+        if not 0 <= self.magnitude < self.num_magnitude_bins:
+            raise ValueError(f"RandAugment: magnitude must be in [0, num_magnitude_bins), got {magnitude}")
+        unknown = [e for e in exclude if e not in RANDAUGMENT_OPS]
+        if unknown:
+            raise ValueError(f"RandAugment: unknown ops in exclude: {unknown}; ops: {RANDAUGMENT_OPS}")
+        self.exclude = tuple(exclude)
+        self.ops = tuple(o for o in RANDAUGMENT_OPS if o not in self.exclude)
+        if not self.ops:
+            raise ValueError("RandAugment: every op is excluded")
+        self.fill = None if fill is None else ((int(fill),) * 3 if isinstance(fill, numbers.Number) else tuple(int(f) for f in fill))
+        if self.fill is not None and len(self.fill) == 1:
+            self.fill *= 3
+
+    def _mask(self):
+        from .functional import RANDAUGMENT_OPS
+        return sum(1 << i for i, o in enumerate(RANDAUGMENT_OPS) if o not in self.exclude)
+
+    def sample(self, img, seed, stream):
+        """(augmented image, the ops chosen, their signed magnitudes) for one (seed, stream), the same
+        draws __call__ makes (fill is not applied here)."""
+        return _C.randaugment(np.asarray(img), self.num_ops, self.magnitude, self.num_magnitude_bins, self._mask(),
+                              int(seed) & (2**64 - 1), int(stream) & (2**64 - 1))
+
+    def _stages(self):
+        fill = self.fill or (0, 0, 0)
+        return [("RandAugment", (self.num_ops, self.magnitude, self.num_magnitude_bins, self._mask(),
+                                 self.fill is not None, *fill))]
+
+
+class SobelEdges(Transform):
+    """Sobel edge map for the hand detector: gray (OpenCV weights), optional 3x3 Gaussian blur,
+    reflect-101 border, magnitude "l2" (default), "l1" or "half_abs", saturated to uint8, in 1 or 3
+    channels."""
+
+    def __init__(self, magnitude="l2", blur=False, out_channels=1):
+        from .functional import _SOBEL
+        if magnitude not in _SOBEL:
+            raise ValueError(f"SobelEdges: magnitude must be one of {sorted(_SOBEL)}, got {magnitude!r}")
+        if out_channels not in (1, 3):
+            raise ValueError("SobelEdges: out_channels must be 1 or 3")
+        self.magnitude, self.blur, self.out_channels = magnitude, bool(blur), out_channels
+
+    def _stages(self):
+        from .functional import _SOBEL
+        return [("SobelEdges", (_SOBEL[self.magnitude], self.blur, self.out_channels))]
+
+
 class ToTensor(Transform):
     """uint8 (H, W, C) -> float32 (C, H, W) in [0, 1] (x / 255 in float32, like torchvision)."""
 
@@ -305,4 +401,5 @@ def compute_mean_std(images, max_pixels: int = 1 << 28):
 from . import functional  # noqa: E402  (the functional ops, after the classes they mirror)
 
 __all__ = ["Compose", "Resize", "CenterCrop", "RandomCrop", "RandomResizedCrop", "RandomHorizontalFlip",
-           "RandomVerticalFlip", "ToTensor", "Normalize", "RandomErasing", "compute_mean_std", "functional"]
+           "RandomVerticalFlip", "ColorJitter", "Grayscale", "RandomGrayscale", "RandAugment", "SobelEdges", "ToTensor",
+           "Normalize", "RandomErasing", "compute_mean_std", "functional"]

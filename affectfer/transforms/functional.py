@@ -96,3 +96,105 @@ def normalize(tensor, mean, std):
     if np.any(std == 0):
         raise ValueError("normalize: std evaluated to zero, leading to division by zero")
     return ((x - mean) / std).astype(np.float32)
+
+
+# ---- photometric (torchvision tensor path; factors are used as float32) ----
+
+def adjust_brightness(img, brightness_factor):
+    return _op("adjust_brightness", img, brightness_factor)
+
+
+def adjust_contrast(img, contrast_factor):
+    return _op("adjust_contrast", img, contrast_factor)
+
+
+def adjust_saturation(img, saturation_factor):
+    return _op("adjust_saturation", img, saturation_factor)
+
+
+def adjust_hue(img, hue_factor):
+    return _op("adjust_hue", img, hue_factor)
+
+
+def adjust_sharpness(img, sharpness_factor):
+    return _op("adjust_sharpness", img, sharpness_factor)
+
+
+def rgb_to_grayscale(img, num_output_channels=1):
+    """torchvision's weights (0.2989, 0.587, 0.114) in float32, truncated (white 255 -> 254)."""
+    return _op("rgb_to_grayscale", img, num_output_channels)
+
+
+def posterize(img, bits):
+    return _op("posterize", img, bits)
+
+
+def solarize(img, threshold):
+    return _op("solarize", img, threshold)
+
+
+def autocontrast(img):
+    return _op("autocontrast", img)
+
+
+def equalize(img):
+    return _op("equalize", img)
+
+
+def invert(img):
+    return _op("invert", img)
+
+
+# ---- affine warps (torchvision F.affine / F.rotate on tensors) ----
+
+_INTERP = {"nearest": 0, "bilinear": 1}
+
+
+def affine(img, angle, translate, scale, shear, interpolation="nearest", fill=None, center=None):
+    """angle in degrees (clockwise positive, like F.affine), translate (tx, ty) pixels, shear a number
+    or (sx, sy) in degrees, center in pixels (None = image center). fill=None: outside pixels are 0
+    (torchvision's fill=None); a number or 3 numbers use torchvision's mask rule."""
+    if interpolation not in _INTERP:
+        raise ValueError(f"affine: interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+    sx, sy = (float(shear), 0.0) if np.ndim(shear) == 0 else (float(shear[0]), float(shear[1]) if len(shear) > 1 else 0.0)
+    f = [0, 0, 0] if fill is None else ([int(fill)] * 3 if np.ndim(fill) == 0 else [int(v) for v in fill] * (3 if len(fill) == 1 else 1))
+    c = (0, 0, 0) if center is None else (1, float(center[0]), float(center[1]))
+    return _op("affine", img, float(angle), float(translate[0]), float(translate[1]), float(scale), sx, sy, *c,
+               _INTERP[interpolation], fill is not None, *f[:3])
+
+
+def rotate(img, angle, interpolation="nearest", fill=None, center=None):
+    """Counter-clockwise rotation by `angle` degrees about the center, same size (no expand)."""
+    return affine(img, -float(angle), (0.0, 0.0), 1.0, (0.0, 0.0), interpolation, fill, center)
+
+
+# ---- RandAugment pieces ----
+
+RANDAUGMENT_OPS = tuple(_C.randaugment_ops())
+
+
+def randaugment_op(img, op, magnitude, fill=None):
+    """One RandAugment op by name with an already signed magnitude, exactly as RandAugment applies it
+    (nearest interpolation; TranslateX/Y truncate the magnitude to int; shears use atan(m))."""
+    if op not in RANDAUGMENT_OPS:
+        raise ValueError(f"unknown RandAugment op {op!r}; ops: {RANDAUGMENT_OPS}")
+    f = [0, 0, 0] if fill is None else ([int(fill)] * 3 if np.ndim(fill) == 0 else [int(v) for v in fill])
+    return _op("randaugment_op", img, RANDAUGMENT_OPS.index(op), float(magnitude), fill is not None, *f[:3])
+
+
+def randaugment_magnitude(op, magnitude, num_magnitude_bins=31, image_size=(224, 224)):
+    """(value, signed) of op's magnitude bin for an image of image_size = (height, width)."""
+    return _C.randaugment_magnitude(RANDAUGMENT_OPS.index(op), int(magnitude), int(num_magnitude_bins),
+                                    int(image_size[0]), int(image_size[1]))
+
+
+# ---- edges ----
+
+_SOBEL = {"l2": 0, "l1": 1, "half_abs": 2}
+
+
+def sobel(img, magnitude="l2", blur=False, out_channels=1):
+    """Sobel edge map of the gray image (OpenCV conventions, spec section 4), saturated to uint8."""
+    if magnitude not in _SOBEL:
+        raise ValueError(f"sobel: magnitude must be one of {sorted(_SOBEL)}, got {magnitude!r}")
+    return _op("sobel", img, _SOBEL[magnitude], bool(blur), out_channels)

@@ -34,6 +34,11 @@ struct af_pipeline {
  *   RANDOM_CROP       h, w, pad_left, pad_top, pad_right, pad_bottom, pad_if_needed, pad_mode, fill r, g, b
  *   RANDOM_RESIZED_CROP h, w, scale_lo, scale_hi, ratio_lo, ratio_hi, antialias
  *   HFLIP / VFLIP     p
+ *   COLOR_JITTER      brightness lo, hi, contrast lo, hi, saturation lo, hi, hue lo, hi
+ *                     (an op is off when its range is [1, 1], or [0, 0] for hue)
+ *   GRAYSCALE         out_channels (0 = as many as the input), p
+ *   RANDAUGMENT       num_ops, magnitude, num_bins, op_mask (bit i = op i of the table), has_fill, fill r, g, b
+ *   SOBEL             magnitude (0 L2, 1 L1, 2 half-abs), blur, out_channels
  *   TO_TENSOR         (none)
  *   NORMALIZE         C, mean[0..C), std[0..C)     (after TO_TENSOR)
  *   RANDOM_ERASING    p, scale_lo, scale_hi, ratio_lo, ratio_hi, random, nvalues, values...
@@ -48,6 +53,10 @@ static const struct {
     [AF_STAGE_RANDOM_RESIZED_CROP] = {"RandomResizedCrop", 7, 7},
     [AF_STAGE_HFLIP] = {"RandomHorizontalFlip", 1, 1},
     [AF_STAGE_VFLIP] = {"RandomVerticalFlip", 1, 1},
+    [AF_STAGE_COLOR_JITTER] = {"ColorJitter", 8, 8},
+    [AF_STAGE_GRAYSCALE] = {"Grayscale", 2, 2},
+    [AF_STAGE_RANDAUGMENT] = {"RandAugment", 8, 8},
+    [AF_STAGE_SOBEL] = {"SobelEdges", 3, 3},
     [AF_STAGE_RANDOM_ERASING] = {"RandomErasing", 7, 10},
     [AF_STAGE_TO_TENSOR] = {"ToTensor", 0, 0},
     [AF_STAGE_NORMALIZE] = {"Normalize", 3, 7},
@@ -86,6 +95,29 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
     case AF_STAGE_HFLIP:
     case AF_STAGE_VFLIP:
         if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "%s: p must be in [0, 1], got %g", name, p[0]);
+        break;
+    case AF_STAGE_COLOR_JITTER:
+        for (int k = 0; k < 3; k++)
+            if (!(p[2 * k] >= 0 && p[2 * k] <= p[2 * k + 1] && isfinite(p[2 * k + 1])))
+                return AF_FAIL(AF_ERR_VALUE, "ColorJitter: brightness, contrast and saturation ranges must be 0 <= lo <= hi");
+        if (!(p[6] >= -0.5 && p[6] <= p[7] && p[7] <= 0.5))
+            return AF_FAIL(AF_ERR_VALUE, "ColorJitter: hue range must be -0.5 <= lo <= hi <= 0.5");
+        break;
+    case AF_STAGE_GRAYSCALE:
+        if (!(p[0] == 0 || p[0] == 1 || p[0] == 3)) return AF_FAIL(AF_ERR_VALUE, "Grayscale: num_output_channels must be 1 or 3");
+        if (!(p[1] >= 0 && p[1] <= 1)) return AF_FAIL(AF_ERR_VALUE, "Grayscale: p must be in [0, 1], got %g", p[1]);
+        break;
+    case AF_STAGE_RANDAUGMENT:
+        if (!is_int(p[0], 0, 64)) return AF_FAIL(AF_ERR_VALUE, "RandAugment: num_ops must be an integer in [0, 64]");
+        if (!is_int(p[2], 2, 1 << 16) || !is_int(p[1], 0, p[2] - 1))
+            return AF_FAIL(AF_ERR_VALUE, "RandAugment: magnitude must be in [0, num_magnitude_bins) and num_magnitude_bins >= 2");
+        if (!is_int(p[3], 1, (1 << AF_RA_NUM_OPS) - 1)) return AF_FAIL(AF_ERR_VALUE, "RandAugment: every op is excluded");
+        if (!is_int(p[4], 0, 1) || !is_int(p[5], 0, 255) || !is_int(p[6], 0, 255) || !is_int(p[7], 0, 255))
+            return AF_FAIL(AF_ERR_VALUE, "RandAugment: fill must be integers in [0, 255]");
+        break;
+    case AF_STAGE_SOBEL:
+        if (!is_int(p[0], 0, 2) || !is_int(p[1], 0, 1) || !(p[2] == 1 || p[2] == 3))
+            return AF_FAIL(AF_ERR_VALUE, "SobelEdges: bad magnitude, blur or out_channels");
         break;
     case AF_STAGE_RANDOM_ERASING: {
         if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: p must be in [0, 1], got %g", p[0]);
@@ -177,6 +209,12 @@ static void stage_shape(const af_stage *s, int *C, int *H, int *W) {
         *H = (int)p[0];
         *W = (int)p[1];
         break;
+    case AF_STAGE_GRAYSCALE:
+        if (p[0] != 0) *C = (int)p[0];
+        break;
+    case AF_STAGE_SOBEL:
+        *C = (int)p[2];
+        break;
     }
 }
 
@@ -228,6 +266,36 @@ static af_status run_random_crop(const af_stage *s, af_image *img, af_rng *rng) 
     return AF_OK;
 }
 
+/* ColorJitter (spec 2.1): a random order of the four ops, every enabled factor drawn (in the order
+ * brightness, contrast, saturation, hue, as torchvision's get_params) as a float32 uniform, then the
+ * enabled ops applied in that order. */
+static af_status run_color_jitter(const af_stage *s, af_image *img, af_rng *rng) {
+    const double *p = s->p;
+    int order[4] = {0, 1, 2, 3};
+    for (int k = 3; k > 0; k--) { /* Fisher-Yates */
+        int j = (int)af_rng_below(rng, (uint32_t)(k + 1));
+        int t = order[k];
+        order[k] = order[j];
+        order[j] = t;
+    }
+    double factor[4]; /* float32 draws, used as Python floats (.item()) */
+    int enabled[4];
+    for (int k = 0; k < 4; k++) {
+        double lo = p[2 * k], hi = p[2 * k + 1], center = k == 3 ? 0.0 : 1.0;
+        enabled[k] = !(lo == center && hi == center);
+        if (enabled[k]) factor[k] = (double)((float)lo + af_rng_uniform_f32(rng) * ((float)hi - (float)lo));
+    }
+    for (int k = 0; k < 4; k++) {
+        int op = order[k];
+        if (!enabled[op]) continue;
+        if (op == 0) af_img_adjust_brightness(img, factor[0]);
+        else if (op == 1) af_img_adjust_contrast(img, factor[1]);
+        else if (op == 2) af_img_adjust_saturation(img, factor[2]);
+        else af_img_adjust_hue(img, factor[3]);
+    }
+    return AF_OK;
+}
+
 static af_status run_uint8_stage(const af_stage *s, af_image *img, af_rng *rng) {
     const double *p = s->p;
     af_image tmp;
@@ -263,6 +331,23 @@ static af_status run_uint8_stage(const af_stage *s, af_image *img, af_rng *rng) 
         return AF_OK;
     case AF_STAGE_VFLIP:
         if (af_rng_uniform(rng) < p[0]) af_img_vflip(img);
+        return AF_OK;
+    case AF_STAGE_COLOR_JITTER:
+        return run_color_jitter(s, img, rng);
+    case AF_STAGE_GRAYSCALE: {
+        /* RandomGrayscale draws its coin; Grayscale is the p = 1 case */
+        if (p[1] < 1.0 && !(af_rng_uniform(rng) < p[1])) return AF_OK;
+        AF_TRY(af_img_grayscale(img, p[0] == 0 ? img->channels : (int)p[0], &tmp));
+        swap_in(img, &tmp);
+        return AF_OK;
+    }
+    case AF_STAGE_RANDAUGMENT: {
+        uint8_t fill[3] = {(uint8_t)p[5], (uint8_t)p[6], (uint8_t)p[7]};
+        return af_randaugment(img, (int)p[0], (int)p[1], (int)p[2], (uint32_t)p[3], p[4] != 0 ? fill : NULL, rng, NULL, NULL);
+    }
+    case AF_STAGE_SOBEL:
+        AF_TRY(af_img_sobel(img, (af_sobel_magnitude)(int)p[0], p[1] != 0, (int)p[2], &tmp));
+        swap_in(img, &tmp);
         return AF_OK;
     case AF_STAGE_RANDOM_ERASING: {
         if (!(af_rng_uniform(rng) < p[0])) return AF_OK;

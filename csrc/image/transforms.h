@@ -41,11 +41,12 @@ af_status af_img_affine(const af_image *src, double angle, double tx, double ty,
                         const uint8_t *fill, af_image *dst);
 
 /* ---- color.c (in place) ---- */
-void af_img_adjust_brightness(af_image *img, float factor);
-void af_img_adjust_saturation(af_image *img, float factor); /* RandAugment's Color */
-void af_img_adjust_contrast(af_image *img, float factor);
-void af_img_adjust_hue(af_image *img, float hue); /* hue in [-0.5, 0.5] */
-void af_img_adjust_sharpness(af_image *img, float factor);
+/* Factors are doubles like torchvision's Python floats: r = f32(factor), 1 - r = f32(1.0 - factor). */
+void af_img_adjust_brightness(af_image *img, double factor);
+void af_img_adjust_saturation(af_image *img, double factor); /* RandAugment's Color */
+void af_img_adjust_contrast(af_image *img, double factor);
+void af_img_adjust_hue(af_image *img, double hue); /* hue in [-0.5, 0.5] */
+af_status af_img_adjust_sharpness(af_image *img, double factor);
 /* Grayscale with torchvision's float32 weights (0.2989, 0.587, 0.114), truncated; writes 1 channel
  * (out_channels 1) or the gray value replicated into 3 channels. */
 af_status af_img_grayscale(const af_image *src, int out_channels, af_image *dst);

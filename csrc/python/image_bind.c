@@ -281,6 +281,92 @@ static PyObject *py_image_op(PyObject *self, PyObject *args) {
     } else if (!strcmp(name, "vflip")) {
         NEED(0);
         af_img_vflip(&img);
+    } else if (!strcmp(name, "adjust_brightness") || !strcmp(name, "adjust_saturation") || !strcmp(name, "adjust_contrast") ||
+               !strcmp(name, "adjust_hue") || !strcmp(name, "adjust_sharpness")) {
+        NEED(1);
+        if (!(p[0] >= 0) && strcmp(name, "adjust_hue")) {
+            PyErr_Format(PyExc_ValueError, "%s: factor must be non-negative, got %g", name, p[0]);
+            goto bad;
+        }
+        if (!strcmp(name, "adjust_hue") && !(p[0] >= -0.5 && p[0] <= 0.5)) {
+            PyErr_Format(PyExc_ValueError, "adjust_hue: hue_factor must be in [-0.5, 0.5], got %g", p[0]);
+            goto bad;
+        }
+        double f = p[0];
+        if (!strcmp(name, "adjust_brightness")) af_img_adjust_brightness(&img, f);
+        else if (!strcmp(name, "adjust_saturation")) af_img_adjust_saturation(&img, f);
+        else if (!strcmp(name, "adjust_contrast")) af_img_adjust_contrast(&img, f);
+        else if (!strcmp(name, "adjust_hue")) af_img_adjust_hue(&img, f);
+        else st = af_img_adjust_sharpness(&img, f);
+    } else if (!strcmp(name, "rgb_to_grayscale")) {
+        NEED(1);
+        if (!(p[0] == 1 || p[0] == 3)) {
+            PyErr_Format(PyExc_ValueError, "rgb_to_grayscale: num_output_channels must be 1 or 3");
+            goto bad;
+        }
+        st = af_img_grayscale(&img, (int)p[0], &out);
+        replaced = 1;
+    } else if (!strcmp(name, "posterize")) {
+        NEED(1);
+        if (!(p[0] >= 0 && p[0] <= 8 && p[0] == floor(p[0]))) {
+            PyErr_Format(PyExc_ValueError, "posterize: bits must be an integer in [0, 8], got %g", p[0]);
+            goto bad;
+        }
+        af_img_posterize(&img, (int)p[0]);
+    } else if (!strcmp(name, "solarize")) {
+        NEED(1);
+        if (!(p[0] >= 0 && p[0] <= 255)) {
+            PyErr_Format(PyExc_ValueError, "solarize: threshold must be in [0, 255], got %g", p[0]);
+            goto bad;
+        }
+        af_img_solarize(&img, p[0]);
+    } else if (!strcmp(name, "autocontrast")) {
+        NEED(0);
+        af_img_autocontrast(&img);
+    } else if (!strcmp(name, "equalize")) {
+        NEED(0);
+        af_img_equalize(&img);
+    } else if (!strcmp(name, "invert")) {
+        NEED(0);
+        af_img_invert(&img);
+    } else if (!strcmp(name, "affine")) {
+        /* angle, tx, ty, scale, shear_x, shear_y, has_center, cx, cy, interpolation, has_fill, fill r, g, b */
+        NEED(14);
+        for (int k = 0; k < 14; k++)
+            if (!isfinite(p[k])) {
+                PyErr_Format(PyExc_ValueError, "affine: parameters must be finite");
+                goto bad;
+            }
+        if (!(p[9] == 0 || p[9] == 1)) {
+            PyErr_Format(PyExc_ValueError, "affine: interpolation must be nearest or bilinear");
+            goto bad;
+        }
+        uint8_t fill[3] = {(uint8_t)p[11], (uint8_t)p[12], (uint8_t)p[13]};
+        Py_BEGIN_ALLOW_THREADS
+        st = af_img_affine(&img, p[0], p[1], p[2], p[3], p[4], p[5], p[6] != 0, p[7], p[8], (int)p[9], p[10] != 0 ? fill : NULL, &out);
+        Py_END_ALLOW_THREADS
+        replaced = 1;
+    } else if (!strcmp(name, "randaugment_op")) {
+        /* op index, signed magnitude, has_fill, fill r, g, b */
+        NEED(6);
+        if (!(p[0] >= 0 && p[0] < AF_RA_NUM_OPS && p[0] == floor(p[0])) || !isfinite(p[1])) {
+            PyErr_Format(PyExc_ValueError, "randaugment_op: op must be an index in [0, %d) and the magnitude finite", AF_RA_NUM_OPS);
+            goto bad;
+        }
+        if ((int)p[0] == AF_RA_POSTERIZE && !(p[1] >= 0 && p[1] <= 8)) {
+            PyErr_Format(PyExc_ValueError, "randaugment_op: Posterize bits must be in [0, 8]");
+            goto bad;
+        }
+        uint8_t fill[3] = {(uint8_t)p[3], (uint8_t)p[4], (uint8_t)p[5]};
+        st = af_randaugment_apply_op(&img, (int)p[0], p[1], p[2] != 0 ? fill : NULL);
+    } else if (!strcmp(name, "sobel")) {
+        NEED(3);
+        if (!(p[0] >= 0 && p[0] <= 2) || !(p[2] == 1 || p[2] == 3)) {
+            PyErr_Format(PyExc_ValueError, "sobel: magnitude must be l2/l1/half_abs and out_channels 1 or 3");
+            goto bad;
+        }
+        st = af_img_sobel(&img, (af_sobel_magnitude)(int)p[0], p[1] != 0, (int)p[2], &out);
+        replaced = 1;
     } else if (!strcmp(name, "to_tensor")) {
         /* params: [] or mean[C] + std[C] */
         int C = img.channels;
@@ -322,6 +408,60 @@ bad:
     return NULL;
 }
 
+/* randaugment(image, num_ops, magnitude, num_bins, op_mask, seed, stream) -> (image, ops, magnitudes):
+ * the policy with its draws exposed, for tests and notebooks */
+static PyObject *py_randaugment(PyObject *self, PyObject *args) {
+    PyObject *img_obj;
+    int num_ops, magnitude, num_bins;
+    unsigned int mask;
+    unsigned long long seed, stream;
+    if (!PyArg_ParseTuple(args, "OiiiIKK:randaugment", &img_obj, &num_ops, &magnitude, &num_bins, &mask, &seed, &stream))
+        return NULL;
+    if (num_ops < 0 || num_ops > 64) return PyErr_Format(PyExc_ValueError, "num_ops must be in [0, 64], got %d", num_ops);
+    if (num_bins < 2 || magnitude < 0 || magnitude >= num_bins)
+        return PyErr_Format(PyExc_ValueError, "magnitude must be in [0, num_magnitude_bins) with num_magnitude_bins >= 2");
+    af_image img;
+    if (image_from_numpy(img_obj, "img", &img) < 0) return NULL;
+    af_rng rng = af_rng_make(seed, stream, 0);
+    int ops[64];
+    double mags[64];
+    af_status st = af_randaugment(&img, num_ops, magnitude, num_bins, mask & ((1u << AF_RA_NUM_OPS) - 1), NULL, &rng, ops, mags);
+    if (st != AF_OK) {
+        af_image_free(&img);
+        return af_py_raise(st);
+    }
+    PyObject *op_list = PyList_New(num_ops), *mag_list = PyList_New(num_ops);
+    for (int k = 0; op_list && mag_list && k < num_ops; k++) {
+        PyList_SET_ITEM(op_list, k, PyUnicode_FromString(af_randaugment_op_names[ops[k]]));
+        PyList_SET_ITEM(mag_list, k, PyFloat_FromDouble(mags[k]));
+    }
+    PyObject *arr = image_to_numpy(&img);
+    if (!arr || !op_list || !mag_list) {
+        Py_XDECREF(arr);
+        Py_XDECREF(op_list);
+        Py_XDECREF(mag_list);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", arr, op_list, mag_list);
+}
+
+/* randaugment_magnitude(op, bin, num_bins, h, w) -> (value, signed) */
+static PyObject *py_randaugment_magnitude(PyObject *self, PyObject *args) {
+    int op, bin, num_bins, h, w;
+    if (!PyArg_ParseTuple(args, "iiiii:randaugment_magnitude", &op, &bin, &num_bins, &h, &w)) return NULL;
+    if (op < 0 || op >= AF_RA_NUM_OPS) return PyErr_Format(PyExc_ValueError, "op must be in [0, %d)", AF_RA_NUM_OPS);
+    if (num_bins < 2 || bin < 0 || bin >= num_bins) return PyErr_Format(PyExc_ValueError, "bin must be in [0, num_bins)");
+    int is_signed;
+    double m = af_randaugment_magnitude(op, bin, num_bins, h, w, &is_signed);
+    return Py_BuildValue("(dO)", m, is_signed ? Py_True : Py_False);
+}
+
+static PyObject *py_randaugment_ops(PyObject *self, PyObject *unused) {
+    PyObject *l = PyList_New(AF_RA_NUM_OPS);
+    for (int k = 0; l && k < AF_RA_NUM_OPS; k++) PyList_SET_ITEM(l, k, PyUnicode_FromString(af_randaugment_op_names[k]));
+    return l;
+}
+
 /* {name: kind} of the pipeline stages, so affectfer.transforms never hard-codes the C enum */
 static PyObject *py_stage_kinds(PyObject *self, PyObject *unused) {
     return Py_BuildValue("{sisisisisisisisisisisisisi}", "Resize", AF_STAGE_RESIZE, "CenterCrop", AF_STAGE_CENTER_CROP,
@@ -341,6 +481,9 @@ PyMethodDef af_image_methods[] = {
     {"pipeline_output_shape", py_pipeline_output_shape, METH_VARARGS, "pipeline_output_shape(pipeline, h, w) -> (C, H, W)"},
     {"resized_crop_params", py_resized_crop_params, METH_VARARGS, "RandomResizedCrop box (top, left, h, w)"},
     {"erasing_params", py_erasing_params, METH_VARARGS, "RandomErasing box (top, left, h, w) or None"},
+    {"randaugment", py_randaugment, METH_VARARGS, "randaugment(img, num_ops, magnitude, num_bins, op_mask, seed, stream)"},
+    {"randaugment_magnitude", py_randaugment_magnitude, METH_VARARGS, "(value, signed) of an op's magnitude bin"},
+    {"randaugment_ops", py_randaugment_ops, METH_NOARGS, "the 14 op names in torchvision's table order"},
     {"image_op", py_image_op, METH_VARARGS, "image_op(name, image, params) -> array"},
     {NULL},
 };
