@@ -10,10 +10,12 @@ int af_get_num_threads(void) {
 #endif
 }
 
+/* OpenBLAS itself always runs on one thread: its multithreaded GEMM changes the last bits with the
+ * thread count, so csrc/ops/gemm.c parallelises over shape-determined tiles with OpenMP instead. */
 void af_set_num_threads(int n) {
     if (n < 1) n = 1;
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
 }

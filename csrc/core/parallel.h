@@ -18,6 +18,6 @@
 #endif
 
 int af_get_num_threads(void);
-void af_set_num_threads(int n); /* our loops and the BLAS */
+void af_set_num_threads(int n); /* our OpenMP loops (the BLAS stays single-threaded) */
 
 #endif

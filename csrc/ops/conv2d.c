@@ -16,8 +16,8 @@
  *   everything else: im2col over a chunk of images, col (Cin/G KH KW, n_chunk Ho Wo). With Ho Wo >= 64,
  *     y[n, g] = W[g] @ col[:, image n] per image straight into y; on smaller maps (7x7, 4x4) one wide
  *     GEMM per group over the whole chunk and a scatter to NCHW, since 49-column GEMMs run slowly.
- * All GEMMs are cut into shape-determined tiles of single-threaded BLAS calls (gemm_tiled,
- * gemm_batched), so the thread count never changes a bit of the result.
+ * All GEMMs go through AF_GEMM / AF_GEMM_BATCHED (csrc/ops/gemm.c), whose tiles depend only on the
+ * shape, so the thread count never changes a bit of the result.
  * Backward (the adjoint of each step): dbias += sum of dy; dW[g] += dY[g] @ col^T; dx: dcol = W[g]^T @
  * dY[g], then col2im accumulates dcol into dx. Every parallel loop owns whole outputs (col2im runs
  * per input channel plane), so results do not depend on the thread count. */
@@ -68,54 +68,6 @@ static int64_t images_per_chunk(const conv_geom *g) {
 static int conv_is_depthwise(const conv_geom *g) { return g->Cin_g == 1 && g->G > 1; }
 static int conv_is_pointwise(const conv_geom *g) {
     return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
-}
-
-/* OpenBLAS 0.3.21 (Debian's) splits a multithreaded GEMM by thread count, and its edge kernels
- * round differently, so C changes in the last bits between 1 and 2 threads (measured on sgemm with
- * M = 16, N = 1600, K = 72). To keep results independent of the thread count, conv2d cuts each GEMM
- * into tiles that depend only on the shape, runs each tile as a single-threaded BLAS call and spreads
- * the tiles over our OpenMP threads. blas_single_begin/end bracket that region. */
-static int blas_single_begin(void) {
-    int saved = openblas_get_num_threads();
-    if (saved != 1) openblas_set_num_threads(1);
-    return saved;
-}
-static void blas_single_end(int saved) {
-    if (saved != 1) openblas_set_num_threads(saved);
-}
-
-/* Tile sizes of C (M, N) for gemm_tiled: rows up to 256, columns a multiple of 64 chosen so there are
- * about 16 tiles (enough to balance two or more threads), from the shape alone. */
-static void gemm_tiles(int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
-    *tm = M < 256 ? (M > 0 ? M : 1) : 256;
-    int64_t m_tiles = (M + *tm - 1) / *tm, want_n = (16 + m_tiles - 1) / m_tiles;
-    int64_t t = (N + want_n - 1) / want_n;
-    t = (t + 63) / 64 * 64;
-    *tn = t < 64 ? 64 : t > 1024 ? 1024 : t;
-}
-
-/* A batch of same-shaped GEMMs: operand X of GEMM b starts at
- * X + (b / inner) * x_outer + (b % inner) * x_inner. */
-typedef struct gemm_batch {
-    int64_t count, inner;
-    int64_t a_outer, a_inner, b_outer, b_inner, c_outer, c_inner;
-} gemm_batch;
-
-static inline int64_t batch_offset(const gemm_batch *bt, int64_t b, int64_t outer, int64_t inner) {
-    return b / bt->inner * outer + b % bt->inner * inner;
-}
-
-/* Tiles for a batch of `count` GEMMs with C (M, N): rows up to 256, columns in near-equal parts of
- * at most 1024, cut further (down to ~128 columns) only when the batch has fewer than 16 tiles; from
- * the shape alone. */
-static void batched_tiles(int64_t count, int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
-    *tm = M < 256 ? (M > 0 ? M : 1) : 256;
-    int64_t tiles = count * ((M + *tm - 1) / *tm), want_n = tiles >= 16 ? 1 : (16 + tiles - 1) / tiles;
-    if (want_n > N / 128) want_n = N / 128 > 1 ? N / 128 : 1; /* no tiles narrower than ~128 columns */
-    int64_t parts = (N + 1023) / 1024 > want_n ? (N + 1023) / 1024 : want_n;
-    int64_t t = (N + parts - 1) / parts;
-    t = (t + 15) / 16 * 16; /* near-equal parts: a multiple of 64 would leave a thin last tile */
-    *tn = t < N ? t : (N > 0 ? N : 1);
 }
 
 #define AF_TEMPLATE_FILE "conv2d.c"
@@ -255,70 +207,6 @@ const af_op_def af_op_def_conv2d = {"conv2d", conv2d_inputs, conv2d_setup, conv2
 
 #else /* ---- kernels, once per scalar_t ---- */
 
-/* C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, row-major, in shape-determined tiles, each one a
- * single-threaded BLAS call (see blas_single_begin): bitwise the same for any thread count.
- * When C has too few tiles to keep the threads busy (dW of a small filter: K = N Ho Wo is long), K
- * is cut into a shape-determined number of slices whose partial products are summed in slice order,
- * which is again independent of the thread count. */
-static void K(gemm_tiled)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, const scalar_t *A, int64_t lda,
-                          const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    int64_t tm, tn;
-    gemm_tiles(M, N, &tm, &tn);
-    const int64_t n_tiles = (N + tn - 1) / tn, tiles = (M + tm - 1) / tm * n_tiles;
-    int64_t slices = tiles >= 8 ? 1 : Kd / 1024 < 8 / tiles ? Kd / 1024 : 8 / tiles;
-    scalar_t *part = slices > 1 ? af_alloc_host((size_t)(slices * M * N) * sizeof(scalar_t)) : NULL;
-    if (!part) slices = 1;
-    const int64_t ks = (Kd + slices - 1) / slices;
-    int saved = blas_single_begin();
-    AF_PARALLEL_FOR(tiles * slices > 1 ? M * N * Kd : 0)
-    for (int64_t t = 0; t < tiles * slices; t++) {
-        int64_t tile = t % tiles, sl = t / tiles;
-        int64_t i0 = tile / n_tiles * tm, j0 = tile % n_tiles * tn, k0 = sl * ks;
-        int64_t mm = M - i0 < tm ? M - i0 : tm, nn = N - j0 < tn ? N - j0 : tn;
-        const scalar_t *a = ta ? A + i0 : A + i0 * lda, *b = tb ? B + j0 * ldb : B + j0;
-        if (slices == 1) {
-            AF_GEMM(ta, tb, mm, nn, Kd, 1, a, lda, b, ldb, beta, C + i0 * ldc + j0, ldc);
-        } else {
-            int64_t kk = Kd - k0 < ks ? Kd - k0 : ks;
-            a += ta ? k0 * lda : k0;
-            b += tb ? k0 : k0 * ldb;
-            AF_GEMM(ta, tb, mm, nn, kk, 1, a, lda, b, ldb, 0, part + sl * M * N + i0 * N + j0, N);
-        }
-    }
-    blas_single_end(saved);
-    if (slices == 1) return;
-    AF_PARALLEL_FOR(M * N * slices)
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            scalar_t acc = beta == 0 ? 0 : beta * C[i * ldc + j];
-            for (int64_t sl = 0; sl < slices; sl++) acc += part[sl * M * N + i * N + j];
-            C[i * ldc + j] = acc;
-        }
-    af_free_host(part);
-}
-
-/* For every b < bt->count: C_b (M, N) = op(A_b) @ op(B_b) + beta C_b, as shape-determined tiles of
- * single-threaded BLAS calls spread over the threads (bitwise the same for any thread count). */
-static void K(gemm_batched)(const gemm_batch *bt, int ta, int tb, int64_t M, int64_t N, int64_t Kd, const scalar_t *A,
-                            int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
-    if (M == 0 || N == 0 || bt->count == 0) return;
-    int64_t tm, tn;
-    batched_tiles(bt->count, M, N, &tm, &tn);
-    const int64_t n_tiles = (N + tn - 1) / tn, per = (M + tm - 1) / tm * n_tiles, tiles = bt->count * per;
-    int saved = blas_single_begin();
-    AF_PARALLEL_FOR(tiles > 1 ? bt->count * M * N * Kd : 0)
-    for (int64_t t = 0; t < tiles; t++) {
-        int64_t b = t / per, i0 = t % per / n_tiles * tm, j0 = t % n_tiles * tn;
-        int64_t mm = M - i0 < tm ? M - i0 : tm, nn = N - j0 < tn ? N - j0 : tn;
-        const scalar_t *a = A + batch_offset(bt, b, bt->a_outer, bt->a_inner) + (ta ? i0 : i0 * lda);
-        const scalar_t *bb = B + batch_offset(bt, b, bt->b_outer, bt->b_inner) + (tb ? j0 * ldb : j0);
-        scalar_t *c = C + batch_offset(bt, b, bt->c_outer, bt->c_inner) + i0 * ldc + j0;
-        AF_GEMM(ta, tb, mm, nn, Kd, 1, a, lda, bb, ldb, beta, c, ldc);
-    }
-    blas_single_end(saved);
-}
-
 /* y (N, Cout, HWo) += bias (Cout) */
 static void K(add_bias)(const conv_geom *g, const scalar_t *bias, scalar_t *y) {
     AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
@@ -429,13 +317,13 @@ static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const sc
             K(im2col)(g, xc, grp, m, col);
             if (direct) {
                 /* y[n, g] (Cout_g, HWo) = W[g] (Cout_g, rows) @ col[:, n HWo : (n + 1) HWo] */
-                gemm_batch bt = {m, 1, 0, 0, g->HWo, 0, g->Cout * g->HWo, 0};
-                K(gemm_batched)(&bt, 0, 0, g->Cout_g, g->HWo, g->rows, w + grp * g->Cout_g * g->rows, g->rows, col, L,
+                af_gemm_batch bt = {m, 1, 0, 0, g->HWo, 0, g->Cout * g->HWo, 0};
+                AF_GEMM_BATCHED(&bt, 0, 0, g->Cout_g, g->HWo, g->rows, 1, w + grp * g->Cout_g * g->rows, g->rows, col, L,
                                 0, y + n0 * g->Cout * g->HWo + grp * g->Cout_g * g->HWo, g->HWo);
             } else {
                 /* tmp[g] (Cout_g, L) = W[g] (Cout_g, rows) @ col (rows, L), scattered to NCHW below */
-                K(gemm_tiled)(0, 0, g->Cout_g, L, g->rows, w + grp * g->Cout_g * g->rows, g->rows, col, L, 0,
-                              tmp + grp * g->Cout_g * L, L);
+                AF_GEMM(0, 0, g->Cout_g, L, g->rows, 1, w + grp * g->Cout_g * g->rows, g->rows, col, L, 0,
+                        tmp + grp * g->Cout_g * L, L);
             }
         }
         if (!direct) K(scatter_out)(g, tmp, bias, m, y + n0 * g->Cout * g->HWo);
@@ -467,17 +355,17 @@ static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const s
             if (dw) {
                 K(im2col)(g, x + n0 * g->Cin * g->H * g->W, grp, m, col);
                 /* dW[g] (Cout_g, rows) += dY[g] (Cout_g, L) @ col^T (L, rows) */
-                K(gemm_tiled)(0, 1, g->Cout_g, g->rows, L, dyt_g, L, col, L, 1, dw + grp * g->Cout_g * g->rows, g->rows);
+                AF_GEMM(0, 1, g->Cout_g, g->rows, L, 1, dyt_g, L, col, L, 1, dw + grp * g->Cout_g * g->rows, g->rows);
             }
             if (dx && direct) {
                 /* dcol[:, n HWo : (n + 1) HWo] (rows, HWo) = W[g]^T (rows, Cout_g) @ dy[n, g] (Cout_g, HWo) */
-                gemm_batch bt = {m, 1, 0, 0, g->Cout * g->HWo, 0, g->HWo, 0};
-                K(gemm_batched)(&bt, 1, 0, g->rows, g->HWo, g->Cout_g, w + grp * g->Cout_g * g->rows, g->rows,
+                af_gemm_batch bt = {m, 1, 0, 0, g->Cout * g->HWo, 0, g->HWo, 0};
+                AF_GEMM_BATCHED(&bt, 1, 0, g->rows, g->HWo, g->Cout_g, 1, w + grp * g->Cout_g * g->rows, g->rows,
                                 dy + n0 * g->Cout * g->HWo + grp * g->Cout_g * g->HWo, g->HWo, 0, col, L);
                 K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W);
             } else if (dx) {
                 /* dcol (rows, L) = W[g]^T (rows, Cout_g) @ dY[g] (Cout_g, L), reusing col */
-                K(gemm_tiled)(1, 0, g->rows, L, g->Cout_g, w + grp * g->Cout_g * g->rows, g->rows, dyt_g, L, 0, col, L);
+                AF_GEMM(1, 0, g->rows, L, g->Cout_g, 1, w + grp * g->Cout_g * g->rows, g->rows, dyt_g, L, 0, col, L);
                 K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W);
             }
         }
@@ -490,17 +378,17 @@ static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const s
 /* Pointwise (1x1, stride 1, no padding): y[n, g] (Cout_g, HW) = W[g] (Cout_g, Cin_g) @ x[n, g] (Cin_g, HW) */
 static void K(pointwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
                                  scalar_t *y) {
-    gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cin * g->HWo, g->Cin_g * g->HWo,
+    af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cin * g->HWo, g->Cin_g * g->HWo,
                      g->Cout * g->HWo, g->Cout_g * g->HWo};
-    K(gemm_batched)(&bt, 0, 0, g->Cout_g, g->HWo, g->Cin_g, w, g->Cin_g, x, g->HWo, 0, y, g->HWo);
+    AF_GEMM_BATCHED(&bt, 0, 0, g->Cout_g, g->HWo, g->Cin_g, 1, w, g->Cin_g, x, g->HWo, 0, y, g->HWo);
     if (bias) K(add_bias)(g, bias, y);
 }
 
 /* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW) */
 static void K(pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
-    gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cout * g->HWo, g->Cout_g * g->HWo,
+    af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cout * g->HWo, g->Cout_g * g->HWo,
                      g->Cin * g->HWo, g->Cin_g * g->HWo};
-    K(gemm_batched)(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, w, g->Cin_g, dy, g->HWo, 1, dx, g->HWo);
+    AF_GEMM_BATCHED(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, 1, w, g->Cin_g, dy, g->HWo, 1, dx, g->HWo);
 }
 
 /* Depthwise (Cin_g = 1): y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g] shifted.

@@ -1,5 +1,4 @@
 /* The op table (generated from op_list.h), device dispatch, and the checks setup functions share. */
-#include <cblas.h>
 #include <string.h>
 
 #include "ops.h"
@@ -129,22 +128,4 @@ af_status af_alloc_saved(af_op_call *c, int k, int ndim, const int64_t *shape, a
     AF_TRY(af_tensor_new(dtype, call_device(c), ndim, shape, &c->saved[k]));
     if (c->n_saved <= k) c->n_saved = k + 1;
     return AF_OK;
-}
-
-/* CBLAS takes int dimensions; our shapes are int64. Every GEMM the ops issue is far below 2^31
- * per dimension (setup functions reject larger), so the casts are exact. */
-void af_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                 int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-void af_gemm_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
-                 const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
-                 double *C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }

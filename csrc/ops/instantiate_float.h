@@ -20,8 +20,10 @@
 #define scalar_t float
 #define K(name) name##_f32
 #define AF_GEMM af_gemm_f32
+#define AF_GEMM_BATCHED af_gemm_batched_f32
 #include AF_TEMPLATE_FILE
 #undef AF_GEMM
+#undef AF_GEMM_BATCHED
 #undef K
 #undef scalar_t
 #undef AF_FLOAT_PASS
@@ -30,8 +32,10 @@
 #define scalar_t double
 #define K(name) name##_f64
 #define AF_GEMM af_gemm_f64
+#define AF_GEMM_BATCHED af_gemm_batched_f64
 #include AF_TEMPLATE_FILE
 #undef AF_GEMM
+#undef AF_GEMM_BATCHED
 #undef K
 #undef scalar_t
 #undef AF_FLOAT_PASS

@@ -4,7 +4,7 @@
  * one float dtype; x has 1 to 5 dims. out: y (..., out_features) = x W^T + b. No attributes.
  * The leading dims of x are flattened into M rows, so the product is one GEMM
  *   y (M, out) = x (M, in) @ W^T
- * through af_gemm_det (gemm_det.h), whose bits do not depend on the thread count.
+ * through AF_GEMM (csrc/ops/gemm.c), whose bits do not depend on the thread count.
  * Backward (Y = X W^T + 1 b^T):
  *   dx (M, in)  += dy @ W
  *   dW (out, in) += dy^T @ x
@@ -13,7 +13,6 @@
 #ifndef AF_FLOAT_PASS
 #include <limits.h>
 
-#include "gemm_det.h"
 #include "ops.h"
 
 #define LINEAR_COLS 256 /* bias-gradient columns per work item */
@@ -83,7 +82,7 @@ const af_op_def af_op_def_linear = {"linear", linear_inputs, linear_setup, linea
 /* x: (M, in), w: (out, in), bias: (out) or NULL, y: (M, out) */
 static void K(linear_forward)(int64_t M, int64_t in, int64_t out, const scalar_t *x, const scalar_t *w,
                               const scalar_t *bias, scalar_t *y) {
-    K(af_gemm_det)(0, 1, 1, M, out, in, 1, x, in, 0, w, in, 0, 0, y, out, 0);
+    AF_GEMM(0, 1, M, out, in, 1, x, in, w, in, 0, y, out);
     if (!bias) return;
     AF_PARALLEL_FOR(M * out)
     for (int64_t m = 0; m < M; m++)
@@ -93,8 +92,8 @@ static void K(linear_forward)(int64_t M, int64_t in, int64_t out, const scalar_t
 /* dy: (M, out); dx: (M, in), dw: (out, in), dbias: (out), each NULL when not wanted */
 static void K(linear_backward)(int64_t M, int64_t in, int64_t out, const scalar_t *x, const scalar_t *w,
                                const scalar_t *dy, scalar_t *dx, scalar_t *dw, scalar_t *dbias) {
-    if (dx) K(af_gemm_det)(0, 0, 1, M, in, out, 1, dy, out, 0, w, in, 0, 1, dx, in, 0);
-    if (dw) K(af_gemm_det)(1, 0, 1, out, in, M, 1, dy, out, 0, x, in, 0, 1, dw, in, 0);
+    if (dx) AF_GEMM(0, 0, M, in, out, 1, dy, out, w, in, 1, dx, in);
+    if (dw) AF_GEMM(1, 0, out, in, M, 1, dy, out, x, in, 1, dw, in);
     if (!dbias) return;
     int64_t n_blocks = (out + LINEAR_COLS - 1) / LINEAR_COLS;
     AF_PARALLEL_FOR(M * out)

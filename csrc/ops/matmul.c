@@ -10,12 +10,11 @@
  * Backward (matrix calculus, e.g. the Matrix Cookbook eq. 69-70, for Y = A B):
  *   dA += dY @ B^T, dB += A^T @ dY, per batch entry; when b is shared by the flattened batch, the
  *   single GEMM over (B*M, K) sums dB over the batch (beta = 1 accumulates into din).
- * GEMMs go through af_gemm_det (gemm_det.h): CBLAS on tiles of C fixed by the shape, so results do
- * not depend on the thread count. */
+ * GEMMs go through AF_GEMM_BATCHED (csrc/ops/gemm.c), whose results do not depend on the thread
+ * count. */
 #ifndef AF_FLOAT_PASS
 #include <limits.h>
 
-#include "gemm_det.h"
 #include "ops.h"
 
 typedef struct matmul_dims {
@@ -96,15 +95,18 @@ const af_op_def af_op_def_matmul = {"matmul", matmul_inputs, matmul_setup, matmu
 /* a: (batch, M, K), b: (batch, K, N) or (K, N) when batch == 1, y: (batch, M, N) */
 static void K(matmul_forward)(const matmul_dims *d, const scalar_t *a, const scalar_t *b, scalar_t *y) {
     int64_t M = d->M, K = d->K, N = d->N;
-    K(af_gemm_det)(0, 0, d->batch, M, N, K, 1, a, K, M * K, b, N, K * N, 0, y, N, M * N);
+    const af_gemm_batch bt = {d->batch, 1, M * K, 0, K * N, 0, M * N, 0};
+    AF_GEMM_BATCHED(&bt, 0, 0, M, N, K, 1, a, K, b, N, 0, y, N);
 }
 
 /* da: (batch, M, K) += dy @ b^T; db: (batch, K, N) += a^T @ dy (either may be NULL) */
 static void K(matmul_backward)(const matmul_dims *d, const scalar_t *a, const scalar_t *b, const scalar_t *dy,
                                scalar_t *da, scalar_t *db) {
     int64_t M = d->M, K = d->K, N = d->N;
-    if (da) K(af_gemm_det)(0, 1, d->batch, M, K, N, 1, dy, N, M * N, b, N, K * N, 1, da, K, M * K);
-    if (db) K(af_gemm_det)(1, 0, d->batch, K, N, M, 1, a, K, M * K, dy, N, M * N, 1, db, N, K * N);
+    const af_gemm_batch bt_da = {d->batch, 1, M * N, 0, K * N, 0, M * K, 0};
+    const af_gemm_batch bt_db = {d->batch, 1, M * K, 0, M * N, 0, K * N, 0};
+    if (da) AF_GEMM_BATCHED(&bt_da, 0, 1, M, K, N, 1, dy, N, b, N, 1, da, K);
+    if (db) AF_GEMM_BATCHED(&bt_db, 1, 0, K, N, M, 1, a, K, dy, N, 1, db, N);
 }
 
 #endif

@@ -98,12 +98,26 @@ af_status af_alloc_saved(af_op_call *c, int k, int ndim, const int64_t *shape, a
 #define AF_DISPATCH_FLOAT(dtype, fn, ...) \
     ((dtype) == AF_DTYPE_F32 ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
 
-/* GEMM on row-major matrices: C = alpha * op(A) @ op(B) + beta * C, for the tensor's float type. */
+/* GEMM on row-major matrices, C = alpha op(A) @ op(B) + beta C, bitwise independent of the thread
+ * count (csrc/ops/gemm.c). In templated kernels AF_GEMM / AF_GEMM_BATCHED name the scalar_t instance. */
 void af_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                  int64_t ldc);
 void af_gemm_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
                  const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
                  double *C, int64_t ldc);
+
+/* `count` same-shaped products; operand X of product b starts at
+ * X + (b / inner) * x_outer + (b % inner) * x_inner (inner = 1: plain strides x_outer). */
+typedef struct af_gemm_batch {
+    int64_t count, inner;
+    int64_t a_outer, a_inner, b_outer, b_inner, c_outer, c_inner;
+} af_gemm_batch;
+void af_gemm_batched_f32(const af_gemm_batch *bt, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc);
+void af_gemm_batched_f64(const af_gemm_batch *bt, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                         double alpha, const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                         double *C, int64_t ldc);
 
 #endif

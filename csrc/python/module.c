@@ -188,6 +188,7 @@ static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "affectfer._C", "
 
 PyMODINIT_FUNC PyInit__C(void) {
     import_array();
+    af_set_num_threads(af_get_num_threads()); /* pins OpenBLAS to one thread, see csrc/core/parallel.c */
     PyObject *m = PyModule_Create(&module_def);
     if (!m) return NULL;
     if (PyModule_AddFunctions(m, module_methods) < 0 || PyModule_AddFunctions(m, af_ops_methods) < 0) goto fail;
