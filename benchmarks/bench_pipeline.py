@@ -97,24 +97,29 @@ class Files(afd.Dataset):
 
 def time_af(paths, size, workers, repeat):
     loader = afd.Loader(Files(paths), batch_size=BATCH, transform=af_transform(size), workers=workers, shuffle=True)
-    best = float("inf")
+    return _best(loader, repeat)
+
+
+def _best(loader, repeat):
+    """(images per wall second, images per CPU second of this process), best of `repeat` epochs.
+    The CPU clock counts every thread of the process (the C workers included), so the second number
+    is the per-core throughput, which other jobs on a shared machine barely disturb."""
+    wall, cpu = float("inf"), float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         n = sum(len(b[0]) for b in loader)
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return n / wall, n / cpu
 
 
 def time_tv(paths, size, workers, repeat):
+    """workers = 0 runs in this process (its CPU clock then gives the per-core number); > 0 uses
+    DataLoader worker processes (wall clock only: their CPU time is not this process's)."""
     torch.set_num_threads(1)
     loader = torch.utils.data.DataLoader(TVFiles(paths, tv_transform(size)), batch_size=BATCH, shuffle=True,
-                                         num_workers=workers, worker_init_fn=_tv_worker_init, persistent_workers=True)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        n = sum(len(b[0]) for b in loader)
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+                                         num_workers=workers, worker_init_fn=_tv_worker_init if workers else None,
+                                         persistent_workers=workers > 0)
+    return _best(loader, repeat)
 
 
 def per_op_af(paths, size, reps):
@@ -122,50 +127,50 @@ def per_op_af(paths, size, reps):
     F = aft.functional
     data = [open(p, "rb").read() for p in paths[:reps]]
     out = {}
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     imgs = [af.io.decode_image(b) for b in data]
-    out["decode"] = (time.perf_counter() - t0) / reps
-    t0 = time.perf_counter()
+    out["decode"] = (time.thread_time() - t0) / reps
+    t0 = time.thread_time()
     imgs = [F.resize(im, (size, size)) for im in imgs]
-    out["resize"] = (time.perf_counter() - t0) / reps
+    out["resize"] = (time.thread_time() - t0) / reps
     ra = aft.RandAugment(num_ops=2, magnitude=9)
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     imgs = [ra(im) for im in imgs]
-    out["randaugment(2,9)"] = (time.perf_counter() - t0) / reps
+    out["randaugment(2,9)"] = (time.thread_time() - t0) / reps
     flip = aft.RandomHorizontalFlip()
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     imgs = [flip(im) for im in imgs]
-    out["flip"] = (time.perf_counter() - t0) / reps
-    t0 = time.perf_counter()
+    out["flip"] = (time.thread_time() - t0) / reps
+    t0 = time.thread_time()
     [F.normalize(F.to_tensor(im), MEAN, STD) for im in imgs]
-    out["to_tensor+normalize"] = (time.perf_counter() - t0) / reps
+    out["to_tensor+normalize"] = (time.thread_time() - t0) / reps
     return {k: v * 1e6 for k, v in out.items()}
 
 
 def per_op_tv(paths, size, reps):
     torch.set_num_threads(1)
     out = {}
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     imgs = []
     for p in paths[:reps]:
         with Image.open(p) as im:
             imgs.append(im.convert("RGB"))
-    out["decode"] = (time.perf_counter() - t0) / reps
-    t0 = time.perf_counter()
+    out["decode"] = (time.thread_time() - t0) / reps
+    t0 = time.thread_time()
     imgs = [tvt.functional.resize(im, [size, size]) for im in imgs]
-    out["resize"] = (time.perf_counter() - t0) / reps
+    out["resize"] = (time.thread_time() - t0) / reps
     ra = tvt.RandAugment(num_ops=2, magnitude=9)
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     imgs = [ra(im) for im in imgs]
-    out["randaugment(2,9)"] = (time.perf_counter() - t0) / reps
+    out["randaugment(2,9)"] = (time.thread_time() - t0) / reps
     flip = tvt.RandomHorizontalFlip()
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     imgs = [flip(im) for im in imgs]
-    out["flip"] = (time.perf_counter() - t0) / reps
+    out["flip"] = (time.thread_time() - t0) / reps
     norm = tvt.Normalize(MEAN, STD)
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     [norm(tvt.functional.to_tensor(im)) for im in imgs]
-    out["to_tensor+normalize"] = (time.perf_counter() - t0) / reps
+    out["to_tensor+normalize"] = (time.thread_time() - t0) / reps
     return {k: v * 1e6 for k, v in out.items()}
 
 
@@ -183,11 +188,15 @@ def main():
             os.makedirs(folder)
             paths = make_images(folder, args.images, size * 8 // 7)
             for workers in (1, 2):
-                a = time_af(paths, size, workers, args.repeat)
-                t = time_tv(paths, size, workers, args.repeat) if have_tv else None
-                rows.append((size, workers, a, t))
-                print(f"{size}x{size} workers={workers}: affectfer {a:8.1f} img/s"
+                a, a_cpu = time_af(paths, size, workers, args.repeat)
+                t = time_tv(paths, size, workers, args.repeat)[0] if have_tv else None
+                rows.append((size, workers, a, t, a_cpu))
+                print(f"{size}x{size} workers={workers}: affectfer {a:8.1f} img/s ({a_cpu:7.1f} per CPU-s)"
                       + (f"  torchvision {t:8.1f} img/s  ratio {a / t:5.2f}x" if t else ""), flush=True)
+            if have_tv:
+                t_cpu = time_tv(paths, size, 0, args.repeat)[1]
+                rows.append((size, 0, None, None, t_cpu))
+                print(f"{size}x{size} torchvision in-process: {t_cpu:7.1f} img per CPU-s", flush=True)
             reps = min(128, len(paths))
             ops[size] = (per_op_af(paths, size, reps), per_op_tv(paths, size, reps) if have_tv else None)
     print()
@@ -204,12 +213,24 @@ def print_markdown(rows, ops, have_tv):
     print(f"Machine: 2-core CPU (shared), no GPU; {platform.python_implementation()} {platform.python_version()}; {tv}. "
           f"Date 2026-11-23. JPEG decode -> Resize -> RandAugment(2, 9) -> flip -> ToTensor+Normalize -> batch {BATCH}; "
           f"inputs 128x128 / 256x256 JPEG (q 90) resized to the output size; best of the repeats.\n")
+    print("Wall clock (shared machine: noisy):\n")
     print("| output | workers | affectfer img/s | torchvision img/s | ratio |")
     print("|---|---|---|---|---|")
-    for size, workers, a, t in rows:
-        print(f"| {size}x{size} | {workers} | {a:.0f} | {t:.0f} | {a / t:.2f}x |" if t else
-              f"| {size}x{size} | {workers} | {a:.0f} | - | - |")
-    print("\nPer-op microseconds per image (one thread):\n")
+    for size, workers, a, t, _ in rows:
+        if workers:
+            print(f"| {size}x{size} | {workers} | {a:.0f} | {t:.0f} | {a / t:.2f}x |" if t else
+                  f"| {size}x{size} | {workers} | {a:.0f} | - | - |")
+    print("\nPer core: images per CPU-second of the whole process (affectfer: loader with 1 and 2 C workers; "
+          "torchvision: DataLoader num_workers=0, one torch thread):\n")
+    print("| output | affectfer 1 worker | affectfer 2 workers | torchvision | ratio (1 worker) |")
+    print("|---|---|---|---|---|")
+    for size in (112, 224):
+        cpu = {w: c for s_, w, _, _, c in rows if s_ == size}
+        tv = cpu.get(0)
+        print(f"| {size}x{size} | {cpu[1]:.0f} | {cpu[2]:.0f} | {tv:.0f} | {cpu[1] / tv:.2f}x |" if tv else
+              f"| {size}x{size} | {cpu[1]:.0f} | {cpu[2]:.0f} | - | - |")
+    print("\nPer-op microseconds per image (one thread, thread CPU time; affectfer through its functional/Transform "
+          "calls, so each includes a few us of Python call overhead):\n")
     print("| op | affectfer 112 | torchvision 112 | affectfer 224 | torchvision 224 |")
     print("|---|---|---|---|---|")
     a112, t112 = ops[112]
