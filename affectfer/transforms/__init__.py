@@ -314,6 +314,68 @@ class SobelEdges(Transform):
         return [("SobelEdges", (_SOBEL[self.magnitude], self.blur, self.out_channels))]
 
 
+class RandomAffine(Transform):
+    """Random affine warp (torchvision semantics, tensor path): angle ~ U(degrees) (a number d means
+    (-d, d); clockwise positive like F.affine), translate (a, b): tx, ty ~ round(U(-a W, a W)),
+    round(U(-b H, b H)); scale ~ U(scale); shear a number s -> x-shear U(-s, s), (lo, hi) -> x only,
+    4 values -> x and y. Nearest or bilinear sampling about the center (or `center`); outside = fill."""
+
+    def __init__(self, degrees, translate=None, scale=None, shear=None, interpolation="nearest", fill=0, center=None):
+        from .functional import _INTERP
+        self.degrees = (-float(degrees), float(degrees)) if isinstance(degrees, numbers.Number) else tuple(map(float, degrees))
+        if isinstance(degrees, numbers.Number) and degrees < 0:
+            raise ValueError("RandomAffine: if degrees is a single number, it must be positive")
+        if len(self.degrees) != 2:
+            raise ValueError("RandomAffine: degrees should be a number or a (min, max) pair")
+        self.translate = None if translate is None else tuple(float(t) for t in translate)
+        if self.translate is not None and (len(self.translate) != 2 or not all(0 <= t <= 1 for t in self.translate)):
+            raise ValueError("RandomAffine: translate should be two values between 0 and 1")
+        self.scale = None if scale is None else tuple(float(v) for v in scale)
+        if self.scale is not None and (len(self.scale) != 2 or min(self.scale) <= 0):
+            raise ValueError("RandomAffine: scale values should be positive")
+        if shear is None:
+            self.shear = None
+        elif isinstance(shear, numbers.Number):
+            if shear < 0:
+                raise ValueError("RandomAffine: if shear is a single number, it must be positive")
+            self.shear = (-float(shear), float(shear), 0.0, 0.0)
+        else:
+            sh = tuple(float(v) for v in shear)
+            if len(sh) not in (2, 4):
+                raise ValueError("RandomAffine: shear should be a number or a sequence of 2 or 4 values")
+            self.shear = sh + (0.0, 0.0) if len(sh) == 2 else sh
+        if interpolation not in _INTERP:
+            raise ValueError(f"RandomAffine: interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+        self.interpolation = interpolation
+        self.fill = (int(fill),) * 3 if isinstance(fill, numbers.Number) else tuple(int(f) for f in fill)
+        if len(self.fill) == 1:
+            self.fill *= 3
+        self.center = None if center is None else (float(center[0]), float(center[1]))
+
+    def _stages(self):
+        from .functional import _INTERP
+        tr = self.translate or (0.0, 0.0)
+        sc = self.scale or (1.0, 1.0)
+        sh = self.shear or (0.0, 0.0, 0.0, 0.0)
+        c = (0, 0.0, 0.0) if self.center is None else (1, *self.center)
+        return [("RandomAffine", (*self.degrees, *tr, *sc, *sh, _INTERP[self.interpolation], *self.fill, *c))]
+
+
+class RandomApply(Transform):
+    """Apply the transforms (all size-preserving) together with probability p."""
+
+    def __init__(self, transforms, p=0.5):
+        self.transforms = list(transforms)
+        self.p = float(p)
+        for t in self.transforms:
+            if not isinstance(t, Transform):
+                raise TypeError(f"RandomApply: {t!r} is not an affectfer transform")
+
+    def _stages(self):
+        inner = [s for t in self.transforms for s in t._stages()]
+        return [("RandomApply", (self.p, len(inner)))] + inner
+
+
 class ToTensor(Transform):
     """uint8 (H, W, C) -> float32 (C, H, W) in [0, 1] (x / 255 in float32, like torchvision)."""
 
@@ -401,5 +463,5 @@ def compute_mean_std(images, max_pixels: int = 1 << 28):
 from . import functional  # noqa: E402  (the functional ops, after the classes they mirror)
 
 __all__ = ["Compose", "Resize", "CenterCrop", "RandomCrop", "RandomResizedCrop", "RandomHorizontalFlip",
-           "RandomVerticalFlip", "ColorJitter", "Grayscale", "RandomGrayscale", "RandAugment", "SobelEdges", "ToTensor",
+           "RandomVerticalFlip", "RandomAffine", "RandomApply", "ColorJitter", "Grayscale", "RandomGrayscale", "RandAugment", "SobelEdges", "ToTensor",
            "Normalize", "RandomErasing", "compute_mean_std", "functional"]

@@ -8,6 +8,9 @@ torchvision's tensor path (torchvision.transforms.functional on uint8 tensors), 
 import numpy as np
 
 from .. import _C
+from ..io import decode_image, read_image  # noqa: F401  (decoding belongs to the single-image API too)
+
+decode = decode_image
 
 _PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
 

@@ -8,41 +8,77 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/parallel.h"
 #include "transforms.h"
 
 static inline uint8_t trunc_u8(float v) {
-    if (!(v > 0.0f)) return 0; /* also NaN */
-    if (v >= 255.0f) return 255;
-    return (uint8_t)v;
+    v = fminf(fmaxf(v, 0.0f), 255.0f); /* branch-free so loops vectorize; inputs are never NaN */
+    return (uint8_t)(int)v;
 }
 
-/* torchvision _blend(a, b, r) = (r * a + (1.0 - r) * b).clamp(0, 255).to(uint8). The factor is a
- * Python float (double): r and 1.0 - r are computed in double and each cast to float32 once, which
- * is why the factors below are passed as double. */
-static inline uint8_t blend(float r32, float q32, float a, float b) { return trunc_u8(r32 * a + q32 * b); }
+/* torchvision _blend(a, b, r) = (r * a + (1.0 - r) * b).clamp(0, 255).to(uint8), in float32. The
+ * factor is a Python float (double): r and 1.0 - r are computed in double and each cast to float32
+ * once, which is why the factors below are passed as double. Gray (rgb_to_grayscale) is
+ * (0.2989 * R + 0.587 * G + 0.114 * B).to(uint8) with float32 weights. */
 
-/* rgb_to_grayscale: (0.2989 * r + 0.587 * g + 0.114 * b).to(uint8) */
-static inline uint8_t gray_u8(const uint8_t *px) {
-    return trunc_u8(0.2989f * (float)px[0] + 0.587f * (float)px[1] + 0.114f * (float)px[2]);
+/* The per-pixel float32 expressions below only combine per-value products (r * a, q * b, the gray
+ * weights times a channel), so they are tabulated: a 256-entry table of each product, rounded to
+ * float32 exactly as the direct expression rounds it, gives bit-identical results much faster. */
+static void product_table(float factor32, float table[256]) {
+    for (int v = 0; v < 256; v++) table[v] = factor32 * (float)v;
 }
+
+static void apply_lut(af_image *img, const uint8_t lut[256]) {
+    size_t n = (size_t)img->height * img->width * img->channels;
+    for (size_t k = 0; k < n; k++) img->data[k] = lut[img->data[k]];
+}
+
+/* rgb_to_grayscale with the three weighted products tabulated */
+typedef struct {
+    float r[256], g[256], b[256];
+} gray_tables;
+
+static void gray_tables_init(gray_tables *t) {
+    product_table(0.2989f, t->r);
+    product_table(0.587f, t->g);
+    product_table(0.114f, t->b);
+}
+
+static inline uint8_t gray_lut(const gray_tables *t, const uint8_t *px) { return trunc_u8(t->r[px[0]] + t->g[px[1]] + t->b[px[2]]); }
 
 void af_img_adjust_brightness(af_image *img, double factor) {
     /* _blend(img, zeros, f): the zero term adds nothing */
-    size_t n = (size_t)img->height * img->width * img->channels;
     float r = (float)factor;
-    for (size_t k = 0; k < n; k++) img->data[k] = trunc_u8(r * (float)img->data[k]);
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++) lut[v] = trunc_u8(r * (float)v);
+    apply_lut(img, lut);
 }
 
 void af_img_adjust_saturation(af_image *img, double factor) {
     if (img->channels == 1) return; /* torchvision returns 1-channel images unchanged */
-    float r = (float)factor, q = (float)(1.0 - factor);
+    float ra[256], qb[256];
+    product_table((float)factor, ra);
+    product_table((float)(1.0 - factor), qb);
+    gray_tables gt;
+    gray_tables_init(&gt);
     size_t n = (size_t)img->height * img->width;
+    /* blend[g][a] for every (gray, value) pair: 64 KiB, cheaper than per-pixel float math from
+     * about 20k pixels on */
+    uint8_t *table = n >= 20000 ? malloc(65536) : NULL;
+    if (table)
+        for (int g = 0; g < 256; g++)
+            for (int a = 0; a < 256; a++) table[g * 256 + a] = trunc_u8(ra[a] + qb[g]);
     for (size_t k = 0; k < n; k++) {
         uint8_t *px = img->data + 3 * k;
-        float g = (float)gray_u8(px);
-        for (int c = 0; c < 3; c++) px[c] = blend(r, q, (float)px[c], g);
+        int g = gray_lut(&gt, px);
+        if (table) {
+            const uint8_t *row = table + g * 256;
+            px[0] = row[px[0]], px[1] = row[px[1]], px[2] = row[px[2]];
+        } else {
+            float qg = qb[g];
+            for (int c = 0; c < 3; c++) px[c] = trunc_u8(ra[px[c]] + qg);
+        }
     }
+    free(table);
 }
 
 void af_img_adjust_contrast(af_image *img, double factor) {
@@ -50,16 +86,17 @@ void af_img_adjust_contrast(af_image *img, double factor) {
     if (n == 0) return;
     /* mean of the truncated gray image (the channel itself for 1-channel images) in float32. The
      * integer sum is exact; torch's float32 sum is too while it stays below 2^24. */
+    gray_tables gt;
+    gray_tables_init(&gt);
     int64_t sum = 0;
-    for (size_t k = 0; k < n; k++) sum += img->channels == 3 ? gray_u8(img->data + 3 * k) : img->data[k];
+    for (size_t k = 0; k < n; k++) sum += img->channels == 3 ? gray_lut(&gt, img->data + 3 * k) : img->data[k];
     float mean = (float)sum / (float)n;
     float r = (float)factor, q = (float)(1.0 - factor), qm = q * mean;
-    size_t total = n * img->channels;
-    for (size_t k = 0; k < total; k++) img->data[k] = trunc_u8(r * (float)img->data[k] + qm);
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++) lut[v] = trunc_u8(r * (float)v + qm);
+    apply_lut(img, lut);
 }
 
-/* adjust_hue (spec 2.1): uint8 -> x / 255, RGB -> HSV, shift h, HSV -> RGB, -> trunc(x * 255.999),
- * all float32 as in torchvision's _rgb2hsv / _hsv2rgb. */
 void af_img_adjust_hue(af_image *img, double hue_factor) {
     if (img->channels == 1) return;
     size_t n = (size_t)img->height * img->width;
@@ -111,7 +148,9 @@ void af_img_adjust_hue(af_image *img, double hue_factor) {
 af_status af_img_adjust_sharpness(af_image *img, double factor) {
     int H = img->height, W = img->width, C = img->channels;
     if (H <= 2 || W <= 2) return AF_OK;
-    float r = (float)factor, q = (float)(1.0 - factor);
+    float ra[256], qb[256];
+    product_table((float)factor, ra);
+    product_table((float)(1.0 - factor), qb);
     size_t rowbytes = (size_t)W * C;
     uint8_t *prev = malloc(rowbytes), *cur = malloc(rowbytes);
     if (!prev || !cur) {
@@ -129,13 +168,13 @@ af_status af_img_adjust_sharpness(af_image *img, double factor) {
         for (int j = 0; j < W; j++)
             for (int c = 0; c < C; c++) {
                 int k = j * C + c;
-                float d = (float)cur[k];
+                int d = cur[k];
                 if (interior_row && j > 0 && j < W - 1) {
                     int S = prev[k - C] + prev[k] + prev[k + C] + cur[k - C] + 5 * cur[k] + cur[k + C] + next[k - C] +
                             next[k] + next[k + C];
-                    d = (float)((S + 6) / 13);
+                    d = (S + 6) / 13;
                 }
-                row[k] = blend(r, q, (float)cur[k], d);
+                row[k] = trunc_u8(ra[cur[k]] + qb[d]);
             }
         uint8_t *t = prev;
         prev = cur;
@@ -150,9 +189,11 @@ af_status af_img_grayscale(const af_image *src, int out_channels, af_image *dst)
     if (out_channels != 1 && out_channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "grayscale: num_output_channels must be 1 or 3, got %d", out_channels);
     AF_TRY(af_image_alloc(dst, src->height, src->width, out_channels));
+    gray_tables gt;
+    gray_tables_init(&gt);
     size_t n = (size_t)src->height * src->width;
     for (size_t k = 0; k < n; k++) {
-        uint8_t g = src->channels == 3 ? gray_u8(src->data + 3 * k) : src->data[k];
+        uint8_t g = src->channels == 3 ? gray_lut(&gt, src->data + 3 * k) : src->data[k];
         for (int c = 0; c < out_channels; c++) dst->data[k * out_channels + c] = g;
     }
     return AF_OK;
@@ -167,9 +208,9 @@ void af_img_posterize(af_image *img, int bits) {
 
 void af_img_solarize(af_image *img, double threshold) {
     float t = (float)threshold; /* uint8 >= python float compares in float32 */
-    size_t n = (size_t)img->height * img->width * img->channels;
-    for (size_t k = 0; k < n; k++)
-        if ((float)img->data[k] >= t) img->data[k] = 255 - img->data[k];
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++) lut[v] = (float)v >= t ? (uint8_t)(255 - v) : (uint8_t)v;
+    apply_lut(img, lut);
 }
 
 void af_img_invert(af_image *img) {
@@ -192,7 +233,9 @@ void af_img_autocontrast(af_image *img) {
         if (hi == lo) continue;
         /* `bound / (max - min)` on a tensor is Tensor.__rtruediv__ = reciprocal(max - min) * bound */
         float flo = (float)lo, scale = (1.0f / ((float)hi - flo)) * 255.0f;
-        for (size_t k = 0; k < n; k++) img->data[k * C + c] = trunc_u8(((float)img->data[k * C + c] - flo) * scale);
+        uint8_t lut[256];
+        for (int v = 0; v < 256; v++) lut[v] = trunc_u8(((float)v - flo) * scale);
+        for (size_t k = 0; k < n; k++) img->data[k * C + c] = lut[img->data[k * C + c]];
     }
 }
 

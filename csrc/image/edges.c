@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../core/parallel.h"
 #include "transforms.h"
 
 static inline int reflect101(int i, int n) {

@@ -3,12 +3,14 @@
  * Reference: torchvision's tensor path (spec sections 1.5.1 and 2.7), which runs uint8 images
  * through float32 ATen kernels: interpolate(bilinear, antialias) for Resize and
  * grid_sample(align_corners=False) for affine warps. The float32 operation orders below follow
- * those kernels so the results match bit for bit (see tests/image/test_torchvision.py). */
+ * those kernels (see tests/image/test_torchvision.py for what matches bit for bit).
+ *
+ * Single-threaded on purpose: images are transformed inside the loader's worker threads, one
+ * sample per thread, so an OpenMP team per call would only oversubscribe the cores. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/parallel.h"
 #include "transforms.h"
 
 /* ---- Resize ---- */
@@ -81,7 +83,6 @@ static af_status resize_aa(const af_image *src, af_image *dst) {
     tmp = malloc(sizeof(float) * (size_t)H * OW * C);
     if (!tmp) AF_CHECK_FAIL(AF_ERR_OOM, "resize: out of memory");
     /* tmp: (H, OW, C) */
-    AF_PARALLEL_FOR((int64_t)H * OW * C * 4)
     for (int y = 0; y < H; y++) {
         const uint8_t *row = src->data + (size_t)y * W * C;
         for (int x = 0; x < OW; x++) {
@@ -97,7 +98,6 @@ static af_status resize_aa(const af_image *src, af_image *dst) {
             }
         }
     }
-    AF_PARALLEL_FOR((int64_t)OH * OW * C * 4)
     for (int y = 0; y < OH; y++) {
         const float *w = tv.w + (size_t)y * tv.max_taps;
         uint8_t *orow = dst->data + (size_t)y * OW * C;
@@ -136,7 +136,6 @@ static void bilinear_index(int in, int out, int d, int *i0, int *i1, float *l0, 
 
 static void resize_plain(const af_image *src, af_image *dst) {
     int H = src->height, W = src->width, C = src->channels, OH = dst->height, OW = dst->width;
-    AF_PARALLEL_FOR((int64_t)OH * OW * C * 8)
     for (int y = 0; y < OH; y++) {
         int y0, y1;
         float h0, h1;
@@ -321,7 +320,6 @@ af_status af_img_affine(const af_image *src, double angle, double tx, double ty,
     }
     AF_TRY(af_image_alloc(dst, H, W, C));
     float half_w = (float)W / 2.0f, half_h = (float)H / 2.0f;
-    AF_PARALLEL_FOR((int64_t)H * W * C * 8)
     for (int i = 0; i < H; i++) {
         float yb = (float)i + 0.5f - half_h; /* float32 linspace(-H/2 + 0.5, H/2 - 0.5, H): exact */
         for (int j = 0; j < W; j++) {

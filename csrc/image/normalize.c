@@ -1,7 +1,6 @@
 /* ToTensor + Normalize: uint8 HWC -> float32 CHW.
  * torchvision ToTensor divides by 255 in float32 (a division, not a multiply by 1/255: the last bit
  * differs); Normalize then computes (x - mean) / std per channel in float32 (spec 2.8). */
-#include "../core/parallel.h"
 #include "transforms.h"
 
 /* img (H, W, C) uint8 -> out (C, H, W) float32 */

@@ -13,7 +13,7 @@
 #include "../core/tensor.h"
 #include "transforms.h"
 
-#define AF_STAGE_MAX_PARAMS 16
+#define AF_STAGE_MAX_PARAMS 20
 #define AF_PIPELINE_MAX_STAGES 64
 
 typedef struct {
@@ -39,6 +39,10 @@ struct af_pipeline {
  *   GRAYSCALE         out_channels (0 = as many as the input), p
  *   RANDAUGMENT       num_ops, magnitude, num_bins, op_mask (bit i = op i of the table), has_fill, fill r, g, b
  *   SOBEL             magnitude (0 L2, 1 L1, 2 half-abs), blur, out_channels
+ *   RANDOM_AFFINE     degrees lo, hi, translate fraction x, y, scale lo, hi, shear x lo, hi, shear y lo, hi,
+ *                     interpolation (0 nearest, 1 bilinear), fill r, g, b, has_center, cx, cy
+ *   RANDOM_APPLY      p, count: the next `count` stages run iff u <= p (torchvision RandomApply);
+ *                     they must keep the image size
  *   TO_TENSOR         (none)
  *   NORMALIZE         C, mean[0..C), std[0..C)     (after TO_TENSOR)
  *   RANDOM_ERASING    p, scale_lo, scale_hi, ratio_lo, ratio_hi, random, nvalues, values...
@@ -58,6 +62,8 @@ static const struct {
     [AF_STAGE_RANDAUGMENT] = {"RandAugment", 8, 8},
     [AF_STAGE_SOBEL] = {"SobelEdges", 3, 3},
     [AF_STAGE_RANDOM_ERASING] = {"RandomErasing", 7, 10},
+    [AF_STAGE_RANDOM_AFFINE] = {"RandomAffine", 17, 17},
+    [AF_STAGE_RANDOM_APPLY] = {"RandomApply", 2, 2},
     [AF_STAGE_TO_TENSOR] = {"ToTensor", 0, 0},
     [AF_STAGE_NORMALIZE] = {"Normalize", 3, 7},
 };
@@ -115,6 +121,21 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
         if (!is_int(p[4], 0, 1) || !is_int(p[5], 0, 255) || !is_int(p[6], 0, 255) || !is_int(p[7], 0, 255))
             return AF_FAIL(AF_ERR_VALUE, "RandAugment: fill must be integers in [0, 255]");
         break;
+    case AF_STAGE_RANDOM_AFFINE:
+        for (int k = 0; k < 17; k++)
+            if (!isfinite(p[k])) return AF_FAIL(AF_ERR_VALUE, "RandomAffine: parameters must be finite");
+        if (!(p[0] <= p[1]) || !(p[4] > 0 && p[4] <= p[5]) || !(p[6] <= p[7]) || !(p[8] <= p[9]))
+            return AF_FAIL(AF_ERR_VALUE, "RandomAffine: degrees, scale and shear ranges must be (min, max), scale positive");
+        if (!(p[2] >= 0 && p[2] <= 1 && p[3] >= 0 && p[3] <= 1))
+            return AF_FAIL(AF_ERR_VALUE, "RandomAffine: translate fractions must be in [0, 1]");
+        if (!is_int(p[10], 0, 1) || !is_int(p[11], 0, 255) || !is_int(p[12], 0, 255) || !is_int(p[13], 0, 255) ||
+            !is_int(p[14], 0, 1))
+            return AF_FAIL(AF_ERR_VALUE, "RandomAffine: bad interpolation, fill or center");
+        break;
+    case AF_STAGE_RANDOM_APPLY:
+        if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomApply: p must be in [0, 1], got %g", p[0]);
+        if (!is_int(p[1], 0, AF_PIPELINE_MAX_STAGES)) return AF_FAIL(AF_ERR_VALUE, "RandomApply: bad stage count");
+        return AF_OK; /* allowed on either side of ToTensor; its stages are checked where they stand */
     case AF_STAGE_SOBEL:
         if (!is_int(p[0], 0, 2) || !is_int(p[1], 0, 1) || !(p[2] == 1 || p[2] == 3))
             return AF_FAIL(AF_ERR_VALUE, "SobelEdges: bad magnitude, blur or out_channels");
@@ -152,6 +173,8 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
     return AF_OK;
 }
 
+static void stage_shape(const af_stage *s, int *C, int *H, int *W);
+
 af_status af_pipeline_build(const double *spec, int64_t n, af_pipeline **out) {
     *out = NULL;
     af_stage stages[AF_PIPELINE_MAX_STAGES];
@@ -178,6 +201,20 @@ af_status af_pipeline_build(const double *spec, int64_t n, af_pipeline **out) {
         if (s->kind == AF_STAGE_TO_TENSOR) to_tensor = nstages;
         nstages++;
         pos += 2 + s->nparams;
+    }
+    /* RandomApply spans: inside the pipeline, no ToTensor, no nested RandomApply, sizes unchanged */
+    for (int k = 0; k < nstages; k++) {
+        if (stages[k].kind != AF_STAGE_RANDOM_APPLY) continue;
+        int count = (int)stages[k].p[1];
+        if (k + count > nstages - 1)
+            return AF_FAIL(AF_ERR_VALUE, "RandomApply: covers %d stages but only %d follow", count, nstages - k - 1);
+        for (int j = k + 1; j <= k + count; j++) {
+            int C = 3, H = 37, W = 41;
+            stage_shape(&stages[j], &C, &H, &W);
+            if (stages[j].kind == AF_STAGE_TO_TENSOR || stages[j].kind == AF_STAGE_RANDOM_APPLY || C != 3 || H != 37 || W != 41)
+                return AF_FAIL(AF_ERR_VALUE, "RandomApply: %s changes the image size or type; only size-preserving "
+                               "transforms can be applied at random", stage_info[stages[j].kind].name);
+        }
     }
     af_pipeline *p = malloc(sizeof(af_pipeline) + sizeof(af_stage) * (size_t)nstages);
     if (!p) return AF_FAIL(AF_ERR_OOM, "pipeline: out of memory");
@@ -345,6 +382,26 @@ static af_status run_uint8_stage(const af_stage *s, af_image *img, af_rng *rng) 
         uint8_t fill[3] = {(uint8_t)p[5], (uint8_t)p[6], (uint8_t)p[7]};
         return af_randaugment(img, (int)p[0], (int)p[1], (int)p[2], (uint32_t)p[3], p[4] != 0 ? fill : NULL, rng, NULL, NULL);
     }
+    case AF_STAGE_RANDOM_AFFINE: {
+        /* torchvision RandomAffine.get_params: float32 uniforms, translations rounded half to even */
+        float u;
+        double angle = (float)p[0] + af_rng_uniform_f32(rng) * ((float)p[1] - (float)p[0]);
+        double tx = 0, ty = 0, scale = 1, shx = 0, shy = 0;
+        if (p[2] > 0 || p[3] > 0) {
+            float max_dx = (float)(p[2] * img->width), max_dy = (float)(p[3] * img->height);
+            u = af_rng_uniform_f32(rng);
+            tx = nearbyint((double)(-max_dx + u * (2.0f * max_dx)));
+            u = af_rng_uniform_f32(rng);
+            ty = nearbyint((double)(-max_dy + u * (2.0f * max_dy)));
+        }
+        if (!(p[4] == 1 && p[5] == 1)) scale = (float)p[4] + af_rng_uniform_f32(rng) * ((float)p[5] - (float)p[4]);
+        if (!(p[6] == 0 && p[7] == 0)) shx = (float)p[6] + af_rng_uniform_f32(rng) * ((float)p[7] - (float)p[6]);
+        if (!(p[8] == 0 && p[9] == 0)) shy = (float)p[8] + af_rng_uniform_f32(rng) * ((float)p[9] - (float)p[8]);
+        uint8_t fill[3] = {(uint8_t)p[11], (uint8_t)p[12], (uint8_t)p[13]};
+        AF_TRY(af_img_affine(img, angle, tx, ty, scale, shx, shy, p[14] != 0, p[15], p[16], (int)p[10], fill, &tmp));
+        swap_in(img, &tmp);
+        return AF_OK;
+    }
     case AF_STAGE_SOBEL:
         AF_TRY(af_img_sobel(img, (af_sobel_magnitude)(int)p[0], p[1] != 0, (int)p[2], &tmp));
         swap_in(img, &tmp);
@@ -399,10 +456,23 @@ af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, floa
     if (img->channels != 1 && img->channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "pipeline: images must have 1 or 3 channels, got %d", img->channels);
     int nuint8 = p->to_tensor >= 0 ? p->to_tensor : p->nstages;
-    for (int k = 0; k < nuint8; k++) AF_TRY(run_uint8_stage(&p->stages[k], img, rng));
+    for (int k = 0; k < nuint8; k++) {
+        const af_stage *s = &p->stages[k];
+        if (s->kind == AF_STAGE_RANDOM_APPLY) {
+            if (s->p[0] < af_rng_uniform(rng)) k += (int)s->p[1]; /* torchvision: skip when p < u */
+            continue;
+        }
+        AF_TRY(run_uint8_stage(s, img, rng));
+    }
     if (p->to_tensor < 0 || !out) return AF_OK;
     af_img_to_tensor(img, NULL, NULL, out);
-    for (int k = p->to_tensor + 1; k < p->nstages; k++)
-        AF_TRY(run_float_stage(&p->stages[k], out, img->channels, img->height, img->width, rng));
+    for (int k = p->to_tensor + 1; k < p->nstages; k++) {
+        const af_stage *s = &p->stages[k];
+        if (s->kind == AF_STAGE_RANDOM_APPLY) {
+            if (s->p[0] < af_rng_uniform(rng)) k += (int)s->p[1];
+            continue;
+        }
+        AF_TRY(run_float_stage(s, out, img->channels, img->height, img->width, rng));
+    }
     return AF_OK;
 }

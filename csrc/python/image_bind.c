@@ -464,7 +464,8 @@ static PyObject *py_randaugment_ops(PyObject *self, PyObject *unused) {
 
 /* {name: kind} of the pipeline stages, so affectfer.transforms never hard-codes the C enum */
 static PyObject *py_stage_kinds(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("{sisisisisisisisisisisisisi}", "Resize", AF_STAGE_RESIZE, "CenterCrop", AF_STAGE_CENTER_CROP,
+    return Py_BuildValue("{sisisisisisisisisisisisisisisi}", "RandomAffine", AF_STAGE_RANDOM_AFFINE, "RandomApply",
+                         AF_STAGE_RANDOM_APPLY, "Resize", AF_STAGE_RESIZE, "CenterCrop", AF_STAGE_CENTER_CROP,
                          "RandomCrop", AF_STAGE_RANDOM_CROP, "RandomResizedCrop", AF_STAGE_RANDOM_RESIZED_CROP,
                          "RandomHorizontalFlip", AF_STAGE_HFLIP, "RandomVerticalFlip", AF_STAGE_VFLIP, "ColorJitter",
                          AF_STAGE_COLOR_JITTER, "Grayscale", AF_STAGE_GRAYSCALE, "RandomErasing", AF_STAGE_RANDOM_ERASING,

@@ -154,3 +154,37 @@ def test_compute_mean_std(tmp_path, rng):
     np.testing.assert_allclose(mean2, mean, rtol=1e-12)
     with pytest.raises(ValueError, match="no images"):
         T.compute_mean_std([])
+
+
+def test_random_affine_matches_functional_for_point_ranges(img):
+    ra = T.RandomAffine(degrees=(12.0, 12.0), translate=None, scale=(0.9, 0.9), shear=(5.0, 5.0, -3.0, -3.0))
+    f32 = np.float32
+    ref = F.affine(img, float(f32(12.0)), (0, 0), float(f32(0.9)), (float(f32(5.0)), float(f32(-3.0))), fill=0)
+    np.testing.assert_array_equal(ra(img, seed=0, stream=0), ref)
+
+
+def test_random_affine_translation_range(img):
+    H, W = img.shape[:2]
+    tf = T.RandomAffine(0, translate=(0.2, 0.1))
+    for s in range(30):
+        out = tf(img, seed=4, stream=s)
+        found = [(tx, ty) for tx in range(-9, 10) for ty in range(-4, 5)
+                 if np.array_equal(out, F.affine(img, 0.0, (tx, ty), 1.0, 0.0, fill=0))]
+        assert found  # an integer translation within round(0.2 W), round(0.1 H)
+
+
+def test_random_apply(img):
+    tf = T.RandomApply([T.RandomHorizontalFlip(1.0), T.ColorJitter(brightness=(2.0, 2.0))], p=0.3)
+    applied = 0
+    for s in range(400):
+        out = tf(img, seed=8, stream=s)
+        if not np.array_equal(out, img):
+            np.testing.assert_array_equal(out, F.adjust_brightness(img[:, ::-1], float(np.float32(2.0))))
+            applied += 1
+    assert abs(applied / 400 - 0.3) < 0.07
+    with pytest.raises(ValueError, match="size"):
+        T.Compose([T.RandomApply([T.Resize(8)])])
+    with pytest.raises(ValueError, match="size or type"):
+        T.Compose([T.RandomApply([T.ToTensor()])])
+    x = T.Compose([T.ToTensor(), T.RandomApply([T.RandomErasing(p=1.0)], p=0.0)])(img, seed=0, stream=0)
+    np.testing.assert_array_equal(x, F.to_tensor(img))
