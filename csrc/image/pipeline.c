@@ -144,7 +144,7 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
         if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: p must be in [0, 1], got %g", p[0]);
         if (!(p[1] >= 0 && p[1] <= p[2] && p[2] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: scale must be 0 <= lo <= hi <= 1");
         if (!(p[3] > 0 && p[3] <= p[4])) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: ratio must be 0 < lo <= hi");
-        int nvalues = (int)p[6];
+        int nvalues = is_int(p[6], 0, 3) ? (int)p[6] : -1; /* cast only once known in range (UB otherwise) */
         if (!is_int(p[5], 0, 1) || !is_int(p[6], 0, 3) || n != 7 + nvalues || (p[5] == 0 && nvalues == 0))
             return AF_FAIL(AF_ERR_VALUE, "RandomErasing: value must be 'random' or 1 or C numbers");
         if (!after_tensor) {
