@@ -155,7 +155,7 @@ def image_files(tmp_path, rng, n=13):
 
 def random_transform():
     from affectfer import transforms as T
-    return T.Compose([T.RandomResizedCrop(16, scale=(0.3, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(),
+    return T.Compose([T.RandAugment(num_ops=2, magnitude=9), T.RandomResizedCrop(16, scale=(0.3, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(),
                       T.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)), T.RandomErasing(p=0.5, value="random")])
 
 
