@@ -55,7 +55,7 @@ def _demo(args) -> int:
     import affectfer as af
     from affectfer import checkpoint, decision, metrics
     from affectfer import transforms as T
-    from affectfer.data import ArrayDataset, Loader, WeightedRandomSampler, class_inverse_weights
+    from affectfer.data import ArrayDataset, Loader, WeightedRandomSampler
     from affectfer.datasets import CLASSES, synthetic_faces
     from affectfer.models import freeze_residual_blocks, resnet18
     from affectfer.optim import Adam
@@ -72,15 +72,14 @@ def _demo(args) -> int:
     counts = np.bincount(train.labels, minlength=len(CLASSES))
     print("train class counts: " + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)))
 
-    mean, std = T.channel_stats(train.images)
-    normalize = T.Normalize(mean.tolist(), std.tolist())
+    mean, std = T.compute_mean_std(train.images)  # the training set's own statistics, as one seed team did
+    normalize = T.Normalize(mean, std)
     augment = T.Compose([T.RandomHorizontalFlip(), T.RandAugment(num_ops=2, magnitude=9, exclude=("Solarize", "Equalize")),
                          T.ToTensor(), normalize])
     plain = T.Compose([T.ToTensor(), normalize])
 
     def loaders(images, labels, train_transform, eval_transform, val_images, val_labels):
-        weights = class_inverse_weights(labels)[labels]
-        sampler = WeightedRandomSampler(weights, num_samples=len(labels), seed=args.seed)
+        sampler = WeightedRandomSampler.from_labels(labels, seed=args.seed)  # inverse class frequency
         train_loader = Loader(ArrayDataset(images, labels), batch_size=args.batch_size, sampler=sampler,
                               transform=train_transform, workers=args.workers, seed=args.seed, drop_last=True)
         val_loader = Loader(ArrayDataset(val_images, val_labels), batch_size=128, transform=eval_transform,
@@ -101,8 +100,8 @@ def _demo(args) -> int:
 
     # 2. hand detector on Sobel edge maps
     print("\n[2/3] hand detector (ResNet-18 on Sobel edges)")
-    edges_augment = T.Compose([T.RandomHorizontalFlip(), T.SobelEdges(), T.ToTensor()])
-    edges_plain = T.Compose([T.SobelEdges(), T.ToTensor()])
+    edges_augment = T.Compose([T.RandomHorizontalFlip(), T.SobelEdges(out_channels=3), T.ToTensor()])
+    edges_plain = T.Compose([T.SobelEdges(out_channels=3), T.ToTensor()])
     hand_train, hand_val = loaders(train.images, train.hands.astype(np.int64), edges_augment, edges_plain, val.images,
                                    val.hands.astype(np.int64))
     hand_model = resnet18(num_classes=2)

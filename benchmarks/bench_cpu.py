@@ -6,7 +6,7 @@ Prints one table: for every distinct conv layer shape of ResNet-50 (torchvision 
 the 3x3) at size x size input, forward and backward (dx + dW) GFLOP/s of affectfer and, when
 `import torch` works, of PyTorch with the same thread count, with ratios. The reference rate is
 SGEMM measured through affectfer's own GEMM path (a 1x1 convolution is one GEMM). Each bench is a
-function returning rows; the last table is whole-model training images/s (ResNet-50 train step).
+function returning rows; the last table is whole-model training images/s (ResNet-18 and ResNet-50 train steps).
 
 --cpu-time runs one thread and times with the calling thread's CPU clock (all work then runs on that
 thread for both libraries): far less sensitive to other jobs on a shared machine than wall time.
@@ -102,56 +102,52 @@ def conv_rows(batch, size, reps):
     return rows
 
 
-def train_step_rows(batch, size, reps, num_classes=7):
-    """Images/s of one SGD training step (forward, cross-entropy, backward, update) of ResNet-50 at
+def train_step_rows(batch, size, reps, archs=("resnet18", "resnet50"), num_classes=7):
+    """Images/s of one SGD training step (forward, cross-entropy, backward, update) of each ResNet at
     size x size, affectfer's model against torchvision's, both in training mode (batch-norm batch
     statistics), float32."""
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
     y_np = rng.integers(0, num_classes, batch).astype(np.int64)
-    row = {"name": f"ResNet-50 train step, batch {batch}, {size}x{size}"}
-    try:
-        from affectfer import models, optim
-        from affectfer.nn import functional as F
-    except ImportError as e:  # the model zoo is not on this checkout yet
-        row["note"] = f"affectfer model missing: {e}"
-        return [row]
-    model = models.resnet50(num_classes=num_classes)
-    model.train()
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = af.tensor(x_np), af.tensor(y_np)
-
-    def af_step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    row["af"] = batch / best_time(af_step, reps)
+    from affectfer import models, optim
+    from affectfer.nn import functional as F
     try:
         import torchvision
     except ImportError:
-        return [row]
-    if torch is not None:
-        tmodel = torchvision.models.resnet50(num_classes=num_classes)
-        tmodel.train()
-        topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
-        tx, ty = torch.tensor(x_np), torch.tensor(y_np)
+        torchvision = None
+    rows = []
+    for arch in archs:
+        row = {"name": f"{arch} train step, batch {batch}, {size}x{size}"}
+        model = getattr(models, arch)(num_classes=num_classes)
+        model.train()
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x, y = af.tensor(x_np), af.tensor(y_np)
 
-        def torch_step():
-            topt.zero_grad()
-            torch.nn.functional.cross_entropy(tmodel(tx), ty).backward()
-            topt.step()
+        def af_step():
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
 
-        row["torch"] = batch / best_time(torch_step, reps)
-    return [row]
+        row["af"] = batch / best_time(af_step, reps)
+        if torch is not None and torchvision is not None:
+            tmodel = getattr(torchvision.models, arch)(num_classes=num_classes)
+            tmodel.train()
+            topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
+            tx, ty = torch.tensor(x_np), torch.tensor(y_np)
+
+            def torch_step():
+                topt.zero_grad()
+                torch.nn.functional.cross_entropy(tmodel(tx), ty).backward()
+                topt.step()
+
+            row["torch"] = batch / best_time(torch_step, reps)
+        rows.append(row)
+    return rows
 
 
 def format_model_table(rows):
     lines = ["| model | affectfer images/s | torch images/s | af / torch |", "|---|---:|---:|---:|"]
     for r in rows:
-        if "note" in r:
-            lines.append(f"| {r['name']} | {r['note']} | | |")
-            continue
         t = r.get("torch")
         lines.append(f"| {r['name']} | {r['af']:.2f} | " + (f"{t:.2f} | {r['af'] / t:.2f} |" if t else "- | - |"))
     return "\n".join(lines)
