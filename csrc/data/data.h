@@ -61,7 +61,8 @@ af_status af_sampler_bagging(int64_t n, int64_t m, uint64_t seed, uint64_t model
  * result straight into row s % batch_size of its batch. When a batch's last row is written the batch
  * is ready; the consumer takes batches strictly in order. Because every sample's randomness depends
  * only on (seed, epoch, s) and every row has one writer, batches are bitwise identical for any number
- * of workers. The first worker error stops everything and is reported by the next take. */
+ * of workers. A worker error stops the workers; the batches before the failing sample are still
+ * delivered, then the take that reaches the failing batch reports the error (naming the file). */
 #include "../core/tensor.h"
 
 typedef struct af_batch {
@@ -116,11 +117,14 @@ af_status af_queue_new(int capacity, int64_t n_samples, int64_t batch_size, int 
                        af_batch_queue **out);
 int64_t af_queue_num_batches(const af_batch_queue *q);
 /* A worker claims the next sample position: returns 1 with *s, *batch (its batch, buffers allocated)
- * and *row; 0 when there is no more work (epoch done, stopped, or failed: then *st says why). */
+ * and *row; 0 when there is no more work (epoch done or stopped), or when the batch buffers could
+ * not be allocated (then *st says why and *s is the position that needed them). */
 int af_queue_claim(af_batch_queue *q, int64_t *s, af_batch **batch, int64_t *row, af_status *st);
 void af_queue_row_done(af_batch_queue *q, af_batch *batch);
-/* Records the first failure (status and the calling thread's message) and stops the queue. */
-void af_queue_fail(af_batch_queue *q, af_status st);
+/* Records a failure at sample position s (status and the calling thread's message; the earliest
+ * position wins) and stops handing out work. The batches before the failing one are still completed
+ * by the workers and delivered; af_queue_take then returns the error. */
+void af_queue_fail(af_batch_queue *q, af_status st, int64_t s);
 af_status af_queue_take(af_batch_queue *q, int timeout_ms, af_batch *out, int *got);
 void af_queue_stop(af_batch_queue *q);
 void af_queue_free(af_batch_queue *q);

@@ -106,7 +106,7 @@ static void *worker_main(void *arg) {
         if (st != AF_OK) break;
         af_queue_row_done(l->queue, b);
     }
-    if (st != AF_OK) af_queue_fail(l->queue, st);
+    if (st != AF_OK) af_queue_fail(l->queue, st, s); /* s: the failing position (claim sets it too) */
     return NULL;
 }
 

@@ -22,6 +22,7 @@ struct af_batch_queue {
     int64_t taken;       /* batches handed to the consumer */
     int stop;
     af_status error;
+    int64_t error_batch; /* the batch holding the failing sample */
     char message[1024];
 };
 
@@ -92,6 +93,7 @@ int af_queue_claim(af_batch_queue *q, int64_t *s, af_batch **batch, int64_t *row
             af_status ost = open_batch(q, slot, b);
             if (ost != AF_OK) {
                 *st = ost;
+                *s = q->next_sample; /* the position that could not get a buffer */
                 break;
             }
         }
@@ -111,10 +113,12 @@ void af_queue_row_done(af_batch_queue *q, af_batch *batch) {
     pthread_mutex_unlock(&q->mu);
 }
 
-void af_queue_fail(af_batch_queue *q, af_status st) {
+void af_queue_fail(af_batch_queue *q, af_status st, int64_t s) {
     pthread_mutex_lock(&q->mu);
-    if (q->error == AF_OK) {
+    int64_t b = s / q->batch_size;
+    if (q->error == AF_OK || b < q->error_batch) { /* report the earliest failure, as a serial loop would */
         q->error = st;
+        q->error_batch = b;
         snprintf(q->message, sizeof(q->message), "%s", af_error_message());
     }
     q->stop = 1;
@@ -137,7 +141,9 @@ af_status af_queue_take(af_batch_queue *q, int timeout_ms, af_batch *out, int *g
     af_status st = AF_OK;
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        if (q->error != AF_OK) {
+        /* every position before a failing one was claimed, so the batches before error_batch still
+         * complete: deliver them first, then report the error */
+        if (q->error != AF_OK && q->taken >= q->error_batch) {
             st = AF_FAIL(q->error, "%s", q->message);
             break;
         }
@@ -145,7 +151,7 @@ af_status af_queue_take(af_batch_queue *q, int timeout_ms, af_batch *out, int *g
             *got = 1;
             break;
         }
-        if (q->stop) {
+        if (q->stop && q->error == AF_OK) {
             st = AF_FAIL(AF_ERR_RUNTIME, "loader: this iteration was stopped");
             break;
         }

@@ -121,6 +121,15 @@ def test_worker_error_names_the_file(tmp_path, rng):
             pass
     gc.collect()
     assert threads() == before
+    # batches before the failing sample arrive first, whatever the worker count and timing
+    (tmp_path / "list.csv").write_text("ok.png,0\n" * 5 + "missing.png,0\n" + "ok.png,0\n" * 6)
+    for workers in (1, 2, 8):
+        got = []
+        with pytest.raises(OSError, match="missing.png"):
+            for x, y in Loader(CSVDataset(str(tmp_path / "list.csv"), check_files=False), batch_size=2, workers=workers,
+                               prefetch=4):
+                got.append(len(y))
+        assert got == [2, 2], workers
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (tmp_path / "list.csv").write_text("ok.png,0\nbad.png,0\n")
     with pytest.raises(Exception, match="bad.png"):
