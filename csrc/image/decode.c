@@ -75,6 +75,19 @@ static int jpeg_complete(const uint8_t *b, size_t n) {
     return 0;
 }
 
+/* stb_image 2.30 computes `NULL + 0` (undefined behaviour, caught by UBSan in `make fuzz`) when the
+ * first IDAT chunk of a PNG is empty; legal but never written by real encoders, so refused. */
+static int png_first_idat_empty(const uint8_t *b, size_t n) {
+    size_t pos = 8;
+    while (pos + 8 <= n) {
+        uint32_t len = (uint32_t)b[pos] << 24 | (uint32_t)b[pos + 1] << 16 | (uint32_t)b[pos + 2] << 8 | b[pos + 3];
+        if (!memcmp(b + pos + 4, "IDAT", 4)) return len == 0;
+        if (len > n) return 0;
+        pos += 12 + (size_t)len;
+    }
+    return 0;
+}
+
 static uint32_t le32(const uint8_t *p) { return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
 static int bmp_complete(const uint8_t *b, size_t n) {
@@ -105,6 +118,8 @@ af_status af_image_decode(const uint8_t *bytes, size_t nbytes, int64_t max_pixel
                        (long long)w * h, (long long)max_pixels);
     if (nbytes >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8 && !jpeg_complete(bytes, nbytes))
         return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': truncated JPEG (no end-of-image marker after the last scan)", name);
+    if (nbytes >= 8 && !memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) && png_first_idat_empty(bytes, nbytes))
+        return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': PNG with an empty first IDAT chunk", name);
     if (nbytes >= 2 && bytes[0] == 'B' && bytes[1] == 'M' && !bmp_complete(bytes, nbytes))
         return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': truncated BMP (fewer pixel bytes than the header says)", name);
     int dw = 0, dh = 0, dcomp = 0;

@@ -34,7 +34,8 @@ af_status af_image_read_file(const char *path, int64_t max_pixels, af_image *out
 typedef struct af_pipeline af_pipeline; /* opaque, see csrc/image/pipeline.c */
 
 /* Output of a pipeline ending in a to-tensor stage, for an input of in_h x in_w: float32 of shape
- * (channels, height, width). Fails with AF_ERR_VALUE when the size is not fixed by the pipeline
+ * (channels, height, width). channels is 3 (RGB, as decoded; a 1-channel input is widened) unless a
+ * Grayscale/SobelEdges stage sets it. Fails with AF_ERR_VALUE when the size is not fixed by the pipeline
  * (no Resize/crop to a fixed size) and so cannot be batched. */
 af_status af_pipeline_output_shape(const af_pipeline *p, int in_h, int in_w, int *channels, int *height,
                                    int *width);

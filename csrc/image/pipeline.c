@@ -95,7 +95,7 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
     case AF_STAGE_RANDOM_RESIZED_CROP:
         if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 1, 1 << 16))
             return AF_FAIL(AF_ERR_VALUE, "RandomResizedCrop: size must be positive integers up to 65536");
-        if (!(p[2] > 0 && p[2] <= p[3]) || !(p[4] > 0 && p[4] <= p[5]))
+        if (!(p[2] > 0 && p[2] <= p[3] && p[3] < 1e30) || !(p[4] > 0 && p[4] <= p[5] && p[5] < 1e30))
             return AF_FAIL(AF_ERR_VALUE, "RandomResizedCrop: scale and ratio must be positive (lo, hi) with lo <= hi");
         break;
     case AF_STAGE_HFLIP:
@@ -143,10 +143,10 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
     case AF_STAGE_RANDOM_ERASING: {
         if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: p must be in [0, 1], got %g", p[0]);
         if (!(p[1] >= 0 && p[1] <= p[2] && p[2] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: scale must be 0 <= lo <= hi <= 1");
-        if (!(p[3] > 0 && p[3] <= p[4])) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: ratio must be 0 < lo <= hi");
-        int nvalues = is_int(p[6], 0, 3) ? (int)p[6] : -1; /* cast only once known in range (UB otherwise) */
-        if (!is_int(p[5], 0, 1) || !is_int(p[6], 0, 3) || n != 7 + nvalues || (p[5] == 0 && nvalues == 0))
+        if (!(p[3] > 0 && p[3] <= p[4] && p[4] < 1e30)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: ratio must be 0 < lo <= hi");
+        if (!is_int(p[5], 0, 1) || !is_int(p[6], 0, 3) || n != 7 + (int)p[6] || (p[5] == 0 && p[6] == 0))
             return AF_FAIL(AF_ERR_VALUE, "RandomErasing: value must be 'random' or 1 or C numbers");
+        int nvalues = (int)p[6];
         if (!after_tensor) {
             if (p[5] == 1) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: value='random' needs a float tensor (put it after ToTensor)");
             for (int k = 0; k < nvalues; k++)
@@ -465,6 +465,16 @@ af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, floa
         AF_TRY(run_uint8_stage(s, img, rng));
     }
     if (p->to_tensor < 0 || !out) return AF_OK;
+    /* af_pipeline_output_shape promises RGB (what decoding yields) unless a stage sets the channel
+     * count: a 1-channel input image is widened like a decoded gray file, so the tensor always has
+     * the announced shape */
+    int C, H, W;
+    AF_TRY(af_pipeline_output_shape(p, 1, 1, &C, &H, &W));
+    if (img->channels == 1 && C == 3) {
+        af_image rgb;
+        AF_TRY(af_img_grayscale(img, 3, &rgb));
+        swap_in(img, &rgb);
+    }
     af_img_to_tensor(img, NULL, NULL, out);
     for (int k = p->to_tensor + 1; k < p->nstages; k++) {
         const af_stage *s = &p->stages[k];

@@ -4,7 +4,7 @@ import pytest
 
 import affectfer.io as aio
 
-from .imgutil import JPEG_BASELINE, JPEG_PROGRESSIVE, bmp_bytes, gradient16, png_bytes, png_header_only
+from .imgutil import JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient16, png_bytes, png_header_only
 
 
 @pytest.fixture
@@ -96,3 +96,12 @@ def test_huge_image_refused_before_decoding(tmp_path):
 def test_header_beyond_stb_dimension_cap():
     with pytest.raises(ValueError):
         aio.decode_image(png_header_only(100000, 2), max_pixels=0)  # no pixel limit: stb's own cap
+
+
+def test_png_with_empty_first_idat_refused(img):
+    # stb_image does NULL + 0 on this (UBSan); legal PNG but never produced by encoders
+    data = png_bytes(img)
+    at = data.index(b"IDAT") - 4
+    crafted = data[:at] + _chunk(b"IDAT", b"") + data[at:]
+    with pytest.raises(ValueError, match="empty first IDAT"):
+        aio.decode_image(crafted)

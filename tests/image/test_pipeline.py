@@ -55,8 +55,13 @@ def test_global_stream_used_without_seed(img):
 
 def test_grayscale_input_runs(rng):
     g = rng.integers(0, 256, (20, 30), dtype=np.uint8)
-    out = T.Compose([T.Resize((10, 10)), T.ToTensor()])(g, seed=0, stream=0)
-    assert out.shape == (1, 10, 10)
+    tf = T.Compose([T.Resize((10, 10)), T.ToTensor()])
+    out = tf(g, seed=0, stream=0)
+    assert out.shape == tf.output_shape(20, 30) == (3, 10, 10)  # widened to RGB like a decoded gray file
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[0], F.to_tensor(F.resize(g, (10, 10)))[0])
+    assert T.Compose([T.Grayscale(1), T.ToTensor()])(g, seed=0, stream=0).shape == (1, 20, 30)
+    assert T.Compose([T.Resize((10, 10))])(g, seed=0, stream=0).shape == (10, 10, 1)  # uint8 output keeps 1
 
 
 def test_random_erasing_float_and_uint8(img):
