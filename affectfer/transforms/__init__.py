@@ -18,6 +18,21 @@ pipeline with ToTensor returns float32 (C, H, W). The same ops with explicit par
 `affectfer.transforms.functional`.
 
 Python callables cannot run inside the C pipeline (that would need the GIL in every loader thread).
+
+Conformance with torchvision 0.29 (tensor path, uint8 CHW tensors; tests/image/test_torchvision.py):
+- bit-exact: CenterCrop, crop, pad (all modes), flips, ToTensor, Normalize, adjust_brightness /
+  contrast / saturation / hue / sharpness, rgb_to_grayscale, posterize, solarize, autocontrast,
+  equalize, invert, and every RandAugment op at every magnitude bin with both signs (magnitude tables
+  included: torch's linspace uses a fused multiply-add, reproduced with fmaf);
+- within 1 LSB: Resize (bilinear; antialias=True is torchvision >= 0.17's default, antialias=False
+  its < 0.15 tensor behaviour): weights are identical, but ATen's float32 accumulation order is not
+  reproduced, so under 0.5% of pixels sit one step off at .5 ties; F.affine / F.rotate with
+  arbitrary angles (nearest: under 0.2% of pixels pick a neighbour at float32 ties; bilinear <= 1);
+- same algorithm, different random stream: every random parameter (crop boxes, erasing boxes, jitter
+  factors and order, RandAugment draws) is drawn like torchvision but from Philox, so results match
+  torchvision in distribution only.
+Not implemented: the PIL-path rounding variants (spec 1.5.2), interpolation modes other than
+bilinear (Resize) / nearest and bilinear (affine).
 """
 import numbers
 import math
