@@ -4,8 +4,10 @@ No files ship with the package: `synthetic_faces(n, seed)` draws them, so `make 
 tests have labelled faces on any machine. Each class changes what a real expression changes
 (eyebrow angle and height, eye opening, mouth curvature and opening, asymmetry), with random face
 position, size, skin tone, background and noise so that a model has to learn the parts, not a pixel.
-A hand occluding part of the face appears in a fraction of images, far more often on fear, as in the
-synthetic ABAW training data the hand-assisted method was built for; `hands` gives that label.
+A hand over the mouth appears in half of the fear images and rarely elsewhere, as in the synthetic
+ABAW training data the hand-assisted method was built for: it hides the mouth, the cue that tells
+fear from surprise, which is why a hand detector plus the rule `hand and not happy -> fear` helps.
+`hands` gives that label.
 
 Drawing is vectorised over a coordinate grid per image (no per-pixel Python loop).
 """
@@ -28,7 +30,7 @@ _FEATURES = {
     "surprise": (-0.1, 0.12, 1.35, 0.0, 0.9, 0.0),
 }
 HAND_PROBABILITY = {"fear": 0.5}
-HAND_PROBABILITY_OTHER = 0.1
+HAND_PROBABILITY_OTHER = 0.04
 
 
 @dataclass
@@ -119,10 +121,10 @@ def _draw_face(rng, yy, xx, features, hand):
     else:
         paint(_stroke(yy - lip, 0.012) * inside, ink)
 
-    if hand:  # a palm with four fingers over the lower or side part of the face
-        hx, hy = cx + rng.uniform(-0.25, 0.25), cy + rng.uniform(0.05, 0.3)
+    if hand:  # a palm with four fingers over the mouth
+        hx, hy = cx + rng.uniform(-0.08, 0.08), my + rng.uniform(0.0, 0.06)
         hand_skin = skin * rng.uniform(0.85, 1.1)
-        palm = ((xx - hx) / 0.16) ** 2 + ((yy - hy) / 0.12) ** 2 <= 1.0
+        palm = ((xx - hx) / 0.2) ** 2 + ((yy - hy) / 0.13) ** 2 <= 1.0
         fingers = np.zeros_like(palm)
         for k in range(4):
             fx = hx - 0.12 + k * 0.08

@@ -6,7 +6,22 @@ import pytest
 
 import affectfer as af
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+def _find_shared_data():
+    """../shared/data beside the checkout (CI's layout), or beside any parent folder (worktrees);
+    AFFECTFER_SHARED_DATA overrides. None when absent: tests that need real faces skip."""
+    if os.environ.get("AFFECTFER_SHARED_DATA"):
+        return os.environ["AFFECTFER_SHARED_DATA"]
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    while True:
+        candidate = os.path.join(os.path.dirname(folder), "shared", "data")
+        if os.path.isdir(candidate):
+            return candidate
+        if os.path.dirname(folder) == folder:
+            return None
+        folder = os.path.dirname(folder)
+
+
+SHARED_DATA = _find_shared_data()
 
 
 def call(op, inputs, ints=(), floats=()):
