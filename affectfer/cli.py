@@ -119,7 +119,10 @@ def _demo(args) -> int:
     f1_rule = metrics.macro_f1(labels, combined, len(CLASSES))
     print(f"hand detector accuracy: {metrics.accuracy(hand_true, hand_pred):.4f}")
     print(metrics.classification_report(labels, combined, CLASSES))
-    print(f"\nmacro F1 over 6 classes: expression model {f1_expr:.4f} -> with the hand rule {f1_rule:.4f}")
+    changed = combined != expr_pred
+    fixed, broken = int((changed & (combined == labels)).sum()), int((changed & (expr_pred == labels)).sum())
+    print(f"\nthe rule changed {int(changed.sum())} predictions: {fixed} corrected, {broken} broken")
+    print(f"macro F1 over 6 classes: expression model {f1_expr:.4f} -> with the hand rule {f1_rule:.4f}")
 
     checkpoint.save(expr_model, os.path.join(args.out, "expression_resnet18.safetensors"), config={"classes": CLASSES})
     checkpoint.save(hand_model, os.path.join(args.out, "hand_resnet18.safetensors"), config={"classes": ["no hand", "hand"]})

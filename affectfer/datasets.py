@@ -4,9 +4,10 @@ No files ship with the package: `synthetic_faces(n, seed)` draws them, so `make 
 tests have labelled faces on any machine. Each class changes what a real expression changes
 (eyebrow angle and height, eye opening, mouth curvature and opening, asymmetry), with random face
 position, size, skin tone, background and noise so that a model has to learn the parts, not a pixel.
-A hand over the mouth appears in half of the fear images and rarely elsewhere, as in the synthetic
-ABAW training data the hand-assisted method was built for: it hides the mouth, the cue that tells
-fear from surprise, which is why a hand detector plus the rule `hand and not happy -> fear` helps.
+A hand over the face (palm on the mouth, fingers across eyes and brows) appears in half of the fear
+images and rarely elsewhere, as in the synthetic ABAW training data the hand-assisted method was
+built for: it hides the cues that tell fear from surprise, which is what a hand detector plus the
+rule `hand and not happy -> fear` is for.
 `hands` gives that label.
 
 Drawing is vectorised over a coordinate grid per image (no per-pixel Python loop).
@@ -126,15 +127,15 @@ def _draw_face(rng, yy, xx, features, hand):
         hand_skin = skin * rng.uniform(0.85, 1.1)
         palm = ((xx - hx) / 0.2) ** 2 + ((yy - hy) / 0.13) ** 2 <= 1.0
         fingers = np.zeros_like(palm)
-        for k in range(4):
-            fx = hx - 0.12 + k * 0.08
-            fingers |= (np.abs(xx - fx) <= 0.028) & (yy <= hy) & (yy >= hy - 0.25 + abs(k - 1.5) * 0.03)
+        for k in range(4):  # long enough to reach over the eyes and brows, as in a fearful gesture
+            fx = hx - 0.15 + k * 0.1
+            fingers |= (np.abs(xx - fx) <= 0.04) & (yy <= hy) & (yy >= hy - 0.5 + abs(k - 1.5) * 0.04)
         region = palm | fingers
         canvas[region] = hand_skin
         # finger gaps drawn as dark lines: the edges the hand detector learns from
         for k in range(3):
-            gx = hx - 0.08 + k * 0.08
-            paint(_stroke(xx - gx, 0.006) * ((yy <= hy) & (yy >= hy - 0.2)), hand_skin * 0.5)
+            gx = hx - 0.1 + k * 0.1
+            paint(_stroke(xx - gx, 0.006) * ((yy <= hy) & (yy >= hy - 0.42)), hand_skin * 0.5)
 
     canvas += rng.normal(0.0, 6.0, canvas.shape)
     return np.clip(canvas, 0, 255).astype(np.uint8)
