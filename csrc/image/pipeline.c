@@ -160,8 +160,9 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
         return AF_OK;
     case AF_STAGE_NORMALIZE: {
         if (!after_tensor) return AF_FAIL(AF_ERR_VALUE, "Normalize: must come after ToTensor");
-        int C = (int)p[0];
-        if (!is_int(p[0], 1, 3) || n != 1 + 2 * C) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std need 1 or 3 values");
+        if (!is_int(p[0], 1, 3)) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std need 1 or 3 values");
+        int C = (int)p[0]; /* only after the range check: converting an out-of-range double is undefined */
+        if (n != 1 + 2 * C) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std need 1 or 3 values");
         for (int c = 0; c < C; c++) {
             if (!isfinite(p[1 + c]) || !isfinite(p[1 + C + c])) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std must be finite");
             if ((float)p[1 + C + c] == 0.0f) return AF_FAIL(AF_ERR_VALUE, "Normalize: std evaluated to zero, leading to division by zero");
