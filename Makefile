@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 SYSTEM_PACKAGES := gcc make libopenblas-dev libstb-dev python3-dev python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?=
 CSRC := $(shell find csrc -name '*.c' -o -name '*.h' -o -name '*.cu' 2>/dev/null)
 
 .PHONY: test demo bench fuzz build system clean stb
@@ -59,7 +60,9 @@ clean:
 	rm -rf build $(VENV) affectfer/*.so *.egg-info
 
 # libFuzzer harnesses (fuzz/*.c) over the C decoder and transform pipeline, with ASan + UBSan.
-# `make fuzz` runs each for FUZZ_SECONDS (default 60); `make fuzz FUZZ_SECONDS=10` is CI-sized.
+# `make fuzz` runs each for FUZZ_SECONDS (default 60) from a random seed: open-ended bug hunting.
+# FUZZ_FLAGS adds libFuzzer options; CI passes a fixed -seed and -runs so that its run is the same
+# every time (a finding then reproduces, and a green run stays green).
 # stb_image is trixie's (make stb) when it can be fetched. Corpora grow in fuzz/corpus-<name>/ (ignored), seeded from fuzz/seeds/<name>/; a crash leaves
 # fuzz/crash-* and fails the target.
 FUZZ_CC ?= clang
@@ -81,6 +84,6 @@ fuzz: $(patsubst %,fuzz/%.bin,$(FUZZ_HARNESSES))
 	@set -e; for h in $(FUZZ_HARNESSES); do \
 	  n=$${h#fuzz_}; mkdir -p fuzz/corpus-$$n; echo "fuzzing $$n for $(FUZZ_SECONDS) s"; \
 	  status=0; ./fuzz/$$h.bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
-	    -print_final_stats=1 -artifact_prefix=fuzz/ fuzz/corpus-$$n fuzz/seeds/$$n > fuzz/$$n.log 2>&1 || status=$$?; \
+	    -print_final_stats=1 -artifact_prefix=fuzz/ $(FUZZ_FLAGS) fuzz/corpus-$$n fuzz/seeds/$$n > fuzz/$$n.log 2>&1 || status=$$?; \
 	  tail -n 12 fuzz/$$n.log; test $$status -eq 0; \
 	done
