@@ -99,3 +99,37 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, seed=0):
             nflat[k] = (plus - minus) / (2 * eps)
         assert_close(analytic, numeric, rtol=rtol, atol=atol, name=f"gradient of input {i}")
     return True
+
+
+def assert_thread_invariant(fn, arrays, threads=(1, 2), seed=0, name="op"):
+    """Run `fn(*inputs)` once per thread count and require bitwise-equal outputs and input gradients.
+
+    `arrays`: NumPy arrays (float ones become leaf tensors with requires_grad, others plain tensors)
+    or anything else, passed through. fn returns a tensor or a tuple; outputs that require grad are
+    back-propagated with fixed random projections, the others (e.g. updated running statistics)
+    are compared as they are. affectfer promises these bits do not depend on the thread count.
+    """
+    from . import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng(seed)
+    projections, runs, previous = None, [], get_num_threads()
+    try:
+        for n in threads:
+            set_num_threads(n)
+            inputs = [tensor(a, requires_grad=a.dtype.kind == "f") if isinstance(a, np.ndarray) else a for a in arrays]
+            outs = fn(*inputs)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            if projections is None:
+                projections = [rng.standard_normal(o.shape).astype(o.dtype) if o.requires_grad else None for o in outs]
+            live = [(o, p) for o, p in zip(outs, projections) if p is not None]
+            for k, (o, p) in enumerate(live):
+                o.backward(tensor(p), retain_graph=k < len(live) - 1)
+            grads = [x.grad for x in inputs if isinstance(x, _C.TensorBase) and x.grad is not None]
+            runs.append([t.numpy().copy() for t in list(outs) + grads])
+    finally:
+        set_num_threads(previous)
+    for run, n in zip(runs[1:], threads[1:]):
+        for k, (a, b) in enumerate(zip(runs[0], run)):
+            kind = f"output {k}" if k < len(projections) else f"gradient {k - len(projections)}"
+            if not np.array_equal(a, b, equal_nan=True):
+                raise AssertionError(f"{name}: {kind} differs between {threads[0]} and {n} threads")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import affectfer as af
-from affectfer.testing import assert_close, gradcheck
+from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
 from tests.conftest import call, t64
 
 REFERENCE_TESTED = {"conv2d"}
@@ -154,23 +154,7 @@ def test_thread_count_does_not_change_bits(case, rng):
     x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[0]).astype(np.float32)
     ints = _ints(stride, padding, dilation, groups)
-    dy = None
-    results = []
-    old = af.get_num_threads()
-    try:
-        for threads in (1, 2):
-            af.set_num_threads(threads)
-            ax, aw, ab = (af.tensor(a, requires_grad=True) for a in (x, w, b))
-            y = call("conv2d", [ax, aw, ab], ints)
-            if dy is None:
-                dy = rng.standard_normal(y.shape).astype(np.float32)
-            y.backward(af.tensor(dy))
-            results.append([y.numpy().copy(), ax.grad.numpy().copy(), aw.grad.numpy().copy(), ab.grad.numpy().copy()])
-    finally:
-        af.set_num_threads(old)
-    for name, one, two in zip(["y", "dx", "dw", "dbias"], *results):
-        assert np.array_equal(one, two), f"{name} differs between 1 and 2 threads"
-
+    assert_thread_invariant(lambda *t: call("conv2d", list(t), ints), [x, w, b], name=f"conv2d {case}")
 
 def test_rejects_bad_input():
     x, w = af.zeros(1, 4, 5, 5), af.zeros(2, 3, 3, 3)

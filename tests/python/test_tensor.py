@@ -140,3 +140,18 @@ def test_assert_close_handles_nan_inf_and_reports_the_worst_element():
         assert_close(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 3.1]), rtol=0, atol=0.01)
     with pytest.raises(AssertionError, match="shape"):
         assert_close(np.zeros(2), np.zeros(3))
+
+
+def test_assert_thread_invariant_catches_thread_dependent_results():
+    from affectfer.testing import assert_thread_invariant
+
+    x = np.arange(6, dtype=np.float64)
+    assert_thread_invariant(lambda t: t * 2.0, [x])
+    with pytest.raises(AssertionError, match="output 0 differs between 1 and 2 threads"):
+        assert_thread_invariant(lambda t: t * float(af.get_num_threads()), [x], name="scaled")
+    def same_value_other_gradient(t):  # value t for any thread count, gradient = the thread count
+        s = float(af.get_num_threads())
+        return t * s - (t * s).detach() + t.detach()
+
+    with pytest.raises(AssertionError, match="gradient 0 differs"):
+        assert_thread_invariant(same_value_other_gradient, [x])
