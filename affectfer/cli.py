@@ -63,7 +63,7 @@ def _demo(args) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     af.manual_seed(args.seed)
-    progress = not args.no_progress
+    progress = not args.no_progress and sys.stderr.isatty()  # bars in a terminal, not in logs
     started = time.perf_counter()
     print(f"affectfer demo: hand-assisted FER on synthetic faces ({args.train_size} train, {args.val_size} val, "
           f"{args.image_size}x{args.image_size}, {af.get_num_threads()} threads)")
