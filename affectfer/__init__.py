@@ -29,7 +29,8 @@ def manual_seed(seed: int) -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by CPU kernels and the BLAS."""
+    """Threads used by CPU kernels (OpenMP). The BLAS stays single-threaded: GEMMs are parallelised
+    over shape-determined tiles so results do not depend on this number."""
     _C.set_num_threads(int(n))
 
 
@@ -42,4 +43,6 @@ class cuda:
     def is_available() -> bool:
         return _C.cuda_available()
 
-from . import models, nn, optim  # noqa: E402  (they build on the names above)
+
+# Submodules that build on the names above. affectfer.plots (matplotlib) is imported on first use.
+from . import checkpoint, data, datasets, decision, io, metrics, models, nn, optim, testing, train, transforms  # noqa: E402,F401

@@ -155,3 +155,11 @@ def test_assert_thread_invariant_catches_thread_dependent_results():
 
     with pytest.raises(AssertionError, match="gradient 0 differs"):
         assert_thread_invariant(same_value_other_gradient, [x])
+
+
+def test_submodules_are_reachable_from_the_package():
+    for name in ("checkpoint", "data", "datasets", "decision", "io", "metrics", "models", "nn", "optim", "testing",
+                 "train", "transforms"):
+        assert hasattr(af, name), f"affectfer.{name} is not imported by the package"
+    with pytest.raises(OSError, match="nonexistent"):
+        af.io.read_image("/nonexistent-affectfer.jpg")
