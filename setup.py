@@ -87,7 +87,7 @@ def extension():
     debug = os.environ.get("AFFECTFER_DEBUG") == "1"
     cflags = ["-std=gnu11", "-fopenmp", "-Wall", "-Wno-unused-function", "-fvisibility=hidden",
               # Exact float32 semantics: no contraction of a*b+c into FMA (image ops must match
-              # torchvision bit for bit, see shared spec section 0.3).
+              # torchvision bit for bit: torch evaluates a*b+c with two roundings on the CPU).
               "-ffp-contract=off", "-fno-math-errno"]
     cflags += ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
     if os.environ.get("AFFECTFER_PORTABLE") != "1" and not debug:

@@ -1,6 +1,8 @@
 """ResNet-18/34/50 with exactly torchvision's structure, parameter names, shapes and initialisation
 (He et al. 2016, "Deep Residual Learning"; torchvision's Bottleneck is "v1.5": the stride sits on the
-3x3 convolution). See /work/shared/specs/models.md section 2.
+3x3 convolution). Reference: torchvision/models/resnet.py (torchvision 0.29): the same module
+tree, BatchNorm eps 1e-5 and momentum 0.1, kaiming-normal (fan_out, relu) conv init, BN weight 1
+and bias 0, and the default nn.Linear init for the head.
 
     model = resnet18(num_classes=7)
     model.load_state_dict(torchvision_state_dict)    # names match one to one

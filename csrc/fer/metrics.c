@@ -1,7 +1,8 @@
 /* FER metrics: confusion matrix, per-class F1 / precision / recall, accuracy, concordance
- * correlation coefficient. Semantics: shared spec section 6 (scikit-learn's f1_score with
+ * correlation coefficient. Semantics: scikit-learn's f1_score with
  * zero_division=0 and labels=range(C): a class absent from both truth and prediction scores 0, and
- * macro F1 averages over ALL task classes, as the ABAW criteria do). */
+ * macro F1 averages over ALL task classes, as the ABAW criteria do: Kollias, ABAW 2022 challenge
+ * paper, arXiv 2207.01138). */
 #include "fer.h"
 
 #include <string.h>
