@@ -39,6 +39,26 @@ void af_scores_from_confusion(const int64_t *cm, int C, double *f1, double *prec
     }
 }
 
+/* truth: (n, L) in {0, 1, ignore_label}; score: (n, L). A frame's label that is unannotated (-1 in
+ * Aff-Wild2's AU files) is skipped for that label alone, as the ABAW evaluation does. */
+af_status af_multilabel_counts(const int64_t *truth, const double *score, int64_t n, int L, double threshold,
+                               int64_t ignore_label, int64_t *counts) {
+    if (L < 1) return AF_FAIL(AF_ERR_VALUE, "multi-label metrics need at least one label, got %d", L);
+    memset(counts, 0, sizeof *counts * 4 * (size_t)L);
+    for (int64_t i = 0; i < n; i++) {
+        for (int l = 0; l < L; l++) {
+            int64_t t = truth[i * L + l];
+            if (t == ignore_label) continue;
+            if (t != 0 && t != 1)
+                return AF_FAIL(AF_ERR_VALUE, "y_true[%lld, %d] = %lld: multi-label truth must be 0, 1 or %lld",
+                               (long long)i, l, (long long)t, (long long)ignore_label);
+            int positive = score[i * L + l] >= threshold;
+            counts[l * 4 + (t ? (positive ? 0 : 2) : (positive ? 1 : 3))]++;
+        }
+    }
+    return AF_OK;
+}
+
 /* Lin's concordance correlation coefficient with population moments (the ABAW scripts' numpy
  * var/std): 2 cov(x,y) / (var x + var y + (mean x - mean y)^2). Two passes for accuracy. */
 af_status af_ccc(const double *x, const double *y, int64_t n, double *out) {

@@ -96,6 +96,34 @@ static PyObject *py_ccc(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *py_multilabel_counts(PyObject *self, PyObject *args) {
+    PyObject *t_obj, *s_obj;
+    double threshold;
+    long long ignore;
+    if (!PyArg_ParseTuple(args, "OOdL:multilabel_counts", &t_obj, &s_obj, &threshold, &ignore)) return NULL;
+    PyArrayObject *t = as_array(t_obj, NPY_INT64, 2, "y_true"), *s = t ? as_array(s_obj, NPY_FLOAT64, 2, "y_score") : NULL;
+    PyObject *counts = NULL;
+    if (!s) goto done;
+    if (PyArray_DIM(t, 0) != PyArray_DIM(s, 0) || PyArray_DIM(t, 1) != PyArray_DIM(s, 1)) {
+        PyErr_Format(PyExc_ValueError, "y_true has shape (%zd, %zd) but y_score has (%zd, %zd)", (Py_ssize_t)PyArray_DIM(t, 0),
+                     (Py_ssize_t)PyArray_DIM(t, 1), (Py_ssize_t)PyArray_DIM(s, 0), (Py_ssize_t)PyArray_DIM(s, 1));
+        goto done;
+    }
+    npy_intp dims[2] = {PyArray_DIM(t, 1), 4};
+    counts = PyArray_ZEROS(2, dims, NPY_INT64, 0);
+    if (!counts) goto done;
+    af_status st = af_multilabel_counts(PyArray_DATA(t), PyArray_DATA(s), PyArray_DIM(t, 0), (int)dims[0], threshold, ignore,
+                                        PyArray_DATA((PyArrayObject *)counts));
+    if (st != AF_OK) {
+        Py_CLEAR(counts);
+        af_py_raise(st);
+    }
+done:
+    Py_XDECREF(t);
+    Py_XDECREF(s);
+    return counts;
+}
+
 static PyObject *py_hand_override(PyObject *self, PyObject *args) {
     PyObject *e_obj, *h_obj;
     long long happiness, fear;
@@ -153,6 +181,8 @@ done:
 PyMethodDef af_fer_methods[] = {
     {"confusion_matrix", py_confusion_matrix, METH_VARARGS, "confusion_matrix(y_true, y_pred, num_classes, ignore_label)"},
     {"scores_from_confusion", py_scores_from_confusion, METH_O, "(f1, precision, recall) per class"},
+    {"multilabel_counts", py_multilabel_counts, METH_VARARGS,
+     "multilabel_counts(y_true (N,L), y_score (N,L), threshold, ignore_label) -> (L, 4) TP, FP, FN, TN"},
     {"ccc", py_ccc, METH_VARARGS, "concordance correlation coefficient (population moments)"},
     {"hand_override", py_hand_override, METH_VARARGS, "hand_override(expression, hand, happiness, fear)"},
     {"soft_vote", py_soft_vote, METH_VARARGS, "soft_vote(probabilities (M,N,C), weights=None) -> (N,C)"},

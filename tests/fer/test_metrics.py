@@ -70,3 +70,86 @@ def test_classification_report_lists_every_class():
     for name in metrics.EXPRESSIONS_6:
         assert name in text
     assert "0.4111" in text and "0.6250" in text
+
+
+# ---- action units, the ABAW criteria, class weights ----
+AU_TRUE = [[1, 0], [1, -1], [0, 1], [0, 1]]
+AU_SCORE = [[0.9, 0.2], [0.4, 0.7], [0.6, 0.5], [0.1, 0.49]]
+
+
+def test_au_f1_by_hand():
+    # AU0: truth 1,1,0,0 vs predicted 1,0,1,0 -> TP 1, FP 1, FN 1, TN 1: F1 0.5, accuracy 0.5.
+    # AU1: frame 1 unannotated; truth 0,1,1 vs predicted 0,1 (0.5 >= 0.5),0 -> TP 1, FN 1, TN 1:
+    # F1 2/3, accuracy 2/3.
+    counts = af._C.multilabel_counts(np.array(AU_TRUE), np.array(AU_SCORE, dtype=np.float64), 0.5, -1)
+    np.testing.assert_array_equal(counts, [[1, 1, 1, 1], [1, 0, 1, 1]])
+    np.testing.assert_allclose(metrics.au_f1_per_class(AU_TRUE, AU_SCORE), [0.5, 2 / 3], atol=1e-12)
+    assert metrics.au_macro_f1(AU_TRUE, AU_SCORE) == pytest.approx(7 / 12, abs=1e-12)
+    assert metrics.abaw_au_score(AU_TRUE, AU_SCORE) == pytest.approx(7 / 12, abs=1e-12)
+    # editions 1-2: 0.5 * mean F1 + 0.5 * mean accuracy = 0.5 * 7/12 + 0.5 * (1/2 + 2/3) / 2
+    assert metrics.abaw_au_score(AU_TRUE, AU_SCORE, edition=2) == pytest.approx(7 / 24 + 7 / 24, abs=1e-12)
+    # threshold 0.8: AU0 predicted 1,0,0,0 (TP 1, FN 1 -> F1 2/3); AU1 never predicted (TP 0 -> F1 0)
+    np.testing.assert_allclose(metrics.au_f1_per_class(AU_TRUE, AU_SCORE, threshold=0.8), [2 / 3, 0.0], atol=1e-12)
+
+
+def test_au_f1_matches_a_numpy_reference():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(-1, 2, size=(200, 12))
+    score = rng.random((200, 12))
+    expected = []
+    for l in range(12):
+        keep = truth[:, l] != -1
+        t, p = truth[keep, l] == 1, score[keep, l] >= 0.5
+        tp, fp, fn = np.sum(t & p), np.sum(~t & p), np.sum(t & ~p)
+        expected.append(2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0)
+    np.testing.assert_allclose(metrics.au_f1_per_class(truth, score), expected, rtol=1e-12)
+
+
+def test_au_errors_name_the_problem():
+    with pytest.raises(ValueError, match=r"y_true\[0, 1\] = 2"):
+        metrics.au_macro_f1([[1, 2]], [[0.5, 0.5]])
+    with pytest.raises(ValueError, match="y_score has"):
+        metrics.au_macro_f1([[1, 0]], [[0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match="no annotated frame"):
+        metrics.abaw_au_score([[1, -1]], [[0.5, 0.5]], edition=2)
+
+
+def test_masked_ccc_and_va_score_skip_invalid_frames():
+    t = np.array([0.1, 0.4, -0.2, 0.8, -5.0])
+    p = np.array([0.0, 0.5, -0.5, 0.6, 3.0])
+    # the spec vector once the unannotated frame (-5) is dropped
+    assert metrics.ccc(p, t, mask=t != metrics.VA_INVALID) == pytest.approx(0.891304347826, abs=1e-12)
+    assert metrics.ccc(p, t) != pytest.approx(0.891304347826, abs=1e-3)
+    va_true = np.stack([t, [0.2, 0.3, -5.0, 0.4, 0.5]], 1)
+    va_pred = np.stack([p, [0.2, 0.3, 9.0, 0.4, 0.5]], 1)  # arousal predicted exactly where annotated
+    assert metrics.abaw_va_score(va_true, va_pred) == pytest.approx((0.891304347826 + 1.0) / 2, abs=1e-12)
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        metrics.abaw_va_score(t, p)
+
+
+def test_abaw_mtl_score_composition():
+    va_true = np.array([[0.1, 0.2], [0.4, -0.3], [-0.2, 0.5], [-5.0, -5.0]])
+    va_pred = va_true.copy()
+    va_pred[3] = [0.9, 0.9]                      # unannotated frame: ignored, so both CCCs are 1
+    expr_true = Y_TRUE + [-1]
+    expr_pred = Y_PRED + [7]
+    # 8-class F1 [0.5, 0.8, 0.5, 2/3, 0, 0, 0, 0] -> 37/120; AU macro F1 7/12 (above)
+    expected = 1.0 + 37 / 120 + 7 / 12
+    score = metrics.abaw_mtl_score(va_true, va_pred, expr_true, expr_pred, AU_TRUE, AU_SCORE)
+    assert score == pytest.approx(expected, abs=1e-12)
+
+
+def test_class_weights_spec_vectors():
+    from affectfer.losses import class_weights
+    counts = [18286, 15150, 10923, 73285, 144631, 14976]  # AffectNet-6 counts of the IXLab code
+    np.testing.assert_allclose(class_weights(counts, "inverse", normalize=True),
+                               [1.09528, 1.322, 1.833589, 0.273293, 0.138479, 1.337359], rtol=5e-6)
+    np.testing.assert_allclose(class_weights(counts, "balanced"),
+                               [2.526988, 3.050066, 4.230385, 0.630531, 0.319492, 3.085503], rtol=2e-6)
+    np.testing.assert_allclose(class_weights(counts, "one_minus_frequency"),
+                               [0.934045, 0.945356, 0.960602, 0.735673, 0.478339, 0.945984], rtol=2e-6)
+    np.testing.assert_allclose(class_weights([10, 40, 20], "max_over_count"), [4.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="class 1 has no sample"):
+        class_weights([3, 0], "inverse")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        class_weights([3, 1], "sqrt")
