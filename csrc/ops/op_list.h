@@ -50,3 +50,10 @@ AF_OP(cross_entropy, CROSS_ENTROPY)
 /* optim.c and other non-differentiable ops */
 AF_OP(sgd_step, SGD_STEP)
 AF_OP(adam_step, ADAM_STEP)
+
+/* loss_misc.c: the seed methods' other losses */
+AF_OP(bce_with_logits, BCE_WITH_LOGITS)
+AF_OP(focal_loss, FOCAL_LOSS)
+AF_OP(ccc_loss, CCC_LOSS)
+AF_OP(affinity_loss, AFFINITY_LOSS)
+AF_OP(partition_loss, PARTITION_LOSS)
