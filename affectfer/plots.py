@@ -48,19 +48,28 @@ def confusion_matrix(cm, class_names, path=None, title=None, normalize=True):
 
 
 def training_curves(history, path=None):
-    """Train loss and validation macro F1 / accuracy per epoch from affectfer.train.fit's History."""
-    fig, ax1 = plt.subplots(figsize=(6, 4))
+    """affectfer.train.fit's History: train loss per epoch (left); the validation metric, macro F1 and
+    accuracy at each validation (right, against the optimizer step when fit recorded it)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.train_loss) + 1)
     ax1.plot(epochs, history.train_loss, "o-", label="train loss")
+    if getattr(history, "val_loss", None) and len(history.val_loss) == len(epochs):
+        ax1.plot(epochs, history.val_loss, "s--", label="validation loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
-    if history.val_macro_f1:
-        ax2 = ax1.twinx()
-        ax2.plot(epochs, history.val_macro_f1, "s-", color="tab:orange", label="val macro F1")
-        ax2.plot(epochs, history.val_accuracy, "^-", color="tab:green", label="val accuracy")
-        ax2.set_ylim(0, 1)
-        ax2.legend(loc="lower right")
     ax1.legend(loc="upper right")
+    steps = getattr(history, "val_steps", None)
+    n_val = max(len(history.val_macro_f1), len(getattr(history, "val_metric", []) or []))
+    x = steps if steps and len(steps) == n_val else np.arange(1, n_val + 1)
+    ax2.set_xlabel("optimizer step" if steps and len(steps) == n_val else "validation")
+    metric = getattr(history, "metric", "macro_f1")
+    if getattr(history, "val_metric", None) and metric not in ("macro_f1", "accuracy"):
+        ax2.plot(x, history.val_metric, "d-", color="tab:red", label=f"val {metric}")
+    if history.val_macro_f1:
+        ax2.plot(x[:len(history.val_macro_f1)], history.val_macro_f1, "s-", color="tab:orange", label="val macro F1")
+        ax2.plot(x[:len(history.val_accuracy)], history.val_accuracy, "^-", color="tab:green", label="val accuracy")
+    if n_val:
+        ax2.legend(loc="lower right")
     return _finish(fig, path)
 
 
