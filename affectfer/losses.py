@@ -82,15 +82,16 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
 
 
 def focal_loss(input, target, gamma: float = 2.0, alpha=None, reduction: str = "mean",
-               detach_modulator: bool = False):
+               detach_modulator: bool = False, ignore_index: int = -100):
     """Softmax focal loss FL_i = -a_y (1 - p_y)^gamma log p_y over logits (N, C) and class indices
     (Lin et al., ICCV 2017, multi-class form). `alpha`: one weight per class, or None for 1. The
-    mean divides by N, not by the alpha sum. gamma = 0 and alpha = None give plain cross-entropy.
+    mean divides by the number of samples whose target is not `ignore_index` (not by the alpha sum).
+    gamma = 0 and alpha = None give plain cross-entropy.
     `detach_modulator=True` treats (1 - p_y)^gamma as a constant in backward, as the public FER
     implementations do (they compute p_y from a detached tensor): same value, another gradient."""
     alpha = _as_tensor_like(alpha, input, "alpha")
-    return _call("focal_loss", [input, target, alpha], (_reduction(reduction), int(bool(detach_modulator))),
-                 (float(gamma),))
+    return _call("focal_loss", [input, target, alpha],
+                 (_reduction(reduction), int(bool(detach_modulator)), int(ignore_index)), (float(gamma),))
 
 
 def ccc_loss(input, target, mask=None, unbiased: bool = False, eps: float = 1e-8):
@@ -140,3 +141,86 @@ class PartitionLoss(Module):
 
     def forward(self, heads):
         return partition_loss(heads, self.eps, self.paper_form)
+
+
+class MultiTaskLoss:
+    """A weighted sum of per-task losses, each computed only on the samples whose label is valid.
+
+    `tasks`: name -> kind, in the order of the model's outputs and of the batch's targets. Kinds:
+      - "ccc": sum over the columns of (B, K) predictions of 1 - CCC (valence/arousal); entries equal
+        to `invalid` (Aff-Wild2: -5) are skipped per column;
+      - "ce": cross-entropy on (B, C) logits and class indices; `invalid` (-1) samples are ignored;
+      - "focal": the softmax focal loss on the valid samples;
+      - "bce": BCE-with-logits on (B, K) logits and 0/1 targets, averaged over the valid entries
+        (`invalid` -1 per AU);
+      - "mse": mean squared error over every element (landmarks).
+    `weights`: name -> factor (default 1). `options`: name -> keyword arguments of that loss
+    (e.g. {"expr": {"weight": class_weights, "label_smoothing": 0.2}, "au": {"pos_weight": pw},
+    "va": {"unbiased": True}}). `invalid`: name -> the invalid-label value, defaults -5 for "ccc"
+    and -1 for "ce", "focal" and "bce".
+
+    Calling it returns a dict name -> weighted loss (train.fit sums and logs the terms). A batch with
+    no valid label for a task gives 0 for that task.
+    """
+
+    _DEFAULT_INVALID = {"ccc": -5.0, "ce": -1, "focal": -1, "bce": -1, "mse": None}
+
+    def __init__(self, tasks: dict, weights: dict | None = None, options: dict | None = None,
+                 invalid: dict | None = None):
+        for name, kind in tasks.items():
+            if kind not in self._DEFAULT_INVALID:
+                raise ValueError(f"task {name!r}: kind must be one of {sorted(self._DEFAULT_INVALID)}, got {kind!r}")
+        for given, what in ((weights, "weights"), (options, "options"), (invalid, "invalid")):
+            unknown = set(given or {}) - set(tasks)
+            if unknown:
+                raise ValueError(f"{what} names tasks that do not exist: {sorted(unknown)}")
+        self.tasks = dict(tasks)
+        self.weights = {name: float((weights or {}).get(name, 1.0)) for name in tasks}
+        self.options = {name: dict((options or {}).get(name, {})) for name in tasks}
+        self.invalid = {name: (invalid or {}).get(name, self._DEFAULT_INVALID[kind]) for name, kind in tasks.items()}
+
+    def __call__(self, outputs, *targets) -> dict:
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        if len(outputs) < len(self.tasks) or len(targets) < len(self.tasks):
+            raise ValueError(f"MultiTaskLoss over {list(self.tasks)} needs {len(self.tasks)} outputs and targets, "
+                             f"got {len(outputs)} and {len(targets)}")
+        return {name: self._term(name, kind, out, target) * self.weights[name]
+                for (name, kind), out, target in zip(self.tasks.items(), outputs, targets)}
+
+    def _term(self, name, kind, out, target):
+        opts, bad = self.options[name], self.invalid[name]
+        labels = np.asarray(target)
+        if kind == "ccc":
+            if out.ndim != 2 or labels.shape != tuple(out.shape):
+                raise ValueError(f"task {name!r}: predictions {tuple(out.shape)} and targets {labels.shape} must be (B, K)")
+            total = None
+            for k in range(out.shape[1]):
+                mask = tensor(labels[:, k] != bad)
+                t = tensor(np.ascontiguousarray(labels[:, k]).astype(out.dtype))
+                term = ccc_loss(out[:, k], t, mask, **opts)
+                total = term if total is None else total + term
+            return total
+        if kind in ("ce", "focal"):
+            y = tensor(labels.astype(np.int64))
+            if not (labels != bad).any():
+                return (out * 0.0).sum()
+            if kind == "ce":
+                from .nn.functional import cross_entropy
+
+                return cross_entropy(out, y, ignore_index=int(bad), **opts)
+            return focal_loss(out, y, ignore_index=int(bad), **opts)
+        if kind == "bce":
+            valid = labels != bad
+            count = int(valid.sum())
+            if count == 0:
+                return (out * 0.0).sum()
+            y = tensor(np.where(valid, labels, 0).astype(out.dtype))
+            w = valid.astype(out.dtype)
+            if "weight" in opts:
+                w = w * np.broadcast_to(np.asarray(opts["weight"], dtype=out.dtype), w.shape)
+            rest = {k: v for k, v in opts.items() if k != "weight"}
+            return binary_cross_entropy_with_logits(out, y, tensor(w), reduction="sum", **rest) * (1.0 / count)
+        from .nn.functional import mse_loss
+
+        return mse_loss(out, target if isinstance(target, _C.TensorBase) else tensor(labels.astype(out.dtype)), **opts)
+

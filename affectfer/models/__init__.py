@@ -1,8 +1,11 @@
 """affectfer.models: architectures with torchvision's module structure and parameter names, so
 published checkpoints load with load_state_dict."""
 from .dan import DAN, CrossAttentionHead, dan
+from .heads import (ActionUnitHead, DeviationModule, ExpressionHead, LandmarkHead, SharedTrunk,
+                    SoftVotingEnsemble, ValenceArousalHead)
 from .freeze import freeze_residual_blocks, residual_blocks
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
 
-__all__ = ["DAN", "CrossAttentionHead", "dan", "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "freeze_residual_blocks",
+__all__ = ["ActionUnitHead", "DeviationModule", "ExpressionHead", "LandmarkHead", "SharedTrunk",
+           "SoftVotingEnsemble", "ValenceArousalHead", "DAN", "CrossAttentionHead", "dan", "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "freeze_residual_blocks",
            "residual_blocks"]

@@ -13,8 +13,9 @@
  *
  * focal_loss: softmax focal loss (Lin et al., ICCV 2017, arXiv 1708.02002, multi-class form).
  *   in    = (logits (N, C), target int64 (N,), alpha (C,)?)
- *   ints  = (reduction, detach_modulator)   floats = (gamma >= 0)
- *   out   = (N,) for none, () otherwise; mean divides by N (not by the alpha sum).
+ *   ints  = (reduction, detach_modulator, ignore_index)   floats = (gamma >= 0)
+ *   out   = (N,) for none, () otherwise; mean divides by the number of samples whose target is not
+ *           ignore_index (not by the alpha sum); ignored samples contribute 0 and get no gradient.
  *   saved = logp (N, C)
  *   FL_i  = -a_y (1 - pt)^gamma log pt, pt = p_{i,y}
  *   d/dz_ij = a_y k ([j == y] - p_ij), k = gamma pt (1 - pt)^(gamma - 1) log pt - (1 - pt)^gamma;
@@ -47,6 +48,7 @@
  *   d/dv = -k / ((v + eps)(v + eps + k)),  d v_bj / d H[b, h, j] = 2 (H[b, h, j] - mean_h H[b, :, j]) / (k - 1). */
 #ifndef AF_FLOAT_PASS
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "ops.h"
@@ -105,11 +107,12 @@ static af_status alloc_loss_out(af_op_call *c, int like) {
     return af_alloc_out(c, 0, 0, NULL, like);
 }
 
-static af_status check_class_targets(const af_op_call *c, int i, int64_t classes) {
+/* Class indices in [0, classes), or equal to `ignore` (INT64_MIN: none is ignored). */
+static af_status check_class_targets(const af_op_call *c, int i, int64_t classes, int64_t ignore) {
     const af_tensor *t = c->in[i];
     const int64_t *y = af_tensor_data(t);
     for (int64_t k = 0; k < t->numel; k++)
-        if (y[k] < 0 || y[k] >= classes)
+        if (y[k] != ignore && (y[k] < 0 || y[k] >= classes))
             return AF_FAIL(AF_ERR_VALUE, "%s: argument '%s' holds class %lld at position %lld, outside [0, %lld)",
                            op_name(c), af_op_input_name(c, i), (long long)y[k], (long long)k, (long long)classes);
     return AF_OK;
@@ -177,7 +180,7 @@ static const char *const focal_loss_inputs[] = {"input", "target", "alpha", NULL
 
 static af_status focal_loss_setup(af_op_call *c) {
     char buf[96];
-    AF_TRY(af_check_attrs(c, 2, 1));
+    AF_TRY(af_check_attrs(c, 3, 1));
     AF_TRY(check_max_inputs(c, 3));
     AF_TRY(check_reduction(c));
     AF_TRY(af_check_float(c, FOCAL_Z));
@@ -205,10 +208,10 @@ static af_status focal_loss_setup(af_op_call *c) {
 
 static af_status focal_loss_forward_cpu(af_op_call *c) {
     const af_tensor *z = c->in[FOCAL_Z];
-    AF_TRY(check_class_targets(c, FOCAL_Y, z->shape[1]));
+    AF_TRY(check_class_targets(c, FOCAL_Y, z->shape[1], c->attr.i[2]));
     AF_DISPATCH_FLOAT(z->dtype, focal_loss_forward, z->shape[0], z->shape[1], af_tensor_data(z),
                       af_tensor_data(c->in[FOCAL_Y]), optional_data(c, FOCAL_ALPHA), c->attr.f[0], (int)c->attr.i[0],
-                      af_tensor_data(c->saved[0]), af_tensor_data(c->out[0]));
+                      c->attr.i[2], af_tensor_data(c->saved[0]), af_tensor_data(c->out[0]));
     return AF_OK;
 }
 
@@ -216,7 +219,7 @@ static af_status focal_loss_backward_cpu(const af_op_call *c, af_tensor *const *
     const af_tensor *z = c->in[FOCAL_Z];
     AF_DISPATCH_FLOAT(z->dtype, focal_loss_backward, z->shape[0], z->shape[1], af_tensor_data(c->in[FOCAL_Y]),
                       optional_data(c, FOCAL_ALPHA), c->attr.f[0], (int)c->attr.i[0], (int)c->attr.i[1],
-                      af_tensor_data(c->saved[0]), af_tensor_data(dout[0]), af_tensor_data(din[FOCAL_Z]));
+                      c->attr.i[2], af_tensor_data(c->saved[0]), af_tensor_data(dout[0]), af_tensor_data(din[FOCAL_Z]));
     return AF_OK;
 }
 
@@ -302,7 +305,7 @@ static af_status affinity_loss_setup(af_op_call *c) {
 
 static af_status affinity_loss_forward_cpu(af_op_call *c) {
     const af_tensor *x = c->in[AFF_X], *centers = c->in[AFF_C];
-    AF_TRY(check_class_targets(c, AFF_Y, centers->shape[0]));
+    AF_TRY(check_class_targets(c, AFF_Y, centers->shape[0], INT64_MIN));
     AF_DISPATCH_FLOAT(x->dtype, affinity_loss_forward, x->shape[0], x->shape[1], centers->shape[0], af_tensor_data(x),
                       af_tensor_data(c->in[AFF_Y]), af_tensor_data(centers), af_tensor_data(c->out[0]));
     return AF_OK;
@@ -408,10 +411,21 @@ static void K(bce_with_logits_backward)(int64_t n, int64_t cols, const scalar_t 
     }
 }
 
+/* Samples whose target is not ignore_index: the mean's denominator. */
+static int64_t K(focal_count)(int64_t N, const int64_t *y, int64_t ignore_index) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < N; i++) n += y[i] != ignore_index;
+    return n;
+}
+
 static void K(focal_loss_forward)(int64_t N, int64_t C, const scalar_t *z, const int64_t *y, const scalar_t *alpha,
-                                  double gamma, int reduction, scalar_t *logp, scalar_t *out) {
+                                  double gamma, int reduction, int64_t ignore_index, scalar_t *logp, scalar_t *out) {
     double total = 0;
     for (int64_t i = 0; i < N; i++) {
+        if (y[i] == ignore_index) {
+            if (reduction == LOSS_NONE) out[i] = 0;
+            continue;
+        }
         const scalar_t *zi = z + i * C;
         scalar_t *li = logp + i * C;
         double max = zi[0], sum = 0;
@@ -425,19 +439,21 @@ static void K(focal_loss_forward)(int64_t N, int64_t C, const scalar_t *z, const
         if (reduction == LOSS_NONE) out[i] = (scalar_t)loss;
         else total += loss;
     }
-    if (reduction != LOSS_NONE) K(store_reduced)(out, total, reduction, N);
+    if (reduction != LOSS_NONE) K(store_reduced)(out, total, reduction, K(focal_count)(N, y, ignore_index));
 }
 
 static void K(focal_loss_backward)(int64_t N, int64_t C, const int64_t *y, const scalar_t *alpha, double gamma,
-                                   int reduction, int detach_modulator, const scalar_t *logp, const scalar_t *dout,
-                                   scalar_t *dz) {
+                                   int reduction, int detach_modulator, int64_t ignore_index, const scalar_t *logp,
+                                   const scalar_t *dout, scalar_t *dz) {
+    int64_t count = K(focal_count)(N, y, ignore_index);
     AF_PARALLEL_FOR(N * C * 8)
     for (int64_t i = 0; i < N; i++) {
+        if (y[i] == ignore_index) continue;
         const scalar_t *li = logp + i * C;
         double log_pt = li[y[i]], pt = exp(log_pt);
         double k = -pow(1 - pt, gamma);
         if (!detach_modulator && gamma > 0 && pt < 1) k += gamma * pt * pow(1 - pt, gamma - 1) * log_pt;
-        double g = K(upstream)(dout, i, reduction, N) * (alpha ? (double)alpha[y[i]] : 1.0) * k;
+        double g = K(upstream)(dout, i, reduction, count) * (alpha ? (double)alpha[y[i]] : 1.0) * k;
         for (int64_t j = 0; j < C; j++) dz[i * C + j] += (scalar_t)(g * ((j == y[i]) - exp((double)li[j])));
     }
 }

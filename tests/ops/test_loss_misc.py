@@ -245,3 +245,17 @@ def test_threads_bitwise_identical(rng):
     assert_thread_invariant(lambda x, c: losses.affinity_loss(x, af.tensor(y[:300]), c), [x, c], name="affinity_loss")
     h = rng.standard_normal((30, 4, 16)).astype(np.float32)
     assert_thread_invariant(lambda h: losses.partition_loss(h), [h], name="partition_loss")
+
+
+def test_focal_ignore_index(rng):
+    z = rng.standard_normal((5, 4))
+    y = np.array([1, -1, 3, -1, 0])
+    keep = y != -1
+    out = losses.focal_loss(t64(z), idx(y), gamma=2.0, ignore_index=-1)
+    assert out.item() == pytest.approx(ref_focal(z[keep], y[keep], 2.0).item(), rel=1e-12)
+    za = t64(z)
+    losses.focal_loss(za, idx(y), gamma=2.0, ignore_index=-1).backward()
+    assert np.all(za.grad.numpy()[~keep] == 0)
+    gradcheck(lambda z: losses.focal_loss(z, idx(y), 2.0, reduction="sum", ignore_index=-1), [t64(z)])
+    none = losses.focal_loss(t64(z), idx(y), gamma=2.0, reduction="none", ignore_index=-1).numpy()
+    assert none[1] == 0 and none[3] == 0
