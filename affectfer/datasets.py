@@ -10,6 +10,13 @@ built for: it hides the cues that tell fear from surprise, which is what a hand 
 rule `hand and not happy -> fear` is for.
 `hands` gives that label.
 
+Every face also carries the targets of the multi-task methods, each a function of the parameters
+it was drawn with: 68 landmarks in the iBUG 300-W layout (pixel coordinates of the jaw line, brows,
+nose, eyes and lips as drawn), valence/arousal (the class's place on Russell's circumplex, 1980,
+scaled by the expression's intensity, which also scales how far the face departs from neutral), and
+12 action units (AUS, the ABAW set) active when the drawn feature crosses the threshold in
+`AU_RULES`.
+
 Drawing is vectorised over a coordinate grid per image (no per-pixel Python loop).
 """
 from __future__ import annotations
@@ -32,6 +39,22 @@ _FEATURES = {
 }
 HAND_PROBABILITY = {"fear": 0.5}
 HAND_PROBABILITY_OTHER = 0.04
+NEUTRAL = (0.0, 0.02, 0.75, 0.0, 0.0, 0.0)  # the face every expression departs from, by its intensity
+
+# (valence, arousal) of each class at full intensity: its approximate place on Russell's circumplex
+VALENCE_AROUSAL = {
+    "anger": (-0.51, 0.59), "disgust": (-0.60, 0.35), "fear": (-0.64, 0.60),
+    "happiness": (0.81, 0.51), "sadness": (-0.63, -0.27), "surprise": (0.40, 0.67),
+}
+AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
+# AU -> (feature index into (tilt, lift, eye_open, curve, mouth_open, asym), comparison, threshold),
+# read from the drawn (intensity-scaled) features: e.g. AU1 (inner brow raiser) when the inner brow
+# end rises (tilt < -0.3), AU12 (lip corner puller) when the mouth curves up.
+AU_RULES = {
+    "AU1": (0, "<", -0.3), "AU2": (1, ">", 0.06), "AU4": (0, ">", 0.3), "AU6": (3, ">", 0.5),
+    "AU7": (2, "<", 0.6), "AU10": (5, ">", 0.5), "AU12": (3, ">", 0.5), "AU15": (3, "<", -0.4),
+    "AU23": (0, ">", 0.6), "AU24": (0, ">", 0.6), "AU25": (4, ">", 0.05), "AU26": (4, ">", 0.6),
+}
 
 
 @dataclass
@@ -39,18 +62,30 @@ class SyntheticFaces:
     images: np.ndarray  # (N, H, W, 3) uint8
     labels: np.ndarray  # (N,) int64 index into CLASSES
     hands: np.ndarray  # (N,) uint8: a hand covers part of the face
+    landmarks: np.ndarray = None  # (N, 68, 2) float32 pixel (x, y), iBUG 300-W order
+    valence_arousal: np.ndarray = None  # (N, 2) float32 in [-1, 1]
+    aus: np.ndarray = None  # (N, 12) int64 0/1, columns AUS
+    intensity: np.ndarray = None  # (N,) float32 in [0.5, 1]
     classes: tuple = CLASSES
 
     def __len__(self):
         return len(self.labels)
 
 
-def synthetic_faces(n: int = 600, size: int = 64, seed: int = 0, balanced: bool = True) -> SyntheticFaces:
+def synthetic_faces(n: int = 600, size: int = 64, seed: int = 0, balanced: bool = True,
+                    hand_probability=None) -> SyntheticFaces:
     """`n` faces of `size` x `size`. balanced=False draws an imbalanced set (happiness common, disgust
-    and fear rare), the case the methods' weighted sampling and oversampling exist for."""
+    and fear rare), the case the methods' weighted sampling and oversampling exist for.
+
+    `hand_probability`: None for the default (half of the fear faces, 4% of the others); a number for
+    every class (0: no hands at all, as in the hand-assisted method's synthetic training set); or a
+    dict class -> probability with an optional "other" entry for the classes it does not name."""
     if n < 1 or size < 24:
         raise ValueError(f"need n >= 1 and size >= 24, got n={n}, size={size}")
+    hand_p = _hand_probabilities(hand_probability)
     rng = np.random.default_rng(seed)
+    # intensities come from their own stream so that the rest of the drawing is the seed's alone
+    intensity = np.random.default_rng([seed, 1]).uniform(0.5, 1.0, n).astype(np.float32)
     if balanced:
         labels = np.arange(n) % len(CLASSES)
         rng.shuffle(labels)
@@ -59,12 +94,40 @@ def synthetic_faces(n: int = 600, size: int = 64, seed: int = 0, balanced: bool 
         labels = rng.choice(len(CLASSES), size=n, p=p)
     images = np.empty((n, size, size, 3), np.uint8)
     hands = np.zeros(n, np.uint8)
+    landmarks = np.empty((n, 68, 2), np.float32)
+    aus = np.zeros((n, len(AUS)), np.int64)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     for i, label in enumerate(labels):
         name = CLASSES[label]
-        hands[i] = rng.random() < HAND_PROBABILITY.get(name, HAND_PROBABILITY_OTHER)
-        images[i] = _draw_face(rng, yy, xx, _FEATURES[name], bool(hands[i]))
-    return SyntheticFaces(images, labels.astype(np.int64), hands)
+        hands[i] = rng.random() < hand_p[name]
+        features = tuple(a + intensity[i] * (b - a) for a, b in zip(NEUTRAL, _FEATURES[name]))
+        images[i], points = _draw_face(rng, yy, xx, features, bool(hands[i]))
+        landmarks[i] = points * size
+        aus[i] = [_au_active(features, *AU_RULES[au]) for au in AUS]
+    va = np.array([VALENCE_AROUSAL[CLASSES[k]] for k in labels], np.float32) * intensity[:, None]
+    return SyntheticFaces(images, labels.astype(np.int64), hands, landmarks, va, aus, intensity)
+
+
+def _hand_probabilities(spec):
+    if spec is None:
+        return {c: HAND_PROBABILITY.get(c, HAND_PROBABILITY_OTHER) for c in CLASSES}
+    if isinstance(spec, (int, float)):
+        spec = {"other": float(spec)}
+    if not isinstance(spec, dict):
+        raise TypeError(f"hand_probability must be None, a number or a dict, got {type(spec).__name__}")
+    unknown = set(spec) - set(CLASSES) - {"other"}
+    if unknown:
+        raise ValueError(f"hand_probability names unknown classes {sorted(unknown)}; classes are {CLASSES}")
+    probs = {c: float(spec.get(c, spec.get("other", 0.0))) for c in CLASSES}
+    bad = {c: p for c, p in probs.items() if not 0.0 <= p <= 1.0}
+    if bad:
+        raise ValueError(f"hand probabilities must be in [0, 1], got {bad}")
+    return probs
+
+
+def _au_active(features, index, comparison, threshold):
+    value = features[index]
+    return int(value < threshold if comparison == "<" else value > threshold)
 
 
 def _stroke(dist, width):
@@ -90,6 +153,11 @@ def _draw_face(rng, yy, xx, features, hand):
         canvas[:] = canvas * (1 - coverage[..., None]) + color * coverage[..., None]
 
     scale = rx / 0.32
+    points = np.empty((68, 2), np.float32)  # normalised (x, y); iBUG 300-W order
+    jaw = np.pi - np.arange(17) * np.pi / 16  # from the left ear down round the chin to the right
+    points[0:17] = np.stack([cx + rx * np.cos(jaw), cy + ry * np.sin(jaw)], 1)
+    points[27:31] = np.stack([np.full(4, cx), cy - 0.1 * scale + np.arange(4) * 0.06 * scale], 1)
+    points[31:36] = np.stack([cx + np.linspace(-0.05, 0.05, 5) * scale, np.full(5, cy + 0.1 * scale)], 1)
     for side in (-1, 1):
         ex, ey = cx + side * 0.13 * scale, cy - 0.1 * scale
         a = 1 + side * asym * 0.35
@@ -103,9 +171,19 @@ def _draw_face(rng, yy, xx, features, hand):
         bx0, bx1 = ex - 0.07, ex + 0.07
         t = np.clip((xx - bx0) / (bx1 - bx0), 0, 1)
         inner_weight = t if side < 0 else 1 - t
-        brow_y = ey - 0.075 - lift * a + tilt * a * 0.04 * inner_weight + jitter(0.005)
+        brow_base = ey - 0.075 - lift * a
+        brow_jitter = jitter(0.005)
+        brow_y = brow_base + tilt * a * 0.04 * inner_weight + brow_jitter
         on = (xx >= bx0) & (xx <= bx1)
         paint(_stroke(yy - brow_y, 0.012) * on, ink)
+        brow = slice(17, 22) if side < 0 else slice(22, 27)
+        bt = np.linspace(0, 1, 5)
+        b_inner = bt if side < 0 else 1 - bt
+        points[brow] = np.stack([bx0 + bt * (bx1 - bx0), brow_base + brow_jitter + tilt * a * 0.04 * b_inner], 1)
+        eye_pts = slice(36, 42) if side < 0 else slice(42, 48)
+        h = max(eh, 0.006)
+        points[eye_pts] = [(ex - 0.05, ey), (ex - 0.02, ey - 0.92 * h), (ex + 0.02, ey - 0.92 * h),
+                           (ex + 0.05, ey), (ex + 0.02, ey + 0.92 * h), (ex - 0.02, ey + 0.92 * h)]
     # mouth: a parabola with the class's curvature, opened into a dark region when mouth_open > 0
     my = cy + 0.2 * scale + jitter(0.01)
     half = 0.12 * scale * (1 + jitter(0.05))
@@ -114,6 +192,17 @@ def _draw_face(rng, yy, xx, features, hand):
     lip = my - curve * 0.05 * (1 - u ** 2) * -1 + asym * 0.03 * u
     upper = lip - mouth_open * 0.05 * (1 - u ** 2)
     lower = lip + mouth_open * 0.07 * (1 - u ** 2)
+    mouth_u = np.array([-1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0])  # corners and the upper/lower lip points
+    lip_at = lambda u: my - curve * 0.05 * (1 - u ** 2) * -1 + asym * 0.03 * u
+    open_at = max(mouth_open, 0.0)
+    up_at = lambda u: lip_at(u) - open_at * 0.05 * (1 - u ** 2)
+    low_at = lambda u: lip_at(u) + open_at * 0.07 * (1 - u ** 2)
+    mx = cx + mouth_u * half
+    points[48:55] = np.stack([mx, up_at(mouth_u) - 0.012], 1)  # outer lip: corner, upper lip, corner
+    points[55:60] = np.stack([mx[5:0:-1], low_at(mouth_u[5:0:-1]) + 0.012], 1)
+    inner_u = mouth_u[[0, 2, 3, 4, 6]]
+    points[60:65] = np.stack([cx + inner_u * half, up_at(inner_u)], 1)
+    points[65:68] = np.stack([cx + inner_u[3:0:-1] * half, low_at(inner_u[3:0:-1])], 1)
     if mouth_open > 0.05:
         opening = inside & (yy >= upper) & (yy <= lower)
         canvas[opening] = (60, 15, 25)
@@ -138,4 +227,4 @@ def _draw_face(rng, yy, xx, features, hand):
             paint(_stroke(xx - gx, 0.006) * ((yy <= hy) & (yy >= hy - 0.42)), hand_skin * 0.5)
 
     canvas += rng.normal(0.0, 6.0, canvas.shape)
-    return np.clip(canvas, 0, 255).astype(np.uint8)
+    return np.clip(canvas, 0, 255).astype(np.uint8), points
