@@ -213,7 +213,9 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
             history.val_macro_f1.append(metrics.macro_f1(targets[0], pred, C))
             history.val_accuracy.append(metrics.accuracy(targets[0], pred))
             history.last_confusion = metrics.confusion_matrix(targets[0], pred, C).tolist()
-            line += f", macro F1 {history.val_macro_f1[-1]:.4f}, accuracy {history.val_accuracy[-1]:.4f}"
+            if history.metric != "macro_f1":
+                line += f", macro F1 {history.val_macro_f1[-1]:.4f}"
+            line += f", accuracy {history.val_accuracy[-1]:.4f}"
         improved = math.isnan(history.best_metric) or (value < history.best_metric if lower_is_better
                                                         else value > history.best_metric)
         if improved:
