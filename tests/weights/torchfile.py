@@ -134,11 +134,12 @@ def torch_zip(obj, name="archive", extra_entries=(), compress=zipfile.ZIP_STORED
     return buf.getvalue()
 
 
-def torch_legacy(obj):
-    """torch.save's legacy stream of `obj` as bytes."""
+def torch_legacy(obj, pickled=None):
+    """torch.save's legacy stream of `obj` as bytes; `pickled` replaces the object pickle."""
     header = b"".join(pickle.dumps(x, protocol=2) for x in (LEGACY_MAGIC, 1001, {
         "protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}))
     data, storages = dumps(obj, legacy=True)
+    data = data if pickled is None else pickled
     keys = sorted(storages)
     body = b"".join(struct.pack("<q", storages[k].numel) + storages[k].data for k in keys)
     return header + data + pickle.dumps(keys, protocol=2) + body
