@@ -63,7 +63,8 @@ def _convert_weights(args) -> int:
 
     try:
         state = weights.convert_weights(args.input, args.output, format=args.format, key=args.key, rename=args.rename)
-    except (weights.WeightsError, weights.ForbiddenGlobalError, OSError, TypeError) as exc:  # TypeError: a dtype safetensors files here do not store
+    # TypeError: a dtype that safetensors files here do not store (int16, int8, uint16...)
+    except (weights.WeightsError, weights.ForbiddenGlobalError, OSError, TypeError) as exc:
         print(f"convert-weights: {exc}", file=sys.stderr)
         return 1
     total = sum(a.nbytes for a in state.values())

@@ -42,12 +42,16 @@ Names. Leading `module.` (DataParallel) is stripped, then one rename table maps 
 the model's (torchvision's), chosen by `rename` or, by default, the table that matches the most keys
 of the model. The tables (RENAME_TABLES, each a list of full-match regular expressions):
 
-| table | source naming | differences from torchvision |
-|---|---|---|
-| none | torchvision, timm ResNet-18/34/50, VGGFace2 ResNet-50 | none: timm's `resnet*` and the VGGFace2 conversions use torchvision's names (conv1, bn1, layer{s}.{b}.conv1, downsample.0/1, fc) |
-| torchvision | torchvision ViT files before 0.12 | `mlp.linear_1` -> `mlp.0`, `mlp.linear_2` -> `mlp.3` |
-| timm | timm ViT (`vit_base_patch16_224`) | `patch_embed.proj` -> `conv_proj`, `cls_token` -> `class_token`, `pos_embed` -> `encoder.pos_embedding`, `blocks.{i}.norm1/norm2` -> `encoder.layers.encoder_layer_{i}.ln_1/ln_2`, `attn.qkv` -> `self_attention.in_proj_*`, `attn.proj` -> `self_attention.out_proj`, `mlp.fc1/fc2` -> `mlp.0/mlp.3`, `norm` -> `encoder.ln`, `head` -> `heads.head` |
-| pretrainedmodels | Cadene's ResNet / SE-ResNet (`pretrainedmodels`) | `layer0.conv1/bn1` -> `conv1/bn1`, `se_module.fc1/fc2` -> `se.fc1/fc2` (timm's SE names), `last_linear` -> `fc` |
+* none: torchvision's own names, which timm's resnet18/34/50 and the VGGFace2 ResNet-50 conversions
+  share (conv1, bn1, layer{s}.{b}.conv1, downsample.0/1, fc): the ResNet family needs no renaming.
+* torchvision: ViT files before torchvision 0.12: mlp.linear_1 -> mlp.0, mlp.linear_2 -> mlp.3.
+* timm: timm's ViT (vit_base_patch16_224) to torchvision's vit_b_16: patch_embed.proj -> conv_proj,
+  cls_token -> class_token, pos_embed -> encoder.pos_embedding, blocks.{i}.norm1/norm2 ->
+  encoder.layers.encoder_layer_{i}.ln_1/ln_2, attn.qkv -> self_attention.in_proj_{weight,bias},
+  attn.proj -> self_attention.out_proj, mlp.fc1/fc2 -> mlp.0/mlp.3, norm -> encoder.ln, head ->
+  heads.head (same shapes throughout: both stack q, k, v in one (3D, D) projection).
+* pretrainedmodels: Cadene's ResNet / SE-ResNet: layer0.conv1/bn1 -> conv1/bn1, se_module.fc1/fc2
+  -> se.fc1/fc2 (timm's SE names), last_linear -> fc.
 
 (timm's deep-stem `resnet*d` variants differ in structure, not only in names, and are not mapped.)
 """
@@ -311,7 +315,8 @@ class _TorchReader:
         if type(requires_grad) is not bool or not isinstance(hooks, dict) or hooks:
             raise WeightsError(f"{where}: tensor with requires_grad {_short(requires_grad)} and hooks {_short(hooks)}")
         if metadata is not None and not (isinstance(metadata, dict) and not metadata):
-            raise WeightsError(f"{where}: tensor metadata {_short(metadata)} (conjugate/negative views) is not supported")
+            raise WeightsError(f"{where}: tensor metadata {_short(metadata)} (conjugate/negative views) "
+                               "is not supported")
         itemsize = dtype.np.itemsize
         elements = storage.numel * storage.dtype.np.itemsize // itemsize
         if _prod(size) and offset + sum((n - 1) * s for n, s in zip(size, stride)) >= elements:
@@ -379,7 +384,8 @@ def _read_torch_zip(data: bytes, where: str):
         with archive.open(info) as f:
             blob = f.read(info.file_size + 1)
         if len(blob) != info.file_size:
-            raise WeightsError(f"{where}: entry {info.filename} holds {len(blob)} bytes, not the {info.file_size} declared")
+            raise WeightsError(f"{where}: entry {info.filename} holds {len(blob)} bytes, not the "
+                               f"{info.file_size} declared")
         return blob
 
     byteorder = (entry("byteorder", required=False) or b"little").decode("ascii", "replace")
@@ -481,13 +487,15 @@ class _NumpyReader:
     def array(self, shape, dtype, fortran, raw):
         if not isinstance(dtype, _NpDTypeBuilder) or dtype.dtype is None:
             raise WeightsError(f"{self.where}: array of dtype {_short(dtype)}")
-        if not (type(shape) is tuple and len(shape) <= _MAX_DIMS and all(_is_int(n) and 0 <= n < 1 << 62 for n in shape)):
+        if not (type(shape) is tuple and len(shape) <= _MAX_DIMS
+                and all(_is_int(n) and 0 <= n < 1 << 62 for n in shape)):
             raise WeightsError(f"{self.where}: array shape {_short(shape)}")
         if isinstance(raw, str):  # a Python 2 str, decoded with latin-1 as the file must be read
             raw = raw.encode("latin1")
-        if not isinstance(raw, (bytes, bytearray)) or len(raw) != _prod(shape) * dtype.dtype.itemsize:
+        size = len(raw) if isinstance(raw, (bytes, bytearray)) else None
+        if size != _prod(shape) * dtype.dtype.itemsize:
             raise WeightsError(f"{self.where}: array of shape {shape} x {dtype.dtype} with "
-                               f"{len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__} bytes of data")
+                               f"{type(raw).__name__ if size is None else size} bytes of data")
         self.budget.take(len(raw), f"an array of shape {shape}")
         flat = np.frombuffer(raw, dtype=dtype.dtype)
         return flat.reshape(shape, order="F" if fortran else "C").astype(dtype.dtype.newbyteorder("="), order="C")
@@ -631,17 +639,19 @@ def _read_safetensors(source, data, key, where):
 
     if key is not None:
         raise WeightsError(f"{where}: safetensors files are flat; key={key!r} does not apply")
-    try:
-        if not isinstance(source, (bytes, bytearray, memoryview)):
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        try:
             return OrderedDict(load_file(source)[0])
-        with tempfile.TemporaryDirectory() as folder:  # load_file reads paths only
-            path = os.path.join(folder, "weights.safetensors")
-            with open(path, "wb") as f:
-                f.write(data)
+        except ValueError as exc:
+            raise WeightsError(str(exc)) from None
+    with tempfile.TemporaryDirectory() as folder:  # load_file reads paths only
+        path = os.path.join(folder, "weights.safetensors")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
             return OrderedDict(load_file(path)[0])
-    except ValueError as exc:
-        raise WeightsError(str(exc).replace(path if isinstance(source, (bytes, bytearray, memoryview)) else where,
-                                            where)) from None
+        except ValueError as exc:
+            raise WeightsError(str(exc).replace(path, where)) from None
 
 
 def _normalise(state, rename, target_keys):

@@ -202,7 +202,8 @@ def test_truncations_and_bit_flips_raise_only_weights_errors(fixture):
 def test_numpy_pickle_hostile_shapes_and_dtypes():
     def array(shape, dtype_spec, raw, state=(3, "<", None, None, None, -1, -1, 0)):
         dtype = tf.Reduce(tf.Global("numpy", "dtype"), (dtype_spec, 0, 1), state)
-        return tf.Reduce(tf.Global("numpy.core.multiarray", "_reconstruct"), (tf.Global("numpy", "ndarray"), (0,), b"b"),
+        return tf.Reduce(tf.Global("numpy.core.multiarray", "_reconstruct"),
+                         (tf.Global("numpy", "ndarray"), (0,), b"b"),
                          (1, shape, dtype, False, raw))
     cases = [({"w": array((1 << 40,), "f4", b"\0" * 8)}, "with 8 bytes of data"),
              ({"w": array((2,), "O", b"")}, "NumPy dtype 'O'"),

@@ -166,7 +166,8 @@ def test_timm_and_torchvision_vit_tables():
             "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight", "blocks.11.norm2.bias",
             "blocks.11.mlp.fc1.weight", "blocks.11.mlp.fc2.bias", "norm.weight", "head.bias"]
     torchvision = ["class_token", "encoder.pos_embedding", "conv_proj.weight", "conv_proj.bias",
-                   "encoder.layers.encoder_layer_0.ln_1.weight", "encoder.layers.encoder_layer_0.self_attention.in_proj_weight",
+                   "encoder.layers.encoder_layer_0.ln_1.weight",
+                   "encoder.layers.encoder_layer_0.self_attention.in_proj_weight",
                    "encoder.layers.encoder_layer_0.self_attention.in_proj_bias",
                    "encoder.layers.encoder_layer_0.self_attention.out_proj.weight",
                    "encoder.layers.encoder_layer_11.ln_2.bias", "encoder.layers.encoder_layer_11.mlp.0.weight",
@@ -248,6 +249,13 @@ def test_convert_weights_cli(tmp_path, source, capsys):
     assert main(["convert-weights", str(evil), str(tmp_path / "evil.safetensors")]) == 1
     assert "refusing to unpickle the global 'posix.system'" in capsys.readouterr().err
 
+    genuine = os.path.join(DATA, "torch_zip.pth")  # int16 inside: our safetensors writer refuses it
+    assert main(["convert-weights", genuine, str(tmp_path / "g.safetensors")]) == 1
+    assert "tensor 'i16' has dtype int16" in capsys.readouterr().err
+    assert main(["convert-weights", os.path.join(DATA, "torch_module.pth"), str(tmp_path / "m.safetensors")]) == 0
+    converted = checkpoint.load_file(tmp_path / "m.safetensors")[0]
+    assert converted["1.num_batches_tracked"].dtype == np.int64 and converted["0.weight"].shape == (4, 3, 3, 3)
+
     with pytest.raises(SystemExit) as info:
         main(["convert-weights", "--help"])
     assert info.value.code == 0 and "safetensors" in capsys.readouterr().out
@@ -255,7 +263,8 @@ def test_convert_weights_cli(tmp_path, source, capsys):
 
 def test_convert_weights_renames(tmp_path):
     src, dst = tmp_path / "vit.pth", tmp_path / "vit.safetensors"
-    tf.save_state_dict(src, {"cls_token": np.zeros((1, 1, 2), np.float32), "blocks.0.mlp.fc1.bias": np.ones(2, np.float32)})
+    tf.save_state_dict(src, {"cls_token": np.zeros((1, 1, 2), np.float32),
+                             "blocks.0.mlp.fc1.bias": np.ones(2, np.float32)})
     written = convert_weights(src, dst, rename="timm")
     assert list(written) == ["class_token", "encoder.layers.encoder_layer_0.mlp.0.bias"]
     assert list(checkpoint.load_file(dst)[0]) == list(written)

@@ -56,7 +56,8 @@ class Storage:
 
 
 def rebuild(storage, offset, size, stride, func="_rebuild_tensor_v2", extra=()):
-    return Reduce(Global("torch._utils", func), (storage, offset, tuple(size), tuple(stride), False, OrderedDict()) + extra)
+    args = (storage, offset, tuple(size), tuple(stride), False, OrderedDict()) + extra
+    return Reduce(Global("torch._utils", func), args)
 
 
 class _Pickler(pickle._Pickler):
