@@ -2,7 +2,7 @@
 #   make test    system packages, a virtual environment, the build, then the whole test suite
 #   make demo    the same set-up, then the main job on the embedded demo data
 #   make bench   CPU benchmarks (PyTorch columns appear when torch is importable)
-#   make fuzz    the libFuzzer harnesses for FUZZ_SECONDS each
+#   make fuzz    the libFuzzer harnesses (C, and Python through atheris) for FUZZ_SECONDS each
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -71,6 +71,12 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitiz
 	-ffp-contract=off -Icsrc $(if $(FUZZ_STB),-I$(FUZZ_STB) -DAF_HAVE_STB=1)
 FUZZ_LIB_SRC := csrc/core/status.c csrc/core/tensor.c $(wildcard csrc/image/*.c)
 FUZZ_HARNESSES := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+# Python harnesses (fuzz/fuzz_*.py, atheris: libFuzzer's engine and flags over instrumented Python) run
+# ~50x slower per input than the C ones: when FUZZ_FLAGS fixes a run count (CI), they get
+# FUZZ_PY_RUNS instead, appended after it (libFuzzer takes a flag's last value), to stay well under 60 s.
+FUZZ_PY_HARNESSES := $(patsubst fuzz/%.py,%,$(wildcard fuzz/fuzz_*.py))
+FUZZ_PY_RUNS ?= 20000
+FUZZ_PY_RUNS_FLAG = $(if $(findstring -runs=,$(FUZZ_FLAGS)),-runs=$(FUZZ_PY_RUNS))
 
 .PHONY: fuzz-tools
 fuzz-tools:
@@ -80,10 +86,17 @@ fuzz-tools:
 fuzz/%.bin: fuzz/%.c $(FUZZ_LIB_SRC) $(CSRC) | fuzz-tools stb
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRC) -lm -o $@
 
-fuzz: $(patsubst %,fuzz/%.bin,$(FUZZ_HARNESSES))
+fuzz: $(patsubst %,fuzz/%.bin,$(FUZZ_HARNESSES)) build
 	@set -e; for h in $(FUZZ_HARNESSES); do \
 	  n=$${h#fuzz_}; mkdir -p fuzz/corpus-$$n; echo "fuzzing $$n for $(FUZZ_SECONDS) s"; \
 	  status=0; ./fuzz/$$h.bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
 	    -print_final_stats=1 -artifact_prefix=fuzz/ $(FUZZ_FLAGS) fuzz/corpus-$$n fuzz/seeds/$$n > fuzz/$$n.log 2>&1 || status=$$?; \
+	  tail -n 12 fuzz/$$n.log; test $$status -eq 0; \
+	done
+	@set -e; for h in $(FUZZ_PY_HARNESSES); do \
+	  n=$${h#fuzz_}; mkdir -p fuzz/corpus-$$n; echo "fuzzing $$n (Python) for $(FUZZ_SECONDS) s"; \
+	  status=0; $(PY) fuzz/$$h.py -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+	    -print_final_stats=1 -artifact_prefix=fuzz/ $(FUZZ_FLAGS) $(FUZZ_PY_RUNS_FLAG) fuzz/corpus-$$n fuzz/seeds/$$n \
+	    > fuzz/$$n.log 2>&1 || status=$$?; \
 	  tail -n 12 fuzz/$$n.log; test $$status -eq 0; \
 	done

@@ -9,6 +9,8 @@ detector ResNet-18 on Sobel edge maps trained on its own labelled split, and the
 `if hand and expr != happiness: fear else expr`, scored by macro F1 over the six classes before and
 after the rule, per class, with both confusion matrices.
 info: what this build has (threads, CUDA, BLAS).
+convert-weights: a torch `.pth` (read without torch or pickle code), a VGGFace2 pickle or a
+safetensors file to a safetensors file (see affectfer.weights).
 """
 from __future__ import annotations
 
@@ -36,6 +38,17 @@ def _build_parser():
     demo.add_argument("--out", default="demo-output", help="folder for checkpoints, report and plots")
     demo.add_argument("--no-progress", action="store_true")
     sub.add_parser("info", help="describe this build")
+    convert = sub.add_parser("convert-weights", help="convert pretrained weights (.pth, VGGFace2 .pkl) to safetensors",
+                             description="Read the tensors of a weights file without torch and without running pickle "
+                                         "code, and write them to a safetensors file.")
+    convert.add_argument("input", help="a torch.save file (zip or legacy), a safetensors file, or a VGGFace2 pickle")
+    convert.add_argument("output", help="the safetensors file to write")
+    convert.add_argument("--format", choices=["torch", "torch-legacy", "safetensors", "vggface2"],
+                         help="the input's format (default: recognised from its content; a plain pickle of NumPy "
+                              "arrays is read only with --format vggface2)")
+    convert.add_argument("--key", help="the checkpoint entry holding the weights (default: 'state_dict', "
+                                       "'model_state_dict' or 'model' when the file is a checkpoint dict)")
+    convert.add_argument("--rename", help="a rename table of affectfer.weights.RENAME_TABLES (e.g. timm) to apply")
     return parser
 
 
@@ -43,7 +56,23 @@ def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "info":
         return _info()
+    if args.command == "convert-weights":
+        return _convert_weights(args)
     return _demo(args)
+
+
+def _convert_weights(args) -> int:
+    from affectfer import weights
+
+    try:
+        state = weights.convert_weights(args.input, args.output, format=args.format, key=args.key, rename=args.rename)
+    # TypeError: a dtype that safetensors files here do not store (int16, int8, uint16...)
+    except (weights.WeightsError, weights.ForbiddenGlobalError, OSError, TypeError) as exc:
+        print(f"convert-weights: {exc}", file=sys.stderr)
+        return 1
+    total = sum(a.nbytes for a in state.values())
+    print(f"wrote {len(state)} tensors ({total / 2**20:.1f} MiB) to {args.output}")
+    return 0
 
 
 def _info() -> int:
