@@ -45,4 +45,4 @@ class cuda:
 
 
 # Submodules that build on the names above. affectfer.plots (matplotlib) is imported on first use.
-from . import checkpoint, data, datasets, decision, io, metrics, models, nn, optim, testing, train, transforms  # noqa: E402,F401
+from . import checkpoint, data, datasets, decision, io, losses, metrics, models, nn, optim, testing, train, transforms, weights  # noqa: E402,F401,E501
