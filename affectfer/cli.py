@@ -11,6 +11,12 @@ after the rule, per class, with both confusion matrices.
 info: what this build has (threads, CUDA, BLAS).
 convert-weights: a torch `.pth` (read without torch or pickle code), a VGGFace2 pickle or a
 safetensors file to a safetensors file (see affectfer.weights).
+predict: per-class probabilities of a trained checkpoint for every image of a folder, as CSV.
+eval: a checkpoint's per-class report, macro F1 and accuracy on an image folder (one sub-folder per class).
+
+A checkpoint that predict/eval read carries its model config (affectfer.checkpoint.save(...,
+config=...)): "model" (a models.create name), "num_classes", "classes", "image_size", and optionally
+"mean"/"std" (Normalize), "input" ("rgb" or "sobel") and "model_kwargs". The demo writes them.
 """
 from __future__ import annotations
 
@@ -49,6 +55,17 @@ def _build_parser():
     convert.add_argument("--key", help="the checkpoint entry holding the weights (default: 'state_dict', "
                                        "'model_state_dict' or 'model' when the file is a checkpoint dict)")
     convert.add_argument("--rename", help="a rename table of affectfer.weights.RENAME_TABLES (e.g. timm) to apply")
+    for name, what in (("predict", "write per-class probabilities for a folder of images to a CSV file"),
+                       ("eval", "score a checkpoint on an image folder (one sub-folder per class)")):
+        cmd = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        cmd.add_argument("--checkpoint", required=True, help="a checkpoint whose config names its model (see above)")
+        if name == "predict":
+            cmd.add_argument("--images", required=True, help="a folder searched recursively for .jpg/.jpeg/.png files")
+            cmd.add_argument("--out", default="predictions.csv", help="the CSV to write (default: predictions.csv)")
+        else:
+            cmd.add_argument("--data", required=True, help="an image folder with one sub-folder per class")
+        cmd.add_argument("--batch-size", type=int, default=64)
+        cmd.add_argument("--workers", type=int, default=2)
     return parser
 
 
@@ -58,7 +75,93 @@ def main(argv=None) -> int:
         return _info()
     if args.command == "convert-weights":
         return _convert_weights(args)
+    if args.command in ("predict", "eval"):
+        try:
+            return _predict(args) if args.command == "predict" else _eval(args)
+        except (OSError, ValueError) as exc:
+            print(f"{args.command}: {exc}", file=sys.stderr)
+            return 2
     return _demo(args)
+
+
+_CONFIG_KEYS = ("model", "num_classes", "classes", "image_size")
+
+
+def _load_for_inference(path):
+    """(model in eval mode, config, transform) from a checkpoint with a model config."""
+    from affectfer import checkpoint, models
+    from affectfer import transforms as T
+
+    config = checkpoint.load(path).config
+    missing = [k for k in _CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise ValueError(f"{path}: the checkpoint's config lacks {missing}; save it with "
+                         f"checkpoint.save(model, path, config={{'model': ..., 'num_classes': ..., 'classes': [...], "
+                         f"'image_size': ...}})")
+    model = models.create(config["model"], num_classes=int(config["num_classes"]), **config.get("model_kwargs", {}))
+    checkpoint.load(path, model=model)
+    stages = [T.Resize((int(config["image_size"]), int(config["image_size"])))]
+    if config.get("input", "rgb") == "sobel":
+        stages.append(T.SobelEdges(out_channels=3))
+    stages.append(T.ToTensor())
+    if config.get("mean") is not None:
+        stages.append(T.Normalize(config["mean"], config["std"]))
+    return model.eval(), config, T.Compose(stages)
+
+
+def _probabilities(model, dataset, transform, args):
+    from affectfer.data import Loader
+    from affectfer.train import predict
+
+    loader = Loader(dataset, batch_size=args.batch_size, transform=transform, workers=args.workers)
+    return predict(model, loader)
+
+
+def _predict(args) -> int:
+    import csv
+
+    from affectfer.data.datasets import Dataset, IMAGE_EXTENSIONS
+
+    model, config, transform = _load_for_inference(args.checkpoint)
+    if not os.path.isdir(args.images):
+        raise FileNotFoundError(f"--images: '{args.images}' is not a directory")
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(args.images) for f in files
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise ValueError(f"--images: no image files under '{args.images}'")
+
+    class Files(Dataset):
+        def __init__(self):
+            self.paths, self.labels, self.classes = paths, np.zeros(len(paths), np.int64), list(config["classes"])
+            self._finish("predict")
+
+    probs, _ = _probabilities(model, Files(), transform, args)
+    classes = list(config["classes"])
+    with open(args.out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "prediction"] + classes)
+        for path, p in zip(paths, probs):
+            writer.writerow([os.path.relpath(path, args.images), classes[int(p.argmax())]] + [f"{v:.6f}" for v in p])
+    print(f"predict: {len(paths)} images -> {args.out}")
+    return 0
+
+
+def _eval(args) -> int:
+    from affectfer import metrics
+    from affectfer.data import ImageFolder
+
+    model, config, transform = _load_for_inference(args.checkpoint)
+    data = ImageFolder(args.data)
+    classes = list(config["classes"])
+    if data.classes != sorted(classes) and data.classes != classes:
+        raise ValueError(f"--data: its class folders {data.classes} are not the checkpoint's classes {classes}")
+    # folders are sorted; map each folder's label to the checkpoint's class index
+    remap = np.array([classes.index(c) for c in data.classes])
+    probs, labels = _probabilities(model, data, transform, args)
+    truth, pred = remap[labels], probs.argmax(1)
+    print(metrics.classification_report(truth, pred, classes))
+    print(f"macro F1 {metrics.macro_f1(truth, pred, len(classes)):.4f}, accuracy {metrics.accuracy(truth, pred):.4f}")
+    return 0
 
 
 def _convert_weights(args) -> int:
@@ -175,8 +278,12 @@ def _demo(args) -> int:
     print(per_class)
     print(f"macro F1 over 6 classes: expression model {f1_expr:.4f} -> with the hand rule {f1_rule:.4f}")
 
-    checkpoint.save(expr_model, os.path.join(args.out, "expression_resnet18.safetensors"), config={"classes": CLASSES})
-    checkpoint.save(hand_model, os.path.join(args.out, "hand_resnet18.safetensors"), config={"classes": ["no hand", "hand"]})
+    common = {"model": "resnet18", "image_size": args.image_size}
+    checkpoint.save(expr_model, os.path.join(args.out, "expression_resnet18.safetensors"),
+                    config=dict(common, num_classes=len(CLASSES), classes=list(CLASSES), mean=[float(v) for v in mean],
+                                std=[float(v) for v in std]))
+    checkpoint.save(hand_model, os.path.join(args.out, "hand_resnet18.safetensors"),
+                    config=dict(common, num_classes=2, classes=["no hand", "hand"], input="sobel"))
     report = os.path.join(args.out, "report.txt")
     with open(report, "w") as f:
         f.write(metrics.classification_report(labels, combined, CLASSES) + "\n")

@@ -3,9 +3,10 @@ published checkpoints load with load_state_dict."""
 from .dan import DAN, CrossAttentionHead, dan
 from .heads import (ActionUnitHead, DeviationModule, ExpressionHead, LandmarkHead, SharedTrunk,
                     SoftVotingEnsemble, ValenceArousalHead)
+from .factory import create, list_models, register_model
 from .freeze import freeze_residual_blocks, residual_blocks
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
 
-__all__ = ["ActionUnitHead", "DeviationModule", "ExpressionHead", "LandmarkHead", "SharedTrunk",
+__all__ = ["create", "list_models", "register_model", "ActionUnitHead", "DeviationModule", "ExpressionHead", "LandmarkHead", "SharedTrunk",
            "SoftVotingEnsemble", "ValenceArousalHead", "DAN", "CrossAttentionHead", "dan", "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "freeze_residual_blocks",
            "residual_blocks"]

@@ -101,6 +101,11 @@ class DAN(nn.Module):
         self.fc = nn.Linear(512, num_classes)
         self.bn = nn.BatchNorm1d(num_classes)
 
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh fc + BN head for `num_classes` (the IXL recipe re-heads an AffectNet-8 DAN)."""
+        self.fc = nn.Linear(512, num_classes)
+        self.bn = nn.BatchNorm1d(num_classes)
+
     def forward(self, x):
         fmap = self.features(x)
         if hasattr(self, "conv1x1_1"):

@@ -118,8 +118,19 @@ class ResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x):
-        x = self.avgpool(self.features(x))
-        return self.fc(x.flatten(1))
+        return self.fc(self.forward_features(x))
+
+    def forward_features(self, x):
+        """The pooled feature the heads consume: (N, 512 * expansion)."""
+        return self.avgpool(self.features(x)).flatten(1)
+
+    def get_classifier(self):
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh fc for `num_classes` (timm's reset_classifier); 0 makes the model a feature extractor."""
+        features = self.fc.in_features
+        self.fc = nn.Linear(features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 def resnet18(num_classes: int = 1000, **kwargs) -> ResNet:
