@@ -11,7 +11,7 @@ import numbers
 from .. import _C
 from ..tensor import _call
 
-_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+_REDUCTIONS = dict(_C.reductions)
 
 
 def _pair(v, name):

@@ -41,8 +41,22 @@ import numpy as np
 
 from .. import _C
 
-_KINDS = _C.image_stage_kinds()
-_PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
+_PAD_MODES, _SOBEL, _INTERP = _C.pad_modes, _C.sobel_magnitudes, _C.interpolations  # C enums by name
+
+
+def _stage(name, **params):
+    """(name, parameter values) in the C layout of stage `name` (`_C.image_stages`, defined once in
+    csrc/image/pipeline.c); a trailing "name..." parameter takes a sequence."""
+    layout = _C.image_stages[name][1]
+    values = []
+    for p in layout:
+        if p.endswith("..."):
+            values += [float(v) for v in params.pop(p[:-3])]
+        else:
+            values.append(float(params.pop(p)))
+    if params:
+        raise TypeError(f"{name}: unknown stage parameters {sorted(params)}; the layout is {layout}")
+    return name, values
 
 
 def _pair(size, name):
@@ -86,8 +100,8 @@ class Transform:
         cap = getattr(self, "_capsule", None)
         if cap is None:
             spec = []
-            for kind, params in self._stages():
-                spec += [float(_KINDS[kind]), float(len(params))] + [float(p) for p in params]
+            for name, params in self._stages():
+                spec += [float(_C.image_stages[name][0]), float(len(params))] + params
             cap = _C.pipeline_build(np.asarray(spec, dtype=np.float64))
             self._capsule = cap
         return cap
@@ -153,8 +167,8 @@ class Resize(Transform):
 
     def _stages(self):
         if isinstance(self.size, int):
-            return [("Resize", (self.size, 0, self.max_size or 0, self.antialias))]
-        return [("Resize", (self.size[0], self.size[1], 0, self.antialias))]
+            return [_stage("Resize", height=self.size, width=0, max_size=self.max_size or 0, antialias=self.antialias)]
+        return [_stage("Resize", height=self.size[0], width=self.size[1], max_size=0, antialias=self.antialias)]
 
 
 class CenterCrop(Transform):
@@ -164,7 +178,7 @@ class CenterCrop(Transform):
         self.size = _pair(size, "CenterCrop")
 
     def _stages(self):
-        return [("CenterCrop", self.size)]
+        return [_stage("CenterCrop", height=self.size[0], width=self.size[1])]
 
 
 class RandomCrop(Transform):
@@ -195,7 +209,10 @@ class RandomCrop(Transform):
         self.padding, self.pad_if_needed, self.fill, self.padding_mode = pad, bool(pad_if_needed), fill3, padding_mode
 
     def _stages(self):
-        return [("RandomCrop", (*self.size, *self.padding, self.pad_if_needed, _PAD_MODES[self.padding_mode], *self.fill))]
+        (h, w), (pl, pt, pr, pb), (r, g, b) = self.size, self.padding, self.fill
+        return [_stage("RandomCrop", height=h, width=w, pad_left=pl, pad_top=pt, pad_right=pr, pad_bottom=pb,
+                       pad_if_needed=self.pad_if_needed, padding_mode=_PAD_MODES[self.padding_mode],
+                       fill_r=r, fill_g=g, fill_b=b)]
 
 
 class RandomResizedCrop(Transform):
@@ -214,7 +231,8 @@ class RandomResizedCrop(Transform):
         self.antialias = bool(antialias)
 
     def _stages(self):
-        return [("RandomResizedCrop", (*self.size, *self.scale, *self.ratio, self.antialias))]
+        return [_stage("RandomResizedCrop", height=self.size[0], width=self.size[1], scale_lo=self.scale[0],
+                       scale_hi=self.scale[1], ratio_lo=self.ratio[0], ratio_hi=self.ratio[1], antialias=self.antialias)]
 
 
 class RandomHorizontalFlip(Transform):
@@ -222,7 +240,7 @@ class RandomHorizontalFlip(Transform):
         self.p = float(p)
 
     def _stages(self):
-        return [("RandomHorizontalFlip", (self.p,))]
+        return [_stage("RandomHorizontalFlip", p=self.p)]
 
 
 class RandomVerticalFlip(Transform):
@@ -230,7 +248,7 @@ class RandomVerticalFlip(Transform):
         self.p = float(p)
 
     def _stages(self):
-        return [("RandomVerticalFlip", (self.p,))]
+        return [_stage("RandomVerticalFlip", p=self.p)]
 
 
 class ColorJitter(Transform):
@@ -246,7 +264,8 @@ class ColorJitter(Transform):
     def _stages(self):
         b, c, s = (r or (1.0, 1.0) for r in (self.brightness, self.contrast, self.saturation))
         h = self.hue or (0.0, 0.0)
-        return [("ColorJitter", (*b, *c, *s, *h))]
+        return [_stage("ColorJitter", brightness_lo=b[0], brightness_hi=b[1], contrast_lo=c[0], contrast_hi=c[1],
+                       saturation_lo=s[0], saturation_hi=s[1], hue_lo=h[0], hue_hi=h[1])]
 
 
 class Grayscale(Transform):
@@ -258,7 +277,7 @@ class Grayscale(Transform):
         self.num_output_channels = num_output_channels
 
     def _stages(self):
-        return [("Grayscale", (self.num_output_channels, 1.0))]
+        return [_stage("Grayscale", out_channels=self.num_output_channels, p=1.0)]
 
 
 class RandomGrayscale(Transform):
@@ -268,7 +287,7 @@ class RandomGrayscale(Transform):
         self.p = float(p)
 
     def _stages(self):
-        return [("Grayscale", (0, self.p))]
+        return [_stage("Grayscale", out_channels=0, p=self.p)]
 
 
 class RandAugment(Transform):
@@ -307,8 +326,8 @@ class RandAugment(Transform):
 
     def _stages(self):
         fill = self.fill or (0, 0, 0)
-        return [("RandAugment", (self.num_ops, self.magnitude, self.num_magnitude_bins, self._mask(),
-                                 self.fill is not None, *fill))]
+        return [_stage("RandAugment", num_ops=self.num_ops, magnitude=self.magnitude, num_bins=self.num_magnitude_bins,
+                       op_mask=self._mask(), has_fill=self.fill is not None, fill_r=fill[0], fill_g=fill[1], fill_b=fill[2])]
 
 
 class SobelEdges(Transform):
@@ -317,7 +336,6 @@ class SobelEdges(Transform):
     channels."""
 
     def __init__(self, magnitude="l2", blur=False, out_channels=1):
-        from .functional import _SOBEL
         if magnitude not in _SOBEL:
             raise ValueError(f"SobelEdges: magnitude must be one of {sorted(_SOBEL)}, got {magnitude!r}")
         if out_channels not in (1, 3):
@@ -325,8 +343,7 @@ class SobelEdges(Transform):
         self.magnitude, self.blur, self.out_channels = magnitude, bool(blur), out_channels
 
     def _stages(self):
-        from .functional import _SOBEL
-        return [("SobelEdges", (_SOBEL[self.magnitude], self.blur, self.out_channels))]
+        return [_stage("SobelEdges", magnitude=_SOBEL[self.magnitude], blur=self.blur, out_channels=self.out_channels)]
 
 
 class RandomAffine(Transform):
@@ -336,7 +353,6 @@ class RandomAffine(Transform):
     4 values -> x and y. Nearest or bilinear sampling about the center (or `center`); outside = fill."""
 
     def __init__(self, degrees, translate=None, scale=None, shear=None, interpolation="nearest", fill=0, center=None):
-        from .functional import _INTERP
         self.degrees = (-float(degrees), float(degrees)) if isinstance(degrees, numbers.Number) else tuple(map(float, degrees))
         if isinstance(degrees, numbers.Number) and degrees < 0:
             raise ValueError("RandomAffine: if degrees is a single number, it must be positive")
@@ -368,12 +384,15 @@ class RandomAffine(Transform):
         self.center = None if center is None else (float(center[0]), float(center[1]))
 
     def _stages(self):
-        from .functional import _INTERP
         tr = self.translate or (0.0, 0.0)
         sc = self.scale or (1.0, 1.0)
         sh = self.shear or (0.0, 0.0, 0.0, 0.0)
         c = (0, 0.0, 0.0) if self.center is None else (1, *self.center)
-        return [("RandomAffine", (*self.degrees, *tr, *sc, *sh, _INTERP[self.interpolation], *self.fill, *c))]
+        return [_stage("RandomAffine", degrees_lo=self.degrees[0], degrees_hi=self.degrees[1], translate_x=tr[0],
+                       translate_y=tr[1], scale_lo=sc[0], scale_hi=sc[1], shear_x_lo=sh[0], shear_x_hi=sh[1],
+                       shear_y_lo=sh[2], shear_y_hi=sh[3], interpolation=_INTERP[self.interpolation],
+                       fill_r=self.fill[0], fill_g=self.fill[1], fill_b=self.fill[2], has_center=c[0], center_x=c[1],
+                       center_y=c[2])]
 
 
 class RandomApply(Transform):
@@ -388,14 +407,14 @@ class RandomApply(Transform):
 
     def _stages(self):
         inner = [s for t in self.transforms for s in t._stages()]
-        return [("RandomApply", (self.p, len(inner)))] + inner
+        return [_stage("RandomApply", p=self.p, count=len(inner))] + inner
 
 
 class ToTensor(Transform):
     """uint8 (H, W, C) -> float32 (C, H, W) in [0, 1] (x / 255 in float32, like torchvision)."""
 
     def _stages(self):
-        return [("ToTensor", ())]
+        return [_stage("ToTensor")]
 
 
 class Normalize(Transform):
@@ -411,7 +430,7 @@ class Normalize(Transform):
                              f"zero: {self.std}")
 
     def _stages(self):
-        return [("Normalize", (len(self.mean), *self.mean, *self.std))]
+        return [_stage("Normalize", channels=len(self.mean), mean_std=self.mean + self.std)]
 
 
 class RandomErasing(Transform):
@@ -441,9 +460,10 @@ class RandomErasing(Transform):
                 raise ValueError("RandomErasing: value must have 1 or 3 entries")
 
     def _stages(self):
-        if self.value == "random":
-            return [("RandomErasing", (self.p, *self.scale, *self.ratio, 1, 0))]
-        return [("RandomErasing", (self.p, *self.scale, *self.ratio, 0, len(self.value), *self.value))]
+        random = self.value == "random"
+        values = () if random else self.value
+        return [_stage("RandomErasing", p=self.p, scale_lo=self.scale[0], scale_hi=self.scale[1], ratio_lo=self.ratio[0],
+                       ratio_hi=self.ratio[1], random=random, nvalues=len(values), values=values)]
 
 
 def compute_mean_std(images, max_pixels: int = 1 << 28):

@@ -12,7 +12,9 @@ from ..io import decode_image, read_image  # noqa: F401  (decoding belongs to th
 
 decode = decode_image
 
-_PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
+_PAD_MODES = _C.pad_modes  # the C enums, by name
+_INTERP = _C.interpolations
+_SOBEL = _C.sobel_magnitudes
 
 
 def _img(img):
@@ -150,9 +152,6 @@ def invert(img):
 
 # ---- affine warps (torchvision F.affine / F.rotate on tensors) ----
 
-_INTERP = {"nearest": 0, "bilinear": 1}
-
-
 def affine(img, angle, translate, scale, shear, interpolation="nearest", fill=None, center=None):
     """angle in degrees (clockwise positive, like F.affine), translate (tx, ty) pixels, shear a number
     or (sx, sy) in degrees, center in pixels (None = image center). fill=None: outside pixels are 0
@@ -192,9 +191,6 @@ def randaugment_magnitude(op, magnitude, num_magnitude_bins=31, image_size=(224,
 
 
 # ---- edges ----
-
-_SOBEL = {"l2": 0, "l1": 1, "half_abs": 2}
-
 
 def sobel(img, magnitude="l2", blur=False, out_channels=1):
     """Sobel edge map of the gray image (OpenCV conventions, spec section 4), saturated to uint8."""

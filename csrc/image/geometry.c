@@ -329,7 +329,7 @@ af_status af_img_affine(const af_image *src, double angle, double tx, double ty,
             /* grid_sampler_2d CPU kernel, align_corners=False: (g + 1) * (size / 2) - 0.5 */
             float u = (gx + 1.0f) * half_w - 0.5f, v = (gy + 1.0f) * half_h - 0.5f;
             uint8_t *o = dst->data + ((size_t)i * W + j) * C;
-            if (interpolation == 0) {
+            if (interpolation == AF_INTERP_NEAREST) {
                 float ku = nearbyintf(u), kv = nearbyintf(v);
                 int inside = ku >= 0.0f && ku < (float)W && kv >= 0.0f && kv < (float)H;
                 for (int c = 0; c < C; c++)

@@ -28,45 +28,53 @@ struct af_pipeline {
     af_stage stages[];
 };
 
-/* Parameter lists, per kind (the builder checks counts and ranges):
- *   RESIZE            h, w, max_size, antialias      w == 0: the shorter edge becomes h
- *   CENTER_CROP       h, w
- *   RANDOM_CROP       h, w, pad_left, pad_top, pad_right, pad_bottom, pad_if_needed, pad_mode, fill r, g, b
- *   RANDOM_RESIZED_CROP h, w, scale_lo, scale_hi, ratio_lo, ratio_hi, antialias
- *   HFLIP / VFLIP     p
- *   COLOR_JITTER      brightness lo, hi, contrast lo, hi, saturation lo, hi, hue lo, hi
- *                     (an op is off when its range is [1, 1], or [0, 0] for hue)
- *   GRAYSCALE         out_channels (0 = as many as the input), p
- *   RANDAUGMENT       num_ops, magnitude, num_bins, op_mask (bit i = op i of the table), has_fill, fill r, g, b
- *   SOBEL             magnitude (0 L2, 1 L1, 2 half-abs), blur, out_channels
- *   RANDOM_AFFINE     degrees lo, hi, translate fraction x, y, scale lo, hi, shear x lo, hi, shear y lo, hi,
- *                     interpolation (0 nearest, 1 bilinear), fill r, g, b, has_center, cx, cy
- *   RANDOM_APPLY      p, count: the next `count` stages run iff u <= p (torchvision RandomApply);
- *                     they must keep the image size
- *   TO_TENSOR         (none)
- *   NORMALIZE         C, mean[0..C), std[0..C)     (after TO_TENSOR)
- *   RANDOM_ERASING    p, scale_lo, scale_hi, ratio_lo, ratio_hi, random, nvalues, values...
- *                     (after TO_TENSOR on the float tensor, or before it on uint8 with 0..255 values) */
+/* Each kind's parameter layout, in spec order: the one definition (exported to Python as
+ * affectfer._C.image_stages, from which affectfer.transforms builds specs by name). A trailing
+ * "name..." takes the rest of the stage's parameters. Notes on the meanings:
+ *   Resize            width 0: the shorter edge becomes `height`, capped by max_size (0 = none)
+ *   RandomCrop        padding_mode: af_pad_mode
+ *   ColorJitter       an op is off when its range is [1, 1], or [0, 0] for hue
+ *   Grayscale         out_channels 0 = as many as the input
+ *   RandAugment       op_mask bit i = op i of the table
+ *   SobelEdges        magnitude: af_sobel_magnitude
+ *   RandomAffine      translate as fractions of the size; interpolation: af_interpolation
+ *   RandomApply       the next `count` stages run iff u <= p (torchvision RandomApply); they must keep
+ *                     the image size
+ *   Normalize         channels C, then mean[0..C) and std[0..C)    (after ToTensor)
+ *   RandomErasing     random 1: N(0, 1) noise, else nvalues values (after ToTensor on the float
+ *                     tensor, or before it on uint8 with 0..255 values) */
 static const struct {
     const char *name;
     int min_params, max_params;
+    const char *params;
 } stage_info[AF_STAGE_KIND_END] = {
-    [AF_STAGE_RESIZE] = {"Resize", 4, 4},
-    [AF_STAGE_CENTER_CROP] = {"CenterCrop", 2, 2},
-    [AF_STAGE_RANDOM_CROP] = {"RandomCrop", 11, 11},
-    [AF_STAGE_RANDOM_RESIZED_CROP] = {"RandomResizedCrop", 7, 7},
-    [AF_STAGE_HFLIP] = {"RandomHorizontalFlip", 1, 1},
-    [AF_STAGE_VFLIP] = {"RandomVerticalFlip", 1, 1},
-    [AF_STAGE_COLOR_JITTER] = {"ColorJitter", 8, 8},
-    [AF_STAGE_GRAYSCALE] = {"Grayscale", 2, 2},
-    [AF_STAGE_RANDAUGMENT] = {"RandAugment", 8, 8},
-    [AF_STAGE_SOBEL] = {"SobelEdges", 3, 3},
-    [AF_STAGE_RANDOM_ERASING] = {"RandomErasing", 7, 10},
-    [AF_STAGE_RANDOM_AFFINE] = {"RandomAffine", 17, 17},
-    [AF_STAGE_RANDOM_APPLY] = {"RandomApply", 2, 2},
-    [AF_STAGE_TO_TENSOR] = {"ToTensor", 0, 0},
-    [AF_STAGE_NORMALIZE] = {"Normalize", 3, 7},
+    [AF_STAGE_RESIZE] = {"Resize", 4, 4, "height width max_size antialias"},
+    [AF_STAGE_CENTER_CROP] = {"CenterCrop", 2, 2, "height width"},
+    [AF_STAGE_RANDOM_CROP] = {"RandomCrop", 11, 11,
+                              "height width pad_left pad_top pad_right pad_bottom pad_if_needed padding_mode fill_r fill_g fill_b"},
+    [AF_STAGE_RANDOM_RESIZED_CROP] = {"RandomResizedCrop", 7, 7, "height width scale_lo scale_hi ratio_lo ratio_hi antialias"},
+    [AF_STAGE_HFLIP] = {"RandomHorizontalFlip", 1, 1, "p"},
+    [AF_STAGE_VFLIP] = {"RandomVerticalFlip", 1, 1, "p"},
+    [AF_STAGE_COLOR_JITTER] = {"ColorJitter", 8, 8,
+                               "brightness_lo brightness_hi contrast_lo contrast_hi saturation_lo saturation_hi hue_lo hue_hi"},
+    [AF_STAGE_GRAYSCALE] = {"Grayscale", 2, 2, "out_channels p"},
+    [AF_STAGE_RANDAUGMENT] = {"RandAugment", 8, 8, "num_ops magnitude num_bins op_mask has_fill fill_r fill_g fill_b"},
+    [AF_STAGE_SOBEL] = {"SobelEdges", 3, 3, "magnitude blur out_channels"},
+    [AF_STAGE_RANDOM_ERASING] = {"RandomErasing", 7, 10, "p scale_lo scale_hi ratio_lo ratio_hi random nvalues values..."},
+    [AF_STAGE_RANDOM_AFFINE] = {"RandomAffine", 17, 17,
+                                "degrees_lo degrees_hi translate_x translate_y scale_lo scale_hi shear_x_lo shear_x_hi "
+                                "shear_y_lo shear_y_hi interpolation fill_r fill_g fill_b has_center center_x center_y"},
+    [AF_STAGE_RANDOM_APPLY] = {"RandomApply", 2, 2, "p count"},
+    [AF_STAGE_TO_TENSOR] = {"ToTensor", 0, 0, ""},
+    [AF_STAGE_NORMALIZE] = {"Normalize", 3, 7, "channels mean_std..."},
 };
+
+int af_pipeline_stage_info(int kind, const char **name, const char **params) {
+    if (kind < 1 || kind >= AF_STAGE_KIND_END || !stage_info[kind].name) return 0;
+    *name = stage_info[kind].name;
+    *params = stage_info[kind].params;
+    return 1;
+}
 
 static int is_int(double v, double lo, double hi) { return v == floor(v) && v >= lo && v <= hi; }
 

@@ -27,6 +27,7 @@ void af_resize_output_size(int h, int w, int size, int max_size, int *oh, int *o
 af_status af_img_crop(const af_image *src, int top, int left, int h, int w, const uint8_t fill[3], af_image *dst);
 /* torchvision CenterCrop: zero padding when the crop is larger, top = round((H - h) / 2) half-even. */
 af_status af_img_center_crop(const af_image *src, int h, int w, af_image *dst);
+typedef enum { AF_INTERP_NEAREST = 0, AF_INTERP_BILINEAR = 1 } af_interpolation;
 typedef enum { AF_PAD_CONSTANT = 0, AF_PAD_EDGE = 1, AF_PAD_REFLECT = 2, AF_PAD_SYMMETRIC = 3 } af_pad_mode;
 af_status af_img_pad(const af_image *src, int left, int top, int right, int bottom, af_pad_mode mode,
                      const uint8_t fill[3], af_image *dst);
@@ -34,7 +35,7 @@ void af_img_hflip(af_image *img);
 void af_img_vflip(af_image *img);
 /* torchvision F.affine / F.rotate on the tensor path (spec 1.5.1): angle in degrees (clockwise
  * positive on screen, like F.affine), translate in pixels, scale, shear in degrees, center in pixel
- * coordinates (has_center=0: the image center). interpolation 0 = nearest, 1 = bilinear. `fill`
+ * coordinates (has_center=0: the image center). interpolation: af_interpolation. `fill`
  * NULL = torchvision's fill=None (outside pixels 0, no mask); otherwise the mask rules of 1.5.1. */
 af_status af_img_affine(const af_image *src, double angle, double tx, double ty, double scale, double shear_x,
                         double shear_y, int has_center, double cx, double cy, int interpolation,
@@ -109,6 +110,9 @@ enum {
     AF_STAGE_RANDOM_APPLY, AF_STAGE_KIND_END
 };
 af_status af_pipeline_build(const double *spec, int64_t n, af_pipeline **out);
+/* Name and parameter layout (space-separated names; a trailing "name..." takes the rest) of stage
+ * kind `kind`; returns 0 for an unused id. */
+int af_pipeline_stage_info(int kind, const char **name, const char **params);
 void af_pipeline_free(af_pipeline *p);
 
 #endif

@@ -43,6 +43,10 @@ PyObject *af_py_from_dlpack(PyObject *self, PyObject *capsule);
 int af_dtype_from_numpy(int npy_type, af_dtype *out);
 int af_dtype_to_numpy(af_dtype d);
 int af_dtype_from_name(const char *name, af_dtype *out);
+/* Adds module.<attr> = {names[k]: codes[k]}: the C enums Python needs, so it never re-types them. */
+int af_py_add_codes(PyObject *module, const char *attr, int n, const char *const names[], const int codes[]);
+/* dtypes, limits (max_dims, op_inputs, op_outputs, op_int_attrs, op_float_attrs), reductions */
+int af_constants_init(PyObject *module);
 
 /* fer_bind.c */
 extern PyMethodDef af_fer_methods[];
@@ -53,6 +57,8 @@ int af_loader_init(PyObject *module);
 
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];
+/* pad_modes, sobel_magnitudes, interpolations, image_stages ({name: (kind, parameter names)}) */
+int af_image_init(PyObject *module);
 
 /* ops_bind.c */
 extern PyMethodDef af_ops_methods[];

@@ -264,3 +264,40 @@ PyObject *af_py_from_dlpack(PyObject *self, PyObject *obj) {
     Py_DECREF(capsule);
     return af_py_wrap(t);
 }
+
+/* ---- facts Python needs from C (one source of truth) ---- */
+
+int af_py_add_codes(PyObject *module, const char *attr, int n, const char *const names[], const int codes[]) {
+    PyObject *d = PyDict_New();
+    if (!d) return -1;
+    for (int k = 0; k < n; k++) {
+        PyObject *v = PyLong_FromLong(codes[k]);
+        if (!v || PyDict_SetItemString(d, names[k], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    if (PyModule_AddObject(module, attr, d) < 0) {
+        Py_DECREF(d);
+        return -1;
+    }
+    return 0;
+}
+
+int af_constants_init(PyObject *module) {
+    const char *dtype_names[AF_DTYPE_COUNT];
+    int dtype_ids[AF_DTYPE_COUNT];
+    for (int d = 0; d < AF_DTYPE_COUNT; d++) {
+        dtype_names[d] = af_dtype_name((af_dtype)d);
+        dtype_ids[d] = d;
+    }
+    static const char *const limit_names[] = {"max_dims", "op_inputs", "op_outputs", "op_int_attrs", "op_float_attrs"};
+    static const int limits[] = {AF_MAX_DIMS, AF_MAX_IN, AF_MAX_OUT, AF_MAX_ATTR_I, AF_MAX_ATTR_F};
+    static const char *const reduction_names[] = {"none", "mean", "sum"};
+    static const int reductions[] = {AF_REDUCTION_NONE, AF_REDUCTION_MEAN, AF_REDUCTION_SUM};
+    if (af_py_add_codes(module, "dtypes", AF_DTYPE_COUNT, dtype_names, dtype_ids) < 0) return -1;
+    if (af_py_add_codes(module, "limits", 5, limit_names, limits) < 0) return -1;
+    return af_py_add_codes(module, "reductions", 3, reduction_names, reductions);
+}

@@ -462,19 +462,46 @@ static PyObject *py_randaugment_ops(PyObject *self, PyObject *unused) {
     return l;
 }
 
-/* {name: kind} of the pipeline stages, so affectfer.transforms never hard-codes the C enum */
-static PyObject *py_stage_kinds(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("{sisisisisisisisisisisisisisisi}", "RandomAffine", AF_STAGE_RANDOM_AFFINE, "RandomApply",
-                         AF_STAGE_RANDOM_APPLY, "Resize", AF_STAGE_RESIZE, "CenterCrop", AF_STAGE_CENTER_CROP,
-                         "RandomCrop", AF_STAGE_RANDOM_CROP, "RandomResizedCrop", AF_STAGE_RANDOM_RESIZED_CROP,
-                         "RandomHorizontalFlip", AF_STAGE_HFLIP, "RandomVerticalFlip", AF_STAGE_VFLIP, "ColorJitter",
-                         AF_STAGE_COLOR_JITTER, "Grayscale", AF_STAGE_GRAYSCALE, "RandomErasing", AF_STAGE_RANDOM_ERASING,
-                         "RandAugment", AF_STAGE_RANDAUGMENT, "SobelEdges", AF_STAGE_SOBEL, "ToTensor", AF_STAGE_TO_TENSOR,
-                         "Normalize", AF_STAGE_NORMALIZE);
+/* The image codes and the pipeline stage layouts as module attributes, so affectfer.transforms never
+ * re-types a C enum or a parameter order. image_stages = {name: (kind, (parameter names, ...))}. */
+int af_image_init(PyObject *module) {
+    static const char *const pad_names[] = {"constant", "edge", "reflect", "symmetric"};
+    static const int pad_codes[] = {AF_PAD_CONSTANT, AF_PAD_EDGE, AF_PAD_REFLECT, AF_PAD_SYMMETRIC};
+    static const char *const sobel_names[] = {"l2", "l1", "half_abs"};
+    static const int sobel_codes[] = {AF_SOBEL_L2, AF_SOBEL_L1, AF_SOBEL_HALF_ABS};
+    static const char *const interp_names[] = {"nearest", "bilinear"};
+    static const int interp_codes[] = {AF_INTERP_NEAREST, AF_INTERP_BILINEAR};
+    if (af_py_add_codes(module, "pad_modes", 4, pad_names, pad_codes) < 0 ||
+        af_py_add_codes(module, "sobel_magnitudes", 3, sobel_names, sobel_codes) < 0 ||
+        af_py_add_codes(module, "interpolations", 2, interp_names, interp_codes) < 0)
+        return -1;
+    PyObject *stages = PyDict_New();
+    if (!stages) return -1;
+    for (int kind = 0; kind < AF_STAGE_KIND_END; kind++) {
+        const char *name, *params;
+        if (!af_pipeline_stage_info(kind, &name, &params)) continue;
+        PyObject *text = PyUnicode_FromString(params);
+        PyObject *list = text ? PyUnicode_Split(text, NULL, -1) : NULL;
+        PyObject *names = list ? PyList_AsTuple(list) : NULL;
+        PyObject *entry = names ? Py_BuildValue("(iO)", kind, names) : NULL;
+        int bad = !entry || PyDict_SetItemString(stages, name, entry) < 0;
+        Py_XDECREF(text);
+        Py_XDECREF(list);
+        Py_XDECREF(names);
+        Py_XDECREF(entry);
+        if (bad) {
+            Py_DECREF(stages);
+            return -1;
+        }
+    }
+    if (PyModule_AddObject(module, "image_stages", stages) < 0) {
+        Py_DECREF(stages);
+        return -1;
+    }
+    return 0;
 }
 
 PyMethodDef af_image_methods[] = {
-    {"image_stage_kinds", py_stage_kinds, METH_NOARGS, "{stage name: kind id} of pipeline specs"},
     {"image_decode", py_image_decode, METH_VARARGS, "image_decode(bytes, max_pixels, name) -> uint8 (H, W, 3)"},
     {"image_read", py_image_read, METH_VARARGS, "image_read(path, max_pixels) -> uint8 (H, W, 3)"},
     {"pipeline_build", py_pipeline_build, METH_O, "pipeline_build(spec float64 array) -> pipeline capsule"},

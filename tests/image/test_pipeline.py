@@ -199,8 +199,7 @@ def test_raw_spec_with_out_of_range_counts_is_refused():
     # A Normalize whose channel count is 1e300 must be a ValueError. (fuzz/fuzz_pipeline.c found that
     # this count was converted to int before its range check - undefined behaviour that an ordinary
     # build hides; the UBSan regression guard is the seed fuzz/seeds/pipeline/normalize-channel-count-1e300.)
-    from affectfer.transforms import _KINDS
 
-    spec = [float(_KINDS["ToTensor"]), 0.0, float(_KINDS["Normalize"]), 3.0, 1e300, 0.5, 0.5]
+    spec = [float(_C.image_stages["ToTensor"][0]), 0.0, float(_C.image_stages["Normalize"][0]), 3.0, 1e300, 0.5, 0.5]
     with pytest.raises(ValueError, match="Normalize: mean and std need 1 or 3 values"):
         _C.pipeline_build(np.asarray(spec, dtype=np.float64))
