@@ -81,26 +81,17 @@ def vflip(img):
 
 def to_tensor(img):
     """uint8 (H, W, C) -> float32 (C, H, W), x / 255."""
-    return _op("to_tensor", img)
+    return _C.image_to_tensor(_img(img), None, None)
 
 
 def normalize_image(img, mean, std):
     """ToTensor then Normalize in one step: ((x / 255) - mean) / std, float32 (C, H, W)."""
-    img = _img(img)
-    C = 1 if img.ndim == 2 else img.shape[2]
-    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (C,))
-    std = np.broadcast_to(np.asarray(std, dtype=np.float64).reshape(-1), (C,))
-    return _op("to_tensor", img, *mean, *std)
+    return _C.image_to_tensor(_img(img), mean, std)
 
 
 def normalize(tensor, mean, std):
     """Normalize a float32 (C, H, W) array: (x - mean) / std in float32."""
-    x = np.asarray(tensor, dtype=np.float32)
-    mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
-    if np.any(std == 0):
-        raise ValueError("normalize: std evaluated to zero, leading to division by zero")
-    return ((x - mean) / std).astype(np.float32)
+    return _C.image_normalize(tensor, mean, std)
 
 
 # ---- photometric (torchvision tensor path; factors are used as float32) ----

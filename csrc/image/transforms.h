@@ -95,11 +95,24 @@ typedef enum { AF_SOBEL_L2 = 0, AF_SOBEL_L1 = 1, AF_SOBEL_HALF_ABS = 2 } af_sobe
 af_status af_img_sobel(const af_image *src, af_sobel_magnitude magnitude, int blur, int out_channels, af_image *dst);
 
 /* ---- normalize.c ---- */
-/* uint8 HWC -> float32 CHW: x / 255 (a float32 division, like ToTensor), then (x - mean) / std per
- * channel when mean/std are not NULL. */
-void af_img_to_tensor(const af_image *img, const float *mean, const float *std, float *out);
+/* uint8 HWC -> float32 CHW: x / 255 (a float32 division, like ToTensor). */
+void af_img_to_tensor(const af_image *img, float *out);
+/* In place on float32 CHW: (x - mean[c]) / std[c] in float32 (Normalize). */
+void af_normalize_chw(float *x, int C, int H, int W, const float *mean, const float *std);
 
 /* ---- pipeline.c ---- */
+/* Parameter checks shared by the pipeline builder and the functional ops: each fails with
+ * AF_ERR_VALUE naming the op, the parameter and the offending value. */
+#define AF_IMAGE_MAX_SIDE 65536
+af_status af_check_int(const char *op, const char *what, double v, double lo, double hi);
+af_status af_check_range(const char *op, const char *what, double v, double lo, double hi);
+af_status af_check_size(const char *op, double h, double w); /* integers in [1, AF_IMAGE_MAX_SIDE] */
+af_status af_check_fill(const char *op, const double *rgb);  /* 3 integers in [0, 255] */
+af_status af_check_channels(const char *op, const char *what, double v, int allow_same); /* 1, 3 (or 0) */
+af_status af_check_finite(const char *op, const double *p, int n);
+af_status af_check_sobel(const char *op, double magnitude, double blur, double out_channels);
+af_status af_check_mean_std(const char *op, int n, const double *mean, const double *std); /* finite, std != 0 in float32 */
+
 /* Stage kinds of a pipeline spec. A spec is a flat float64 array of stages, each
  * [kind, nparams, params...]; the parameter lists are documented at each kind in pipeline.c and
  * produced by affectfer/transforms.py. af_pipeline_build validates everything. */

@@ -33,7 +33,14 @@ int af_errors_init(PyObject *module);
 PyObject *af_py_raise(af_status st); /* sets the exception for st, returns NULL */
 int af_py_check_interrupt(void);
 
-/* convert.c: NumPy and DLPack */
+/* convert.c: NumPy and DLPack, and the argument coercions every binding shares */
+/* A C-contiguous, aligned NumPy array of npy_type from any array-like (new reference), with `ndim`
+ * dims (-1: any); NULL with TypeError/ValueError naming `name`. */
+PyObject *af_py_as_array(PyObject *obj, int npy_type, int ndim, const char *name);
+/* At most `max` numbers of a number or 1-D array-like into out; their count, or -1 with an exception. */
+Py_ssize_t af_py_doubles(PyObject *obj, const char *name, double *out, Py_ssize_t max);
+/* A tensor shape: a sequence of at most AF_MAX_DIMS non-negative ints; errors name `name`. */
+int af_py_parse_shape(PyObject *obj, const char *name, int *ndim, int64_t *shape);
 int af_convert_init(void);
 PyObject *af_py_from_numpy(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *af_py_to_numpy(AfTensorObject *self, PyObject *unused);

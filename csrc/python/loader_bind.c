@@ -13,20 +13,8 @@
 
 #include <math.h>
 
-/* A C-contiguous 1-D array of `type` from any array-like; errors name the argument. */
 static PyArrayObject *as_vector(PyObject *obj, int type, const char *name) {
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, type, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
-    if (!a) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "'%s' must be array-like numbers", name);
-        return NULL;
-    }
-    if (PyArray_NDIM(a) != 1) {
-        PyErr_Format(PyExc_ValueError, "'%s' must be 1-D, got %d-D", name, PyArray_NDIM(a));
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
+    return (PyArrayObject *)af_py_as_array(obj, type, 1, name);
 }
 
 static PyObject *new_i64(int64_t n) {
@@ -299,21 +287,6 @@ static void run_dealloc(LoaderRunObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyArrayObject *as_array_nd(PyObject *obj, int type, int ndim, const char *name) {
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, type, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
-    if (!a) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "loader: '%s' must be array-like numbers", name);
-        return NULL;
-    }
-    if (PyArray_NDIM(a) != ndim) {
-        PyErr_Format(PyExc_ValueError, "loader: '%s' must be %d-D, got %d-D", name, ndim, PyArray_NDIM(a));
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
-}
-
 static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"paths", "images", "labels", "targets", "order", "is_copy", "transform", "augment_copies",
                              "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", NULL};
@@ -329,7 +302,7 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     if (!self) return NULL;
     af_loader_source src = {0};
     af_loader_config cfg = {0};
-    PyArrayObject *labels = as_array_nd(labels_obj, NPY_INT64, 1, "labels");
+    PyArrayObject *labels = (PyArrayObject *)af_py_as_array(labels_obj, NPY_INT64, 1, "labels");
     if (!(self->keep[1] = (PyObject *)labels)) goto fail;
     src.n = PyArray_DIM(labels, 0);
     src.labels = PyArray_DATA(labels);
@@ -366,7 +339,7 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
         Py_DECREF(seq);
         src.paths = (const char *const *)self->paths;
     } else {
-        PyArrayObject *images = as_array_nd(images_obj, NPY_UINT8, 4, "images");
+        PyArrayObject *images = (PyArrayObject *)af_py_as_array(images_obj, NPY_UINT8, 4, "images");
         if (!(self->keep[0] = (PyObject *)images)) goto fail;
         if (PyArray_DIM(images, 0) != src.n || (PyArray_DIM(images, 3) != 1 && PyArray_DIM(images, 3) != 3)) {
             PyErr_Format(PyExc_ValueError, "loader: 'images' must be (N, H, W, 1 or 3) with N = %lld", (long long)src.n);
@@ -376,7 +349,7 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
         src.img_h = (int)PyArray_DIM(images, 1), src.img_w = (int)PyArray_DIM(images, 2), src.img_c = (int)PyArray_DIM(images, 3);
     }
     if (targets_obj != Py_None) {
-        PyArrayObject *targets = as_array_nd(targets_obj, NPY_FLOAT32, 2, "targets");
+        PyArrayObject *targets = (PyArrayObject *)af_py_as_array(targets_obj, NPY_FLOAT32, 2, "targets");
         if (!(self->keep[2] = (PyObject *)targets)) goto fail;
         if (PyArray_DIM(targets, 0) != src.n || PyArray_DIM(targets, 1) < 1) {
             PyErr_Format(PyExc_ValueError, "loader: 'targets' must be (%lld, T) with T >= 1", (long long)src.n);
@@ -385,11 +358,11 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
         src.targets = PyArray_DATA(targets);
         src.num_targets = (int)PyArray_DIM(targets, 1);
     }
-    PyArrayObject *order = as_array_nd(order_obj, NPY_INT64, 1, "order");
+    PyArrayObject *order = (PyArrayObject *)af_py_as_array(order_obj, NPY_INT64, 1, "order");
     if (!(self->keep[3] = (PyObject *)order)) goto fail;
     const uint8_t *is_copy = NULL;
     if (copy_obj != Py_None) {
-        PyArrayObject *copy = as_array_nd(copy_obj, NPY_UINT8, 1, "is_copy");
+        PyArrayObject *copy = (PyArrayObject *)af_py_as_array(copy_obj, NPY_UINT8, 1, "is_copy");
         if (!(self->keep[4] = (PyObject *)copy)) goto fail;
         if (PyArray_DIM(copy, 0) != PyArray_DIM(order, 0)) {
             PyErr_Format(PyExc_ValueError, "loader: 'is_copy' has %zd flags for %zd positions", (Py_ssize_t)PyArray_DIM(copy, 0),
