@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _C
-from ..tensor import Tensor, _call
+from ..nn import functional as _F
+from ..tensor import Tensor
 from ..tensor import from_numpy as _from_numpy
 
 
@@ -107,8 +108,7 @@ class MixAugment(Mixup):
 
 
 def _ce(logits, target, weight=None, label_smoothing=0.0):
-    inputs = [logits, target] + ([weight] if weight is not None else [])
-    return _call("cross_entropy", inputs, (1, -100), (float(label_smoothing),))
+    return _F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
 
 
 def mixup_loss(logits, batch: MixedBatch, weight=None, label_smoothing: float = 0.0, soft: bool = False):

@@ -40,6 +40,7 @@ import math
 import numpy as np
 
 from .. import _C
+from .._args import pair as _pair
 
 _PAD_MODES, _SOBEL, _INTERP = _C.pad_modes, _C.sobel_magnitudes, _C.interpolations  # C enums by name
 
@@ -57,17 +58,6 @@ def _stage(name, **params):
     if params:
         raise TypeError(f"{name}: unknown stage parameters {sorted(params)}; the layout is {layout}")
     return name, values
-
-
-def _pair(size, name):
-    if isinstance(size, numbers.Integral):
-        return int(size), int(size)
-    size = tuple(size)
-    if len(size) == 1:
-        return int(size[0]), int(size[0])
-    if len(size) != 2:
-        raise ValueError(f"{name}: size must be an int or a (height, width) pair, got {size!r}")
-    return int(size[0]), int(size[1])
 
 
 def _range(value, name, center=1.0, bound=(0.0, math.inf)):
@@ -161,7 +151,7 @@ class Resize(Transform):
         else:
             if max_size is not None:
                 raise ValueError("Resize: max_size is only supported for an int size")
-            self.size = _pair(size, "Resize")
+            self.size = _pair(size, "Resize: size")
         self.max_size = max_size
         self.antialias = bool(antialias)
 
@@ -175,7 +165,7 @@ class CenterCrop(Transform):
     """Crop the center (zero padding when the crop is larger than the image), like torchvision."""
 
     def __init__(self, size):
-        self.size = _pair(size, "CenterCrop")
+        self.size = _pair(size, "CenterCrop: size")
 
     def _stages(self):
         return [_stage("CenterCrop", height=self.size[0], width=self.size[1])]
@@ -186,7 +176,7 @@ class RandomCrop(Transform):
     padding_mode constant/edge/reflect/symmetric; pad_if_needed pads up to the crop size."""
 
     def __init__(self, size, padding=None, pad_if_needed=False, fill=0, padding_mode="constant"):
-        self.size = _pair(size, "RandomCrop")
+        self.size = _pair(size, "RandomCrop: size")
         if padding is None:
             pad = (0, 0, 0, 0)
         elif isinstance(padding, numbers.Integral):
@@ -222,7 +212,7 @@ class RandomResizedCrop(Transform):
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), antialias=True, interpolation="bilinear"):
         if interpolation not in ("bilinear", 2):
             raise ValueError(f"RandomResizedCrop: only bilinear interpolation is implemented, got {interpolation!r}")
-        self.size = _pair(size, "RandomResizedCrop")
+        self.size = _pair(size, "RandomResizedCrop: size")
         self.scale, self.ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
         if len(self.scale) != 2 or len(self.ratio) != 2:
             raise ValueError("RandomResizedCrop: scale and ratio must be (min, max) pairs")

@@ -8,7 +8,7 @@ import affectfer as af
 from affectfer.data import (ArrayDataset, ClassBalancedOversampler, CSVDataset, ImageFolder, Loader, RandomSampler,
                             WeightedRandomSampler, read_image)
 
-from .imageio import write_bmp, write_png
+from ..images import write_png
 
 
 def threads():
@@ -152,13 +152,13 @@ def test_bad_arguments(arrays):
 
 
 def image_files(tmp_path, rng, n=13):
-    """n small PNG/BMP files of varied sizes under tmp_path/<class>/ and an ImageFolder over them."""
+    """n small RGB and gray PNG files of varied sizes under tmp_path/<class>/ and an ImageFolder over them."""
     for i in range(n):
         h, w = 20 + 3 * (i % 4), 24 + 5 * (i % 3)
-        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        img = rng.integers(0, 256, (h, w, 3) if i % 2 else (h, w), dtype=np.uint8)
         folder = tmp_path / f"c{i % 3}"
         folder.mkdir(exist_ok=True)
-        (write_png if i % 2 else write_bmp)(str(folder / f"{i:03d}.{'png' if i % 2 else 'bmp'}"), img)
+        write_png(str(folder / f"{i:03d}.png"), img)
     return ImageFolder(str(tmp_path))
 
 

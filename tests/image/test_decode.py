@@ -4,7 +4,7 @@ import pytest
 
 import affectfer.io as aio
 
-from .imgutil import JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient16, png_bytes, png_header_only
+from ..images import JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient16, png_bytes, png_header_only
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import affectfer.transforms as T
 import affectfer.transforms.functional as F
 from affectfer import _C
 
-from .imgutil import png_bytes
+from ..images import png_bytes
 
 
 @pytest.fixture
