@@ -436,8 +436,8 @@ class RandomErasing(Transform):
             raise ValueError(f"RandomErasing: p should be between 0 and 1, got {p}")
         if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
             raise ValueError("RandomErasing: scale and ratio should be of kind (min, max)")
-        if not 0.0 <= self.scale[0] and self.scale[1] <= 1.0:
-            raise ValueError("RandomErasing: scale should be between 0 and 1")
+        if self.scale[0] < 0.0 or self.scale[1] > 1.0:
+            raise ValueError(f"RandomErasing: scale should be between 0 and 1, got {self.scale}")
         if isinstance(value, str):
             if value != "random":
                 raise ValueError(f"RandomErasing: value must be a number, a sequence or 'random', got {value!r}")
@@ -456,13 +456,16 @@ class RandomErasing(Transform):
                        ratio_hi=self.ratio[1], random=random, nvalues=len(values), values=values)]
 
 
-def compute_mean_std(images, max_pixels: int = 1 << 28):
+def compute_mean_std(images, max_pixels: int | None = None):
     """Per-channel mean and std (population) of a dataset in ToTensor units ([0, 1]), for
     Normalize(mean, std) with the training set's own statistics. images: an iterable of uint8
     (H, W, 3) arrays or image paths. Sums are exact integers, so the result does not depend on the
-    order or on image sizes beyond their pixel counts."""
-    from ..io import read_image
+    order or on image sizes beyond their pixel counts. max_pixels: the decoding limit for paths
+    (default affectfer.io.MAX_PIXELS)."""
+    from ..io import MAX_PIXELS, read_image
 
+    if max_pixels is None:
+        max_pixels = MAX_PIXELS
     count = 0
     total = np.zeros(3, dtype=np.float64)
     total_sq = np.zeros(3, dtype=np.float64)

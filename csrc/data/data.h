@@ -85,14 +85,17 @@ typedef struct af_loader_source {
     int num_targets;
 } af_loader_source;
 
+#define AF_LOADER_MAX_WORKERS 256
+#define AF_LOADER_MAX_PREFETCH 1024 /* batch slots in flight, each a whole batch */
+
 struct af_pipeline;
 typedef struct af_loader_config {
     const struct af_pipeline *transform;      /* NULL: ToTensor only (x / 255) */
     const struct af_pipeline *augment_copies; /* run before `transform` on oversampled copies; may be NULL */
     int64_t batch_size;
     int drop_last;
-    int workers;      /* >= 1 threads */
-    int prefetch;     /* batches in flight, >= 1 */
+    int workers;      /* threads, 1 to AF_LOADER_MAX_WORKERS */
+    int prefetch;     /* batches in flight, 1 to AF_LOADER_MAX_PREFETCH */
     uint64_t seed, epoch;
     int64_t max_pixels; /* decoder limit */
 } af_loader_config;

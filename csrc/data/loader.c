@@ -107,7 +107,10 @@ af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *s
                           const uint8_t *is_copy, int64_t n_order, af_loader **out) {
     af_status st = AF_OK;
     *out = NULL;
-    if (cfg->workers < 1 || cfg->workers > 256) return AF_FAIL(AF_ERR_VALUE, "loader: 'workers' must be in [1, 256], got %d", cfg->workers);
+    if (cfg->workers < 1 || cfg->workers > AF_LOADER_MAX_WORKERS)
+        return AF_FAIL(AF_ERR_VALUE, "loader: 'workers' must be in [1, %d], got %d", AF_LOADER_MAX_WORKERS, cfg->workers);
+    if (cfg->prefetch < 1 || cfg->prefetch > AF_LOADER_MAX_PREFETCH)
+        return AF_FAIL(AF_ERR_VALUE, "loader: 'prefetch' must be in [1, %d], got %d", AF_LOADER_MAX_PREFETCH, cfg->prefetch);
     if (cfg->batch_size < 1) return AF_FAIL(AF_ERR_VALUE, "loader: 'batch_size' must be >= 1, got %lld", (long long)cfg->batch_size);
     if (n_order < 0 || n_order >= (1ll << 40)) return AF_FAIL(AF_ERR_VALUE, "loader: an epoch holds 0 to 2^40 samples, got %lld", (long long)n_order);
     if (cfg->epoch >= (1ull << 23)) return AF_FAIL(AF_ERR_VALUE, "loader: epoch must be < 2^23, got %llu", (unsigned long long)cfg->epoch);

@@ -166,7 +166,13 @@ af_status af_img_resize(const af_image *src, int oh, int ow, int antialias, af_i
 }
 
 void af_resize_output_size(int h, int w, int size, int max_size, int *oh, int *ow) {
-    /* torchvision _compute_resized_output_size for a single int */
+    /* torchvision _compute_resized_output_size for a single int. Callers refuse empty images; an
+     * empty one keeps its size here rather than dividing by zero. */
+    if (h < 1 || w < 1) {
+        *oh = h;
+        *ow = w;
+        return;
+    }
     int shorter = h <= w ? h : w, longer = h <= w ? w : h;
     int new_short = size, new_long = (int)((int64_t)size * longer / shorter);
     if (max_size > 0 && new_long > max_size) {

@@ -304,6 +304,7 @@ static void stage_shape(const af_stage *s, int *C, int *H, int *W) {
 
 af_status af_pipeline_output_shape(const af_pipeline *p, int in_h, int in_w, int *channels, int *height, int *width) {
     if (!af_pipeline_has_to_tensor(p)) return AF_FAIL(AF_ERR_VALUE, "pipeline: no ToTensor stage, so no tensor output");
+    if (in_h < 1 || in_w < 1) return AF_FAIL(AF_ERR_VALUE, "pipeline: the image is empty (%d x %d)", in_h, in_w);
     int C = 3, H = in_h, W = in_w;
     for (int k = 0; k < p->to_tensor; k++) stage_shape(&p->stages[k], &C, &H, &W);
     *channels = C;
@@ -502,6 +503,8 @@ static af_status run_float_stage(const af_stage *s, float *x, int C, int H, int 
 af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, float *out) {
     if (img->channels != 1 && img->channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "pipeline: images must have 1 or 3 channels, got %d", img->channels);
+    if (img->height < 1 || img->width < 1)
+        return AF_FAIL(AF_ERR_VALUE, "pipeline: the image is empty (%d x %d)", img->height, img->width);
     int nuint8 = p->to_tensor >= 0 ? p->to_tensor : p->nstages;
     for (int k = 0; k < nuint8; k++) {
         const af_stage *s = &p->stages[k];

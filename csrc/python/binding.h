@@ -39,6 +39,11 @@ int af_py_check_interrupt(void);
 PyObject *af_py_as_array(PyObject *obj, int npy_type, int ndim, const char *name);
 /* At most `max` numbers of a number or 1-D array-like into out; their count, or -1 with an exception. */
 Py_ssize_t af_py_doubles(PyObject *obj, const char *name, double *out, Py_ssize_t max);
+/* Sets ValueError(format % (float(a), float(b))) with format using %R for each; returns NULL
+ * (PyErr_Format has no %g: floats are shown by their repr). */
+PyObject *af_py_float_error(const char *format, double a, double b);
+/* An int argument in [lo, hi]: TypeError/ValueError naming `name` and the value (huge ints too). */
+int af_py_int_arg(PyObject *obj, const char *name, long long lo, long long hi, long long *out);
 /* A tensor shape: a sequence of at most AF_MAX_DIMS non-negative ints; errors name `name`. */
 int af_py_parse_shape(PyObject *obj, const char *name, int *ndim, int64_t *shape);
 int af_convert_init(void);
@@ -64,7 +69,11 @@ int af_loader_init(PyObject *module);
 
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];
-/* pad_modes, sobel_magnitudes, interpolations, image_stages ({name: (kind, parameter names)}) */
+/* The af_pipeline of a compiled transform (a PyCapsule named by image_bind.c, never any other
+ * capsule); NULL with TypeError naming `what`. */
+struct af_pipeline;
+const struct af_pipeline *af_py_pipeline_arg(PyObject *obj, const char *what);
+/* image_default_max_pixels, pad_modes, sobel_magnitudes, interpolations, image_stages ({name: (kind, parameter names)}) */
 int af_image_init(PyObject *module);
 
 /* ops_bind.c */

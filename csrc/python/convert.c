@@ -117,6 +117,37 @@ int af_py_parse_shape(PyObject *obj, const char *name, int *ndim, int64_t *shape
     return 0;
 }
 
+PyObject *af_py_float_error(const char *format, double a, double b) {
+    PyObject *va = PyFloat_FromDouble(a), *vb = PyFloat_FromDouble(b);
+    if (va && vb) PyErr_Format(PyExc_ValueError, format, va, vb);
+    Py_XDECREF(va);
+    Py_XDECREF(vb);
+    return NULL;
+}
+
+int af_py_int_arg(PyObject *obj, const char *name, long long lo, long long hi, long long *out) {
+    if (!PyLong_Check(obj) && !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "'%s' must be an int, got %.100s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *num = PyNumber_Index(obj);
+    if (!num) return -1;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(num, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(num);
+        return -1;
+    }
+    if (overflow || v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "'%s' must be in [%lld, %lld], got %R", name, lo, hi, num);
+        Py_DECREF(num);
+        return -1;
+    }
+    Py_DECREF(num);
+    *out = v;
+    return 0;
+}
+
 /* The owner of shared NumPy memory is the array; dropping it may happen on a worker thread. */
 static void release_pyobject(void *owner) {
     PyGILState_STATE gil = PyGILState_Ensure();

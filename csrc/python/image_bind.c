@@ -9,6 +9,7 @@
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -36,8 +37,9 @@ static int image_from_numpy(PyObject *obj, const char *what, af_image *img) {
         PyErr_Format(PyExc_ValueError, "'%s' must have 1 or 3 channels, got %zd", what, (Py_ssize_t)C);
         return -1;
     }
-    if (H > (1 << 16) || W > (1 << 16)) {
-        PyErr_Format(PyExc_ValueError, "'%s' is too large (%zd x %zd; at most 65536 per side)", what, (Py_ssize_t)H, (Py_ssize_t)W);
+    if (H > AF_IMAGE_MAX_SIDE || W > AF_IMAGE_MAX_SIDE || H < 1 || W < 1) {
+        PyErr_Format(PyExc_ValueError, "'%s' must have 1 to %d rows and columns, got %zd x %zd", what, AF_IMAGE_MAX_SIDE,
+                     (Py_ssize_t)H, (Py_ssize_t)W);
         return -1;
     }
     PyArrayObject *c = (PyArrayObject *)PyArray_FROMANY(obj, NPY_UINT8, 2, 3, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
@@ -64,9 +66,14 @@ static PyObject *image_to_numpy(af_image *img) {
 
 static PyObject *py_image_decode(PyObject *self, PyObject *args) {
     Py_buffer buf;
+    PyObject *max_obj;
     long long max_pixels;
     const char *name;
-    if (!PyArg_ParseTuple(args, "y*Ls:image_decode", &buf, &max_pixels, &name)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*Os:image_decode", &buf, &max_obj, &name)) return NULL;
+    if (af_py_int_arg(max_obj, "max_pixels", 1, LLONG_MAX, &max_pixels) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
     af_image img;
     af_status st;
     Py_BEGIN_ALLOW_THREADS
@@ -78,9 +85,13 @@ static PyObject *py_image_decode(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_image_read(PyObject *self, PyObject *args) {
-    PyObject *path_obj;
+    PyObject *path_obj, *max_obj;
     long long max_pixels;
-    if (!PyArg_ParseTuple(args, "O&L:image_read", PyUnicode_FSConverter, &path_obj, &max_pixels)) return NULL;
+    if (!PyArg_ParseTuple(args, "O&O:image_read", PyUnicode_FSConverter, &path_obj, &max_obj)) return NULL;
+    if (af_py_int_arg(max_obj, "max_pixels", 1, LLONG_MAX, &max_pixels) < 0) {
+        Py_DECREF(path_obj);
+        return NULL;
+    }
     af_image img;
     af_status st;
     Py_BEGIN_ALLOW_THREADS
@@ -97,12 +108,24 @@ static void pipeline_capsule_free(PyObject *capsule) {
     af_pipeline_free(PyCapsule_GetPointer(capsule, PIPELINE_CAPSULE));
 }
 
-static af_pipeline *pipeline_arg(PyObject *obj) {
+const af_pipeline *af_py_pipeline_arg(PyObject *obj, const char *what) {
     if (!PyCapsule_IsValid(obj, PIPELINE_CAPSULE)) {
-        PyErr_Format(PyExc_TypeError, "'pipeline' must be a compiled pipeline (affectfer.transforms.Compose.compile())");
+        PyErr_Format(PyExc_TypeError,
+                     "'%s' must be an affectfer.transforms transform (Compose, ...) or its compiled pipeline, got %.100s; "
+                     "Python callables cannot run in the C pipeline",
+                     what, Py_TYPE(obj)->tp_name);
         return NULL;
     }
     return PyCapsule_GetPointer(obj, PIPELINE_CAPSULE);
+}
+
+/* pipeline_check(obj, what): TypeError naming `what` unless obj is a compiled pipeline */
+static PyObject *py_pipeline_check(PyObject *self, PyObject *args) {
+    PyObject *obj;
+    const char *what;
+    if (!PyArg_ParseTuple(args, "Os:pipeline_check", &obj, &what)) return NULL;
+    if (!af_py_pipeline_arg(obj, what)) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_pipeline_build(PyObject *self, PyObject *spec_obj) {
@@ -123,7 +146,7 @@ static PyObject *py_pipeline_run(PyObject *self, PyObject *args) {
     PyObject *cap, *img_obj;
     unsigned long long seed, stream;
     if (!PyArg_ParseTuple(args, "OOKK:pipeline_run", &cap, &img_obj, &seed, &stream)) return NULL;
-    af_pipeline *p = pipeline_arg(cap);
+    const af_pipeline *p = af_py_pipeline_arg(cap, "pipeline");
     if (!p) return NULL;
     af_image img;
     if (image_from_numpy(img_obj, "image", &img) < 0) return NULL;
@@ -173,7 +196,7 @@ static PyObject *py_pipeline_output_shape(PyObject *self, PyObject *args) {
     PyObject *cap;
     int h, w;
     if (!PyArg_ParseTuple(args, "Oii:pipeline_output_shape", &cap, &h, &w)) return NULL;
-    af_pipeline *p = pipeline_arg(cap);
+    const af_pipeline *p = af_py_pipeline_arg(cap, "pipeline");
     if (!p) return NULL;
     int C, H, W;
     af_status st = af_pipeline_output_shape(p, h, w, &C, &H, &W);
@@ -477,6 +500,7 @@ int af_image_init(PyObject *module) {
     static const int pad_codes[] = {AF_PAD_CONSTANT, AF_PAD_EDGE, AF_PAD_REFLECT, AF_PAD_SYMMETRIC};
     static const char *const sobel_names[] = {"l2", "l1", "half_abs"};
     static const int sobel_codes[] = {AF_SOBEL_L2, AF_SOBEL_L1, AF_SOBEL_HALF_ABS};
+    if (PyModule_AddObject(module, "image_default_max_pixels", PyLong_FromLongLong(AF_IMAGE_DEFAULT_MAX_PIXELS)) < 0) return -1;
     static const char *const interp_names[] = {"nearest", "bilinear"};
     static const int interp_codes[] = {AF_INTERP_NEAREST, AF_INTERP_BILINEAR};
     if (af_py_add_codes(module, "pad_modes", 4, pad_names, pad_codes) < 0 ||
@@ -540,6 +564,7 @@ PyMethodDef af_image_methods[] = {
     {"image_normalize", py_image_normalize, METH_VARARGS, "image_normalize(x (C, H, W), mean, std) -> float32"},
     {"image_decode", py_image_decode, METH_VARARGS, "image_decode(bytes, max_pixels, name) -> uint8 (H, W, 3)"},
     {"image_read", py_image_read, METH_VARARGS, "image_read(path, max_pixels) -> uint8 (H, W, 3)"},
+    {"pipeline_check", py_pipeline_check, METH_VARARGS, "pipeline_check(obj, what): TypeError unless a compiled pipeline"},
     {"pipeline_build", py_pipeline_build, METH_O, "pipeline_build(spec float64 array) -> pipeline capsule"},
     {"pipeline_run", py_pipeline_run, METH_VARARGS, "pipeline_run(pipeline, image, seed, stream) -> array"},
     {"pipeline_output_shape", py_pipeline_output_shape, METH_VARARGS, "pipeline_output_shape(pipeline, h, w) -> (C, H, W)"},
