@@ -6,8 +6,8 @@
     x = tf(img, seed=0, stream=3)      # img: NumPy uint8 (H, W, 3) -> float32 (3, 112, 112)
     loader = affectfer.data.Loader(dataset, 64, transform=tf, ...)   # the same pipeline in C threads
 
-Semantics follow torchvision's tensor path (torchvision >= 0.12, measured against 0.29; see
-/work/shared/specs/augment-losses.md): the same parameters give the same pixels for the
+Semantics follow torchvision's tensor path (torchvision >= 0.12, measured against 0.29;
+torchvision/transforms/_functional_tensor.py): the same parameters give the same pixels for the
 deterministic ops; random ops draw their parameters like torchvision but from affectfer's Philox
 streams, so they match torchvision in distribution, not draw for draw.
 
@@ -31,7 +31,7 @@ Conformance with torchvision 0.29 (tensor path, uint8 CHW tensors; tests/image/t
 - same algorithm, different random stream: every random parameter (crop boxes, erasing boxes, jitter
   factors and order, RandAugment draws) is drawn like torchvision but from Philox, so results match
   torchvision in distribution only.
-Not implemented: the PIL-path rounding variants (spec 1.5.2), interpolation modes other than
+Not implemented: the PIL path's rounding (Pillow images), interpolation modes other than
 bilinear (Resize) / nearest and bilinear (affine).
 """
 import numbers

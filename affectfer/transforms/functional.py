@@ -2,8 +2,7 @@
 The same C code as the pipeline stages (affectfer.transforms), for notebooks and tests.
 
 Ops return a new uint8 (H, W, C) array (to_tensor/normalize: float32 (C, H, W)). Semantics are
-torchvision's tensor path (torchvision.transforms.functional on uint8 tensors), see
-/work/shared/specs/augment-losses.md.
+torchvision's tensor path (torchvision.transforms.functional on uint8 tensors).
 """
 import numpy as np
 
@@ -184,7 +183,7 @@ def randaugment_magnitude(op, magnitude, num_magnitude_bins=31, image_size=(224,
 # ---- edges ----
 
 def sobel(img, magnitude="l2", blur=False, out_channels=1):
-    """Sobel edge map of the gray image (OpenCV conventions, spec section 4), saturated to uint8."""
+    """Sobel edge map of the gray image (OpenCV conventions: cvtColor, GaussianBlur, Sobel), saturated to uint8."""
     if magnitude not in _SOBEL:
         raise ValueError(f"sobel: magnitude must be one of {sorted(_SOBEL)}, got {magnitude!r}")
     return _op("sobel", img, _SOBEL[magnitude], bool(blur), out_channels)

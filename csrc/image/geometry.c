@@ -1,6 +1,6 @@
 /* Geometric image ops: resize, crop, pad, flips, affine warps (uint8 HWC).
  *
- * Reference: torchvision's tensor path (spec sections 1.5.1 and 2.7), which runs uint8 images
+ * Reference: torchvision's tensor path (_functional_tensor.resize / affine), which runs uint8 images
  * through float32 ATen kernels: interpolate(bilinear, antialias) for Resize and
  * grid_sample(align_corners=False) for affine warps. The float32 operation orders below follow
  * those kernels (see tests/image/test_torchvision.py for what matches bit for bit).

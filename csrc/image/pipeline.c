@@ -1,7 +1,7 @@
 /* Transform pipelines: what affectfer.transforms.Compose compiles into.
  *
  * A pipeline is an immutable array of stages built once from a flat float64 spec
- * ([kind, nparams, params...] per stage, produced by affectfer/transforms.py), so loader threads can
+ * ([kind, nparams, params...] per stage, produced by affectfer.transforms), so loader threads can
  * share it. Running it walks the uint8 stages on the image (replacing the image when the size
  * changes), then, after a ToTensor stage, the float32 stages (Normalize, RandomErasing) on the CHW
  * output. Every random draw comes from the af_rng passed in, in stage order, so one (seed, stream)
@@ -351,7 +351,7 @@ static af_status run_random_crop(const af_stage *s, af_image *img, af_rng *rng) 
     return AF_OK;
 }
 
-/* ColorJitter (spec 2.1): a random order of the four ops, every enabled factor drawn (in the order
+/* ColorJitter (torchvision ColorJitter.get_params and forward): a random order of the four ops, every enabled factor drawn (in the order
  * brightness, contrast, saturation, hue, as torchvision's get_params) as a float32 uniform, then the
  * enabled ops applied in that order. */
 static af_status run_color_jitter(const af_stage *s, af_image *img, af_rng *rng) {
