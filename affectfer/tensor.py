@@ -15,7 +15,9 @@ from .autograd import no_grad as _no_grad
 
 float32, float64, float16, bfloat16 = "float32", "float64", "float16", "bfloat16"
 uint8, int32, int64, bool_ = "uint8", "int32", "int64", "bool"
-_DTYPE_IDS = {name: i for i, name in enumerate(["float32", "float64", "float16", "bfloat16", "uint8", "int32", "int64", "bool"])}
+_DTYPE_IDS = dict(_C.dtypes)  # {name: af_dtype id}, defined once in csrc/core/dtype.h
+_MAX_CAT = _C.limits["op_inputs"]  # tensors per cat call
+_MAX_SPLIT = _C.limits["op_int_attrs"] - 1  # pieces per split call: dim + one size each
 
 
 def _call(op: str, inputs, ints=(), floats=()):
@@ -277,8 +279,8 @@ class Tensor(_C.TensorBase):
 
 
 def cat(tensors, dim=0) -> Tensor:
-    """Concatenate tensors of one dtype along `dim` (torch.cat). More than 32 tensors are joined in
-    groups of 32 (the op's input limit), then the groups."""
+    """Concatenate tensors of one dtype along `dim` (torch.cat). More tensors than the op's input
+    limit (`_MAX_CAT`) are joined in groups, then the groups."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: argument 'tensors' must be a non-empty sequence")
@@ -288,8 +290,8 @@ def cat(tensors, dim=0) -> Tensor:
     if not -nd <= dim < nd:
         raise IndexError(f"cat: argument 'dim' {dim} out of range for {nd}-D tensors")
     dim %= nd
-    while len(tensors) > 32:
-        groups = [tensors[i:i + 32] for i in range(0, len(tensors), 32)]
+    while len(tensors) > _MAX_CAT:
+        groups = [tensors[i:i + _MAX_CAT] for i in range(0, len(tensors), _MAX_CAT)]
         tensors = [_call("cat", g, (dim,)) if len(g) > 1 else g[0] for g in groups]
     return _call("cat", tensors, (dim,))
 
@@ -311,8 +313,8 @@ def stack(tensors, dim=0) -> Tensor:
 
 def split(tensor, split_size_or_sections, dim=0):
     """Split along `dim` into pieces of `split_size` (the last may be smaller) or of the listed
-    sizes (torch.split). Returns a tuple. The op makes at most 15 pieces per call, so longer splits
-    peel 14 pieces at a time off the front."""
+    sizes (torch.split). Returns a tuple. The op makes at most `_MAX_SPLIT` pieces per call, so longer
+    splits peel `_MAX_SPLIT - 1` pieces at a time off the front."""
     nd = tensor.ndim
     if nd == 0:
         raise ValueError("split: argument 'tensor' must be at least 1-D")
@@ -333,10 +335,11 @@ def split(tensor, split_size_or_sections, dim=0):
             raise ValueError("split: argument 'split_size_or_sections' must not be empty")
     pieces = []
     rest = tensor
-    while len(sizes) > 15:
-        out = _call("split", [rest], (dim, *sizes[:14], sum(sizes[14:])))
-        pieces.extend(out[:14])
-        rest, sizes = out[14], sizes[14:]
+    while len(sizes) > _MAX_SPLIT:
+        k = _MAX_SPLIT - 1
+        out = _call("split", [rest], (dim, *sizes[:k], sum(sizes[k:])))
+        pieces.extend(out[:k])
+        rest, sizes = out[k], sizes[k:]
     out = _call("split", [rest], (dim, *sizes))
     pieces.extend(out if isinstance(out, tuple) else (out,))
     return tuple(pieces)

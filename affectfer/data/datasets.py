@@ -15,7 +15,7 @@ import numpy as np
 
 from ..io import read_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # the formats the decoder has (affectfer.io)
 
 
 class Dataset:
@@ -62,7 +62,7 @@ def _is_image(name: str) -> bool:
 class ImageFolder(Dataset):
     """`root/<class>/<image>`: one sub-folder per class; classes are the sorted folder names (label =
     position in that list), images of each class sorted by file name, like torchvision's ImageFolder.
-    Files with other extensions than .jpg/.jpeg/.png/.bmp are ignored; hidden folders too."""
+    Files with other extensions than .jpg/.jpeg/.png are ignored; hidden folders too."""
 
     def __init__(self, root: str):
         if not os.path.isdir(root):
@@ -262,6 +262,8 @@ class ArrayDataset(Dataset):
             images = images[..., None]
         if images.ndim != 4 or images.shape[3] not in (1, 3):
             raise ValueError(f"ArrayDataset: images must be (N, H, W, C) with C in (1, 3), got {images.shape}")
+        if images.shape[1] < 1 or images.shape[2] < 1:
+            raise ValueError(f"ArrayDataset: images must not be empty (H and W >= 1), got {images.shape}")
         self.images = np.ascontiguousarray(images)
         labels = np.asarray(labels)
         if labels.ndim != 1 or len(labels) != len(images):

@@ -27,18 +27,26 @@ from ..io import MAX_PIXELS, read_image  # noqa: F401  (re-exported: the loader'
 
 
 def _pipeline(transform, what):
-    """The C pipeline of a transform: None, a compiled pipeline capsule, or an affectfer.transforms
-    object that compiles into one."""
-    if transform is None:
-        return None
-    if type(transform).__name__ == "PyCapsule":
-        return transform
-    for attr in ("_pipeline_capsule", "compile"):
-        fn = getattr(transform, attr, None)
-        if callable(fn):
-            return fn()
-    raise TypeError(f"'{what}' must be an affectfer.transforms transform (Compose, ...) or None, got "
-                    f"{type(transform).__name__}; Python callables cannot run in the C workers")
+    """The C pipeline of a transform: None, an affectfer.transforms transform (compiled here), or a
+    pipeline it compiled. Anything else is refused by the C side, which checks the capsule's name."""
+    from ..transforms import Transform
+
+    if isinstance(transform, Transform):
+        return transform.compile()
+    if transform is not None:
+        _C.pipeline_check(transform, what)
+    return transform
+
+
+_MAX_WORKERS, _MAX_PREFETCH = _C.loader_max_workers, _C.loader_max_prefetch  # csrc/data/data.h
+
+
+def _seed_from_global():
+    """A 64-bit seed from the global generator: one reserved Philox stream's first block, so it
+    follows affectfer.manual_seed and each call gives a new one."""
+    seed, stream = _C.next_stream()
+    words = _C.philox((stream & 0xFFFFFFFF, stream >> 32, 0, 0), (seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF))
+    return words[0] | words[1] << 32
 
 
 class _Epoch:
@@ -74,7 +82,11 @@ class Loader:
         size; None = ToTensor only (all images must have the same size).
     augment_copies: a transform (e.g. RandAugment(2, 9)) run before `transform` only on the
         positions the sampler marks as copies (ClassBalancedOversampler).
-    workers: C threads; prefetch: batches in flight (default 2 * workers).
+    workers: C threads; prefetch: batches in flight (default 2 * workers, at most 1024).
+    seed: the augmentation and shuffling seed. None (the default) draws one from the global
+        generator when the Loader is made, so `affectfer.manual_seed(s)` before it makes the run
+        repeatable and two Loaders made one after the other differ; an int fixes it.
+    max_pixels: decoding limit per image (default affectfer.io.MAX_PIXELS = 4096 * 4096; >= 1).
     pin_memory: accepted for torch compatibility; without CUDA it changes nothing (batches are in
         ordinary host memory, 64-byte aligned).
     Iteration yields (images, labels) or (images, labels, targets) affectfer Tensors. Each `iter()`
@@ -82,14 +94,19 @@ class Loader:
     """
 
     def __init__(self, dataset, batch_size: int = 1, sampler=None, transform=None, augment_copies=None, workers: int = 2,
-                 seed: int = 0, drop_last: bool = False, pin_memory: bool = False, shuffle: bool = False,
+                 seed: int | None = None, drop_last: bool = False, pin_memory: bool = False, shuffle: bool = False,
                  prefetch: int | None = None, max_pixels: int = MAX_PIXELS):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"'batch_size' must be an int >= 1, got {batch_size!r}")
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= 256:
-            raise ValueError(f"'workers' must be an int in [1, 256], got {workers!r}")
-        if prefetch is not None and prefetch < 1:
-            raise ValueError(f"'prefetch' must be >= 1, got {prefetch}")
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= _MAX_WORKERS:
+            raise ValueError(f"'workers' must be an int in [1, {_MAX_WORKERS}], got {workers!r}")
+        for name, value in (("prefetch", prefetch), ("max_pixels", max_pixels)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"'{name}' must be an int >= 1, got {value!r}")
+        if prefetch is not None and prefetch > _MAX_PREFETCH:
+            raise ValueError(f"'prefetch' must be at most {_MAX_PREFETCH}, got {prefetch!r}")
+        if seed is None:
+            seed = _seed_from_global()
         labels = getattr(dataset, "labels", None)
         if labels is None or (getattr(dataset, "paths", None) is None and getattr(dataset, "images", None) is None):
             raise TypeError("'dataset' must have `labels` and `paths` or `images` (see affectfer.data datasets)")

@@ -1,5 +1,5 @@
 """Batch mixers and their losses: Mixup (Zhang et al. 2018) and MixAugment (Psaroudakis & Kollias,
-CVPRW 2022). Shared spec section 3.
+CVPRW 2022, arXiv 2205.04442).
 
     mix = MixAugment(alpha=0.1)
     batch = mix(images, labels)                      # one lambda ~ Beta(alpha, alpha), one pairing
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _C
-from ..tensor import Tensor, _call
+from ..nn import functional as _F
+from ..tensor import Tensor
 from ..tensor import from_numpy as _from_numpy
 
 
@@ -97,8 +98,8 @@ class Mixup:
 
 class MixAugment(Mixup):
     """MixAugment(alpha=0.1): Mixup's virtual batch plus the real batch and the permuted real batch,
-    all contributing to the loss (`mixaugment_loss`). Default = variant A of the shared spec (IXLab
-    seed): alpha 0.1, three forward passes."""
+    all contributing to the loss (`mixaugment_loss`). Default = variant A (the paper's abstract):
+    alpha 0.1, three forward passes."""
 
     _keep_permuted = True
 
@@ -107,14 +108,14 @@ class MixAugment(Mixup):
 
 
 def _ce(logits, target, weight=None, label_smoothing=0.0):
-    inputs = [logits, target] + ([weight] if weight is not None else [])
-    return _call("cross_entropy", inputs, (1, -100), (float(label_smoothing),))
+    return _F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
 
 
 def mixup_loss(logits, batch: MixedBatch, weight=None, label_smoothing: float = 0.0, soft: bool = False):
     """lam * CE(logits, labels_a) + (1 - lam) * CE(logits, labels_b) (the reference code's form).
     soft=True: CE against batch.soft_targets() instead (equal without class weights; with weights
-    PyTorch normalises the two forms differently, spec 3.1)."""
+    PyTorch's cross_entropy normalises the two forms differently: index targets divide by
+    the summed weights of the targets, probability targets by N)."""
     if soft:
         return _ce(logits, batch.soft_targets(logits.shape[1], logits.dtype), weight, label_smoothing)
     return (_ce(logits, batch.labels_a, weight, label_smoothing) * batch.lam
@@ -123,11 +124,11 @@ def mixup_loss(logits, batch: MixedBatch, weight=None, label_smoothing: float = 
 
 def mixaugment_loss(logits_mixed, logits_real, logits_permuted, batch: MixedBatch, weight=None,
                     label_smoothing: float = 0.0, variant: str = "A"):
-    """MixAugment's objective (shared spec 3.2).
+    """MixAugment's objective (Psaroudakis & Kollias 2022).
 
-    variant "A" (default; IXLab seed, the paper's abstract): virtual and both real batches count,
+    variant "A" (default; the paper's abstract): virtual and both real batches count,
         L = lam CE(f(x~), y) + (1 - lam) CE(f(x~), y_pi) + CE(f(x), y) + CE(f(x_pi), y_pi).
-    variant "B" (HUST-ANT seed): L = 0.5 (lam CE_ls(f(x~), y) + (1 - lam) CE_ls(f(x~), y_pi)
+    variant "B" (a published ABAW recipe): L = 0.5 (lam CE_ls(f(x~), y) + (1 - lam) CE_ls(f(x~), y_pi)
         + CE_0(f(x), y)), label smoothing on the virtual terms only; `logits_permuted` is unused
         (pass None).
     """

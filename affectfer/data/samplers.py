@@ -104,7 +104,7 @@ class WeightedRandomSampler(Sampler):
 
 class ClassBalancedOversampler(Sampler):
     """Fills every class up to the largest class with copies of its own samples (round-robin in index
-    order, HUST-ANT's recipe, shared spec 7.3). An epoch visits the originals plus the copies
+    order). An epoch visits the originals plus the copies
     (n_max * number of classes present), shuffled per epoch unless `shuffle=False`.
 
     `copy_flags(epoch)` marks the copies: a Loader given `augment_copies=` (e.g. RandAugment(2, 9))

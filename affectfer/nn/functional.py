@@ -9,19 +9,10 @@ from __future__ import annotations
 import numbers
 
 from .. import _C
+from .._args import pair as _pair
 from ..tensor import _call
 
-_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
-
-
-def _pair(v, name):
-    if isinstance(v, numbers.Integral):
-        return int(v), int(v)
-    try:
-        a, b = v
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
-    return int(a), int(b)
+_REDUCTIONS = dict(_C.reductions)
 
 
 def _dim(dim, ndim, name="dim"):

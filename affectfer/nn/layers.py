@@ -6,14 +6,11 @@ import math
 import numbers
 from collections import OrderedDict
 
+from .._args import pair as _pair
 from ..tensor import ones as _ones, zeros as _zeros
 from . import functional as F
 from . import init
 from .module import Module, Parameter
-
-
-def _pair(v):
-    return (int(v), int(v)) if isinstance(v, numbers.Integral) else tuple(int(x) for x in v)
 
 
 def _empty(*shape, dtype="float32"):
@@ -69,8 +66,8 @@ class Conv2d(Module):
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by "
                              f"groups ({groups})")
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.kernel_size, self.stride, self.dilation = _pair(kernel_size, "kernel_size"), _pair(stride, "stride"), _pair(dilation, "dilation")
+        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
         if isinstance(padding, str) and padding not in ("same", "valid"):
             raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
         self.padding_mode = padding_mode

@@ -6,8 +6,8 @@
     x = tf(img, seed=0, stream=3)      # img: NumPy uint8 (H, W, 3) -> float32 (3, 112, 112)
     loader = affectfer.data.Loader(dataset, 64, transform=tf, ...)   # the same pipeline in C threads
 
-Semantics follow torchvision's tensor path (torchvision >= 0.12, measured against 0.29; see
-/work/shared/specs/augment-losses.md): the same parameters give the same pixels for the
+Semantics follow torchvision's tensor path (torchvision >= 0.12, measured against 0.29;
+torchvision/transforms/_functional_tensor.py): the same parameters give the same pixels for the
 deterministic ops; random ops draw their parameters like torchvision but from affectfer's Philox
 streams, so they match torchvision in distribution, not draw for draw.
 
@@ -31,7 +31,7 @@ Conformance with torchvision 0.29 (tensor path, uint8 CHW tensors; tests/image/t
 - same algorithm, different random stream: every random parameter (crop boxes, erasing boxes, jitter
   factors and order, RandAugment draws) is drawn like torchvision but from Philox, so results match
   torchvision in distribution only.
-Not implemented: the PIL-path rounding variants (spec 1.5.2), interpolation modes other than
+Not implemented: the PIL path's rounding (Pillow images), interpolation modes other than
 bilinear (Resize) / nearest and bilinear (affine).
 """
 import numbers
@@ -40,20 +40,24 @@ import math
 import numpy as np
 
 from .. import _C
+from .._args import pair as _pair
 
-_KINDS = _C.image_stage_kinds()
-_PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
+_PAD_MODES, _SOBEL, _INTERP = _C.pad_modes, _C.sobel_magnitudes, _C.interpolations  # C enums by name
 
 
-def _pair(size, name):
-    if isinstance(size, numbers.Integral):
-        return int(size), int(size)
-    size = tuple(size)
-    if len(size) == 1:
-        return int(size[0]), int(size[0])
-    if len(size) != 2:
-        raise ValueError(f"{name}: size must be an int or a (height, width) pair, got {size!r}")
-    return int(size[0]), int(size[1])
+def _stage(name, **params):
+    """(name, parameter values) in the C layout of stage `name` (`_C.image_stages`, defined once in
+    csrc/image/pipeline.c); a trailing "name..." parameter takes a sequence."""
+    layout = _C.image_stages[name][1]
+    values = []
+    for p in layout:
+        if p.endswith("..."):
+            values += [float(v) for v in params.pop(p[:-3])]
+        else:
+            values.append(float(params.pop(p)))
+    if params:
+        raise TypeError(f"{name}: unknown stage parameters {sorted(params)}; the layout is {layout}")
+    return name, values
 
 
 def _range(value, name, center=1.0, bound=(0.0, math.inf)):
@@ -86,8 +90,8 @@ class Transform:
         cap = getattr(self, "_capsule", None)
         if cap is None:
             spec = []
-            for kind, params in self._stages():
-                spec += [float(_KINDS[kind]), float(len(params))] + [float(p) for p in params]
+            for name, params in self._stages():
+                spec += [float(_C.image_stages[name][0]), float(len(params))] + params
             cap = _C.pipeline_build(np.asarray(spec, dtype=np.float64))
             self._capsule = cap
         return cap
@@ -147,24 +151,24 @@ class Resize(Transform):
         else:
             if max_size is not None:
                 raise ValueError("Resize: max_size is only supported for an int size")
-            self.size = _pair(size, "Resize")
+            self.size = _pair(size, "Resize: size")
         self.max_size = max_size
         self.antialias = bool(antialias)
 
     def _stages(self):
         if isinstance(self.size, int):
-            return [("Resize", (self.size, 0, self.max_size or 0, self.antialias))]
-        return [("Resize", (self.size[0], self.size[1], 0, self.antialias))]
+            return [_stage("Resize", height=self.size, width=0, max_size=self.max_size or 0, antialias=self.antialias)]
+        return [_stage("Resize", height=self.size[0], width=self.size[1], max_size=0, antialias=self.antialias)]
 
 
 class CenterCrop(Transform):
     """Crop the center (zero padding when the crop is larger than the image), like torchvision."""
 
     def __init__(self, size):
-        self.size = _pair(size, "CenterCrop")
+        self.size = _pair(size, "CenterCrop: size")
 
     def _stages(self):
-        return [("CenterCrop", self.size)]
+        return [_stage("CenterCrop", height=self.size[0], width=self.size[1])]
 
 
 class RandomCrop(Transform):
@@ -172,7 +176,7 @@ class RandomCrop(Transform):
     padding_mode constant/edge/reflect/symmetric; pad_if_needed pads up to the crop size."""
 
     def __init__(self, size, padding=None, pad_if_needed=False, fill=0, padding_mode="constant"):
-        self.size = _pair(size, "RandomCrop")
+        self.size = _pair(size, "RandomCrop: size")
         if padding is None:
             pad = (0, 0, 0, 0)
         elif isinstance(padding, numbers.Integral):
@@ -195,7 +199,10 @@ class RandomCrop(Transform):
         self.padding, self.pad_if_needed, self.fill, self.padding_mode = pad, bool(pad_if_needed), fill3, padding_mode
 
     def _stages(self):
-        return [("RandomCrop", (*self.size, *self.padding, self.pad_if_needed, _PAD_MODES[self.padding_mode], *self.fill))]
+        (h, w), (pl, pt, pr, pb), (r, g, b) = self.size, self.padding, self.fill
+        return [_stage("RandomCrop", height=h, width=w, pad_left=pl, pad_top=pt, pad_right=pr, pad_bottom=pb,
+                       pad_if_needed=self.pad_if_needed, padding_mode=_PAD_MODES[self.padding_mode],
+                       fill_r=r, fill_g=g, fill_b=b)]
 
 
 class RandomResizedCrop(Transform):
@@ -205,7 +212,7 @@ class RandomResizedCrop(Transform):
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), antialias=True, interpolation="bilinear"):
         if interpolation not in ("bilinear", 2):
             raise ValueError(f"RandomResizedCrop: only bilinear interpolation is implemented, got {interpolation!r}")
-        self.size = _pair(size, "RandomResizedCrop")
+        self.size = _pair(size, "RandomResizedCrop: size")
         self.scale, self.ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
         if len(self.scale) != 2 or len(self.ratio) != 2:
             raise ValueError("RandomResizedCrop: scale and ratio must be (min, max) pairs")
@@ -214,7 +221,8 @@ class RandomResizedCrop(Transform):
         self.antialias = bool(antialias)
 
     def _stages(self):
-        return [("RandomResizedCrop", (*self.size, *self.scale, *self.ratio, self.antialias))]
+        return [_stage("RandomResizedCrop", height=self.size[0], width=self.size[1], scale_lo=self.scale[0],
+                       scale_hi=self.scale[1], ratio_lo=self.ratio[0], ratio_hi=self.ratio[1], antialias=self.antialias)]
 
 
 class RandomHorizontalFlip(Transform):
@@ -222,7 +230,7 @@ class RandomHorizontalFlip(Transform):
         self.p = float(p)
 
     def _stages(self):
-        return [("RandomHorizontalFlip", (self.p,))]
+        return [_stage("RandomHorizontalFlip", p=self.p)]
 
 
 class RandomVerticalFlip(Transform):
@@ -230,7 +238,7 @@ class RandomVerticalFlip(Transform):
         self.p = float(p)
 
     def _stages(self):
-        return [("RandomVerticalFlip", (self.p,))]
+        return [_stage("RandomVerticalFlip", p=self.p)]
 
 
 class ColorJitter(Transform):
@@ -246,7 +254,8 @@ class ColorJitter(Transform):
     def _stages(self):
         b, c, s = (r or (1.0, 1.0) for r in (self.brightness, self.contrast, self.saturation))
         h = self.hue or (0.0, 0.0)
-        return [("ColorJitter", (*b, *c, *s, *h))]
+        return [_stage("ColorJitter", brightness_lo=b[0], brightness_hi=b[1], contrast_lo=c[0], contrast_hi=c[1],
+                       saturation_lo=s[0], saturation_hi=s[1], hue_lo=h[0], hue_hi=h[1])]
 
 
 class Grayscale(Transform):
@@ -258,7 +267,7 @@ class Grayscale(Transform):
         self.num_output_channels = num_output_channels
 
     def _stages(self):
-        return [("Grayscale", (self.num_output_channels, 1.0))]
+        return [_stage("Grayscale", out_channels=self.num_output_channels, p=1.0)]
 
 
 class RandomGrayscale(Transform):
@@ -268,7 +277,7 @@ class RandomGrayscale(Transform):
         self.p = float(p)
 
     def _stages(self):
-        return [("Grayscale", (0, self.p))]
+        return [_stage("Grayscale", out_channels=0, p=self.p)]
 
 
 class RandAugment(Transform):
@@ -307,8 +316,8 @@ class RandAugment(Transform):
 
     def _stages(self):
         fill = self.fill or (0, 0, 0)
-        return [("RandAugment", (self.num_ops, self.magnitude, self.num_magnitude_bins, self._mask(),
-                                 self.fill is not None, *fill))]
+        return [_stage("RandAugment", num_ops=self.num_ops, magnitude=self.magnitude, num_bins=self.num_magnitude_bins,
+                       op_mask=self._mask(), has_fill=self.fill is not None, fill_r=fill[0], fill_g=fill[1], fill_b=fill[2])]
 
 
 class SobelEdges(Transform):
@@ -317,7 +326,6 @@ class SobelEdges(Transform):
     channels."""
 
     def __init__(self, magnitude="l2", blur=False, out_channels=1):
-        from .functional import _SOBEL
         if magnitude not in _SOBEL:
             raise ValueError(f"SobelEdges: magnitude must be one of {sorted(_SOBEL)}, got {magnitude!r}")
         if out_channels not in (1, 3):
@@ -325,8 +333,7 @@ class SobelEdges(Transform):
         self.magnitude, self.blur, self.out_channels = magnitude, bool(blur), out_channels
 
     def _stages(self):
-        from .functional import _SOBEL
-        return [("SobelEdges", (_SOBEL[self.magnitude], self.blur, self.out_channels))]
+        return [_stage("SobelEdges", magnitude=_SOBEL[self.magnitude], blur=self.blur, out_channels=self.out_channels)]
 
 
 class RandomAffine(Transform):
@@ -336,7 +343,6 @@ class RandomAffine(Transform):
     4 values -> x and y. Nearest or bilinear sampling about the center (or `center`); outside = fill."""
 
     def __init__(self, degrees, translate=None, scale=None, shear=None, interpolation="nearest", fill=0, center=None):
-        from .functional import _INTERP
         self.degrees = (-float(degrees), float(degrees)) if isinstance(degrees, numbers.Number) else tuple(map(float, degrees))
         if isinstance(degrees, numbers.Number) and degrees < 0:
             raise ValueError("RandomAffine: if degrees is a single number, it must be positive")
@@ -368,12 +374,15 @@ class RandomAffine(Transform):
         self.center = None if center is None else (float(center[0]), float(center[1]))
 
     def _stages(self):
-        from .functional import _INTERP
         tr = self.translate or (0.0, 0.0)
         sc = self.scale or (1.0, 1.0)
         sh = self.shear or (0.0, 0.0, 0.0, 0.0)
         c = (0, 0.0, 0.0) if self.center is None else (1, *self.center)
-        return [("RandomAffine", (*self.degrees, *tr, *sc, *sh, _INTERP[self.interpolation], *self.fill, *c))]
+        return [_stage("RandomAffine", degrees_lo=self.degrees[0], degrees_hi=self.degrees[1], translate_x=tr[0],
+                       translate_y=tr[1], scale_lo=sc[0], scale_hi=sc[1], shear_x_lo=sh[0], shear_x_hi=sh[1],
+                       shear_y_lo=sh[2], shear_y_hi=sh[3], interpolation=_INTERP[self.interpolation],
+                       fill_r=self.fill[0], fill_g=self.fill[1], fill_b=self.fill[2], has_center=c[0], center_x=c[1],
+                       center_y=c[2])]
 
 
 class RandomApply(Transform):
@@ -388,14 +397,14 @@ class RandomApply(Transform):
 
     def _stages(self):
         inner = [s for t in self.transforms for s in t._stages()]
-        return [("RandomApply", (self.p, len(inner)))] + inner
+        return [_stage("RandomApply", p=self.p, count=len(inner))] + inner
 
 
 class ToTensor(Transform):
     """uint8 (H, W, C) -> float32 (C, H, W) in [0, 1] (x / 255 in float32, like torchvision)."""
 
     def _stages(self):
-        return [("ToTensor", ())]
+        return [_stage("ToTensor")]
 
 
 class Normalize(Transform):
@@ -411,7 +420,7 @@ class Normalize(Transform):
                              f"zero: {self.std}")
 
     def _stages(self):
-        return [("Normalize", (len(self.mean), *self.mean, *self.std))]
+        return [_stage("Normalize", channels=len(self.mean), mean_std=self.mean + self.std)]
 
 
 class RandomErasing(Transform):
@@ -427,8 +436,8 @@ class RandomErasing(Transform):
             raise ValueError(f"RandomErasing: p should be between 0 and 1, got {p}")
         if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
             raise ValueError("RandomErasing: scale and ratio should be of kind (min, max)")
-        if not 0.0 <= self.scale[0] and self.scale[1] <= 1.0:
-            raise ValueError("RandomErasing: scale should be between 0 and 1")
+        if self.scale[0] < 0.0 or self.scale[1] > 1.0:
+            raise ValueError(f"RandomErasing: scale should be between 0 and 1, got {self.scale}")
         if isinstance(value, str):
             if value != "random":
                 raise ValueError(f"RandomErasing: value must be a number, a sequence or 'random', got {value!r}")
@@ -441,18 +450,22 @@ class RandomErasing(Transform):
                 raise ValueError("RandomErasing: value must have 1 or 3 entries")
 
     def _stages(self):
-        if self.value == "random":
-            return [("RandomErasing", (self.p, *self.scale, *self.ratio, 1, 0))]
-        return [("RandomErasing", (self.p, *self.scale, *self.ratio, 0, len(self.value), *self.value))]
+        random = self.value == "random"
+        values = () if random else self.value
+        return [_stage("RandomErasing", p=self.p, scale_lo=self.scale[0], scale_hi=self.scale[1], ratio_lo=self.ratio[0],
+                       ratio_hi=self.ratio[1], random=random, nvalues=len(values), values=values)]
 
 
-def compute_mean_std(images, max_pixels: int = 1 << 28):
+def compute_mean_std(images, max_pixels: int | None = None):
     """Per-channel mean and std (population) of a dataset in ToTensor units ([0, 1]), for
     Normalize(mean, std) with the training set's own statistics. images: an iterable of uint8
     (H, W, 3) arrays or image paths. Sums are exact integers, so the result does not depend on the
-    order or on image sizes beyond their pixel counts."""
-    from ..io import read_image
+    order or on image sizes beyond their pixel counts. max_pixels: the decoding limit for paths
+    (default affectfer.io.MAX_PIXELS)."""
+    from ..io import MAX_PIXELS, read_image
 
+    if max_pixels is None:
+        max_pixels = MAX_PIXELS
     count = 0
     total = np.zeros(3, dtype=np.float64)
     total_sq = np.zeros(3, dtype=np.float64)

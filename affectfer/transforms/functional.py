@@ -2,8 +2,7 @@
 The same C code as the pipeline stages (affectfer.transforms), for notebooks and tests.
 
 Ops return a new uint8 (H, W, C) array (to_tensor/normalize: float32 (C, H, W)). Semantics are
-torchvision's tensor path (torchvision.transforms.functional on uint8 tensors), see
-/work/shared/specs/augment-losses.md.
+torchvision's tensor path (torchvision.transforms.functional on uint8 tensors).
 """
 import numpy as np
 
@@ -12,7 +11,9 @@ from ..io import decode_image, read_image  # noqa: F401  (decoding belongs to th
 
 decode = decode_image
 
-_PAD_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
+_PAD_MODES = _C.pad_modes  # the C enums, by name
+_INTERP = _C.interpolations
+_SOBEL = _C.sobel_magnitudes
 
 
 def _img(img):
@@ -79,26 +80,17 @@ def vflip(img):
 
 def to_tensor(img):
     """uint8 (H, W, C) -> float32 (C, H, W), x / 255."""
-    return _op("to_tensor", img)
+    return _C.image_to_tensor(_img(img), None, None)
 
 
 def normalize_image(img, mean, std):
     """ToTensor then Normalize in one step: ((x / 255) - mean) / std, float32 (C, H, W)."""
-    img = _img(img)
-    C = 1 if img.ndim == 2 else img.shape[2]
-    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (C,))
-    std = np.broadcast_to(np.asarray(std, dtype=np.float64).reshape(-1), (C,))
-    return _op("to_tensor", img, *mean, *std)
+    return _C.image_to_tensor(_img(img), mean, std)
 
 
 def normalize(tensor, mean, std):
     """Normalize a float32 (C, H, W) array: (x - mean) / std in float32."""
-    x = np.asarray(tensor, dtype=np.float32)
-    mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
-    if np.any(std == 0):
-        raise ValueError("normalize: std evaluated to zero, leading to division by zero")
-    return ((x - mean) / std).astype(np.float32)
+    return _C.image_normalize(tensor, mean, std)
 
 
 # ---- photometric (torchvision tensor path; factors are used as float32) ----
@@ -150,9 +142,6 @@ def invert(img):
 
 # ---- affine warps (torchvision F.affine / F.rotate on tensors) ----
 
-_INTERP = {"nearest": 0, "bilinear": 1}
-
-
 def affine(img, angle, translate, scale, shear, interpolation="nearest", fill=None, center=None):
     """angle in degrees (clockwise positive, like F.affine), translate (tx, ty) pixels, shear a number
     or (sx, sy) in degrees, center in pixels (None = image center). fill=None: outside pixels are 0
@@ -193,11 +182,8 @@ def randaugment_magnitude(op, magnitude, num_magnitude_bins=31, image_size=(224,
 
 # ---- edges ----
 
-_SOBEL = {"l2": 0, "l1": 1, "half_abs": 2}
-
-
 def sobel(img, magnitude="l2", blur=False, out_channels=1):
-    """Sobel edge map of the gray image (OpenCV conventions, spec section 4), saturated to uint8."""
+    """Sobel edge map of the gray image (OpenCV conventions: cvtColor, GaussianBlur, Sobel), saturated to uint8."""
     if magnitude not in _SOBEL:
         raise ValueError(f"sobel: magnitude must be one of {sorted(_SOBEL)}, got {magnitude!r}")
     return _op("sobel", img, _SOBEL[magnitude], bool(blur), out_channels)

@@ -36,7 +36,7 @@ af_status af_sampler_weighted(const double *weights, int64_t n, int64_t num_samp
 /* Per-sample weights 1 / n_{labels[k]} (inverse class frequency; every class then gets probability
  * 1/C per draw). Labels in [0, num_classes). */
 af_status af_class_inverse_weights(const int64_t *labels, int64_t n, int num_classes, double *out);
-/* Class-balanced oversampling (shared spec 7.3): every class present is filled up to the largest
+/* Class-balanced oversampling: every class present is filled up to the largest
  * class count n_max by copies of its own samples, taken round-robin in index order. The epoch list is
  * the n originals followed by the copies, shuffled with stream (seed, OVERSAMPLE, epoch) when
  * `shuffle`. is_copy[k] = 1 marks a copy (the loader applies the extra augmentation to those only).
@@ -85,14 +85,17 @@ typedef struct af_loader_source {
     int num_targets;
 } af_loader_source;
 
+#define AF_LOADER_MAX_WORKERS 256
+#define AF_LOADER_MAX_PREFETCH 1024 /* batch slots in flight, each a whole batch */
+
 struct af_pipeline;
 typedef struct af_loader_config {
     const struct af_pipeline *transform;      /* NULL: ToTensor only (x / 255) */
     const struct af_pipeline *augment_copies; /* run before `transform` on oversampled copies; may be NULL */
     int64_t batch_size;
     int drop_last;
-    int workers;      /* >= 1 threads */
-    int prefetch;     /* batches in flight, >= 1 */
+    int workers;      /* threads, 1 to AF_LOADER_MAX_WORKERS */
+    int prefetch;     /* batches in flight, 1 to AF_LOADER_MAX_PREFETCH */
     uint64_t seed, epoch;
     int64_t max_pixels; /* decoder limit */
 } af_loader_config;

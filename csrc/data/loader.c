@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../image/image.h"
+#include "../image/transforms.h"
 #include "data.h"
 
 struct af_loader {
@@ -46,13 +46,6 @@ static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
     return AF_OK;
 }
 
-/* uint8 HWC -> float32 CHW in [0, 1] (torchvision ToTensor: x / 255 in float32). */
-static void to_tensor(const af_image *img, float *out) {
-    const int H = img->height, W = img->width, C = img->channels;
-    for (int c = 0; c < C; c++)
-        for (int i = 0; i < H * W; i++) out[(size_t)c * H * W + i] = (float)img->data[(size_t)i * C + c] / 255.0f;
-}
-
 /* Runs the augmentations of position s on img; when `out` is not NULL writes the float32 result
  * there (after checking it has the batch's shape). (C, H, W) come back for the shape probe. */
 static af_status transform_sample(const af_loader *l, int64_t s, af_image *img, float *out, int *C, int *H, int *W) {
@@ -72,7 +65,7 @@ static af_status transform_sample(const af_loader *l, int64_t s, af_image *img, 
         if (*C != l->C || *H != l->H || *W != l->W)
             return AF_FAIL(AF_ERR_VALUE, "image is %dx%dx%d (HxWxC) but the batch holds %dx%dx%d: images of different "
                            "sizes need a transform with a Resize/crop to a fixed size", *H, *W, *C, l->H, l->W, l->C);
-        to_tensor(img, out);
+        af_img_to_tensor(img, out);
     }
     return AF_OK;
 }
@@ -114,7 +107,10 @@ af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *s
                           const uint8_t *is_copy, int64_t n_order, af_loader **out) {
     af_status st = AF_OK;
     *out = NULL;
-    if (cfg->workers < 1 || cfg->workers > 256) return AF_FAIL(AF_ERR_VALUE, "loader: 'workers' must be in [1, 256], got %d", cfg->workers);
+    if (cfg->workers < 1 || cfg->workers > AF_LOADER_MAX_WORKERS)
+        return AF_FAIL(AF_ERR_VALUE, "loader: 'workers' must be in [1, %d], got %d", AF_LOADER_MAX_WORKERS, cfg->workers);
+    if (cfg->prefetch < 1 || cfg->prefetch > AF_LOADER_MAX_PREFETCH)
+        return AF_FAIL(AF_ERR_VALUE, "loader: 'prefetch' must be in [1, %d], got %d", AF_LOADER_MAX_PREFETCH, cfg->prefetch);
     if (cfg->batch_size < 1) return AF_FAIL(AF_ERR_VALUE, "loader: 'batch_size' must be >= 1, got %lld", (long long)cfg->batch_size);
     if (n_order < 0 || n_order >= (1ll << 40)) return AF_FAIL(AF_ERR_VALUE, "loader: an epoch holds 0 to 2^40 samples, got %lld", (long long)n_order);
     if (cfg->epoch >= (1ull << 23)) return AF_FAIL(AF_ERR_VALUE, "loader: epoch must be < 2^23, got %llu", (unsigned long long)cfg->epoch);

@@ -1,4 +1,6 @@
-/* Photometric ops on uint8 HWC images, torchvision tensor path (spec sections 1.3, 1.5, 2.1).
+/* Photometric ops on uint8 HWC images, torchvision's tensor path
+ * (torchvision/transforms/_functional_tensor.py: adjust_*, rgb_to_grayscale, posterize, solarize,
+ * autocontrast, equalize, invert).
  *
  * torchvision computes these on uint8 tensors promoted to float32, with Python-float factors cast
  * to float32, then clamps to [0, 255] and truncates (.to(uint8)). Each formula below keeps the
@@ -143,7 +145,7 @@ void af_img_adjust_hue(af_image *img, double hue_factor) {
 /* adjust_sharpness: blend with a degenerate image whose interior is the 3x3 smoothing
  * [[1,1,1],[1,5,1],[1,1,1]] / 13 rounded half to even, borders copied from the input. S / 13 (S the
  * integer weighted sum) is never within 0.038 of a tie, so (S + 6) / 13 in integers equals torch's
- * float32 conv + round for every input (spec 1.5). The blend covers the border too (blending a
+ * float32 conv + round for every input (_functional_tensor._blurred_degenerate_image). The blend covers the border too (blending a
  * pixel with itself, as torchvision does). Images with a side <= 2 are returned unchanged. */
 af_status af_img_adjust_sharpness(af_image *img, double factor) {
     int H = img->height, W = img->width, C = img->channels;
@@ -239,7 +241,7 @@ void af_img_autocontrast(af_image *img) {
     }
 }
 
-/* equalize per channel (torchvision _scale_channel == Pillow ImageOps.equalize), spec 1.5 */
+/* equalize per channel (torchvision _scale_channel == Pillow ImageOps.equalize) */
 void af_img_equalize(af_image *img) {
     int C = img->channels;
     size_t n = (size_t)img->height * img->width;

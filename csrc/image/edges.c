@@ -1,7 +1,7 @@
-/* Sobel edge maps for the hand detector (spec section 4).
+/* Sobel edge maps for the hand detector.
  *
- * The hand-assisted seed's exact pipeline is unknown, so the defaults follow the spec's choice:
- * OpenCV's conventions throughout. Gray Y = (4899 R + 9617 G + 1868 B + 8192) >> 14 (cvtColor's
+ * The published hand-assisted method does not state its exact edge pipeline, so the defaults are
+ * OpenCV's conventions throughout (cv2.cvtColor, cv2.GaussianBlur, cv2.Sobel docs). Gray Y = (4899 R + 9617 G + 1868 B + 8192) >> 14 (cvtColor's
  * 8-bit fixed point), an optional 3x3 Gaussian blur [1,2,1]^T [1,2,1] / 16 (rounded half up, the
  * bit-exact 8-bit GaussianBlur for this kernel), cross-correlation with
  * Gx = [[-1,0,1],[-2,0,2],[-1,0,1]] and Gy = Gx^T under BORDER_REFLECT_101 (index -1 -> 1,

@@ -1,4 +1,5 @@
-/* RandomErasing and the box samplers of RandomErasing / RandomResizedCrop (spec 2.3, 2.4).
+/* RandomErasing (Zhong et al., arXiv 1708.04896) and the box samplers of RandomErasing /
+ * RandomResizedCrop (torchvision RandomErasing.get_params, RandomResizedCrop.get_params).
  *
  * The samplers follow torchvision's get_params step by step: scale and log-ratio draws are float32
  * uniforms (torch.empty(1).uniform_), the exp is float32, sizes are Python's round() of a double

@@ -1,6 +1,6 @@
 /* Geometric image ops: resize, crop, pad, flips, affine warps (uint8 HWC).
  *
- * Reference: torchvision's tensor path (spec sections 1.5.1 and 2.7), which runs uint8 images
+ * Reference: torchvision's tensor path (_functional_tensor.resize / affine), which runs uint8 images
  * through float32 ATen kernels: interpolate(bilinear, antialias) for Resize and
  * grid_sample(align_corners=False) for affine warps. The float32 operation orders below follow
  * those kernels (see tests/image/test_torchvision.py for what matches bit for bit).
@@ -166,7 +166,13 @@ af_status af_img_resize(const af_image *src, int oh, int ow, int antialias, af_i
 }
 
 void af_resize_output_size(int h, int w, int size, int max_size, int *oh, int *ow) {
-    /* torchvision _compute_resized_output_size for a single int */
+    /* torchvision _compute_resized_output_size for a single int. Callers refuse empty images; an
+     * empty one keeps its size here rather than dividing by zero. */
+    if (h < 1 || w < 1) {
+        *oh = h;
+        *ow = w;
+        return;
+    }
     int shorter = h <= w ? h : w, longer = h <= w ? w : h;
     int new_short = size, new_long = (int)((int64_t)size * longer / shorter);
     if (max_size > 0 && new_long > max_size) {
@@ -329,7 +335,7 @@ af_status af_img_affine(const af_image *src, double angle, double tx, double ty,
             /* grid_sampler_2d CPU kernel, align_corners=False: (g + 1) * (size / 2) - 0.5 */
             float u = (gx + 1.0f) * half_w - 0.5f, v = (gy + 1.0f) * half_h - 0.5f;
             uint8_t *o = dst->data + ((size_t)i * W + j) * C;
-            if (interpolation == 0) {
+            if (interpolation == AF_INTERP_NEAREST) {
                 float ku = nearbyintf(u), kv = nearbyintf(v);
                 int inside = ku >= 0.0f && ku < (float)W && kv >= 0.0f && kv < (float)H;
                 for (int c = 0; c < C; c++)

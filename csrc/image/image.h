@@ -25,8 +25,14 @@ typedef struct af_image {
 af_status af_image_alloc(af_image *img, int height, int width, int channels);
 void af_image_free(af_image *img); /* frees data, zeroes the struct; safe on a zeroed struct */
 
-/* Decoding (stb_image, JPEG/PNG/BMP only). Checks the header before decoding and refuses images of
- * more than max_pixels pixels; `name` appears in error messages (a file name, or "<memory>"). */
+/* The default decoding limit (affectfer.io.MAX_PIXELS): face crops are small, and a 700-byte JPEG
+ * can declare 16000 x 16000 pixels (768 MB decoded), so the default is 4096 x 4096 (48 MB of RGB);
+ * callers raise it per call or per loader for larger photos. */
+#define AF_IMAGE_DEFAULT_MAX_PIXELS (4096ll * 4096)
+
+/* Decoding (stb_image, JPEG and PNG only). Checks the header before decoding and refuses images of
+ * more than max_pixels pixels (max_pixels >= 1); `name` appears in error messages (a file name, or
+ * "<memory>"). af_image_read_file reads regular files only (never blocks on a FIFO). */
 af_status af_image_decode(const uint8_t *bytes, size_t nbytes, int64_t max_pixels, const char *name,
                           af_image *out);
 af_status af_image_read_file(const char *path, int64_t max_pixels, af_image *out);

@@ -1,6 +1,6 @@
 /* Batch mixers: Mixup (Zhang et al., arXiv 1710.09412) and the pairing MixAugment uses (Psaroudakis
  * & Kollias, arXiv 2205.04442), on float32 batches. One lambda and one pairing per batch, drawn from
- * a Philox stream, so a run is repeatable. Shared spec section 3. */
+ * a Philox stream, so a run is repeatable. */
 #ifndef AF_MIX_H
 #define AF_MIX_H
 

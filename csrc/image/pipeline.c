@@ -1,7 +1,7 @@
 /* Transform pipelines: what affectfer.transforms.Compose compiles into.
  *
  * A pipeline is an immutable array of stages built once from a flat float64 spec
- * ([kind, nparams, params...] per stage, produced by affectfer/transforms.py), so loader threads can
+ * ([kind, nparams, params...] per stage, produced by affectfer.transforms), so loader threads can
  * share it. Running it walks the uint8 stages on the image (replacing the image when the size
  * changes), then, after a ToTensor stage, the float32 stages (Normalize, RandomErasing) on the CHW
  * output. Every random draw comes from the af_rng passed in, in stage order, so one (seed, stream)
@@ -28,47 +28,102 @@ struct af_pipeline {
     af_stage stages[];
 };
 
-/* Parameter lists, per kind (the builder checks counts and ranges):
- *   RESIZE            h, w, max_size, antialias      w == 0: the shorter edge becomes h
- *   CENTER_CROP       h, w
- *   RANDOM_CROP       h, w, pad_left, pad_top, pad_right, pad_bottom, pad_if_needed, pad_mode, fill r, g, b
- *   RANDOM_RESIZED_CROP h, w, scale_lo, scale_hi, ratio_lo, ratio_hi, antialias
- *   HFLIP / VFLIP     p
- *   COLOR_JITTER      brightness lo, hi, contrast lo, hi, saturation lo, hi, hue lo, hi
- *                     (an op is off when its range is [1, 1], or [0, 0] for hue)
- *   GRAYSCALE         out_channels (0 = as many as the input), p
- *   RANDAUGMENT       num_ops, magnitude, num_bins, op_mask (bit i = op i of the table), has_fill, fill r, g, b
- *   SOBEL             magnitude (0 L2, 1 L1, 2 half-abs), blur, out_channels
- *   RANDOM_AFFINE     degrees lo, hi, translate fraction x, y, scale lo, hi, shear x lo, hi, shear y lo, hi,
- *                     interpolation (0 nearest, 1 bilinear), fill r, g, b, has_center, cx, cy
- *   RANDOM_APPLY      p, count: the next `count` stages run iff u <= p (torchvision RandomApply);
- *                     they must keep the image size
- *   TO_TENSOR         (none)
- *   NORMALIZE         C, mean[0..C), std[0..C)     (after TO_TENSOR)
- *   RANDOM_ERASING    p, scale_lo, scale_hi, ratio_lo, ratio_hi, random, nvalues, values...
- *                     (after TO_TENSOR on the float tensor, or before it on uint8 with 0..255 values) */
+/* Each kind's parameter layout, in spec order: the one definition (exported to Python as
+ * affectfer._C.image_stages, from which affectfer.transforms builds specs by name). A trailing
+ * "name..." takes the rest of the stage's parameters. Notes on the meanings:
+ *   Resize            width 0: the shorter edge becomes `height`, capped by max_size (0 = none)
+ *   RandomCrop        padding_mode: af_pad_mode
+ *   ColorJitter       an op is off when its range is [1, 1], or [0, 0] for hue
+ *   Grayscale         out_channels 0 = as many as the input
+ *   RandAugment       op_mask bit i = op i of the table
+ *   SobelEdges        magnitude: af_sobel_magnitude
+ *   RandomAffine      translate as fractions of the size; interpolation: af_interpolation
+ *   RandomApply       the next `count` stages run iff u <= p (torchvision RandomApply); they must keep
+ *                     the image size
+ *   Normalize         channels C, then mean[0..C) and std[0..C)    (after ToTensor)
+ *   RandomErasing     random 1: N(0, 1) noise, else nvalues values (after ToTensor on the float
+ *                     tensor, or before it on uint8 with 0..255 values) */
 static const struct {
     const char *name;
     int min_params, max_params;
+    const char *params;
 } stage_info[AF_STAGE_KIND_END] = {
-    [AF_STAGE_RESIZE] = {"Resize", 4, 4},
-    [AF_STAGE_CENTER_CROP] = {"CenterCrop", 2, 2},
-    [AF_STAGE_RANDOM_CROP] = {"RandomCrop", 11, 11},
-    [AF_STAGE_RANDOM_RESIZED_CROP] = {"RandomResizedCrop", 7, 7},
-    [AF_STAGE_HFLIP] = {"RandomHorizontalFlip", 1, 1},
-    [AF_STAGE_VFLIP] = {"RandomVerticalFlip", 1, 1},
-    [AF_STAGE_COLOR_JITTER] = {"ColorJitter", 8, 8},
-    [AF_STAGE_GRAYSCALE] = {"Grayscale", 2, 2},
-    [AF_STAGE_RANDAUGMENT] = {"RandAugment", 8, 8},
-    [AF_STAGE_SOBEL] = {"SobelEdges", 3, 3},
-    [AF_STAGE_RANDOM_ERASING] = {"RandomErasing", 7, 10},
-    [AF_STAGE_RANDOM_AFFINE] = {"RandomAffine", 17, 17},
-    [AF_STAGE_RANDOM_APPLY] = {"RandomApply", 2, 2},
-    [AF_STAGE_TO_TENSOR] = {"ToTensor", 0, 0},
-    [AF_STAGE_NORMALIZE] = {"Normalize", 3, 7},
+    [AF_STAGE_RESIZE] = {"Resize", 4, 4, "height width max_size antialias"},
+    [AF_STAGE_CENTER_CROP] = {"CenterCrop", 2, 2, "height width"},
+    [AF_STAGE_RANDOM_CROP] = {"RandomCrop", 11, 11,
+                              "height width pad_left pad_top pad_right pad_bottom pad_if_needed padding_mode fill_r fill_g fill_b"},
+    [AF_STAGE_RANDOM_RESIZED_CROP] = {"RandomResizedCrop", 7, 7, "height width scale_lo scale_hi ratio_lo ratio_hi antialias"},
+    [AF_STAGE_HFLIP] = {"RandomHorizontalFlip", 1, 1, "p"},
+    [AF_STAGE_VFLIP] = {"RandomVerticalFlip", 1, 1, "p"},
+    [AF_STAGE_COLOR_JITTER] = {"ColorJitter", 8, 8,
+                               "brightness_lo brightness_hi contrast_lo contrast_hi saturation_lo saturation_hi hue_lo hue_hi"},
+    [AF_STAGE_GRAYSCALE] = {"Grayscale", 2, 2, "out_channels p"},
+    [AF_STAGE_RANDAUGMENT] = {"RandAugment", 8, 8, "num_ops magnitude num_bins op_mask has_fill fill_r fill_g fill_b"},
+    [AF_STAGE_SOBEL] = {"SobelEdges", 3, 3, "magnitude blur out_channels"},
+    [AF_STAGE_RANDOM_ERASING] = {"RandomErasing", 7, 10, "p scale_lo scale_hi ratio_lo ratio_hi random nvalues values..."},
+    [AF_STAGE_RANDOM_AFFINE] = {"RandomAffine", 17, 17,
+                                "degrees_lo degrees_hi translate_x translate_y scale_lo scale_hi shear_x_lo shear_x_hi "
+                                "shear_y_lo shear_y_hi interpolation fill_r fill_g fill_b has_center center_x center_y"},
+    [AF_STAGE_RANDOM_APPLY] = {"RandomApply", 2, 2, "p count"},
+    [AF_STAGE_TO_TENSOR] = {"ToTensor", 0, 0, ""},
+    [AF_STAGE_NORMALIZE] = {"Normalize", 3, 7, "channels mean_std..."},
 };
 
+int af_pipeline_stage_info(int kind, const char **name, const char **params) {
+    if (kind < 1 || kind >= AF_STAGE_KIND_END || !stage_info[kind].name) return 0;
+    *name = stage_info[kind].name;
+    *params = stage_info[kind].params;
+    return 1;
+}
+
 static int is_int(double v, double lo, double hi) { return v == floor(v) && v >= lo && v <= hi; }
+
+/* ---- parameter checks, shared with the functional ops (affectfer._C.image_op) ---- */
+
+af_status af_check_int(const char *op, const char *what, double v, double lo, double hi) {
+    if (is_int(v, lo, hi)) return AF_OK;
+    return AF_FAIL(AF_ERR_VALUE, "%s: %s must be an integer in [%g, %g], got %.10g", op, what, lo, hi, v);
+}
+
+af_status af_check_range(const char *op, const char *what, double v, double lo, double hi) {
+    if (v >= lo && v <= hi) return AF_OK;
+    return AF_FAIL(AF_ERR_VALUE, "%s: %s must be in [%g, %g], got %.10g", op, what, lo, hi, v);
+}
+
+af_status af_check_size(const char *op, double h, double w) {
+    if (is_int(h, 1, AF_IMAGE_MAX_SIDE) && is_int(w, 1, AF_IMAGE_MAX_SIDE)) return AF_OK;
+    return AF_FAIL(AF_ERR_VALUE, "%s: size must be positive integers up to %d, got (%.10g, %.10g)", op, AF_IMAGE_MAX_SIDE, h, w);
+}
+
+af_status af_check_fill(const char *op, const double *rgb) {
+    for (int c = 0; c < 3; c++) AF_TRY(af_check_int(op, "fill", rgb[c], 0, 255));
+    return AF_OK;
+}
+
+af_status af_check_channels(const char *op, const char *what, double v, int allow_same) {
+    if (v == 1 || v == 3 || (allow_same && v == 0)) return AF_OK;
+    return AF_FAIL(AF_ERR_VALUE, "%s: %s must be 1 or 3, got %.10g", op, what, v);
+}
+
+af_status af_check_finite(const char *op, const double *p, int n) {
+    for (int k = 0; k < n; k++)
+        if (!isfinite(p[k])) return AF_FAIL(AF_ERR_VALUE, "%s: parameter %d must be finite, got %.10g", op, k, p[k]);
+    return AF_OK;
+}
+
+af_status af_check_sobel(const char *op, double magnitude, double blur, double out_channels) {
+    AF_TRY(af_check_int(op, "magnitude", magnitude, AF_SOBEL_L2, AF_SOBEL_HALF_ABS));
+    AF_TRY(af_check_int(op, "blur", blur, 0, 1));
+    return af_check_channels(op, "out_channels", out_channels, 0);
+}
+
+af_status af_check_mean_std(const char *op, int n, const double *mean, const double *std) {
+    AF_TRY(af_check_finite(op, mean, n));
+    AF_TRY(af_check_finite(op, std, n));
+    for (int c = 0; c < n; c++)
+        if ((float)std[c] == 0.0f) return AF_FAIL(AF_ERR_VALUE, "%s: std evaluated to zero, leading to division by zero", op);
+    return AF_OK;
+}
 
 static af_status check_stage(const af_stage *s, int after_tensor) {
     const char *name = stage_info[s->kind].name;
@@ -76,31 +131,27 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
     int n = s->nparams;
     switch (s->kind) {
     case AF_STAGE_RESIZE:
-        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 0, 1 << 16) || !is_int(p[2], 0, 1 << 16))
-            return AF_FAIL(AF_ERR_VALUE, "Resize: size must be positive integers up to 65536");
+        AF_TRY(af_check_int(name, "size", p[0], 1, AF_IMAGE_MAX_SIDE));
+        AF_TRY(af_check_int(name, "width", p[1], 0, AF_IMAGE_MAX_SIDE));
+        AF_TRY(af_check_int(name, "max_size", p[2], 0, AF_IMAGE_MAX_SIDE));
         break;
     case AF_STAGE_CENTER_CROP:
-        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 1, 1 << 16))
-            return AF_FAIL(AF_ERR_VALUE, "CenterCrop: size must be positive integers up to 65536");
+        AF_TRY(af_check_size(name, p[0], p[1]));
         break;
     case AF_STAGE_RANDOM_CROP:
-        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 1, 1 << 16))
-            return AF_FAIL(AF_ERR_VALUE, "RandomCrop: size must be positive integers up to 65536");
-        for (int k = 2; k < 6; k++)
-            if (!is_int(p[k], 0, 1 << 16)) return AF_FAIL(AF_ERR_VALUE, "RandomCrop: padding must be integers in [0, 65536]");
-        if (!is_int(p[7], 0, 3)) return AF_FAIL(AF_ERR_VALUE, "RandomCrop: unknown padding_mode");
-        for (int k = 8; k < 11; k++)
-            if (!is_int(p[k], 0, 255)) return AF_FAIL(AF_ERR_VALUE, "RandomCrop: fill must be integers in [0, 255]");
+        AF_TRY(af_check_size(name, p[0], p[1]));
+        for (int k = 2; k < 6; k++) AF_TRY(af_check_int(name, "padding", p[k], 0, AF_IMAGE_MAX_SIDE));
+        AF_TRY(af_check_int(name, "padding_mode", p[7], AF_PAD_CONSTANT, AF_PAD_SYMMETRIC));
+        AF_TRY(af_check_fill(name, p + 8));
         break;
     case AF_STAGE_RANDOM_RESIZED_CROP:
-        if (!is_int(p[0], 1, 1 << 16) || !is_int(p[1], 1, 1 << 16))
-            return AF_FAIL(AF_ERR_VALUE, "RandomResizedCrop: size must be positive integers up to 65536");
+        AF_TRY(af_check_size(name, p[0], p[1]));
         if (!(p[2] > 0 && p[2] <= p[3] && p[3] < 1e30) || !(p[4] > 0 && p[4] <= p[5] && p[5] < 1e30))
             return AF_FAIL(AF_ERR_VALUE, "RandomResizedCrop: scale and ratio must be positive (lo, hi) with lo <= hi");
         break;
     case AF_STAGE_HFLIP:
     case AF_STAGE_VFLIP:
-        if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "%s: p must be in [0, 1], got %g", name, p[0]);
+        AF_TRY(af_check_range(name, "p", p[0], 0, 1));
         break;
     case AF_STAGE_COLOR_JITTER:
         for (int k = 0; k < 3; k++)
@@ -110,38 +161,36 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
             return AF_FAIL(AF_ERR_VALUE, "ColorJitter: hue range must be -0.5 <= lo <= hi <= 0.5");
         break;
     case AF_STAGE_GRAYSCALE:
-        if (!(p[0] == 0 || p[0] == 1 || p[0] == 3)) return AF_FAIL(AF_ERR_VALUE, "Grayscale: num_output_channels must be 1 or 3");
-        if (!(p[1] >= 0 && p[1] <= 1)) return AF_FAIL(AF_ERR_VALUE, "Grayscale: p must be in [0, 1], got %g", p[1]);
+        AF_TRY(af_check_channels(name, "num_output_channels", p[0], 1));
+        AF_TRY(af_check_range(name, "p", p[1], 0, 1));
         break;
     case AF_STAGE_RANDAUGMENT:
-        if (!is_int(p[0], 0, 64)) return AF_FAIL(AF_ERR_VALUE, "RandAugment: num_ops must be an integer in [0, 64]");
+        AF_TRY(af_check_int(name, "num_ops", p[0], 0, 64));
         if (!is_int(p[2], 2, 1 << 16) || !is_int(p[1], 0, p[2] - 1))
             return AF_FAIL(AF_ERR_VALUE, "RandAugment: magnitude must be in [0, num_magnitude_bins) and num_magnitude_bins >= 2");
         if (!is_int(p[3], 1, (1 << AF_RA_NUM_OPS) - 1)) return AF_FAIL(AF_ERR_VALUE, "RandAugment: every op is excluded");
-        if (!is_int(p[4], 0, 1) || !is_int(p[5], 0, 255) || !is_int(p[6], 0, 255) || !is_int(p[7], 0, 255))
-            return AF_FAIL(AF_ERR_VALUE, "RandAugment: fill must be integers in [0, 255]");
+        AF_TRY(af_check_int(name, "has_fill", p[4], 0, 1));
+        AF_TRY(af_check_fill(name, p + 5));
         break;
     case AF_STAGE_RANDOM_AFFINE:
-        for (int k = 0; k < 17; k++)
-            if (!isfinite(p[k])) return AF_FAIL(AF_ERR_VALUE, "RandomAffine: parameters must be finite");
+        AF_TRY(af_check_finite(name, p, 17));
         if (!(p[0] <= p[1]) || !(p[4] > 0 && p[4] <= p[5]) || !(p[6] <= p[7]) || !(p[8] <= p[9]))
             return AF_FAIL(AF_ERR_VALUE, "RandomAffine: degrees, scale and shear ranges must be (min, max), scale positive");
         if (!(p[2] >= 0 && p[2] <= 1 && p[3] >= 0 && p[3] <= 1))
             return AF_FAIL(AF_ERR_VALUE, "RandomAffine: translate fractions must be in [0, 1]");
-        if (!is_int(p[10], 0, 1) || !is_int(p[11], 0, 255) || !is_int(p[12], 0, 255) || !is_int(p[13], 0, 255) ||
-            !is_int(p[14], 0, 1))
-            return AF_FAIL(AF_ERR_VALUE, "RandomAffine: bad interpolation, fill or center");
+        AF_TRY(af_check_int(name, "interpolation", p[10], AF_INTERP_NEAREST, AF_INTERP_BILINEAR));
+        AF_TRY(af_check_fill(name, p + 11));
+        AF_TRY(af_check_int(name, "has_center", p[14], 0, 1));
         break;
     case AF_STAGE_RANDOM_APPLY:
-        if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomApply: p must be in [0, 1], got %g", p[0]);
-        if (!is_int(p[1], 0, AF_PIPELINE_MAX_STAGES)) return AF_FAIL(AF_ERR_VALUE, "RandomApply: bad stage count");
+        AF_TRY(af_check_range(name, "p", p[0], 0, 1));
+        AF_TRY(af_check_int(name, "count", p[1], 0, AF_PIPELINE_MAX_STAGES));
         return AF_OK; /* allowed on either side of ToTensor; its stages are checked where they stand */
     case AF_STAGE_SOBEL:
-        if (!is_int(p[0], 0, 2) || !is_int(p[1], 0, 1) || !(p[2] == 1 || p[2] == 3))
-            return AF_FAIL(AF_ERR_VALUE, "SobelEdges: bad magnitude, blur or out_channels");
+        AF_TRY(af_check_sobel(name, p[0], p[1], p[2]));
         break;
     case AF_STAGE_RANDOM_ERASING: {
-        if (!(p[0] >= 0 && p[0] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: p must be in [0, 1], got %g", p[0]);
+        AF_TRY(af_check_range(name, "p", p[0], 0, 1));
         if (!(p[1] >= 0 && p[1] <= p[2] && p[2] <= 1)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: scale must be 0 <= lo <= hi <= 1");
         if (!(p[3] > 0 && p[3] <= p[4] && p[4] < 1e30)) return AF_FAIL(AF_ERR_VALUE, "RandomErasing: ratio must be 0 < lo <= hi");
         if (!is_int(p[5], 0, 1) || !is_int(p[6], 0, 3) || n != 7 + (int)p[6] || (p[5] == 0 && p[6] == 0))
@@ -163,10 +212,7 @@ static af_status check_stage(const af_stage *s, int after_tensor) {
         if (!is_int(p[0], 1, 3)) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std need 1 or 3 values");
         int C = (int)p[0]; /* only after the range check: converting an out-of-range double is undefined */
         if (n != 1 + 2 * C) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std need 1 or 3 values");
-        for (int c = 0; c < C; c++) {
-            if (!isfinite(p[1 + c]) || !isfinite(p[1 + C + c])) return AF_FAIL(AF_ERR_VALUE, "Normalize: mean and std must be finite");
-            if ((float)p[1 + C + c] == 0.0f) return AF_FAIL(AF_ERR_VALUE, "Normalize: std evaluated to zero, leading to division by zero");
-        }
+        AF_TRY(af_check_mean_std(name, C, p + 1, p + 1 + C));
         return AF_OK;
     }
     }
@@ -258,6 +304,7 @@ static void stage_shape(const af_stage *s, int *C, int *H, int *W) {
 
 af_status af_pipeline_output_shape(const af_pipeline *p, int in_h, int in_w, int *channels, int *height, int *width) {
     if (!af_pipeline_has_to_tensor(p)) return AF_FAIL(AF_ERR_VALUE, "pipeline: no ToTensor stage, so no tensor output");
+    if (in_h < 1 || in_w < 1) return AF_FAIL(AF_ERR_VALUE, "pipeline: the image is empty (%d x %d)", in_h, in_w);
     int C = 3, H = in_h, W = in_w;
     for (int k = 0; k < p->to_tensor; k++) stage_shape(&p->stages[k], &C, &H, &W);
     *channels = C;
@@ -304,7 +351,7 @@ static af_status run_random_crop(const af_stage *s, af_image *img, af_rng *rng) 
     return AF_OK;
 }
 
-/* ColorJitter (spec 2.1): a random order of the four ops, every enabled factor drawn (in the order
+/* ColorJitter (torchvision ColorJitter.get_params and forward): a random order of the four ops, every enabled factor drawn (in the order
  * brightness, contrast, saturation, hue, as torchvision's get_params) as a float32 uniform, then the
  * enabled ops applied in that order. */
 static af_status run_color_jitter(const af_stage *s, af_image *img, af_rng *rng) {
@@ -429,12 +476,12 @@ static af_status run_float_stage(const af_stage *s, float *x, int C, int H, int 
     case AF_STAGE_NORMALIZE: {
         int n = (int)p[0];
         if (n != 1 && n != C) return AF_FAIL(AF_ERR_VALUE, "Normalize: %d mean/std values for a %d-channel image", n, C);
-        size_t HW = (size_t)H * W;
+        float mean[3], sd[3];
         for (int c = 0; c < C; c++) {
-            float m = (float)p[1 + (n == 1 ? 0 : c)], sd = (float)p[1 + n + (n == 1 ? 0 : c)];
-            float *xc = x + c * HW;
-            for (size_t k = 0; k < HW; k++) xc[k] = (xc[k] - m) / sd;
+            mean[c] = (float)p[1 + (n == 1 ? 0 : c)];
+            sd[c] = (float)p[1 + n + (n == 1 ? 0 : c)];
         }
+        af_normalize_chw(x, C, H, W, mean, sd);
         return AF_OK;
     }
     case AF_STAGE_RANDOM_ERASING: {
@@ -456,6 +503,8 @@ static af_status run_float_stage(const af_stage *s, float *x, int C, int H, int 
 af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, float *out) {
     if (img->channels != 1 && img->channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "pipeline: images must have 1 or 3 channels, got %d", img->channels);
+    if (img->height < 1 || img->width < 1)
+        return AF_FAIL(AF_ERR_VALUE, "pipeline: the image is empty (%d x %d)", img->height, img->width);
     int nuint8 = p->to_tensor >= 0 ? p->to_tensor : p->nstages;
     for (int k = 0; k < nuint8; k++) {
         const af_stage *s = &p->stages[k];
@@ -476,7 +525,7 @@ af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, floa
         AF_TRY(af_img_grayscale(img, 3, &rgb));
         swap_in(img, &rgb);
     }
-    af_img_to_tensor(img, NULL, NULL, out);
+    af_img_to_tensor(img, out);
     for (int k = p->to_tensor + 1; k < p->nstages; k++) {
         const af_stage *s = &p->stages[k];
         if (s->kind == AF_STAGE_RANDOM_APPLY) {

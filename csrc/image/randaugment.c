@@ -1,4 +1,4 @@
-/* RandAugment (Cubuk et al., arXiv 1909.13719) with torchvision >= 0.12 semantics (spec 1.2-1.5):
+/* RandAugment (Cubuk et al., arXiv 1909.13719) with torchvision >= 0.12 semantics (torchvision/transforms/autoaugment.py):
  * the 14-op table in torchvision's order, float32 linspace magnitude tables over num_bins bins, one
  * uniform op draw per step, a fair coin for the sign of signed ops only, nearest interpolation and
  * fill 0 (torchvision's fill=None) for the geometric ops.

@@ -2,9 +2,9 @@
  * and the pipeline builder. Everything works on af_image (uint8 HWC, see image.h).
  *
  * Reference semantics: torchvision's tensor path (torchvision >= 0.12; conformance measured against
- * 0.29), pixel by pixel as written in /work/shared/specs/augment-losses.md (sections 1, 2, 4). The
- * float32 fidelity rules of that spec (0.3) hold throughout: photometric math is done in float32
- * in the spec's operation order, and the build uses -ffp-contract=off so nothing is fused.
+ * 0.29), torchvision/transforms/_functional_tensor.py pixel by pixel: photometric math is done in
+ * float32 in torchvision's operation order, and the build uses -ffp-contract=off so nothing is
+ * fused (a fused multiply-add would round differently from ATen's separate ops).
  *
  * Ops that change the image size write a new image into `dst` (which must be a zeroed or freed
  * af_image, distinct from src); the others work in place. */
@@ -27,15 +27,16 @@ void af_resize_output_size(int h, int w, int size, int max_size, int *oh, int *o
 af_status af_img_crop(const af_image *src, int top, int left, int h, int w, const uint8_t fill[3], af_image *dst);
 /* torchvision CenterCrop: zero padding when the crop is larger, top = round((H - h) / 2) half-even. */
 af_status af_img_center_crop(const af_image *src, int h, int w, af_image *dst);
+typedef enum { AF_INTERP_NEAREST = 0, AF_INTERP_BILINEAR = 1 } af_interpolation;
 typedef enum { AF_PAD_CONSTANT = 0, AF_PAD_EDGE = 1, AF_PAD_REFLECT = 2, AF_PAD_SYMMETRIC = 3 } af_pad_mode;
 af_status af_img_pad(const af_image *src, int left, int top, int right, int bottom, af_pad_mode mode,
                      const uint8_t fill[3], af_image *dst);
 void af_img_hflip(af_image *img);
 void af_img_vflip(af_image *img);
-/* torchvision F.affine / F.rotate on the tensor path (spec 1.5.1): angle in degrees (clockwise
+/* torchvision F.affine / F.rotate on the tensor path (_functional_tensor.affine, grid_sample): angle in degrees (clockwise
  * positive on screen, like F.affine), translate in pixels, scale, shear in degrees, center in pixel
- * coordinates (has_center=0: the image center). interpolation 0 = nearest, 1 = bilinear. `fill`
- * NULL = torchvision's fill=None (outside pixels 0, no mask); otherwise the mask rules of 1.5.1. */
+ * coordinates (has_center=0: the image center). interpolation: af_interpolation. `fill`
+ * NULL = torchvision's fill=None (outside pixels 0, no mask); otherwise torchvision's mask rule (_apply_grid_transform). */
 af_status af_img_affine(const af_image *src, double angle, double tx, double ty, double scale, double shear_x,
                         double shear_y, int has_center, double cx, double cy, int interpolation,
                         const uint8_t *fill, af_image *dst);
@@ -75,11 +76,11 @@ af_status af_randaugment(af_image *img, int num_ops, int magnitude, int num_bins
                          const uint8_t *fill, af_rng *rng, int *sampled_ops, double *sampled_mags);
 
 /* ---- erase.c ---- */
-/* RandomErasing's box sampler (spec 2.3): returns 1 and the box when one of 10 attempts fits,
+/* RandomErasing's box sampler (torchvision RandomErasing.get_params): returns 1 and the box when one of 10 attempts fits,
  * 0 when all are rejected (the image stays unchanged). */
 int af_erasing_params(int H, int W, double scale_lo, double scale_hi, double ratio_lo, double ratio_hi, af_rng *rng,
                       int *top, int *left, int *h, int *w);
-/* RandomResizedCrop's sampler (spec 2.4), with the centered fallback. */
+/* RandomResizedCrop's sampler (torchvision RandomResizedCrop.get_params), with the centered fallback. */
 void af_resized_crop_params(int H, int W, double scale_lo, double scale_hi, double ratio_lo, double ratio_hi,
                             af_rng *rng, int *top, int *left, int *h, int *w);
 /* Erase a box of a float32 CHW tensor with per-channel values, or N(0,1) noise when random. */
@@ -89,19 +90,33 @@ void af_img_erase(af_image *img, int top, int left, int h, int w, const uint8_t 
 
 /* ---- edges.c ---- */
 typedef enum { AF_SOBEL_L2 = 0, AF_SOBEL_L1 = 1, AF_SOBEL_HALF_ABS = 2 } af_sobel_magnitude;
-/* Sobel edge map of the gray image (spec section 4): OpenCV gray conversion, optional 3x3 Gaussian
+/* Sobel edge map of the gray image (edges.c): OpenCV gray conversion, optional 3x3 Gaussian
  * blur, OpenCV's reflect-101 border, magnitude saturated to uint8; 1 or 3 (replicated) channels. */
 af_status af_img_sobel(const af_image *src, af_sobel_magnitude magnitude, int blur, int out_channels, af_image *dst);
 
 /* ---- normalize.c ---- */
-/* uint8 HWC -> float32 CHW: x / 255 (a float32 division, like ToTensor), then (x - mean) / std per
- * channel when mean/std are not NULL. */
-void af_img_to_tensor(const af_image *img, const float *mean, const float *std, float *out);
+/* uint8 HWC -> float32 CHW: x / 255 (a float32 division, like ToTensor). */
+void af_img_to_tensor(const af_image *img, float *out);
+/* In place on float32 CHW: (x - mean[c]) / std[c] in float32 (Normalize). */
+void af_normalize_chw(float *x, int C, int H, int W, const float *mean, const float *std);
 
 /* ---- pipeline.c ---- */
+/* Parameter checks shared by the pipeline builder and the functional ops: each fails with
+ * AF_ERR_VALUE naming the op, the parameter and the offending value. */
+#define AF_IMAGE_MAX_SIDE 65536
+af_status af_check_int(const char *op, const char *what, double v, double lo, double hi);
+af_status af_check_range(const char *op, const char *what, double v, double lo, double hi);
+af_status af_check_size(const char *op, double h, double w); /* integers in [1, AF_IMAGE_MAX_SIDE] */
+af_status af_check_fill(const char *op, const double *rgb);  /* 3 integers in [0, 255] */
+af_status af_check_channels(const char *op, const char *what, double v, int allow_same); /* 1, 3 (or 0) */
+af_status af_check_finite(const char *op, const double *p, int n);
+af_status af_check_sobel(const char *op, double magnitude, double blur, double out_channels);
+af_status af_check_mean_std(const char *op, int n, const double *mean, const double *std); /* finite, std != 0 in float32 */
+
 /* Stage kinds of a pipeline spec. A spec is a flat float64 array of stages, each
- * [kind, nparams, params...]; the parameter lists are documented at each kind in pipeline.c and
- * produced by affectfer/transforms.py. af_pipeline_build validates everything. */
+ * [kind, nparams, params...]; each kind's parameter layout is defined once in pipeline.c
+ * (af_pipeline_stage_info, exported as affectfer._C.image_stages) and filled in by name by
+ * affectfer.transforms. af_pipeline_build validates everything. */
 enum {
     AF_STAGE_RESIZE = 1, AF_STAGE_CENTER_CROP, AF_STAGE_RANDOM_CROP, AF_STAGE_RANDOM_RESIZED_CROP,
     AF_STAGE_HFLIP, AF_STAGE_VFLIP, AF_STAGE_COLOR_JITTER, AF_STAGE_GRAYSCALE, AF_STAGE_RANDOM_ERASING,
@@ -109,6 +124,9 @@ enum {
     AF_STAGE_RANDOM_APPLY, AF_STAGE_KIND_END
 };
 af_status af_pipeline_build(const double *spec, int64_t n, af_pipeline **out);
+/* Name and parameter layout (space-separated names; a trailing "name..." takes the rest) of stage
+ * kind `kind`; returns 0 for an unused id. */
+int af_pipeline_stage_info(int kind, const char **name, const char **params);
 void af_pipeline_free(af_pipeline *p);
 
 #endif

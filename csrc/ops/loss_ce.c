@@ -27,7 +27,7 @@
 #include "ops.h"
 
 enum { CE_LOGITS, CE_TARGET, CE_WEIGHT };
-enum { CE_NONE = 0, CE_MEAN = 1, CE_SUM = 2 };
+enum { CE_NONE = AF_REDUCTION_NONE, CE_MEAN = AF_REDUCTION_MEAN, CE_SUM = AF_REDUCTION_SUM };
 
 #define AF_TEMPLATE_FILE "loss_ce.c"
 #include "instantiate_float.h"

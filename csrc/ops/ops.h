@@ -27,6 +27,9 @@
 #define AF_MAX_ATTR_I 16
 #define AF_MAX_ATTR_F 8
 
+/* Loss reduction codes (integer attribute 0 of the losses), exported as affectfer._C.reductions. */
+enum { AF_REDUCTION_NONE = 0, AF_REDUCTION_MEAN = 1, AF_REDUCTION_SUM = 2 };
+
 typedef struct af_attrs {
     int64_t i[AF_MAX_ATTR_I];
     double f[AF_MAX_ATTR_F];

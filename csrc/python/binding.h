@@ -33,7 +33,19 @@ int af_errors_init(PyObject *module);
 PyObject *af_py_raise(af_status st); /* sets the exception for st, returns NULL */
 int af_py_check_interrupt(void);
 
-/* convert.c: NumPy and DLPack */
+/* convert.c: NumPy and DLPack, and the argument coercions every binding shares */
+/* A C-contiguous, aligned NumPy array of npy_type from any array-like (new reference), with `ndim`
+ * dims (-1: any); NULL with TypeError/ValueError naming `name`. */
+PyObject *af_py_as_array(PyObject *obj, int npy_type, int ndim, const char *name);
+/* At most `max` numbers of a number or 1-D array-like into out; their count, or -1 with an exception. */
+Py_ssize_t af_py_doubles(PyObject *obj, const char *name, double *out, Py_ssize_t max);
+/* Sets ValueError(format % (float(a), float(b))) with format using %R for each; returns NULL
+ * (PyErr_Format has no %g: floats are shown by their repr). */
+PyObject *af_py_float_error(const char *format, double a, double b);
+/* An int argument in [lo, hi]: TypeError/ValueError naming `name` and the value (huge ints too). */
+int af_py_int_arg(PyObject *obj, const char *name, long long lo, long long hi, long long *out);
+/* A tensor shape: a sequence of at most AF_MAX_DIMS non-negative ints; errors name `name`. */
+int af_py_parse_shape(PyObject *obj, const char *name, int *ndim, int64_t *shape);
 int af_convert_init(void);
 PyObject *af_py_from_numpy(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *af_py_to_numpy(AfTensorObject *self, PyObject *unused);
@@ -43,6 +55,10 @@ PyObject *af_py_from_dlpack(PyObject *self, PyObject *capsule);
 int af_dtype_from_numpy(int npy_type, af_dtype *out);
 int af_dtype_to_numpy(af_dtype d);
 int af_dtype_from_name(const char *name, af_dtype *out);
+/* Adds module.<attr> = {names[k]: codes[k]}: the C enums Python needs, so it never re-types them. */
+int af_py_add_codes(PyObject *module, const char *attr, int n, const char *const names[], const int codes[]);
+/* dtypes, limits (max_dims, op_inputs, op_outputs, op_int_attrs, op_float_attrs), reductions */
+int af_constants_init(PyObject *module);
 
 /* fer_bind.c */
 extern PyMethodDef af_fer_methods[];
@@ -53,6 +69,12 @@ int af_loader_init(PyObject *module);
 
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];
+/* The af_pipeline of a compiled transform (a PyCapsule named by image_bind.c, never any other
+ * capsule); NULL with TypeError naming `what`. */
+struct af_pipeline;
+const struct af_pipeline *af_py_pipeline_arg(PyObject *obj, const char *what);
+/* image_default_max_pixels, pad_modes, sobel_magnitudes, interpolations, image_stages ({name: (kind, parameter names)}) */
+int af_image_init(PyObject *module);
 
 /* ops_bind.c */
 extern PyMethodDef af_ops_methods[];

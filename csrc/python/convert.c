@@ -44,6 +44,110 @@ int af_dtype_from_name(const char *name, af_dtype *out) {
     return -1;
 }
 
+/* ---- argument coercion shared by every binding ---- */
+
+PyObject *af_py_as_array(PyObject *obj, int npy_type, int ndim, const char *name) {
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, npy_type, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    if (!a) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "'%s' must be array-like numbers, got %.100s", name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
+        PyErr_Format(PyExc_ValueError, "'%s' must be %d-D, got %d-D", name, ndim, PyArray_NDIM(a));
+        Py_DECREF(a);
+        return NULL;
+    }
+    return (PyObject *)a;
+}
+
+Py_ssize_t af_py_doubles(PyObject *obj, const char *name, double *out, Py_ssize_t max) {
+    PyArrayObject *a = (PyArrayObject *)af_py_as_array(obj, NPY_FLOAT64, -1, name);
+    if (!a) return -1;
+    if (PyArray_NDIM(a) > 1) {
+        PyErr_Format(PyExc_ValueError, "'%s' must be a number or a 1-D sequence, got %d-D", name, PyArray_NDIM(a));
+        Py_DECREF(a);
+        return -1;
+    }
+    Py_ssize_t n = PyArray_SIZE(a);
+    if (n > max) {
+        Py_DECREF(a);
+        PyErr_Format(PyExc_ValueError, "'%s' holds at most %zd numbers, got %zd", name, max, n);
+        return -1;
+    }
+    memcpy(out, PyArray_DATA(a), sizeof(double) * (size_t)n);
+    Py_DECREF(a);
+    return n;
+}
+
+int af_py_parse_shape(PyObject *obj, const char *name, int *ndim, int64_t *shape) {
+    PyObject *seq = PySequence_Fast(obj, "");
+    if (!seq) {
+        PyErr_Format(PyExc_TypeError, "'%s' must be a sequence of ints, got %.100s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    Py_ssize_t nd = PySequence_Fast_GET_SIZE(seq);
+    if (nd > AF_MAX_DIMS) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "'%s': tensors have at most %d dims, got %zd", name, AF_MAX_DIMS, nd);
+        return -1;
+    }
+    for (Py_ssize_t d = 0; d < nd; d++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, d);
+        int overflow = 0;
+        long long v = PyLong_Check(item) || PyIndex_Check(item) ? PyLong_AsLongLongAndOverflow(item, &overflow) : -1;
+        if (!PyLong_Check(item) && !PyIndex_Check(item)) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_TypeError, "'%s' must be a sequence of ints, entry %zd is %.100s", name, d, Py_TYPE(item)->tp_name);
+            return -1;
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (overflow || v < 0) {
+            PyErr_Format(PyExc_ValueError, "'%s' has a %s dimension at %zd: %R", name, v < 0 ? "negative" : "too large", d, item);
+            Py_DECREF(seq);
+            return -1;
+        }
+        shape[d] = v;
+    }
+    *ndim = (int)nd;
+    Py_DECREF(seq);
+    return 0;
+}
+
+PyObject *af_py_float_error(const char *format, double a, double b) {
+    PyObject *va = PyFloat_FromDouble(a), *vb = PyFloat_FromDouble(b);
+    if (va && vb) PyErr_Format(PyExc_ValueError, format, va, vb);
+    Py_XDECREF(va);
+    Py_XDECREF(vb);
+    return NULL;
+}
+
+int af_py_int_arg(PyObject *obj, const char *name, long long lo, long long hi, long long *out) {
+    if (!PyLong_Check(obj) && !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "'%s' must be an int, got %.100s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *num = PyNumber_Index(obj);
+    if (!num) return -1;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(num, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(num);
+        return -1;
+    }
+    if (overflow || v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "'%s' must be in [%lld, %lld], got %R", name, lo, hi, num);
+        Py_DECREF(num);
+        return -1;
+    }
+    Py_DECREF(num);
+    *out = v;
+    return 0;
+}
+
 /* The owner of shared NumPy memory is the array; dropping it may happen on a worker thread. */
 static void release_pyobject(void *owner) {
     PyGILState_STATE gil = PyGILState_Ensure();
@@ -263,4 +367,41 @@ PyObject *af_py_from_dlpack(PyObject *self, PyObject *obj) {
     PyCapsule_SetName(capsule, "used_dltensor");
     Py_DECREF(capsule);
     return af_py_wrap(t);
+}
+
+/* ---- facts Python needs from C (one source of truth) ---- */
+
+int af_py_add_codes(PyObject *module, const char *attr, int n, const char *const names[], const int codes[]) {
+    PyObject *d = PyDict_New();
+    if (!d) return -1;
+    for (int k = 0; k < n; k++) {
+        PyObject *v = PyLong_FromLong(codes[k]);
+        if (!v || PyDict_SetItemString(d, names[k], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    if (PyModule_AddObject(module, attr, d) < 0) {
+        Py_DECREF(d);
+        return -1;
+    }
+    return 0;
+}
+
+int af_constants_init(PyObject *module) {
+    const char *dtype_names[AF_DTYPE_COUNT];
+    int dtype_ids[AF_DTYPE_COUNT];
+    for (int d = 0; d < AF_DTYPE_COUNT; d++) {
+        dtype_names[d] = af_dtype_name((af_dtype)d);
+        dtype_ids[d] = d;
+    }
+    static const char *const limit_names[] = {"max_dims", "op_inputs", "op_outputs", "op_int_attrs", "op_float_attrs"};
+    static const int limits[] = {AF_MAX_DIMS, AF_MAX_IN, AF_MAX_OUT, AF_MAX_ATTR_I, AF_MAX_ATTR_F};
+    static const char *const reduction_names[] = {"none", "mean", "sum"};
+    static const int reductions[] = {AF_REDUCTION_NONE, AF_REDUCTION_MEAN, AF_REDUCTION_SUM};
+    if (af_py_add_codes(module, "dtypes", AF_DTYPE_COUNT, dtype_names, dtype_ids) < 0) return -1;
+    if (af_py_add_codes(module, "limits", 5, limit_names, limits) < 0) return -1;
+    return af_py_add_codes(module, "reductions", 3, reduction_names, reductions);
 }

@@ -1,6 +1,8 @@
 /* The one table from af_status to Python exception classes. */
 #include "binding.h"
 
+#include <string.h>
+
 PyObject *af_OutOfMemoryError, *af_CudaError;
 
 int af_errors_init(PyObject *module) {
@@ -32,8 +34,16 @@ PyObject *af_py_raise(af_status st) {
     }
     if (st == AF_ERR_INTERNAL)
         PyErr_Format(cls, "%s (internal error at %s; please report it)", af_error_message(), af_error_location());
-    else
-        PyErr_SetString(cls, af_error_message());
+    else {
+        /* messages may quote bytes from a file (a decoder's reason, a non-UTF-8 path): never let
+         * decoding them replace the real error */
+        const char *msg = af_error_message();
+        PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
+        if (text) {
+            PyErr_SetObject(cls, text);
+            Py_DECREF(text);
+        }
+    }
     return NULL;
 }
 

@@ -8,20 +8,8 @@
 
 #include "../fer/fer.h"
 
-/* A C-contiguous array of `type` from any array-like; the error names the argument. */
 static PyArrayObject *as_array(PyObject *obj, int type, int ndim, const char *name) {
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, type, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
-    if (!a) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "'%s' must be array-like numbers", name);
-        return NULL;
-    }
-    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
-        PyErr_Format(PyExc_ValueError, "'%s' must be %d-D, got %d-D", name, ndim, PyArray_NDIM(a));
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
+    return (PyArrayObject *)af_py_as_array(obj, type, ndim, name);
 }
 
 static PyObject *py_confusion_matrix(PyObject *self, PyObject *args) {

@@ -9,6 +9,7 @@
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -36,8 +37,9 @@ static int image_from_numpy(PyObject *obj, const char *what, af_image *img) {
         PyErr_Format(PyExc_ValueError, "'%s' must have 1 or 3 channels, got %zd", what, (Py_ssize_t)C);
         return -1;
     }
-    if (H > (1 << 16) || W > (1 << 16)) {
-        PyErr_Format(PyExc_ValueError, "'%s' is too large (%zd x %zd; at most 65536 per side)", what, (Py_ssize_t)H, (Py_ssize_t)W);
+    if (H > AF_IMAGE_MAX_SIDE || W > AF_IMAGE_MAX_SIDE || H < 1 || W < 1) {
+        PyErr_Format(PyExc_ValueError, "'%s' must have 1 to %d rows and columns, got %zd x %zd", what, AF_IMAGE_MAX_SIDE,
+                     (Py_ssize_t)H, (Py_ssize_t)W);
         return -1;
     }
     PyArrayObject *c = (PyArrayObject *)PyArray_FROMANY(obj, NPY_UINT8, 2, 3, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
@@ -64,9 +66,14 @@ static PyObject *image_to_numpy(af_image *img) {
 
 static PyObject *py_image_decode(PyObject *self, PyObject *args) {
     Py_buffer buf;
+    PyObject *max_obj;
     long long max_pixels;
     const char *name;
-    if (!PyArg_ParseTuple(args, "y*Ls:image_decode", &buf, &max_pixels, &name)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*Os:image_decode", &buf, &max_obj, &name)) return NULL;
+    if (af_py_int_arg(max_obj, "max_pixels", 1, LLONG_MAX, &max_pixels) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
     af_image img;
     af_status st;
     Py_BEGIN_ALLOW_THREADS
@@ -78,9 +85,13 @@ static PyObject *py_image_decode(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_image_read(PyObject *self, PyObject *args) {
-    PyObject *path_obj;
+    PyObject *path_obj, *max_obj;
     long long max_pixels;
-    if (!PyArg_ParseTuple(args, "O&L:image_read", PyUnicode_FSConverter, &path_obj, &max_pixels)) return NULL;
+    if (!PyArg_ParseTuple(args, "O&O:image_read", PyUnicode_FSConverter, &path_obj, &max_obj)) return NULL;
+    if (af_py_int_arg(max_obj, "max_pixels", 1, LLONG_MAX, &max_pixels) < 0) {
+        Py_DECREF(path_obj);
+        return NULL;
+    }
     af_image img;
     af_status st;
     Py_BEGIN_ALLOW_THREADS
@@ -97,12 +108,24 @@ static void pipeline_capsule_free(PyObject *capsule) {
     af_pipeline_free(PyCapsule_GetPointer(capsule, PIPELINE_CAPSULE));
 }
 
-static af_pipeline *pipeline_arg(PyObject *obj) {
+const af_pipeline *af_py_pipeline_arg(PyObject *obj, const char *what) {
     if (!PyCapsule_IsValid(obj, PIPELINE_CAPSULE)) {
-        PyErr_Format(PyExc_TypeError, "'pipeline' must be a compiled pipeline (affectfer.transforms.Compose.compile())");
+        PyErr_Format(PyExc_TypeError,
+                     "'%s' must be an affectfer.transforms transform (Compose, ...) or its compiled pipeline, got %.100s; "
+                     "Python callables cannot run in the C pipeline",
+                     what, Py_TYPE(obj)->tp_name);
         return NULL;
     }
     return PyCapsule_GetPointer(obj, PIPELINE_CAPSULE);
+}
+
+/* pipeline_check(obj, what): TypeError naming `what` unless obj is a compiled pipeline */
+static PyObject *py_pipeline_check(PyObject *self, PyObject *args) {
+    PyObject *obj;
+    const char *what;
+    if (!PyArg_ParseTuple(args, "Os:pipeline_check", &obj, &what)) return NULL;
+    if (!af_py_pipeline_arg(obj, what)) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_pipeline_build(PyObject *self, PyObject *spec_obj) {
@@ -123,7 +146,7 @@ static PyObject *py_pipeline_run(PyObject *self, PyObject *args) {
     PyObject *cap, *img_obj;
     unsigned long long seed, stream;
     if (!PyArg_ParseTuple(args, "OOKK:pipeline_run", &cap, &img_obj, &seed, &stream)) return NULL;
-    af_pipeline *p = pipeline_arg(cap);
+    const af_pipeline *p = af_py_pipeline_arg(cap, "pipeline");
     if (!p) return NULL;
     af_image img;
     if (image_from_numpy(img_obj, "image", &img) < 0) return NULL;
@@ -173,7 +196,7 @@ static PyObject *py_pipeline_output_shape(PyObject *self, PyObject *args) {
     PyObject *cap;
     int h, w;
     if (!PyArg_ParseTuple(args, "Oii:pipeline_output_shape", &cap, &h, &w)) return NULL;
-    af_pipeline *p = pipeline_arg(cap);
+    const af_pipeline *p = af_py_pipeline_arg(cap, "pipeline");
     if (!p) return NULL;
     int C, H, W;
     af_status st = af_pipeline_output_shape(p, h, w, &C, &H, &W);
@@ -207,205 +230,213 @@ static PyObject *py_erasing_params(PyObject *self, PyObject *args) {
     return Py_BuildValue("(iiii)", top, left, h, w);
 }
 
-/* ---- functional ops: image_op(name, image, params) with explicit float parameters ---- */
+/* ---- functional ops: image_op(name, image, params) with explicit float parameters ----
+ * One table row per op: its parameter count, a check built from the pipeline builder's validators
+ * (so a parameter is refused the same way in both paths) and the call. `run` works in place or
+ * writes a new image into `out`. */
 
-static int nparams_ok(const char *name, Py_ssize_t got, Py_ssize_t want) {
-    if (got == want) return 1;
-    PyErr_Format(PyExc_ValueError, "%s takes %zd parameters, got %zd", name, want, got);
-    return 0;
+typedef struct {
+    const char *name;
+    int nparams;
+    af_status (*check)(const char *name, const double *p);
+    af_status (*run)(af_image *img, const double *p, af_image *out);
+} image_op_def;
+
+static af_status check_none(const char *name, const double *p) { return AF_OK; }
+
+static af_status check_resize(const char *name, const double *p) { return af_check_size(name, p[0], p[1]); }
+static af_status run_resize(af_image *img, const double *p, af_image *out) {
+    return af_img_resize(img, (int)p[0], (int)p[1], p[2] != 0, out);
 }
+
+static af_status check_crop(const char *name, const double *p) {
+    AF_TRY(af_check_int(name, "top", p[0], -AF_IMAGE_MAX_SIDE, AF_IMAGE_MAX_SIDE));
+    AF_TRY(af_check_int(name, "left", p[1], -AF_IMAGE_MAX_SIDE, AF_IMAGE_MAX_SIDE));
+    AF_TRY(af_check_int(name, "height", p[2], 0, AF_IMAGE_MAX_SIDE));
+    return af_check_int(name, "width", p[3], 0, AF_IMAGE_MAX_SIDE);
+}
+static af_status run_crop(af_image *img, const double *p, af_image *out) {
+    return af_img_crop(img, (int)p[0], (int)p[1], (int)p[2], (int)p[3], NULL, out);
+}
+
+static af_status run_center_crop(af_image *img, const double *p, af_image *out) {
+    return af_img_center_crop(img, (int)p[0], (int)p[1], out);
+}
+
+/* left, top, right, bottom, padding_mode, fill r, g, b */
+static af_status check_pad(const char *name, const double *p) {
+    for (int k = 0; k < 4; k++) AF_TRY(af_check_int(name, "padding", p[k], 0, AF_IMAGE_MAX_SIDE));
+    AF_TRY(af_check_int(name, "padding_mode", p[4], AF_PAD_CONSTANT, AF_PAD_SYMMETRIC));
+    return af_check_fill(name, p + 5);
+}
+static af_status run_pad(af_image *img, const double *p, af_image *out) {
+    uint8_t fill[3] = {(uint8_t)p[5], (uint8_t)p[6], (uint8_t)p[7]};
+    return af_img_pad(img, (int)p[0], (int)p[1], (int)p[2], (int)p[3], (af_pad_mode)(int)p[4], fill, out);
+}
+
+#define IN_PLACE(op, call)                                                                                         \
+    static af_status run_##op(af_image *img, const double *p, af_image *out) {                                     \
+        (void)p, (void)out;                                                                                        \
+        call;                                                                                                      \
+        return AF_OK;                                                                                              \
+    }
+IN_PLACE(hflip, af_img_hflip(img))
+IN_PLACE(vflip, af_img_vflip(img))
+IN_PLACE(autocontrast, af_img_autocontrast(img))
+IN_PLACE(equalize, af_img_equalize(img))
+IN_PLACE(invert, af_img_invert(img))
+IN_PLACE(adjust_brightness, af_img_adjust_brightness(img, p[0]))
+IN_PLACE(adjust_saturation, af_img_adjust_saturation(img, p[0]))
+IN_PLACE(adjust_contrast, af_img_adjust_contrast(img, p[0]))
+IN_PLACE(adjust_hue, af_img_adjust_hue(img, p[0]))
+IN_PLACE(posterize, af_img_posterize(img, (int)p[0]))
+IN_PLACE(solarize, af_img_solarize(img, p[0]))
+#undef IN_PLACE
+
+static af_status check_factor(const char *name, const double *p) { return af_check_range(name, "factor", p[0], 0, HUGE_VAL); }
+static af_status check_hue(const char *name, const double *p) { return af_check_range(name, "hue_factor", p[0], -0.5, 0.5); }
+static af_status run_adjust_sharpness(af_image *img, const double *p, af_image *out) { return af_img_adjust_sharpness(img, p[0]); }
+
+static af_status check_grayscale(const char *name, const double *p) {
+    return af_check_channels(name, "num_output_channels", p[0], 0);
+}
+static af_status run_grayscale(af_image *img, const double *p, af_image *out) { return af_img_grayscale(img, (int)p[0], out); }
+
+static af_status check_posterize(const char *name, const double *p) { return af_check_int(name, "bits", p[0], 0, 8); }
+static af_status check_solarize(const char *name, const double *p) { return af_check_range(name, "threshold", p[0], 0, 255); }
+
+/* angle, tx, ty, scale, shear_x, shear_y, has_center, cx, cy, interpolation, has_fill, fill r, g, b */
+static af_status check_affine(const char *name, const double *p) {
+    AF_TRY(af_check_finite(name, p, 14));
+    AF_TRY(af_check_int(name, "interpolation", p[9], AF_INTERP_NEAREST, AF_INTERP_BILINEAR));
+    return p[10] != 0 ? af_check_fill(name, p + 11) : AF_OK;
+}
+static af_status run_affine(af_image *img, const double *p, af_image *out) {
+    uint8_t fill[3] = {(uint8_t)p[11], (uint8_t)p[12], (uint8_t)p[13]};
+    return af_img_affine(img, p[0], p[1], p[2], p[3], p[4], p[5], p[6] != 0, p[7], p[8], (int)p[9], p[10] != 0 ? fill : NULL,
+                         out);
+}
+
+/* op index, signed magnitude, has_fill, fill r, g, b */
+static af_status check_randaugment_op(const char *name, const double *p) {
+    AF_TRY(af_check_int(name, "op", p[0], 0, AF_RA_NUM_OPS - 1));
+    AF_TRY(af_check_finite(name, p + 1, 1));
+    if ((int)p[0] == AF_RA_POSTERIZE) AF_TRY(af_check_range(name, "Posterize bits", p[1], 0, 8));
+    return p[2] != 0 ? af_check_fill(name, p + 3) : AF_OK;
+}
+static af_status run_randaugment_op(af_image *img, const double *p, af_image *out) {
+    uint8_t fill[3] = {(uint8_t)p[3], (uint8_t)p[4], (uint8_t)p[5]};
+    return af_randaugment_apply_op(img, (int)p[0], p[1], p[2] != 0 ? fill : NULL);
+}
+
+static af_status check_sobel(const char *name, const double *p) { return af_check_sobel(name, p[0], p[1], p[2]); }
+static af_status run_sobel(af_image *img, const double *p, af_image *out) {
+    return af_img_sobel(img, (af_sobel_magnitude)(int)p[0], p[1] != 0, (int)p[2], out);
+}
+
+static const image_op_def image_ops[] = {
+    {"resize", 3, check_resize, run_resize},
+    {"crop", 4, check_crop, run_crop},
+    {"center_crop", 2, check_resize, run_center_crop},
+    {"pad", 8, check_pad, run_pad},
+    {"hflip", 0, check_none, run_hflip},
+    {"vflip", 0, check_none, run_vflip},
+    {"adjust_brightness", 1, check_factor, run_adjust_brightness},
+    {"adjust_saturation", 1, check_factor, run_adjust_saturation},
+    {"adjust_contrast", 1, check_factor, run_adjust_contrast},
+    {"adjust_hue", 1, check_hue, run_adjust_hue},
+    {"adjust_sharpness", 1, check_factor, run_adjust_sharpness},
+    {"rgb_to_grayscale", 1, check_grayscale, run_grayscale},
+    {"posterize", 1, check_posterize, run_posterize},
+    {"solarize", 1, check_solarize, run_solarize},
+    {"autocontrast", 0, check_none, run_autocontrast},
+    {"equalize", 0, check_none, run_equalize},
+    {"invert", 0, check_none, run_invert},
+    {"affine", 14, check_affine, run_affine},
+    {"randaugment_op", 6, check_randaugment_op, run_randaugment_op},
+    {"sobel", 3, check_sobel, run_sobel},
+};
+
+#define IMAGE_OP_MAX_PARAMS 16
 
 static PyObject *py_image_op(PyObject *self, PyObject *args) {
     const char *name;
     PyObject *img_obj, *params_obj;
     if (!PyArg_ParseTuple(args, "sOO:image_op", &name, &img_obj, &params_obj)) return NULL;
-    PyArrayObject *pa = (PyArrayObject *)PyArray_FROMANY(params_obj, NPY_FLOAT64, 1, 1, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
-    if (!pa) return NULL;
-    Py_ssize_t np = PyArray_DIM(pa, 0);
-    double p[16] = {0};
-    if (np > 16) {
-        Py_DECREF(pa);
-        return PyErr_Format(PyExc_ValueError, "%s: too many parameters", name);
-    }
-    memcpy(p, PyArray_DATA(pa), sizeof(double) * np);
-    Py_DECREF(pa);
+    const image_op_def *def = NULL;
+    for (size_t k = 0; k < sizeof(image_ops) / sizeof(image_ops[0]); k++)
+        if (!strcmp(name, image_ops[k].name)) def = &image_ops[k];
+    if (!def) return PyErr_Format(PyExc_ValueError, "unknown image op '%s'", name);
+    double p[IMAGE_OP_MAX_PARAMS] = {0};
+    Py_ssize_t np = af_py_doubles(params_obj, "params", p, IMAGE_OP_MAX_PARAMS);
+    if (np < 0) return NULL;
+    if (np != def->nparams) return PyErr_Format(PyExc_ValueError, "%s takes %d parameters, got %zd", name, def->nparams, np);
+    af_status st = def->check(name, p);
+    if (st != AF_OK) return af_py_raise(st);
     af_image img, out = {0};
     if (image_from_numpy(img_obj, "img", &img) < 0) return NULL;
-    af_status st = AF_OK;
-    int replaced = 0;
-#define NEED(k)                                                                                                     \
-    if (!nparams_ok(name, np, k)) goto bad;
-    if (!strcmp(name, "resize")) {
-        NEED(3);
-        if (!(p[0] >= 1 && p[1] >= 1 && p[0] <= 65536 && p[1] <= 65536)) {
-            PyErr_Format(PyExc_ValueError, "resize: size must be positive, got (%g, %g)", p[0], p[1]);
-            goto bad;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        st = af_img_resize(&img, (int)p[0], (int)p[1], p[2] != 0, &out);
-        Py_END_ALLOW_THREADS
-        replaced = 1;
-    } else if (!strcmp(name, "crop")) {
-        NEED(4);
-        if (!(p[2] >= 0 && p[3] >= 0 && p[2] <= 65536 && p[3] <= 65536 && fabs(p[0]) < 65536 && fabs(p[1]) < 65536)) {
-            PyErr_Format(PyExc_ValueError, "crop: height and width must be in [0, 65536]");
-            goto bad;
-        }
-        st = af_img_crop(&img, (int)p[0], (int)p[1], (int)p[2], (int)p[3], NULL, &out);
-        replaced = 1;
-    } else if (!strcmp(name, "center_crop")) {
-        NEED(2);
-        if (!(p[0] >= 1 && p[1] >= 1 && p[0] <= 65536 && p[1] <= 65536)) {
-            PyErr_Format(PyExc_ValueError, "center_crop: size must be positive");
-            goto bad;
-        }
-        st = af_img_center_crop(&img, (int)p[0], (int)p[1], &out);
-        replaced = 1;
-    } else if (!strcmp(name, "pad")) {
-        NEED(8);
-        for (int k = 0; k < 4; k++)
-            if (!(p[k] >= 0 && p[k] <= 65536)) {
-                PyErr_Format(PyExc_ValueError, "pad: padding must be in [0, 65536]");
-                goto bad;
-            }
-        if (!(p[4] >= 0 && p[4] <= 3)) {
-            PyErr_Format(PyExc_ValueError, "pad: unknown padding_mode");
-            goto bad;
-        }
-        uint8_t fill[3] = {(uint8_t)p[5], (uint8_t)p[6], (uint8_t)p[7]};
-        st = af_img_pad(&img, (int)p[0], (int)p[1], (int)p[2], (int)p[3], (af_pad_mode)(int)p[4], fill, &out);
-        replaced = 1;
-    } else if (!strcmp(name, "hflip")) {
-        NEED(0);
-        af_img_hflip(&img);
-    } else if (!strcmp(name, "vflip")) {
-        NEED(0);
-        af_img_vflip(&img);
-    } else if (!strcmp(name, "adjust_brightness") || !strcmp(name, "adjust_saturation") || !strcmp(name, "adjust_contrast") ||
-               !strcmp(name, "adjust_hue") || !strcmp(name, "adjust_sharpness")) {
-        NEED(1);
-        if (!(p[0] >= 0) && strcmp(name, "adjust_hue")) {
-            PyErr_Format(PyExc_ValueError, "%s: factor must be non-negative, got %g", name, p[0]);
-            goto bad;
-        }
-        if (!strcmp(name, "adjust_hue") && !(p[0] >= -0.5 && p[0] <= 0.5)) {
-            PyErr_Format(PyExc_ValueError, "adjust_hue: hue_factor must be in [-0.5, 0.5], got %g", p[0]);
-            goto bad;
-        }
-        double f = p[0];
-        if (!strcmp(name, "adjust_brightness")) af_img_adjust_brightness(&img, f);
-        else if (!strcmp(name, "adjust_saturation")) af_img_adjust_saturation(&img, f);
-        else if (!strcmp(name, "adjust_contrast")) af_img_adjust_contrast(&img, f);
-        else if (!strcmp(name, "adjust_hue")) af_img_adjust_hue(&img, f);
-        else st = af_img_adjust_sharpness(&img, f);
-    } else if (!strcmp(name, "rgb_to_grayscale")) {
-        NEED(1);
-        if (!(p[0] == 1 || p[0] == 3)) {
-            PyErr_Format(PyExc_ValueError, "rgb_to_grayscale: num_output_channels must be 1 or 3");
-            goto bad;
-        }
-        st = af_img_grayscale(&img, (int)p[0], &out);
-        replaced = 1;
-    } else if (!strcmp(name, "posterize")) {
-        NEED(1);
-        if (!(p[0] >= 0 && p[0] <= 8 && p[0] == floor(p[0]))) {
-            PyErr_Format(PyExc_ValueError, "posterize: bits must be an integer in [0, 8], got %g", p[0]);
-            goto bad;
-        }
-        af_img_posterize(&img, (int)p[0]);
-    } else if (!strcmp(name, "solarize")) {
-        NEED(1);
-        if (!(p[0] >= 0 && p[0] <= 255)) {
-            PyErr_Format(PyExc_ValueError, "solarize: threshold must be in [0, 255], got %g", p[0]);
-            goto bad;
-        }
-        af_img_solarize(&img, p[0]);
-    } else if (!strcmp(name, "autocontrast")) {
-        NEED(0);
-        af_img_autocontrast(&img);
-    } else if (!strcmp(name, "equalize")) {
-        NEED(0);
-        af_img_equalize(&img);
-    } else if (!strcmp(name, "invert")) {
-        NEED(0);
-        af_img_invert(&img);
-    } else if (!strcmp(name, "affine")) {
-        /* angle, tx, ty, scale, shear_x, shear_y, has_center, cx, cy, interpolation, has_fill, fill r, g, b */
-        NEED(14);
-        for (int k = 0; k < 14; k++)
-            if (!isfinite(p[k])) {
-                PyErr_Format(PyExc_ValueError, "affine: parameters must be finite");
-                goto bad;
-            }
-        if (!(p[9] == 0 || p[9] == 1)) {
-            PyErr_Format(PyExc_ValueError, "affine: interpolation must be nearest or bilinear");
-            goto bad;
-        }
-        uint8_t fill[3] = {(uint8_t)p[11], (uint8_t)p[12], (uint8_t)p[13]};
-        Py_BEGIN_ALLOW_THREADS
-        st = af_img_affine(&img, p[0], p[1], p[2], p[3], p[4], p[5], p[6] != 0, p[7], p[8], (int)p[9], p[10] != 0 ? fill : NULL, &out);
-        Py_END_ALLOW_THREADS
-        replaced = 1;
-    } else if (!strcmp(name, "randaugment_op")) {
-        /* op index, signed magnitude, has_fill, fill r, g, b */
-        NEED(6);
-        if (!(p[0] >= 0 && p[0] < AF_RA_NUM_OPS && p[0] == floor(p[0])) || !isfinite(p[1])) {
-            PyErr_Format(PyExc_ValueError, "randaugment_op: op must be an index in [0, %d) and the magnitude finite", AF_RA_NUM_OPS);
-            goto bad;
-        }
-        if ((int)p[0] == AF_RA_POSTERIZE && !(p[1] >= 0 && p[1] <= 8)) {
-            PyErr_Format(PyExc_ValueError, "randaugment_op: Posterize bits must be in [0, 8]");
-            goto bad;
-        }
-        uint8_t fill[3] = {(uint8_t)p[3], (uint8_t)p[4], (uint8_t)p[5]};
-        st = af_randaugment_apply_op(&img, (int)p[0], p[1], p[2] != 0 ? fill : NULL);
-    } else if (!strcmp(name, "sobel")) {
-        NEED(3);
-        if (!(p[0] >= 0 && p[0] <= 2) || !(p[2] == 1 || p[2] == 3)) {
-            PyErr_Format(PyExc_ValueError, "sobel: magnitude must be l2/l1/half_abs and out_channels 1 or 3");
-            goto bad;
-        }
-        st = af_img_sobel(&img, (af_sobel_magnitude)(int)p[0], p[1] != 0, (int)p[2], &out);
-        replaced = 1;
-    } else if (!strcmp(name, "to_tensor")) {
-        /* params: [] or mean[C] + std[C] */
-        int C = img.channels;
-        if (np != 0 && np != 2 * C) {
-            PyErr_Format(PyExc_ValueError, "to_tensor: mean and std need %d values each", C);
-            goto bad;
-        }
-        float mean[3], sd[3];
-        for (int c = 0; c < C && np; c++) {
-            mean[c] = (float)p[c];
-            sd[c] = (float)p[C + c];
-            if (sd[c] == 0.0f) {
-                PyErr_Format(PyExc_ValueError, "normalize: std evaluated to zero, leading to division by zero");
-                goto bad;
-            }
-        }
-        npy_intp dims[3] = {C, img.height, img.width};
-        PyObject *arr = PyArray_SimpleNew(3, dims, NPY_FLOAT32);
-        if (arr) af_img_to_tensor(&img, np ? mean : NULL, np ? sd : NULL, PyArray_DATA((PyArrayObject *)arr));
-        af_image_free(&img);
-        return arr;
-    } else {
-        PyErr_Format(PyExc_ValueError, "unknown image op '%s'", name);
-        goto bad;
-    }
-#undef NEED
+    Py_BEGIN_ALLOW_THREADS
+    st = def->run(&img, p, &out);
+    Py_END_ALLOW_THREADS
     if (st != AF_OK) {
         af_image_free(&img);
+        af_image_free(&out);
         return af_py_raise(st);
     }
-    if (replaced) {
+    if (out.data) {
         af_image_free(&img);
         return image_to_numpy(&out);
     }
     return image_to_numpy(&img);
-bad:
+}
+
+/* mean and std arguments (1 or C numbers each) expanded to C float32 values, checked like the
+ * pipeline's Normalize stage. */
+static int mean_std_arg(PyObject *mean_obj, PyObject *std_obj, int C, float *mean, float *sd) {
+    double m[3], s[3];
+    Py_ssize_t nm = af_py_doubles(mean_obj, "mean", m, 3);
+    Py_ssize_t ns = nm < 0 ? -1 : af_py_doubles(std_obj, "std", s, 3);
+    if (ns < 0) return -1;
+    if (nm != ns || (nm != 1 && nm != C)) {
+        PyErr_Format(PyExc_ValueError, "normalize: mean and std need 1 or %d values each, got %zd and %zd", C, nm, ns);
+        return -1;
+    }
+    af_status st = af_check_mean_std("normalize", (int)nm, m, s);
+    if (st != AF_OK) {
+        af_py_raise(st);
+        return -1;
+    }
+    for (int c = 0; c < C; c++) {
+        mean[c] = (float)m[nm == 1 ? 0 : c];
+        sd[c] = (float)s[nm == 1 ? 0 : c];
+    }
+    return 0;
+}
+
+/* image_to_tensor(image, mean or None, std or None) -> float32 (C, H, W): ToTensor, then Normalize */
+static PyObject *py_image_to_tensor(PyObject *self, PyObject *args) {
+    PyObject *img_obj, *mean_obj, *std_obj;
+    if (!PyArg_ParseTuple(args, "OOO:image_to_tensor", &img_obj, &mean_obj, &std_obj)) return NULL;
+    af_image img;
+    if (image_from_numpy(img_obj, "img", &img) < 0) return NULL;
+    int C = img.channels;
+    float mean[3], sd[3];
+    int normalize = mean_obj != Py_None || std_obj != Py_None;
+    if (normalize && mean_std_arg(mean_obj, std_obj, C, mean, sd) < 0) {
+        af_image_free(&img);
+        return NULL;
+    }
+    npy_intp dims[3] = {C, img.height, img.width};
+    PyObject *arr = PyArray_SimpleNew(3, dims, NPY_FLOAT32);
+    if (arr) {
+        float *x = PyArray_DATA((PyArrayObject *)arr);
+        Py_BEGIN_ALLOW_THREADS
+        af_img_to_tensor(&img, x);
+        if (normalize) af_normalize_chw(x, C, img.height, img.width, mean, sd);
+        Py_END_ALLOW_THREADS
+    }
     af_image_free(&img);
-    af_image_free(&out);
-    return NULL;
+    return arr;
 }
 
 /* randaugment(image, num_ops, magnitude, num_bins, op_mask, seed, stream) -> (image, ops, magnitudes):
@@ -462,21 +493,78 @@ static PyObject *py_randaugment_ops(PyObject *self, PyObject *unused) {
     return l;
 }
 
-/* {name: kind} of the pipeline stages, so affectfer.transforms never hard-codes the C enum */
-static PyObject *py_stage_kinds(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("{sisisisisisisisisisisisisisisi}", "RandomAffine", AF_STAGE_RANDOM_AFFINE, "RandomApply",
-                         AF_STAGE_RANDOM_APPLY, "Resize", AF_STAGE_RESIZE, "CenterCrop", AF_STAGE_CENTER_CROP,
-                         "RandomCrop", AF_STAGE_RANDOM_CROP, "RandomResizedCrop", AF_STAGE_RANDOM_RESIZED_CROP,
-                         "RandomHorizontalFlip", AF_STAGE_HFLIP, "RandomVerticalFlip", AF_STAGE_VFLIP, "ColorJitter",
-                         AF_STAGE_COLOR_JITTER, "Grayscale", AF_STAGE_GRAYSCALE, "RandomErasing", AF_STAGE_RANDOM_ERASING,
-                         "RandAugment", AF_STAGE_RANDAUGMENT, "SobelEdges", AF_STAGE_SOBEL, "ToTensor", AF_STAGE_TO_TENSOR,
-                         "Normalize", AF_STAGE_NORMALIZE);
+/* The image codes and the pipeline stage layouts as module attributes, so affectfer.transforms never
+ * re-types a C enum or a parameter order. image_stages = {name: (kind, (parameter names, ...))}. */
+int af_image_init(PyObject *module) {
+    static const char *const pad_names[] = {"constant", "edge", "reflect", "symmetric"};
+    static const int pad_codes[] = {AF_PAD_CONSTANT, AF_PAD_EDGE, AF_PAD_REFLECT, AF_PAD_SYMMETRIC};
+    static const char *const sobel_names[] = {"l2", "l1", "half_abs"};
+    static const int sobel_codes[] = {AF_SOBEL_L2, AF_SOBEL_L1, AF_SOBEL_HALF_ABS};
+    if (PyModule_AddObject(module, "image_default_max_pixels", PyLong_FromLongLong(AF_IMAGE_DEFAULT_MAX_PIXELS)) < 0) return -1;
+    static const char *const interp_names[] = {"nearest", "bilinear"};
+    static const int interp_codes[] = {AF_INTERP_NEAREST, AF_INTERP_BILINEAR};
+    if (af_py_add_codes(module, "pad_modes", 4, pad_names, pad_codes) < 0 ||
+        af_py_add_codes(module, "sobel_magnitudes", 3, sobel_names, sobel_codes) < 0 ||
+        af_py_add_codes(module, "interpolations", 2, interp_names, interp_codes) < 0)
+        return -1;
+    PyObject *stages = PyDict_New();
+    if (!stages) return -1;
+    for (int kind = 0; kind < AF_STAGE_KIND_END; kind++) {
+        const char *name, *params;
+        if (!af_pipeline_stage_info(kind, &name, &params)) continue;
+        PyObject *text = PyUnicode_FromString(params);
+        PyObject *list = text ? PyUnicode_Split(text, NULL, -1) : NULL;
+        PyObject *names = list ? PyList_AsTuple(list) : NULL;
+        PyObject *entry = names ? Py_BuildValue("(iO)", kind, names) : NULL;
+        int bad = !entry || PyDict_SetItemString(stages, name, entry) < 0;
+        Py_XDECREF(text);
+        Py_XDECREF(list);
+        Py_XDECREF(names);
+        Py_XDECREF(entry);
+        if (bad) {
+            Py_DECREF(stages);
+            return -1;
+        }
+    }
+    if (PyModule_AddObject(module, "image_stages", stages) < 0) {
+        Py_DECREF(stages);
+        return -1;
+    }
+    return 0;
+}
+
+/* image_normalize(x float32 (C, H, W), mean, std) -> (x - mean) / std per channel, a new array */
+static PyObject *py_image_normalize(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *mean_obj, *std_obj;
+    if (!PyArg_ParseTuple(args, "OOO:image_normalize", &x_obj, &mean_obj, &std_obj)) return NULL;
+    PyArrayObject *x = (PyArrayObject *)af_py_as_array(x_obj, NPY_FLOAT32, 3, "tensor");
+    if (!x) return NULL;
+    int C = (int)PyArray_DIM(x, 0);
+    float mean[3], sd[3];
+    if (C != 1 && C != 3) {
+        Py_DECREF(x);
+        return PyErr_Format(PyExc_ValueError, "normalize: 'tensor' must be (C, H, W) with C 1 or 3, got C = %d", C);
+    }
+    if (mean_std_arg(mean_obj, std_obj, C, mean, sd) < 0) {
+        Py_DECREF(x);
+        return NULL;
+    }
+    PyObject *out = PyArray_NewCopy(x, NPY_CORDER);
+    Py_DECREF(x);
+    if (!out) return NULL;
+    float *data = PyArray_DATA((PyArrayObject *)out);
+    int H = (int)PyArray_DIM((PyArrayObject *)out, 1), W = (int)PyArray_DIM((PyArrayObject *)out, 2);
+    Py_BEGIN_ALLOW_THREADS
+    af_normalize_chw(data, C, H, W, mean, sd);
+    Py_END_ALLOW_THREADS
+    return out;
 }
 
 PyMethodDef af_image_methods[] = {
-    {"image_stage_kinds", py_stage_kinds, METH_NOARGS, "{stage name: kind id} of pipeline specs"},
+    {"image_normalize", py_image_normalize, METH_VARARGS, "image_normalize(x (C, H, W), mean, std) -> float32"},
     {"image_decode", py_image_decode, METH_VARARGS, "image_decode(bytes, max_pixels, name) -> uint8 (H, W, 3)"},
     {"image_read", py_image_read, METH_VARARGS, "image_read(path, max_pixels) -> uint8 (H, W, 3)"},
+    {"pipeline_check", py_pipeline_check, METH_VARARGS, "pipeline_check(obj, what): TypeError unless a compiled pipeline"},
     {"pipeline_build", py_pipeline_build, METH_O, "pipeline_build(spec float64 array) -> pipeline capsule"},
     {"pipeline_run", py_pipeline_run, METH_VARARGS, "pipeline_run(pipeline, image, seed, stream) -> array"},
     {"pipeline_output_shape", py_pipeline_output_shape, METH_VARARGS, "pipeline_output_shape(pipeline, h, w) -> (C, H, W)"},
@@ -486,5 +574,6 @@ PyMethodDef af_image_methods[] = {
     {"randaugment_magnitude", py_randaugment_magnitude, METH_VARARGS, "(value, signed) of an op's magnitude bin"},
     {"randaugment_ops", py_randaugment_ops, METH_NOARGS, "the 14 op names in torchvision's table order"},
     {"image_op", py_image_op, METH_VARARGS, "image_op(name, image, params) -> array"},
+    {"image_to_tensor", py_image_to_tensor, METH_VARARGS, "image_to_tensor(image, mean, std) -> float32 (C, H, W)"},
     {NULL},
 };

@@ -8,25 +8,14 @@
 #include <numpy/arrayobject.h>
 
 #include "../data/data.h"
-#include "../image/image.h"
+#include "../image/transforms.h"
 #include "../image/mix.h"
 
+#include <limits.h>
 #include <math.h>
 
-/* A C-contiguous 1-D array of `type` from any array-like; errors name the argument. */
 static PyArrayObject *as_vector(PyObject *obj, int type, const char *name) {
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, type, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
-    if (!a) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "'%s' must be array-like numbers", name);
-        return NULL;
-    }
-    if (PyArray_NDIM(a) != 1) {
-        PyErr_Format(PyExc_ValueError, "'%s' must be 1-D, got %d-D", name, PyArray_NDIM(a));
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
+    return (PyArrayObject *)af_py_as_array(obj, type, 1, name);
 }
 
 static PyObject *new_i64(int64_t n) {
@@ -192,7 +181,7 @@ static PyObject *py_mix_batch(PyObject *self, PyObject *args) {
     if (!x) return NULL;
     if (x->dtype != AF_DTYPE_F32 || x->device.type != AF_DEVICE_CPU || x->ndim < 1 || x->shape[0] < 1)
         return PyErr_Format(PyExc_TypeError, "mix: 'images' must be a float32 CPU tensor (N, ...) with N >= 1");
-    if (!(lambda >= 0.0 && lambda <= 1.0)) return PyErr_Format(PyExc_ValueError, "mix: 'lam' must be in [0, 1], got %g", lambda);
+    if (!(lambda >= 0.0 && lambda <= 1.0)) return af_py_float_error("mix: 'lam' must be in [0, 1], got %R", lambda, NAN);
     PyArrayObject *perm = as_vector(p_obj, NPY_INT64, "perm");
     if (!perm) return NULL;
     int64_t N = x->shape[0], D = x->numel / N;
@@ -236,7 +225,8 @@ static PyObject *py_beta_samples(PyObject *self, PyObject *args) {
     double a, b;
     long long n;
     if (!PyArg_ParseTuple(args, "KKddL:beta_samples", &seed, &stream, &a, &b, &n)) return NULL;
-    if (!(a > 0.0) || !(b > 0.0) || !isfinite(a) || !isfinite(b)) return PyErr_Format(PyExc_ValueError, "Beta parameters must be > 0, got (%g, %g)", a, b);
+    if (!(a > 0.0) || !(b > 0.0) || !isfinite(a) || !isfinite(b))
+        return af_py_float_error("Beta parameters must be finite and > 0, got (%R, %R)", a, b);
     if (check_count(n, "n") < 0) return NULL;
     npy_intp dims[1] = {(npy_intp)n};
     PyObject *out = PyArray_EMPTY(1, dims, NPY_FLOAT64, 0);
@@ -252,18 +242,11 @@ static PyObject *py_beta_samples(PyObject *self, PyObject *args) {
  * array the workers read alive. Iterating it gives (images, labels[, targets]) tensors in sampler
  * order; exhausting it, close(), or deleting it joins the threads and frees the buffers. */
 
-#define AF_DEFAULT_MAX_PIXELS (1ll << 28)
-
-/* The af_pipeline inside a compiled transform (a PyCapsule), or NULL for None. */
+/* The af_pipeline of a compiled transform, or NULL for None. */
 static int get_pipeline(PyObject *obj, const char *what, const af_pipeline **out) {
     *out = NULL;
     if (obj == Py_None) return 0;
-    if (!PyCapsule_CheckExact(obj)) {
-        PyErr_Format(PyExc_TypeError, "loader: '%s' must be a compiled transform pipeline (capsule) or None, got %s", what,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    *out = PyCapsule_GetPointer(obj, PyCapsule_GetName(obj));
+    *out = af_py_pipeline_arg(obj, what);
     return *out ? 0 : -1;
 }
 
@@ -299,37 +282,30 @@ static void run_dealloc(LoaderRunObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyArrayObject *as_array_nd(PyObject *obj, int type, int ndim, const char *name) {
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, type, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
-    if (!a) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "loader: '%s' must be array-like numbers", name);
-        return NULL;
-    }
-    if (PyArray_NDIM(a) != ndim) {
-        PyErr_Format(PyExc_ValueError, "loader: '%s' must be %d-D, got %d-D", name, ndim, PyArray_NDIM(a));
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
-}
-
 static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"paths", "images", "labels", "targets", "order", "is_copy", "transform", "augment_copies",
                              "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", NULL};
     PyObject *paths_obj, *images_obj, *labels_obj, *targets_obj, *order_obj, *copy_obj, *tf_obj, *aug_obj;
-    long long batch_size, max_pixels = AF_DEFAULT_MAX_PIXELS;
-    int drop_last, workers, prefetch;
-    unsigned long long seed, epoch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOLpiiKK|L:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
-                                     &targets_obj, &order_obj, &copy_obj, &tf_obj, &aug_obj, &batch_size, &drop_last,
-                                     &workers, &prefetch, &seed, &epoch, &max_pixels))
+    PyObject *batch_obj, *workers_obj, *prefetch_obj, *epoch_obj, *max_obj = NULL;
+    long long batch_size, workers, prefetch, epoch, max_pixels = AF_IMAGE_DEFAULT_MAX_PIXELS;
+    int drop_last;
+    unsigned long long seed;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOpOOKO|O:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
+                                     &targets_obj, &order_obj, &copy_obj, &tf_obj, &aug_obj, &batch_obj, &drop_last,
+                                     &workers_obj, &prefetch_obj, &seed, &epoch_obj, &max_obj))
+        return NULL;
+    /* every count is range-checked here, naming the argument, before any narrowing */
+    if (af_py_int_arg(batch_obj, "batch_size", 1, 1ll << 40, &batch_size) < 0 ||
+        af_py_int_arg(workers_obj, "workers", 1, AF_LOADER_MAX_WORKERS, &workers) < 0 ||
+        af_py_int_arg(prefetch_obj, "prefetch", 1, AF_LOADER_MAX_PREFETCH, &prefetch) < 0 ||
+        af_py_int_arg(epoch_obj, "epoch", 0, (1ll << 23) - 1, &epoch) < 0 ||
+        (max_obj && af_py_int_arg(max_obj, "max_pixels", 1, LLONG_MAX, &max_pixels) < 0))
         return NULL;
     LoaderRunObject *self = (LoaderRunObject *)type->tp_alloc(type, 0);
     if (!self) return NULL;
     af_loader_source src = {0};
     af_loader_config cfg = {0};
-    PyArrayObject *labels = as_array_nd(labels_obj, NPY_INT64, 1, "labels");
+    PyArrayObject *labels = (PyArrayObject *)af_py_as_array(labels_obj, NPY_INT64, 1, "labels");
     if (!(self->keep[1] = (PyObject *)labels)) goto fail;
     src.n = PyArray_DIM(labels, 0);
     src.labels = PyArray_DATA(labels);
@@ -366,17 +342,21 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
         Py_DECREF(seq);
         src.paths = (const char *const *)self->paths;
     } else {
-        PyArrayObject *images = as_array_nd(images_obj, NPY_UINT8, 4, "images");
+        PyArrayObject *images = (PyArrayObject *)af_py_as_array(images_obj, NPY_UINT8, 4, "images");
         if (!(self->keep[0] = (PyObject *)images)) goto fail;
-        if (PyArray_DIM(images, 0) != src.n || (PyArray_DIM(images, 3) != 1 && PyArray_DIM(images, 3) != 3)) {
-            PyErr_Format(PyExc_ValueError, "loader: 'images' must be (N, H, W, 1 or 3) with N = %lld", (long long)src.n);
+        if (PyArray_DIM(images, 0) != src.n || (PyArray_DIM(images, 3) != 1 && PyArray_DIM(images, 3) != 3) ||
+            PyArray_DIM(images, 1) < 1 || PyArray_DIM(images, 2) < 1 || PyArray_DIM(images, 1) > AF_IMAGE_MAX_SIDE ||
+            PyArray_DIM(images, 2) > AF_IMAGE_MAX_SIDE) {
+            PyErr_Format(PyExc_ValueError, "loader: 'images' must be (N, H, W, 1 or 3) with N = %lld and 1 <= H, W <= %d, got "
+                         "(%zd, %zd, %zd, %zd)", (long long)src.n, AF_IMAGE_MAX_SIDE, (Py_ssize_t)PyArray_DIM(images, 0),
+                         (Py_ssize_t)PyArray_DIM(images, 1), (Py_ssize_t)PyArray_DIM(images, 2), (Py_ssize_t)PyArray_DIM(images, 3));
             goto fail;
         }
         src.images = PyArray_DATA(images);
         src.img_h = (int)PyArray_DIM(images, 1), src.img_w = (int)PyArray_DIM(images, 2), src.img_c = (int)PyArray_DIM(images, 3);
     }
     if (targets_obj != Py_None) {
-        PyArrayObject *targets = as_array_nd(targets_obj, NPY_FLOAT32, 2, "targets");
+        PyArrayObject *targets = (PyArrayObject *)af_py_as_array(targets_obj, NPY_FLOAT32, 2, "targets");
         if (!(self->keep[2] = (PyObject *)targets)) goto fail;
         if (PyArray_DIM(targets, 0) != src.n || PyArray_DIM(targets, 1) < 1) {
             PyErr_Format(PyExc_ValueError, "loader: 'targets' must be (%lld, T) with T >= 1", (long long)src.n);
@@ -385,11 +365,11 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
         src.targets = PyArray_DATA(targets);
         src.num_targets = (int)PyArray_DIM(targets, 1);
     }
-    PyArrayObject *order = as_array_nd(order_obj, NPY_INT64, 1, "order");
+    PyArrayObject *order = (PyArrayObject *)af_py_as_array(order_obj, NPY_INT64, 1, "order");
     if (!(self->keep[3] = (PyObject *)order)) goto fail;
     const uint8_t *is_copy = NULL;
     if (copy_obj != Py_None) {
-        PyArrayObject *copy = as_array_nd(copy_obj, NPY_UINT8, 1, "is_copy");
+        PyArrayObject *copy = (PyArrayObject *)af_py_as_array(copy_obj, NPY_UINT8, 1, "is_copy");
         if (!(self->keep[4] = (PyObject *)copy)) goto fail;
         if (PyArray_DIM(copy, 0) != PyArray_DIM(order, 0)) {
             PyErr_Format(PyExc_ValueError, "loader: 'is_copy' has %zd flags for %zd positions", (Py_ssize_t)PyArray_DIM(copy, 0),
@@ -404,11 +384,7 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     self->keep[5] = tf_obj;
     Py_INCREF(aug_obj);
     self->keep[6] = aug_obj;
-    if (max_pixels < 1) {
-        PyErr_Format(PyExc_ValueError, "loader: 'max_pixels' must be >= 1, got %lld", max_pixels);
-        goto fail;
-    }
-    cfg.batch_size = batch_size, cfg.drop_last = drop_last, cfg.workers = workers, cfg.prefetch = prefetch;
+    cfg.batch_size = batch_size, cfg.drop_last = drop_last, cfg.workers = (int)workers, cfg.prefetch = (int)prefetch;
     cfg.seed = seed, cfg.epoch = epoch, cfg.max_pixels = max_pixels;
     af_status st;
     af_loader *l = NULL;
@@ -502,6 +478,9 @@ static PyTypeObject LoaderRunType = {
 
 int af_loader_init(PyObject *module) {
     if (PyType_Ready(&LoaderRunType) < 0) return -1;
+    if (PyModule_AddIntConstant(module, "loader_max_workers", AF_LOADER_MAX_WORKERS) < 0 ||
+        PyModule_AddIntConstant(module, "loader_max_prefetch", AF_LOADER_MAX_PREFETCH) < 0)
+        return -1;
     Py_INCREF(&LoaderRunType);
     if (PyModule_AddObject(module, "LoaderRun", (PyObject *)&LoaderRunType) < 0) {
         Py_DECREF(&LoaderRunType);

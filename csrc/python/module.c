@@ -10,32 +10,6 @@
 static uint64_t global_seed = 0x5eed;
 static uint64_t global_stream = 0;
 
-static int parse_shape(PyObject *obj, int *ndim, int64_t *shape) {
-    PyObject *seq = PySequence_Fast(obj, "shape must be a sequence of ints");
-    if (!seq) return -1;
-    Py_ssize_t nd = PySequence_Fast_GET_SIZE(seq);
-    if (nd > AF_MAX_DIMS) {
-        Py_DECREF(seq);
-        PyErr_Format(PyExc_ValueError, "tensors have at most %d dims, got %zd", AF_MAX_DIMS, nd);
-        return -1;
-    }
-    for (Py_ssize_t d = 0; d < nd; d++) {
-        shape[d] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, d));
-        if (shape[d] == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            return -1;
-        }
-        if (shape[d] < 0) {
-            Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "shape has a negative dimension: %lld", (long long)shape[d]);
-            return -1;
-        }
-    }
-    *ndim = (int)nd;
-    Py_DECREF(seq);
-    return 0;
-}
-
 static int parse_dtype(const char *name, af_dtype *out) {
     if (af_dtype_from_name(name, out) < 0) {
         PyErr_Format(PyExc_TypeError, "unknown dtype '%s' (float32, float64, uint8, int32, int64, bool)", name);
@@ -52,7 +26,7 @@ static PyObject *py_empty(PyObject *self, PyObject *args) {
     int nd;
     int64_t shape[AF_MAX_DIMS];
     af_dtype dtype;
-    if (parse_shape(shape_obj, &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
+    if (af_py_parse_shape(shape_obj, "shape", &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
     af_tensor *t = NULL;
     af_status st = zero ? af_tensor_zeros(dtype, AF_CPU, nd, shape, &t) : af_tensor_new(dtype, AF_CPU, nd, shape, &t);
     if (st != AF_OK) return af_py_raise(st);
@@ -70,7 +44,7 @@ static PyObject *py_random(PyObject *self, PyObject *args) {
     int nd;
     int64_t shape[AF_MAX_DIMS];
     af_dtype dtype;
-    if (parse_shape(shape_obj, &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
+    if (af_py_parse_shape(shape_obj, "shape", &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
     if (dtype != AF_DTYPE_F32 && dtype != AF_DTYPE_F64) return PyErr_Format(PyExc_TypeError, "random tensors are float32 or float64");
     af_tensor *t = NULL;
     af_status st = af_tensor_new(dtype, AF_CPU, nd, shape, &t);
@@ -200,6 +174,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (PyModule_AddObject(m, "TensorBase", (PyObject *)&AfTensor_BaseType) < 0) goto fail;
     if (af_errors_init(m) < 0 || af_ops_init(m) < 0) goto fail;
     if (af_loader_init(m) < 0) goto fail;
+    if (af_constants_init(m) < 0 || af_image_init(m) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -18,8 +18,9 @@ def test_image_folder(tmp_path):
     os.makedirs(tmp_path / ".git")
     ds = ImageFolder(str(tmp_path))
     assert ds.classes == ["a", "b", "c"] and ds.class_to_idx["b"] == 1
-    assert [os.path.relpath(p, tmp_path) for p in ds.paths] == ["a/x.JPEG", "a/sub/y.bmp", "b/1.jpg", "b/2.png", "c/.hidden/z.png"]
-    assert ds.labels.tolist() == [0, 0, 1, 1, 2] and ds.labels.dtype == np.int64 and len(ds) == 5
+    # .bmp is not decoded (JPEG and PNG only), so not listed
+    assert [os.path.relpath(p, tmp_path) for p in ds.paths] == ["a/x.JPEG", "b/1.jpg", "b/2.png", "c/.hidden/z.png"]
+    assert ds.labels.tolist() == [0, 1, 1, 2] and ds.labels.dtype == np.int64 and len(ds) == 4
 
 
 def test_image_folder_errors(tmp_path):

@@ -8,7 +8,7 @@ import affectfer as af
 from affectfer.data import (ArrayDataset, ClassBalancedOversampler, CSVDataset, ImageFolder, Loader, RandomSampler,
                             WeightedRandomSampler, read_image)
 
-from .imageio import write_bmp, write_png
+from ..images import write_png
 
 
 def threads():
@@ -152,13 +152,13 @@ def test_bad_arguments(arrays):
 
 
 def image_files(tmp_path, rng, n=13):
-    """n small PNG/BMP files of varied sizes under tmp_path/<class>/ and an ImageFolder over them."""
+    """n small RGB and gray PNG files of varied sizes under tmp_path/<class>/ and an ImageFolder over them."""
     for i in range(n):
         h, w = 20 + 3 * (i % 4), 24 + 5 * (i % 3)
-        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        img = rng.integers(0, 256, (h, w, 3) if i % 2 else (h, w), dtype=np.uint8)
         folder = tmp_path / f"c{i % 3}"
         folder.mkdir(exist_ok=True)
-        (write_png if i % 2 else write_bmp)(str(folder / f"{i:03d}.{'png' if i % 2 else 'bmp'}"), img)
+        write_png(str(folder / f"{i:03d}.png"), img)
     return ImageFolder(str(tmp_path))
 
 
@@ -218,3 +218,102 @@ def test_variable_sizes_without_fixed_size_transform_fail_clearly(tmp_path, rng)
     ds = image_files(tmp_path, rng, n=4)
     with pytest.raises(ValueError, match="fixed size"):
         collect(Loader(ds, batch_size=4, workers=2))
+
+
+# ---- regressions: arguments, seeds, files the loader must refuse ----
+
+def test_foreign_capsule_is_refused(arrays):
+    """Only a capsule made by pipeline_build is a pipeline; any other capsule (here a DLPack one)
+    used to be cast and run."""
+    imgs, labels, _ = arrays
+    ds = ArrayDataset(imgs, labels)
+    foreign = af.tensor(np.zeros(3, dtype=np.float32)).__dlpack__()
+    with pytest.raises(TypeError, match="'transform' must be an affectfer.transforms transform"):
+        Loader(ds, 2, transform=foreign)
+    with pytest.raises(TypeError, match="'augment_copies' must be"):
+        Loader(ds, 2, augment_copies=foreign)
+    with pytest.raises(TypeError, match="'transform' must be"):
+        Loader(ds, 2, transform=lambda x: x)
+    order = np.arange(len(labels), dtype=np.int64)
+    with pytest.raises(TypeError, match="'transform' must be"):
+        af._C.LoaderRun(None, imgs, labels, None, order, None, foreign, None, 2, False, 1, 2, 0, 0)
+    from affectfer import transforms as T
+    compiled = T.Compose([T.ToTensor()]).compile()
+    assert len(collect(Loader(ds, 23, transform=compiled))) == 1
+
+
+def test_default_seed_follows_manual_seed(arrays):
+    imgs, labels, _ = arrays
+    ds = ArrayDataset(np.repeat(np.repeat(imgs, 4, axis=1), 4, axis=2), labels)
+
+    def run(s):
+        af.manual_seed(s)
+        return np.concatenate([b[0] for b in collect(Loader(ds, 8, transform=random_transform(), shuffle=True))])
+    a, b, c = run(5), run(5), run(6)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    af.manual_seed(5)
+    first, second = Loader(ds, 8, shuffle=True), Loader(ds, 8, shuffle=True)
+    assert first.seed != second.seed  # each Loader reserves its own stream
+    assert Loader(ds, 8, seed=3).seed == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prefetch=1 << 31), "'prefetch' must be at most 1024, got 2147483648"),
+    (dict(prefetch=0), "'prefetch' must be an int >= 1, got 0"),
+    (dict(max_pixels=0), "'max_pixels' must be an int >= 1, got 0"),
+    (dict(workers=1 << 40), r"'workers' must be an int in \[1, 256\]"),
+])
+def test_huge_or_bad_ints_name_the_argument(arrays, kwargs, message):
+    imgs, labels, _ = arrays
+    with pytest.raises(ValueError, match=message):
+        Loader(ArrayDataset(imgs, labels), 2, **kwargs)
+
+
+@pytest.mark.parametrize("index, name", [(8, "batch_size"), (10, "workers"), (11, "prefetch"), (13, "epoch"), (None, "max_pixels")])
+def test_loader_run_names_overflowing_ints(arrays, index, name):
+    imgs, labels, _ = arrays
+    args = [None, imgs, labels, None, np.arange(len(labels), dtype=np.int64), None, None, None, 2, False, 1, 2, 0, 0]
+    kwargs = {}
+    if index is None:
+        kwargs[name] = 1 << 70
+    else:
+        args[index] = 1 << 70
+    with pytest.raises(ValueError, match=f"'{name}' must be in .*got {1 << 70}"):
+        af._C.LoaderRun(*args, **kwargs)
+
+
+def test_empty_images_are_refused(arrays):
+    _, labels, _ = arrays
+    for shape in [(23, 0, 5, 3), (23, 6, 0, 3)]:
+        with pytest.raises(ValueError, match="must not be empty"):
+            ArrayDataset(np.zeros(shape, np.uint8), labels)
+
+    class Raw:  # a duck-typed dataset that skips ArrayDataset's checks
+        images, labels = np.zeros((23, 0, 5, 3), np.uint8), np.zeros(23, np.int64)
+    from affectfer import transforms as T
+    with pytest.raises(ValueError, match=r"1 <= H, W"):
+        next(iter(Loader(Raw(), 2, transform=T.Compose([T.Resize(5), T.ToTensor()]))))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_among_the_files_fails_fast(tmp_path, rng):
+    import threading
+    ds = image_files(tmp_path, rng, n=4)
+    fifo = tmp_path / "c0" / "zz_pipe.png"
+    os.mkfifo(fifo)
+    ds = ImageFolder(str(tmp_path))
+    assert str(fifo) in ds.paths
+    from affectfer import transforms as T
+    out = {}
+
+    def run():
+        try:
+            collect(Loader(ds, 2, transform=T.Compose([T.Resize((8, 8)), T.ToTensor()]), workers=2))
+        except OSError as e:
+            out["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "the loader blocked on a FIFO"
+    assert "zz_pipe.png" in str(out["error"]) and "not a regular file" in str(out["error"])

@@ -115,3 +115,12 @@ def test_bad_inputs():
         Mixup(float("nan"))
     with pytest.raises(ValueError):
         _C.beta_samples(0, 0, -1.0, 1.0, 3)
+
+
+def test_float_messages_show_the_value():
+    """PyErr_Format has no %g: these printed a literal '%g' instead of the value."""
+    x = af.tensor(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"'lam' must be in \[0, 1\], got 1.5"):
+        af._C.mix_batch(x, np.array([1, 0]), 1.5, False)
+    with pytest.raises(ValueError, match=r"got \(-1.0, 2.0\)"):
+        af._C.beta_samples(0, 0, -1.0, 2.0, 3)

@@ -1,10 +1,14 @@
 """Decoding (csrc/image/decode.c): formats, channel conversion, and every kind of bad file."""
+import os
+import struct
+import threading
+
 import numpy as np
 import pytest
 
 import affectfer.io as aio
 
-from .imgutil import JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient16, png_bytes, png_header_only
+from ..images import JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient16, png_bytes, png_header_only
 
 
 @pytest.fixture
@@ -34,8 +38,83 @@ def test_png_16bit_keeps_high_byte(img):
     np.testing.assert_array_equal(aio.decode_image(png_bytes(img, bit_depth=16)), img)
 
 
-def test_bmp_roundtrip(img):
-    np.testing.assert_array_equal(aio.decode_image(bmp_bytes(img)), img)
+def test_bmp_is_refused(tmp_path, img):
+    """Only the JPEG and PNG decoders are compiled in (the formats face datasets use)."""
+    p = tmp_path / "face.bmp"
+    p.write_bytes(bmp_bytes(img))
+    with pytest.raises(ValueError, match=r"cannot decode '.*face.bmp': .*\(JPEG and PNG are supported\)"):
+        aio.read_image(p)
+
+
+def test_unknown_critical_png_chunk_names_the_file(tmp_path, img):
+    """stb quotes the chunk type's raw bytes in its reason: shown escaped, never a UnicodeDecodeError."""
+    data = png_bytes(img)
+    data = data[:-12] + _chunk(b"\x80\xffZZ", b"") + data[-12:]  # before IEND; bit 5 of byte 0 clear = critical
+    p = tmp_path / "odd_chunk.png"
+    p.write_bytes(data)
+    with pytest.raises(ValueError, match=r"odd_chunk.png.*\\x80\\xffZZ"):
+        aio.read_image(p)
+
+
+def test_non_utf8_file_name_in_message(tmp_path):
+    name = os.fsencode(str(tmp_path)) + b"/caf\xe9.png"
+    with open(name, "wb") as f:
+        f.write(b"not an image")
+    with pytest.raises(ValueError, match=r"caf\\xe9.png"):
+        aio.read_image(name)
+
+
+def _in_thread(fn, timeout=10):
+    """Runs fn in a thread; fails if it is still blocked after `timeout` s; returns its exception."""
+    out = {}
+
+    def target():
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001  (handed back to the test)
+            out["error"] = e
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "blocked"
+    return out.get("error")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    err = _in_thread(lambda: aio.read_image(fifo))
+    assert isinstance(err, OSError) and "pipe.png" in str(err) and "not a regular file (a FIFO)" in str(err)
+
+
+def test_directory_is_refused(tmp_path):
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(OSError, match="dir.png.*not a regular file \\(a directory\\)"):
+        aio.read_image(tmp_path / "dir.png")
+
+
+def test_decoding_bomb_refused_by_default():
+    """A tiny JPEG declaring 16000 x 16000 (768 MB decoded) is refused from its header."""
+    sof = JPEG_BASELINE.index(b"\xff\xc0")
+    bomb = JPEG_BASELINE[:sof + 5] + struct.pack(">HH", 16000, 16000) + JPEG_BASELINE[sof + 9:]
+    assert len(bomb) < 1000
+    with pytest.raises(ValueError, match="256000000 pixels is over the limit of 16777216"):
+        aio.decode_image(bomb)
+    assert aio.MAX_PIXELS == 4096 * 4096
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_pixels_must_be_positive(img, bad):
+    with pytest.raises(ValueError, match=f"'max_pixels' must be in \\[1, .*got {bad}"):
+        aio.decode_image(png_bytes(img), max_pixels=bad)
+
+
+def test_huge_max_pixels_names_the_argument(tmp_path, img):
+    p = tmp_path / "a.png"
+    p.write_bytes(png_bytes(img))
+    with pytest.raises(ValueError, match="'max_pixels'"):
+        aio.read_image(p, max_pixels=1 << 70)
 
 
 @pytest.mark.parametrize("data", [JPEG_BASELINE, JPEG_PROGRESSIVE], ids=["baseline", "progressive"])
@@ -59,7 +138,7 @@ def test_missing_file_is_oserror(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["empty", "garbage", "truncated_png", "truncated_jpeg", "truncated_progressive",
-                                  "truncated_bmp", "corrupt_png", "gif"])
+                                  "bmp", "corrupt_png", "gif"])
 def test_bad_files_name_the_file(tmp_path, img, kind):
     data = {
         "empty": b"",
@@ -67,7 +146,7 @@ def test_bad_files_name_the_file(tmp_path, img, kind):
         "truncated_png": png_bytes(img)[:40],
         "truncated_jpeg": JPEG_BASELINE[:-40],
         "truncated_progressive": JPEG_PROGRESSIVE[:-100],
-        "truncated_bmp": bmp_bytes(img)[:-10],
+        "bmp": bmp_bytes(img),
         "corrupt_png": png_bytes(img)[:33] + b"\xff" * 60,
         "gif": b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
     }[kind]
@@ -95,7 +174,7 @@ def test_huge_image_refused_before_decoding(tmp_path):
 
 def test_header_beyond_stb_dimension_cap():
     with pytest.raises(ValueError):
-        aio.decode_image(png_header_only(100000, 2), max_pixels=0)  # no pixel limit: stb's own cap
+        aio.decode_image(png_header_only(100000, 2), max_pixels=1 << 62)  # no pixel limit: stb's own cap
 
 
 def test_png_with_empty_first_idat_refused(img):

@@ -7,7 +7,7 @@ import affectfer.transforms as T
 import affectfer.transforms.functional as F
 from affectfer import _C
 
-from .imgutil import png_bytes
+from ..images import png_bytes
 
 
 @pytest.fixture
@@ -199,8 +199,29 @@ def test_raw_spec_with_out_of_range_counts_is_refused():
     # A Normalize whose channel count is 1e300 must be a ValueError. (fuzz/fuzz_pipeline.c found that
     # this count was converted to int before its range check - undefined behaviour that an ordinary
     # build hides; the UBSan regression guard is the seed fuzz/seeds/pipeline/normalize-channel-count-1e300.)
-    from affectfer.transforms import _KINDS
 
-    spec = [float(_KINDS["ToTensor"]), 0.0, float(_KINDS["Normalize"]), 3.0, 1e300, 0.5, 0.5]
+    spec = [float(_C.image_stages["ToTensor"][0]), 0.0, float(_C.image_stages["Normalize"][0]), 3.0, 1e300, 0.5, 0.5]
     with pytest.raises(ValueError, match="Normalize: mean and std need 1 or 3 values"):
         _C.pipeline_build(np.asarray(spec, dtype=np.float64))
+
+
+def test_empty_images_raise_instead_of_sigfpe():
+    """Resize(int) divided by the shorter edge: an empty image crashed the interpreter (SIGFPE)."""
+    empty = np.zeros((0, 5, 3), np.uint8)
+    with pytest.raises(ValueError, match="'image' must have 1 to 65536 rows and columns, got 0 x 5"):
+        T.Resize(5)(empty, seed=0, stream=0)
+    with pytest.raises(ValueError, match="'img' must have 1 to 65536 rows and columns, got 5 x 0"):
+        T.functional.hflip(np.zeros((5, 0, 3), np.uint8))
+    tf = T.Compose([T.Resize(5), T.ToTensor()])
+    with pytest.raises(ValueError, match=r"the image is empty \(0 x 5\)"):
+        tf.output_shape(0, 5)
+    assert tf.output_shape(10, 20) == (3, 5, 10)
+
+
+def test_random_erasing_scale_bounds():
+    """torchvision: scale must lie in [0, 1]; `not 0 <= lo and hi <= 1` let (0.1, 1.5) through."""
+    with pytest.raises(ValueError, match=r"scale should be between 0 and 1, got \(0.1, 1.5\)"):
+        T.RandomErasing(scale=(0.1, 1.5))
+    with pytest.raises(ValueError, match="scale should be between 0 and 1"):
+        T.RandomErasing(scale=(-0.1, 0.5))
+    T.RandomErasing(scale=(0.0, 1.0))

@@ -1,6 +1,6 @@
-"""Tiny encoders for decoder tests (Pillow is not a test dependency): PNG via zlib, BMP by hand,
-plus two JPEGs (baseline and progressive) of a 16x16 gradient written once by Pillow 13 at quality
-95 and embedded here."""
+"""The test suite's image writers (Pillow is not a test dependency): PNG via zlib, BMP by hand (to
+check it is refused), plus two JPEGs (baseline and progressive) of a 16x16 gradient written once by
+Pillow 13 at quality 95 and embedded here."""
 import base64
 import struct
 import zlib
@@ -48,6 +48,12 @@ def png_bytes(img, bit_depth=8):
     raw = b"".join(b"\x00" + data[i].tobytes() for i in range(H))  # filter type 0 per row
     ihdr = struct.pack(">IIBBBBB", W, H, bit_depth, color_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
+
+
+def write_png(path, img):
+    """Writes png_bytes(img) to path."""
+    with open(path, "wb") as f:
+        f.write(png_bytes(img))
 
 
 def png_header_only(width, height):
