@@ -1,0 +1,95 @@
+"""python -m affectfer: --help of every command, the demo at tiny settings, and predict/eval on the
+demo's own checkpoints."""
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "affectfer", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["demo", "info", "convert-weights", "predict", "eval"])
+def test_help_documents_every_command(command):
+    out = run(command, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "usage: python -m affectfer " + command in out.stdout
+    if command in ("predict", "eval"):
+        assert "--checkpoint" in out.stdout and "--batch-size" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_output(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    proc = run("demo", "--train-size", "48", "--val-size", "24", "--image-size", "32", "--epochs", "1",
+               "--finetune-epochs", "1", "--hand-epochs", "1", "--batch-size", "16", "--workers", "1",
+               "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return out, proc.stdout
+
+
+def test_demo_reports_the_rule_and_writes_its_files(demo_output):
+    out, stdout = demo_output
+    assert "macro F1 over 6 classes: expression model" in stdout and "F1 before  F1 after" in stdout
+    assert "the rule changed" in stdout
+    names = set(os.listdir(out))
+    assert {"expression_resnet18.safetensors", "hand_resnet18.safetensors", "report.txt"} <= names
+    pytest.importorskip("matplotlib")
+    assert {"confusion_before.png", "confusion_after.png"} <= names
+
+
+def _write_faces(folder, per_class=True):
+    from affectfer.datasets import CLASSES, synthetic_faces
+    from tests.images import write_png
+
+    faces = synthetic_faces(12, 32, seed=9)
+    paths = []
+    for i, (image, label) in enumerate(zip(faces.images, faces.labels)):
+        sub = os.path.join(folder, CLASSES[label]) if per_class else folder
+        os.makedirs(sub, exist_ok=True)
+        paths.append(os.path.join(sub, f"face{i:02d}.png"))
+        write_png(paths[-1], image)
+    return faces, paths
+
+
+def test_predict_writes_probabilities_per_image(demo_output, tmp_path):
+    out, _ = demo_output
+    faces, paths = _write_faces(tmp_path / "images", per_class=False)
+    csv_path = tmp_path / "p.csv"
+    proc = run("predict", "--checkpoint", str(out / "expression_resnet18.safetensors"), "--images",
+               str(tmp_path / "images"), "--out", str(csv_path), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(open(csv_path)))
+    assert rows[0][:2] == ["path", "prediction"] and len(rows[0]) == 8 and len(rows) == 13
+    probs = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+    assert all(r[1] == rows[0][2 + int(np.argmax(p))] for r, p in zip(rows[1:], probs))
+    hand = run("predict", "--checkpoint", str(out / "hand_resnet18.safetensors"), "--images", str(tmp_path / "images"),
+               "--out", str(tmp_path / "h.csv"), "--workers", "1")
+    assert hand.returncode == 0 and list(csv.reader(open(tmp_path / "h.csv")))[0] == ["path", "prediction", "no hand", "hand"]
+
+
+def test_eval_scores_an_image_folder(demo_output, tmp_path):
+    out, _ = demo_output
+    _write_faces(tmp_path / "val")
+    proc = run("eval", "--checkpoint", str(out / "expression_resnet18.safetensors"), "--data", str(tmp_path / "val"),
+               "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "macro F1" in proc.stdout and "accuracy" in proc.stdout
+
+
+def test_predict_errors_are_messages_not_tracebacks(tmp_path):
+    from affectfer import checkpoint, models
+    bare = tmp_path / "bare.safetensors"
+    checkpoint.save(models.resnet18(num_classes=2), bare)
+    proc = run("predict", "--checkpoint", str(bare), "--images", str(tmp_path))
+    assert proc.returncode == 2 and "config lacks" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("predict", "--checkpoint", str(tmp_path / "missing.safetensors"), "--images", str(tmp_path))
+    assert proc.returncode == 2 and "missing.safetensors" in proc.stderr
