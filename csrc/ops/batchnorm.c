@@ -120,8 +120,9 @@ static af_status bn_backward_cpu(const af_op_call *c, af_tensor *const *dout, af
 
 static const char *const bn_inputs[] = {"input", "weight", "bias", "running_mean", "running_var", NULL};
 
-const af_op_def af_op_def_batch_norm = {"batch_norm", bn_inputs, bn_setup, bn_forward_cpu, bn_backward_cpu,
-                                        NULL, NULL, 0x7u};
+const af_op_def af_op_def_batch_norm = {.name = "batch_norm", .input_names = bn_inputs, .setup = bn_setup,
+                                        .forward_cpu = bn_forward_cpu, .backward_cpu = bn_backward_cpu,
+                                        .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -202,8 +202,9 @@ static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout
 
 static const char *const conv2d_inputs[] = {"input", "weight", "bias", NULL};
 
-const af_op_def af_op_def_conv2d = {"conv2d", conv2d_inputs, conv2d_setup, conv2d_forward_cpu,
-                                    conv2d_backward_cpu, NULL, NULL, 0x7u};
+const af_op_def af_op_def_conv2d = {.name = "conv2d", .input_names = conv2d_inputs, .setup = conv2d_setup,
+                                    .forward_cpu = conv2d_forward_cpu, .backward_cpu = conv2d_backward_cpu,
+                                    .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

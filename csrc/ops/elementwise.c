@@ -115,12 +115,14 @@ static af_status unary_backward_cpu(const af_op_call *c, af_tensor *const *dout,
 static const char *const binary_inputs[] = {"input", "other", NULL};
 static const char *const unary_inputs[] = {"input", NULL};
 
-#define BINARY_OP(name) \
-    const af_op_def af_op_def_##name = {#name, binary_inputs, binary_setup, binary_forward_cpu, \
-                                        binary_backward_cpu, NULL, NULL, 0x3u};
-#define UNARY_OP(name) \
-    const af_op_def af_op_def_##name = {#name, unary_inputs, unary_setup, unary_forward_cpu, \
-                                        unary_backward_cpu, NULL, NULL, 0x1u};
+#define BINARY_OP(op)                                                                                         \
+    const af_op_def af_op_def_##op = {.name = #op, .input_names = binary_inputs, .setup = binary_setup,       \
+                                      .forward_cpu = binary_forward_cpu, .backward_cpu = binary_backward_cpu, \
+                                      .differentiable_inputs = 0x3u};
+#define UNARY_OP(op)                                                                                          \
+    const af_op_def af_op_def_##op = {.name = #op, .input_names = unary_inputs, .setup = unary_setup,         \
+                                      .forward_cpu = unary_forward_cpu, .backward_cpu = unary_backward_cpu,   \
+                                      .differentiable_inputs = 0x1u};
 BINARY_OP(add)
 BINARY_OP(sub)
 BINARY_OP(mul)

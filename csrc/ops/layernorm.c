@@ -88,8 +88,9 @@ static af_status ln_backward_cpu(const af_op_call *c, af_tensor *const *dout, af
 
 static const char *const ln_inputs[] = {"input", "weight", "bias", NULL};
 
-const af_op_def af_op_def_layer_norm = {"layer_norm", ln_inputs, ln_setup, ln_forward_cpu, ln_backward_cpu,
-                                        NULL, NULL, 0x7u};
+const af_op_def af_op_def_layer_norm = {.name = "layer_norm", .input_names = ln_inputs, .setup = ln_setup,
+                                        .forward_cpu = ln_forward_cpu, .backward_cpu = ln_backward_cpu,
+                                        .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

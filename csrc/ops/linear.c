@@ -74,8 +74,9 @@ static af_status linear_backward_cpu(const af_op_call *c, af_tensor *const *dout
 }
 
 static const char *const linear_inputs[] = {"input", "weight", "bias", NULL};
-const af_op_def af_op_def_linear = {"linear", linear_inputs, linear_setup, linear_forward_cpu,
-                                    linear_backward_cpu, NULL, NULL, 0x7u};
+const af_op_def af_op_def_linear = {.name = "linear", .input_names = linear_inputs, .setup = linear_setup,
+                                    .forward_cpu = linear_forward_cpu, .backward_cpu = linear_backward_cpu,
+                                    .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -127,8 +127,9 @@ static af_status ce_backward_cpu(const af_op_call *c, af_tensor *const *dout, af
 
 static const char *const ce_inputs[] = {"input", "target", "weight", NULL};
 
-const af_op_def af_op_def_cross_entropy = {"cross_entropy", ce_inputs, ce_setup, ce_forward_cpu, ce_backward_cpu,
-                                           NULL, NULL, 0x3u};
+const af_op_def af_op_def_cross_entropy = {.name = "cross_entropy", .input_names = ce_inputs,
+                                           .setup = ce_setup, .forward_cpu = ce_forward_cpu,
+                                           .backward_cpu = ce_backward_cpu, .differentiable_inputs = 0x3u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -87,8 +87,9 @@ static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout
 }
 
 static const char *const matmul_inputs[] = {"input", "other", NULL};
-const af_op_def af_op_def_matmul = {"matmul", matmul_inputs, matmul_setup, matmul_forward_cpu,
-                                    matmul_backward_cpu, NULL, NULL, 0x3u};
+const af_op_def af_op_def_matmul = {.name = "matmul", .input_names = matmul_inputs, .setup = matmul_setup,
+                                    .forward_cpu = matmul_forward_cpu, .backward_cpu = matmul_backward_cpu,
+                                    .differentiable_inputs = 0x3u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

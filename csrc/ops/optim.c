@@ -113,8 +113,10 @@ static af_status adam_forward_cpu(af_op_call *c) {
 static const char *const sgd_inputs[] = {"param", "grad", "momentum_buffer", NULL};
 static const char *const adam_inputs[] = {"param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", NULL};
 
-const af_op_def af_op_def_sgd_step = {"sgd_step", sgd_inputs, sgd_setup, sgd_forward_cpu, NULL, NULL, NULL, 0};
-const af_op_def af_op_def_adam_step = {"adam_step", adam_inputs, adam_setup, adam_forward_cpu, NULL, NULL, NULL, 0};
+const af_op_def af_op_def_sgd_step = {.name = "sgd_step", .input_names = sgd_inputs, .setup = sgd_setup,
+                                      .forward_cpu = sgd_forward_cpu, .differentiable_inputs = 0};
+const af_op_def af_op_def_adam_step = {.name = "adam_step", .input_names = adam_inputs, .setup = adam_setup,
+                                       .forward_cpu = adam_forward_cpu, .differentiable_inputs = 0};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

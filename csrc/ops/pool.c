@@ -205,13 +205,19 @@ static af_status adaptive_avg_pool2d_backward_cpu(const af_op_call *c, af_tensor
 
 static const char *const pool_inputs[] = {"input", NULL};
 
-const af_op_def af_op_def_max_pool2d = {"max_pool2d", pool_inputs, max_pool2d_setup, max_pool2d_forward_cpu,
-                                        max_pool2d_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_avg_pool2d = {"avg_pool2d", pool_inputs, avg_pool2d_setup, avg_pool2d_forward_cpu,
-                                        avg_pool2d_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_adaptive_avg_pool2d = {"adaptive_avg_pool2d", pool_inputs, adaptive_avg_pool2d_setup,
-                                                 adaptive_avg_pool2d_forward_cpu, adaptive_avg_pool2d_backward_cpu,
-                                                 NULL, NULL, 0x1u};
+const af_op_def af_op_def_max_pool2d = {.name = "max_pool2d", .input_names = pool_inputs,
+                                        .setup = max_pool2d_setup, .forward_cpu = max_pool2d_forward_cpu,
+                                        .backward_cpu = max_pool2d_backward_cpu,
+                                        .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_avg_pool2d = {.name = "avg_pool2d", .input_names = pool_inputs,
+                                        .setup = avg_pool2d_setup, .forward_cpu = avg_pool2d_forward_cpu,
+                                        .backward_cpu = avg_pool2d_backward_cpu,
+                                        .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_adaptive_avg_pool2d = {.name = "adaptive_avg_pool2d", .input_names = pool_inputs,
+                                                 .setup = adaptive_avg_pool2d_setup,
+                                                 .forward_cpu = adaptive_avg_pool2d_forward_cpu,
+                                                 .backward_cpu = adaptive_avg_pool2d_backward_cpu,
+                                                 .differentiable_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -151,8 +151,12 @@ static af_status reduce_backward_cpu(const af_op_call *c, af_tensor *const *dout
 }
 
 static const char *const reduce_inputs[] = {"input", NULL};
-const af_op_def af_op_def_sum = {"sum", reduce_inputs, reduce_setup, reduce_forward_cpu, reduce_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_mean = {"mean", reduce_inputs, reduce_setup, reduce_forward_cpu, reduce_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_sum = {.name = "sum", .input_names = reduce_inputs, .setup = reduce_setup,
+                                 .forward_cpu = reduce_forward_cpu, .backward_cpu = reduce_backward_cpu,
+                                 .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_mean = {.name = "mean", .input_names = reduce_inputs, .setup = reduce_setup,
+                                  .forward_cpu = reduce_forward_cpu, .backward_cpu = reduce_backward_cpu,
+                                  .differentiable_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

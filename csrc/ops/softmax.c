@@ -55,10 +55,12 @@ static af_status softmax_backward_cpu(const af_op_call *c, af_tensor *const *dou
 
 static const char *const softmax_inputs[] = {"input", NULL};
 
-const af_op_def af_op_def_softmax = {"softmax", softmax_inputs, softmax_setup, softmax_forward_cpu,
-                                     softmax_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_log_softmax = {"log_softmax", softmax_inputs, softmax_setup, softmax_forward_cpu,
-                                         softmax_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_softmax = {.name = "softmax", .input_names = softmax_inputs, .setup = softmax_setup,
+                                     .forward_cpu = softmax_forward_cpu, .backward_cpu = softmax_backward_cpu,
+                                     .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_log_softmax = {.name = "log_softmax", .input_names = softmax_inputs,
+                                         .setup = softmax_setup, .forward_cpu = softmax_forward_cpu,
+                                         .backward_cpu = softmax_backward_cpu, .differentiable_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
