@@ -164,16 +164,16 @@ static af_status conv2d_forward_cpu(af_op_call *c) {
     const void *bias = b ? af_tensor_data(b) : NULL;
     if (c->out[0]->numel == 0) return AF_OK;
     if (conv_is_depthwise(&g)) {
-        AF_DISPATCH_FLOAT(c->in[0]->dtype, depthwise_forward, &g, af_tensor_data(c->in[0]),
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_depthwise_forward, &g, af_tensor_data(c->in[0]),
                           af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
         return AF_OK;
     }
     if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
-        AF_DISPATCH_FLOAT(c->in[0]->dtype, pointwise_forward, &g, af_tensor_data(c->in[0]),
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_pointwise_forward, &g, af_tensor_data(c->in[0]),
                           af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
         return AF_OK;
     }
-    return AF_DISPATCH_FLOAT(c->in[0]->dtype, gemm_forward, &g, af_tensor_data(c->in[0]),
+    return AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_gemm_forward, &g, af_tensor_data(c->in[0]),
                              af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
 }
 
@@ -185,19 +185,19 @@ static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout
     void *dw = din[1] ? af_tensor_data(din[1]) : NULL;
     void *dbias = c->n_in > 2 && din[2] ? af_tensor_data(din[2]) : NULL;
     const void *x = af_tensor_data(c->in[0]), *w = af_tensor_data(c->in[1]), *dy = af_tensor_data(dout[0]);
-    if (dbias) AF_DISPATCH_FLOAT(dt, bias_backward, &g, dy, dbias);
+    if (dbias) AF_DISPATCH_FLOAT(dt, conv2d_bias_backward, &g, dy, dbias);
     if (!dx && !dw) return AF_OK;
     if (g.N * g.HWo == 0 || g.Cout == 0 || g.Cin == 0) return AF_OK;
     if (conv_is_depthwise(&g)) {
-        AF_DISPATCH_FLOAT(dt, depthwise_backward, &g, x, w, dy, dx, dw);
+        AF_DISPATCH_FLOAT(dt, conv2d_depthwise_backward, &g, x, w, dy, dx, dw);
         return AF_OK;
     }
     if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
-        /* dx per image straight from dy; dW needs dy in (Cout, N HW) layout, which gemm_backward builds */
-        if (dx) AF_DISPATCH_FLOAT(dt, pointwise_backward_dx, &g, w, dy, dx);
-        return dw ? AF_DISPATCH_FLOAT(dt, gemm_backward, &g, x, w, dy, NULL, dw) : AF_OK;
+        /* dx per image straight from dy; dW needs dy in (Cout, N HW) layout, which conv2d_gemm_backward builds */
+        if (dx) AF_DISPATCH_FLOAT(dt, conv2d_pointwise_backward_dx, &g, w, dy, dx);
+        return dw ? AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, NULL, dw) : AF_OK;
     }
-    return AF_DISPATCH_FLOAT(dt, gemm_backward, &g, x, w, dy, dx, dw);
+    return AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, dx, dw);
 }
 
 static const char *const conv2d_inputs[] = {"input", "weight", "bias", NULL};
@@ -300,8 +300,8 @@ static void K(gather_dy)(const conv_geom *g, const scalar_t *dy, int64_t m, scal
 }
 
 /* x (N, Cin, H, W), w (Cout, Cin_g, KH, KW), bias (Cout) or NULL -> y (N, Cout, Ho, Wo), via im2col + GEMM */
-static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                 scalar_t *y) {
+static af_status K(conv2d_gemm_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                        scalar_t *y) {
     int64_t nb = images_per_chunk(g);
     int direct = g->HWo >= CONV_DIRECT_HWO;
     scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
@@ -336,8 +336,8 @@ static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const sc
 }
 
 /* dx (N, Cin, H, W) and/or dw (Cout, Cin_g, KH, KW) += ..., either may be NULL */
-static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                                  scalar_t *dx, scalar_t *dw) {
+static af_status K(conv2d_gemm_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
+                                         scalar_t *dx, scalar_t *dw) {
     int64_t nb = images_per_chunk(g);
     int direct = g->HWo >= CONV_DIRECT_HWO;
     scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
@@ -377,8 +377,8 @@ static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const s
 }
 
 /* Pointwise (1x1, stride 1, no padding): y[n, g] (Cout_g, HW) = W[g] (Cout_g, Cin_g) @ x[n, g] (Cin_g, HW) */
-static void K(pointwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                 scalar_t *y) {
+static void K(conv2d_pointwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                        scalar_t *y) {
     af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cin * g->HWo, g->Cin_g * g->HWo,
                      g->Cout * g->HWo, g->Cout_g * g->HWo};
     AF_GEMM_BATCHED(&bt, 0, 0, g->Cout_g, g->HWo, g->Cin_g, 1, w, g->Cin_g, x, g->HWo, 0, y, g->HWo);
@@ -386,7 +386,7 @@ static void K(pointwise_forward)(const conv_geom *g, const scalar_t *x, const sc
 }
 
 /* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW) */
-static void K(pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
+static void K(conv2d_pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
     af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cout * g->HWo, g->Cout_g * g->HWo,
                      g->Cin * g->HWo, g->Cin_g * g->HWo};
     AF_GEMM_BATCHED(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, 1, w, g->Cin_g, dy, g->HWo, 1, dx, g->HWo);
@@ -394,8 +394,8 @@ static void K(pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, cons
 
 /* Depthwise (Cin_g = 1): y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g] shifted.
  * One thread per output plane; each (kh, kw) tap is a row-wise axpy over the valid output range. */
-static void K(depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                 scalar_t *y) {
+static void K(conv2d_depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                        scalar_t *y) {
     const int64_t planes = g->N * g->Cout;
     AF_PARALLEL_FOR(planes * g->HWo * g->KH * g->KW)
     for (int64_t p = 0; p < planes; p++) {
@@ -424,9 +424,9 @@ static void K(depthwise_forward)(const conv_geom *g, const scalar_t *x, const sc
 }
 
 /* dx (one thread per input plane, over its Cout_g output channels) and dw (one thread per output
- * channel, summing over images in order) += the adjoints of depthwise_forward */
-static void K(depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                                  scalar_t *dx, scalar_t *dw) {
+ * channel, summing over images in order) += the adjoints of conv2d_depthwise_forward */
+static void K(conv2d_depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
+                                         scalar_t *dx, scalar_t *dw) {
     const int64_t KK = g->KH * g->KW;
     if (dx) {
         const int64_t planes = g->N * g->Cin;
@@ -482,7 +482,7 @@ static void K(depthwise_backward)(const conv_geom *g, const scalar_t *x, const s
 }
 
 /* dbias[co] += sum_{n, oh, ow} dy[n, co, oh, ow]; one thread per channel, images in order */
-static void K(bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias) {
+static void K(conv2d_bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias) {
     AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
     for (int64_t co = 0; co < g->Cout; co++) {
         scalar_t acc = 0;

@@ -112,7 +112,7 @@ static af_status max_pool2d_setup(af_op_call *c) {
 static af_status max_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
     AF_TRY(max_pool2d_geom(c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]),
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool2d_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]),
                       af_tensor_data(c->saved[0]));
     return AF_OK;
 }
@@ -120,7 +120,7 @@ static af_status max_pool2d_forward_cpu(af_op_call *c) {
 static af_status max_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
     AF_TRY(max_pool2d_geom((af_op_call *)c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool_backward, &g, af_tensor_data(c->saved[0]), af_tensor_data(dout[0]),
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool2d_backward, &g, af_tensor_data(c->saved[0]), af_tensor_data(dout[0]),
                       af_tensor_data(din[0]));
     return AF_OK;
 }
@@ -151,20 +151,20 @@ static af_status avg_pool2d_setup(af_op_call *c) {
 static af_status avg_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
     AF_TRY(avg_pool2d_geom(c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool2d_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
     return AF_OK;
 }
 
 static af_status avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
     AF_TRY(avg_pool2d_geom((af_op_call *)c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool2d_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
     return AF_OK;
 }
 
 /* ---- adaptive_avg_pool2d ---- */
 
-static af_status adaptive_geom(af_op_call *c, pool_geom *g) {
+static af_status adaptive_avg_pool2d_geom(af_op_call *c, pool_geom *g) {
     const af_tensor *x = c->in[0];
     for (int i = 0; i < 2; i++)
         if (c->attr.i[i] < 1 || c->attr.i[i] > ((int64_t)1 << 30))
@@ -185,21 +185,23 @@ static af_status adaptive_avg_pool2d_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 2, 0));
     AF_TRY(pool_check_input(c));
     pool_geom g = {0};
-    AF_TRY(adaptive_geom(c, &g));
+    AF_TRY(adaptive_avg_pool2d_geom(c, &g));
     return pool_alloc_out(c, g.Ho, g.Wo);
 }
 
 static af_status adaptive_avg_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
-    AF_TRY(adaptive_geom(c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
+    AF_TRY(adaptive_avg_pool2d_geom(c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_avg_pool2d_forward, &g, af_tensor_data(c->in[0]),
+                      af_tensor_data(c->out[0]));
     return AF_OK;
 }
 
 static af_status adaptive_avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
-    AF_TRY(adaptive_geom((af_op_call *)c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    AF_TRY(adaptive_avg_pool2d_geom((af_op_call *)c, &g));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_avg_pool2d_backward, &g, af_tensor_data(dout[0]),
+                      af_tensor_data(din[0]));
     return AF_OK;
 }
 
@@ -223,7 +225,7 @@ const af_op_def af_op_def_adaptive_avg_pool2d = {.name = "adaptive_avg_pool2d", 
 
 /* x (planes, H, W) -> y, idx (planes, Ho, Wo); idx = ih W + iw of the max, -1 for a window with no
  * pixel inside the image (impossible with padding <= kernel / 2, kept for safety) */
-static void K(max_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y, int64_t *idx) {
+static void K(max_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y, int64_t *idx) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         const scalar_t *xp = x + p * g->H * g->W;
@@ -252,7 +254,7 @@ static void K(max_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t 
 }
 
 /* dx[p, idx[p, o]] += dy[p, o]; one thread per plane */
-static void K(max_pool_backward)(const pool_geom *g, const int64_t *idx, const scalar_t *dy, scalar_t *dx) {
+static void K(max_pool2d_backward)(const pool_geom *g, const int64_t *idx, const scalar_t *dy, scalar_t *dx) {
     const int64_t HWo = g->Ho * g->Wo;
     AF_PARALLEL_FOR(g->planes * HWo)
     for (int64_t p = 0; p < g->planes; p++)
@@ -261,8 +263,8 @@ static void K(max_pool_backward)(const pool_geom *g, const int64_t *idx, const s
 }
 
 /* The window of output (oh, ow) clipped to the image ([*h0, *h1) x [*w0, *w1)), and its divisor. */
-static inline scalar_t K(avg_window)(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
-                                     int64_t *w0, int64_t *w1) {
+static inline scalar_t K(avg_pool2d_window)(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
+                                            int64_t *w0, int64_t *w1) {
     int64_t a0 = oh * g->sh - g->ph, b0 = ow * g->sw - g->pw;
     int64_t a1 = a0 + g->kh < g->H + g->ph ? a0 + g->kh : g->H + g->ph;
     int64_t b1 = b0 + g->kw < g->W + g->pw ? b0 + g->kw : g->W + g->pw;
@@ -275,14 +277,14 @@ static inline scalar_t K(avg_window)(const pool_geom *g, int64_t oh, int64_t ow,
 }
 
 /* x (planes, H, W) -> y (planes, Ho, Wo); an empty clipped window gives 0, as in torch */
-static void K(avg_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
+static void K(avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         const scalar_t *xp = x + p * g->H * g->W;
         for (int64_t oh = 0; oh < g->Ho; oh++)
             for (int64_t ow = 0; ow < g->Wo; ow++) {
                 int64_t h0, h1, w0, w1;
-                scalar_t div = K(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1), sum = 0;
+                scalar_t div = K(avg_pool2d_window)(g, oh, ow, &h0, &h1, &w0, &w1), sum = 0;
                 scalar_t *out = y + (p * g->Ho + oh) * g->Wo + ow;
                 if (h0 >= h1 || w0 >= w1) {
                     *out = 0;
@@ -295,14 +297,14 @@ static void K(avg_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t 
     }
 }
 
-static void K(avg_pool_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
+static void K(avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         scalar_t *dxp = dx + p * g->H * g->W;
         for (int64_t oh = 0; oh < g->Ho; oh++)
             for (int64_t ow = 0; ow < g->Wo; ow++) {
                 int64_t h0, h1, w0, w1;
-                scalar_t div = K(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1);
+                scalar_t div = K(avg_pool2d_window)(g, oh, ow, &h0, &h1, &w0, &w1);
                 scalar_t v = dy[(p * g->Ho + oh) * g->Wo + ow] / div;
                 for (int64_t ih = h0; ih < h1; ih++)
                     for (int64_t iw = w0; iw < w1; iw++) dxp[ih * g->W + iw] += v;
@@ -311,7 +313,7 @@ static void K(avg_pool_backward)(const pool_geom *g, const scalar_t *dy, scalar_
 }
 
 /* x (planes, H, W) -> y (planes, Ho, Wo), windows [floor(o H / Ho), ceil((o + 1) H / Ho)) */
-static void K(adaptive_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
+static void K(adaptive_avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
     for (int64_t p = 0; p < g->planes; p++) {
         const scalar_t *xp = x + p * g->H * g->W;
@@ -328,7 +330,7 @@ static void K(adaptive_forward)(const pool_geom *g, const scalar_t *x, scalar_t 
     }
 }
 
-static void K(adaptive_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
+static void K(adaptive_avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
     for (int64_t p = 0; p < g->planes; p++) {
         scalar_t *dxp = dx + p * g->H * g->W;
