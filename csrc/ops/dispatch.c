@@ -22,21 +22,31 @@ static af_device call_device(const af_op_call *c) {
     return AF_CPU;
 }
 
+/* The kernels of op on dev; NULL members where that device has none. */
+static af_op_kernels device_kernels(int op, af_device dev) {
+    const af_op_def *def = af_op_table[op];
+    af_op_kernels none = {NULL, NULL};
+    if (dev.type == AF_DEVICE_CUDA) {
+#ifdef AF_HAVE_CUDA
+        if (af_op_cuda_table[op]) return *af_op_cuda_table[op];
+#endif
+        return none;
+    }
+    return (af_op_kernels){.forward = def->forward_cpu, .backward = def->backward_cpu};
+}
+
 af_status af_op_forward(af_op_call *c) {
     const af_op_def *def = af_op_table[c->op];
     AF_TRY(af_check_same_device(c));
     AF_TRY(def->setup(c));
-    af_device dev = call_device(c);
-    if (dev.type == AF_DEVICE_CUDA) {
-        if (!def->forward_cuda) return AF_FAIL(AF_ERR_DEVICE, "%s has no CUDA kernel", def->name);
-        return def->forward_cuda(c);
-    }
-    return def->forward_cpu(c);
+    af_op_kernels k = device_kernels(c->op, call_device(c));
+    if (!k.forward) return AF_FAIL(AF_ERR_DEVICE, "%s has no CUDA kernel", def->name);
+    return k.forward(c);
 }
 
 af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_op_def *def = af_op_table[c->op];
-    af_backward_fn fn = call_device(c).type == AF_DEVICE_CUDA ? def->backward_cuda : def->backward_cpu;
+    af_backward_fn fn = device_kernels(c->op, call_device(c)).backward;
     if (!fn) return AF_FAIL(AF_ERR_RUNTIME, "%s has no backward on this device", def->name);
     return fn(c, dout, din);
 }
