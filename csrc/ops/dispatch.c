@@ -38,9 +38,13 @@ static af_op_kernels device_kernels(int op, af_device dev) {
 af_status af_op_forward(af_op_call *c) {
     const af_op_def *def = af_op_table[c->op];
     AF_TRY(af_check_same_device(c));
+    /* before setup, so a missing kernel never costs an allocation (on a device, possibly large) */
+    af_device dev = call_device(c);
+    af_op_kernels k = device_kernels(c->op, dev);
+    if (!k.forward)
+        return AF_FAIL(AF_ERR_DEVICE, "%s has no %s kernel: move the inputs to the CPU with .to('cpu')", def->name,
+                       dev.type == AF_DEVICE_CUDA ? "CUDA" : "CPU");
     AF_TRY(def->setup(c));
-    af_op_kernels k = device_kernels(c->op, call_device(c));
-    if (!k.forward) return AF_FAIL(AF_ERR_DEVICE, "%s has no CUDA kernel", def->name);
     return k.forward(c);
 }
 
