@@ -16,6 +16,32 @@ _Static_assert(0
                == AF_OP_COUNT, "op_list.h and the op table disagree");
 #undef AF_OP
 
+/* The table's invariants, checked once when _C is imported (the defs live in separate files, out of
+ * reach of a static assert): every op has setup and a CPU forward, and differentiable_inputs says
+ * whether it is differentiable: a non-zero mask needs a backward, a zero mask must have none. */
+static af_status check_kernels(const af_op_def *def, const char *device, af_op_kernels k) {
+    if (!k.forward) return AF_FAIL(AF_ERR_INTERNAL, "op table: %s has no %s forward", def->name, device);
+    if (def->differentiable_inputs && !k.backward)
+        return AF_FAIL(AF_ERR_INTERNAL, "op table: %s declares differentiable inputs (mask 0x%x) but has no %s backward",
+                       def->name, (unsigned)def->differentiable_inputs, device);
+    if (!def->differentiable_inputs && k.backward)
+        return AF_FAIL(AF_ERR_INTERNAL, "op table: %s has a %s backward but declares no differentiable input",
+                       def->name, device);
+    return AF_OK;
+}
+
+af_status af_op_table_check(void) {
+    for (int op = 0; op < AF_OP_COUNT; op++) {
+        const af_op_def *def = af_op_table[op];
+        if (!def->name || !def->setup) return AF_FAIL(AF_ERR_INTERNAL, "op table: op %d lacks a name or setup", op);
+        AF_TRY(check_kernels(def, "CPU", (af_op_kernels){.forward = def->forward_cpu, .backward = def->backward_cpu}));
+#ifdef AF_HAVE_CUDA
+        if (af_op_cuda_table[op]) AF_TRY(check_kernels(def, "CUDA", *af_op_cuda_table[op]));
+#endif
+    }
+    return AF_OK;
+}
+
 static af_device call_device(const af_op_call *c) {
     for (int i = 0; i < c->n_in; i++)
         if (c->in[i]) return c->in[i]->device;

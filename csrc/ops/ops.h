@@ -97,6 +97,9 @@ typedef struct af_op_kernels {
 extern const af_op_kernels *const af_op_cuda_table[AF_OP_COUNT];
 #endif
 
+/* Checks the invariants of af_op_table (and af_op_cuda_table): see dispatch.c. _C's import runs it. */
+af_status af_op_table_check(void);
+
 /* Runs setup + forward on the inputs' device, without autograd (csrc/autograd/tape.c records). */
 af_status af_op_forward(af_op_call *c);
 af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din);
