@@ -148,18 +148,24 @@ static af_status conv2d_setup(af_op_call *c) {
                        (long long)padded_h, (long long)padded_w, (long long)eff_h, (long long)eff_w);
     conv_geom g;
     conv_geom_from_call(c, &g);
-    /* CBLAS dimensions are int: keep every GEMM dimension and leading dimension below 2^31. */
-    const int64_t lim = INT32_MAX;
-    if (g.HWo > lim / 2 || g.rows > lim / 2 || g.H * g.W > lim / 2)
-        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'input' %lldx%lld with this kernel is too large for the CPU kernel",
-                       (long long)H, (long long)W);
     int64_t shape[4] = {g.N, Cout, g.Ho, g.Wo};
     return batched ? af_alloc_out(c, 0, 4, shape, 0) : af_alloc_out(c, 0, 3, shape + 1, 0);
+}
+
+/* CBLAS dimensions are int: keep every GEMM dimension and leading dimension below 2^31. The limit
+ * belongs to this CPU path, not to setup. */
+static af_status conv2d_check_cblas(const conv_geom *g) {
+    const int64_t lim = INT32_MAX;
+    if (g->HWo > lim / 2 || g->rows > lim / 2 || g->H * g->W > lim / 2)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'input' %lldx%lld with this kernel is too large for the CPU kernel",
+                       (long long)g->H, (long long)g->W);
+    return AF_OK;
 }
 
 static af_status conv2d_forward_cpu(af_op_call *c) {
     conv_geom g;
     conv_geom_from_call(c, &g);
+    AF_TRY(conv2d_check_cblas(&g));
     const af_tensor *b = c->n_in > 2 ? c->in[2] : NULL;
     const void *bias = b ? af_tensor_data(b) : NULL;
     if (c->out[0]->numel == 0) return AF_OK;
@@ -180,6 +186,7 @@ static af_status conv2d_forward_cpu(af_op_call *c) {
 static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     conv_geom g;
     conv_geom_from_call(c, &g);
+    AF_TRY(conv2d_check_cblas(&g));
     af_dtype dt = c->in[0]->dtype;
     void *dx = din[0] ? af_tensor_data(din[0]) : NULL;
     void *dw = din[1] ? af_tensor_data(din[1]) : NULL;

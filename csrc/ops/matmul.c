@@ -59,19 +59,25 @@ static af_status matmul_setup(af_op_call *c) {
         return AF_FAIL(AF_ERR_VALUE, "matmul: 'input' of shape %s and 'other' of shape %s cannot be multiplied "
                        "(inner dims %lld and %lld differ)", sa, sb, (long long)a->shape[a->ndim - 1],
                        (long long)b->shape[b->ndim - 2]);
-    matmul_dims d;
-    dims_make(a, b, &d);
-    if (d.M > INT_MAX || d.N > INT_MAX || d.K > INT_MAX)
-        return AF_FAIL(AF_ERR_VALUE, "matmul: 'input' %s @ 'other' %s exceeds the BLAS limit of 2^31 per dim", sa, sb);
     int64_t shape[AF_MAX_DIMS];
     for (int k = 0; k < a->ndim - 1; k++) shape[k] = a->shape[k];
-    shape[a->ndim - 1] = d.N;
+    shape[a->ndim - 1] = b->shape[b->ndim - 1];
     return af_alloc_out(c, 0, a->ndim, shape, 0);
+}
+
+/* CBLAS takes int sizes; the limit belongs to this CPU path, not to setup. */
+static af_status matmul_check_cblas(const af_op_call *c, const matmul_dims *d) {
+    if (d->M <= INT_MAX && d->N <= INT_MAX && d->K <= INT_MAX) return AF_OK;
+    char sa[96], sb[96];
+    return AF_FAIL(AF_ERR_VALUE, "matmul: 'input' %s @ 'other' %s exceeds the BLAS limit of 2^31 per dim",
+                   af_shape_str(c->in[0]->ndim, c->in[0]->shape, sa, sizeof sa),
+                   af_shape_str(c->in[1]->ndim, c->in[1]->shape, sb, sizeof sb));
 }
 
 static af_status matmul_forward_cpu(af_op_call *c) {
     matmul_dims d;
     dims_make(c->in[0], c->in[1], &d);
+    AF_TRY(matmul_check_cblas(c, &d));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_forward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(c->out[0]));
     return AF_OK;
@@ -80,6 +86,7 @@ static af_status matmul_forward_cpu(af_op_call *c) {
 static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     matmul_dims d;
     dims_make(c->in[0], c->in[1], &d);
+    AF_TRY(matmul_check_cblas(c, &d));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_backward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(dout[0]), din[0] ? af_tensor_data(din[0]) : NULL,
                       din[1] ? af_tensor_data(din[1]) : NULL);
