@@ -22,7 +22,6 @@
  * dY[g], then col2im accumulates dcol into dx. Every parallel loop owns whole outputs (col2im runs
  * per input channel plane), so results do not depend on the thread count. */
 #ifndef AF_FLOAT_PASS
-#include <cblas.h>
 #include <string.h>
 
 #include "conv2d.h"
