@@ -1,7 +1,8 @@
 """The op headers stay CUDA-ready without a GPU: every csrc/ops/*.h compiles as a .cu under nvcc
-(they are shared by <op>.c and the future <op>.cu), and a .cu registers its kernels in
-af_op_cuda_table by defining AF_OP_CUDA_KERNELS(<op>) alone, with NULL for every op that has no
-.cu. Skipped where nvcc is absent (set NVCC or CUDA_HOME to point at one)."""
+(they are shared by <op>.c and the future <op>.cu); a .cu registers its kernels in af_op_cuda_table
+by defining AF_OP_CUDA_KERNELS(<op>) alone, with NULL for every op that has no .cu; and
+af_op_forward looks the device's kernel up before setup allocates. Skipped where nvcc is absent
+(set NVCC or CUDA_HOME to point at one)."""
 import concurrent.futures
 import os
 import pathlib
@@ -95,16 +96,89 @@ def test_op_headers_stay_free_of_openmp_and_cblas():
             assert banned not in text, f"csrc/ops/{header} uses {banned}: keep CPU-only code in the .c"
 
 
-def test_a_cu_file_registers_its_kernels_alone(tmp_path):
+# The CUDA path of af_op_forward with host memory posing as a device tensor (a CPU-only machine
+# cannot allocate one): the kernel lookup comes before setup, so an op without a .cu fails without
+# allocating, and an op with one gets as far as setup. The table check refuses the scratch
+# registration: add is differentiable but the .cu gives no backward.
+DISPATCH_C = """
+#include <stdio.h>
+#include <string.h>
+#include "ops/ops.h"
+
+static void keep(void *owner) { (void)owner; }
+
+int main(void) {
+    static float data[4];
+    const int64_t shape[1] = {4};
+    const af_device cuda = {AF_DEVICE_CUDA, 0};
+    af_tensor *a, *b;
+    if (af_tensor_wrap(AF_DTYPE_F32, cuda, 1, shape, data, keep, NULL, &a) != AF_OK ||
+        af_tensor_wrap(AF_DTYPE_F32, cuda, 1, shape, data, keep, NULL, &b) != AF_OK)
+        return 1;
+    af_op_call sub = {.op = AF_OP_SUB, .n_in = 2, .in = {a, b}};
+    if (af_op_forward(&sub) != AF_ERR_DEVICE || sub.n_out != 0 || !strstr(af_error_message(), "sub has no CUDA kernel")) {
+        printf("sub: %s (n_out %d)\\n", af_error_message(), sub.n_out);
+        return 2;
+    }
+    af_op_call add = {.op = AF_OP_ADD, .n_in = 2, .in = {a, b}};
+    if (af_op_forward(&add) == AF_OK || strstr(af_error_message(), "no CUDA kernel")) {
+        printf("add: %s\\n", af_error_message());
+        return 3;
+    }
+    if (af_op_table_check() == AF_OK || !strstr(af_error_message(), "add declares differentiable inputs (mask 0x3) "
+                                                                      "but has no CUDA backward")) {
+        printf("table check: %s\\n", af_error_message());
+        return 4;
+    }
+    printf("ok\\n");
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """scratch.o (the .cu) and cuda_table.o, built once for the tests below."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler")
+    tmp = tmp_path_factory.mktemp("scratch")
     includes = "\n".join(f'#include "ops/{h}"' for h in HEADERS)
-    (tmp_path / "scratch.cu").write_text(SCRATCH_CU.format(includes=includes))
+    (tmp / "scratch.cu").write_text(SCRATCH_CU.format(includes=includes))
+    _run([NVCC, "-x", "cu", "--Werror", "all-warnings", "-I", CSRC, "-c", "scratch.cu", "-o", "scratch.o"], tmp)
+    _run([cc, *CFLAGS, "-c", CSRC / "ops" / "cuda_table.c", "-o", "cuda_table.o"], tmp)
+    return cc, tmp
+
+
+CFLAGS = ["-std=gnu11", "-Wall", "-Werror", "-fopenmp", "-fvisibility=hidden", "-DAF_HAVE_CUDA", "-I", str(CSRC)]
+
+
+def test_a_cu_file_registers_its_kernels_alone(scratch, tmp_path):
+    cc, objs = scratch
     (tmp_path / "main.c").write_text(MAIN_C)
-    _run([NVCC, "-x", "cu", "--Werror", "all-warnings", "-I", CSRC, "-c", "scratch.cu", "-o", "scratch.o"], tmp_path)
-    for name, src in (("main", tmp_path / "main.c"), ("cuda_table", CSRC / "ops" / "cuda_table.c")):
-        _run([cc, "-std=gnu11", "-Wall", "-Werror", "-fvisibility=hidden", "-DAF_HAVE_CUDA", "-I", CSRC,
-              "-c", src, "-o", f"{name}.o"], tmp_path)
-    _run([NVCC, "main.o", "cuda_table.o", "scratch.o", "-o", "registry"], tmp_path)
+    _run([cc, *CFLAGS, "-c", "main.c", "-o", "main.o"], tmp_path)
+    _run([NVCC, "main.o", objs / "cuda_table.o", objs / "scratch.o", "-o", "registry"], tmp_path)
     assert _run([tmp_path / "registry"], tmp_path).strip() == "ok"
+
+
+def test_dispatch_looks_the_cuda_kernel_up_before_setup(scratch, tmp_path):
+    cc, objs = scratch
+    (tmp_path / "main.c").write_text(DISPATCH_C)
+    sources = sorted((CSRC / "core").glob("*.c")) + sorted(p for p in (CSRC / "ops").glob("*.c")
+                                                           if p.name != "cuda_table.c")
+    if not _compiles(cc, "#include <cblas.h>\n", tmp_path):
+        pytest.skip("cblas.h is not on the default include path (a pip-only BLAS)")
+
+    def compile_one(src):
+        return _run([cc, *CFLAGS, "-O0", "-c", src, "-o", tmp_path / f"{src.parent.name}_{src.stem}.o"], tmp_path)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(compile_one, [tmp_path / "main.c", *sources]))
+    objects = sorted(tmp_path.glob("*.o")) + [objs / "cuda_table.o", objs / "scratch.o"]
+    _run([NVCC, "-Xcompiler", "-fopenmp", *objects, "-o", "dispatch", "-lopenblas", "-lm"], tmp_path)
+    assert _run([tmp_path / "dispatch"], tmp_path).strip() == "ok"
+
+
+def _compiles(cc, source, tmp_path):
+    (tmp_path / "probe.c").write_text(source)
+    return subprocess.run([cc, "-fsyntax-only", "probe.c"], cwd=tmp_path, capture_output=True).returncode == 0
