@@ -81,7 +81,7 @@ af_status af_call(af_op_call *c) {
     }
     const af_op_def *def = af_op_table[c->op];
     uint32_t needs = 0;
-    if (af_grad_enabled() && def->backward_cpu)
+    if (af_grad_enabled() && def->differentiable_inputs)
         for (int i = 0; i < c->n_in; i++)
             if (c->in[i] && c->in[i]->requires_grad && (def->differentiable_inputs >> i & 1u))
                 needs |= 1u << i;

@@ -14,8 +14,13 @@
 #ifndef AF_TENSOR_H
 #define AF_TENSOR_H
 
-#include <stdatomic.h>
 #include <stdint.h>
+#ifdef __cplusplus
+#include <atomic>
+typedef std::atomic<long> atomic_long; /* .cu files are C++; C++23's <stdatomic.h> makes the same choice */
+#else
+#include <stdatomic.h>
+#endif
 
 #include "dtype.h"
 #include "status.h"

@@ -27,21 +27,13 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
-#include "ops.h"
+#include "batchnorm.h"
 
 #define AF_TEMPLATE_FILE "batchnorm.c"
 #include "instantiate_float.h"
 
-enum { BN_X, BN_WEIGHT, BN_BIAS, BN_RUNNING_MEAN, BN_RUNNING_VAR };
 
-static void bn_dims(const af_tensor *x, int64_t *N, int64_t *C, int64_t *S) {
-    *N = x->shape[0];
-    *C = x->shape[1];
-    *S = 1;
-    for (int d = 2; d < x->ndim; d++) *S *= x->shape[d];
-}
-
-static af_status bn_setup(af_op_call *c) {
+static af_status batch_norm_setup(af_op_call *c) {
     const char *op = af_op_table[c->op]->name;
     AF_TRY(af_check_attrs(c, 1, 2));
     if (c->n_in > 5) return AF_FAIL(AF_ERR_VALUE, "%s takes at most 5 inputs, got %d", op, c->n_in);
@@ -53,7 +45,7 @@ static af_status bn_setup(af_op_call *c) {
                        op, af_shape_str(x->ndim, x->shape, buf, sizeof buf));
     }
     int64_t N, C, S;
-    bn_dims(x, &N, &C, &S);
+    batch_norm_dims(x, &N, &C, &S);
     for (int i = BN_WEIGHT; i <= BN_RUNNING_VAR; i++) {
         if (i >= c->n_in || !c->in[i]) continue;
         AF_TRY(af_check_float(c, i));
@@ -93,43 +85,46 @@ static af_status bn_setup(af_op_call *c) {
     return af_alloc_saved(c, 1, 1, &C, x->dtype);
 }
 
-static const af_tensor *bn_in(const af_op_call *c, int i) { return i < c->n_in ? c->in[i] : NULL; }
-static void *bn_data(const af_tensor *t) { return t ? af_tensor_data(t) : NULL; }
+static const af_tensor *batch_norm_in(const af_op_call *c, int i) { return i < c->n_in ? c->in[i] : NULL; }
+static void *batch_norm_data(const af_tensor *t) { return t ? af_tensor_data(t) : NULL; }
 
-static af_status bn_forward_cpu(af_op_call *c) {
+static af_status batch_norm_forward_cpu(af_op_call *c) {
     const af_tensor *x = c->in[BN_X];
     int64_t N, C, S;
-    bn_dims(x, &N, &C, &S);
-    AF_DISPATCH_FLOAT(x->dtype, bn_forward, N, C, S, (int)c->attr.i[0], c->attr.f[0], c->attr.f[1],
-                      af_tensor_data(x), bn_data(bn_in(c, BN_WEIGHT)), bn_data(bn_in(c, BN_BIAS)),
-                      bn_data(bn_in(c, BN_RUNNING_MEAN)), bn_data(bn_in(c, BN_RUNNING_VAR)),
-                      af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]));
+    batch_norm_dims(x, &N, &C, &S);
+    AF_DISPATCH_FLOAT(x->dtype, batch_norm_forward, N, C, S, (int)c->attr.i[0], c->attr.f[0], c->attr.f[1],
+                      af_tensor_data(x), batch_norm_data(batch_norm_in(c, BN_WEIGHT)),
+                      batch_norm_data(batch_norm_in(c, BN_BIAS)), batch_norm_data(batch_norm_in(c, BN_RUNNING_MEAN)),
+                      batch_norm_data(batch_norm_in(c, BN_RUNNING_VAR)), af_tensor_data(c->out[0]),
+                      af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]));
     return AF_OK;
 }
 
-static af_status bn_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+static af_status batch_norm_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_tensor *x = c->in[BN_X];
     int64_t N, C, S;
-    bn_dims(x, &N, &C, &S);
-    AF_DISPATCH_FLOAT(x->dtype, bn_backward, N, C, S, (int)c->attr.i[0], af_tensor_data(x),
-                      bn_data(bn_in(c, BN_WEIGHT)), af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]),
-                      af_tensor_data(dout[0]), bn_data(din[BN_X]), bn_data(din[BN_WEIGHT]),
-                      bn_data(din[BN_BIAS]));
+    batch_norm_dims(x, &N, &C, &S);
+    AF_DISPATCH_FLOAT(x->dtype, batch_norm_backward, N, C, S, (int)c->attr.i[0], af_tensor_data(x),
+                      batch_norm_data(batch_norm_in(c, BN_WEIGHT)), af_tensor_data(c->saved[0]),
+                      af_tensor_data(c->saved[1]), af_tensor_data(dout[0]), batch_norm_data(din[BN_X]),
+                      batch_norm_data(din[BN_WEIGHT]), batch_norm_data(din[BN_BIAS]));
     return AF_OK;
 }
 
-static const char *const bn_inputs[] = {"input", "weight", "bias", "running_mean", "running_var", NULL};
+static const char *const batch_norm_inputs[] = {"input", "weight", "bias", "running_mean", "running_var", NULL};
 
-const af_op_def af_op_def_batch_norm = {"batch_norm", bn_inputs, bn_setup, bn_forward_cpu, bn_backward_cpu,
-                                        NULL, NULL, 0x7u};
+const af_op_def af_op_def_batch_norm = {.name = "batch_norm", .input_names = batch_norm_inputs,
+                                        .setup = batch_norm_setup, .forward_cpu = batch_norm_forward_cpu,
+                                        .backward_cpu = batch_norm_backward_cpu,
+                                        .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* x, y: (N, C, S); w, b, running_mean, running_var, save_mean, save_invstd: (C); w, b and the
  * running stats may be NULL. */
-static void K(bn_forward)(int64_t N, int64_t C, int64_t S, int training, double momentum, double eps,
-                          const scalar_t *x, const scalar_t *w, const scalar_t *b, scalar_t *running_mean,
-                          scalar_t *running_var, scalar_t *y, scalar_t *save_mean, scalar_t *save_invstd) {
+static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training, double momentum, double eps,
+                                  const scalar_t *x, const scalar_t *w, const scalar_t *b, scalar_t *running_mean,
+                                  scalar_t *running_var, scalar_t *y, scalar_t *save_mean, scalar_t *save_invstd) {
     int64_t M = N * S;
     AF_PARALLEL_FOR(M * C * 4)
     for (int64_t ch = 0; ch < C; ch++) {
@@ -174,9 +169,9 @@ static void K(bn_forward)(int64_t N, int64_t C, int64_t S, int training, double 
 }
 
 /* x, dy, dx: (N, C, S); w, mean, invstd, dw, dbias: (C); w and the gradients may be NULL. */
-static void K(bn_backward)(int64_t N, int64_t C, int64_t S, int training, const scalar_t *x, const scalar_t *w,
-                           const scalar_t *mean, const scalar_t *invstd, const scalar_t *dy, scalar_t *dx,
-                           scalar_t *dw, scalar_t *dbias) {
+static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training, const scalar_t *x, const scalar_t *w,
+                                   const scalar_t *mean, const scalar_t *invstd, const scalar_t *dy, scalar_t *dx,
+                                   scalar_t *dw, scalar_t *dbias) {
     int64_t M = N * S;
     AF_PARALLEL_FOR(M * C * 6)
     for (int64_t ch = 0; ch < C; ch++) {

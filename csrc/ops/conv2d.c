@@ -22,16 +22,9 @@
  * dY[g], then col2im accumulates dcol into dx. Every parallel loop owns whole outputs (col2im runs
  * per input channel plane), so results do not depend on the thread count. */
 #ifndef AF_FLOAT_PASS
-#include <cblas.h>
 #include <string.h>
 
-#include "ops.h"
-
-typedef struct conv_geom {
-    int64_t N, Cin, H, W, Cout, KH, KW, Ho, Wo;
-    int64_t sh, sw, ph, pw, dh, dw, G;
-    int64_t Cin_g, Cout_g, HWo, rows; /* rows = Cin_g KH KW: the GEMM's inner dimension */
-} conv_geom;
+#include "conv2d.h"
 
 /* Upper bound on the elements of one im2col buffer (4 MiB in float32): a chunk's col stays in cache
  * between im2col and the GEMM. Measured on ResNet-50's 3x3 and 7x7 layers at batch 32 (one thread):
@@ -44,19 +37,6 @@ typedef struct conv_geom {
 #define CONV_POINTWISE_DIRECT_HWO 64
 #define CONV_DIRECT_HWO 64
 
-/* Smallest o >= 0 with o * s >= t (s > 0). */
-static inline int64_t first_at_least(int64_t t, int64_t s) {
-    return t <= 0 ? 0 : (t + s - 1) / s;
-}
-
-/* Output positions o in [*lo, *hi) read input positions i = o s + off inside [0, size). */
-static inline void valid_range(int64_t off, int64_t s, int64_t size, int64_t n_out, int64_t *lo, int64_t *hi) {
-    int64_t a = first_at_least(-off, s), b = first_at_least(size - off, s);
-    *lo = a < n_out ? a : n_out;
-    *hi = b < n_out ? b : n_out;
-    if (*hi < *lo) *hi = *lo;
-}
-
 static int64_t images_per_chunk(const conv_geom *g) {
     int64_t per_image = g->rows * g->HWo;
     if (g->Cout * g->HWo > per_image) per_image = g->Cout * g->HWo; /* the GEMM output buffer too */
@@ -65,33 +45,8 @@ static int64_t images_per_chunk(const conv_geom *g) {
     return nb < g->N ? nb : g->N;
 }
 
-static int conv_is_depthwise(const conv_geom *g) { return g->Cin_g == 1 && g->G > 1; }
-static int conv_is_pointwise(const conv_geom *g) {
-    return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
-}
-
 #define AF_TEMPLATE_FILE "conv2d.c"
 #include "instantiate_float.h"
-
-static void conv_geom_from_call(const af_op_call *c, conv_geom *g) {
-    const af_tensor *x = c->in[0], *w = c->in[1];
-    int batched = x->ndim == 4;
-    g->N = batched ? x->shape[0] : 1;
-    g->Cin = x->shape[batched];
-    g->H = x->shape[batched + 1];
-    g->W = x->shape[batched + 2];
-    g->Cout = w->shape[0];
-    g->KH = w->shape[2];
-    g->KW = w->shape[3];
-    g->sh = c->attr.i[0], g->sw = c->attr.i[1], g->ph = c->attr.i[2], g->pw = c->attr.i[3];
-    g->dh = c->attr.i[4], g->dw = c->attr.i[5], g->G = c->attr.i[6];
-    g->Ho = (g->H + 2 * g->ph - g->dh * (g->KH - 1) - 1) / g->sh + 1;
-    g->Wo = (g->W + 2 * g->pw - g->dw * (g->KW - 1) - 1) / g->sw + 1;
-    g->Cin_g = g->Cin / g->G;
-    g->Cout_g = g->Cout / g->G;
-    g->HWo = g->Ho * g->Wo;
-    g->rows = g->Cin_g * g->KH * g->KW;
-}
 
 static af_status conv2d_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 7, 0));
@@ -148,62 +103,70 @@ static af_status conv2d_setup(af_op_call *c) {
                        (long long)padded_h, (long long)padded_w, (long long)eff_h, (long long)eff_w);
     conv_geom g;
     conv_geom_from_call(c, &g);
-    /* CBLAS dimensions are int: keep every GEMM dimension and leading dimension below 2^31. */
-    const int64_t lim = INT32_MAX;
-    if (g.HWo > lim / 2 || g.rows > lim / 2 || g.H * g.W > lim / 2)
-        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'input' %lldx%lld with this kernel is too large for the CPU kernel",
-                       (long long)H, (long long)W);
     int64_t shape[4] = {g.N, Cout, g.Ho, g.Wo};
     return batched ? af_alloc_out(c, 0, 4, shape, 0) : af_alloc_out(c, 0, 3, shape + 1, 0);
+}
+
+/* CBLAS dimensions are int: keep every GEMM dimension and leading dimension below 2^31. The limit
+ * belongs to this CPU path, not to setup. */
+static af_status conv2d_check_cblas(const conv_geom *g) {
+    const int64_t lim = INT32_MAX;
+    if (g->HWo > lim / 2 || g->rows > lim / 2 || g->H * g->W > lim / 2)
+        return AF_FAIL(AF_ERR_VALUE, "conv2d: 'input' %lldx%lld with this kernel is too large for the CPU kernel",
+                       (long long)g->H, (long long)g->W);
+    return AF_OK;
 }
 
 static af_status conv2d_forward_cpu(af_op_call *c) {
     conv_geom g;
     conv_geom_from_call(c, &g);
+    AF_TRY(conv2d_check_cblas(&g));
     const af_tensor *b = c->n_in > 2 ? c->in[2] : NULL;
     const void *bias = b ? af_tensor_data(b) : NULL;
     if (c->out[0]->numel == 0) return AF_OK;
     if (conv_is_depthwise(&g)) {
-        AF_DISPATCH_FLOAT(c->in[0]->dtype, depthwise_forward, &g, af_tensor_data(c->in[0]),
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_depthwise_forward, &g, af_tensor_data(c->in[0]),
                           af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
         return AF_OK;
     }
     if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
-        AF_DISPATCH_FLOAT(c->in[0]->dtype, pointwise_forward, &g, af_tensor_data(c->in[0]),
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_pointwise_forward, &g, af_tensor_data(c->in[0]),
                           af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
         return AF_OK;
     }
-    return AF_DISPATCH_FLOAT(c->in[0]->dtype, gemm_forward, &g, af_tensor_data(c->in[0]),
+    return AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_gemm_forward, &g, af_tensor_data(c->in[0]),
                              af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
 }
 
 static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     conv_geom g;
     conv_geom_from_call(c, &g);
+    AF_TRY(conv2d_check_cblas(&g));
     af_dtype dt = c->in[0]->dtype;
     void *dx = din[0] ? af_tensor_data(din[0]) : NULL;
     void *dw = din[1] ? af_tensor_data(din[1]) : NULL;
     void *dbias = c->n_in > 2 && din[2] ? af_tensor_data(din[2]) : NULL;
     const void *x = af_tensor_data(c->in[0]), *w = af_tensor_data(c->in[1]), *dy = af_tensor_data(dout[0]);
-    if (dbias) AF_DISPATCH_FLOAT(dt, bias_backward, &g, dy, dbias);
+    if (dbias) AF_DISPATCH_FLOAT(dt, conv2d_bias_backward, &g, dy, dbias);
     if (!dx && !dw) return AF_OK;
     if (g.N * g.HWo == 0 || g.Cout == 0 || g.Cin == 0) return AF_OK;
     if (conv_is_depthwise(&g)) {
-        AF_DISPATCH_FLOAT(dt, depthwise_backward, &g, x, w, dy, dx, dw);
+        AF_DISPATCH_FLOAT(dt, conv2d_depthwise_backward, &g, x, w, dy, dx, dw);
         return AF_OK;
     }
     if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
-        /* dx per image straight from dy; dW needs dy in (Cout, N HW) layout, which gemm_backward builds */
-        if (dx) AF_DISPATCH_FLOAT(dt, pointwise_backward_dx, &g, w, dy, dx);
-        return dw ? AF_DISPATCH_FLOAT(dt, gemm_backward, &g, x, w, dy, NULL, dw) : AF_OK;
+        /* dx per image straight from dy; dW needs dy in (Cout, N HW) layout, which conv2d_gemm_backward builds */
+        if (dx) AF_DISPATCH_FLOAT(dt, conv2d_pointwise_backward_dx, &g, w, dy, dx);
+        return dw ? AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, NULL, dw) : AF_OK;
     }
-    return AF_DISPATCH_FLOAT(dt, gemm_backward, &g, x, w, dy, dx, dw);
+    return AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, dx, dw);
 }
 
 static const char *const conv2d_inputs[] = {"input", "weight", "bias", NULL};
 
-const af_op_def af_op_def_conv2d = {"conv2d", conv2d_inputs, conv2d_setup, conv2d_forward_cpu,
-                                    conv2d_backward_cpu, NULL, NULL, 0x7u};
+const af_op_def af_op_def_conv2d = {.name = "conv2d", .input_names = conv2d_inputs, .setup = conv2d_setup,
+                                    .forward_cpu = conv2d_forward_cpu, .backward_cpu = conv2d_backward_cpu,
+                                    .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -299,8 +262,8 @@ static void K(gather_dy)(const conv_geom *g, const scalar_t *dy, int64_t m, scal
 }
 
 /* x (N, Cin, H, W), w (Cout, Cin_g, KH, KW), bias (Cout) or NULL -> y (N, Cout, Ho, Wo), via im2col + GEMM */
-static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                 scalar_t *y) {
+static af_status K(conv2d_gemm_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                        scalar_t *y) {
     int64_t nb = images_per_chunk(g);
     int direct = g->HWo >= CONV_DIRECT_HWO;
     scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
@@ -335,8 +298,8 @@ static af_status K(gemm_forward)(const conv_geom *g, const scalar_t *x, const sc
 }
 
 /* dx (N, Cin, H, W) and/or dw (Cout, Cin_g, KH, KW) += ..., either may be NULL */
-static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                                  scalar_t *dx, scalar_t *dw) {
+static af_status K(conv2d_gemm_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
+                                         scalar_t *dx, scalar_t *dw) {
     int64_t nb = images_per_chunk(g);
     int direct = g->HWo >= CONV_DIRECT_HWO;
     scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
@@ -376,8 +339,8 @@ static af_status K(gemm_backward)(const conv_geom *g, const scalar_t *x, const s
 }
 
 /* Pointwise (1x1, stride 1, no padding): y[n, g] (Cout_g, HW) = W[g] (Cout_g, Cin_g) @ x[n, g] (Cin_g, HW) */
-static void K(pointwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                 scalar_t *y) {
+static void K(conv2d_pointwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                        scalar_t *y) {
     af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cin * g->HWo, g->Cin_g * g->HWo,
                      g->Cout * g->HWo, g->Cout_g * g->HWo};
     AF_GEMM_BATCHED(&bt, 0, 0, g->Cout_g, g->HWo, g->Cin_g, 1, w, g->Cin_g, x, g->HWo, 0, y, g->HWo);
@@ -385,7 +348,7 @@ static void K(pointwise_forward)(const conv_geom *g, const scalar_t *x, const sc
 }
 
 /* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW) */
-static void K(pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
+static void K(conv2d_pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
     af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cout * g->HWo, g->Cout_g * g->HWo,
                      g->Cin * g->HWo, g->Cin_g * g->HWo};
     AF_GEMM_BATCHED(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, 1, w, g->Cin_g, dy, g->HWo, 1, dx, g->HWo);
@@ -393,8 +356,8 @@ static void K(pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, cons
 
 /* Depthwise (Cin_g = 1): y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g] shifted.
  * One thread per output plane; each (kh, kw) tap is a row-wise axpy over the valid output range. */
-static void K(depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                 scalar_t *y) {
+static void K(conv2d_depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                                        scalar_t *y) {
     const int64_t planes = g->N * g->Cout;
     AF_PARALLEL_FOR(planes * g->HWo * g->KH * g->KW)
     for (int64_t p = 0; p < planes; p++) {
@@ -423,9 +386,9 @@ static void K(depthwise_forward)(const conv_geom *g, const scalar_t *x, const sc
 }
 
 /* dx (one thread per input plane, over its Cout_g output channels) and dw (one thread per output
- * channel, summing over images in order) += the adjoints of depthwise_forward */
-static void K(depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                                  scalar_t *dx, scalar_t *dw) {
+ * channel, summing over images in order) += the adjoints of conv2d_depthwise_forward */
+static void K(conv2d_depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
+                                         scalar_t *dx, scalar_t *dw) {
     const int64_t KK = g->KH * g->KW;
     if (dx) {
         const int64_t planes = g->N * g->Cin;
@@ -481,7 +444,7 @@ static void K(depthwise_backward)(const conv_geom *g, const scalar_t *x, const s
 }
 
 /* dbias[co] += sum_{n, oh, ow} dy[n, co, oh, ow]; one thread per channel, images in order */
-static void K(bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias) {
+static void K(conv2d_bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias) {
     AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
     for (int64_t co = 0; co < g->Cout; co++) {
         scalar_t acc = 0;

@@ -1,6 +1,4 @@
 /* The op table (generated from op_list.h), device dispatch, and the checks setup functions share. */
-#include <string.h>
-
 #include "ops.h"
 
 const af_op_def *const af_op_table[AF_OP_COUNT] = {
@@ -16,27 +14,67 @@ _Static_assert(0
                == AF_OP_COUNT, "op_list.h and the op table disagree");
 #undef AF_OP
 
+/* The table's invariants, checked once when _C is imported (the defs live in separate files, out of
+ * reach of a static assert): every op has setup and a CPU forward, and differentiable_inputs says
+ * whether it is differentiable: a non-zero mask needs a backward, a zero mask must have none. */
+static af_status check_kernels(const af_op_def *def, const char *device, af_op_kernels k) {
+    if (!k.forward) return AF_FAIL(AF_ERR_INTERNAL, "op table: %s has no %s forward", def->name, device);
+    if (def->differentiable_inputs && !k.backward)
+        return AF_FAIL(AF_ERR_INTERNAL, "op table: %s declares differentiable inputs (mask 0x%x) but has no %s backward",
+                       def->name, (unsigned)def->differentiable_inputs, device);
+    if (!def->differentiable_inputs && k.backward)
+        return AF_FAIL(AF_ERR_INTERNAL, "op table: %s has a %s backward but declares no differentiable input",
+                       def->name, device);
+    return AF_OK;
+}
+
+af_status af_op_table_check(void) {
+    for (int op = 0; op < AF_OP_COUNT; op++) {
+        const af_op_def *def = af_op_table[op];
+        if (!def->name || !def->setup) return AF_FAIL(AF_ERR_INTERNAL, "op table: op %d lacks a name or setup", op);
+        AF_TRY(check_kernels(def, "CPU", (af_op_kernels){.forward = def->forward_cpu, .backward = def->backward_cpu}));
+#ifdef AF_HAVE_CUDA
+        if (af_op_cuda_table[op]) AF_TRY(check_kernels(def, "CUDA", *af_op_cuda_table[op]));
+#endif
+    }
+    return AF_OK;
+}
+
 static af_device call_device(const af_op_call *c) {
     for (int i = 0; i < c->n_in; i++)
         if (c->in[i]) return c->in[i]->device;
     return AF_CPU;
 }
 
+/* The kernels of op on dev; NULL members where that device has none. */
+static af_op_kernels device_kernels(int op, af_device dev) {
+    const af_op_def *def = af_op_table[op];
+    af_op_kernels none = {NULL, NULL};
+    if (dev.type == AF_DEVICE_CUDA) {
+#ifdef AF_HAVE_CUDA
+        if (af_op_cuda_table[op]) return *af_op_cuda_table[op];
+#endif
+        return none;
+    }
+    return (af_op_kernels){.forward = def->forward_cpu, .backward = def->backward_cpu};
+}
+
 af_status af_op_forward(af_op_call *c) {
     const af_op_def *def = af_op_table[c->op];
     AF_TRY(af_check_same_device(c));
-    AF_TRY(def->setup(c));
+    /* before setup, so a missing kernel never costs an allocation (on a device, possibly large) */
     af_device dev = call_device(c);
-    if (dev.type == AF_DEVICE_CUDA) {
-        if (!def->forward_cuda) return AF_FAIL(AF_ERR_DEVICE, "%s has no CUDA kernel", def->name);
-        return def->forward_cuda(c);
-    }
-    return def->forward_cpu(c);
+    af_op_kernels k = device_kernels(c->op, dev);
+    if (!k.forward)
+        return AF_FAIL(AF_ERR_DEVICE, "%s has no %s kernel: move the inputs to the CPU with .to('cpu')", def->name,
+                       dev.type == AF_DEVICE_CUDA ? "CUDA" : "CPU");
+    AF_TRY(def->setup(c));
+    return k.forward(c);
 }
 
 af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_op_def *def = af_op_table[c->op];
-    af_backward_fn fn = call_device(c).type == AF_DEVICE_CUDA ? def->backward_cuda : def->backward_cpu;
+    af_backward_fn fn = device_kernels(c->op, call_device(c)).backward;
     if (!fn) return AF_FAIL(AF_ERR_RUNTIME, "%s has no backward on this device", def->name);
     return fn(c, dout, din);
 }

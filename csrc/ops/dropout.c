@@ -14,8 +14,6 @@
  * Eval, or p == 0: y = x (a copy).
  * Backward: dx_i += dy_i / (1 - p) when kept, nothing when dropped; dx += dy for the identity. */
 #ifndef AF_FLOAT_PASS
-#include <math.h>
-
 #include "ops.h"
 
 /* Philox words below this are dropped: floor(p * 2^32), or 2^32 (drop all) for p == 1. */
@@ -55,8 +53,9 @@ static af_status dropout_backward_cpu(const af_op_call *c, af_tensor *const *dou
 
 static const char *const dropout_inputs[] = {"input", NULL};
 
-const af_op_def af_op_def_dropout = {"dropout", dropout_inputs, dropout_setup, dropout_forward_cpu,
-                                     dropout_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_dropout = {.name = "dropout", .input_names = dropout_inputs, .setup = dropout_setup,
+                                     .forward_cpu = dropout_forward_cpu, .backward_cpu = dropout_backward_cpu,
+                                     .differentiable_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -12,43 +12,10 @@
  *   scale x*f[0]     add_scalar x + f[0]     pow_scalar x^f[0]
  * Attributes: gelu has 1 integer; scale/add_scalar/pow_scalar 1 float; the rest none. */
 #ifndef AF_FLOAT_PASS
-#include <string.h>
-
-#include "ops.h"
-
-/* Right-aligned broadcast of a and b into 5 dims; stride 0 on stretched dims. */
-typedef struct broadcast {
-    int64_t shape[AF_MAX_DIMS];
-    int64_t stride_a[AF_MAX_DIMS], stride_b[AF_MAX_DIMS];
-    int same; /* a, b and out all have the same shape: a flat loop will do */
-} broadcast;
+#include "elementwise.h"
 
 #define AF_TEMPLATE_FILE "elementwise.c"
 #include "instantiate_float.h"
-
-static void padded_strides(const af_tensor *t, const int64_t *out_shape, int64_t *stride) {
-    int64_t padded[AF_MAX_DIMS];
-    int lead = AF_MAX_DIMS - t->ndim;
-    for (int d = 0; d < AF_MAX_DIMS; d++) padded[d] = d < lead ? 1 : t->shape[d - lead];
-    int64_t s = 1;
-    for (int d = AF_MAX_DIMS - 1; d >= 0; d--) {
-        stride[d] = (padded[d] == 1 && out_shape[d] != 1) ? 0 : s;
-        s *= padded[d];
-    }
-}
-
-static void broadcast_make(const af_tensor *a, const af_tensor *b, broadcast *bc) {
-    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
-    for (int d = 0; d < AF_MAX_DIMS; d++) {
-        int k = d - (AF_MAX_DIMS - nd);
-        int64_t da = (k >= nd - a->ndim && k >= 0) ? a->shape[k - (nd - a->ndim)] : 1;
-        int64_t db = (k >= nd - b->ndim && k >= 0) ? b->shape[k - (nd - b->ndim)] : 1;
-        bc->shape[d] = da == 1 ? db : da;
-    }
-    padded_strides(a, bc->shape, bc->stride_a);
-    padded_strides(b, bc->shape, bc->stride_b);
-    bc->same = af_tensor_same_shape(a, b);
-}
 
 static af_status binary_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 0, 0));
@@ -115,12 +82,14 @@ static af_status unary_backward_cpu(const af_op_call *c, af_tensor *const *dout,
 static const char *const binary_inputs[] = {"input", "other", NULL};
 static const char *const unary_inputs[] = {"input", NULL};
 
-#define BINARY_OP(name) \
-    const af_op_def af_op_def_##name = {#name, binary_inputs, binary_setup, binary_forward_cpu, \
-                                        binary_backward_cpu, NULL, NULL, 0x3u};
-#define UNARY_OP(name) \
-    const af_op_def af_op_def_##name = {#name, unary_inputs, unary_setup, unary_forward_cpu, \
-                                        unary_backward_cpu, NULL, NULL, 0x1u};
+#define BINARY_OP(op)                                                                                         \
+    const af_op_def af_op_def_##op = {.name = #op, .input_names = binary_inputs, .setup = binary_setup,       \
+                                      .forward_cpu = binary_forward_cpu, .backward_cpu = binary_backward_cpu, \
+                                      .differentiable_inputs = 0x3u};
+#define UNARY_OP(op)                                                                                          \
+    const af_op_def af_op_def_##op = {.name = #op, .input_names = unary_inputs, .setup = unary_setup,         \
+                                      .forward_cpu = unary_forward_cpu, .backward_cpu = unary_backward_cpu,   \
+                                      .differentiable_inputs = 0x1u};
 BINARY_OP(add)
 BINARY_OP(sub)
 BINARY_OP(mul)

@@ -16,21 +16,14 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
-#include "ops.h"
+#include "layernorm.h"
 
-enum { LN_X, LN_WEIGHT, LN_BIAS };
 #define LN_COLUMN_BLOCK 64
 
 #define AF_TEMPLATE_FILE "layernorm.c"
 #include "instantiate_float.h"
 
-static void ln_dims(const af_tensor *x, int k, int64_t *R, int64_t *M) {
-    *R = *M = 1;
-    for (int d = 0; d < x->ndim - k; d++) *R *= x->shape[d];
-    for (int d = x->ndim - k; d < x->ndim; d++) *M *= x->shape[d];
-}
-
-static af_status ln_setup(af_op_call *c) {
+static af_status layer_norm_setup(af_op_call *c) {
     const char *op = af_op_table[c->op]->name;
     char buf[96], want[96];
     AF_TRY(af_check_attrs(c, 1, 1));
@@ -59,43 +52,48 @@ static af_status ln_setup(af_op_call *c) {
                            af_shape_str(p->ndim, p->shape, buf, sizeof buf));
     }
     int64_t R, M;
-    ln_dims(x, (int)k, &R, &M);
+    layer_norm_dims(x, (int)k, &R, &M);
     AF_TRY(af_alloc_out(c, 0, x->ndim, x->shape, LN_X));
     AF_TRY(af_alloc_saved(c, 0, 1, &R, x->dtype));
     return af_alloc_saved(c, 1, 1, &R, x->dtype);
 }
 
-static void *ln_data(const af_op_call *c, int i) { return i < c->n_in && c->in[i] ? af_tensor_data(c->in[i]) : NULL; }
+static void *layer_norm_data(const af_op_call *c, int i) {
+    return i < c->n_in && c->in[i] ? af_tensor_data(c->in[i]) : NULL;
+}
 
-static af_status ln_forward_cpu(af_op_call *c) {
+static af_status layer_norm_forward_cpu(af_op_call *c) {
     int64_t R, M;
-    ln_dims(c->in[LN_X], (int)c->attr.i[0], &R, &M);
-    AF_DISPATCH_FLOAT(c->in[LN_X]->dtype, ln_forward, R, M, c->attr.f[0], af_tensor_data(c->in[LN_X]),
-                      ln_data(c, LN_WEIGHT), ln_data(c, LN_BIAS), af_tensor_data(c->out[0]),
+    layer_norm_dims(c->in[LN_X], (int)c->attr.i[0], &R, &M);
+    AF_DISPATCH_FLOAT(c->in[LN_X]->dtype, layer_norm_forward, R, M, c->attr.f[0], af_tensor_data(c->in[LN_X]),
+                      layer_norm_data(c, LN_WEIGHT), layer_norm_data(c, LN_BIAS), af_tensor_data(c->out[0]),
                       af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]));
     return AF_OK;
 }
 
-static af_status ln_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+static af_status layer_norm_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     int64_t R, M;
-    ln_dims(c->in[LN_X], (int)c->attr.i[0], &R, &M);
-    AF_DISPATCH_FLOAT(c->in[LN_X]->dtype, ln_backward, R, M, af_tensor_data(c->in[LN_X]), ln_data(c, LN_WEIGHT),
-                      af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]), af_tensor_data(dout[0]),
-                      din[LN_X] ? af_tensor_data(din[LN_X]) : NULL, din[LN_WEIGHT] ? af_tensor_data(din[LN_WEIGHT]) : NULL,
+    layer_norm_dims(c->in[LN_X], (int)c->attr.i[0], &R, &M);
+    AF_DISPATCH_FLOAT(c->in[LN_X]->dtype, layer_norm_backward, R, M, af_tensor_data(c->in[LN_X]),
+                      layer_norm_data(c, LN_WEIGHT), af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]),
+                      af_tensor_data(dout[0]), din[LN_X] ? af_tensor_data(din[LN_X]) : NULL,
+                      din[LN_WEIGHT] ? af_tensor_data(din[LN_WEIGHT]) : NULL,
                       din[LN_BIAS] ? af_tensor_data(din[LN_BIAS]) : NULL);
     return AF_OK;
 }
 
-static const char *const ln_inputs[] = {"input", "weight", "bias", NULL};
+static const char *const layer_norm_inputs[] = {"input", "weight", "bias", NULL};
 
-const af_op_def af_op_def_layer_norm = {"layer_norm", ln_inputs, ln_setup, ln_forward_cpu, ln_backward_cpu,
-                                        NULL, NULL, 0x7u};
+const af_op_def af_op_def_layer_norm = {.name = "layer_norm", .input_names = layer_norm_inputs,
+                                        .setup = layer_norm_setup, .forward_cpu = layer_norm_forward_cpu,
+                                        .backward_cpu = layer_norm_backward_cpu,
+                                        .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* x, y: (R, M); w, b: (M) or NULL; mean, rstd: (R) */
-static void K(ln_forward)(int64_t R, int64_t M, double eps, const scalar_t *x, const scalar_t *w, const scalar_t *b,
-                          scalar_t *y, scalar_t *mean, scalar_t *rstd) {
+static void K(layer_norm_forward)(int64_t R, int64_t M, double eps, const scalar_t *x, const scalar_t *w,
+                                  const scalar_t *b, scalar_t *y, scalar_t *mean, scalar_t *rstd) {
     AF_PARALLEL_FOR(R * M * 4)
     for (int64_t r = 0; r < R; r++) {
         const scalar_t *xr = x + r * M;
@@ -120,8 +118,9 @@ static void K(ln_forward)(int64_t R, int64_t M, double eps, const scalar_t *x, c
 }
 
 /* x, dy, dx: (R, M); w, dw, dbias: (M); mean, rstd: (R); w and the gradients may be NULL */
-static void K(ln_backward)(int64_t R, int64_t M, const scalar_t *x, const scalar_t *w, const scalar_t *mean,
-                           const scalar_t *rstd, const scalar_t *dy, scalar_t *dx, scalar_t *dw, scalar_t *dbias) {
+static void K(layer_norm_backward)(int64_t R, int64_t M, const scalar_t *x, const scalar_t *w, const scalar_t *mean,
+                                   const scalar_t *rstd, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
+                                   scalar_t *dbias) {
     if (dx) {
         AF_PARALLEL_FOR(R * M * 8)
         for (int64_t r = 0; r < R; r++) {

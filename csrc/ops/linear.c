@@ -46,19 +46,26 @@ static af_status linear_setup(af_op_call *c) {
                            af_shape_str(bias->ndim, bias->shape, sb, sizeof sb));
         }
     }
-    int64_t M = in ? x->numel / in : af_shape_numel(x->ndim - 1, x->shape);
-    if (M > INT_MAX || in > INT_MAX || out > INT_MAX)
-        return AF_FAIL(AF_ERR_VALUE, "linear: 'input' %s with 'weight' %s exceeds the BLAS limit of 2^31 per dim", sx, sw);
     int64_t shape[AF_MAX_DIMS];
     for (int k = 0; k < x->ndim - 1; k++) shape[k] = x->shape[k];
     shape[x->ndim - 1] = out;
     return af_alloc_out(c, 0, x->ndim, shape, 0);
 }
 
+/* CBLAS takes int sizes; the limit belongs to this CPU path, not to setup. */
+static af_status linear_check_cblas(const af_op_call *c, int64_t M, int64_t in, int64_t out) {
+    if (M <= INT_MAX && in <= INT_MAX && out <= INT_MAX) return AF_OK;
+    char sx[96], sw[96];
+    return AF_FAIL(AF_ERR_VALUE, "linear: 'input' %s with 'weight' %s exceeds the BLAS limit of 2^31 per dim",
+                   af_shape_str(c->in[0]->ndim, c->in[0]->shape, sx, sizeof sx),
+                   af_shape_str(c->in[1]->ndim, c->in[1]->shape, sw, sizeof sw));
+}
+
 static af_status linear_forward_cpu(af_op_call *c) {
     const af_tensor *bias = c->n_in > 2 ? c->in[2] : NULL;
     int64_t out = c->in[1]->shape[0], in = c->in[1]->shape[1];
     int64_t M = af_shape_numel(c->out[0]->ndim - 1, c->out[0]->shape);
+    AF_TRY(linear_check_cblas(c, M, in, out));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, linear_forward, M, in, out, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       bias ? af_tensor_data(bias) : NULL, af_tensor_data(c->out[0]));
     return AF_OK;
@@ -67,6 +74,7 @@ static af_status linear_forward_cpu(af_op_call *c) {
 static af_status linear_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     int64_t out = c->in[1]->shape[0], in = c->in[1]->shape[1];
     int64_t M = af_shape_numel(c->out[0]->ndim - 1, c->out[0]->shape);
+    AF_TRY(linear_check_cblas(c, M, in, out));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, linear_backward, M, in, out, af_tensor_data(c->in[0]),
                       af_tensor_data(c->in[1]), af_tensor_data(dout[0]), din[0] ? af_tensor_data(din[0]) : NULL,
                       din[1] ? af_tensor_data(din[1]) : NULL, c->n_in > 2 && din[2] ? af_tensor_data(din[2]) : NULL);
@@ -74,8 +82,9 @@ static af_status linear_backward_cpu(const af_op_call *c, af_tensor *const *dout
 }
 
 static const char *const linear_inputs[] = {"input", "weight", "bias", NULL};
-const af_op_def af_op_def_linear = {"linear", linear_inputs, linear_setup, linear_forward_cpu,
-                                    linear_backward_cpu, NULL, NULL, 0x7u};
+const af_op_def af_op_def_linear = {.name = "linear", .input_names = linear_inputs, .setup = linear_setup,
+                                    .forward_cpu = linear_forward_cpu, .backward_cpu = linear_backward_cpu,
+                                    .differentiable_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -32,7 +32,7 @@ enum { CE_NONE = AF_REDUCTION_NONE, CE_MEAN = AF_REDUCTION_MEAN, CE_SUM = AF_RED
 #define AF_TEMPLATE_FILE "loss_ce.c"
 #include "instantiate_float.h"
 
-static af_status ce_setup(af_op_call *c) {
+static af_status cross_entropy_setup(af_op_call *c) {
     const char *op = af_op_table[c->op]->name;
     char buf[96];
     AF_TRY(af_check_attrs(c, 2, 1));
@@ -76,11 +76,11 @@ static af_status ce_setup(af_op_call *c) {
     return af_alloc_saved(c, 0, 2, z->shape, z->dtype);
 }
 
-static const void *ce_weight(const af_op_call *c) {
+static const void *cross_entropy_weight(const af_op_call *c) {
     return c->n_in > CE_WEIGHT && c->in[CE_WEIGHT] ? af_tensor_data(c->in[CE_WEIGHT]) : NULL;
 }
 
-static af_status ce_forward_cpu(af_op_call *c) {
+static af_status cross_entropy_forward_cpu(af_op_call *c) {
     const af_tensor *z = c->in[CE_LOGITS], *t = c->in[CE_TARGET];
     int64_t N = z->shape[0], C = z->shape[1], ignore_index = c->attr.i[1];
     int index_target = t->dtype == AF_DTYPE_I64;
@@ -94,12 +94,12 @@ static af_status ce_forward_cpu(af_op_call *c) {
     }
     double *per_sample = malloc((size_t)(N > 0 ? N : 1) * 2 * sizeof *per_sample); /* loss_i, then weight_i */
     if (!per_sample) return AF_FAIL(AF_ERR_OOM, "%s: out of memory for %lld per-sample losses", af_op_table[c->op]->name, (long long)N);
-    AF_DISPATCH_FLOAT(z->dtype, ce_forward, N, C, af_tensor_data(z), af_tensor_data(t), index_target,
-                      ce_weight(c), ignore_index, c->attr.f[0], af_tensor_data(c->saved[0]), per_sample,
+    AF_DISPATCH_FLOAT(z->dtype, cross_entropy_forward, N, C, af_tensor_data(z), af_tensor_data(t), index_target,
+                      cross_entropy_weight(c), ignore_index, c->attr.f[0], af_tensor_data(c->saved[0]), per_sample,
                       per_sample + N);
     int64_t reduction = c->attr.i[0];
     if (reduction == CE_NONE) {
-        AF_DISPATCH_FLOAT(z->dtype, ce_store, N, per_sample, af_tensor_data(c->out[0]));
+        AF_DISPATCH_FLOAT(z->dtype, cross_entropy_store, N, per_sample, af_tensor_data(c->out[0]));
     } else {
         double total = 0, denominator = 0;
         for (int64_t i = 0; i < N; i++) {
@@ -107,41 +107,45 @@ static af_status ce_forward_cpu(af_op_call *c) {
             denominator += per_sample[N + i];
         }
         double loss = reduction == CE_SUM ? total : total / denominator; /* 0 / 0 = NaN, as torch */
-        AF_DISPATCH_FLOAT(z->dtype, ce_store, 1, &loss, af_tensor_data(c->out[0]));
+        AF_DISPATCH_FLOAT(z->dtype, cross_entropy_store, 1, &loss, af_tensor_data(c->out[0]));
     }
     free(per_sample);
     return AF_OK;
 }
 
-static af_status ce_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+static af_status cross_entropy_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_tensor *z = c->in[CE_LOGITS], *t = c->in[CE_TARGET];
     int64_t N = z->shape[0], C = z->shape[1];
     int index_target = t->dtype == AF_DTYPE_I64;
     af_tensor *dt = index_target ? NULL : din[CE_TARGET];
     if (!din[CE_LOGITS] && !dt) return AF_OK;
-    AF_DISPATCH_FLOAT(z->dtype, ce_backward, N, C, af_tensor_data(t), index_target, ce_weight(c), c->attr.i[1],
-                      c->attr.f[0], (int)c->attr.i[0], af_tensor_data(c->saved[0]), af_tensor_data(dout[0]),
-                      din[CE_LOGITS] ? af_tensor_data(din[CE_LOGITS]) : NULL, dt ? af_tensor_data(dt) : NULL);
+    AF_DISPATCH_FLOAT(z->dtype, cross_entropy_backward, N, C, af_tensor_data(t), index_target, cross_entropy_weight(c),
+                      c->attr.i[1], c->attr.f[0], (int)c->attr.i[0], af_tensor_data(c->saved[0]),
+                      af_tensor_data(dout[0]), din[CE_LOGITS] ? af_tensor_data(din[CE_LOGITS]) : NULL,
+                      dt ? af_tensor_data(dt) : NULL);
     return AF_OK;
 }
 
-static const char *const ce_inputs[] = {"input", "target", "weight", NULL};
+static const char *const cross_entropy_inputs[] = {"input", "target", "weight", NULL};
 
-const af_op_def af_op_def_cross_entropy = {"cross_entropy", ce_inputs, ce_setup, ce_forward_cpu, ce_backward_cpu,
-                                           NULL, NULL, 0x3u};
+const af_op_def af_op_def_cross_entropy = {.name = "cross_entropy", .input_names = cross_entropy_inputs,
+                                           .setup = cross_entropy_setup,
+                                           .forward_cpu = cross_entropy_forward_cpu,
+                                           .backward_cpu = cross_entropy_backward_cpu,
+                                           .differentiable_inputs = 0x3u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
-static void K(ce_store)(int64_t n, const double *src, scalar_t *dst) {
+static void K(cross_entropy_store)(int64_t n, const double *src, scalar_t *dst) {
     for (int64_t i = 0; i < n; i++) dst[i] = (scalar_t)src[i];
 }
 
 /* z, logp: (N, C); target: int64 (N) or scalar_t (N, C); w: (C) or NULL.
  * loss: (N) per-sample losses; norm: (N) each sample's share of the mean's denominator
  * (w_{y_i}, 0 when ignored, for indices; 1 for probabilities). */
-static void K(ce_forward)(int64_t N, int64_t C, const scalar_t *z, const void *target, int index_target,
-                          const scalar_t *w, int64_t ignore_index, double e, scalar_t *logp, double *loss,
-                          double *norm) {
+static void K(cross_entropy_forward)(int64_t N, int64_t C, const scalar_t *z, const void *target, int index_target,
+                                     const scalar_t *w, int64_t ignore_index, double e, scalar_t *logp, double *loss,
+                                     double *norm) {
     const int64_t *y = target;
     const scalar_t *t = target;
     AF_PARALLEL_FOR(N * C * 8)
@@ -174,9 +178,9 @@ static void K(ce_forward)(int64_t N, int64_t C, const scalar_t *z, const void *t
 }
 
 /* logp, dz, dt: (N, C); dout: (N) for reduction none, () otherwise; dz or dt may be NULL. */
-static void K(ce_backward)(int64_t N, int64_t C, const void *target, int index_target, const scalar_t *w,
-                           int64_t ignore_index, double e, int reduction, const scalar_t *logp,
-                           const scalar_t *dout, scalar_t *dz, scalar_t *dt) {
+static void K(cross_entropy_backward)(int64_t N, int64_t C, const void *target, int index_target, const scalar_t *w,
+                                      int64_t ignore_index, double e, int reduction, const scalar_t *logp,
+                                      const scalar_t *dout, scalar_t *dz, scalar_t *dt) {
     const int64_t *y = target;
     const scalar_t *t = target;
     double scale = 1; /* d L / d loss_i for mean and sum */

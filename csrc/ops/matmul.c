@@ -15,27 +15,10 @@
 #ifndef AF_FLOAT_PASS
 #include <limits.h>
 
-#include "ops.h"
-
-typedef struct matmul_dims {
-    int64_t batch; /* number of separate GEMMs: 1 when b is 2-D */
-    int64_t M, K, N;
-} matmul_dims;
+#include "matmul.h"
 
 #define AF_TEMPLATE_FILE "matmul.c"
 #include "instantiate_float.h"
-
-static void dims_make(const af_tensor *a, const af_tensor *b, matmul_dims *d) {
-    d->K = a->shape[a->ndim - 1];
-    d->N = b->shape[b->ndim - 1];
-    if (b->ndim == 2) {
-        d->batch = 1;
-        d->M = d->K ? a->numel / d->K : af_shape_numel(a->ndim - 1, a->shape);
-    } else {
-        d->batch = af_shape_numel(a->ndim - 2, a->shape);
-        d->M = a->shape[a->ndim - 2];
-    }
-}
 
 static af_status matmul_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 0, 0));
@@ -59,19 +42,25 @@ static af_status matmul_setup(af_op_call *c) {
         return AF_FAIL(AF_ERR_VALUE, "matmul: 'input' of shape %s and 'other' of shape %s cannot be multiplied "
                        "(inner dims %lld and %lld differ)", sa, sb, (long long)a->shape[a->ndim - 1],
                        (long long)b->shape[b->ndim - 2]);
-    matmul_dims d;
-    dims_make(a, b, &d);
-    if (d.M > INT_MAX || d.N > INT_MAX || d.K > INT_MAX)
-        return AF_FAIL(AF_ERR_VALUE, "matmul: 'input' %s @ 'other' %s exceeds the BLAS limit of 2^31 per dim", sa, sb);
     int64_t shape[AF_MAX_DIMS];
     for (int k = 0; k < a->ndim - 1; k++) shape[k] = a->shape[k];
-    shape[a->ndim - 1] = d.N;
+    shape[a->ndim - 1] = b->shape[b->ndim - 1];
     return af_alloc_out(c, 0, a->ndim, shape, 0);
+}
+
+/* CBLAS takes int sizes; the limit belongs to this CPU path, not to setup. */
+static af_status matmul_check_cblas(const af_op_call *c, const matmul_dims *d) {
+    if (d->M <= INT_MAX && d->N <= INT_MAX && d->K <= INT_MAX) return AF_OK;
+    char sa[96], sb[96];
+    return AF_FAIL(AF_ERR_VALUE, "matmul: 'input' %s @ 'other' %s exceeds the BLAS limit of 2^31 per dim",
+                   af_shape_str(c->in[0]->ndim, c->in[0]->shape, sa, sizeof sa),
+                   af_shape_str(c->in[1]->ndim, c->in[1]->shape, sb, sizeof sb));
 }
 
 static af_status matmul_forward_cpu(af_op_call *c) {
     matmul_dims d;
-    dims_make(c->in[0], c->in[1], &d);
+    matmul_dims_make(c->in[0], c->in[1], &d);
+    AF_TRY(matmul_check_cblas(c, &d));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_forward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(c->out[0]));
     return AF_OK;
@@ -79,7 +68,8 @@ static af_status matmul_forward_cpu(af_op_call *c) {
 
 static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     matmul_dims d;
-    dims_make(c->in[0], c->in[1], &d);
+    matmul_dims_make(c->in[0], c->in[1], &d);
+    AF_TRY(matmul_check_cblas(c, &d));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_backward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(dout[0]), din[0] ? af_tensor_data(din[0]) : NULL,
                       din[1] ? af_tensor_data(din[1]) : NULL);
@@ -87,8 +77,9 @@ static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout
 }
 
 static const char *const matmul_inputs[] = {"input", "other", NULL};
-const af_op_def af_op_def_matmul = {"matmul", matmul_inputs, matmul_setup, matmul_forward_cpu,
-                                    matmul_backward_cpu, NULL, NULL, 0x3u};
+const af_op_def af_op_def_matmul = {.name = "matmul", .input_names = matmul_inputs, .setup = matmul_setup,
+                                    .forward_cpu = matmul_forward_cpu, .backward_cpu = matmul_backward_cpu,
+                                    .differentiable_inputs = 0x3u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -10,8 +10,12 @@
  *                    for every i with din[i] != NULL, ACCUMULATES (+=) dLoss/d in[i] into din[i].
  *                    dout[j] is dLoss/d out[j] (never NULL: zero-filled when no gradient arrived).
  *                    c->in are the forward inputs, c->out aliases of the outputs, c->saved as
- *                    setup/forward left them. NULL backward = not differentiable.
- *   forward_cuda / backward_cuda: the CUDA twins in csrc/ops/<op>.cu, same signatures.
+ *                    setup/forward left them. NULL exactly when differentiable_inputs is 0.
+ *
+ * The CUDA twins live in csrc/ops/<op>.cu, with the same signatures, and register themselves there:
+ *     AF_OP_CUDA_KERNELS(conv2d) = {.forward = conv2d_forward_cuda, .backward = conv2d_backward_cuda};
+ * defines `af_op_cuda_conv2d`, which csrc/ops/cuda_table.c collects into af_op_cuda_table (builds with
+ * AF_HAVE_CUDA only). Adding a .cu therefore edits no .c file.
  *
  * Kernels assume setup's checks passed. Attribute meaning is documented per op, next to its def. */
 #ifndef AF_OPS_H
@@ -20,6 +24,10 @@
 #include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define AF_MAX_IN 32
 #define AF_MAX_OUT 32
@@ -55,8 +63,6 @@ typedef struct af_op_def {
     af_setup_fn setup;
     af_forward_fn forward_cpu;
     af_backward_fn backward_cpu;
-    af_forward_fn forward_cuda;
-    af_backward_fn backward_cuda;
     /* Inputs whose gradient backward can compute: bit i set = in[i] is differentiable. Indices
      * (class labels), masks and running statistics are not. */
     uint32_t differentiable_inputs;
@@ -75,6 +81,27 @@ typedef enum af_op_id {
 #undef AF_OP
 
 extern const af_op_def *const af_op_table[AF_OP_COUNT];
+
+/* One device's kernels for one op (forward required, backward NULL when not differentiable). */
+typedef struct af_op_kernels {
+    af_forward_fn forward;
+    af_backward_fn backward;
+} af_op_kernels;
+
+/* Defines af_op_cuda_<name>; nvcc compiles .cu files as C++, where the name needs C linkage. */
+#ifdef __cplusplus
+#define AF_OP_CUDA_KERNELS(name) extern "C" const af_op_kernels af_op_cuda_##name
+#else
+#define AF_OP_CUDA_KERNELS(name) const af_op_kernels af_op_cuda_##name
+#endif
+
+#ifdef AF_HAVE_CUDA
+/* af_op_cuda_table[op] = &af_op_cuda_<name>, or NULL when no .cu defines it (csrc/ops/cuda_table.c) */
+extern const af_op_kernels *const af_op_cuda_table[AF_OP_COUNT];
+#endif
+
+/* Checks the invariants of af_op_table (and af_op_cuda_table): see dispatch.c. _C's import runs it. */
+af_status af_op_table_check(void);
 
 /* Runs setup + forward on the inputs' device, without autograd (csrc/autograd/tape.c records). */
 af_status af_op_forward(af_op_call *c);
@@ -96,8 +123,8 @@ af_status af_alloc_out_dtype(af_op_call *c, int k, int ndim, const int64_t *shap
 af_status af_alloc_saved(af_op_call *c, int k, int ndim, const int64_t *shape, af_dtype dtype);
 
 /* Self-including files instantiate their scalar kernels once per float type: after including
- * af_float_types.h, a file's templated section sees `scalar_t` and names functions with K(name)
- * (e.g. K(relu_forward) -> relu_forward_f32). AF_DISPATCH_FLOAT calls the right instance. */
+ * instantiate_float.h, a file's templated section sees `scalar_t` and names functions with K(name)
+ * (e.g. K(unary_forward) -> unary_forward_f32). AF_DISPATCH_FLOAT calls the right instance. */
 #define AF_DISPATCH_FLOAT(dtype, fn, ...) \
     ((dtype) == AF_DTYPE_F32 ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
 
@@ -122,5 +149,9 @@ void af_gemm_batched_f32(const af_gemm_batch *bt, int trans_a, int trans_b, int6
 void af_gemm_batched_f64(const af_gemm_batch *bt, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                          double alpha, const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
                          double *C, int64_t ldc);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -60,7 +60,7 @@ static af_status check_finite_attr(const af_op_call *c, int k, const char *name)
     return AF_OK;
 }
 
-static af_status sgd_setup(af_op_call *c) {
+static af_status sgd_step_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 2, 4));
     AF_TRY(check_state_tensors(c, 2, 3));
     static const char *const names[] = {"lr", "momentum", "dampening", "weight_decay"};
@@ -72,15 +72,15 @@ static af_status sgd_setup(af_op_call *c) {
     return AF_OK;
 }
 
-static af_status sgd_forward_cpu(af_op_call *c) {
+static af_status sgd_step_forward_cpu(af_op_call *c) {
     af_tensor *buf = (c->n_in > 2 && c->attr.f[1] != 0) ? c->in[2] : NULL;
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, sgd_update, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
-                      buf ? af_tensor_data(buf) : NULL, c->in[0]->numel, (int)c->attr.i[0],
-                      (int)c->attr.i[1], c->attr.f[0], c->attr.f[1], c->attr.f[2], c->attr.f[3]);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, sgd_step_forward, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                      buf ? af_tensor_data(buf) : NULL, c->in[0]->numel, (int)c->attr.i[0], (int)c->attr.i[1],
+                      c->attr.f[0], c->attr.f[1], c->attr.f[2], c->attr.f[3]);
     return AF_OK;
 }
 
-static af_status adam_setup(af_op_call *c) {
+static af_status adam_step_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 3, 5));
     AF_TRY(check_state_tensors(c, 4, 5));
     static const char *const names[] = {"lr", "beta1", "beta2", "eps", "weight_decay"};
@@ -96,32 +96,35 @@ static af_status adam_setup(af_op_call *c) {
     return AF_OK;
 }
 
-static af_status adam_forward_cpu(af_op_call *c) {
+static af_status adam_step_forward_cpu(af_op_call *c) {
     int64_t step = c->attr.i[0];
     int amsgrad = (int)c->attr.i[1], decoupled = (int)c->attr.i[2];
     double lr = c->attr.f[0], beta1 = c->attr.f[1], beta2 = c->attr.f[2];
     /* torch: step_size = lr / (1 - beta1**step), bias_correction2_sqrt = (1 - beta2**step) ** 0.5 */
     double step_size = lr / (1.0 - pow(beta1, (double)step));
     double bc2_sqrt = sqrt(1.0 - pow(beta2, (double)step));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, adam_update, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
-                      af_tensor_data(c->in[2]), af_tensor_data(c->in[3]),
-                      amsgrad ? af_tensor_data(c->in[4]) : NULL, c->in[0]->numel, decoupled, lr, beta1,
-                      beta2, c->attr.f[3], c->attr.f[4], step_size, bc2_sqrt);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, adam_step_forward, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                      af_tensor_data(c->in[2]), af_tensor_data(c->in[3]), amsgrad ? af_tensor_data(c->in[4]) : NULL,
+                      c->in[0]->numel, decoupled, lr, beta1, beta2, c->attr.f[3], c->attr.f[4], step_size, bc2_sqrt);
     return AF_OK;
 }
 
-static const char *const sgd_inputs[] = {"param", "grad", "momentum_buffer", NULL};
-static const char *const adam_inputs[] = {"param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", NULL};
+static const char *const sgd_step_inputs[] = {"param", "grad", "momentum_buffer", NULL};
+static const char *const adam_step_inputs[] = {"param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", NULL};
 
-const af_op_def af_op_def_sgd_step = {"sgd_step", sgd_inputs, sgd_setup, sgd_forward_cpu, NULL, NULL, NULL, 0};
-const af_op_def af_op_def_adam_step = {"adam_step", adam_inputs, adam_setup, adam_forward_cpu, NULL, NULL, NULL, 0};
+const af_op_def af_op_def_sgd_step = {.name = "sgd_step", .input_names = sgd_step_inputs,
+                                      .setup = sgd_step_setup, .forward_cpu = sgd_step_forward_cpu,
+                                      .differentiable_inputs = 0};
+const af_op_def af_op_def_adam_step = {.name = "adam_step", .input_names = adam_step_inputs,
+                                       .setup = adam_step_setup, .forward_cpu = adam_step_forward_cpu,
+                                       .differentiable_inputs = 0};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* param, grad, buf: (n). Each element is independent: any thread split gives the same bits. */
-static void K(sgd_update)(scalar_t *param, const scalar_t *grad, scalar_t *buf, int64_t n, int nesterov,
-                          int buffer_is_new, double lr_d, double momentum_d, double dampening_d,
-                          double weight_decay_d) {
+static void K(sgd_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t *buf, int64_t n, int nesterov,
+                                int buffer_is_new, double lr_d, double momentum_d, double dampening_d,
+                                double weight_decay_d) {
     const scalar_t lr = (scalar_t)lr_d, momentum = (scalar_t)momentum_d;
     const scalar_t keep = (scalar_t)(1.0 - dampening_d), wd = (scalar_t)weight_decay_d;
     AF_PARALLEL_FOR(n * 4)
@@ -137,9 +140,9 @@ static void K(sgd_update)(scalar_t *param, const scalar_t *grad, scalar_t *buf, 
 }
 
 /* param, grad, m, v, vmax: (n) */
-static void K(adam_update)(scalar_t *param, const scalar_t *grad, scalar_t *m, scalar_t *v, scalar_t *vmax,
-                           int64_t n, int decoupled, double lr, double beta1_d, double beta2_d, double eps_d,
-                           double weight_decay_d, double step_size_d, double bc2_sqrt_d) {
+static void K(adam_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t *m, scalar_t *v, scalar_t *vmax,
+                                 int64_t n, int decoupled, double lr, double beta1_d, double beta2_d, double eps_d,
+                                 double weight_decay_d, double step_size_d, double bc2_sqrt_d) {
     const scalar_t w1 = (scalar_t)(1.0 - beta1_d), beta2 = (scalar_t)beta2_d, w2 = (scalar_t)(1.0 - beta2_d);
     const scalar_t eps = (scalar_t)eps_d, wd = (scalar_t)weight_decay_d;
     const scalar_t shrink = (scalar_t)(1.0 - lr * weight_decay_d);

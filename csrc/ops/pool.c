@@ -21,25 +21,10 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
-#include "ops.h"
-
-typedef struct pool_geom {
-    int64_t planes, H, W, Ho, Wo;
-    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
-    int count_include_pad;
-    int64_t divisor_override;
-} pool_geom;
+#include "pool.h"
 
 #define AF_TEMPLATE_FILE "pool.c"
 #include "instantiate_float.h"
-
-static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int ceil_mode) {
-    int64_t span = in + 2 * p - d * (k - 1) - 1;
-    int64_t out = (span + (ceil_mode ? s - 1 : 0));
-    out = (out >= 0 ? out / s : -((-out + s - 1) / s)) + 1; /* floor division, as torch's div_rtn */
-    if (ceil_mode && (out - 1) * s >= in + p) out--;
-    return out;
-}
 
 static af_status pool_check_input(af_op_call *c) {
     AF_TRY(af_check_float(c, 0));
@@ -79,12 +64,7 @@ static af_status pool_window_geom(af_op_call *c, const int64_t *k, const int64_t
         if (k[i] > ((int64_t)1 << 30) || s[i] > ((int64_t)1 << 30) || d[i] > ((int64_t)1 << 30))
             return AF_FAIL(AF_ERR_VALUE, "%s: kernel, stride or dilation too large", op);
     }
-    g->planes = x->ndim == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
-    g->H = x->shape[x->ndim - 2];
-    g->W = x->shape[x->ndim - 1];
-    g->kh = k[0], g->kw = k[1], g->sh = s[0], g->sw = s[1], g->ph = p[0], g->pw = p[1], g->dh = d[0], g->dw = d[1];
-    g->Ho = pool_out_size(g->H, g->kh, g->sh, g->ph, g->dh, ceil_mode);
-    g->Wo = pool_out_size(g->W, g->kw, g->sw, g->pw, g->dw, ceil_mode);
+    pool_geom_window(x, k, s, p, d, ceil_mode, g);
     if (g->Ho < 1 || g->Wo < 1)
         return AF_FAIL(AF_ERR_VALUE, "%s: 'input' of size %lldx%lld gives output size %lldx%lld, which is too small",
                        op, (long long)g->H, (long long)g->W, (long long)g->Ho, (long long)g->Wo);
@@ -111,16 +91,16 @@ static af_status max_pool2d_setup(af_op_call *c) {
 
 static af_status max_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
-    AF_TRY(max_pool2d_geom(c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]),
+    max_pool2d_geom_fill(c, &g);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool2d_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]),
                       af_tensor_data(c->saved[0]));
     return AF_OK;
 }
 
 static af_status max_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
-    AF_TRY(max_pool2d_geom((af_op_call *)c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool_backward, &g, af_tensor_data(c->saved[0]), af_tensor_data(dout[0]),
+    max_pool2d_geom_fill(c, &g);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool2d_backward, &g, af_tensor_data(c->saved[0]), af_tensor_data(dout[0]),
                       af_tensor_data(din[0]));
     return AF_OK;
 }
@@ -129,14 +109,13 @@ static af_status max_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *
 
 static af_status avg_pool2d_geom(af_op_call *c, pool_geom *g) {
     const int64_t *a = c->attr.i;
-    static const int64_t one[2] = {1, 1};
+    static const int64_t one[2] = {1, 1}; /* no dilation */
     if (a[6] != 0 && a[6] != 1)
         return AF_FAIL(AF_ERR_VALUE, "avg_pool2d: 'ceil_mode' must be 0 or 1, got %lld", (long long)a[6]);
     if (a[7] != 0 && a[7] != 1)
         return AF_FAIL(AF_ERR_VALUE, "avg_pool2d: 'count_include_pad' must be 0 or 1, got %lld", (long long)a[7]);
     AF_TRY(pool_window_geom(c, a, a + 2, a + 4, one, (int)a[6], g));
-    g->count_include_pad = (int)a[7];
-    g->divisor_override = a[8];
+    avg_pool2d_geom_fill(c, g);
     return AF_OK;
 }
 
@@ -150,31 +129,26 @@ static af_status avg_pool2d_setup(af_op_call *c) {
 
 static af_status avg_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
-    AF_TRY(avg_pool2d_geom(c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
+    avg_pool2d_geom_fill(c, &g);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool2d_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
     return AF_OK;
 }
 
 static af_status avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
-    AF_TRY(avg_pool2d_geom((af_op_call *)c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    avg_pool2d_geom_fill(c, &g);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool2d_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
     return AF_OK;
 }
 
 /* ---- adaptive_avg_pool2d ---- */
 
-static af_status adaptive_geom(af_op_call *c, pool_geom *g) {
-    const af_tensor *x = c->in[0];
+static af_status adaptive_avg_pool2d_geom(af_op_call *c, pool_geom *g) {
     for (int i = 0; i < 2; i++)
         if (c->attr.i[i] < 1 || c->attr.i[i] > ((int64_t)1 << 30))
             return AF_FAIL(AF_ERR_VALUE, "adaptive_avg_pool2d: 'output_size' must be positive, got %lld",
                            (long long)c->attr.i[i]);
-    g->planes = x->ndim == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
-    g->H = x->shape[x->ndim - 2];
-    g->W = x->shape[x->ndim - 1];
-    g->Ho = c->attr.i[0];
-    g->Wo = c->attr.i[1];
+    adaptive_avg_pool2d_geom_fill(c, g);
     if (g->H < 1 || g->W < 1)
         return AF_FAIL(AF_ERR_VALUE, "adaptive_avg_pool2d: 'input' must have non-zero height and width, got %lldx%lld",
                        (long long)g->H, (long long)g->W);
@@ -185,39 +159,47 @@ static af_status adaptive_avg_pool2d_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 2, 0));
     AF_TRY(pool_check_input(c));
     pool_geom g = {0};
-    AF_TRY(adaptive_geom(c, &g));
+    AF_TRY(adaptive_avg_pool2d_geom(c, &g));
     return pool_alloc_out(c, g.Ho, g.Wo);
 }
 
 static af_status adaptive_avg_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
-    AF_TRY(adaptive_geom(c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
+    adaptive_avg_pool2d_geom_fill(c, &g);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_avg_pool2d_forward, &g, af_tensor_data(c->in[0]),
+                      af_tensor_data(c->out[0]));
     return AF_OK;
 }
 
 static af_status adaptive_avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
-    AF_TRY(adaptive_geom((af_op_call *)c, &g));
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    adaptive_avg_pool2d_geom_fill(c, &g);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_avg_pool2d_backward, &g, af_tensor_data(dout[0]),
+                      af_tensor_data(din[0]));
     return AF_OK;
 }
 
 static const char *const pool_inputs[] = {"input", NULL};
 
-const af_op_def af_op_def_max_pool2d = {"max_pool2d", pool_inputs, max_pool2d_setup, max_pool2d_forward_cpu,
-                                        max_pool2d_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_avg_pool2d = {"avg_pool2d", pool_inputs, avg_pool2d_setup, avg_pool2d_forward_cpu,
-                                        avg_pool2d_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_adaptive_avg_pool2d = {"adaptive_avg_pool2d", pool_inputs, adaptive_avg_pool2d_setup,
-                                                 adaptive_avg_pool2d_forward_cpu, adaptive_avg_pool2d_backward_cpu,
-                                                 NULL, NULL, 0x1u};
+const af_op_def af_op_def_max_pool2d = {.name = "max_pool2d", .input_names = pool_inputs,
+                                        .setup = max_pool2d_setup, .forward_cpu = max_pool2d_forward_cpu,
+                                        .backward_cpu = max_pool2d_backward_cpu,
+                                        .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_avg_pool2d = {.name = "avg_pool2d", .input_names = pool_inputs,
+                                        .setup = avg_pool2d_setup, .forward_cpu = avg_pool2d_forward_cpu,
+                                        .backward_cpu = avg_pool2d_backward_cpu,
+                                        .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_adaptive_avg_pool2d = {.name = "adaptive_avg_pool2d", .input_names = pool_inputs,
+                                                 .setup = adaptive_avg_pool2d_setup,
+                                                 .forward_cpu = adaptive_avg_pool2d_forward_cpu,
+                                                 .backward_cpu = adaptive_avg_pool2d_backward_cpu,
+                                                 .differentiable_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* x (planes, H, W) -> y, idx (planes, Ho, Wo); idx = ih W + iw of the max, -1 for a window with no
  * pixel inside the image (impossible with padding <= kernel / 2, kept for safety) */
-static void K(max_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y, int64_t *idx) {
+static void K(max_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y, int64_t *idx) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         const scalar_t *xp = x + p * g->H * g->W;
@@ -246,7 +228,7 @@ static void K(max_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t 
 }
 
 /* dx[p, idx[p, o]] += dy[p, o]; one thread per plane */
-static void K(max_pool_backward)(const pool_geom *g, const int64_t *idx, const scalar_t *dy, scalar_t *dx) {
+static void K(max_pool2d_backward)(const pool_geom *g, const int64_t *idx, const scalar_t *dy, scalar_t *dx) {
     const int64_t HWo = g->Ho * g->Wo;
     AF_PARALLEL_FOR(g->planes * HWo)
     for (int64_t p = 0; p < g->planes; p++)
@@ -255,8 +237,8 @@ static void K(max_pool_backward)(const pool_geom *g, const int64_t *idx, const s
 }
 
 /* The window of output (oh, ow) clipped to the image ([*h0, *h1) x [*w0, *w1)), and its divisor. */
-static inline scalar_t K(avg_window)(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
-                                     int64_t *w0, int64_t *w1) {
+static inline scalar_t K(avg_pool2d_window)(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
+                                            int64_t *w0, int64_t *w1) {
     int64_t a0 = oh * g->sh - g->ph, b0 = ow * g->sw - g->pw;
     int64_t a1 = a0 + g->kh < g->H + g->ph ? a0 + g->kh : g->H + g->ph;
     int64_t b1 = b0 + g->kw < g->W + g->pw ? b0 + g->kw : g->W + g->pw;
@@ -269,14 +251,14 @@ static inline scalar_t K(avg_window)(const pool_geom *g, int64_t oh, int64_t ow,
 }
 
 /* x (planes, H, W) -> y (planes, Ho, Wo); an empty clipped window gives 0, as in torch */
-static void K(avg_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
+static void K(avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         const scalar_t *xp = x + p * g->H * g->W;
         for (int64_t oh = 0; oh < g->Ho; oh++)
             for (int64_t ow = 0; ow < g->Wo; ow++) {
                 int64_t h0, h1, w0, w1;
-                scalar_t div = K(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1), sum = 0;
+                scalar_t div = K(avg_pool2d_window)(g, oh, ow, &h0, &h1, &w0, &w1), sum = 0;
                 scalar_t *out = y + (p * g->Ho + oh) * g->Wo + ow;
                 if (h0 >= h1 || w0 >= w1) {
                     *out = 0;
@@ -289,14 +271,14 @@ static void K(avg_pool_forward)(const pool_geom *g, const scalar_t *x, scalar_t 
     }
 }
 
-static void K(avg_pool_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
+static void K(avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         scalar_t *dxp = dx + p * g->H * g->W;
         for (int64_t oh = 0; oh < g->Ho; oh++)
             for (int64_t ow = 0; ow < g->Wo; ow++) {
                 int64_t h0, h1, w0, w1;
-                scalar_t div = K(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1);
+                scalar_t div = K(avg_pool2d_window)(g, oh, ow, &h0, &h1, &w0, &w1);
                 scalar_t v = dy[(p * g->Ho + oh) * g->Wo + ow] / div;
                 for (int64_t ih = h0; ih < h1; ih++)
                     for (int64_t iw = w0; iw < w1; iw++) dxp[ih * g->W + iw] += v;
@@ -305,7 +287,7 @@ static void K(avg_pool_backward)(const pool_geom *g, const scalar_t *dy, scalar_
 }
 
 /* x (planes, H, W) -> y (planes, Ho, Wo), windows [floor(o H / Ho), ceil((o + 1) H / Ho)) */
-static void K(adaptive_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
+static void K(adaptive_avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
     for (int64_t p = 0; p < g->planes; p++) {
         const scalar_t *xp = x + p * g->H * g->W;
@@ -322,7 +304,7 @@ static void K(adaptive_forward)(const pool_geom *g, const scalar_t *x, scalar_t 
     }
 }
 
-static void K(adaptive_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
+static void K(adaptive_avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
     for (int64_t p = 0; p < g->planes; p++) {
         scalar_t *dxp = dx + p * g->H * g->W;

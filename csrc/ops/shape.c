@@ -583,12 +583,24 @@ static af_status cast_backward_cpu(const af_op_call *c, af_tensor *const *dout, 
 static const char *const one_input[] = {"input", NULL};
 static const char *const cat_inputs[] = {"tensors", NULL};
 
-const af_op_def af_op_def_reshape = {"reshape", one_input, reshape_setup, reshape_forward_cpu, reshape_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_permute = {"permute", one_input, permute_setup, permute_forward_cpu, permute_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_cat = {"cat", cat_inputs, cat_setup, cat_forward_cpu, cat_backward_cpu, NULL, NULL, 0xffffffffu};
-const af_op_def af_op_def_split = {"split", one_input, split_setup, split_forward_cpu, split_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_slice = {"slice", one_input, slice_setup, slice_forward_cpu, slice_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_cast = {"cast", one_input, cast_setup, cast_forward_cpu, cast_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_reshape = {.name = "reshape", .input_names = one_input, .setup = reshape_setup,
+                                     .forward_cpu = reshape_forward_cpu, .backward_cpu = reshape_backward_cpu,
+                                     .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_permute = {.name = "permute", .input_names = one_input, .setup = permute_setup,
+                                     .forward_cpu = permute_forward_cpu, .backward_cpu = permute_backward_cpu,
+                                     .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_cat = {.name = "cat", .input_names = cat_inputs, .setup = cat_setup,
+                                 .forward_cpu = cat_forward_cpu, .backward_cpu = cat_backward_cpu,
+                                 .differentiable_inputs = 0xffffffffu};
+const af_op_def af_op_def_split = {.name = "split", .input_names = one_input, .setup = split_setup,
+                                   .forward_cpu = split_forward_cpu, .backward_cpu = split_backward_cpu,
+                                   .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_slice = {.name = "slice", .input_names = one_input, .setup = slice_setup,
+                                   .forward_cpu = slice_forward_cpu, .backward_cpu = slice_backward_cpu,
+                                   .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_cast = {.name = "cast", .input_names = one_input, .setup = cast_setup,
+                                  .forward_cpu = cast_forward_cpu, .backward_cpu = cast_backward_cpu,
+                                  .differentiable_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -13,17 +13,10 @@
  *   log_softmax: dx_j += dy_j - exp(y_j) sum_k dy_k
  * One thread per line, sums in double in a fixed order: identical results for any thread count. */
 #ifndef AF_FLOAT_PASS
-#include "ops.h"
+#include "softmax.h"
 
 #define AF_TEMPLATE_FILE "softmax.c"
 #include "instantiate_float.h"
-
-static void softmax_dims(const af_tensor *x, int dim, int64_t *outer, int64_t *D, int64_t *inner) {
-    *outer = *inner = 1;
-    *D = x->ndim ? x->shape[dim] : 1;
-    for (int d = 0; d < dim; d++) *outer *= x->shape[d];
-    for (int d = dim + 1; d < x->ndim; d++) *inner *= x->shape[d];
-}
 
 static af_status softmax_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 1, 0));
@@ -55,10 +48,12 @@ static af_status softmax_backward_cpu(const af_op_call *c, af_tensor *const *dou
 
 static const char *const softmax_inputs[] = {"input", NULL};
 
-const af_op_def af_op_def_softmax = {"softmax", softmax_inputs, softmax_setup, softmax_forward_cpu,
-                                     softmax_backward_cpu, NULL, NULL, 0x1u};
-const af_op_def af_op_def_log_softmax = {"log_softmax", softmax_inputs, softmax_setup, softmax_forward_cpu,
-                                         softmax_backward_cpu, NULL, NULL, 0x1u};
+const af_op_def af_op_def_softmax = {.name = "softmax", .input_names = softmax_inputs, .setup = softmax_setup,
+                                     .forward_cpu = softmax_forward_cpu, .backward_cpu = softmax_backward_cpu,
+                                     .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_log_softmax = {.name = "log_softmax", .input_names = softmax_inputs,
+                                         .setup = softmax_setup, .forward_cpu = softmax_forward_cpu,
+                                         .backward_cpu = softmax_backward_cpu, .differentiable_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 

@@ -1,5 +1,5 @@
 /* One generic entry for every op in op_list.h: _C.call(op_id, inputs, ints, floats).
- * affectfer/functional.py gives each op its named, documented Python signature. */
+ * affectfer/nn/functional.py gives each op its named, documented Python signature. */
 #include "binding.h"
 
 static PyObject *py_call(PyObject *self, PyObject *args) {
@@ -89,6 +89,10 @@ PyMethodDef af_ops_methods[] = {
 };
 
 int af_ops_init(PyObject *module) {
+    if (af_op_table_check() != AF_OK) {
+        af_py_raise(AF_ERR_INTERNAL);
+        return -1;
+    }
     PyObject *ops = PyDict_New(), *names = PyList_New(AF_OP_COUNT);
     if (!ops || !names) return -1;
     for (int op = 0; op < AF_OP_COUNT; op++) {
@@ -101,7 +105,7 @@ int af_ops_init(PyObject *module) {
     if (PyModule_AddObject(module, "op_names", names) < 0) return -1;
     PyObject *diff = PyDict_New();
     for (int op = 0; diff && op < AF_OP_COUNT; op++) {
-        PyObject *mask = PyLong_FromUnsignedLong(af_op_table[op]->backward_cpu ? af_op_table[op]->differentiable_inputs : 0);
+        PyObject *mask = PyLong_FromUnsignedLong(af_op_table[op]->differentiable_inputs);
         PyDict_SetItemString(diff, af_op_table[op]->name, mask);
         Py_DECREF(mask);
     }
