@@ -168,25 +168,6 @@ af_status af_tensor_fill_zero(af_tensor *t) {
     return AF_OK;
 }
 
-af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src) {
-    if (dst->dtype != src->dtype || dst->numel != src->numel)
-        return AF_FAIL(AF_ERR_INTERNAL, "gradient accumulation between mismatched tensors");
-    int64_t n = dst->numel;
-    if (dst->dtype == AF_DTYPE_F32) {
-        float *d = af_tensor_data(dst);
-        const float *s = af_tensor_data(src);
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-    } else if (dst->dtype == AF_DTYPE_F64) {
-        double *d = af_tensor_data(dst);
-        const double *s = af_tensor_data(src);
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-    } else {
-        return AF_FAIL(AF_ERR_TYPE, "gradients must be float32 or float64, got %s",
-                       af_dtype_name(dst->dtype));
-    }
-    return AF_OK;
-}
-
 void af_tensor_retain(af_tensor *t) {
     if (t) atomic_fetch_add(&t->refcount, 1);
 }

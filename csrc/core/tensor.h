@@ -73,8 +73,6 @@ af_status af_tensor_alias(const af_tensor *t, af_tensor **out);
 /* A deep copy into fresh storage; no autograd links. */
 af_status af_tensor_clone(const af_tensor *t, af_tensor **out);
 af_status af_tensor_fill_zero(af_tensor *t);
-/* dst += src, elementwise, same dtype and numel (used to accumulate gradients). */
-af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src);
 
 /* Set by csrc/autograd/tape.c when it creates its first node: the core does not depend on the
  * autograd layer, but a tensor dropping its producer node must release it. */

@@ -59,8 +59,9 @@ static PyObject *py_empty(PyObject *self, PyObject *args) {
     return af_py_wrap(t);
 }
 
-/* random(shape, dtype, kind, a, b): kind 0 = uniform [a, b), 1 = normal(mean a, std b); one fresh
- * Philox stream per call, element i from counter i, so the values do not depend on threads. */
+/* random(shape, dtype, kind, a, b): a new tensor filled by the uniform_ (kind 0, [a, b)) or normal_
+ * (kind 1, mean a, std b) op from a fresh Philox stream. (seed, stream) are taken while the GIL is
+ * held, so a concurrent manual_seed cannot change them half-way. */
 static PyObject *py_random(PyObject *self, PyObject *args) {
     PyObject *shape_obj;
     const char *dtype_name;
@@ -71,27 +72,19 @@ static PyObject *py_random(PyObject *self, PyObject *args) {
     int64_t shape[AF_MAX_DIMS];
     af_dtype dtype;
     if (parse_shape(shape_obj, &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
-    if (dtype != AF_DTYPE_F32 && dtype != AF_DTYPE_F64) return PyErr_Format(PyExc_TypeError, "random tensors are float32 or float64");
+    if (kind != 0 && kind != 1) return PyErr_Format(PyExc_ValueError, "random: kind must be 0 (uniform) or 1 (normal), got %d", kind);
     af_tensor *t = NULL;
     af_status st = af_tensor_new(dtype, AF_CPU, nd, shape, &t);
     if (st != AF_OK) return af_py_raise(st);
-    uint64_t stream = global_stream++;
-    int64_t n = t->numel;
+    af_op_call c = {.op = kind == 0 ? AF_OP_UNIFORM_ : AF_OP_NORMAL_, .n_in = 1, .in = {t},
+                    .attr = {.i = {(int64_t)global_seed, (int64_t)global_stream++}, .n_i = 2, .f = {a, b}, .n_f = 2}};
     Py_BEGIN_ALLOW_THREADS
-    AF_PARALLEL_FOR(n * 16)
-    for (int64_t i = 0; i < n; i++) {
-        af_rng r = af_rng_make(global_seed, stream, (uint64_t)i);
-        double v;
-        if (kind == 0) {
-            v = a + (b - a) * af_rng_uniform(&r);
-        } else { /* Box-Muller on two uniforms from this element's own counter block */
-            double u1 = 1.0 - af_rng_uniform(&r), u2 = af_rng_uniform(&r);
-            v = a + b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-        }
-        if (dtype == AF_DTYPE_F32) ((float *)af_tensor_data(t))[i] = (float)v;
-        else ((double *)af_tensor_data(t))[i] = v;
-    }
+    st = af_call(&c);
     Py_END_ALLOW_THREADS
+    if (st != AF_OK) {
+        af_tensor_release(t);
+        return af_py_raise(st);
+    }
     return af_py_wrap(t);
 }
 
