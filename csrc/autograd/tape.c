@@ -203,6 +203,17 @@ static af_status ensure_zero_grad(af_tensor **slot, const af_tensor *like) {
     return af_tensor_zeros_like(like, slot);
 }
 
+/* A leaf in a gradient arena accumulates into its slot there, so the optimizer finds every
+ * gradient in one flat buffer (csrc/core/arena.h). */
+static af_status ensure_leaf_grad(af_tensor *leaf) {
+    if (leaf->grad) return AF_OK;
+    if (!leaf->grad_slot) return af_tensor_zeros_like(leaf, &leaf->grad);
+    AF_TRY(af_tensor_fill_zero(leaf->grad_slot));
+    af_tensor_retain(leaf->grad_slot);
+    leaf->grad = leaf->grad_slot;
+    return AF_OK;
+}
+
 af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
     if (!root->requires_grad)
         return AF_FAIL(AF_ERR_RUNTIME,
@@ -223,11 +234,8 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
             if (root->dtype == AF_DTYPE_F32) *(float *)af_tensor_data(seed) = 1.0f;
             else *(double *)af_tensor_data(seed) = 1.0;
         }
-        if (!root->grad) {
-            root->grad = seed;
-            return AF_OK;
-        }
-        af_status st = af_tensor_accumulate(root->grad, seed);
+        af_status st = ensure_leaf_grad(root);
+        if (st == AF_OK) st = af_tensor_accumulate(root->grad, seed);
         af_tensor_release(seed);
         return st;
     }
@@ -265,7 +273,7 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
                 AF_CHECK(ensure_zero_grad(&producer->dout[in->grad_fn_output], in));
                 din[i] = producer->dout[in->grad_fn_output];
             } else {
-                AF_CHECK(ensure_zero_grad(&in->grad, in));
+                AF_CHECK(ensure_leaf_grad(in));
                 din[i] = in->grad;
             }
         }

@@ -177,6 +177,7 @@ void (*af_grad_fn_release)(struct af_node *node);
 void af_tensor_release(af_tensor *t) {
     if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) return;
     af_tensor_release(t->grad);
+    af_tensor_release(t->grad_slot);
     if (t->grad_fn) af_grad_fn_release(t->grad_fn);
     storage_release(t->storage);
     free(t);

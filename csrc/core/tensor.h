@@ -51,6 +51,8 @@ typedef struct af_tensor {
     /* autograd */
     int requires_grad;        /* a leaf that wants .grad, or a result of such a computation */
     struct af_tensor *grad;   /* leaf gradient, accumulated by backward */
+    struct af_tensor *grad_slot; /* a leaf's view into a gradient arena (core/arena.h): backward
+                                    adopts it, zeroed, as .grad when .grad is None */
     struct af_node *grad_fn;  /* the node that produced this tensor; NULL for leaves */
     int grad_fn_output;       /* which output of grad_fn this tensor is */
 } af_tensor;

@@ -54,6 +54,10 @@ int af_loader_init(PyObject *module);
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];
 
+/* arena_bind.c: flat arenas, offset views, re-pointing headers */
+extern PyMethodDef af_arena_methods[];
+int af_arena_init(PyObject *module);
+
 /* ops_bind.c */
 extern PyMethodDef af_ops_methods[];
 int af_ops_init(PyObject *module);
