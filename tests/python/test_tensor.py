@@ -163,3 +163,53 @@ def test_submodules_are_reachable_from_the_package():
         assert hasattr(af, name), f"affectfer.{name} is not imported by the package"
     with pytest.raises(OSError, match="nonexistent"):
         af.io.read_image("/nonexistent-affectfer.jpg")
+
+
+def test_device_api():
+    t = af.ones(2, 3)
+    assert t.device == "cpu" and t.cpu() is t
+    assert t.to("cpu") is t and t.to("float32") is t and t.to(device="cpu", dtype="float32") is t
+    d = t.to("cpu", "float64")
+    assert d.dtype == "float64" and d.device == "cpu"
+    assert t.to(d).dtype == "float64" and t.to(dtype=np.float64).dtype == "float64"
+    c = t.to("cpu", copy=True)
+    assert c is not t and not c._shares_memory(t) and np.array_equal(c.numpy(), t.numpy())
+    for make in (lambda dev: af.zeros(2, device=dev), lambda dev: af.ones(2, device=dev),
+                 lambda dev: af.empty(2, device=dev), lambda dev: af.full((2,), 3.0, device=dev),
+                 lambda dev: af.rand(2, device=dev), lambda dev: af.randn(2, device=dev),
+                 lambda dev: af.tensor([1.0, 2.0], device=dev)):
+        assert make("cpu").device == "cpu" and make("cpu:0").device == "cpu"
+        with pytest.raises(RuntimeError, match=r"no CUDA support \(affectfer\.cuda\.is_available\(\) is False\)"):
+            make("cuda")
+        with pytest.raises(ValueError, match="unknown device 'mps'; this build accepts 'cpu'"):
+            make("mps")
+    with pytest.raises(RuntimeError, match=r"affectfer\.cuda\.is_available\(\)"):
+        t.to("cuda:0")
+    with pytest.raises(TypeError, match="unknown dtype or device 'mps'"):
+        t.to("mps")
+    with pytest.raises(TypeError, match="device must be a string"):
+        af.zeros(2, device=0)
+    assert af.cuda.is_available() is False
+
+
+def test_clone_copies_and_keeps_the_graph():
+    t = af.tensor(np.arange(4, dtype=np.float32))
+    c = t.clone()
+    assert not c._shares_memory(t) and np.array_equal(c.numpy(), t.numpy()) and c.dtype == t.dtype
+    af.nn.init.constant_(t, 0.0)
+    assert np.array_equal(c.numpy(), np.arange(4))
+    for dtype in ("int64", "uint8", "float64"):
+        assert af.tensor([1, 2], dtype=dtype).clone().dtype == dtype
+    x = af.ones(3, requires_grad=True)
+    y = x.clone()
+    assert y.grad_fn is not None
+    (y * 2.0).sum().backward()
+    assert np.array_equal(x.grad.numpy(), [2, 2, 2])
+
+
+def test_full_fills_through_the_fill_op():
+    assert np.array_equal(af.full((2, 2), 7, dtype="int64").numpy(), np.full((2, 2), 7))
+    assert np.array_equal(af.full(3, -1.5, dtype="float64").numpy(), [-1.5] * 3)
+    assert af.full(2, 1.0, dtype="float16").dtype == "float16"
+    with pytest.raises(ValueError, match="whole number"):
+        af.full(2, 1.5, dtype="int32")
