@@ -47,9 +47,16 @@ class Optimizer:
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for group in groups:
-            self.add_param_group(group)
+            self._add_group(group)
+        self._pack()
 
     def add_param_group(self, group: dict) -> None:
+        """Add a group (torch's fine-tuning idiom: unfreeze a stage, give it its own lr); every
+        parameter is packed again so that the new group is a segment of the arenas too."""
+        self._add_group(group)
+        self._pack()
+
+    def _add_group(self, group: dict) -> None:
         if not isinstance(group, dict):
             raise TypeError(f"a param group must be a dict, got {type(group).__name__}")
         group = dict(group)
@@ -69,7 +76,6 @@ class Optimizer:
         if len({id(p) for p in group["params"]}) != len(group["params"]):
             raise ValueError("a parameter group lists the same tensor twice")
         self.param_groups.append(group)
-        self._pack()
 
     def _pack(self) -> None:
         """One arena per dtype over every group's parameters, in group order; `_segments[g]` lists
@@ -99,10 +105,12 @@ class Optimizer:
             done = set()
             for arena, first, stop in self._segments[g]:
                 members = arena.params[first:stop]
-                if len(members) > 1 and _C.arena_status(members, *arena.segment(first, stop)) == _C.ARENA_INTACT:
-                    param, grad = arena.segment(first, stop)
-                    if self._update(members, param, grad, group, (g, arena.dtype)):
-                        done.update(id(p) for p in members)
+                if len(members) < 2:
+                    continue
+                param, grad = arena.segment(first, stop)
+                if _C.arena_status(members, param, grad) == _C.ARENA_INTACT and \
+                        self._update(members, param, grad, group, (g, arena.dtype)):
+                    done.update(id(p) for p in members)
             for p in group["params"]:
                 if id(p) not in done and p.grad is not None:
                     self._update([p], p, p.grad, group, None)

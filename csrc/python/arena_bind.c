@@ -75,24 +75,11 @@ static PyObject *py_view_at(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OLO:view_at", &base_obj, &start, &shape_obj)) return NULL;
     af_tensor *base = af_py_tensor_arg(base_obj, "base");
     if (!base) return NULL;
-    PyObject *seq = PySequence_Fast(shape_obj, "shape must be a sequence of ints");
-    if (!seq) return NULL;
-    Py_ssize_t nd = PySequence_Fast_GET_SIZE(seq);
+    int nd;
     int64_t shape[AF_MAX_DIMS];
-    if (nd > AF_MAX_DIMS) {
-        Py_DECREF(seq);
-        return PyErr_Format(PyExc_ValueError, "tensors have at most %d dims, got %zd", AF_MAX_DIMS, nd);
-    }
-    for (Py_ssize_t d = 0; d < nd; d++) {
-        shape[d] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, d));
-        if (shape[d] == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-    }
-    Py_DECREF(seq);
+    if (af_py_parse_shape(shape_obj, &nd, shape) < 0) return NULL;
     af_tensor *v = NULL;
-    af_status st = af_tensor_view_at(base, start, (int)nd, shape, &v);
+    af_status st = af_tensor_view_at(base, start, nd, shape, &v);
     if (st != AF_OK) return af_py_raise(st);
     return af_py_wrap(v);
 }

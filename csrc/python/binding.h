@@ -54,6 +54,9 @@ int af_loader_init(PyObject *module);
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];
 
+/* module.c: a shape argument (a sequence of at most AF_MAX_DIMS ints >= 0); -1 with an exception */
+int af_py_parse_shape(PyObject *obj, int *ndim, int64_t *shape);
+
 /* arena_bind.c: flat arenas, offset views, re-pointing headers */
 extern PyMethodDef af_arena_methods[];
 int af_arena_init(PyObject *module);

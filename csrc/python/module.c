@@ -36,6 +36,8 @@ static int parse_shape(PyObject *obj, int *ndim, int64_t *shape) {
     return 0;
 }
 
+int af_py_parse_shape(PyObject *obj, int *ndim, int64_t *shape) { return parse_shape(obj, ndim, shape); }
+
 static int parse_dtype(const char *name, af_dtype *out) {
     if (af_dtype_from_name(name, out) < 0) {
         PyErr_Format(PyExc_TypeError, "unknown dtype '%s' (float32, float64, uint8, int32, int64, bool)", name);

@@ -241,3 +241,21 @@ def test_optimizer_packs_its_parameters_and_model_training_uses_them(rng):
         opt.step()
     assert not np.array_equal(arena.data.numpy(), before)
     assert all(p._shares_memory(arena.data) for p in net.parameters())
+
+
+def test_add_param_group_repacks_and_the_new_group_is_a_segment(rng, monkeypatch):
+    backbone = [af.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True) for _ in range(2)]
+    head = [af.tensor(rng.standard_normal(2).astype(np.float32), requires_grad=True) for _ in range(2)]
+    opt = optim.SGD(head, lr=0.1, momentum=0.9)
+    grads_through_backward(head, [np.ones(2, np.float32)] * 2)
+    opt.step()
+    buf = opt.state[head[0]]["momentum_buffer"].numpy().copy()
+    opt.add_param_group({"params": backbone, "lr": 0.01})
+    arena = opt.arenas["float32"]
+    assert [id(p) for p in arena.params] == [id(p) for p in head + backbone]
+    calls = count_calls(monkeypatch, af.optim.optimizer)
+    opt.zero_grad()
+    grads_through_backward(head + backbone, [np.ones(2, np.float32)] * 2 + [np.ones(3, np.float32)] * 2)
+    opt.step()
+    assert [shape for _, shape in calls] == [(4,), (6,)]
+    assert_close(opt.state[head[0]]["momentum_buffer"], 0.9 * buf + 1, rtol=1e-6, atol=0)
