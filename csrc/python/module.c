@@ -7,9 +7,6 @@
 
 #include <string.h>
 
-static uint64_t global_seed = 0x5eed;
-static uint64_t global_stream = 0;
-
 static int parse_shape(PyObject *obj, int *ndim, int64_t *shape) {
     PyObject *seq = PySequence_Fast(obj, "shape must be a sequence of ints");
     if (!seq) return -1;
@@ -76,8 +73,10 @@ static PyObject *py_random(PyObject *self, PyObject *args) {
     af_tensor *t = NULL;
     af_status st = af_tensor_new(dtype, AF_CPU, nd, shape, &t);
     if (st != AF_OK) return af_py_raise(st);
+    uint64_t seed, stream;
+    af_rng_next_stream(&seed, &stream);
     af_op_call c = {.op = kind == 0 ? AF_OP_UNIFORM_ : AF_OP_NORMAL_, .n_in = 1, .in = {t},
-                    .attr = {.i = {(int64_t)global_seed, (int64_t)global_stream++}, .n_i = 2, .f = {a, b}, .n_f = 2}};
+                    .attr = {.i = {(int64_t)seed, (int64_t)stream}, .n_i = 2, .f = {a, b}, .n_f = 2}};
     Py_BEGIN_ALLOW_THREADS
     st = af_call(&c);
     Py_END_ALLOW_THREADS
@@ -88,28 +87,58 @@ static PyObject *py_random(PyObject *self, PyObject *args) {
     return af_py_wrap(t);
 }
 
+/* A seed or stream id in [-2**63, 2**64 - 1]; a negative one stands for value + 2**64 (two's
+ * complement, as torch.manual_seed's implementation maps negative seeds). Outside: ValueError, never
+ * a silent wrap (manual_seed(2**70) must not equal manual_seed(0)). */
+static int parse_u64(PyObject *obj, const char *what, uint64_t *out) {
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, got %.100s", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    unsigned long long u = PyLong_AsUnsignedLongLong(obj);
+    if (!PyErr_Occurred()) {
+        *out = u;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+    PyErr_Clear();
+    long long s = PyLong_AsLongLong(obj);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must lie in [-2**63, 2**64 - 1], got %R", what, obj);
+        return -1;
+    }
+    *out = (uint64_t)s;
+    return 0;
+}
+
 static PyObject *py_manual_seed(PyObject *self, PyObject *arg) {
-    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
-    if (PyErr_Occurred()) return NULL;
-    global_seed = seed;
-    global_stream = 0;
+    uint64_t seed;
+    if (parse_u64(arg, "seed", &seed) < 0) return NULL;
+    af_rng_manual_seed(seed);
     Py_RETURN_NONE;
 }
 
 /* (seed, next stream id) and reserve the stream: ops that draw randomness take a stream each. */
 static PyObject *py_next_stream(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KK)", (unsigned long long)global_seed, (unsigned long long)global_stream++);
+    uint64_t seed, stream;
+    af_rng_next_stream(&seed, &stream);
+    return Py_BuildValue("(KK)", (unsigned long long)seed, (unsigned long long)stream);
 }
 
 static PyObject *py_rng_state(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KK)", (unsigned long long)global_seed, (unsigned long long)global_stream);
+    uint64_t seed, stream;
+    af_rng_get_state(&seed, &stream);
+    return Py_BuildValue("(KK)", (unsigned long long)seed, (unsigned long long)stream);
 }
 
 static PyObject *py_set_rng_state(PyObject *self, PyObject *args) {
-    unsigned long long seed, stream;
-    if (!PyArg_ParseTuple(args, "KK:set_rng_state", &seed, &stream)) return NULL;
-    global_seed = seed;
-    global_stream = stream;
+    PyObject *seed_obj, *stream_obj;
+    uint64_t seed, stream;
+    if (!PyArg_ParseTuple(args, "OO:set_rng_state", &seed_obj, &stream_obj)) return NULL;
+    if (parse_u64(seed_obj, "seed", &seed) < 0 || parse_u64(stream_obj, "stream", &stream) < 0) return NULL;
+    af_rng_set_state(seed, stream);
     Py_RETURN_NONE;
 }
 
