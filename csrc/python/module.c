@@ -56,6 +56,52 @@ static PyObject *py_empty(PyObject *self, PyObject *args) {
     return af_py_wrap(t);
 }
 
+/* "cpu", "cuda" (= "cuda:0") or "cuda:N" */
+static int parse_device(PyObject *obj, af_device *out) {
+    const char *name = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+    if (!name) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "device must be a str such as 'cpu' or 'cuda:0', got %.100s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    char *end = NULL;
+    if (strcmp(name, "cpu") == 0) {
+        *out = AF_CPU;
+        return 0;
+    }
+    if (strcmp(name, "cuda") == 0) {
+        *out = (af_device){AF_DEVICE_CUDA, 0};
+        return 0;
+    }
+    if (strncmp(name, "cuda:", 5) == 0 && name[5] >= '0' && name[5] <= '9') {
+        long index = strtol(name + 5, &end, 10);
+        if (*end == '\0' && index <= 1024) {
+            *out = (af_device){AF_DEVICE_CUDA, (int)index};
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "device must be 'cpu', 'cuda' or 'cuda:N', got %R", obj);
+    return -1;
+}
+
+/* copy_to(tensor, device): a copy on `device`, through the allocators (csrc/core/alloc.h). */
+static PyObject *py_copy_to(PyObject *self, PyObject *args) {
+    PyObject *tensor_obj, *device_obj;
+    if (!PyArg_ParseTuple(args, "OO:copy_to", &tensor_obj, &device_obj)) return NULL;
+    af_tensor *t = af_py_tensor_arg(tensor_obj, "tensor");
+    af_device device;
+    if (!t || parse_device(device_obj, &device) < 0) return NULL;
+    af_tensor *out = NULL;
+    af_status st;
+    af_tensor_retain(t);
+    Py_BEGIN_ALLOW_THREADS
+    st = af_tensor_copy_to(t, device, &out);
+    af_tensor_release(t);
+    Py_END_ALLOW_THREADS
+    if (st != AF_OK) return af_py_raise(st);
+    return af_py_wrap(out);
+}
+
 /* random(shape, dtype, kind, a, b): a new tensor filled by the uniform_ (kind 0, [a, b)) or normal_
  * (kind 1, mean a, std b) op from a fresh Philox stream. (seed, stream) are taken while the GIL is
  * held, so a concurrent manual_seed cannot change them half-way. */
@@ -187,6 +233,7 @@ static PyObject *py_cuda_available(PyObject *self, PyObject *unused) { Py_RETURN
 
 static PyMethodDef module_methods[] = {
     {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False)"},
+    {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
     {"random", py_random, METH_VARARGS, "random(shape, dtype, kind, a, b): kind 0 uniform[a,b), 1 normal(a, b)"},
     {"from_numpy", (PyCFunction)(void (*)(void))af_py_from_numpy, METH_VARARGS | METH_KEYWORDS,
      "from_numpy(array, copy=True, dtype=None)"},

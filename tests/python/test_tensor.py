@@ -167,6 +167,29 @@ def test_seed_and_stream_are_taken_before_the_draw_runs():
         worker.join()
 
 
+def test_copy_to_cpu_is_a_deep_copy():
+    for dtype in ("float32", "float64", "uint8", "int64", "bool"):
+        a = (np.arange(24) % 2).astype(dtype).reshape(2, 3, 4)
+        t = af.tensor(a)
+        c = af._C.copy_to(t, "cpu")
+        assert c.dtype == dtype and c.device == "cpu" and not c._shares_memory(t)
+        np.testing.assert_array_equal(c.numpy(), a)
+        assert c._data_ptr != t._data_ptr and c._data_ptr % 64 == 0  # fresh, 64-byte aligned
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        af._C.copy_to(t, "gpu")
+    with pytest.raises(TypeError, match="device must be a str"):
+        af._C.copy_to(t, 0)
+    with pytest.raises(TypeError, match="tensor must be an affectfer.Tensor"):
+        af._C.copy_to(a, "cpu")
+
+
+@pytest.mark.skipif(af.cuda.is_available(), reason="this build has CUDA")
+def test_a_cpu_build_refuses_cuda_tensors_at_allocation():
+    for device in ("cuda", "cuda:0", "cuda:3"):
+        with pytest.raises(ValueError, match="this build of affectfer has no CUDA support"):
+            af._C.copy_to(af.zeros(3), device)
+
+
 def test_item_and_repr():
     t = af.tensor([2.5])
     assert t.item() == 2.5 and float(t) == 2.5
