@@ -87,6 +87,9 @@ af_status af_tensor_clone(const af_tensor *t, af_tensor **out);
 af_status af_tensor_fill_zero(af_tensor *t);
 /* A copy on `device` (any device with an allocator, the same one included); no autograd links. */
 af_status af_tensor_copy_to(const af_tensor *t, af_device device, af_tensor **out);
+/* All af_tensor_nbytes(t) bytes into host memory `dst`, whatever t's device: how device-neutral code
+ * reads a result (e.g. one flag) without touching a device pointer. */
+af_status af_tensor_read(const af_tensor *t, void *dst);
 
 /* Set by csrc/autograd/tape.c when it creates its first node: the core does not depend on the
  * autograd layer, but a tensor dropping its producer node must release it. */
