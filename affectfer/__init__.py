@@ -24,7 +24,10 @@ __version__ = "0.1.0"
 
 
 def manual_seed(seed: int) -> None:
-    """Seed every random draw (initialisation, dropout, augmentation): a run becomes repeatable."""
+    """Seed every random draw (initialisation, dropout, augmentation): a run becomes repeatable.
+
+    `seed` is an int in [-2**63, 2**64 - 1]; a negative seed stands for seed + 2**64 (two's
+    complement, as torch.manual_seed's implementation treats it). Outside that range: ValueError."""
     _C.manual_seed(int(seed))
 
 

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <math.h>
 
 static _Thread_local int grad_mode_disabled;
 static _Thread_local int anomaly_mode;
@@ -23,17 +22,15 @@ int af_set_anomaly_mode(int enabled) {
     return previous;
 }
 
+/* Anomaly mode: the nonfinite_index op runs on the outputs' device; only its one int64 comes back. */
 static af_status check_finite(const af_op_call *c) {
     for (int k = 0; k < c->n_out; k++) {
-        const af_tensor *t = c->out[k];
+        af_op_call find = {.op = AF_OP_NONFINITE_INDEX, .n_in = 1, .in = {c->out[k]}};
+        AF_TRY(af_op_forward(&find));
         int64_t bad = -1;
-        if (t->dtype == AF_DTYPE_F32) {
-            const float *p = af_tensor_data(t);
-            for (int64_t i = 0; i < t->numel && bad < 0; i++) if (!isfinite(p[i])) bad = i;
-        } else if (t->dtype == AF_DTYPE_F64) {
-            const double *p = af_tensor_data(t);
-            for (int64_t i = 0; i < t->numel && bad < 0; i++) if (!isfinite(p[i])) bad = i;
-        }
+        af_status st = af_tensor_read(find.out[0], &bad);
+        af_tensor_release(find.out[0]);
+        AF_TRY(st);
         if (bad >= 0)
             return AF_FAIL(AF_ERR_FLOAT, "%s produced a NaN or infinity in output %d at flat index %lld "
                            "(detect_anomaly is on)", af_op_table[c->op]->name, k, (long long)bad);
@@ -203,6 +200,27 @@ static af_status ensure_zero_grad(af_tensor **slot, const af_tensor *like) {
     return af_tensor_zeros_like(like, slot);
 }
 
+/* d root / d root: a copy of the caller's gradient, or ones made by the fill_ op on root's device. */
+static af_status make_seed(const af_tensor *root, const af_tensor *grad, af_tensor **seed) {
+    if (grad) return af_tensor_clone(grad, seed);
+    AF_TRY(af_tensor_empty_like(root, seed));
+    af_op_call fill = {.op = AF_OP_FILL_, .n_in = 1, .in = {*seed}, .attr = {.f = {1.0}, .n_f = 1}};
+    af_status st = af_op_forward(&fill);
+    if (st != AF_OK) {
+        af_tensor_release(*seed);
+        *seed = NULL;
+    }
+    return st;
+}
+
+/* *slot += g, or *slot = g (retained) when the slot is empty. */
+static af_status deposit(af_tensor **slot, af_tensor *g) {
+    if (*slot) return af_tensor_accumulate(*slot, g);
+    af_tensor_retain(g);
+    *slot = g;
+    return AF_OK;
+}
+
 /* A leaf in a gradient arena accumulates into its slot there, so the optimizer finds every
  * gradient in one flat buffer (csrc/core/arena.h). */
 static af_status ensure_leaf_grad(af_tensor *leaf) {
@@ -225,41 +243,29 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
         return AF_FAIL(AF_ERR_VALUE,
                        "backward() without a gradient needs a one-element tensor (a loss); pass "
                        "gradient= for a tensor with %lld elements", (long long)root->numel);
+    af_tensor *seed = NULL;
+    AF_TRY(make_seed(root, grad, &seed));
     if (!root->grad_fn) { /* a leaf: d root / d root = 1 */
-        af_tensor *seed = NULL;
-        if (grad) {
-            AF_TRY(af_tensor_clone(grad, &seed));
-        } else {
-            AF_TRY(af_tensor_new(root->dtype, root->device, root->ndim, root->shape, &seed));
-            if (root->dtype == AF_DTYPE_F32) *(float *)af_tensor_data(seed) = 1.0f;
-            else *(double *)af_tensor_data(seed) = 1.0;
-        }
-        af_status st = ensure_leaf_grad(root);
-        if (st == AF_OK) st = af_tensor_accumulate(root->grad, seed);
+        af_status st = root->grad_slot ? ensure_leaf_grad(root) : AF_OK;
+        if (st == AF_OK) st = deposit(&root->grad, seed);
         af_tensor_release(seed);
         return st;
     }
 
     af_node **tape = NULL;
     size_t count = 0;
-    af_status st = AF_OK;
-    AF_TRY(collect_tape(root->grad_fn, &tape, &count));
+    af_status st = collect_tape(root->grad_fn, &tape, &count);
+    if (st != AF_OK) {
+        af_tensor_release(seed);
+        return st;
+    }
     for (size_t k = 0; k < count; k++)
         if (tape[k]->freed)
             AF_CHECK_FAIL(AF_ERR_RUNTIME,
                           "trying to backward through the graph a second time: its saved tensors "
                           "were freed by the first backward; pass retain_graph=True the first time");
 
-    af_node *top = root->grad_fn;
-    af_tensor **seed_slot = &top->dout[root->grad_fn_output];
-    AF_CHECK(ensure_zero_grad(seed_slot, root));
-    if (grad) {
-        AF_CHECK(af_tensor_accumulate(*seed_slot, grad));
-    } else if (root->dtype == AF_DTYPE_F32) {
-        *(float *)af_tensor_data(*seed_slot) += 1.0f;
-    } else {
-        *(double *)af_tensor_data(*seed_slot) += 1.0;
-    }
+    AF_CHECK(deposit(&root->grad_fn->dout[root->grad_fn_output], seed));
 
     for (size_t k = 0; k < count; k++) {
         af_node *n = tape[k];
@@ -289,6 +295,7 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
         if (af_interrupted()) AF_CHECK_FAIL(AF_ERR_INTERRUPT, "backward interrupted");
     }
 fail:
+    af_tensor_release(seed);
     for (size_t k = 0; k < count; k++) {
         for (int j = 0; j < AF_MAX_OUT; j++) {
             af_tensor_release(tape[k]->dout[j]);

@@ -1,7 +1,6 @@
 #include "arena.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 af_status af_tensor_view_at(const af_tensor *base, int64_t start, int ndim, const int64_t *shape,
                             af_tensor **out) {
@@ -60,6 +59,11 @@ af_status af_tensor_set_data(af_tensor *t, const af_tensor *src) {
     return AF_OK;
 }
 
+/* dst's bytes = src's, same device and size, through the device's allocator (never a raw memcpy). */
+static af_status copy_bytes(af_tensor *dst, const af_tensor *src) {
+    return dst->storage->allocator->memcpy(dst->device, af_tensor_data(dst), af_tensor_data(src), af_tensor_nbytes(src));
+}
+
 af_status af_arena_pack(af_tensor *const *members, int64_t n, af_tensor **out) {
     *out = NULL;
     int64_t total = 0;
@@ -81,13 +85,13 @@ af_status af_arena_pack(af_tensor *const *members, int64_t n, af_tensor **out) {
     for (int64_t k = 0; k < n; k++) {
         af_tensor *m = members[k], *slice = NULL;
         af_status st = af_tensor_view_at(*out, start, m->ndim, m->shape, &slice);
+        if (st == AF_OK) st = copy_bytes(slice, m);
         if (st == AF_OK) {
-            memcpy(af_tensor_data(slice), af_tensor_data(m), af_tensor_nbytes(m));
             slice->memory_format = m->memory_format;
             st = af_tensor_set_data(m, slice);
         }
         af_tensor_release(slice);
-        if (st != AF_OK) { /* only allocation can fail here, before any member moved */
+        if (st != AF_OK) { /* members already moved keep valid bytes in the arena they share */
             af_tensor_release(*out);
             *out = NULL;
             return st;
@@ -122,11 +126,12 @@ af_status af_arena_attach_grads(af_tensor *const *members, int64_t n, const af_t
     af_status st = AF_OK;
     for (int64_t k = 0; k < n; k++)
         AF_CHECK(af_tensor_view_at(grads, place_in(members[k], arena), members[k]->ndim, members[k]->shape, &slots[k]));
-    /* nothing below fails: members change only once every slot exists */
+    for (int64_t k = 0; k < n; k++)
+        if (members[k]->grad) AF_CHECK(copy_bytes(slots[k], members[k]->grad));
+    /* nothing below fails: members change only once every slot is filled */
     for (int64_t k = 0; k < n; k++) {
         af_tensor *m = members[k];
         if (m->grad) {
-            memcpy(af_tensor_data(slots[k]), af_tensor_data(m->grad), af_tensor_nbytes(m));
             af_tensor_release(m->grad);
             af_tensor_retain(slots[k]);
             m->grad = slots[k];

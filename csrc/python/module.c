@@ -7,9 +7,6 @@
 
 #include <string.h>
 
-static uint64_t global_seed = 0x5eed;
-static uint64_t global_stream = 0;
-
 static int parse_shape(PyObject *obj, int *ndim, int64_t *shape) {
     PyObject *seq = PySequence_Fast(obj, "shape must be a sequence of ints");
     if (!seq) return -1;
@@ -61,6 +58,52 @@ static PyObject *py_empty(PyObject *self, PyObject *args) {
     return af_py_wrap(t);
 }
 
+/* "cpu", "cuda" (= "cuda:0") or "cuda:N" */
+static int parse_device(PyObject *obj, af_device *out) {
+    const char *name = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+    if (!name) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "device must be a str such as 'cpu' or 'cuda:0', got %.100s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    char *end = NULL;
+    if (strcmp(name, "cpu") == 0) {
+        *out = AF_CPU;
+        return 0;
+    }
+    if (strcmp(name, "cuda") == 0) {
+        *out = (af_device){AF_DEVICE_CUDA, 0};
+        return 0;
+    }
+    if (strncmp(name, "cuda:", 5) == 0 && name[5] >= '0' && name[5] <= '9') {
+        long index = strtol(name + 5, &end, 10);
+        if (*end == '\0' && index <= 1024) {
+            *out = (af_device){AF_DEVICE_CUDA, (int)index};
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "device must be 'cpu', 'cuda' or 'cuda:N', got %R", obj);
+    return -1;
+}
+
+/* copy_to(tensor, device): a copy on `device`, through the allocators (csrc/core/alloc.h). */
+static PyObject *py_copy_to(PyObject *self, PyObject *args) {
+    PyObject *tensor_obj, *device_obj;
+    if (!PyArg_ParseTuple(args, "OO:copy_to", &tensor_obj, &device_obj)) return NULL;
+    af_tensor *t = af_py_tensor_arg(tensor_obj, "tensor");
+    af_device device;
+    if (!t || parse_device(device_obj, &device) < 0) return NULL;
+    af_tensor *out = NULL;
+    af_status st;
+    af_tensor_retain(t);
+    Py_BEGIN_ALLOW_THREADS
+    st = af_tensor_copy_to(t, device, &out);
+    af_tensor_release(t);
+    Py_END_ALLOW_THREADS
+    if (st != AF_OK) return af_py_raise(st);
+    return af_py_wrap(out);
+}
+
 /* random(shape, dtype, kind, a, b): a new tensor filled by the uniform_ (kind 0, [a, b)) or normal_
  * (kind 1, mean a, std b) op from a fresh Philox stream. (seed, stream) are taken while the GIL is
  * held, so a concurrent manual_seed cannot change them half-way. */
@@ -78,8 +121,10 @@ static PyObject *py_random(PyObject *self, PyObject *args) {
     af_tensor *t = NULL;
     af_status st = af_tensor_new(dtype, AF_CPU, nd, shape, &t);
     if (st != AF_OK) return af_py_raise(st);
+    uint64_t seed, stream;
+    af_rng_next_stream(&seed, &stream);
     af_op_call c = {.op = kind == 0 ? AF_OP_UNIFORM_ : AF_OP_NORMAL_, .n_in = 1, .in = {t},
-                    .attr = {.i = {(int64_t)global_seed, (int64_t)global_stream++}, .n_i = 2, .f = {a, b}, .n_f = 2}};
+                    .attr = {.i = {(int64_t)seed, (int64_t)stream}, .n_i = 2, .f = {a, b}, .n_f = 2}};
     Py_BEGIN_ALLOW_THREADS
     st = af_call(&c);
     Py_END_ALLOW_THREADS
@@ -90,28 +135,58 @@ static PyObject *py_random(PyObject *self, PyObject *args) {
     return af_py_wrap(t);
 }
 
+/* A seed or stream id in [-2**63, 2**64 - 1]; a negative one stands for value + 2**64 (two's
+ * complement, as torch.manual_seed's implementation maps negative seeds). Outside: ValueError, never
+ * a silent wrap (manual_seed(2**70) must not equal manual_seed(0)). */
+static int parse_u64(PyObject *obj, const char *what, uint64_t *out) {
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, got %.100s", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    unsigned long long u = PyLong_AsUnsignedLongLong(obj);
+    if (!PyErr_Occurred()) {
+        *out = u;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+    PyErr_Clear();
+    long long s = PyLong_AsLongLong(obj);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must lie in [-2**63, 2**64 - 1], got %R", what, obj);
+        return -1;
+    }
+    *out = (uint64_t)s;
+    return 0;
+}
+
 static PyObject *py_manual_seed(PyObject *self, PyObject *arg) {
-    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
-    if (PyErr_Occurred()) return NULL;
-    global_seed = seed;
-    global_stream = 0;
+    uint64_t seed;
+    if (parse_u64(arg, "seed", &seed) < 0) return NULL;
+    af_rng_manual_seed(seed);
     Py_RETURN_NONE;
 }
 
 /* (seed, next stream id) and reserve the stream: ops that draw randomness take a stream each. */
 static PyObject *py_next_stream(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KK)", (unsigned long long)global_seed, (unsigned long long)global_stream++);
+    uint64_t seed, stream;
+    af_rng_next_stream(&seed, &stream);
+    return Py_BuildValue("(KK)", (unsigned long long)seed, (unsigned long long)stream);
 }
 
 static PyObject *py_rng_state(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KK)", (unsigned long long)global_seed, (unsigned long long)global_stream);
+    uint64_t seed, stream;
+    af_rng_get_state(&seed, &stream);
+    return Py_BuildValue("(KK)", (unsigned long long)seed, (unsigned long long)stream);
 }
 
 static PyObject *py_set_rng_state(PyObject *self, PyObject *args) {
-    unsigned long long seed, stream;
-    if (!PyArg_ParseTuple(args, "KK:set_rng_state", &seed, &stream)) return NULL;
-    global_seed = seed;
-    global_stream = stream;
+    PyObject *seed_obj, *stream_obj;
+    uint64_t seed, stream;
+    if (!PyArg_ParseTuple(args, "OO:set_rng_state", &seed_obj, &stream_obj)) return NULL;
+    if (parse_u64(seed_obj, "seed", &seed) < 0 || parse_u64(stream_obj, "stream", &stream) < 0) return NULL;
+    af_rng_set_state(seed, stream);
     Py_RETURN_NONE;
 }
 
@@ -160,6 +235,7 @@ static PyObject *py_cuda_available(PyObject *self, PyObject *unused) { Py_RETURN
 
 static PyMethodDef module_methods[] = {
     {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False)"},
+    {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
     {"random", py_random, METH_VARARGS, "random(shape, dtype, kind, a, b): kind 0 uniform[a,b), 1 normal(a, b)"},
     {"from_numpy", (PyCFunction)(void (*)(void))af_py_from_numpy, METH_VARARGS | METH_KEYWORDS,
      "from_numpy(array, copy=True, dtype=None)"},

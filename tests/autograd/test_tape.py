@@ -103,3 +103,30 @@ def test_anomaly_mode_names_the_op():
         with pytest.raises(FloatingPointError, match="log produced a NaN"):
             x.log()
     assert np.isnan(x.log().numpy()[0])  # off again outside the block
+
+
+def test_anomaly_mode_reports_the_first_bad_index_of_a_large_output():
+    # the check runs as the nonfinite_index op (in parallel for large outputs): the first bad index wins
+    x = np.ones(100000)
+    x[[70001, 90000]] = -1.0
+    x[99999] = np.nan
+    with af.detect_anomaly():
+        for threads in (1, 3):
+            previous = af.get_num_threads()
+            af.set_num_threads(threads)
+            try:
+                with pytest.raises(FloatingPointError, match="sqrt produced a NaN or infinity in output 0 at flat index 70001"):
+                    af.tensor(x).sqrt()
+            finally:
+                af.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backward_seeds_ones_and_accumulates_into_leaves_and_intermediates(dtype):
+    x = af.tensor(np.array([2.0]), dtype=dtype, requires_grad=True)
+    x.backward()  # a leaf root: d x / d x = 1
+    x.backward()
+    assert x.grad.dtype == dtype and x.grad.numpy().tolist() == [2.0]
+    y = x * 3.0
+    y.backward(af.tensor(np.array([0.5]), dtype=dtype))
+    assert x.grad.numpy().tolist() == [3.5]

@@ -1,4 +1,6 @@
 """Tensor creation, NumPy and DLPack interop, RNG, and bad-input errors at the binding."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -119,6 +121,73 @@ def test_manual_seed_repeats_and_threads_do_not_matter():
     assert abs(big.mean()) < 0.01 and abs(big.std() - 1) < 0.01
     u = af.rand(200000, dtype="float64").numpy()
     assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+
+
+def test_manual_seed_range_follows_torch():
+    af.manual_seed(-1)
+    a = af.rand(8, dtype="float64").numpy()
+    af.manual_seed(2**64 - 1)  # negative seeds are seed + 2**64, as torch maps them
+    np.testing.assert_array_equal(af.rand(8, dtype="float64").numpy(), a)
+    af.manual_seed(-2**63)
+    af.manual_seed(0)
+    zero = af.rand(8, dtype="float64").numpy()
+    for bad in (2**70, 2**64, -2**63 - 1):
+        with pytest.raises(ValueError, match=r"seed must lie in \[-2\*\*63, 2\*\*64 - 1\], got " + str(bad)):
+            af.manual_seed(bad)
+    af.manual_seed(0)
+    np.testing.assert_array_equal(af.rand(8, dtype="float64").numpy(), zero)
+    with pytest.raises(ValueError, match="stream must lie in"):
+        af._C.set_rng_state(0, 2**64)
+    with pytest.raises(TypeError, match="seed must be an int, got float"):
+        af._C.manual_seed(1.5)
+
+
+def test_seed_and_stream_are_taken_before_the_draw_runs():
+    # A draw runs without the GIL; a manual_seed from another thread during it must not change the
+    # seed half-way: every draw is all seed 1 or all seed 2, never a mixture.
+    n = 300000
+    refs = []
+    for seed in (1, 2):
+        af.manual_seed(seed)
+        refs.append(af.rand(n, dtype="float64").numpy())
+    stop = threading.Event()
+
+    def reseed():
+        while not stop.is_set():
+            af.manual_seed(2)
+    worker = threading.Thread(target=reseed)
+    worker.start()
+    try:
+        for _ in range(30):
+            af.manual_seed(1)
+            draw = af.rand(n, dtype="float64").numpy()
+            assert any(np.array_equal(draw, r) for r in refs), "a draw mixed two seeds"
+    finally:
+        stop.set()
+        worker.join()
+
+
+def test_copy_to_cpu_is_a_deep_copy():
+    for dtype in ("float32", "float64", "uint8", "int64", "bool"):
+        a = (np.arange(24) % 2).astype(dtype).reshape(2, 3, 4)
+        t = af.tensor(a)
+        c = af._C.copy_to(t, "cpu")
+        assert c.dtype == dtype and c.device == "cpu" and not c._shares_memory(t)
+        np.testing.assert_array_equal(c.numpy(), a)
+        assert c._data_ptr != t._data_ptr and c._data_ptr % 64 == 0  # fresh, 64-byte aligned
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        af._C.copy_to(t, "gpu")
+    with pytest.raises(TypeError, match="device must be a str"):
+        af._C.copy_to(t, 0)
+    with pytest.raises(TypeError, match="tensor must be an affectfer.Tensor"):
+        af._C.copy_to(a, "cpu")
+
+
+@pytest.mark.skipif(af.cuda.is_available(), reason="this build has CUDA")
+def test_a_cpu_build_refuses_cuda_tensors_at_allocation():
+    for device in ("cuda", "cuda:0", "cuda:3"):
+        with pytest.raises(ValueError, match="this build of affectfer has no CUDA support"):
+            af._C.copy_to(af.zeros(3), device)
 
 
 def test_item_and_repr():
