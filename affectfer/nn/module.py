@@ -311,6 +311,9 @@ class Module:
                         _C.set_data(t, moved)
         return self
 
+    def cpu(self) -> "Module":
+        return self.to("cpu")
+
     def float(self) -> "Module":
         return self.to("float32")
 

@@ -12,12 +12,12 @@ parameter's buffers (momentum, Adam moments) as affectfer tensors.
 
 The optimizer packs its parameters into one flat arena per dtype, in group order
 (affectfer.nn.utils.flatten_parameters), so each group's parameters of one dtype are one contiguous
-segment, and their gradients one segment of the gradient arena that backward writes. The moments
-of a segment are packed the same way. A step is then one C call per segment. It falls back to one
-call per tensor whenever the segment is not uniform - a gradient missing (torch skips that
-parameter) or assigned from elsewhere, parameters at different step counts, a tensor moved out of
-the arena - and both paths run the same elementwise kernel with the same scalars, so the results
-are bitwise the same.
+segment, and their gradients one segment of the gradient arena that backward writes. A step is one
+C call per run of consecutive parameters that have gradients (a whole segment unless some are
+frozen: torch skips a parameter without gradient), with the run's moments packed the same way. It
+falls back to one call per tensor where a run is not uniform - a gradient assigned from elsewhere,
+parameters at different step counts, a tensor moved out of the arena - and both paths run the same
+elementwise kernel with the same scalars, so the results are bitwise the same.
 """
 from __future__ import annotations
 
@@ -28,11 +28,19 @@ from ..nn.utils import flatten_parameters, zero_grad_
 from ..tensor import _call, tensor, zeros
 
 
+def _runs_with_grad(params, first: int, stop: int):
+    """Maximal runs [lo, hi) of at least two consecutive params[first:stop] that have a gradient:
+    frozen parameters (no gradient, skipped as torch skips them) split a segment into runs."""
+    lo = first
+    for k in range(first, stop + 1):
+        if k == stop or params[k].grad is None:
+            if k - lo >= 2:
+                yield lo, k
+            lo = k + 1
+
+
 class Optimizer:
     """Base class: param groups, state, arenas, zero_grad, state_dict / load_state_dict."""
-
-    # the per-parameter state tensors that a subclass packs into moment arenas
-    _moment_keys: tuple = ()
 
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
@@ -104,13 +112,12 @@ class Optimizer:
         for g, group in enumerate(self.param_groups):
             done = set()
             for arena, first, stop in self._segments[g]:
-                members = arena.params[first:stop]
-                if len(members) < 2:
-                    continue
-                param, grad = arena.segment(first, stop)
-                if _C.arena_status(members, param, grad) == _C.ARENA_INTACT and \
-                        self._update(members, param, grad, group, (g, arena.dtype)):
-                    done.update(id(p) for p in members)
+                for lo, hi in _runs_with_grad(arena.params, first, stop):
+                    members = arena.params[lo:hi]
+                    param, grad = arena.segment(lo, hi)
+                    if _C.arena_status(members, param, grad) == _C.ARENA_INTACT and \
+                            self._update(members, param, grad, group, (g, arena.dtype, lo, hi)):
+                        done.update(id(p) for p in members)
             for p in group["params"]:
                 if id(p) not in done and p.grad is not None:
                     self._update([p], p, p.grad, group, None)

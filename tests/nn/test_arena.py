@@ -189,3 +189,11 @@ def test_set_data_and_view_at_check_their_arguments():
         _C.arena_pack([base, 3])
     with pytest.raises(ValueError, match="does not live in this arena"):
         _C.arena_attach_grads([af.zeros(2)], base)
+
+
+def test_backward_of_a_leaf_itself_lands_in_its_slot():
+    p = af.zeros(3, requires_grad=True)
+    arena = flatten_parameters([p])["float32"]
+    p.backward(af.ones(3))
+    p.backward(af.full((3,), 2.0))
+    assert p.grad._shares_memory(arena.grad) and np.array_equal(arena.grad.numpy(), [3, 3, 3])

@@ -180,7 +180,7 @@ def test_to_works_in_place_and_keeps_the_parameter_objects(rng):
     assert weight.grad.dtype == "float64"
     opt.step()  # the optimizer follows its parameters into float64
     assert not np.array_equal(weight.numpy(), values.astype(np.float64))
-    assert net.to("cpu") is net and weight.dtype == "float64"
+    assert net.to("cpu") is net and net.cpu() is net and weight.dtype == "float64"
     net.to("cpu", "float32")
     assert weight.dtype == "float32" and weight.grad is None  # a cast drops the stale gradient
     net.to(af.zeros(1, dtype="float64"))

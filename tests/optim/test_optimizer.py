@@ -188,17 +188,22 @@ def test_arena_step_is_bitwise_the_per_tensor_step(cls, kw, rng, monkeypatch):
         assert opt_fast.state[fast[0]][key]._shares_memory(opt_fast.state[fast[1]][key])
 
 
-def test_arena_step_skips_parameters_without_gradient(rng):
-    """A parameter that got no gradient is not touched (torch skips it: no weight decay, no
-    momentum), so the segment falls back to per-tensor calls for the others."""
-    params = [af.tensor(rng.standard_normal(4).astype(np.float32), requires_grad=True) for _ in range(3)]
+def test_arena_step_skips_parameters_without_gradient(rng, monkeypatch):
+    """A parameter that got no gradient (frozen) is not touched (torch skips it: no weight decay,
+    no momentum); it splits its segment into runs, one call each, single tensors on their own."""
+    params = [af.tensor(rng.standard_normal(k + 1).astype(np.float32), requires_grad=True) for k in range(6)]
     opt = optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.1)
     before = [p.numpy().copy() for p in params]
-    (params[0].sum() + params[2].sum()).backward()
+    params[2].requires_grad = False
+    params[4].requires_grad = False
+    sum(p.sum() for p in params).backward()
     assert opt.arenas["float32"].status() == af._C.ARENA_NO_GRAD
+    calls = count_calls(monkeypatch, af.optim.optimizer)
     opt.step()
-    assert np.array_equal(params[1].numpy(), before[1]) and params[1] not in opt.state
-    for k in (0, 2):  # first step: buf = g = 1 + weight_decay * p
+    assert [shape for _, shape in calls] == [(1 + 2,), (4,), (6,)]
+    for k in (2, 4):
+        assert np.array_equal(params[k].numpy(), before[k]) and params[k] not in opt.state
+    for k in (0, 1, 3, 5):  # first step: buf = g = 1 + weight_decay * p
         assert_close(params[k], before[k] - 0.1 * (1 + 0.1 * before[k]), rtol=1e-6, atol=1e-7)
 
 
