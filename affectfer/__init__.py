@@ -32,9 +32,10 @@ def manual_seed(seed: int) -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by CPU kernels (OpenMP). The BLAS stays single-threaded: GEMMs are parallelised
-    over shape-determined tiles so results do not depend on this number."""
-    _C.set_num_threads(int(n))
+    """Threads used by CPU kernels (OpenMP), 1 to `_C.MAX_THREADS` (1024; ValueError outside). The
+    BLAS stays single-threaded: GEMMs are parallelised over shape-determined tiles so results do not
+    depend on this number."""
+    _C.set_num_threads(n)
 
 
 def get_num_threads() -> int:

@@ -448,7 +448,13 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 def from_numpy(array: np.ndarray) -> Tensor:
     """A tensor sharing `array`'s memory: writes through either are seen by both. The array must be
-    C-contiguous, aligned and writable; otherwise use `affectfer.tensor(array)`, which copies."""
+    C-contiguous, aligned and writable; otherwise use `affectfer.tensor(array)`, which copies.
+
+    WARNING: autograd cannot see writes made through NumPy. Backward refuses to use a tensor that
+    an in-place op (fill_, copy_, an optimizer step) changed after the forward pass saved it, but a
+    write through `array` (or any other view of that memory) changes no version counter: backward
+    then silently computes gradients from the new values. Do not write into the array while a
+    graph that used the tensor is alive, or pass `affectfer.tensor(array)` (a copy) instead."""
     return _C.from_numpy(array, False)
 
 

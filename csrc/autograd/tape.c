@@ -1,5 +1,6 @@
 #include "tape.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +8,10 @@
 static _Thread_local int grad_mode_disabled;
 static _Thread_local int anomaly_mode;
 static atomic_ullong node_counter;
+static atomic_long live_nodes;
+static pthread_mutex_t backward_lock = PTHREAD_MUTEX_INITIALIZER;
+
+long af_live_nodes(void) { return atomic_load(&live_nodes); }
 
 int af_grad_enabled(void) { return !grad_mode_disabled; }
 
@@ -53,6 +58,7 @@ void af_node_release(af_node *n) {
     if (!n || atomic_fetch_sub(&n->refcount, 1) != 1) return;
     node_free_state(n);
     free(n);
+    atomic_fetch_sub(&live_nodes, 1);
 }
 
 static void release_outputs(af_op_call *c) {
@@ -77,6 +83,9 @@ af_status af_call(af_op_call *c) {
         return st;
     }
     const af_op_def *def = af_op_table[c->op];
+    if (c->n_out == 0) /* an in-place op: it wrote its inputs */
+        for (int i = 0; i < c->n_in; i++)
+            if (c->in[i]) af_tensor_bump_version(c->in[i]);
     uint32_t needs = 0;
     if (af_grad_enabled() && def->backward_cpu)
         for (int i = 0; i < c->n_in; i++)
@@ -91,13 +100,16 @@ af_status af_call(af_op_call *c) {
         return AF_OK;
     }
 
-    af_node *n = calloc(1, sizeof *n);
+    af_node *n = calloc(1, sizeof *n + (size_t)(c->n_in + c->n_out) * sizeof n->version[0]);
     if (!n) {
         release_outputs(c);
         return AF_FAIL(AF_ERR_OOM, "out of memory recording the autograd graph");
     }
     af_grad_fn_release = grad_fn_release_hook;
+    atomic_fetch_add(&live_nodes, 1);
     atomic_init(&n->refcount, 0);
+    for (int i = 0; i < c->n_in; i++) n->version[i] = c->in[i] ? af_tensor_version(c->in[i]) : 0;
+    for (int k = 0; k < c->n_out; k++) n->version[c->n_in + k] = af_tensor_version(c->out[k]);
     n->seq = atomic_fetch_add(&node_counter, 1);
     n->needs_grad = needs;
     n->call = *c; /* takes over saved; inputs and output aliases are retained below */
@@ -232,7 +244,33 @@ static af_status ensure_leaf_grad(af_tensor *leaf) {
     return AF_OK;
 }
 
+/* The tensors n was recorded with still hold the values it saw. */
+static af_status check_versions(const af_node *n) {
+    const af_op_call *c = &n->call;
+    for (int k = 0; k < c->n_in + c->n_out; k++) {
+        const af_tensor *t = k < c->n_in ? c->in[k] : c->out[k - c->n_in];
+        if (!t || af_tensor_version(t) == n->version[k]) continue;
+        char shape[96];
+        return AF_FAIL(AF_ERR_RUNTIME,
+                       "one of the variables needed for gradient computation has been modified by an "
+                       "inplace operation: %s %s '%s' of %s is at version %lu; expected version %lu instead",
+                       af_dtype_name(t->dtype), af_shape_str(t->ndim, t->shape, shape, sizeof shape),
+                       k < c->n_in ? af_op_input_name(c, k) : "output", af_op_table[c->op]->name,
+                       af_tensor_version(t), n->version[k]);
+    }
+    return AF_OK;
+}
+
+static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph);
+
 af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
+    pthread_mutex_lock(&backward_lock);
+    af_status st = backward_locked(root, grad, retain_graph);
+    pthread_mutex_unlock(&backward_lock);
+    return st;
+}
+
+static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph) {
     if (!root->requires_grad)
         return AF_FAIL(AF_ERR_RUNTIME,
                        "backward() on a tensor that does not require grad: no input of the "
@@ -259,11 +297,13 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
         af_tensor_release(seed);
         return st;
     }
-    for (size_t k = 0; k < count; k++)
+    for (size_t k = 0; k < count; k++) {
         if (tape[k]->freed)
             AF_CHECK_FAIL(AF_ERR_RUNTIME,
                           "trying to backward through the graph a second time: its saved tensors "
                           "were freed by the first backward; pass retain_graph=True the first time");
+        AF_CHECK(check_versions(tape[k]));
+    }
 
     AF_CHECK(deposit(&root->grad_fn->dout[root->grad_fn_output], seed));
 

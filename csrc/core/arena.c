@@ -39,9 +39,12 @@ af_status af_tensor_set_data(af_tensor *t, const af_tensor *src) {
      * freed (the way tensor.c frees storages) when keep goes */
     af_tensor *keep = NULL;
     AF_TRY(af_tensor_alias(t, &keep));
+    unsigned long version = af_tensor_version(t);
     atomic_fetch_sub(&t->storage->refcount, 1);
     atomic_fetch_add(&src->storage->refcount, 1);
     t->storage = src->storage;
+    /* unsigned wrap-around is intended: the sum with the new storage's count is `version` */
+    t->version_base = version - atomic_load(&src->storage->version);
     t->offset = src->offset;
     t->readonly = src->readonly;
     t->device = src->device;

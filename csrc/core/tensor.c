@@ -199,11 +199,31 @@ void af_tensor_retain(af_tensor *t) {
 
 void (*af_grad_fn_release)(struct af_node *node);
 
-void af_tensor_release(af_tensor *t) {
-    if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) return;
+/* Dropping a tensor can drop its producer node, whose inputs can drop their nodes, and so on down a
+ * graph of any depth (a 10^5-step chain). Recursion would overflow the C stack there, so releases
+ * are queued on a per-thread worklist and the outermost af_tensor_release of the thread drains it:
+ * the stack depth stays constant whatever the graph. */
+static _Thread_local af_tensor *release_pending;
+static _Thread_local int release_draining;
+
+static void tensor_destroy(af_tensor *t) {
     af_tensor_release(t->grad);
     af_tensor_release(t->grad_slot);
     if (t->grad_fn) af_grad_fn_release(t->grad_fn);
     storage_release(t->storage);
     free(t);
+}
+
+void af_tensor_release(af_tensor *t) {
+    if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) return;
+    t->release_next = release_pending;
+    release_pending = t;
+    if (release_draining) return;
+    release_draining = 1;
+    while (release_pending) {
+        af_tensor *next = release_pending;
+        release_pending = next->release_next;
+        tensor_destroy(next);
+    }
+    release_draining = 0;
 }

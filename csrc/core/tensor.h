@@ -63,6 +63,9 @@ typedef struct af_tensor {
     struct af_tensor *grad;   /* leaf gradient, accumulated by backward */
     struct af_tensor *grad_slot; /* a leaf's view into a gradient arena (core/arena.h): backward
                                     adopts it, zeroed, as .grad when .grad is None */
+    unsigned long version_base;  /* added to the storage's version: af_tensor_set_data keeps a
+                                    re-pointed tensor's version where it was (packing copies the
+                                    values, so a graph that saved the tensor stays valid) */
     struct af_node *grad_fn;  /* the node that produced this tensor; NULL for leaves */
     int grad_fn_output;       /* which output of grad_fn this tensor is */
     struct af_tensor *release_next; /* af_tensor_release's worklist, see tensor.c */
@@ -112,7 +115,7 @@ static inline size_t af_tensor_nbytes(const af_tensor *t) {
     return (size_t)t->numel * af_dtype_size(t->dtype);
 }
 static inline unsigned long af_tensor_version(const af_tensor *t) {
-    return atomic_load(&t->storage->version);
+    return atomic_load(&t->storage->version) + t->version_base;
 }
 static inline void af_tensor_bump_version(af_tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
 

@@ -214,12 +214,19 @@ static PyObject *py_set_anomaly_mode(PyObject *self, PyObject *arg) {
 static PyObject *py_is_grad_enabled(PyObject *self, PyObject *unused) { return PyBool_FromLong(af_grad_enabled()); }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
-    long n = PyLong_AsLong(arg);
+    PyObject *index = PyNumber_Index(arg); /* ints and NumPy integers; 2.5 is a TypeError */
+    if (!index) return NULL;
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
     if (n == -1 && PyErr_Occurred()) return NULL;
-    if (n < 1) return PyErr_Format(PyExc_ValueError, "num_threads must be >= 1, got %ld", n);
+    if (overflow || n < 1 || n > AF_MAX_THREADS)
+        return PyErr_Format(PyExc_ValueError, "num_threads must lie in [1, %d], got %R", AF_MAX_THREADS, arg);
     af_set_num_threads((int)n);
     Py_RETURN_NONE;
 }
+
+static PyObject *py_live_nodes(PyObject *self, PyObject *unused) { return PyLong_FromLong(af_live_nodes()); }
 
 static PyObject *py_get_num_threads(PyObject *self, PyObject *unused) { return PyLong_FromLong(af_get_num_threads()); }
 
@@ -249,6 +256,7 @@ static PyMethodDef module_methods[] = {
     {"set_anomaly_mode", py_set_anomaly_mode, METH_O, "NaN/Inf checks on every op output; returns the previous"},
     {"is_grad_enabled", py_is_grad_enabled, METH_NOARGS, "grad mode of this thread"},
     {"set_num_threads", py_set_num_threads, METH_O, "threads for CPU kernels and the BLAS"},
+    {"_live_nodes", py_live_nodes, METH_NOARGS, "autograd nodes alive in the process (for leak tests)"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "threads for CPU kernels"},
     {"_set_tensor_class", py_set_tensor_class, METH_O, "register affectfer.Tensor"},
     {"cuda_available", py_cuda_available, METH_NOARGS, "True when built with CUDA and a GPU is visible"},
@@ -270,6 +278,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (PyType_Ready(&AfTensor_BaseType) < 0) goto fail;
     Py_INCREF(&AfTensor_BaseType);
     if (PyModule_AddObject(m, "TensorBase", (PyObject *)&AfTensor_BaseType) < 0) goto fail;
+    if (PyModule_AddIntConstant(m, "MAX_THREADS", AF_MAX_THREADS) < 0) goto fail;
     if (af_errors_init(m) < 0 || af_ops_init(m) < 0) goto fail;
     if (af_loader_init(m) < 0) goto fail;
     return m;

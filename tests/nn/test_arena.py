@@ -197,3 +197,22 @@ def test_backward_of_a_leaf_itself_lands_in_its_slot():
     p.backward(af.ones(3))
     p.backward(af.full((3,), 2.0))
     assert p.grad._shares_memory(arena.grad) and np.array_equal(arena.grad.numpy(), [3, 3, 3])
+
+
+def test_a_graph_recorded_before_packing_still_runs_backward(rng):
+    """Packing copies the values, so a graph that saved the parameters stays valid (the parameter's
+    in-place version is carried over); writing the arena afterwards is an in-place change that the
+    graph detects."""
+    net = small_net()
+    loss = loss_of(net, np.random.default_rng(5))
+    flatten_parameters(net)
+    loss.backward()
+    fresh = small_net()
+    loss_of(fresh, np.random.default_rng(5)).backward()
+    for p, q in zip(fresh.parameters(), net.parameters()):
+        assert np.array_equal(p.grad.numpy(), q.grad.numpy())
+    arena = flatten_parameters(net)["float32"]
+    loss = loss_of(net, rng)
+    af.nn.init.constant_(arena.data, 0.5)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

@@ -190,6 +190,24 @@ def test_a_cpu_build_refuses_cuda_tensors_at_allocation():
             af._C.copy_to(af.zeros(3), device)
 
 
+def test_set_num_threads_refuses_counts_it_cannot_honour():
+    previous = af.get_num_threads()
+    try:
+        for bad in (0, -1, 100000, 1 << 31, 2**70, af._C.MAX_THREADS + 1):
+            with pytest.raises(ValueError, match=r"num_threads must lie in \[1, 1024\], got " + str(bad)):
+                af.set_num_threads(bad)
+            assert af.get_num_threads() == previous
+        with pytest.raises(TypeError):
+            af.set_num_threads(2.5)
+        af.set_num_threads(np.int64(3))
+        assert af.get_num_threads() == 3
+        af.set_num_threads(af._C.MAX_THREADS)  # the cap itself runs a parallel kernel
+        x = af.tensor(np.ones(100000))
+        assert (x * 2.0).numpy().sum() == 200000
+    finally:
+        af.set_num_threads(previous)
+
+
 def test_item_and_repr():
     t = af.tensor([2.5])
     assert t.item() == 2.5 and float(t) == 2.5
