@@ -1,6 +1,7 @@
 """csrc/autograd/tape.c: graph recording, reverse walk, accumulation, freeing, grad modes."""
 import gc
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -259,3 +260,18 @@ finally:
     stop.set()
     t.join()
 """)
+
+
+def test_core_and_tape_reach_data_only_through_allocators_and_ops():
+    # Device neutrality (csrc/core/alloc.h, csrc/autograd/tape.h): tensor.c moves bytes only through
+    # its device's allocator and the tape only through ops, so a CUDA build needs no change there.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "csrc", "core", "tensor.c")) as f:
+        core = f.read()
+    with open(os.path.join(root, "csrc", "autograd", "tape.c")) as f:
+        tape = f.read()
+    for name in ("memcpy", "memmove", "memset", "af_alloc_host", "af_free_host", "posix_memalign"):
+        assert not re.search(rf"(?<![>.\w]){name}\(", core), f"csrc/core/tensor.c calls {name} itself"
+    assert not re.search(r"(?<![>.\w])free\([^)]*data", core), "csrc/core/tensor.c frees tensor bytes itself"
+    for access in ("af_tensor_data(", "->data", "float *", "double *"):
+        assert access not in tape, f"csrc/autograd/tape.c touches tensor data ({access})"
