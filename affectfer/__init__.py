@@ -24,14 +24,18 @@ __version__ = "0.1.0"
 
 
 def manual_seed(seed: int) -> None:
-    """Seed every random draw (initialisation, dropout, augmentation): a run becomes repeatable."""
+    """Seed every random draw (initialisation, dropout, augmentation): a run becomes repeatable.
+
+    `seed` is an int in [-2**63, 2**64 - 1]; a negative seed stands for seed + 2**64 (two's
+    complement, as torch.manual_seed's implementation treats it). Outside that range: ValueError."""
     _C.manual_seed(int(seed))
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by CPU kernels (OpenMP). The BLAS stays single-threaded: GEMMs are parallelised
-    over shape-determined tiles so results do not depend on this number."""
-    _C.set_num_threads(int(n))
+    """Threads used by CPU kernels (OpenMP), 1 to `_C.MAX_THREADS` (1024; ValueError outside). The
+    BLAS stays single-threaded: GEMMs are parallelised over shape-determined tiles so results do not
+    depend on this number."""
+    _C.set_num_threads(n)
 
 
 def get_num_threads() -> int:

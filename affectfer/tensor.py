@@ -95,17 +95,33 @@ class Tensor(_C.TensorBase):
         return self
 
     def clone(self) -> "Tensor":
-        return tensor(self.numpy()) if not self.requires_grad else self * 1.0
+        """A copy in fresh memory; differentiable (gradients flow back to self) when self requires
+        grad, as torch.Tensor.clone."""
+        if self.requires_grad:
+            return self * 1.0
+        out = empty(self.shape, dtype=self.dtype)
+        _call("copy_", [out, self])
+        return out
 
-    # ---- dtype ----
-    def to(self, dtype) -> "Tensor":
-        name = _dtype_name(dtype)
-        if name == self.dtype:
-            return self
-        if name not in ("float32", "float64"):  # no gradient flows into other dtypes (as torch)
-            with _no_grad():
-                return _call("cast", [self], (_DTYPE_IDS[name],))
-        return _call("cast", [self], (_DTYPE_IDS[name],))
+    # ---- dtype and device ----
+    def to(self, *args, **kwargs) -> "Tensor":
+        """torch.Tensor.to: `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)` (other's
+        device and dtype), keywords dtype=, device=, copy=False, non_blocking (ignored). Returns
+        self when nothing changes and copy is False. The only device of this build is "cpu"."""
+        copy = bool(kwargs.pop("copy", False))
+        kwargs.pop("non_blocking", None)
+        _, dtype = _parse_to(args, kwargs)
+        out = self
+        if dtype is not None and dtype != self.dtype:
+            if dtype not in ("float32", "float64"):  # no gradient flows into other dtypes (as torch)
+                with _no_grad():
+                    return _call("cast", [self], (_DTYPE_IDS[dtype],))
+            out = _call("cast", [self], (_DTYPE_IDS[dtype],))
+        return out.clone() if copy and out is self else out
+
+    def cpu(self) -> "Tensor":
+        """This tensor on the CPU: itself, as every tensor of this build lives there."""
+        return self
 
     def float(self):
         return self.to("float32")
@@ -373,9 +389,51 @@ def _resolve_shape(t, shape):
 _C._set_tensor_class(Tensor)
 
 
-def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+_DEVICES = ("cpu",)
+
+
+def _device(device) -> str:
+    """The canonical name of a device argument ("cpu", "cpu:0"), or a clear error."""
+    name = device.device if isinstance(device, _C.TensorBase) else device
+    if not isinstance(name, str):
+        raise TypeError(f"device must be a string such as 'cpu', got {type(device).__name__}")
+    kind, _, index = name.partition(":")
+    if kind == "cuda":
+        raise RuntimeError(f"device {name!r}: this build of affectfer has no CUDA support "
+                           f"(affectfer.cuda.is_available() is False); use device='cpu'")
+    if kind not in _DEVICES or (index and index != "0"):
+        raise ValueError(f"unknown device {name!r}; this build accepts {', '.join(map(repr, _DEVICES))}")
+    return kind
+
+
+def _parse_to(args, kwargs):
+    """(device, dtype) from the arguments of Tensor.to / Module.to; None where not given."""
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    if len(args) > 2:
+        raise TypeError(f"to() takes at most 2 positional arguments, got {len(args)}")
+    for arg in args:
+        if isinstance(arg, _C.TensorBase):
+            device, dtype = arg.device, arg.dtype
+        elif arg is None:
+            continue
+        elif isinstance(arg, str) and arg not in _DTYPE_IDS:
+            if arg.partition(":")[0] not in _DEVICES + ("cuda",):
+                raise TypeError(f"unknown dtype or device {arg!r}: dtypes are {', '.join(_DTYPE_IDS)}; "
+                                f"devices {', '.join(_DEVICES)}")
+            device = arg
+        else:
+            dtype = arg
+    return (None if device is None else _device(device)), _dtype_name(dtype)
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (array-like, any strides, read-only is fine).
-    Python floats become float32 unless `dtype` says otherwise, as in PyTorch."""
+    Python floats become float32 unless `dtype` says otherwise, as in PyTorch. device: "cpu"
+    (the only device of this build) or None."""
+    if device is not None:
+        _device(device)
     if isinstance(data, _C.TensorBase):
         data = data.numpy()
     name = _dtype_name(dtype)
@@ -393,7 +451,13 @@ def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
 
 def from_numpy(array: np.ndarray) -> Tensor:
     """A tensor sharing `array`'s memory: writes through either are seen by both. The array must be
-    C-contiguous, aligned and writable; otherwise use `affectfer.tensor(array)`, which copies."""
+    C-contiguous, aligned and writable; otherwise use `affectfer.tensor(array)`, which copies.
+
+    WARNING: autograd cannot see writes made through NumPy. Backward refuses to use a tensor that
+    an in-place op (fill_, copy_, an optimizer step) changed after the forward pass saved it, but a
+    write through `array` (or any other view of that memory) changes no version counter: backward
+    then silently computes gradients from the new values. Do not write into the array while a
+    graph that used the tensor is alive, or pass `affectfer.tensor(array)` (a copy) instead."""
     return _C.from_numpy(array, False)
 
 
@@ -402,36 +466,54 @@ def from_dlpack(obj) -> Tensor:
     return _C.from_dlpack(obj)
 
 
-def empty(*shape, dtype="float32") -> Tensor:
-    return _C.empty(_shape_arg(shape), _dtype_name(dtype), False)
+def empty(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
+    """Uninitialised memory of `shape`."""
+    if device is not None:
+        _device(device)
+    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), False)
+    t.requires_grad = requires_grad
+    return t
 
 
-def zeros(*shape, dtype="float32", requires_grad=False) -> Tensor:
+def zeros(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
+    if device is not None:
+        _device(device)
     t = _C.empty(_shape_arg(shape), _dtype_name(dtype), True)
     t.requires_grad = requires_grad
     return t
 
 
-def full(shape, value, dtype="float32", requires_grad=False) -> Tensor:
+def full(shape, value, dtype="float32", device=None, requires_grad=False) -> Tensor:
+    """`shape` filled with `value` (one fill_; float16/bfloat16, which fill_ does not write, go
+    through a NumPy copy)."""
     shape = _shape_arg((shape,)) if not isinstance(shape, int) else (shape,)
-    t = tensor(np.full(shape, value, dtype=_dtype_name(dtype)))
+    name = _dtype_name(dtype)
+    if name in ("float16", "bfloat16"):
+        t = tensor(np.full(shape, value, dtype=name), device=device)
+    else:
+        t = empty(shape, dtype=name, device=device)
+        _call("fill_", [t], (), (float(value),))
     t.requires_grad = requires_grad
     return t
 
 
-def ones(*shape, dtype="float32", requires_grad=False) -> Tensor:
-    return full(_shape_arg(shape), 1, dtype, requires_grad)
+def ones(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
+    return full(_shape_arg(shape), 1, dtype, device, requires_grad)
 
 
-def rand(*shape, dtype="float32", requires_grad=False) -> Tensor:
+def rand(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Uniform [0, 1) from the global Philox generator (see affectfer.manual_seed)."""
+    if device is not None:
+        _device(device)
     t = _C.random(_shape_arg(shape), _dtype_name(dtype), 0, 0.0, 1.0)
     t.requires_grad = requires_grad
     return t
 
 
-def randn(*shape, dtype="float32", requires_grad=False) -> Tensor:
+def randn(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Standard normal from the global Philox generator (see affectfer.manual_seed)."""
+    if device is not None:
+        _device(device)
     t = _C.random(_shape_arg(shape), _dtype_name(dtype), 1, 0.0, 1.0)
     t.requires_grad = requires_grad
     return t

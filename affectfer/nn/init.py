@@ -7,17 +7,22 @@ import math
 
 from .. import _C
 from ..autograd import no_grad
+from ..tensor import _call
 
 
-def _fill_from(tensor, source):
-    tensor.numpy()[...] = source.numpy()
-    return tensor
+def _int64(u: int) -> int:
+    """A uint64 (seed, stream) as the int64 with the same bits, the form op attributes take."""
+    return u - (1 << 64) if u >= 1 << 63 else u
 
 
-def _random(tensor, kind, a, b):
+def _random(tensor, op, a, b):
+    """The in-place uniform_/normal_ op on a fresh Philox stream of the global generator: the same
+    values as affectfer.rand/randn of that shape would draw."""
     if tensor.dtype not in ("float32", "float64"):
         raise TypeError(f"random initialisation needs a float32/float64 tensor, got {tensor.dtype}")
-    return _fill_from(tensor, _C.random(tuple(tensor.shape), tensor.dtype, kind, float(a), float(b)))
+    seed, stream = _C.next_stream()
+    _call(op, [tensor], (_int64(seed), _int64(stream)), (float(a), float(b)))
+    return tensor
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -55,17 +60,17 @@ def _fan(tensor, mode):
 
 @no_grad()
 def uniform_(tensor, a: float = 0.0, b: float = 1.0):
-    return _random(tensor, 0, a, b)
+    return _random(tensor, "uniform_", a, b)
 
 
 @no_grad()
 def normal_(tensor, mean: float = 0.0, std: float = 1.0):
-    return _random(tensor, 1, mean, std)
+    return _random(tensor, "normal_", mean, std)
 
 
 @no_grad()
 def constant_(tensor, val: float):
-    tensor.numpy()[...] = val
+    _call("fill_", [tensor], (), (float(val),))
     return tensor
 
 

@@ -130,7 +130,7 @@ class _BatchNorm(Module):
         if self.track_running_stats:
             init.zeros_(self.running_mean)
             init.ones_(self.running_var)
-            self.num_batches_tracked.numpy()[...] = 0
+            init.zeros_(self.num_batches_tracked)
 
     def reset_parameters(self):
         self.reset_running_stats()
@@ -150,9 +150,11 @@ class _BatchNorm(Module):
         training = self.training and not self.frozen_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if training and self.track_running_stats:
-            self.num_batches_tracked.numpy()[...] += 1
+            # fill_ writes the int64 counter exactly while it stays below 2**53 batches
+            tracked = int(self.num_batches_tracked.item()) + 1
+            init.constant_(self.num_batches_tracked, tracked)
             if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(self.num_batches_tracked.item())
+                factor = 1.0 / tracked
         use_batch_stats = training or (self.running_mean is None and self.running_var is None)
         keep_stats = not training or self.track_running_stats
         return F.batch_norm(input, self.running_mean if keep_stats else None,

@@ -12,7 +12,11 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import _C
-from ..tensor import Tensor, _dtype_name, tensor
+from ..autograd import no_grad
+from ..tensor import Tensor, _call, _dtype_name, _parse_to, tensor
+from .utils import zero_grad_
+
+_FLOATS = ("float32", "float64")
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -39,12 +43,17 @@ class Parameter(Tensor):
 
 
 def _copy_into(dst, src, key: str) -> None:
-    """dst[...] = src in place (any float/int source array-like; cast to dst's dtype)."""
-    arr = src.numpy() if isinstance(src, _C.TensorBase) else np.asarray(src)
-    if tuple(arr.shape) != tuple(dst.shape):
-        raise ValueError(f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)} from checkpoint, "
+    """dst[...] = src in place through the copy_ op (any float/int array-like source, cast to
+    dst's dtype), so a parameter packed in an arena stays there."""
+    if not isinstance(src, _C.TensorBase):
+        src = tensor(np.asarray(src), dtype=dst.dtype)
+    if tuple(src.shape) != tuple(dst.shape):
+        raise ValueError(f"size mismatch for {key}: copying a param with shape {tuple(src.shape)} from checkpoint, "
                          f"the shape in current model is {tuple(dst.shape)}.")
-    dst.numpy()[...] = arr
+    if src.dtype != dst.dtype and not (src.dtype in _FLOATS and dst.dtype in _FLOATS):
+        src = src.to(dst.dtype)  # copy_ converts between float32 and float64 only
+    with no_grad():
+        _call("copy_", [dst, src])
 
 
 def _addindent(text: str, spaces: int) -> str:
@@ -272,13 +281,9 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.numpy()[...] = 0
+        """Drop every parameter's gradient (set_to_none=True, torch's default) or zero it in place:
+        affectfer.nn.utils.zero_grad_, shared with the optimizers."""
+        zero_grad_(self.parameters(), set_to_none)
 
     def apply(self, fn) -> "Module":
         for child in self.children():
@@ -286,20 +291,28 @@ class Module:
         fn(self)
         return self
 
-    def to(self, dtype) -> "Module":
-        """Convert floating-point parameters and buffers to `dtype` ('float32' / 'float64'): new
-        Parameter objects, so build the optimizer after this."""
-        name = _dtype_name(dtype)
-        if name not in ("float32", "float64"):
-            raise TypeError(f"Module.to: only float32 and float64 are supported, got {name}")
-        for m in self.modules():
-            for k, p in m._parameters.items():
-                if p is not None and p.dtype in ("float32", "float64") and p.dtype != name:
-                    m._parameters[k] = Parameter(tensor(p.numpy(), dtype=name), p.requires_grad)
-            for k, b in m._buffers.items():
-                if b is not None and b.dtype in ("float32", "float64") and b.dtype != name:
-                    m._buffers[k] = tensor(b.numpy(), dtype=name)
+    def to(self, *args, **kwargs) -> "Module":
+        """Move or cast in place, as torch.nn.Module.to: `to(device)`, `to(dtype)`,
+        `to(device, dtype)`, `to(tensor)`. dtype casts floating-point parameters and buffers only
+        (integer buffers such as num_batches_tracked keep theirs). The Parameter objects stay the
+        same (their data is re-pointed, torch's `param.data = ...`), so an optimizer built before
+        keeps working; a parameter cast to another dtype leaves its arena and loses its .grad."""
+        device, dtype = _parse_to(args, kwargs)
+        if dtype is not None and dtype not in _FLOATS:
+            raise TypeError(f"Module.to: only floating point dtypes (float32, float64) are supported, got {dtype}")
+        with no_grad():
+            for m in self.modules():
+                for t in list(m._parameters.values()) + list(m._buffers.values()):
+                    if t is None:
+                        continue
+                    want = dtype if dtype is not None and t.dtype in _FLOATS else t.dtype
+                    moved = t.to(device, want)
+                    if moved is not t:
+                        _C.set_data(t, moved)
         return self
+
+    def cpu(self) -> "Module":
+        return self.to("cpu")
 
     def float(self) -> "Module":
         return self.to("float32")

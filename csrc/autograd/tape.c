@@ -1,13 +1,17 @@
 #include "tape.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <math.h>
 
 static _Thread_local int grad_mode_disabled;
 static _Thread_local int anomaly_mode;
 static atomic_ullong node_counter;
+static atomic_long live_nodes;
+static pthread_mutex_t backward_lock = PTHREAD_MUTEX_INITIALIZER;
+
+long af_live_nodes(void) { return atomic_load(&live_nodes); }
 
 int af_grad_enabled(void) { return !grad_mode_disabled; }
 
@@ -23,17 +27,15 @@ int af_set_anomaly_mode(int enabled) {
     return previous;
 }
 
+/* Anomaly mode: the nonfinite_index op runs on the outputs' device; only its one int64 comes back. */
 static af_status check_finite(const af_op_call *c) {
     for (int k = 0; k < c->n_out; k++) {
-        const af_tensor *t = c->out[k];
+        af_op_call find = {.op = AF_OP_NONFINITE_INDEX, .n_in = 1, .in = {c->out[k]}};
+        AF_TRY(af_op_forward(&find));
         int64_t bad = -1;
-        if (t->dtype == AF_DTYPE_F32) {
-            const float *p = af_tensor_data(t);
-            for (int64_t i = 0; i < t->numel && bad < 0; i++) if (!isfinite(p[i])) bad = i;
-        } else if (t->dtype == AF_DTYPE_F64) {
-            const double *p = af_tensor_data(t);
-            for (int64_t i = 0; i < t->numel && bad < 0; i++) if (!isfinite(p[i])) bad = i;
-        }
+        af_status st = af_tensor_read(find.out[0], &bad);
+        af_tensor_release(find.out[0]);
+        AF_TRY(st);
         if (bad >= 0)
             return AF_FAIL(AF_ERR_FLOAT, "%s produced a NaN or infinity in output %d at flat index %lld "
                            "(detect_anomaly is on)", af_op_table[c->op]->name, k, (long long)bad);
@@ -56,6 +58,7 @@ void af_node_release(af_node *n) {
     if (!n || atomic_fetch_sub(&n->refcount, 1) != 1) return;
     node_free_state(n);
     free(n);
+    atomic_fetch_sub(&live_nodes, 1);
 }
 
 static void release_outputs(af_op_call *c) {
@@ -80,6 +83,9 @@ af_status af_call(af_op_call *c) {
         return st;
     }
     const af_op_def *def = af_op_table[c->op];
+    if (c->n_out == 0) /* an in-place op: it wrote its inputs */
+        for (int i = 0; i < c->n_in; i++)
+            if (c->in[i]) af_tensor_bump_version(c->in[i]);
     uint32_t needs = 0;
     if (af_grad_enabled() && def->differentiable_inputs)
         for (int i = 0; i < c->n_in; i++)
@@ -94,13 +100,16 @@ af_status af_call(af_op_call *c) {
         return AF_OK;
     }
 
-    af_node *n = calloc(1, sizeof *n);
+    af_node *n = calloc(1, sizeof *n + (size_t)(c->n_in + c->n_out) * sizeof n->version[0]);
     if (!n) {
         release_outputs(c);
         return AF_FAIL(AF_ERR_OOM, "out of memory recording the autograd graph");
     }
     af_grad_fn_release = grad_fn_release_hook;
+    atomic_fetch_add(&live_nodes, 1);
     atomic_init(&n->refcount, 0);
+    for (int i = 0; i < c->n_in; i++) n->version[i] = c->in[i] ? af_tensor_version(c->in[i]) : 0;
+    for (int k = 0; k < c->n_out; k++) n->version[c->n_in + k] = af_tensor_version(c->out[k]);
     n->seq = atomic_fetch_add(&node_counter, 1);
     n->needs_grad = needs;
     n->call = *c; /* takes over saved; inputs and output aliases are retained below */
@@ -203,7 +212,65 @@ static af_status ensure_zero_grad(af_tensor **slot, const af_tensor *like) {
     return af_tensor_zeros_like(like, slot);
 }
 
+/* d root / d root: a copy of the caller's gradient, or ones made by the fill_ op on root's device. */
+static af_status make_seed(const af_tensor *root, const af_tensor *grad, af_tensor **seed) {
+    if (grad) return af_tensor_clone(grad, seed);
+    AF_TRY(af_tensor_empty_like(root, seed));
+    af_op_call fill = {.op = AF_OP_FILL_, .n_in = 1, .in = {*seed}, .attr = {.f = {1.0}, .n_f = 1}};
+    af_status st = af_op_forward(&fill);
+    if (st != AF_OK) {
+        af_tensor_release(*seed);
+        *seed = NULL;
+    }
+    return st;
+}
+
+/* *slot += g, or *slot = g (retained) when the slot is empty. */
+static af_status deposit(af_tensor **slot, af_tensor *g) {
+    if (*slot) return af_tensor_accumulate(*slot, g);
+    af_tensor_retain(g);
+    *slot = g;
+    return AF_OK;
+}
+
+/* A leaf in a gradient arena accumulates into its slot there, so the optimizer finds every
+ * gradient in one flat buffer (csrc/core/arena.h). */
+static af_status ensure_leaf_grad(af_tensor *leaf) {
+    if (leaf->grad) return AF_OK;
+    if (!leaf->grad_slot) return af_tensor_zeros_like(leaf, &leaf->grad);
+    AF_TRY(af_tensor_fill_zero(leaf->grad_slot));
+    af_tensor_retain(leaf->grad_slot);
+    leaf->grad = leaf->grad_slot;
+    return AF_OK;
+}
+
+/* The tensors n was recorded with still hold the values it saw. */
+static af_status check_versions(const af_node *n) {
+    const af_op_call *c = &n->call;
+    for (int k = 0; k < c->n_in + c->n_out; k++) {
+        const af_tensor *t = k < c->n_in ? c->in[k] : c->out[k - c->n_in];
+        if (!t || af_tensor_version(t) == n->version[k]) continue;
+        char shape[96];
+        return AF_FAIL(AF_ERR_RUNTIME,
+                       "one of the variables needed for gradient computation has been modified by an "
+                       "inplace operation: %s %s '%s' of %s is at version %lu; expected version %lu instead",
+                       af_dtype_name(t->dtype), af_shape_str(t->ndim, t->shape, shape, sizeof shape),
+                       k < c->n_in ? af_op_input_name(c, k) : "output", af_op_table[c->op]->name,
+                       af_tensor_version(t), n->version[k]);
+    }
+    return AF_OK;
+}
+
+static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph);
+
 af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
+    pthread_mutex_lock(&backward_lock);
+    af_status st = backward_locked(root, grad, retain_graph);
+    pthread_mutex_unlock(&backward_lock);
+    return st;
+}
+
+static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph) {
     if (!root->requires_grad)
         return AF_FAIL(AF_ERR_RUNTIME,
                        "backward() on a tensor that does not require grad: no input of the "
@@ -214,44 +281,31 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
         return AF_FAIL(AF_ERR_VALUE,
                        "backward() without a gradient needs a one-element tensor (a loss); pass "
                        "gradient= for a tensor with %lld elements", (long long)root->numel);
+    af_tensor *seed = NULL;
+    AF_TRY(make_seed(root, grad, &seed));
     if (!root->grad_fn) { /* a leaf: d root / d root = 1 */
-        af_tensor *seed = NULL;
-        if (grad) {
-            AF_TRY(af_tensor_clone(grad, &seed));
-        } else {
-            AF_TRY(af_tensor_new(root->dtype, root->device, root->ndim, root->shape, &seed));
-            if (root->dtype == AF_DTYPE_F32) *(float *)af_tensor_data(seed) = 1.0f;
-            else *(double *)af_tensor_data(seed) = 1.0;
-        }
-        if (!root->grad) {
-            root->grad = seed;
-            return AF_OK;
-        }
-        af_status st = af_tensor_accumulate(root->grad, seed);
+        af_status st = root->grad_slot ? ensure_leaf_grad(root) : AF_OK;
+        if (st == AF_OK) st = deposit(&root->grad, seed);
         af_tensor_release(seed);
         return st;
     }
 
     af_node **tape = NULL;
     size_t count = 0;
-    af_status st = AF_OK;
-    AF_TRY(collect_tape(root->grad_fn, &tape, &count));
-    for (size_t k = 0; k < count; k++)
+    af_status st = collect_tape(root->grad_fn, &tape, &count);
+    if (st != AF_OK) {
+        af_tensor_release(seed);
+        return st;
+    }
+    for (size_t k = 0; k < count; k++) {
         if (tape[k]->freed)
             AF_CHECK_FAIL(AF_ERR_RUNTIME,
                           "trying to backward through the graph a second time: its saved tensors "
                           "were freed by the first backward; pass retain_graph=True the first time");
-
-    af_node *top = root->grad_fn;
-    af_tensor **seed_slot = &top->dout[root->grad_fn_output];
-    AF_CHECK(ensure_zero_grad(seed_slot, root));
-    if (grad) {
-        AF_CHECK(af_tensor_accumulate(*seed_slot, grad));
-    } else if (root->dtype == AF_DTYPE_F32) {
-        *(float *)af_tensor_data(*seed_slot) += 1.0f;
-    } else {
-        *(double *)af_tensor_data(*seed_slot) += 1.0;
+        AF_CHECK(check_versions(tape[k]));
     }
+
+    AF_CHECK(deposit(&root->grad_fn->dout[root->grad_fn_output], seed));
 
     for (size_t k = 0; k < count; k++) {
         af_node *n = tape[k];
@@ -265,7 +319,7 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
                 AF_CHECK(ensure_zero_grad(&producer->dout[in->grad_fn_output], in));
                 din[i] = producer->dout[in->grad_fn_output];
             } else {
-                AF_CHECK(ensure_zero_grad(&in->grad, in));
+                AF_CHECK(ensure_leaf_grad(in));
                 din[i] = in->grad;
             }
         }
@@ -281,6 +335,7 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
         if (af_interrupted()) AF_CHECK_FAIL(AF_ERR_INTERRUPT, "backward interrupted");
     }
 fail:
+    af_tensor_release(seed);
     for (size_t k = 0; k < count; k++) {
         for (int j = 0; j < AF_MAX_OUT; j++) {
             af_tensor_release(tape[k]->dout[j]);

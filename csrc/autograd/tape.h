@@ -10,7 +10,22 @@
  * number - creation order is a topological order, so this reversed list is our tape. Each node's
  * backward accumulates (+=) into its inputs' gradient buffers: a producer node's output gradient
  * for intermediates, `tensor->grad` for leaves. After a node has run, its saved tensors are freed
- * (unless retain_graph), and a second backward through it raises. */
+ * (unless retain_graph), and a second backward through it raises. The tape never reads tensor
+ * data: seeds come from the fill_ op, accumulation from add_, the anomaly check from
+ * nonfinite_index, each on the tensors' own device.
+ *
+ * In-place writes: every op without outputs writes its inputs (fill_, copy_, sgd_step, ...), and
+ * af_call bumps the storage version of each of its inputs. A node records the versions of its
+ * inputs and outputs when it is created; backward refuses (RuntimeError, with torch's message) to
+ * run a node whose tensors changed since, rather than silently use the new values. The check is
+ * conservative: it covers every input, also those a backward formula does not read. Writes that
+ * bypass the ops (NumPy writing into memory shared through from_numpy) cannot be seen.
+ *
+ * Threads: forward calls may run concurrently. backward holds one process-wide lock for its whole
+ * walk, so backwards through one graph, or through graphs that share leaves, run one after another
+ * and every gradient update lands (PyTorch instead locks per node; one lock is simpler and a
+ * training step has one backward at a time anyway). Freeing a graph is iterative (tensor.c), so a
+ * graph of any depth is released without deep recursion. */
 #ifndef AF_TAPE_H
 #define AF_TAPE_H
 
@@ -23,6 +38,8 @@ typedef struct af_node {
     af_tensor *dout[AF_MAX_OUT]; /* gradient w.r.t. each output, only during backward */
     uint32_t needs_grad;         /* bit i: in[i] wants a gradient */
     int freed;                   /* saved state released by an earlier backward */
+    /* storage versions at creation: in[0..n_in) then out[0..n_out) */
+    unsigned long version[];
 } af_node;
 
 int af_grad_enabled(void);
@@ -39,5 +56,7 @@ af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph);
 
 void af_node_retain(af_node *n);
 void af_node_release(af_node *n);
+/* Nodes alive in the process (tests check that graphs are freed). */
+long af_live_nodes(void);
 
 #endif

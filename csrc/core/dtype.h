@@ -32,7 +32,7 @@ static inline int af_dtype_is_float(af_dtype d) {
     return d == AF_DTYPE_F32 || d == AF_DTYPE_F64 || d == AF_DTYPE_F16 || d == AF_DTYPE_BF16;
 }
 
-typedef enum af_device_type { AF_DEVICE_CPU = 0, AF_DEVICE_CUDA = 1 } af_device_type;
+typedef enum af_device_type { AF_DEVICE_CPU = 0, AF_DEVICE_CUDA = 1, AF_DEVICE_TYPE_COUNT } af_device_type;
 
 typedef struct af_device {
     af_device_type type;

@@ -14,6 +14,7 @@ int af_get_num_threads(void) {
  * thread count, so csrc/ops/gemm.c parallelises over shape-determined tiles with OpenMP instead. */
 void af_set_num_threads(int n) {
     if (n < 1) n = 1;
+    if (n > AF_MAX_THREADS) n = AF_MAX_THREADS;
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif

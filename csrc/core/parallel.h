@@ -17,7 +17,12 @@
 #define AF_PARALLEL_FOR(work)
 #endif
 
+/* More threads than this is a mistake, not a machine: libgomp crashes creating 10^5 threads. */
+#define AF_MAX_THREADS 1024
+
 int af_get_num_threads(void);
-void af_set_num_threads(int n); /* our OpenMP loops (the BLAS stays single-threaded) */
+/* Threads for our OpenMP loops (the BLAS stays single-threaded), clamped to [1, AF_MAX_THREADS];
+ * the Python binding rejects values outside that range. */
+void af_set_num_threads(int n);
 
 #endif

@@ -2,18 +2,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-void *af_alloc_host(size_t nbytes) {
-    void *p = NULL;
-    /* posix_memalign needs a non-zero size multiple of the alignment for portable behaviour. */
-    size_t rounded = (nbytes + 63) & ~(size_t)63;
-    if (rounded == 0) rounded = 64;
-    if (posix_memalign(&p, 64, rounded) != 0) return NULL;
-    return p;
-}
-
-void af_free_host(void *p) { free(p); }
 
 int64_t af_shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
@@ -67,31 +55,50 @@ static void storage_release(af_storage *s) {
     if (s->release)
         s->release(s->owner);
     else
-        af_free_host(s->data);
+        s->allocator->free(s->device, s->data);
     free(s);
+}
+
+static af_status device_allocator(af_device device, const af_allocator **out) {
+    if ((unsigned)device.type >= AF_DEVICE_TYPE_COUNT || device.index < 0)
+        return AF_FAIL(AF_ERR_DEVICE, "invalid device (type %d, index %d)", (int)device.type, device.index);
+    *out = af_allocator_get(device.type);
+    if (!*out) {
+        if (device.type == AF_DEVICE_CUDA)
+            return AF_FAIL(AF_ERR_DEVICE, "this build of affectfer has no CUDA support");
+        return AF_FAIL(AF_ERR_DEVICE, "this build of affectfer has no allocator for device type %d", (int)device.type);
+    }
+    return AF_OK;
+}
+
+static af_storage *storage_new(af_device device, const af_allocator *allocator, void *data, size_t nbytes) {
+    af_storage *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    atomic_init(&s->refcount, 1);
+    atomic_init(&s->version, 0);
+    s->data = data;
+    s->nbytes = nbytes;
+    s->device = device;
+    s->allocator = allocator;
+    return s;
 }
 
 af_status af_tensor_new(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
                         af_tensor **out) {
     *out = NULL;
     if ((unsigned)dtype >= AF_DTYPE_COUNT) return AF_FAIL(AF_ERR_TYPE, "invalid dtype %d", dtype);
-    if (device.type != AF_DEVICE_CPU)
-        return AF_FAIL(AF_ERR_DEVICE, "this build of affectfer has no CUDA support");
+    const af_allocator *allocator;
+    AF_TRY(device_allocator(device, &allocator));
     AF_TRY(check_shape(ndim, shape));
-    af_tensor *t = header_new(dtype, device, ndim, shape);
-    af_storage *s = calloc(1, sizeof *s);
     size_t nbytes = (size_t)af_shape_numel(ndim, shape) * af_dtype_size(dtype);
-    void *data = af_alloc_host(nbytes);
-    if (!t || !s || !data) {
+    af_tensor *t = header_new(dtype, device, ndim, shape);
+    void *data = allocator->alloc(device, nbytes);
+    af_storage *s = data ? storage_new(device, allocator, data, nbytes) : NULL;
+    if (!t || !s) {
         free(t);
-        free(s);
-        af_free_host(data);
-        return AF_FAIL(AF_ERR_OOM, "out of memory allocating %zu bytes", nbytes);
+        if (data) allocator->free(device, data);
+        return AF_FAIL(AF_ERR_OOM, "out of memory allocating %zu bytes on %s", nbytes, allocator->name);
     }
-    atomic_init(&s->refcount, 1);
-    s->data = data;
-    s->nbytes = nbytes;
-    s->device = device;
     t->storage = s;
     *out = t;
     return AF_OK;
@@ -114,18 +121,16 @@ af_status af_tensor_empty_like(const af_tensor *like, af_tensor **out) {
 af_status af_tensor_wrap(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
                          void *data, void (*release)(void *owner), void *owner, af_tensor **out) {
     *out = NULL;
+    if ((unsigned)dtype >= AF_DTYPE_COUNT) return AF_FAIL(AF_ERR_TYPE, "invalid dtype %d", dtype);
+    const af_allocator *allocator;
+    AF_TRY(device_allocator(device, &allocator));
     AF_TRY(check_shape(ndim, shape));
     af_tensor *t = header_new(dtype, device, ndim, shape);
-    af_storage *s = calloc(1, sizeof *s);
+    af_storage *s = t ? storage_new(device, allocator, data, (size_t)t->numel * af_dtype_size(dtype)) : NULL;
     if (!t || !s) {
         free(t);
-        free(s);
         return AF_FAIL(AF_ERR_OOM, "out of memory allocating a tensor header");
     }
-    atomic_init(&s->refcount, 1);
-    s->data = data;
-    s->nbytes = (size_t)t->numel * af_dtype_size(dtype);
-    s->device = device;
     s->release = release;
     s->owner = owner;
     t->storage = s;
@@ -157,34 +162,35 @@ af_status af_tensor_alias(const af_tensor *t, af_tensor **out) {
 }
 
 af_status af_tensor_clone(const af_tensor *t, af_tensor **out) {
-    AF_TRY(af_tensor_new(t->dtype, t->device, t->ndim, t->shape, out));
-    memcpy(af_tensor_data(*out), af_tensor_data(t), af_tensor_nbytes(t));
-    (*out)->memory_format = t->memory_format;
-    return AF_OK;
+    return af_tensor_copy_to(t, t->device, out);
+}
+
+af_status af_tensor_copy_to(const af_tensor *t, af_device device, af_tensor **out) {
+    AF_TRY(af_tensor_new(t->dtype, device, t->ndim, t->shape, out));
+    af_tensor *c = *out;
+    c->memory_format = t->memory_format;
+    size_t nbytes = af_tensor_nbytes(t);
+    af_status st;
+    if (af_device_equal(device, t->device))
+        st = c->storage->allocator->memcpy(device, af_tensor_data(c), af_tensor_data(t), nbytes);
+    else /* the non-CPU side's allocator knows how to move bytes to and from the host */
+        st = (device.type != AF_DEVICE_CPU ? c->storage->allocator : t->storage->allocator)
+                 ->copy_to(device, af_tensor_data(c), t->device, af_tensor_data(t), nbytes);
+    if (st != AF_OK) {
+        af_tensor_release(c);
+        *out = NULL;
+    }
+    return st;
+}
+
+af_status af_tensor_read(const af_tensor *t, void *dst) {
+    return t->storage->allocator->copy_to(AF_CPU, dst, t->device, af_tensor_data(t), af_tensor_nbytes(t));
 }
 
 af_status af_tensor_fill_zero(af_tensor *t) {
-    memset(af_tensor_data(t), 0, af_tensor_nbytes(t));
-    return AF_OK;
-}
-
-af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src) {
-    if (dst->dtype != src->dtype || dst->numel != src->numel)
-        return AF_FAIL(AF_ERR_INTERNAL, "gradient accumulation between mismatched tensors");
-    int64_t n = dst->numel;
-    if (dst->dtype == AF_DTYPE_F32) {
-        float *d = af_tensor_data(dst);
-        const float *s = af_tensor_data(src);
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-    } else if (dst->dtype == AF_DTYPE_F64) {
-        double *d = af_tensor_data(dst);
-        const double *s = af_tensor_data(src);
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-    } else {
-        return AF_FAIL(AF_ERR_TYPE, "gradients must be float32 or float64, got %s",
-                       af_dtype_name(dst->dtype));
-    }
-    return AF_OK;
+    af_status st = t->storage->allocator->memset(t->device, af_tensor_data(t), 0, af_tensor_nbytes(t));
+    if (st == AF_OK) af_tensor_bump_version(t);
+    return st;
 }
 
 void af_tensor_retain(af_tensor *t) {
@@ -193,10 +199,31 @@ void af_tensor_retain(af_tensor *t) {
 
 void (*af_grad_fn_release)(struct af_node *node);
 
-void af_tensor_release(af_tensor *t) {
-    if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) return;
+/* Dropping a tensor can drop its producer node, whose inputs can drop their nodes, and so on down a
+ * graph of any depth (a 10^5-step chain). Recursion would overflow the C stack there, so releases
+ * are queued on a per-thread worklist and the outermost af_tensor_release of the thread drains it:
+ * the stack depth stays constant whatever the graph. */
+static _Thread_local af_tensor *release_pending;
+static _Thread_local int release_draining;
+
+static void tensor_destroy(af_tensor *t) {
     af_tensor_release(t->grad);
+    af_tensor_release(t->grad_slot);
     if (t->grad_fn) af_grad_fn_release(t->grad_fn);
     storage_release(t->storage);
     free(t);
+}
+
+void af_tensor_release(af_tensor *t) {
+    if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) return;
+    t->release_next = release_pending;
+    release_pending = t;
+    if (release_draining) return;
+    release_draining = 1;
+    while (release_pending) {
+        af_tensor *next = release_pending;
+        release_pending = next->release_next;
+        tensor_destroy(next);
+    }
+    release_draining = 0;
 }

@@ -6,8 +6,15 @@
  * share one storage: a reshape is a new header over the same bytes, and autograd keeps "aliases"
  * of outputs (headers without graph links) so that saved outputs never form reference cycles.
  *
- * Storage comes from our 64-byte-aligned allocator, or wraps foreign memory (a NumPy array, a
- * DLPack producer) with a release callback that the owner supplied.
+ * Storage comes from its device's allocator (csrc/core/alloc.h), or wraps foreign memory (a NumPy
+ * array, a DLPack producer) with a release callback that the owner supplied. This file never
+ * touches the bytes itself: zero-filling, clones and transfers go through the allocator, so the
+ * same code serves every device.
+ *
+ * `version` counts in-place writes to the storage (the tape bumps it for every in-place op; see
+ * csrc/autograd/tape.h): backward compares it with the value recorded at forward time and refuses
+ * to use data that changed since. Writes that bypass the ops (NumPy writing into memory shared
+ * through from_numpy or DLPack) cannot be seen.
  *
  * Autograd fields live here because a leaf's gradient belongs to the tensor; the graph itself is in
  * csrc/autograd/tape.h. */
@@ -17,11 +24,16 @@
 #include <stdint.h>
 #ifdef __cplusplus
 #include <atomic>
-typedef std::atomic<long> atomic_long; /* .cu files are C++; C++23's <stdatomic.h> makes the same choice */
+/* .cu files are C++; C++23's <stdatomic.h> makes the same choices */
+typedef std::atomic<long> atomic_long;
+typedef std::atomic<unsigned long> atomic_ulong;
+using std::atomic_fetch_add;
+using std::atomic_load;
 #else
 #include <stdatomic.h>
 #endif
 
+#include "alloc.h"
 #include "dtype.h"
 #include "status.h"
 
@@ -34,6 +46,8 @@ typedef struct af_storage {
     void *data;
     size_t nbytes;
     af_device device;
+    const af_allocator *allocator; /* of `device`: frees `data` unless `release` is set */
+    atomic_ulong version;          /* in-place writes so far */
     /* Foreign memory: release(owner) is called instead of freeing `data`. May run on any thread. */
     void (*release)(void *owner);
     void *owner;
@@ -56,11 +70,18 @@ typedef struct af_tensor {
     /* autograd */
     int requires_grad;        /* a leaf that wants .grad, or a result of such a computation */
     struct af_tensor *grad;   /* leaf gradient, accumulated by backward */
+    struct af_tensor *grad_slot; /* a leaf's view into a gradient arena (core/arena.h): backward
+                                    adopts it, zeroed, as .grad when .grad is None */
+    unsigned long version_base;  /* added to the storage's version: af_tensor_set_data keeps a
+                                    re-pointed tensor's version where it was (packing copies the
+                                    values, so a graph that saved the tensor stays valid) */
     struct af_node *grad_fn;  /* the node that produced this tensor; NULL for leaves */
     int grad_fn_output;       /* which output of grad_fn this tensor is */
+    struct af_tensor *release_next; /* af_tensor_release's worklist, see tensor.c */
 } af_tensor;
 
-/* Uninitialised contents. `shape` has `ndim` entries, each >= 0. */
+/* Uninitialised contents. `shape` has `ndim` entries, each >= 0. Fails with AF_ERR_DEVICE when this
+ * build has no allocator for the device (a CUDA tensor in a CPU-only build). */
 af_status af_tensor_new(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
                         af_tensor **out);
 af_status af_tensor_zeros(af_dtype dtype, af_device device, int ndim, const int64_t *shape,
@@ -78,8 +99,11 @@ af_status af_tensor_alias(const af_tensor *t, af_tensor **out);
 /* A deep copy into fresh storage; no autograd links. */
 af_status af_tensor_clone(const af_tensor *t, af_tensor **out);
 af_status af_tensor_fill_zero(af_tensor *t);
-/* dst += src, elementwise, same dtype and numel (used to accumulate gradients). */
-af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src);
+/* A copy on `device` (any device with an allocator, the same one included); no autograd links. */
+af_status af_tensor_copy_to(const af_tensor *t, af_device device, af_tensor **out);
+/* All af_tensor_nbytes(t) bytes into host memory `dst`, whatever t's device: how device-neutral code
+ * reads a result (e.g. one flag) without touching a device pointer. */
+af_status af_tensor_read(const af_tensor *t, void *dst);
 
 /* Set by csrc/autograd/tape.c when it creates its first node: the core does not depend on the
  * autograd layer, but a tensor dropping its producer node must release it. */
@@ -99,9 +123,9 @@ static inline void *af_tensor_data(const af_tensor *t) {
 static inline size_t af_tensor_nbytes(const af_tensor *t) {
     return (size_t)t->numel * af_dtype_size(t->dtype);
 }
-
-/* 64-byte aligned host memory (cache lines and AVX-512 loads). */
-void *af_alloc_host(size_t nbytes);
-void af_free_host(void *p);
+static inline unsigned long af_tensor_version(const af_tensor *t) {
+    return atomic_load(&t->storage->version) + t->version_base;
+}
+static inline void af_tensor_bump_version(af_tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
 
 #endif

@@ -51,6 +51,14 @@ AF_OP(cross_entropy, CROSS_ENTROPY)
 AF_OP(sgd_step, SGD_STEP)
 AF_OP(adam_step, ADAM_STEP)
 
+/* fill.c: in-place writes (no outputs; they write their first input) and the anomaly check */
+AF_OP(fill_, FILL_)
+AF_OP(copy_, COPY_)
+AF_OP(uniform_, UNIFORM_)
+AF_OP(normal_, NORMAL_)
+AF_OP(add_, ADD_)
+AF_OP(nonfinite_index, NONFINITE_INDEX)
+
 /* loss_misc.c: the seed methods' other losses */
 AF_OP(bce_with_logits, BCE_WITH_LOGITS)
 AF_OP(focal_loss, FOCAL_LOSS)

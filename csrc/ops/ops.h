@@ -107,6 +107,8 @@ af_status af_op_table_check(void);
 af_status af_op_forward(af_op_call *c);
 af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din);
 void af_op_call_release(af_op_call *c); /* drops every tensor reference the call holds */
+/* dst += src through the add_ op on their device (csrc/ops/fill.c): same dtype and shape. */
+af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src);
 
 /* ---- helpers for setup functions: each fails with a message naming op and argument ---- */
 const char *af_op_input_name(const af_op_call *c, int i);

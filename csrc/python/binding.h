@@ -76,6 +76,10 @@ const struct af_pipeline *af_py_pipeline_arg(PyObject *obj, const char *what);
 /* image_default_max_pixels, pad_modes, sobel_magnitudes, interpolations, image_stages ({name: (kind, parameter names)}) */
 int af_image_init(PyObject *module);
 
+/* arena_bind.c: flat arenas, offset views, re-pointing headers */
+extern PyMethodDef af_arena_methods[];
+int af_arena_init(PyObject *module);
+
 /* ops_bind.c */
 extern PyMethodDef af_ops_methods[];
 int af_ops_init(PyObject *module);

@@ -225,11 +225,20 @@ PyObject *af_py_to_numpy(AfTensorObject *self, PyObject *unused) {
     if (npy < 0) return PyErr_Format(PyExc_TypeError, "%s has no NumPy dtype", af_dtype_name(t->dtype));
     npy_intp dims[AF_MAX_DIMS];
     for (int d = 0; d < t->ndim; d++) dims[d] = (npy_intp)t->shape[d];
+    /* The array's base is a private alias, not self: it pins these bytes even if self is later
+     * re-pointed (Tensor.data = ..., packing into an arena), so the array never dangles. */
+    af_tensor *alias = NULL;
+    af_status st = af_tensor_alias(t, &alias);
+    if (st != AF_OK) return af_py_raise(st);
+    PyObject *base = af_py_wrap(alias);
+    if (!base) return NULL;
     PyObject *arr = PyArray_New(&PyArray_Type, t->ndim, dims, npy, NULL, af_tensor_data(t), 0,
                                 t->readonly ? NPY_ARRAY_CARRAY_RO : NPY_ARRAY_CARRAY, NULL);
-    if (!arr) return NULL;
-    Py_INCREF(self); /* the array keeps the tensor (and so its storage) alive */
-    if (PyArray_SetBaseObject((PyArrayObject *)arr, (PyObject *)self) < 0) {
+    if (!arr) {
+        Py_DECREF(base);
+        return NULL;
+    }
+    if (PyArray_SetBaseObject((PyArrayObject *)arr, base) < 0) { /* steals base */
         Py_DECREF(arr);
         return NULL;
     }
@@ -289,8 +298,12 @@ PyObject *af_py_dlpack(AfTensorObject *self, PyObject *args, PyObject *kwargs) {
     /* stream, max_version, dl_device, copy: accepted for protocol compatibility; CPU export needs none */
     af_dlpack_export *e = calloc(1, sizeof *e);
     if (!e) return PyErr_NoMemory();
-    af_tensor *t = self->t;
-    af_tensor_retain(t);
+    af_tensor *t = NULL; /* a private alias: the export outlives any re-pointing of self */
+    af_status st = af_tensor_alias(self->t, &t);
+    if (st != AF_OK) {
+        free(e);
+        return af_py_raise(st);
+    }
     e->t = t;
     for (int d = 0; d < t->ndim; d++) e->shape[d] = t->shape[d];
     DLTensor *dl = &e->managed.dl_tensor;

@@ -7,8 +7,6 @@
 
 #include <string.h>
 
-static uint64_t global_seed = 0x5eed;
-static uint64_t global_stream = 0;
 
 static int parse_dtype(const char *name, af_dtype *out) {
     if (af_dtype_from_name(name, out) < 0) {
@@ -33,8 +31,55 @@ static PyObject *py_empty(PyObject *self, PyObject *args) {
     return af_py_wrap(t);
 }
 
-/* random(shape, dtype, kind, a, b): kind 0 = uniform [a, b), 1 = normal(mean a, std b); one fresh
- * Philox stream per call, element i from counter i, so the values do not depend on threads. */
+/* "cpu", "cuda" (= "cuda:0") or "cuda:N" */
+static int parse_device(PyObject *obj, af_device *out) {
+    const char *name = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+    if (!name) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "device must be a str such as 'cpu' or 'cuda:0', got %.100s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    char *end = NULL;
+    if (strcmp(name, "cpu") == 0) {
+        *out = AF_CPU;
+        return 0;
+    }
+    if (strcmp(name, "cuda") == 0) {
+        *out = (af_device){AF_DEVICE_CUDA, 0};
+        return 0;
+    }
+    if (strncmp(name, "cuda:", 5) == 0 && name[5] >= '0' && name[5] <= '9') {
+        long index = strtol(name + 5, &end, 10);
+        if (*end == '\0' && index <= 1024) {
+            *out = (af_device){AF_DEVICE_CUDA, (int)index};
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "device must be 'cpu', 'cuda' or 'cuda:N', got %R", obj);
+    return -1;
+}
+
+/* copy_to(tensor, device): a copy on `device`, through the allocators (csrc/core/alloc.h). */
+static PyObject *py_copy_to(PyObject *self, PyObject *args) {
+    PyObject *tensor_obj, *device_obj;
+    if (!PyArg_ParseTuple(args, "OO:copy_to", &tensor_obj, &device_obj)) return NULL;
+    af_tensor *t = af_py_tensor_arg(tensor_obj, "tensor");
+    af_device device;
+    if (!t || parse_device(device_obj, &device) < 0) return NULL;
+    af_tensor *out = NULL;
+    af_status st;
+    af_tensor_retain(t);
+    Py_BEGIN_ALLOW_THREADS
+    st = af_tensor_copy_to(t, device, &out);
+    af_tensor_release(t);
+    Py_END_ALLOW_THREADS
+    if (st != AF_OK) return af_py_raise(st);
+    return af_py_wrap(out);
+}
+
+/* random(shape, dtype, kind, a, b): a new tensor filled by the uniform_ (kind 0, [a, b)) or normal_
+ * (kind 1, mean a, std b) op from a fresh Philox stream. (seed, stream) are taken while the GIL is
+ * held, so a concurrent manual_seed cannot change them half-way. */
 static PyObject *py_random(PyObject *self, PyObject *args) {
     PyObject *shape_obj;
     const char *dtype_name;
@@ -45,52 +90,76 @@ static PyObject *py_random(PyObject *self, PyObject *args) {
     int64_t shape[AF_MAX_DIMS];
     af_dtype dtype;
     if (af_py_parse_shape(shape_obj, "shape", &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
-    if (dtype != AF_DTYPE_F32 && dtype != AF_DTYPE_F64) return PyErr_Format(PyExc_TypeError, "random tensors are float32 or float64");
+    if (kind != 0 && kind != 1) return PyErr_Format(PyExc_ValueError, "random: kind must be 0 (uniform) or 1 (normal), got %d", kind);
     af_tensor *t = NULL;
     af_status st = af_tensor_new(dtype, AF_CPU, nd, shape, &t);
     if (st != AF_OK) return af_py_raise(st);
-    uint64_t stream = global_stream++;
-    int64_t n = t->numel;
+    uint64_t seed, stream;
+    af_rng_next_stream(&seed, &stream);
+    af_op_call c = {.op = kind == 0 ? AF_OP_UNIFORM_ : AF_OP_NORMAL_, .n_in = 1, .in = {t},
+                    .attr = {.i = {(int64_t)seed, (int64_t)stream}, .n_i = 2, .f = {a, b}, .n_f = 2}};
     Py_BEGIN_ALLOW_THREADS
-    AF_PARALLEL_FOR(n * 16)
-    for (int64_t i = 0; i < n; i++) {
-        af_rng r = af_rng_make(global_seed, stream, (uint64_t)i);
-        double v;
-        if (kind == 0) {
-            v = a + (b - a) * af_rng_uniform(&r);
-        } else { /* Box-Muller on two uniforms from this element's own counter block */
-            double u1 = 1.0 - af_rng_uniform(&r), u2 = af_rng_uniform(&r);
-            v = a + b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-        }
-        if (dtype == AF_DTYPE_F32) ((float *)af_tensor_data(t))[i] = (float)v;
-        else ((double *)af_tensor_data(t))[i] = v;
-    }
+    st = af_call(&c);
     Py_END_ALLOW_THREADS
+    if (st != AF_OK) {
+        af_tensor_release(t);
+        return af_py_raise(st);
+    }
     return af_py_wrap(t);
 }
 
+/* A seed or stream id in [-2**63, 2**64 - 1]; a negative one stands for value + 2**64 (two's
+ * complement, as torch.manual_seed's implementation maps negative seeds). Outside: ValueError, never
+ * a silent wrap (manual_seed(2**70) must not equal manual_seed(0)). */
+static int parse_u64(PyObject *obj, const char *what, uint64_t *out) {
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, got %.100s", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    unsigned long long u = PyLong_AsUnsignedLongLong(obj);
+    if (!PyErr_Occurred()) {
+        *out = u;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+    PyErr_Clear();
+    long long s = PyLong_AsLongLong(obj);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must lie in [-2**63, 2**64 - 1], got %R", what, obj);
+        return -1;
+    }
+    *out = (uint64_t)s;
+    return 0;
+}
+
 static PyObject *py_manual_seed(PyObject *self, PyObject *arg) {
-    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
-    if (PyErr_Occurred()) return NULL;
-    global_seed = seed;
-    global_stream = 0;
+    uint64_t seed;
+    if (parse_u64(arg, "seed", &seed) < 0) return NULL;
+    af_rng_manual_seed(seed);
     Py_RETURN_NONE;
 }
 
 /* (seed, next stream id) and reserve the stream: ops that draw randomness take a stream each. */
 static PyObject *py_next_stream(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KK)", (unsigned long long)global_seed, (unsigned long long)global_stream++);
+    uint64_t seed, stream;
+    af_rng_next_stream(&seed, &stream);
+    return Py_BuildValue("(KK)", (unsigned long long)seed, (unsigned long long)stream);
 }
 
 static PyObject *py_rng_state(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KK)", (unsigned long long)global_seed, (unsigned long long)global_stream);
+    uint64_t seed, stream;
+    af_rng_get_state(&seed, &stream);
+    return Py_BuildValue("(KK)", (unsigned long long)seed, (unsigned long long)stream);
 }
 
 static PyObject *py_set_rng_state(PyObject *self, PyObject *args) {
-    unsigned long long seed, stream;
-    if (!PyArg_ParseTuple(args, "KK:set_rng_state", &seed, &stream)) return NULL;
-    global_seed = seed;
-    global_stream = stream;
+    PyObject *seed_obj, *stream_obj;
+    uint64_t seed, stream;
+    if (!PyArg_ParseTuple(args, "OO:set_rng_state", &seed_obj, &stream_obj)) return NULL;
+    if (parse_u64(seed_obj, "seed", &seed) < 0 || parse_u64(stream_obj, "stream", &stream) < 0) return NULL;
+    af_rng_set_state(seed, stream);
     Py_RETURN_NONE;
 }
 
@@ -118,12 +187,19 @@ static PyObject *py_set_anomaly_mode(PyObject *self, PyObject *arg) {
 static PyObject *py_is_grad_enabled(PyObject *self, PyObject *unused) { return PyBool_FromLong(af_grad_enabled()); }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
-    long n = PyLong_AsLong(arg);
+    PyObject *index = PyNumber_Index(arg); /* ints and NumPy integers; 2.5 is a TypeError */
+    if (!index) return NULL;
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
     if (n == -1 && PyErr_Occurred()) return NULL;
-    if (n < 1) return PyErr_Format(PyExc_ValueError, "num_threads must be >= 1, got %ld", n);
+    if (overflow || n < 1 || n > AF_MAX_THREADS)
+        return PyErr_Format(PyExc_ValueError, "num_threads must lie in [1, %d], got %R", AF_MAX_THREADS, arg);
     af_set_num_threads((int)n);
     Py_RETURN_NONE;
 }
+
+static PyObject *py_live_nodes(PyObject *self, PyObject *unused) { return PyLong_FromLong(af_live_nodes()); }
 
 static PyObject *py_get_num_threads(PyObject *self, PyObject *unused) { return PyLong_FromLong(af_get_num_threads()); }
 
@@ -139,6 +215,7 @@ static PyObject *py_cuda_available(PyObject *self, PyObject *unused) { Py_RETURN
 
 static PyMethodDef module_methods[] = {
     {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False)"},
+    {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
     {"random", py_random, METH_VARARGS, "random(shape, dtype, kind, a, b): kind 0 uniform[a,b), 1 normal(a, b)"},
     {"from_numpy", (PyCFunction)(void (*)(void))af_py_from_numpy, METH_VARARGS | METH_KEYWORDS,
      "from_numpy(array, copy=True, dtype=None)"},
@@ -152,6 +229,7 @@ static PyMethodDef module_methods[] = {
     {"set_anomaly_mode", py_set_anomaly_mode, METH_O, "NaN/Inf checks on every op output; returns the previous"},
     {"is_grad_enabled", py_is_grad_enabled, METH_NOARGS, "grad mode of this thread"},
     {"set_num_threads", py_set_num_threads, METH_O, "threads for CPU kernels and the BLAS"},
+    {"_live_nodes", py_live_nodes, METH_NOARGS, "autograd nodes alive in the process (for leak tests)"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "threads for CPU kernels"},
     {"_set_tensor_class", py_set_tensor_class, METH_O, "register affectfer.Tensor"},
     {"cuda_available", py_cuda_available, METH_NOARGS, "True when built with CUDA and a GPU is visible"},
@@ -169,9 +247,11 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (PyModule_AddFunctions(m, af_fer_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, af_data_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, af_image_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, af_arena_methods) < 0 || af_arena_init(m) < 0) goto fail;
     if (PyType_Ready(&AfTensor_BaseType) < 0) goto fail;
     Py_INCREF(&AfTensor_BaseType);
     if (PyModule_AddObject(m, "TensorBase", (PyObject *)&AfTensor_BaseType) < 0) goto fail;
+    if (PyModule_AddIntConstant(m, "MAX_THREADS", AF_MAX_THREADS) < 0) goto fail;
     if (af_errors_init(m) < 0 || af_ops_init(m) < 0) goto fail;
     if (af_loader_init(m) < 0) goto fail;
     if (af_constants_init(m) < 0 || af_image_init(m) < 0) goto fail;

@@ -59,12 +59,17 @@ static PyObject *py_call(PyObject *self, PyObject *args) {
         Py_DECREF(vals);
     }
 
-    /* The input list keeps every input tensor alive while the GIL is released. */
+    /* Our own references: another thread may empty the input list (dropping its tensors) while the
+     * GIL is released. */
+    af_tensor *held[AF_MAX_IN];
+    int n_held = c.n_in;
+    for (int i = 0; i < n_held; i++) af_tensor_retain(held[i] = c.in[i]);
+    Py_DECREF(seq);
     af_status st;
     Py_BEGIN_ALLOW_THREADS
     st = af_call(&c);
+    for (int i = 0; i < n_held; i++) af_tensor_release(held[i]);
     Py_END_ALLOW_THREADS
-    Py_DECREF(seq);
     if (st != AF_OK) return af_py_raise(st);
 
     if (c.n_out == 1) return af_py_wrap(c.out[0]);

@@ -79,9 +79,18 @@ static int tensor_getbuffer(AfTensorObject *self, Py_buffer *view, int flags) {
         dims[t->ndim + d] = stride;
         stride *= (Py_ssize_t)t->shape[d];
     }
+    /* view->obj is a private alias rather than self, so the bytes stay pinned even if self is
+     * re-pointed (Tensor.data = ..., packing into an arena) while the view lives */
+    af_tensor *alias = NULL;
+    af_status st = af_tensor_alias(t, &alias);
+    AfTensorObject *owner = st == AF_OK ? (AfTensorObject *)af_py_wrap(alias) : NULL;
+    if (!owner) {
+        PyMem_Free(dims);
+        if (st != AF_OK) af_py_raise(st);
+        return -1;
+    }
     view->buf = af_tensor_data(t);
-    view->obj = (PyObject *)self;
-    Py_INCREF(self);
+    view->obj = (PyObject *)owner;
     view->len = (Py_ssize_t)af_tensor_nbytes(t);
     view->readonly = t->readonly;
     view->itemsize = item;
@@ -91,7 +100,7 @@ static int tensor_getbuffer(AfTensorObject *self, Py_buffer *view, int flags) {
     view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? dims + t->ndim : NULL;
     view->suboffsets = NULL;
     view->internal = dims;
-    self->exports++;
+    owner->exports++;
     return 0;
 }
 

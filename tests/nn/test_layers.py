@@ -281,3 +281,34 @@ def test_functional_matches_torch(rng):
                  rtol=1e-5, atol=1e-5)
     assert_close(F.gelu(af.tensor(x), approximate="tanh"), tF.gelu(torch.from_numpy(x), approximate="tanh").numpy())
     assert_close(F.log_softmax(af.tensor(x), 0), tF.log_softmax(torch.from_numpy(x), 0).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_init_draws_what_rand_and_randn_draw():
+    """uniform_/normal_ initialisers take the next Philox stream of the global generator, so they
+    fill the values affectfer.rand / randn of that shape draw (as before the in-place ops replaced
+    the NumPy writes): a + (b - a) * u and mean + std * z, computed in double, rounded once."""
+    for dtype, rtol in (("float32", 0), ("float64", 1e-15)):
+        af.manual_seed(11)
+        u, z = af.rand(3, 7, dtype="float64").numpy(), af.randn(3, 7, dtype="float64").numpy()
+        af.manual_seed(11)
+        w, v = af.zeros(3, 7, dtype=dtype), af.zeros(3, 7, dtype=dtype)
+        assert init.uniform_(w, -2.0, 3.0) is w and init.normal_(v, 1.0, 0.5) is v
+        assert np.array_equal(w.numpy(), (-2.0 + 5.0 * u).astype(dtype))
+        assert_close(v, (1.0 + 0.5 * z).astype(dtype), rtol=rtol, atol=1e-6 if dtype == "float32" else 1e-15)
+        af.manual_seed(11)
+        assert np.array_equal(init.uniform_(af.zeros(3, 7, dtype=dtype)).numpy(), u.astype(dtype))
+    with pytest.raises(TypeError, match="float32/float64"):
+        init.uniform_(af.zeros(3, dtype="int64"))
+
+
+def test_batchnorm_counter_counts_in_place(rng):
+    bn = nn.BatchNorm2d(2)
+    counter = bn.num_batches_tracked  # whoever holds the buffer sees it move
+    x = af.tensor(rng.standard_normal((3, 2, 4, 4)).astype(np.float32))
+    for _ in range(3):
+        bn(x)
+    assert counter.item() == 3 and bn.num_batches_tracked is counter and counter.dtype == "int64"
+    bn.eval()(x)
+    assert counter.item() == 3
+    bn.reset_running_stats()
+    assert counter.item() == 0

@@ -161,3 +161,42 @@ def test_sequential_and_modulelist_containers():
     assert [type(m).__name__ for m in ml] == ["Tanh", "ReLU", "Sigmoid"]
     with pytest.raises(IndexError):
         ml[3]
+
+
+def test_to_works_in_place_and_keeps_the_parameter_objects(rng):
+    """torch's Module.to: the same Parameter objects (an optimizer built before keeps them), the
+    values cast, integer buffers untouched; devices checked."""
+    net = Block()
+    weight, mean, counter = net.conv.weight, net.bn.running_mean, net.bn.num_batches_tracked
+    values = weight.numpy().copy()
+    opt = af.optim.SGD(net.parameters(), lr=0.1)
+    assert net.to("float64") is net
+    assert net.conv.weight is weight and weight.dtype == "float64" and weight.requires_grad
+    assert np.array_equal(weight.numpy(), values.astype(np.float64))
+    assert net.bn.running_mean is mean and mean.dtype == "float64"
+    assert net.bn.num_batches_tracked is counter and counter.dtype == "int64"
+    x = af.tensor(rng.standard_normal((1, 2, 4, 4)))
+    net(x).sum().backward()
+    assert weight.grad.dtype == "float64"
+    opt.step()  # the optimizer follows its parameters into float64
+    assert not np.array_equal(weight.numpy(), values.astype(np.float64))
+    assert net.to("cpu") is net and net.cpu() is net and weight.dtype == "float64"
+    net.to("cpu", "float32")
+    assert weight.dtype == "float32" and weight.grad is None  # a cast drops the stale gradient
+    net.to(af.zeros(1, dtype="float64"))
+    assert weight.dtype == "float64"
+    with pytest.raises(RuntimeError, match=r"affectfer\.cuda\.is_available\(\)"):
+        net.to("cuda")
+    with pytest.raises(TypeError, match="only floating point"):
+        net.to("int32")
+
+
+def test_load_state_dict_writes_in_place_and_casts(rng):
+    src, dst = Block(), Block()
+    weight = dst.conv.weight
+    arena = af.nn.utils.flatten_parameters(dst)["float32"]
+    sd = {k: v.numpy().astype(np.float64) if v.dtype == "float32" else v for k, v in src.state_dict().items()}
+    dst.load_state_dict(sd)
+    assert dst.conv.weight is weight and weight._shares_memory(arena.data)  # still in its arena
+    assert np.array_equal(weight.numpy(), src.conv.weight.numpy())
+    assert arena.status() & af._C.ARENA_MOVED == 0

@@ -51,3 +51,24 @@ def test_nonfinite_and_empty(rng):
     with pytest.raises(RuntimeError, match="non-finite"):
         clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
     assert clip_grad_norm_([af.zeros(2, requires_grad=True)], 1.0).item() == 0.0
+
+
+def test_clip_scales_the_gradients_in_place(rng):
+    """torch's clip_grad_norm_ multiplies each .grad in place: a reference taken before clipping
+    (and the gradient arena behind it) sees the scaled values; the .grad objects stay the same."""
+    ps = params_with_grads(rng, scale=5.0)
+    held = [p.grad for p in ps]
+    before = [g.numpy().copy() for g in held]
+    total = clip_grad_norm_(ps, 1.0).item()
+    coef = 1.0 / (total + 1e-6)
+    assert coef < 1
+    for p, g, b in zip(ps, held, before):
+        assert p.grad._shares_memory(g)
+        assert_close(g, b * np.float32(coef), rtol=1e-6, atol=1e-7)
+    net = af.nn.Linear(3, 2)
+    arena = af.nn.utils.flatten_parameters(net)["float32"]
+    net(af.tensor(rng.standard_normal((4, 3)).astype(np.float32) * 10)).sum().backward()
+    flat = arena.grad.numpy().copy()
+    total = clip_grad_norm_(net.parameters(), 0.5).item()
+    assert_close(arena.grad, flat * np.float32(0.5 / (total + 1e-6)), rtol=1e-6, atol=1e-7)
+    assert arena.status() == af._C.ARENA_INTACT

@@ -112,6 +112,8 @@ int main(void) {
     const int64_t shape[1] = {4};
     const af_device cuda = {AF_DEVICE_CUDA, 0};
     af_tensor *a, *b;
+    /* no GPU here: host memory passes for device memory, through the CPU allocator's functions */
+    if (af_allocator_register(AF_DEVICE_CUDA, af_allocator_get(AF_DEVICE_CPU)) != AF_OK) return 5;
     if (af_tensor_wrap(AF_DTYPE_F32, cuda, 1, shape, data, keep, NULL, &a) != AF_OK ||
         af_tensor_wrap(AF_DTYPE_F32, cuda, 1, shape, data, keep, NULL, &b) != AF_OK)
         return 1;
@@ -121,10 +123,11 @@ int main(void) {
         return 2;
     }
     af_op_call add = {.op = AF_OP_ADD, .n_in = 2, .in = {a, b}};
-    if (af_op_forward(&add) == AF_OK || strstr(af_error_message(), "no CUDA kernel")) {
+    if (af_op_forward(&add) != AF_OK || add.n_out != 1) { /* found its kernel, ran setup, then the scratch kernel */
         printf("add: %s\\n", af_error_message());
         return 3;
     }
+    af_op_call_release(&add);
     if (af_op_table_check() == AF_OK || !strstr(af_error_message(), "add declares differentiable inputs (mask 0x3) "
                                                                       "but has no CUDA backward")) {
         printf("table check: %s\\n", af_error_message());

@@ -1,4 +1,6 @@
 """Tensor creation, NumPy and DLPack interop, RNG, and bad-input errors at the binding."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -121,6 +123,91 @@ def test_manual_seed_repeats_and_threads_do_not_matter():
     assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
 
 
+def test_manual_seed_range_follows_torch():
+    af.manual_seed(-1)
+    a = af.rand(8, dtype="float64").numpy()
+    af.manual_seed(2**64 - 1)  # negative seeds are seed + 2**64, as torch maps them
+    np.testing.assert_array_equal(af.rand(8, dtype="float64").numpy(), a)
+    af.manual_seed(-2**63)
+    af.manual_seed(0)
+    zero = af.rand(8, dtype="float64").numpy()
+    for bad in (2**70, 2**64, -2**63 - 1):
+        with pytest.raises(ValueError, match=r"seed must lie in \[-2\*\*63, 2\*\*64 - 1\], got " + str(bad)):
+            af.manual_seed(bad)
+    af.manual_seed(0)
+    np.testing.assert_array_equal(af.rand(8, dtype="float64").numpy(), zero)
+    with pytest.raises(ValueError, match="stream must lie in"):
+        af._C.set_rng_state(0, 2**64)
+    with pytest.raises(TypeError, match="seed must be an int, got float"):
+        af._C.manual_seed(1.5)
+
+
+def test_seed_and_stream_are_taken_before_the_draw_runs():
+    # A draw runs without the GIL; a manual_seed from another thread during it must not change the
+    # seed half-way: every draw is all seed 1 or all seed 2, never a mixture.
+    n = 300000
+    refs = []
+    for seed in (1, 2):
+        af.manual_seed(seed)
+        refs.append(af.rand(n, dtype="float64").numpy())
+    stop = threading.Event()
+
+    def reseed():
+        while not stop.is_set():
+            af.manual_seed(2)
+    worker = threading.Thread(target=reseed)
+    worker.start()
+    try:
+        for _ in range(30):
+            af.manual_seed(1)
+            draw = af.rand(n, dtype="float64").numpy()
+            assert any(np.array_equal(draw, r) for r in refs), "a draw mixed two seeds"
+    finally:
+        stop.set()
+        worker.join()
+
+
+def test_copy_to_cpu_is_a_deep_copy():
+    for dtype in ("float32", "float64", "uint8", "int64", "bool"):
+        a = (np.arange(24) % 2).astype(dtype).reshape(2, 3, 4)
+        t = af.tensor(a)
+        c = af._C.copy_to(t, "cpu")
+        assert c.dtype == dtype and c.device == "cpu" and not c._shares_memory(t)
+        np.testing.assert_array_equal(c.numpy(), a)
+        assert c._data_ptr != t._data_ptr and c._data_ptr % 64 == 0  # fresh, 64-byte aligned
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        af._C.copy_to(t, "gpu")
+    with pytest.raises(TypeError, match="device must be a str"):
+        af._C.copy_to(t, 0)
+    with pytest.raises(TypeError, match="tensor must be an affectfer.Tensor"):
+        af._C.copy_to(a, "cpu")
+
+
+@pytest.mark.skipif(af.cuda.is_available(), reason="this build has CUDA")
+def test_a_cpu_build_refuses_cuda_tensors_at_allocation():
+    for device in ("cuda", "cuda:0", "cuda:3"):
+        with pytest.raises(ValueError, match="this build of affectfer has no CUDA support"):
+            af._C.copy_to(af.zeros(3), device)
+
+
+def test_set_num_threads_refuses_counts_it_cannot_honour():
+    previous = af.get_num_threads()
+    try:
+        for bad in (0, -1, 100000, 1 << 31, 2**70, af._C.MAX_THREADS + 1):
+            with pytest.raises(ValueError, match=r"num_threads must lie in \[1, 1024\], got " + str(bad)):
+                af.set_num_threads(bad)
+            assert af.get_num_threads() == previous
+        with pytest.raises(TypeError):
+            af.set_num_threads(2.5)
+        af.set_num_threads(np.int64(3))
+        assert af.get_num_threads() == 3
+        af.set_num_threads(af._C.MAX_THREADS)  # the cap itself runs a parallel kernel
+        x = af.tensor(np.ones(100000))
+        assert (x * 2.0).numpy().sum() == 200000
+    finally:
+        af.set_num_threads(previous)
+
+
 def test_item_and_repr():
     t = af.tensor([2.5])
     assert t.item() == 2.5 and float(t) == 2.5
@@ -163,3 +250,53 @@ def test_submodules_are_reachable_from_the_package():
         assert hasattr(af, name), f"affectfer.{name} is not imported by the package"
     with pytest.raises(OSError, match="nonexistent"):
         af.io.read_image("/nonexistent-affectfer.jpg")
+
+
+def test_device_api():
+    t = af.ones(2, 3)
+    assert t.device == "cpu" and t.cpu() is t
+    assert t.to("cpu") is t and t.to("float32") is t and t.to(device="cpu", dtype="float32") is t
+    d = t.to("cpu", "float64")
+    assert d.dtype == "float64" and d.device == "cpu"
+    assert t.to(d).dtype == "float64" and t.to(dtype=np.float64).dtype == "float64"
+    c = t.to("cpu", copy=True)
+    assert c is not t and not c._shares_memory(t) and np.array_equal(c.numpy(), t.numpy())
+    for make in (lambda dev: af.zeros(2, device=dev), lambda dev: af.ones(2, device=dev),
+                 lambda dev: af.empty(2, device=dev), lambda dev: af.full((2,), 3.0, device=dev),
+                 lambda dev: af.rand(2, device=dev), lambda dev: af.randn(2, device=dev),
+                 lambda dev: af.tensor([1.0, 2.0], device=dev)):
+        assert make("cpu").device == "cpu" and make("cpu:0").device == "cpu"
+        with pytest.raises(RuntimeError, match=r"no CUDA support \(affectfer\.cuda\.is_available\(\) is False\)"):
+            make("cuda")
+        with pytest.raises(ValueError, match="unknown device 'mps'; this build accepts 'cpu'"):
+            make("mps")
+    with pytest.raises(RuntimeError, match=r"affectfer\.cuda\.is_available\(\)"):
+        t.to("cuda:0")
+    with pytest.raises(TypeError, match="unknown dtype or device 'mps'"):
+        t.to("mps")
+    with pytest.raises(TypeError, match="device must be a string"):
+        af.zeros(2, device=0)
+    assert af.cuda.is_available() is False
+
+
+def test_clone_copies_and_keeps_the_graph():
+    t = af.tensor(np.arange(4, dtype=np.float32))
+    c = t.clone()
+    assert not c._shares_memory(t) and np.array_equal(c.numpy(), t.numpy()) and c.dtype == t.dtype
+    af.nn.init.constant_(t, 0.0)
+    assert np.array_equal(c.numpy(), np.arange(4))
+    for dtype in ("int64", "uint8", "float64"):
+        assert af.tensor([1, 2], dtype=dtype).clone().dtype == dtype
+    x = af.ones(3, requires_grad=True)
+    y = x.clone()
+    assert y.grad_fn is not None
+    (y * 2.0).sum().backward()
+    assert np.array_equal(x.grad.numpy(), [2, 2, 2])
+
+
+def test_full_fills_through_the_fill_op():
+    assert np.array_equal(af.full((2, 2), 7, dtype="int64").numpy(), np.full((2, 2), 7))
+    assert np.array_equal(af.full(3, -1.5, dtype="float64").numpy(), [-1.5] * 3)
+    assert af.full(2, 1.0, dtype="float16").dtype == "float16"
+    with pytest.raises(ValueError, match="whole number"):
+        af.full(2, 1.5, dtype="int32")

@@ -1,0 +1,40 @@
+/* Per-device memory: one allocator (a table of functions) per device type, looked up in a registry.
+ *
+ * Everything above the kernels (tensor lifetime, clones, zero-filling, transfers) goes through this
+ * table, never through malloc/memcpy/memset on a data pointer, so a device is added by registering
+ * its allocator: csrc/core/alloc.c registers the CPU one (64-byte aligned host memory); a CUDA build
+ * registers its caching allocator at start-up. A device type without an allocator is a device this
+ * build cannot use, and af_tensor_new refuses it. */
+#ifndef AF_ALLOC_H
+#define AF_ALLOC_H
+
+#include <stddef.h>
+
+#include "dtype.h"
+#include "status.h"
+
+typedef struct af_allocator {
+    const char *name; /* "cpu", "cuda": for messages */
+    /* nbytes may be 0; NULL means out of memory. */
+    void *(*alloc)(af_device device, size_t nbytes);
+    void (*free)(af_device device, void *p);
+    /* Every byte of p[0, nbytes) set to `value`. */
+    af_status (*memset)(af_device device, void *p, int value, size_t nbytes);
+    /* dst and src both on `device`; the ranges may overlap. */
+    af_status (*memcpy)(af_device device, void *dst, const void *src, size_t nbytes);
+    /* Between devices: one of `to`/`from` has this allocator's device type, the other is the CPU or
+     * another device of this type. Transfers between the CPU and device X are X's allocator's job. */
+    af_status (*copy_to)(af_device to, void *dst, af_device from, const void *src, size_t nbytes);
+} af_allocator;
+
+/* Replaces the allocator of `type` (the CPU's is built in). Call before any tensor of that type exists. */
+af_status af_allocator_register(af_device_type type, const af_allocator *allocator);
+/* NULL when this build has no allocator for the type. */
+const af_allocator *af_allocator_get(af_device_type type);
+
+/* The CPU allocator's memory, for scratch buffers inside CPU kernels and the image code:
+ * 64-byte aligned (cache lines and AVX-512 loads). */
+void *af_alloc_host(size_t nbytes);
+void af_free_host(void *p);
+
+#endif
