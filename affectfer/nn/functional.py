@@ -16,11 +16,15 @@ _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 def _pair(v, name):
     if isinstance(v, numbers.Integral):
-        return int(v), int(v)
-    try:
-        a, b = v
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+        a = b = v
+    else:
+        try:
+            a, b = v
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+    # op attributes are int64: a larger value would otherwise be an OverflowError naming nothing
+    if not all(-(1 << 62) <= int(x) < 1 << 62 for x in (a, b)):
+        raise ValueError(f"{name} = {v!r} is out of range")
     return int(a), int(b)
 
 
