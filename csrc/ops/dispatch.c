@@ -24,6 +24,13 @@ static af_device call_device(const af_op_call *c) {
 
 af_status af_op_forward(af_op_call *c) {
     const af_op_def *def = af_op_table[c->op];
+    /* An op takes at most the inputs it names; only a list op (cat: every input differentiable,
+     * one name for all) takes more. Without this, relu(x, y) would ignore y. */
+    int named = 0;
+    while (def->input_names && def->input_names[named]) named++;
+    if (c->n_in > named && def->differentiable_inputs != 0xffffffffu)
+        return AF_FAIL(AF_ERR_VALUE, "%s takes at most %d tensor input%s, got %d", def->name, named,
+                       named == 1 ? "" : "s", c->n_in);
     AF_TRY(af_check_same_device(c));
     AF_TRY(def->setup(c));
     af_device dev = call_device(c);

@@ -49,6 +49,11 @@ static PyObject *py_call(PyObject *self, PyObject *args) {
             if (kind == 0) c.attr.i[k] = PyLong_AsLongLong(v);
             else c.attr.f[k] = PyFloat_AsDouble(v);
             if (PyErr_Occurred()) {
+                if (PyErr_ExceptionMatches(PyExc_OverflowError)) { /* a bad value, not Python's own limit */
+                    PyErr_Clear();
+                    PyErr_Format(PyExc_ValueError, "%s: %s attribute %zd = %R is out of the %s range", def->name,
+                                 kind ? "float" : "integer", k, v, kind ? "float64" : "int64");
+                }
                 Py_DECREF(vals);
                 Py_DECREF(seq);
                 return NULL;

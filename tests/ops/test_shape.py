@@ -125,6 +125,8 @@ def test_permute_bad_input():
         call("permute", [af.zeros(2, 3, 4)], (0, 1))
     with pytest.raises(ValueError, match="must be a permutation of 0..2, got 1 at position 2"):
         call("permute", [af.zeros(2, 3, 4)], (0, 1, 1))
+    with pytest.raises(IndexError, match="must be a permutation of 0..2, got 3 at position 1"):
+        call("permute", [af.zeros(2, 3, 4)], (0, 3, 1))
 
 
 # ---------------------------------------------------------------- cat
