@@ -24,7 +24,7 @@ def _call(op: str, inputs, ints=(), floats=()):
     return _C.call(_C.ops[op], inputs, ints, floats)
 
 
-def wrap_dim(dim, ndim, name="dim"):
+def _wrap_dim(dim, ndim, name="dim"):
     """`dim` in [-ndim, ndim) as an index in [0, ndim), else IndexError with torch's message; a 0-d
     tensor accepts -1 and 0, as in torch."""
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
@@ -65,7 +65,9 @@ class Tensor(_C.TensorBase):
 
     Create with `affectfer.tensor(data)` (copies), `affectfer.from_numpy(array)` (shares memory),
     `affectfer.zeros/ones/randn/rand`, or `affectfer.from_dlpack(x)`. `np.asarray(t)` and
-    `t.numpy()` view the same memory without copying.
+    `t.numpy()` view the same memory without copying. NumPy has no bfloat16: for a bfloat16 tensor
+    both raise TypeError, and `t.float()` gives the (exact) float32 copy to view instead; its
+    repr shows the values through that conversion.
     """
 
     __slots__ = ()
@@ -79,6 +81,10 @@ class Tensor(_C.TensorBase):
         return {"shape": self.shape, "typestr": np.dtype(self.dtype).str, "version": 3,
                 "data": (self._data_ptr, self._readonly)}
 
+    def numpy(self) -> np.ndarray:
+        _numpy_dtype(self)
+        return super().numpy()
+
     def __array__(self, dtype=None, copy=None):
         _numpy_dtype(self)
         a = self.numpy()
@@ -91,7 +97,12 @@ class Tensor(_C.TensorBase):
         return n
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[wrap_dim(dim, self.ndim)] if self.ndim else ()[dim]
+        if dim is None:
+            return self.shape
+        d = _wrap_dim(dim, self.ndim)
+        if self.ndim == 0:
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+        return self.shape[d]
 
     def __bool__(self):
         # as torch (and NumPy): only a one-element tensor has a truth value
@@ -227,7 +238,7 @@ class Tensor(_C.TensorBase):
 
     def flatten(self, start_dim=0, end_dim=-1):
         nd = self.ndim
-        s, e = wrap_dim(start_dim, nd, "start_dim"), wrap_dim(end_dim, nd, "end_dim")
+        s, e = _wrap_dim(start_dim, nd, "start_dim"), _wrap_dim(end_dim, nd, "end_dim")
         if nd == 0:
             return self.reshape(1)
         if s > e:
@@ -242,14 +253,14 @@ class Tensor(_C.TensorBase):
             dims = tuple(dims[0])
         if len(dims) != self.ndim:
             raise ValueError(f"permute: argument 'dims' {dims} must name each of the {self.ndim} dimensions once")
-        dims = tuple(wrap_dim(d, self.ndim, "dims") for d in dims)
+        dims = tuple(_wrap_dim(d, self.ndim, "dims") for d in dims)
         if len(set(dims)) != len(dims):
             raise ValueError(f"permute: argument 'dims' {dims} repeats a dimension")
         return _call("permute", [self], dims) if dims else self
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
-        dim0, dim1 = wrap_dim(dim0, self.ndim, "dim0"), wrap_dim(dim1, self.ndim, "dim1")
+        dim0, dim1 = _wrap_dim(dim0, self.ndim, "dim0"), _wrap_dim(dim1, self.ndim, "dim1")
         if not dims:
             return self
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
@@ -260,13 +271,13 @@ class Tensor(_C.TensorBase):
         return self.permute(*reversed(range(self.ndim)))
 
     def unsqueeze(self, dim):
-        dim = wrap_dim(dim, self.ndim + 1)
+        dim = _wrap_dim(dim, self.ndim + 1)
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(*[d for d in self.shape if d != 1])
-        dim = wrap_dim(dim, self.ndim)
+        dim = _wrap_dim(dim, self.ndim)
         if self.ndim == 0 or self.shape[dim] != 1:
             return self
         return self.reshape(*self.shape[:dim], *self.shape[dim + 1:])
@@ -403,7 +414,7 @@ def _dims(t, dim):
         return ()
     if not isinstance(dim, (tuple, list)):
         dim = (dim,)
-    dims = [wrap_dim(d, t.ndim) for d in dim]
+    dims = [_wrap_dim(d, t.ndim) for d in dim]
     if len(set(dims)) != len(dims):
         raise ValueError(f"argument 'dim' {tuple(dim)} names a dimension more than once")
     return tuple(sorted(dims)) if t.ndim else ()

@@ -10,6 +10,7 @@ import numbers
 
 from .. import _C
 from ..tensor import _call
+from ..tensor import _wrap_dim as _dim
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
@@ -28,13 +29,6 @@ def _pair(v, name):
     return int(a), int(b)
 
 
-def _dim(dim, ndim, name="dim"):
-    if not isinstance(dim, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {dim!r}")
-    n = max(ndim, 1)
-    if not -n <= dim < n:
-        raise IndexError(f"{name} {dim} is out of range for a tensor with {ndim} dimensions")
-    return int(dim) % n
 
 
 def _reduction(reduction):

@@ -178,6 +178,7 @@ DIM_OUT_OF_RANGE = [
     (lambda x: x.transpose(0, 5), r"but got 5.*'dim1'"),
     (lambda x: x.flatten(0, 7), r"but got 7.*'end_dim'"),
     (lambda x: x.size(2), r"but got 2"),
+    (lambda x: af.ones(()).size(-2), r"\[-1, 0\], but got -2"),
     (lambda x: af.ones(()).sum(dim=1), r"\[-1, 0\], but got 1"),
     (lambda x: af.ones(()).squeeze(-2), r"\[-1, 0\], but got -2"),
     (lambda x: af.ones(()).unsqueeze(1), r"\[-1, 0\], but got 1"),
@@ -240,6 +241,8 @@ def test_bfloat16_repr_shows_values_and_numpy_conversion_says_what_to_do():
     assert repr(t) == "tensor([ 1.5, -2. ,  3. ], dtype=bfloat16)"
     with pytest.raises(TypeError, match=r"bfloat16.*np.asarray\(t.float\(\)\)"):
         np.asarray(t)
+    with pytest.raises(TypeError, match=r"bfloat16.*t.float\(\)"):
+        t.numpy()
     assert np.asarray(t.float()).tolist() == [1.5, -2.0, 3.0]
 
 
