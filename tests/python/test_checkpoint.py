@@ -133,12 +133,12 @@ import numpy as np
 from affectfer import checkpoint, nn, optim
 model = nn.Linear(64, 64)
 opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-print("ready", flush=True)
 i = 0
 while True:
     i += 1
     model.load_state_dict({k: np.full(v.shape, i, np.float32) for k, v in model.state_dict().items()})
     checkpoint.save(model, sys.argv[1], optimizer=opt, epoch=i)
+    print("saved", i, flush=True)
 """
 
 
@@ -148,27 +148,21 @@ def test_kill_9_during_saves_never_yields_a_mixed_pair(tmp_path):
     import sys
     import time
     path = str(tmp_path / "m.safetensors")
-    outcomes = set()
-    for delay in (0.05, 0.13, 0.21, 0.3):
+    for delay in (0.0, 0.02, 0.05, 0.1):  # kills land before, between and inside the two replaces
         child = subprocess.Popen([sys.executable, "-c", KILL_LOOP, path], stdout=subprocess.PIPE,
                                  cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-        assert child.stdout.readline().strip() == b"ready"
+        assert child.stdout.readline().startswith(b"saved")  # one complete pair first, however slow the machine
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait()
-        if not os.path.exists(path):
-            continue
         model = nn.Linear(64, 64)
         try:
             ck = checkpoint.load(path, model=model, optimizer=optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
         except ValueError as exc:
             assert "different saves" in str(exc)
-            outcomes.add("refused")
             continue
         # a pair that loads is one save: its weights hold that save's epoch number
         assert np.all(np.asarray(model.weight) == ck.epoch), (ck.epoch, np.asarray(model.weight)[0, 0])
-        outcomes.add("consistent")
-    assert outcomes, "the child never completed a save"
     # the killed writes' temporaries go away with the next save of the same path
     checkpoint.save(nn.Linear(2, 2), path, optimizer=optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "m.train.safetensors"]
