@@ -3,13 +3,16 @@
 A weights file is a plain safetensors file: the model's state_dict under its torch-style names, and
 a JSON `config` entry in the header metadata, so other tools (safetensors, PyTorch) read it as it is.
 For an exact resume, `save(..., optimizer=...)` also writes `<name>.train.safetensors` beside it:
-the optimizer's tensors and its JSON-encoded settings, the epoch and the RNG state.
+the optimizer's tensors and its JSON-encoded settings, the epoch and the RNG state. Both files carry
+the same random `save_id`; `load` refuses a pair from two different saves.
 
 The format (https://github.com/huggingface/safetensors): an 8-byte little-endian header length, a
 JSON header mapping each name to {dtype, shape, data_offsets} (plus "__metadata__": str -> str), then
 the raw little-endian bytes. We write it ourselves; the `safetensors` package is not needed.
 Writes go to a temporary file in the same folder, fsync'ed, then os.replace'd over the target: a crash
-leaves either the old file or the new one, never half of one.
+leaves either the old file or the new one, never half of one (and the killed write's temporary, which
+the next save of that path removes). Reading checks the header as the spec requires, so a crafted
+file raises ValueError naming it, never a NumPy or recursion error.
 """
 from __future__ import annotations
 

@@ -134,7 +134,7 @@ class Tensor(_C.TensorBase):
             body = "..."
         else:  # bfloat16 has no NumPy dtype: show its values through the exact cast to float32
             with _no_grad():
-                values = (_call("cast", [self], (_DTYPE_IDS["float32"],)) if self.dtype == "bfloat16" else self).numpy()
+                values = (self.float() if self.dtype == "bfloat16" else self).numpy()
             body = np.array2string(values, separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{grad})"
 
