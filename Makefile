@@ -2,6 +2,7 @@
 #   make test    system packages, a virtual environment, the build, then the whole test suite
 #   make demo    the same set-up, then the main job on the embedded demo data
 #   make bench   CPU benchmarks (PyTorch columns appear when torch is importable)
+#   make test-asan   the test suite against an ASan + UBSan build of affectfer._C (in build/asan/)
 #   make fuzz    the libFuzzer harnesses (C, and Python through atheris) for FUZZ_SECONDS each
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?=
 CSRC := $(shell find csrc -name '*.c' -o -name '*.h' -o -name '*.cu' 2>/dev/null)
 
-.PHONY: test demo bench fuzz build system clean stb
+.PHONY: test test-asan demo bench fuzz build system clean stb
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -49,6 +50,29 @@ build: $(VENV)/.deps stb
 
 test: build
 	$(PY) -m pytest -q -n 2 tests
+
+# AddressSanitizer + UndefinedBehaviorSanitizer (any UB aborts). _C is built into build/asan/ and run
+# from a copy of the package and tests there, so the normal in-place build is untouched. Python itself
+# is not instrumented: the runtime is preloaded, and leak detection is off (the interpreter's own
+# allocations at exit would drown ours). allocator_may_return_null lets a refused huge allocation
+# come back as NULL, which our code turns into MemoryError, as it does without ASan. pytest captures
+# file descriptor 2, and an aborting worker takes the captured report with it, so the sanitizers
+# write their reports to build/asan/report.<pid>, printed when the run fails.
+ASAN_CC ?= gcc
+ASAN_DIR := build/asan
+ASAN_PRELOAD = $(shell $(ASAN_CC) -print-file-name=libasan.so) $(shell $(ASAN_CC) -print-file-name=libubsan.so)
+ASAN_REPORT = $(CURDIR)/$(ASAN_DIR)/report
+ASAN_ENV = LD_PRELOAD="$(ASAN_PRELOAD)" \
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$(ASAN_REPORT) \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(ASAN_REPORT)
+test-asan: $(VENV)/.deps stb
+	CC=$(ASAN_CC) AFFECTFER_SANITIZE=1 $(PY) setup.py -q build_ext -b $(ASAN_DIR)/lib -t $(ASAN_DIR)/obj
+	rm -rf $(ASAN_DIR)/tree $(ASAN_REPORT).* && mkdir -p $(ASAN_DIR)/tree
+	cp -r affectfer tests notebooks pyproject.toml $(ASAN_DIR)/tree/
+	rm -f $(ASAN_DIR)/tree/affectfer/_C*.so && cp $(ASAN_DIR)/lib/affectfer/_C*.so $(ASAN_DIR)/tree/affectfer/
+	cd $(ASAN_DIR)/tree && $(ASAN_ENV) $(abspath $(PY)) -m pytest -q -n 2 -p no:cacheprovider tests \
+	  || { cat $(ASAN_REPORT).* 2>/dev/null; exit 1; }
+	@if ls $(ASAN_REPORT).* >/dev/null 2>&1; then cat $(ASAN_REPORT).*; exit 1; fi
 
 demo: build
 	$(PY) -m affectfer demo

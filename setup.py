@@ -6,6 +6,8 @@ the NumPy C API and a CBLAS. Environment:
   STB_INCLUDE_DIR                           where stb_image.h is (default: build/stb, /usr/include/stb)
   AFFECTFER_PORTABLE=1                      no -march=native (for wheels built on one machine, run on others)
   AFFECTFER_DEBUG=1                         -O0 -g, assertions on
+  AFFECTFER_SANITIZE=1                      AddressSanitizer + UndefinedBehaviorSanitizer, -O1 -g, assertions
+                                            on (`make test-asan` builds this way into build/asan/)
 """
 import glob
 import os
@@ -85,19 +87,22 @@ def extension():
     sources = sorted(glob.glob("csrc/**/*.c", recursive=True))
     blas_inc, blas_lib = cblas_dirs()
     debug = os.environ.get("AFFECTFER_DEBUG") == "1"
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"] \
+        if os.environ.get("AFFECTFER_SANITIZE") == "1" else []
     cflags = ["-std=gnu11", "-fopenmp", "-Wall", "-Wno-unused-function", "-fvisibility=hidden",
               # Exact float32 semantics: no contraction of a*b+c into FMA (image ops must match
               # torchvision bit for bit: torch evaluates a*b+c with two roundings on the CPU).
               "-ffp-contract=off", "-fno-math-errno"]
-    cflags += ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
+    cflags += ["-O0", "-g"] if debug else ["-O1", "-g"] if sanitize else ["-O3", "-DNDEBUG"]
     if os.environ.get("AFFECTFER_PORTABLE") != "1" and not debug:
         cflags.append("-march=native")
+    cflags += sanitize
     macros = []
     stb = stb_dirs()
     macros.append(("AF_HAVE_STB", "1"))
     return Extension("affectfer._C", sources=sources, include_dirs=["csrc", numpy.get_include()] + blas_inc + stb,
                      library_dirs=blas_lib, libraries=["openblas", "m"], define_macros=macros,
-                     extra_compile_args=cflags, extra_link_args=["-fopenmp"])
+                     extra_compile_args=cflags, extra_link_args=["-fopenmp"] + sanitize)
 
 
 setup(ext_modules=[extension()], cmdclass={"build_ext": ParallelIncrementalBuild})

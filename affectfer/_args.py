@@ -23,5 +23,8 @@ def pair(value, name):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
         if v != v or v in (float("inf"), float("-inf")) or v != int(v):
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        # op attributes are int64: a larger value would otherwise be an OverflowError naming nothing
+        if not -(1 << 62) <= int(v) < 1 << 62:
+            raise ValueError(f"{name} = {value!r} is out of range")
         out.append(int(v))
     return out[0], out[1]

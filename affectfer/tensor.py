@@ -7,6 +7,7 @@ backward is recorded by the C tape when grad mode is on.
 from __future__ import annotations
 
 import numbers
+import operator
 
 import numpy as np
 
@@ -23,6 +24,29 @@ _MAX_SPLIT = _C.limits["op_int_attrs"] - 1  # pieces per split call: dim + one s
 def _call(op: str, inputs, ints=(), floats=()):
     """Run C op `op` (a name from csrc/ops/op_list.h)."""
     return _C.call(_C.ops[op], inputs, ints, floats)
+
+
+def _wrap_dim(dim, ndim, name="dim"):
+    """`dim` in [-ndim, ndim) as an index in [0, ndim), else IndexError with torch's message; a 0-d
+    tensor accepts -1 and 0, as in torch."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"argument '{name}' must be an int, got {dim!r}")
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim}) "
+                         f"for argument '{name}'")
+    return int(dim) % n
+
+
+def _size(value, name):
+    """One size of a shape: an int (or an object with __index__), never a float or a bool."""
+    if isinstance(value, bool):
+        raise TypeError(f"argument '{name}' must be a sequence of ints, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"argument '{name}' must be a sequence of ints, got an element {value!r} "
+                        f"of type {type(value).__name__}") from None
 
 
 def _dtype_name(dtype) -> str:
@@ -43,7 +67,9 @@ class Tensor(_C.TensorBase):
 
     Create with `affectfer.tensor(data)` (copies), `affectfer.from_numpy(array)` (shares memory),
     `affectfer.zeros/ones/randn/rand`, or `affectfer.from_dlpack(x)`. `np.asarray(t)` and
-    `t.numpy()` view the same memory without copying.
+    `t.numpy()` view the same memory without copying. NumPy has no bfloat16: for a bfloat16 tensor
+    both raise TypeError, and `t.float()` gives the (exact) float32 copy to view instead; its
+    repr shows the values through that conversion.
     """
 
     __slots__ = ()
@@ -53,10 +79,16 @@ class Tensor(_C.TensorBase):
     def __array_interface__(self):
         if self.device != "cpu":
             raise TypeError("a CUDA tensor has no CPU memory to view; call .cpu() first")
+        _numpy_dtype(self)
         return {"shape": self.shape, "typestr": np.dtype(self.dtype).str, "version": 3,
                 "data": (self._data_ptr, self._readonly)}
 
+    def numpy(self) -> np.ndarray:
+        _numpy_dtype(self)
+        return super().numpy()
+
     def __array__(self, dtype=None, copy=None):
+        _numpy_dtype(self)
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
 
@@ -67,7 +99,20 @@ class Tensor(_C.TensorBase):
         return n
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
+        if dim is None:
+            return self.shape
+        d = _wrap_dim(dim, self.ndim)
+        if self.ndim == 0:
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+        return self.shape[d]
+
+    def __bool__(self):
+        # as torch (and NumPy): only a one-element tensor has a truth value
+        n = self.numel()
+        if n != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {'no values' if n == 0 else 'more than one value'} "
+                               f"is ambiguous (shape {self.shape}): use .any() / .all() on .numpy(), or .item()")
+        return bool(self.item())
 
     def __len__(self):
         if self.ndim == 0:
@@ -87,7 +132,12 @@ class Tensor(_C.TensorBase):
 
     def __repr__(self):
         grad = f", grad_fn={self.grad_fn}" if self.grad_fn else (", requires_grad=True" if self.requires_grad else "")
-        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(") if self.device == "cpu" else "..."
+        if self.device != "cpu":
+            body = "..."
+        else:  # bfloat16 has no NumPy dtype: show its values through the exact cast to float32
+            with _no_grad():
+                values = (self.float() if self.dtype == "bfloat16" else self).numpy()
+            body = np.array2string(values, separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{grad})"
 
     def requires_grad_(self, flag: bool = True) -> "Tensor":
@@ -131,13 +181,17 @@ class Tensor(_C.TensorBase):
 
     # ---- arithmetic ----
     def _binary(self, other, op, scalar_op=None):
+        """NotImplemented for operands that are not numbers, tensors or arrays (then Python raises
+        its TypeError "unsupported operand type(s)", as for torch; np.asarray(None) would be NaN)."""
         if isinstance(other, numbers.Number):
             if scalar_op is None:
                 other = full((), other, dtype=self.dtype)
             else:
                 return scalar_op(float(other))
-        elif not isinstance(other, _C.TensorBase):
+        elif isinstance(other, (np.ndarray, list, tuple)):
             other = tensor(np.asarray(other, dtype=self.dtype))
+        elif not isinstance(other, _C.TensorBase):
+            return NotImplemented
         return _call(op, [self, other])
 
     def __add__(self, other):
@@ -149,7 +203,7 @@ class Tensor(_C.TensorBase):
         return self._binary(other, "sub", lambda v: _call("add_scalar", [self], (), (-v,)))
 
     def __rsub__(self, other):
-        return (-self) + other
+        return NotImplemented if other is None else (-self) + other
 
     def __mul__(self, other):
         return self._binary(other, "mul", lambda v: _call("scale", [self], (), (v,)))
@@ -157,10 +211,12 @@ class Tensor(_C.TensorBase):
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        return self._binary(other, "div", lambda v: _call("scale", [self], (), (1.0 / v,)))
+        # x / 0 is inf or nan as in torch (IEEE division), not Python's ZeroDivisionError
+        return self._binary(other, "div", lambda v: _call("scale", [self], (), (1.0 / v,)) if v != 0
+                            else _call("div", [self, full((), v, dtype=self.dtype)]))
 
     def __rtruediv__(self, other):
-        return self.pow(-1.0) * other
+        return NotImplemented if other is None else self.pow(-1.0) * other
 
     def __neg__(self):
         return _call("neg", [self])
@@ -200,9 +256,11 @@ class Tensor(_C.TensorBase):
 
     def flatten(self, start_dim=0, end_dim=-1):
         nd = self.ndim
-        s, e = start_dim % max(nd, 1), end_dim % max(nd, 1)
+        s, e = _wrap_dim(start_dim, nd, "start_dim"), _wrap_dim(end_dim, nd, "end_dim")
         if nd == 0:
             return self.reshape(1)
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a {nd}-D tensor")
         merged = 1
         for d in self.shape[s:e + 1]:
             merged *= d
@@ -211,10 +269,18 @@ class Tensor(_C.TensorBase):
     def permute(self, *dims):
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        return _call("permute", [self], tuple(d % self.ndim for d in dims))
+        if len(dims) != self.ndim:
+            raise ValueError(f"permute: argument 'dims' {dims} must name each of the {self.ndim} dimensions once")
+        dims = tuple(_wrap_dim(d, self.ndim, "dims") for d in dims)
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"permute: argument 'dims' {dims} repeats a dimension")
+        return _call("permute", [self], dims) if dims else self
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
+        dim0, dim1 = _wrap_dim(dim0, self.ndim, "dim0"), _wrap_dim(dim1, self.ndim, "dim1")
+        if not dims:
+            return self
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return self.permute(*dims)
 
@@ -223,14 +289,14 @@ class Tensor(_C.TensorBase):
         return self.permute(*reversed(range(self.ndim)))
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
+        dim = _wrap_dim(dim, self.ndim + 1)
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(*[d for d in self.shape if d != 1])
-        dim = dim % self.ndim
-        if self.shape[dim] != 1:
+        dim = _wrap_dim(dim, self.ndim)
+        if self.ndim == 0 or self.shape[dim] != 1:
             return self
         return self.reshape(*self.shape[:dim], *self.shape[dim + 1:])
 
@@ -362,17 +428,21 @@ def split(tensor, split_size_or_sections, dim=0):
 
 
 def _dims(t, dim):
+    """The reduced dims, sorted; () means all (and is what a 0-d tensor's dim 0 or -1 reduces)."""
     if dim is None:
         return ()
-    if isinstance(dim, int):
+    if not isinstance(dim, (tuple, list)):
         dim = (dim,)
-    return tuple(sorted(d % t.ndim for d in dim))
+    dims = [_wrap_dim(d, t.ndim) for d in dim]
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"argument 'dim' {tuple(dim)} names a dimension more than once")
+    return tuple(sorted(dims)) if t.ndim else ()
 
 
 def _resolve_shape(t, shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    shape = [int(s) for s in shape]
+    shape = [_size(s, "shape") for s in shape]
     if shape.count(-1) > 1:
         raise ValueError("only one dimension can be -1")
     if -1 in shape:
@@ -522,4 +592,10 @@ def randn(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+    return tuple(_size(s, "size") for s in shape)
+
+
+def _numpy_dtype(t):
+    if t.dtype == "bfloat16":
+        raise TypeError("a bfloat16 tensor has no NumPy dtype (NumPy has no bfloat16): convert it first, "
+                        "np.asarray(t.float())")

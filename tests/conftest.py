@@ -42,3 +42,30 @@ def _seed():
 
 def t64(a, requires_grad=True):
     return af.tensor(np.asarray(a, dtype=np.float64), dtype="float64", requires_grad=requires_grad)
+
+
+# ---- op coverage markers (read by tests/test_op_table.py) ----
+# A test that checks an op against a NumPy reference is marked @pytest.mark.reference("op", ...); a
+# float64 finite-difference gradient check @pytest.mark.gradcheck("op", ...). A test parametrized
+# over ops says which argument holds the op instead: @pytest.mark.reference(param="op"); then every
+# collected instance counts for its own op only. tests/test_op_table.py collects tests/ops in a child
+# pytest and requires, for every op in op_list.h, a collected test of each kind.
+OP_COVERAGE_KINDS = ("reference", "gradcheck")
+
+
+def marked_ops(item, kind):
+    ops = []
+    for mark in item.iter_markers(kind):
+        ops.extend(mark.args)
+        if "param" in mark.kwargs:
+            ops.append(item.callspec.params[mark.kwargs["param"]])
+    return ops
+
+
+def pytest_collection_finish(session):
+    out = os.environ.get("AFFECTFER_OP_COVERAGE_OUT")
+    if out:
+        import json
+        record = {item.nodeid: {kind: marked_ops(item, kind) for kind in OP_COVERAGE_KINDS} for item in session.items}
+        with open(out, "w") as f:
+            json.dump(record, f)

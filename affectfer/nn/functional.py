@@ -11,17 +11,11 @@ import numbers
 from .. import _C
 from .._args import pair as _pair
 from ..tensor import _call
+from ..tensor import _wrap_dim as _dim
 
 _REDUCTIONS = dict(_C.reductions)
 
 
-def _dim(dim, ndim, name="dim"):
-    if not isinstance(dim, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {dim!r}")
-    n = max(ndim, 1)
-    if not -n <= dim < n:
-        raise IndexError(f"{name} {dim} is out of range for a tensor with {ndim} dimensions")
-    return int(dim) % n
 
 
 def _reduction(reduction):

@@ -59,8 +59,22 @@ static af_op_kernels device_kernels(int op, af_device dev) {
     return (af_op_kernels){.forward = def->forward_cpu, .backward = def->backward_cpu};
 }
 
+/* An op takes at most the inputs it names; only a list op (cat: every input differentiable, one
+ * name for all) takes up to AF_MAX_IN. */
+int af_op_max_inputs(int op) {
+    const af_op_def *def = af_op_table[op];
+    if (def->differentiable_inputs == 0xffffffffu) return AF_MAX_IN;
+    int named = 0;
+    while (def->input_names && def->input_names[named]) named++;
+    return named;
+}
+
 af_status af_op_forward(af_op_call *c) {
     const af_op_def *def = af_op_table[c->op];
+    int max_inputs = af_op_max_inputs(c->op); /* without this check, relu(x, y) would ignore y */
+    if (c->n_in > max_inputs)
+        return AF_FAIL(AF_ERR_VALUE, "%s takes at most %d tensor input%s, got %d", def->name, max_inputs,
+                       max_inputs == 1 ? "" : "s", c->n_in);
     AF_TRY(af_check_same_device(c));
     /* before setup, so a missing kernel never costs an allocation (on a device, possibly large) */
     af_device dev = call_device(c);

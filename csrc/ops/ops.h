@@ -105,6 +105,8 @@ af_status af_op_table_check(void);
 
 /* Runs setup + forward on the inputs' device, without autograd (csrc/autograd/tape.c records). */
 af_status af_op_forward(af_op_call *c);
+/* How many tensor inputs op takes at most: the names it declares (AF_MAX_IN for a list op). */
+int af_op_max_inputs(int op);
 af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din);
 void af_op_call_release(af_op_call *c); /* drops every tensor reference the call holds */
 /* dst += src through the add_ op on their device (csrc/ops/fill.c): same dtype and shape. */

@@ -208,7 +208,8 @@ static af_status permute_setup(af_op_call *c) {
     for (int k = 0; k < x->ndim; k++) {
         int64_t d = c->attr.i[k];
         if (d < 0 || d >= x->ndim || seen[d])
-            return AF_FAIL(AF_ERR_VALUE, "permute: argument 'dims' must be a permutation of 0..%d, got %lld at position %d",
+            return AF_FAIL(d < 0 || d >= x->ndim ? AF_ERR_INDEX : AF_ERR_VALUE,
+                           "permute: argument 'dims' must be a permutation of 0..%d, got %lld at position %d",
                            x->ndim - 1, (long long)d, k);
         seen[d] = 1;
         shape[k] = x->shape[d];

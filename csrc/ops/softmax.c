@@ -25,7 +25,7 @@ static af_status softmax_setup(af_op_call *c) {
     const af_tensor *x = c->in[0];
     int64_t dim = c->attr.i[0], ndim = x->ndim ? x->ndim : 1;
     if (dim < 0 || dim >= ndim)
-        return AF_FAIL(AF_ERR_VALUE, "%s: argument 'dim' must be in [0, %lld) for a %d-D input, got %lld",
+        return AF_FAIL(AF_ERR_INDEX, "%s: argument 'dim' must be in [0, %lld) for a %d-D input, got %lld",
                        af_op_table[c->op]->name, (long long)ndim, x->ndim, (long long)dim);
     return af_alloc_out(c, 0, x->ndim, x->shape, 0);
 }

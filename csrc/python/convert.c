@@ -180,10 +180,15 @@ PyObject *af_py_from_numpy(PyObject *self, PyObject *args, PyObject *kwargs) {
         if (!PyArray_Check(obj))
             return PyErr_Format(PyExc_TypeError, "from_numpy expects a numpy.ndarray, got %.100s", Py_TYPE(obj)->tp_name);
         arr = (PyArrayObject *)obj;
-        if (!PyArray_IS_C_CONTIGUOUS(arr) || !PyArray_ISALIGNED(arr))
+        if (!PyArray_IS_C_CONTIGUOUS(arr))
             return PyErr_Format(PyExc_ValueError,
                                 "from_numpy shares memory and needs a C-contiguous array; this one has strides "
                                 "that are not row-major: pass np.ascontiguousarray(a), or use affectfer.tensor(a) to copy");
+        if (!PyArray_ISALIGNED(arr))
+            return PyErr_Format(PyExc_ValueError,
+                                "from_numpy shares memory and needs an aligned array; this one's data address is not "
+                                "a multiple of its %d-byte items (a view at an odd byte offset): pass a.copy(), or use "
+                                "affectfer.tensor(a) to copy", (int)PyArray_ITEMSIZE(arr));
         if (!PyArray_ISWRITEABLE(arr))
             return PyErr_Format(PyExc_ValueError,
                                 "from_numpy shares memory and this array is read-only; use affectfer.tensor(a) to copy it");

@@ -49,6 +49,11 @@ static PyObject *py_call(PyObject *self, PyObject *args) {
             if (kind == 0) c.attr.i[k] = PyLong_AsLongLong(v);
             else c.attr.f[k] = PyFloat_AsDouble(v);
             if (PyErr_Occurred()) {
+                if (PyErr_ExceptionMatches(PyExc_OverflowError)) { /* a bad value, not Python's own limit */
+                    PyErr_Clear();
+                    PyErr_Format(PyExc_ValueError, "%s: %s attribute %zd = %R is out of the %s range", def->name,
+                                 kind ? "float" : "integer", k, v, kind ? "float64" : "int64");
+                }
                 Py_DECREF(vals);
                 Py_DECREF(seq);
                 return NULL;
@@ -108,11 +113,19 @@ int af_ops_init(PyObject *module) {
     }
     if (PyModule_AddObject(module, "ops", ops) < 0) return -1;
     if (PyModule_AddObject(module, "op_names", names) < 0) return -1;
-    PyObject *diff = PyDict_New();
-    for (int op = 0; diff && op < AF_OP_COUNT; op++) {
+    PyObject *diff = PyDict_New(), *max_inputs = PyDict_New();
+    for (int op = 0; diff && max_inputs && op < AF_OP_COUNT; op++) {
         PyObject *mask = PyLong_FromUnsignedLong(af_op_table[op]->differentiable_inputs);
-        PyDict_SetItemString(diff, af_op_table[op]->name, mask);
+        PyObject *count = PyLong_FromLong(af_op_max_inputs(op));
+        if (!mask || !count || PyDict_SetItemString(diff, af_op_table[op]->name, mask) < 0 ||
+            PyDict_SetItemString(max_inputs, af_op_table[op]->name, count) < 0) {
+            Py_XDECREF(mask);
+            Py_XDECREF(count);
+            return -1;
+        }
         Py_DECREF(mask);
+        Py_DECREF(count);
     }
+    if (!diff || !max_inputs || PyModule_AddObject(module, "op_max_inputs", max_inputs) < 0) return -1;
     return PyModule_AddObject(module, "op_differentiable_inputs", diff);
 }

@@ -7,9 +7,6 @@ import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
 from tests.conftest import call, t64
 
-REFERENCE_TESTED = {"batch_norm"}
-GRAD_CHECKED = {"batch_norm"}
-
 
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
     return call("batch_norm", [x, weight, bias, running_mean, running_var], (int(training),), (momentum, eps))
@@ -42,6 +39,7 @@ def ref_batch_norm(x, w, b, rm, rv, training, momentum, eps):
 SHAPES = [(5, 3), (2, 3, 4, 5), (1, 2, 3, 3), (4, 1, 7), (3, 2, 1, 2, 2)]
 
 
+@pytest.mark.reference("batch_norm")
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("affine", [True, False])
@@ -65,6 +63,7 @@ def test_batch_norm_matches_numpy(shape, dtype, training, affine, track, rng):
         assert_close(trv, rv_ref, **tol, name="running_var")
 
 
+@pytest.mark.gradcheck("batch_norm")
 @pytest.mark.parametrize("shape", [(4, 3), (2, 2, 3, 2), (1, 2, 2, 2)])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("affine", [True, False])

@@ -8,9 +8,6 @@ import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
 from tests.conftest import call, t64
 
-REFERENCE_TESTED = {"conv2d"}
-GRAD_CHECKED = {"conv2d"}
-
 
 def conv2d_ref(x, w, b, stride, padding, dilation, groups):
     """Direct sum over the definition in the torch.nn.Conv2d docs, in float64."""
@@ -59,6 +56,7 @@ CASES = [
 ]
 
 
+@pytest.mark.reference("conv2d")
 @pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_forward_matches_numpy(case, dtype, rng):
@@ -96,6 +94,7 @@ GRAD_CASES = [
 ]
 
 
+@pytest.mark.gradcheck("conv2d")
 @pytest.mark.parametrize("case", GRAD_CASES, ids=[str(i) for i in range(len(GRAD_CASES))])
 def test_gradcheck(case, rng):
     xs, ws, stride, padding, dilation, groups = case

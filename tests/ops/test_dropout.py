@@ -10,9 +10,6 @@ import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
 from tests.conftest import call, t64
 
-REFERENCE_TESTED = {"dropout"}
-GRAD_CHECKED = {"dropout"}
-
 
 def signed64(v):
     return v - (1 << 64) if v >= 1 << 63 else v
@@ -31,6 +28,7 @@ def ref_keep(n, p, seed, stream):
     return np.array(words[:n], dtype=np.uint64) >= math.floor(p * 2 ** 32)
 
 
+@pytest.mark.reference("dropout")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape,p,seed,stream", [((7,), 0.5, 0, 0), ((3, 5, 2), 0.3, 12345, 7), ((1, 1, 9, 1), 0.9, 2 ** 63 + 5, 2 ** 40 + 3),
                                                  ((101,), 0.05, 2 ** 64 - 1, 2 ** 64 - 2)])
@@ -77,6 +75,7 @@ def test_backward_regenerates_mask(rng):
     assert_close(x.grad, np.where(keep, g / np.float32(0.6), 0).astype(np.float32))
 
 
+@pytest.mark.gradcheck("dropout")
 @pytest.mark.parametrize("p,training", [(0.3, True), (0.0, True), (0.7, False)])
 def test_gradcheck(p, training, rng):
     gradcheck(lambda x: dropout(x, p, 3, 1, training), [t64(rng.standard_normal((4, 5)))])

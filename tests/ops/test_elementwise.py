@@ -33,9 +33,6 @@ UNARY = {
 BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 GELU_TANH = lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
 
-REFERENCE_TESTED = set(UNARY) | set(BINARY)
-GRAD_CHECKED = set(UNARY) | set(BINARY)
-
 
 def _input(rng, shape, domain):
     x = rng.standard_normal(shape)
@@ -46,6 +43,7 @@ def _input(rng, shape, domain):
     return x
 
 
+@pytest.mark.reference(param="op")
 @pytest.mark.parametrize("op", sorted(UNARY))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(7,), (2, 3, 5), (1,), (0, 4)])
@@ -63,6 +61,7 @@ def test_gelu_tanh_approximation(rng):
     gradcheck(lambda t: call("gelu", [t], (1,)), [t64(x[:10])])
 
 
+@pytest.mark.gradcheck(param="op")
 @pytest.mark.parametrize("op", sorted(UNARY))
 def test_unary_gradcheck(op, rng):
     _, ints, floats, domain = UNARY[op]
@@ -72,6 +71,7 @@ def test_unary_gradcheck(op, rng):
 BROADCAST_CASES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1, 3), (5, 1)), ((1,), (2, 2)), ((2, 1, 3, 1, 2), (3, 4, 1)), ((), (3,))]
 
 
+@pytest.mark.reference(param="op")
 @pytest.mark.parametrize("op", sorted(BINARY))
 @pytest.mark.parametrize("sa,sb", BROADCAST_CASES)
 def test_binary_broadcast_matches_numpy(op, sa, sb, rng):
@@ -82,6 +82,7 @@ def test_binary_broadcast_matches_numpy(op, sa, sb, rng):
     assert_close(out32, BINARY[op](a.astype(np.float32), b.astype(np.float32)))
 
 
+@pytest.mark.gradcheck(param="op")
 @pytest.mark.parametrize("op", sorted(BINARY))
 @pytest.mark.parametrize("sa,sb", BROADCAST_CASES)
 def test_binary_gradcheck(op, sa, sb, rng):

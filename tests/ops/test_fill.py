@@ -10,8 +10,6 @@ import affectfer as af
 from affectfer.testing import assert_thread_invariant
 from tests.conftest import call
 
-REFERENCE_TESTED = {"fill_", "copy_", "uniform_", "normal_", "add_", "nonfinite_index"}
-GRAD_CHECKED = set()  # in-place writes and an index search: nothing to differentiate
 
 M32 = np.uint64(0xFFFFFFFF)
 
@@ -50,6 +48,7 @@ def test_numpy_philox_matches_the_published_vectors():
 
 # ---------------------------------------------------------------- fill_
 
+@pytest.mark.reference("fill_")
 @pytest.mark.parametrize("dtype,value", [("float32", 0.1), ("float64", -2.5e300), ("float32", float("inf")),
                                          ("uint8", 255), ("int32", -2**31), ("int64", -2**53), ("bool", 1)])
 @pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 4, 5)])
@@ -79,7 +78,7 @@ def test_fill_malformed_arguments():
     t = af.empty(3)
     with pytest.raises(ValueError, match="fill_ takes 0 integer and 1 float attributes, got 0 and 0"):
         call("fill_", [t])
-    with pytest.raises(ValueError, match="fill_ takes 1 tensor input, got 2"):
+    with pytest.raises(ValueError, match="fill_ takes at most 1 tensor input, got 2"):
         call("fill_", [t, t], (), (1.0,))
     with pytest.raises(ValueError, match="fill_: argument 'input' is required"):
         call("fill_", [None], (), (1.0,))
@@ -91,6 +90,7 @@ def test_fill_malformed_arguments():
 
 # ---------------------------------------------------------------- copy_
 
+@pytest.mark.reference("copy_")
 @pytest.mark.parametrize("dst_dtype,src_dtype", [("float32", "float32"), ("float64", "float64"), ("uint8", "uint8"),
                                                  ("int64", "int64"), ("float32", "float64"), ("float64", "float32")])
 def test_copy_matches_numpy(dst_dtype, src_dtype, rng):
@@ -131,6 +131,7 @@ def test_copy_malformed_arguments():
 
 # ---------------------------------------------------------------- uniform_, normal_
 
+@pytest.mark.reference(param="op")
 @pytest.mark.parametrize("op,a,b", [("uniform_", 0.0, 1.0), ("uniform_", -3.0, 5.5), ("uniform_", 2.0, 2.0),
                                     ("normal_", 0.0, 1.0), ("normal_", 10.0, 0.25), ("normal_", -1.0, 0.0)])
 @pytest.mark.parametrize("seed,stream", [(0, 0), (7, 3), (2**64 - 1, 2**40 + 5), (-1, -2)])
@@ -185,12 +186,13 @@ def test_random_malformed_arguments():
         call("uniform_", [t], (0,), (0.0, 1.0))
     with pytest.raises(TypeError, match="normal_: argument 'input' must be float32 or float64, got int32"):
         call("normal_", [af.zeros(3, dtype="int32")], (0, 0), (0.0, 1.0))
-    with pytest.raises(OverflowError):
+    with pytest.raises(ValueError, match="out of the int64 range"):
         call("uniform_", [t], (2**64, 0), (0.0, 1.0))
 
 
 # ---------------------------------------------------------------- add_
 
+@pytest.mark.reference("add_")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(), (1,), (5, 3), (2, 3, 4, 5)])
 def test_add_matches_numpy(dtype, shape, rng):
@@ -221,6 +223,7 @@ def test_add_malformed_arguments():
 
 # ---------------------------------------------------------------- nonfinite_index
 
+@pytest.mark.reference("nonfinite_index")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("bad", [[], [0], [7], [40000, 3], [69999], [5, 5]])
 def test_nonfinite_index_matches_numpy(dtype, bad, rng):

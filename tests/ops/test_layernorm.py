@@ -7,9 +7,6 @@ import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
 from tests.conftest import call, t64
 
-REFERENCE_TESTED = {"layer_norm"}
-GRAD_CHECKED = {"layer_norm"}
-
 
 def layer_norm(x, k, weight=None, bias=None, eps=1e-5):
     return call("layer_norm", [x, weight, bias], (k,), (eps,))
@@ -31,6 +28,7 @@ def ref_layer_norm(x, k, w, b, eps):
 CASES = [((5,), 1), ((3, 7), 1), ((2, 3, 4), 2), ((1, 4, 5), 1), ((2, 3, 2, 3), 3), ((4, 130), 1), ((2, 2, 3), 3)]
 
 
+@pytest.mark.reference("layer_norm")
 @pytest.mark.parametrize("shape,k", CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("affine", ["both", "weight", "bias", "none"])
@@ -46,6 +44,7 @@ def test_matches_numpy(shape, k, dtype, affine, rng):
     assert_close(y, ref_layer_norm(x, k, w, b, 1e-3), **tol)
 
 
+@pytest.mark.gradcheck("layer_norm")
 @pytest.mark.parametrize("shape,k", [((3, 4), 1), ((2, 2, 3), 2), ((5,), 1)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_gradcheck(shape, k, affine, rng):

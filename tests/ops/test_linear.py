@@ -4,15 +4,14 @@ import numpy as np
 import pytest
 
 import affectfer as af
-from affectfer.testing import assert_close, gradcheck
+from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
 from tests.conftest import call, t64
 
-REFERENCE_TESTED = {"linear"}
-GRAD_CHECKED = {"linear"}
 
 SHAPES = [((5,), 3), ((1, 4), 2), ((3, 7), 5), ((2, 3, 4), 6), ((2, 1, 2, 3, 4), 3), ((0, 4), 3), ((3, 0), 2), ((3, 4), 0)]
 
 
+@pytest.mark.reference("linear")
 @pytest.mark.parametrize("xshape,out", SHAPES)
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -34,6 +33,7 @@ def test_bias_none_entry(rng):
     assert_close(y, x @ w.T, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.gradcheck("linear")
 @pytest.mark.parametrize("xshape", [(3,), (2, 3), (2, 2, 3)])
 def test_gradcheck(xshape, rng):
     x, w, b = t64(rng.standard_normal(xshape)), t64(rng.standard_normal((4, 3))), t64(rng.standard_normal(4))
@@ -42,22 +42,10 @@ def test_gradcheck(xshape, rng):
 
 
 def test_threads_bitwise_identical(rng):
-    x = t64(rng.standard_normal((300, 40)).astype(np.float32), requires_grad=False).float().requires_grad_()
-    w = af.tensor(rng.standard_normal((520, 40)).astype(np.float32), requires_grad=True)
-    b = af.tensor(rng.standard_normal(520).astype(np.float32), requires_grad=True)
-    prev = af.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            af.set_num_threads(n)
-            for t in (x, w, b):
-                t.grad = None
-            y = call("linear", [x, w, b])
-            (y * y).sum().backward()
-            results.append([t.numpy().tobytes() for t in (y, x.grad, w.grad, b.grad)])
-    finally:
-        af.set_num_threads(prev)
-    assert results[0] == results[1]
+    x = rng.standard_normal((300, 40)).astype(np.float32)
+    w = rng.standard_normal((520, 40)).astype(np.float32)
+    b = rng.standard_normal(520).astype(np.float32)
+    assert_thread_invariant(lambda *t: call("linear", list(t)), [x, w, b], name="linear")
 
 
 def test_bad_input():

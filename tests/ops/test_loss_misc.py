@@ -11,9 +11,6 @@ from affectfer import losses
 from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
 from tests.conftest import t64
 
-REFERENCE_TESTED = {"bce_with_logits", "focal_loss", "ccc_loss", "affinity_loss", "partition_loss"}
-GRAD_CHECKED = {"bce_with_logits", "focal_loss", "ccc_loss", "affinity_loss", "partition_loss"}
-
 Z = [[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]]  # logits and labels of torch's cross-entropy example vectors
 Y = [0, 2]
 
@@ -32,6 +29,7 @@ def ref_bce(x, t, w=None, p=None, reduction="mean"):
     return {"none": loss, "mean": np.array(loss.mean()), "sum": np.array(loss.sum())}[reduction]
 
 
+@pytest.mark.reference("bce_with_logits")
 def test_bce_vector_with_pos_weight():
     # nn.BCEWithLogitsLoss(pos_weight=[2, 3, 0.5]) on X, T: 0.9433482876 and its gradient
     x = t64([[0.5, -1.0, 2.0], [-0.3, 0.0, 1.5]])
@@ -42,6 +40,7 @@ def test_bce_vector_with_pos_weight():
     assert_close(x.grad, [[-0.12584689, 0.04482357, -0.00993358], [0.07092625, -0.25, 0.13626241]], atol=1e-8, rtol=0)
 
 
+@pytest.mark.reference("bce_with_logits")
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("weight", [None, "column", "full"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -57,6 +56,7 @@ def test_bce_matches_numpy(reduction, weight, dtype, rng):
     assert_close(out, ref_bce(x, t, w, p, reduction).astype(dtype), **tol)
 
 
+@pytest.mark.gradcheck("bce_with_logits")
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_bce_gradcheck(reduction, rng):
     x, t = t64(rng.standard_normal((3, 4))), t64(rng.random((3, 4)))
@@ -75,6 +75,7 @@ def ref_focal(z, y, gamma, alpha=None, reduction="mean"):
     return {"none": loss, "mean": np.array(loss.mean()), "sum": np.array(loss.sum())}[reduction]
 
 
+@pytest.mark.reference("focal_loss")
 def test_focal_vectors_exact_and_detached_gradient():
     a = [0.25, 0.5, 1.0]
     z = t64(Z)
@@ -91,6 +92,8 @@ def test_focal_vectors_exact_and_detached_gradient():
     assert losses.focal_loss(t64(Z), idx(Y), gamma=0.0).item() == pytest.approx(0.6216270724, abs=1e-10)
 
 
+@pytest.mark.reference("focal_loss")
+@pytest.mark.gradcheck("focal_loss")
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 def test_focal_matches_numpy_and_gradcheck(reduction, gamma, rng):
@@ -116,6 +119,7 @@ def ref_ccc(x, y, unbiased=False, eps=0.0):
     return 1 - 2 * sxy / (((x - mx) ** 2).sum() / q + ((y - my) ** 2).sum() / q + (mx - my) ** 2 + eps)
 
 
+@pytest.mark.reference("ccc_loss")
 def test_ccc_vectors():
     x, y = t64([0.1, 0.4, -0.2, 0.8]), t64([0.0, 0.5, -0.5, 0.6], requires_grad=False)
     loss = losses.ccc_loss(x, y, eps=0.0)
@@ -143,6 +147,8 @@ def test_ccc_mask_drops_unannotated_pairs(rng):
     assert np.all(none.grad.numpy() == 0)
 
 
+@pytest.mark.reference("ccc_loss")
+@pytest.mark.gradcheck("ccc_loss")
 @pytest.mark.parametrize("unbiased", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 def test_ccc_gradcheck(unbiased, masked, rng):
@@ -162,6 +168,8 @@ def ref_affinity(x, y, c):
     return (np.clip(dist / S, 1e-12, 1e12).sum() + B * (K - 1) * 1e-12) / B
 
 
+@pytest.mark.reference("affinity_loss")
+@pytest.mark.gradcheck("affinity_loss")
 def test_affinity_matches_numpy_and_gradcheck(rng):
     x, c = rng.standard_normal((5, 6)), rng.standard_normal((4, 6))
     y = np.array([0, 3, 3, 1, 0])
@@ -189,6 +197,8 @@ def ref_partition(h, eps=sys.float_info.epsilon, paper=False):
     return np.log1p(k / (v + eps)).mean() if paper else np.log1p(k / (v.mean() + eps))
 
 
+@pytest.mark.reference("partition_loss")
+@pytest.mark.gradcheck("partition_loss")
 @pytest.mark.parametrize("paper", [False, True])
 def test_partition_matches_numpy_and_gradcheck(paper, rng):
     h = rng.standard_normal((3, 4, 5))

@@ -4,17 +4,16 @@ import numpy as np
 import pytest
 
 import affectfer as af
-from affectfer.testing import assert_close, gradcheck
+from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
 from tests.conftest import call, t64
 
-REFERENCE_TESTED = {"matmul"}
-GRAD_CHECKED = {"matmul"}
 
 CASES = [((3, 5), (5, 4)), ((1, 1), (1, 1)), ((1, 7), (7, 1)), ((2, 3, 5), (2, 5, 4)), ((1, 3, 5), (1, 5, 2)),
          ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3)), ((2, 3, 3, 4), (4, 2)), ((3, 0), (0, 4)), ((0, 3), (3, 4)),
          ((2, 0, 3), (2, 3, 4)), ((2, 3, 4), (4, 0))]
 
 
+@pytest.mark.reference("matmul")
 @pytest.mark.parametrize("sa,sb", CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matches_numpy(sa, sb, dtype, rng):
@@ -25,6 +24,7 @@ def test_matches_numpy(sa, sb, dtype, rng):
     assert_close(out, (a @ b).astype(dtype), rtol=tol, atol=tol)
 
 
+@pytest.mark.gradcheck("matmul")
 @pytest.mark.parametrize("sa,sb", [((3, 4), (4, 2)), ((2, 3, 4), (2, 4, 2)), ((2, 3, 4), (4, 2)),
                                    ((2, 2, 2, 3), (2, 2, 3, 2)), ((1, 1), (1, 3))])
 def test_gradcheck(sa, sb, rng):
@@ -49,22 +49,10 @@ def test_empty_inner_dim_gradients():
 
 def test_threads_bitwise_identical(rng):
     # OpenBLAS alone gives different last bits for these shapes with 1 and 2 threads (gemm_det.h)
-    a = af.tensor(rng.standard_normal((4, 67, 129)).astype(np.float32), requires_grad=True)
-    b = af.tensor(rng.standard_normal((129, 71)).astype(np.float32), requires_grad=True)
-    c = af.tensor(rng.standard_normal((4, 71, 300)).astype(np.float32), requires_grad=True)
-    prev = af.get_num_threads()
-    try:
-        results = []
-        for n in (1, 2):
-            af.set_num_threads(n)
-            for t in (a, b, c):
-                t.grad = None
-            y = (a @ b) @ c
-            (y * y).sum().backward()
-            results.append([t.numpy().tobytes() for t in (y, a.grad, b.grad, c.grad)])
-    finally:
-        af.set_num_threads(prev)
-    assert results[0] == results[1]
+    a = rng.standard_normal((4, 67, 129)).astype(np.float32)
+    b = rng.standard_normal((129, 71)).astype(np.float32)
+    c = rng.standard_normal((4, 71, 300)).astype(np.float32)
+    assert_thread_invariant(lambda ta, tb, tc: (ta @ tb) @ tc, [a, b, c], name="matmul")
 
 
 def test_bad_input():

@@ -8,9 +8,6 @@ import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
 from tests.conftest import call, t64
 
-REFERENCE_TESTED = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"}
-GRAD_CHECKED = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"}
-
 
 def out_size(n, k, s, p, d, ceil_mode):
     span = n + 2 * p - d * (k - 1) - 1
@@ -83,6 +80,7 @@ def _tol(dtype):
     return dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.reference("max_pool2d")
 @pytest.mark.parametrize("case", MAX_CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_max_pool_matches_numpy(case, dtype, rng):
@@ -93,6 +91,7 @@ def test_max_pool_matches_numpy(case, dtype, rng):
     assert_close(y, max_pool_ref(x, k, s, p, d, cm), rtol=0, atol=0)
 
 
+@pytest.mark.reference("avg_pool2d")
 @pytest.mark.parametrize("case", AVG_CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_avg_pool_matches_numpy(case, dtype, rng):
@@ -102,6 +101,7 @@ def test_avg_pool_matches_numpy(case, dtype, rng):
     assert_close(y, avg_pool_ref(x, k, s, p, cm, cip, div), **_tol(dtype))
 
 
+@pytest.mark.reference("adaptive_avg_pool2d")
 @pytest.mark.parametrize("case", ADAPTIVE_CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_adaptive_matches_numpy(case, dtype, rng):
@@ -127,18 +127,21 @@ def _distinct(rng, shape):
     return rng.permutation(np.prod(shape)).reshape(shape) * 0.1 + rng.uniform(-0.01, 0.01, shape)
 
 
+@pytest.mark.gradcheck("max_pool2d")
 @pytest.mark.parametrize("case", MAX_CASES[:3])
 def test_max_pool_gradcheck(case, rng):
     xs, k, s, p, d, cm = case
     gradcheck(lambda x: call("max_pool2d", [x], (*k, *s, *p, *d, cm)), [t64(_distinct(rng, (1,) + xs[1:]))])
 
 
+@pytest.mark.gradcheck("avg_pool2d")
 @pytest.mark.parametrize("case", AVG_CASES)
 def test_avg_pool_gradcheck(case, rng):
     xs, k, s, p, cm, cip, div = case
     gradcheck(lambda x: call("avg_pool2d", [x], (*k, *s, *p, cm, cip, div)), [t64(rng.standard_normal((1,) + xs[1:]))])
 
 
+@pytest.mark.gradcheck("adaptive_avg_pool2d")
 @pytest.mark.parametrize("case", ADAPTIVE_CASES)
 def test_adaptive_gradcheck(case, rng):
     xs, o = case

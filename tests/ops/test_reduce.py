@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 
 import affectfer as af
-from affectfer.testing import assert_close, gradcheck
+from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
 from tests.conftest import call, t64
 
 OPS = {"sum": np.sum, "mean": np.mean}
-REFERENCE_TESTED = set(OPS)
-GRAD_CHECKED = set(OPS)
 
 # (shape, dims) with dims = None for all dims
 CASES = [((7,), None), ((7,), (0,)), ((3, 5), (0,)), ((3, 5), (1,)), ((2, 3, 4), (0, 2)), ((2, 3, 4), (1,)),
@@ -26,6 +24,7 @@ def _run(op, t, dims, keepdim):
     return call(op, [t], (int(keepdim),) + (() if dims is None else tuple(dims)))
 
 
+@pytest.mark.reference(param="op")
 @pytest.mark.parametrize("op", sorted(OPS))
 @pytest.mark.parametrize("shape,dims", CASES)
 @pytest.mark.parametrize("keepdim", [False, True])
@@ -40,6 +39,7 @@ def test_matches_numpy(op, shape, dims, keepdim, rng):
     assert_close(out32, np.asarray(ref).astype(np.float32), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.gradcheck(param="op")
 @pytest.mark.parametrize("op", sorted(OPS))
 @pytest.mark.parametrize("shape,dims", [((2, 3, 4), (0, 2)), ((3, 4), None), ((2, 3, 2, 2), (1,)), ((4, 3), (0,)), ((), None)])
 def test_gradcheck(op, shape, dims, rng):
@@ -70,16 +70,8 @@ def test_float32_accuracy():
 
 @pytest.mark.parametrize("dims", [None, (0,), (1,), (0, 2)])
 def test_threads_bitwise_identical(dims, rng):
-    x = af.tensor(rng.standard_normal((64, 257, 9)).astype(np.float32))
-    prev = af.get_num_threads()
-    try:
-        af.set_num_threads(1)
-        one = _run("sum", x, dims, False).numpy().copy()
-        af.set_num_threads(2)
-        two = _run("sum", x, dims, False).numpy().copy()
-    finally:
-        af.set_num_threads(prev)
-    assert one.tobytes() == two.tobytes()
+    x = rng.standard_normal((64, 257, 9)).astype(np.float32)
+    assert_thread_invariant(lambda t: _run("sum", t, dims, False), [x], name=f"sum dims={dims}")
 
 
 def test_tensor_methods(rng):

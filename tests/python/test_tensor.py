@@ -83,6 +83,9 @@ def test_from_numpy_refuses_what_it_cannot_share():
         af.tensor(np.zeros((1,) * 6))
     with pytest.raises(TypeError, match="numpy.ndarray"):
         af.from_numpy([1.0, 2.0])
+    unaligned = np.zeros(17, np.uint8)[1:].view(np.float32)  # C-contiguous, at an odd address
+    with pytest.raises(ValueError, match="needs an aligned array.*4-byte items.*a.copy()"):
+        af.from_numpy(unaligned)
     with pytest.raises(TypeError):
         af.Tensor()
 
@@ -300,3 +303,91 @@ def test_full_fills_through_the_fill_op():
     assert af.full(2, 1.0, dtype="float16").dtype == "float16"
     with pytest.raises(ValueError, match="whole number"):
         af.full(2, 1.5, dtype="int32")
+
+
+DIM_OUT_OF_RANGE = [
+    (lambda x: x.sum(dim=5), r"\[-2, 1\], but got 5"),
+    (lambda x: x.mean(dim=-7), r"\[-2, 1\], but got -7"),
+    (lambda x: x.sum(dim=(0, 2)), r"but got 2"),
+    (lambda x: x.permute(5, 2), r"but got 5.*'dims'"),
+    (lambda x: x.unsqueeze(7), r"\[-3, 2\], but got 7"),
+    (lambda x: x.squeeze(4), r"but got 4"),
+    (lambda x: x.transpose(0, 5), r"but got 5.*'dim1'"),
+    (lambda x: x.flatten(0, 7), r"but got 7.*'end_dim'"),
+    (lambda x: x.size(2), r"but got 2"),
+    (lambda x: af.ones(()).size(-2), r"\[-1, 0\], but got -2"),
+    (lambda x: af.ones(()).sum(dim=1), r"\[-1, 0\], but got 1"),
+    (lambda x: af.ones(()).squeeze(-2), r"\[-1, 0\], but got -2"),
+    (lambda x: af.ones(()).unsqueeze(1), r"\[-1, 0\], but got 1"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DIM_OUT_OF_RANGE)))
+def test_out_of_range_dims_raise_index_error_like_torch(case):
+    fn, message = DIM_OUT_OF_RANGE[case]
+    with pytest.raises(IndexError, match="Dimension out of range.*" + message):
+        fn(af.ones(2, 3))
+
+
+def test_in_range_dims_wrap_and_0d_tensors_accept_dim_0_and_minus_1():
+    x = af.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert x.sum(dim=-1).tolist() == [3, 12] and x.mean(dim=-2).tolist() == [1.5, 2.5, 3.5]
+    assert x.permute(-1, 0).shape == (3, 2) and x.unsqueeze(-1).shape == (2, 3, 1) and x.size(-1) == 3
+    s = af.tensor(np.float32(4))
+    assert s.sum(dim=0).item() == 4 and s.mean(dim=-1, keepdim=True).shape == ()
+    assert s.squeeze(0).shape == () and s.unsqueeze(0).shape == (1,) and s.unsqueeze(-1).shape == (1,)
+    with pytest.raises(ValueError, match="more than once"):
+        x.sum(dim=(1, -1))
+    with pytest.raises(ValueError, match="repeats"):
+        x.permute(1, -1)
+    with pytest.raises(ValueError, match="each of the 2 dimensions"):
+        x.permute(1)
+    with pytest.raises(TypeError, match="'dim' must be an int"):
+        x.sum(dim=1.0)
+
+
+def test_operators_refuse_none_and_divide_by_zero_like_torch():
+    x = af.ones(3)
+    for op in (lambda: x + None, lambda: x - None, lambda: x * None, lambda: x / None, lambda: None + x,
+               lambda: None - x, lambda: None / x, lambda: x + "a"):
+        with pytest.raises(TypeError, match="unsupported operand|can't multiply|can only concatenate"):
+            op()
+    assert (x + [1, 2, 3]).tolist() == [2, 3, 4]  # sequences and arrays are still operands
+    assert (x / 0).tolist() == [np.inf] * 3 and (-x / 0.0).tolist() == [-np.inf] * 3
+    assert np.isnan((af.zeros(2, dtype="float64") / 0).numpy()).all()
+    assert (x / 4).tolist() == [0.25] * 3
+
+
+def test_sizes_must_be_ints():
+    for make in (lambda: af.zeros(2.7), lambda: af.ones((2.0, 3)), lambda: af.zeros(True), lambda: af.full(2.5, 1.0),
+                 lambda: af.randn(2, "3"), lambda: af.ones(6).reshape(2.5, 2)):
+        with pytest.raises(TypeError, match="must be a sequence of ints"):
+            make()
+    assert af.zeros(np.int64(2)).shape == (2,)  # anything with __index__ is an int
+
+
+def test_truth_value_only_for_one_element_tensors():
+    assert bool(af.ones(1)) and not bool(af.zeros(1)) and not bool(af.zeros(()))
+    for t in (af.ones(2, 3), af.zeros(0)):
+        with pytest.raises(RuntimeError, match="Boolean value of Tensor with .* is ambiguous"):
+            bool(t)
+
+
+def test_bfloat16_repr_shows_values_and_numpy_conversion_says_what_to_do():
+    t = af.tensor(np.array([1.5, -2.0, 3.0], np.float32)).to("bfloat16")
+    assert repr(t) == "tensor([ 1.5, -2. ,  3. ], dtype=bfloat16)"
+    with pytest.raises(TypeError, match=r"bfloat16.*np.asarray\(t.float\(\)\)"):
+        np.asarray(t)
+    with pytest.raises(TypeError, match=r"bfloat16.*t.float\(\)"):
+        t.numpy()
+    assert np.asarray(t.float()).tolist() == [1.5, -2.0, 3.0]
+
+
+def test_int64_attribute_overflow_names_the_argument():
+    x, w = af.ones(1, 1, 4, 4), af.ones(1, 1, 3, 3)
+    for call, name in ((lambda: af.nn.functional.conv2d(x, w, padding=1 << 70), "padding"),
+                       (lambda: af.nn.functional.conv2d(x, w, stride=(1, -(1 << 70))), "stride"),
+                       (lambda: af.nn.functional.max_pool2d(x, 2, padding=1 << 70), "padding"),
+                       (lambda: af.nn.functional.avg_pool2d(x, 1 << 70), "kernel_size")):
+        with pytest.raises(ValueError, match=name + " = .* is out of range"):
+            call()
