@@ -51,6 +51,11 @@ extern PyMethodDef af_fer_methods[];
 extern PyMethodDef af_data_methods[];
 int af_loader_init(PyObject *module);
 
+/* pack_bind.c: PackFile, PackWriter; af_py_pack_get gives a PackFile's pack (NULL for other objects) */
+int af_pack_init(PyObject *module);
+struct af_pack;
+const struct af_pack *af_py_pack_get(PyObject *obj);
+
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];
 

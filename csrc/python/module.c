@@ -200,6 +200,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (PyModule_AddObject(m, "TensorBase", (PyObject *)&AfTensor_BaseType) < 0) goto fail;
     if (af_errors_init(m) < 0 || af_ops_init(m) < 0) goto fail;
     if (af_loader_init(m) < 0) goto fail;
+    if (af_pack_init(m) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);
