@@ -52,10 +52,19 @@ def _target_names(dataset, num_targets: int) -> list:
     return [""] * num_targets
 
 
+class _PackImages:
+    def __init__(self, pack_file):
+        self.pack_file = pack_file
+
+    def __getitem__(self, i):
+        return self.pack_file.image(i)
+
+
 def pack(dataset, path, max_side: int | None = None, workers: int | None = None, chunk_size: int = 256,
          progress: bool = True, max_pixels: int = MAX_PIXELS) -> str:
-    """Write `dataset` (ImageFolder, CSVDataset, ABAWDataset, ArrayDataset: anything with `labels`,
-    `classes`, `paths` or `images`, and optional `targets`) into the pack file `path`; returns `path`.
+    """Write `dataset` (ImageFolder, CSVDataset, ABAWDataset, ArrayDataset, PackedDataset: anything with
+    `labels`, `classes`, `paths` or `images`, and optional `targets`) into the pack file `path`;
+    returns `path`. Samples keep the dataset's order.
 
     max_side: shrink images whose shorter side is longer than this (antialiased bilinear, torchvision's
         Resize(max_side)); smaller images are kept as they are. None keeps every image as decoded.
@@ -67,9 +76,12 @@ def pack(dataset, path, max_side: int | None = None, workers: int | None = None,
     labels = getattr(dataset, "labels", None)
     paths = getattr(dataset, "paths", None)
     images = getattr(dataset, "images", None)
+    source_pack = getattr(dataset, "pack_file", None)
+    if source_pack is not None:  # re-packing a pack (to shrink it): its images are views of the mapping
+        images = _PackImages(source_pack)
     if labels is None or (paths is None and images is None):
-        raise TypeError(f"pack: 'dataset' must have `labels` and `paths` or `images` (an affectfer.data dataset), "
-                        f"got {type(dataset).__name__}")
+        raise TypeError(f"pack: 'dataset' must have `labels` and `paths`, `images` or `pack_file` (an affectfer.data "
+                        f"dataset), got {type(dataset).__name__}")
     if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer))
                                  or not 1 <= max_side <= 65536):
         raise ValueError(f"pack: 'max_side' must be an int in [1, 65536] or None, got {max_side!r}")

@@ -163,7 +163,7 @@ typedef struct af_pack {
 /* CRC-32 (IEEE 802.3, the polynomial of zlib's crc32 and PNG): crc = af_crc32(crc, data, n), from 0. */
 uint32_t af_crc32(uint32_t crc, const void *data, size_t n);
 /* Validates `size` bytes at `data` as a pack and fills *out (pointers into `data`; out->mapping stays
- * NULL, out->name is a copy of `name`, freed by af_pack_close). Checks magic, version, header CRC,
+ * NULL, out->name is a copy of `name`: free() it when done). Checks magic, version, header CRC,
  * section bounds, every sample's shape, offset and label. Does not read pixels. */
 af_status af_pack_parse(const uint8_t *data, uint64_t size, const char *name, af_pack *out);
 /* Recomputes every sample's pixel CRC; fails naming the file and the first bad sample. */

@@ -114,6 +114,8 @@ def test_same_input_same_bytes(folder, tmp_path):
     c = pack(folder, tmp_path / "c.afpack", max_side=6, workers=1, progress=False)
     d = pack(folder, tmp_path / "d.afpack", max_side=6, workers=3, chunk_size=2, progress=False)
     assert open(c, "rb").read() == open(d, "rb").read() != open(a, "rb").read()
+    e = pack(PackedDataset(a), tmp_path / "e.afpack", max_side=6, progress=False)  # shrinking a pack
+    assert open(e, "rb").read() == open(c, "rb").read()
 
 
 def test_max_side_shrinks_like_resize(folder, tmp_path):
