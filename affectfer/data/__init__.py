@@ -1,4 +1,5 @@
-"""affectfer.data: datasets, samplers, the threaded C loader and the batch mixers."""
+"""affectfer.data: datasets, packs (pre-decoded memory-mapped datasets), samplers, the threaded C loader and
+the batch mixers."""
 from .datasets import ABAWDataset, ArrayDataset, CSVDataset, Dataset, ImageFolder
 from .loader import Loader, read_image
 from .pack import PackedDataset, pack

@@ -125,6 +125,9 @@ def test_max_side_shrinks_like_resize(folder, tmp_path):
         src = folder[i][0]
         want = TF.resize(src, 9) if min(src.shape[:2]) > 9 else src  # never enlarged
         assert np.array_equal(ds[i][0], want)
+    gray = np.random.default_rng(0).integers(0, 256, (2, 30, 20, 1), dtype=np.uint8)
+    g = PackedDataset(pack(ArrayDataset(gray, [0, 1]), tmp_path / "g.afpack", max_side=10, progress=False))
+    assert g[1][0].shape == (15, 10, 1) and np.array_equal(g[1][0][..., 0], TF.resize(gray[1], 10).reshape(15, 10))
 
 
 def test_views_keep_the_mapping_alive(folder, tmp_path):
@@ -368,3 +371,10 @@ def test_kill_9_mid_write_leaves_no_complete_looking_file(tmp_path):
     kill_mid_write(path, 2)
     assert open(path, "rb").read() == before  # the previous complete pack, untouched
     assert PackedDataset(path)[1][0][0, 0, 0] == 9
+
+
+def test_loader_errors_name_the_pack_and_sample(folder, tmp_path):
+    path = pack(folder, tmp_path / "e.afpack", progress=False)
+    loader = Loader(PackedDataset(path), batch_size=2, transform=T.Compose([T.RandomCrop(64), T.ToTensor()]))
+    with pytest.raises(ValueError, match=f"{path}, sample 0: RandomCrop"):
+        collect(loader)
