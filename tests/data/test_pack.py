@@ -1,6 +1,8 @@
 """affectfer.data.pack / PackedDataset: exact round trips, same batches as the source files,
 deterministic bytes, atomic writes, and hostile files refused with errors naming them."""
+import gc
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -134,7 +136,6 @@ def test_views_keep_the_mapping_alive(folder, tmp_path):
     ds = PackedDataset(pack(folder, tmp_path / "v.afpack", progress=False))
     image, labels, want = ds[3][0], ds.labels, folder[3][0].copy()
     del ds
-    import gc
     gc.collect()
     assert np.array_equal(image, want) and len(labels) == len(folder)
     with pytest.raises(ValueError):
@@ -243,7 +244,7 @@ def test_hostile_files_raise_naming_the_file(tmp_path, good):
         with pytest.raises(ValueError) as e:
             PackedDataset(path)
         assert str(path) in str(e.value), name
-        assert __import__("re").search(message, str(e.value)), (name, str(e.value))
+        assert re.search(message, str(e.value)), (name, str(e.value))
 
 
 def test_bad_utf8_name(tmp_path, good):
