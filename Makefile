@@ -93,7 +93,7 @@ FUZZ_CC ?= clang
 FUZZ_STB = $(firstword $(STB_INCLUDE_DIR) $(wildcard build/stb/usr/include/stb) $(wildcard /usr/include/stb))
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-ffp-contract=off -Icsrc $(if $(FUZZ_STB),-I$(FUZZ_STB) -DAF_HAVE_STB=1)
-FUZZ_LIB_SRC := csrc/core/status.c csrc/core/alloc.c csrc/core/tensor.c $(wildcard csrc/image/*.c)
+FUZZ_LIB_SRC := csrc/core/status.c csrc/core/alloc.c csrc/core/tensor.c $(wildcard csrc/image/*.c) csrc/data/pack.c
 FUZZ_HARNESSES := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 # Python harnesses (fuzz/fuzz_*.py, atheris: libFuzzer's engine and flags over instrumented Python) run
 # ~50x slower per input than the C ones: when FUZZ_FLAGS fixes a run count (CI), they get

@@ -4,7 +4,9 @@ Pipeline (both sides): JPEG decode -> Resize(S) -> RandAugment(2, 9) -> RandomHo
 ToTensor + Normalize(ImageNet) -> batches of 64, for S = 112 and 224 (inputs are JPEGs of 8/7 S,
 quality 90, so the resize does real work), with 1 and 2 workers (affectfer: C threads;
 torchvision: DataLoader worker processes, each limited to one torch thread). Also per-op
-microseconds per image, single-threaded, for both.
+microseconds per image, single-threaded, for both. Rows "packed" run the same transform over the
+same images packed beforehand with affectfer.data.pack, as decoded (the loader without JPEG
+decoding) and shrunk at pack time to the output size (without the resize either).
 
     python benchmarks/bench_pipeline.py [--images 384] [--repeat 3] [--markdown]
 
@@ -95,8 +97,8 @@ class Files(afd.Dataset):
         self.paths, self.labels, self.classes = list(paths), np.zeros(len(paths), np.int64), ["0"]
 
 
-def time_af(paths, size, workers, repeat):
-    loader = afd.Loader(Files(paths), batch_size=BATCH, transform=af_transform(size), workers=workers, shuffle=True)
+def time_af(dataset, size, workers, repeat):
+    loader = afd.Loader(dataset, batch_size=BATCH, transform=af_transform(size), workers=workers, shuffle=True)
     return _best(loader, repeat)
 
 
@@ -181,14 +183,26 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables for benchmarks/RESULTS.md")
     args = ap.parse_args()
     have_tv = torch is not None
-    rows, ops = [], {}
+    rows, ops, packed = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in (112, 224):
             folder = os.path.join(tmp, str(size))
             os.makedirs(folder)
             paths = make_images(folder, args.images, size * 8 // 7)
+            for max_side in (None, size):
+                t0 = time.perf_counter()
+                pack_path = afd.pack(Files(paths), os.path.join(tmp, f"{size}-{max_side}.afpack"), max_side=max_side,
+                                     progress=False)
+                print(f"{size}x{size}: packed {len(paths)} JPEGs (max_side={max_side}) in {time.perf_counter() - t0:.2f} s "
+                      f"({os.path.getsize(pack_path) / 2**20:.1f} MiB)", flush=True)
+                pds = afd.PackedDataset(pack_path)
+                for workers in (1, 2):
+                    r = packed[size, max_side, workers] = time_af(pds, size, workers, args.repeat)
+                    print(f"{size}x{size} workers={workers}: affectfer packed (max_side={max_side}) {r[0]:8.1f} img/s "
+                          f"({r[1]:7.1f} per CPU-s)", flush=True)
+                del pds
             for workers in (1, 2):
-                a, a_cpu = time_af(paths, size, workers, args.repeat)
+                a, a_cpu = time_af(Files(paths), size, workers, args.repeat)
                 t = time_tv(paths, size, workers, args.repeat)[0] if have_tv else None
                 rows.append((size, workers, a, t, a_cpu))
                 print(f"{size}x{size} workers={workers}: affectfer {a:8.1f} img/s ({a_cpu:7.1f} per CPU-s)"
@@ -204,10 +218,10 @@ def main():
         for k in a:
             print(f"{size}x{size} {k:22s} affectfer {a[k]:9.1f} us" + (f"  torchvision {t[k]:9.1f} us" if t else ""))
     if args.markdown:
-        print_markdown(rows, ops, have_tv)
+        print_markdown(rows, ops, have_tv, packed)
 
 
-def print_markdown(rows, ops, have_tv):
+def print_markdown(rows, ops, have_tv, packed):
     tv = f"torchvision {torchvision.__version__}, torch {torch.__version__}" if have_tv else "torchvision absent"
     print(f"\n## Input pipeline (benchmarks/bench_pipeline.py)\n")
     print(f"Machine: 2-core CPU (shared), no GPU; {platform.python_implementation()} {platform.python_version()}; {tv}. "
@@ -229,6 +243,20 @@ def print_markdown(rows, ops, have_tv):
         tv = cpu.get(0)
         print(f"| {size}x{size} | {cpu[1]:.0f} | {cpu[2]:.0f} | {tv:.0f} | {cpu[1] / tv:.2f}x |" if tv else
               f"| {size}x{size} | {cpu[1]:.0f} | {cpu[2]:.0f} | - | - |")
+    print("\nPacked dataset: the same JPEGs packed with affectfer.data.pack, as decoded (max_side None: batches "
+          "bitwise identical to the JPEG rows) or shrunk at pack time to the output size (max_side S: the square "
+          "images are then S x S and the transform's Resize is a no-op), same transform; images per CPU-second of "
+          "the whole process:\n")
+    print("| output | max_side | packed 1 worker | packed 2 workers | from JPEG 1 worker | packed / JPEG | "
+          "packed / torchvision |")
+    print("|---|---|---|---|---|---|---|")
+    for size in (112, 224):
+        cpu = {w: c for s_, w, _, _, c in rows if s_ == size}
+        tv = cpu.get(0)
+        for max_side in (None, size):
+            p1, p2 = packed[size, max_side, 1][1], packed[size, max_side, 2][1]
+            print(f"| {size}x{size} | {max_side or '-'} | {p1:.0f} | {p2:.0f} | {cpu[1]:.0f} | {p1 / cpu[1]:.2f}x | "
+                  + (f"{p1 / tv:.2f}x |" if tv else "- |"))
     print("\nPer-op microseconds per image (one thread, thread CPU time; affectfer through its functional/Transform "
           "calls, so each includes a few us of Python call overhead):\n")
     print("| op | affectfer 112 | torchvision 112 | affectfer 224 | torchvision 224 |")

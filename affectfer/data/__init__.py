@@ -1,6 +1,8 @@
-"""affectfer.data: datasets, samplers, the threaded C loader and the batch mixers."""
+"""affectfer.data: datasets, packs (pre-decoded memory-mapped datasets), samplers, the threaded C loader and
+the batch mixers."""
 from .datasets import ABAWDataset, ArrayDataset, CSVDataset, Dataset, ImageFolder
 from .loader import Loader, read_image
+from .pack import PackedDataset, pack
 from .mix import MixAugment, MixedBatch, Mixup, mixaugment_loss, mixup_loss
 from .samplers import (BaggingSampler, ClassBalancedOversampler, RandomSampler, Sampler, SequentialSampler,
                        WeightedRandomSampler, class_inverse_weights)

@@ -74,7 +74,7 @@ class _Epoch:
 class Loader:
     """Iterate a dataset in batches.
 
-    dataset: an affectfer.data dataset (ImageFolder, CSVDataset, ABAWDataset, ArrayDataset) or any
+    dataset: an affectfer.data dataset (ImageFolder, CSVDataset, ABAWDataset, ArrayDataset, PackedDataset) or any
         object with `labels` and either `paths` or `images` (N, H, W, C uint8), and optional `targets`.
     sampler: an affectfer.data sampler (or any sequence of indices); default sequential, or shuffled
         with `seed` when `shuffle=True` (sampler and shuffle=True together are an error, as in torch).
@@ -108,8 +108,8 @@ class Loader:
         if seed is None:
             seed = _seed_from_global()
         labels = getattr(dataset, "labels", None)
-        if labels is None or (getattr(dataset, "paths", None) is None and getattr(dataset, "images", None) is None):
-            raise TypeError("'dataset' must have `labels` and `paths` or `images` (see affectfer.data datasets)")
+        if labels is None or all(getattr(dataset, a, None) is None for a in ("paths", "images", "pack_file")):
+            raise TypeError("'dataset' must have `labels` and `paths`, `images` or `pack_file` (see affectfer.data datasets)")
         n = len(labels)
         if n == 0:
             raise ValueError("'dataset' is empty")
@@ -153,7 +153,9 @@ class Loader:
         order, flags = self._order(epoch)
         ds = self.dataset
         paths = getattr(ds, "paths", None)
-        images = None if paths is not None else ds.images
+        # a PackedDataset's PackFile goes where the images go: the workers read its mapping
+        pack_file = getattr(ds, "pack_file", None)
+        images = None if paths is not None else ds.images if pack_file is None else pack_file
         targets = getattr(ds, "targets", None)
         run = _C.LoaderRun(paths, images, np.asarray(ds.labels, dtype=np.int64), targets, order, flags, self._transform,
                            self._augment if flags is not None else None, self.batch_size, self.drop_last, self.workers,

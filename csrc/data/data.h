@@ -83,6 +83,7 @@ typedef struct af_loader_source {
     const int64_t *labels;     /* n */
     const float *targets;      /* n x T, or NULL */
     int num_targets;
+    const struct af_pack *pack; /* when not NULL: pre-decoded samples borrowed from a pack (paths NULL) */
 } af_loader_source;
 
 #define AF_LOADER_MAX_WORKERS 256
@@ -131,4 +132,75 @@ void af_queue_fail(af_batch_queue *q, af_status st, int64_t s);
 af_status af_queue_take(af_batch_queue *q, int timeout_ms, af_batch *out, int *got);
 void af_queue_stop(af_batch_queue *q);
 void af_queue_free(af_batch_queue *q);
+/* ---- packs (pack.c): pre-decoded uint8 images in one memory-mapped file ----
+ *
+ * A pack holds every sample of a dataset already decoded (and optionally shrunk), so training reads
+ * pixels straight from the page cache instead of decoding JPEGs. The byte layout is documented at
+ * the top of pack.c and in docs/pack-format.md. Readers trust nothing: af_pack_parse checks every
+ * size, offset and count against the file before any pointer is formed, so a hostile file fails
+ * with AF_ERR_VALUE naming it. */
+#define AF_PACK_VERSION 1u
+#define AF_PACK_HEADER_SIZE 128u
+#define AF_PACK_ALIGN 64u
+#define AF_PACK_MAX_COUNT (1ll << 40)  /* the loader's epoch limit */
+#define AF_PACK_MAX_NAMES 65536        /* class names, and target columns */
+#define AF_PACK_MAX_NAME_BYTES 4096
+#define AF_PACK_MAX_SIDE 65536         /* the decoder's per-side cap */
+
+struct af_image; /* image/image.h */
+typedef struct af_pack {
+    const uint8_t *base; /* the whole file */
+    uint64_t size;
+    int64_t count;
+    int num_classes, num_targets;
+    uint32_t max_side;      /* the resize applied when packing, 0 = none */
+    const uint8_t *strings; /* num_classes class names then num_targets target names: u32 length + UTF-8 */
+    uint64_t strings_size;
+    /* table columns (little-endian, possibly unaligned in caller memory: read them with the
+     * af_pack_* accessors below) */
+    const uint8_t *offsets, *labels, *shapes, *crcs, *targets;
+    char *name;           /* the file, for messages */
+    void *mapping;        /* non-NULL when af_pack_open mapped the file */
+} af_pack;
+
+/* CRC-32 (IEEE 802.3, the polynomial of zlib's crc32 and PNG): crc = af_crc32(crc, data, n), from 0. */
+uint32_t af_crc32(uint32_t crc, const void *data, size_t n);
+/* Validates `size` bytes at `data` as a pack and fills *out (pointers into `data`; out->mapping stays
+ * NULL, out->name is a copy of `name`: free() it when done). Checks magic, version, header CRC,
+ * section bounds, every sample's shape, offset and label. Does not read pixels. */
+af_status af_pack_parse(const uint8_t *data, uint64_t size, const char *name, af_pack *out);
+/* Recomputes every sample's pixel CRC; fails naming the file and the first bad sample. */
+af_status af_pack_verify(const af_pack *p);
+/* Opens `path` (a regular file), maps it read-only, parses it, optionally verifies pixel CRCs. */
+af_status af_pack_open(const char *path, int verify_crc, af_pack **out);
+void af_pack_close(af_pack *p); /* unmaps and frees; NULL is fine */
+/* Accessors for sample i (0 <= i < count; no check). */
+uint64_t af_pack_offset(const af_pack *p, int64_t i);
+int64_t af_pack_label(const af_pack *p, int64_t i);
+void af_pack_shape(const af_pack *p, int64_t i, int *H, int *W, int *C);
+uint32_t af_pack_crc(const af_pack *p, int64_t i);
+/* Name k of the strings section (classes first, then targets): pointer and byte length. */
+void af_pack_name(const af_pack *p, int k, const char **s, uint32_t *len);
+/* Sample i as an image that borrows the mapping (img->borrowed = 1): no copy, never written. */
+void af_pack_image(const af_pack *p, int64_t i, struct af_image *img);
+
+/* Writing: af_pack_writer_open(path, count, ...) creates `<path>.<pid>.tmp`; samples are added in
+ * order in chunks (decoded, shrunk and checksummed on `workers` threads, written by the caller's
+ * thread in order, so the bytes never depend on the thread count); af_pack_writer_finish writes the
+ * table and header, fsyncs, and renames the file onto `path` (then fsyncs the folder): the final
+ * path is either absent, the previous file, or the complete new pack. af_pack_writer_free without
+ * finish removes the temporary file. */
+typedef struct af_pack_writer af_pack_writer;
+typedef struct af_pack_item {
+    const char *path;      /* an image file to decode, or NULL: */
+    const uint8_t *pixels; /* H x W x C uint8 in memory */
+    int height, width, channels;
+    int64_t label;
+    const float *targets;  /* num_targets floats, or NULL when the pack has none */
+} af_pack_item;
+af_status af_pack_writer_open(const char *path, int64_t count, int num_classes, int num_targets,
+                              const char *const *names, const uint32_t *name_lens, int max_side, af_pack_writer **out);
+af_status af_pack_writer_add(af_pack_writer *w, const af_pack_item *items, int n, int workers, int64_t max_pixels);
+af_status af_pack_writer_finish(af_pack_writer *w);
+void af_pack_writer_free(af_pack_writer *w);
 #endif

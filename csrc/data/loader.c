@@ -23,7 +23,8 @@ struct af_loader {
 /* Names sample `idx` in messages: its path, or its position in the in-memory array. */
 static const char *sample_name(const af_loader_source *src, int64_t idx, char *buf, size_t size) {
     if (src->paths) return src->paths[idx];
-    snprintf(buf, size, "<array sample %lld>", (long long)idx);
+    if (src->pack) snprintf(buf, size, "%s, sample %lld", src->pack->name, (long long)idx);
+    else snprintf(buf, size, "<array sample %lld>", (long long)idx);
     return buf;
 }
 
@@ -40,6 +41,10 @@ static af_status name_error(af_status st, const char *name) {
 static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
     const af_loader_source *src = &l->src;
     if (src->paths) return af_image_read_file(src->paths[idx], l->cfg.max_pixels, img);
+    if (src->pack) { /* no decode, no copy: the pipeline reads the mapping (pipeline.c copies before writing) */
+        af_pack_image(src->pack, idx, img);
+        return AF_OK;
+    }
     AF_TRY(af_image_alloc(img, src->img_h, src->img_w, src->img_c));
     size_t nbytes = (size_t)src->img_h * src->img_w * src->img_c;
     memcpy(img->data, src->images + (size_t)idx * nbytes, nbytes);
@@ -72,7 +77,7 @@ static af_status transform_sample(const af_loader *l, int64_t s, af_image *img, 
 
 static af_status process(const af_loader *l, int64_t s, af_batch *b, int64_t row) {
     int64_t idx = l->order[s];
-    char buf[64];
+    char buf[512];
     const char *name = sample_name(&l->src, idx, buf, sizeof(buf));
     af_image img = {0};
     int C, H, W;
@@ -125,7 +130,7 @@ af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *s
     l->is_copy = is_copy;
     l->n_order = n_order;
     if (n_order > 0) { /* probe position 0 for the batch shape (its randomness is replayed later) */
-        char buf[64];
+        char buf[512];
         af_image img = {0};
         st = load_image(l, order[0], &img);
         if (st == AF_OK) st = transform_sample(l, 0, &img, NULL, &l->C, &l->H, &l->W);

@@ -59,8 +59,17 @@ af_status af_image_alloc(af_image *img, int height, int width, int channels) {
 }
 
 void af_image_free(af_image *img) {
-    if (img->data) af_free_host(img->data);
+    if (img->data && !img->borrowed) af_free_host(img->data);
     memset(img, 0, sizeof(*img));
+}
+
+af_status af_image_make_owned(af_image *img) {
+    if (!img->borrowed) return AF_OK;
+    af_image copy;
+    AF_TRY(af_image_alloc(&copy, img->height, img->width, img->channels));
+    memcpy(copy.data, img->data, (size_t)img->height * img->width * img->channels);
+    *img = copy;
+    return AF_OK;
 }
 
 /* stb_image decodes truncated JPEG files without complaint (missing data reads as zeros), so

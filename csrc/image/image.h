@@ -20,10 +20,14 @@
 typedef struct af_image {
     uint8_t *data; /* height * width * channels bytes from af_alloc_host; owned by the image */
     int height, width, channels;
+    int borrowed; /* 1: data is read-only memory the image does not own (a pack mapping, csrc/data/pack.c):
+                   * never written nor freed; af_pipeline_run copies it before the first in-place stage */
 } af_image;
 
 af_status af_image_alloc(af_image *img, int height, int width, int channels);
-void af_image_free(af_image *img); /* frees data, zeroes the struct; safe on a zeroed struct */
+void af_image_free(af_image *img); /* frees data unless borrowed, zeroes the struct; safe on a zeroed struct */
+/* Gives a borrowed image its own copy of the pixels (no-op for an owned image). */
+af_status af_image_make_owned(af_image *img);
 
 /* The default decoding limit (affectfer.io.MAX_PIXELS): face crops are small, and a 700-byte JPEG
  * can declare 16000 x 16000 pixels (768 MB decoded), so the default is 4096 x 4096 (48 MB of RGB);

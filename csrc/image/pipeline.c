@@ -500,6 +500,17 @@ static af_status run_float_stage(const af_stage *s, float *x, int C, int H, int 
     return AF_FAIL(AF_ERR_INTERNAL, "pipeline: stage kind %d has no float implementation", s->kind);
 }
 
+/* Stages that only read their input and write a new image (which swap_in puts in its place), so they
+ * may read a borrowed, read-only image (a pack mapping) without a copy first. */
+static int reads_source_only(int kind) {
+    switch (kind) {
+    case AF_STAGE_RESIZE: case AF_STAGE_CENTER_CROP: case AF_STAGE_RANDOM_CROP: case AF_STAGE_RANDOM_RESIZED_CROP:
+    case AF_STAGE_GRAYSCALE: case AF_STAGE_RANDOM_AFFINE: case AF_STAGE_SOBEL:
+        return 1;
+    }
+    return 0;
+}
+
 af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, float *out) {
     if (img->channels != 1 && img->channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "pipeline: images must have 1 or 3 channels, got %d", img->channels);
@@ -512,6 +523,7 @@ af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, floa
             if (s->p[0] < af_rng_uniform(rng)) k += (int)s->p[1]; /* torchvision: skip when p < u */
             continue;
         }
+        if (img->borrowed && !reads_source_only(s->kind)) AF_TRY(af_image_make_owned(img));
         AF_TRY(run_uint8_stage(s, img, rng));
     }
     if (p->to_tensor < 0 || !out) return AF_OK;

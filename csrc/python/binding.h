@@ -67,6 +67,11 @@ extern PyMethodDef af_fer_methods[];
 extern PyMethodDef af_data_methods[];
 int af_loader_init(PyObject *module);
 
+/* pack_bind.c: PackFile, PackWriter; af_py_pack_get gives a PackFile's pack (NULL for other objects) */
+int af_pack_init(PyObject *module);
+struct af_pack;
+const struct af_pack *af_py_pack_get(PyObject *obj);
+
 /* image_bind.c: decoding, transform pipelines, functional image ops */
 extern PyMethodDef af_image_methods[];
 /* The af_pipeline of a compiled transform (a PyCapsule named by image_bind.c, never any other

@@ -341,6 +341,15 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
         }
         Py_DECREF(seq);
         src.paths = (const char *const *)self->paths;
+    } else if (af_py_pack_get(images_obj)) { /* a PackFile: samples are read from its mapping */
+        Py_INCREF(images_obj);
+        self->keep[0] = images_obj;
+        src.pack = af_py_pack_get(images_obj);
+        if (src.pack->count != src.n) {
+            PyErr_Format(PyExc_ValueError, "loader: the pack holds %lld samples for %lld labels", (long long)src.pack->count,
+                         (long long)src.n);
+            goto fail;
+        }
     } else {
         PyArrayObject *images = (PyArrayObject *)af_py_as_array(images_obj, NPY_UINT8, 4, "images");
         if (!(self->keep[0] = (PyObject *)images)) goto fail;

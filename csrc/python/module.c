@@ -255,6 +255,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (af_errors_init(m) < 0 || af_ops_init(m) < 0) goto fail;
     if (af_loader_init(m) < 0) goto fail;
     if (af_constants_init(m) < 0 || af_image_init(m) < 0) goto fail;
+    if (af_pack_init(m) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);
