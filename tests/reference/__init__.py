@@ -1,0 +1,167 @@
+"""Committed PyTorch/torchvision reference outputs, so parity tests run where torch is not installed.
+
+`make_fixtures.py` (run where torch is installed) writes one `data/<name>.npz` per test module:
+the inputs (drawn from a fixed NumPy seed), torch's outputs and gradients, under keys
+`<case>/<what>`, and a `__meta__` JSON string naming the torch/torchvision/NumPy versions that
+made them. Tests read them with `load(name)`; `test_fixtures.py` regenerates each file when torch
+is importable and checks the committed one still holds what torch computes.
+
+Two encodings keep the files small (key suffixes, decoded by `Fixture.case`):
+- `<what>:q32`: an input drawn as int8 / 32, stored as the int8 (exact in any float dtype);
+- `<what>:sum`, `:abs_sum`, `:norm`, `:signed_sum`, `:head`, `:shape`: a `Summary` of an output
+  too big to store whole; `assert_close` checks it with bounds the elementwise tolerance implies,
+  so it fails only where an elementwise comparison would.
+Model parity tests store no weights: `seeded_state_dict` draws them from a NumPy seed on both
+sides, and the fixture holds their `checksum`, so a change in NumPy's stream fails clearly."""
+import json
+import os
+
+import numpy as np
+
+SEED = 1234  # every fixture's NumPy seed
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+FULL_LIMIT = 8192  # arrays with more elements are stored as a Summary (outputs) or int8 (inputs)
+SUMMARY_FIELDS = ("shape", "sum", "abs_sum", "norm", "signed_sum", "head")
+
+
+def _signs(n):
+    return np.where(np.random.default_rng(n).random(n) < 0.5, -1.0, 1.0)
+
+
+class Summary:
+    """Statistics of a big reference array (see the module docstring)."""
+
+    def __init__(self, fields):
+        self.shape = tuple(int(s) for s in fields["shape"])
+        self.sum, self.abs_sum = float(fields["sum"]), float(fields["abs_sum"])
+        self.norm, self.signed_sum = float(fields["norm"]), float(fields["signed_sum"])
+        self.head = fields["head"]
+
+    @staticmethod
+    def fields(a):
+        flat = np.asarray(a, np.float64).ravel()
+        return {"shape": np.array(np.shape(a), np.int64), "sum": np.array(flat.sum()),
+                "abs_sum": np.array(np.abs(flat).sum()), "norm": np.array(np.linalg.norm(flat)),
+                "signed_sum": np.array(np.dot(flat, _signs(flat.size))), "head": flat[:16].copy()}
+
+    def check(self, actual, rtol, atol, name):
+        """|a - r| <= atol + rtol |r| everywhere implies each bound below; the signed sum moves
+        with any error pattern that is not balanced against a random +-1 vector."""
+        from affectfer.testing import assert_close
+        a = np.asarray(actual.numpy() if hasattr(actual, "numpy") else actual, np.float64)
+        if a.shape != self.shape:
+            raise AssertionError(f"{name}: shape {a.shape} != expected {self.shape}")
+        flat = a.ravel()
+        assert_close(flat[:16], self.head, rtol, atol, f"{name} (first 16 elements)")
+        n = flat.size
+        bound = n * atol + rtol * self.abs_sum
+        for what, got, want, tol in [
+                ("sum", flat.sum(), self.sum, bound),
+                ("+-1-weighted sum", np.dot(flat, _signs(n)), self.signed_sum, bound),
+                ("L2 norm", np.linalg.norm(flat), self.norm, np.sqrt(n) * atol + rtol * self.norm)]:
+            if not abs(got - want) <= tol:
+                raise AssertionError(f"{name}: {what} {got!r} != expected {want!r} "
+                                     f"(|diff| {abs(got - want):.3e} > {tol:.3e}, atol={atol}, rtol={rtol})")
+
+
+def assert_close(actual, expected, rtol=None, atol=None, name="tensor"):
+    """affectfer.testing.assert_close, also accepting a Summary as `expected`."""
+    from affectfer.testing import _DEFAULT_TOL, assert_close as close
+    if not isinstance(expected, Summary):
+        return close(actual, expected, rtol, atol, name)
+    dtype = np.dtype(actual.dtype) if isinstance(actual.dtype, (str, np.dtype)) else np.dtype(np.float64)
+    d_rtol, d_atol = _DEFAULT_TOL.get(dtype, (0, 0))
+    expected.check(actual, d_rtol if rtol is None else rtol, d_atol if atol is None else atol, name)
+
+
+class Fixture:
+    """The arrays of one fixture file, read eagerly (they are small)."""
+
+    def __init__(self, name):
+        with np.load(os.path.join(DATA, name + ".npz"), allow_pickle=False) as z:
+            self.arrays = {k: z[k] for k in z.files}
+        self.name = name
+        self.meta = json.loads(str(self.arrays.pop("__meta__")))
+
+    def _missing(self, what):
+        return KeyError(f"fixture {self.name!r} has no {what}: regenerate it with tests/reference/make_fixtures.py")
+
+    def case(self, case):
+        """One case's arrays keyed without the `<case>/` prefix, encodings decoded; strings as str."""
+        prefix = case + "/"
+        raw = {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
+        if not raw:
+            raise self._missing(f"case {case!r}")
+        out, summaries = {}, {}
+        for k, v in raw.items():
+            what, _, enc = k.partition(":")
+            if enc == "q32":
+                out[what] = v.astype(np.float64) / 32
+            elif enc in SUMMARY_FIELDS:
+                summaries.setdefault(what, {})[enc] = v
+            else:
+                out[what] = str(v) if v.dtype.kind == "U" else v
+        out.update({what: Summary(fields) for what, fields in summaries.items()})
+        return out
+
+    def cases(self, prefix=""):
+        """Case names in the order they were written, those starting with `prefix`."""
+        names = dict.fromkeys(k.split("/", 1)[0] for k in self.arrays if "/" in k)
+        return [n for n in names if n.startswith(prefix)]
+
+
+_CACHE = {}
+
+
+def load(name):
+    if name not in _CACHE:
+        _CACHE[name] = Fixture(name)
+    return _CACHE[name]
+
+
+def case(name, case_name):
+    return load(name).case(case_name)
+
+
+def cases(name, prefix=""):
+    """For pytest.mark.parametrize: the case names of a fixture (those starting with `prefix`)."""
+    return load(name).cases(prefix)
+
+
+def seeded_state_dict(shapes, seed):
+    """Weights for a model from a NumPy seed. `shapes` is the model's state_dict as ordered
+    (name, shape) pairs, so a torch and an affectfer model with the same names get the same
+    numbers. Convolutions get He-uniform weights (variance 2/fan_in, He et al. 2015), so deep ReLU
+    stacks neither vanish nor explode; linear layers torch's default U(+-1/sqrt(fan_in)); batch
+    norms non-trivial affine and running statistics, so train and eval mode both exercise them."""
+    rng = np.random.default_rng(seed)
+    shapes = [(name, tuple(int(s) for s in shape)) for name, shape in shapes]
+    fan_in = {name[:-len(".weight")]: int(np.prod(shape[1:])) for name, shape in shapes
+              if name.endswith(".weight") and len(shape) >= 2}
+    bn = {name[:-len(".running_mean")] for name, _ in shapes if name.endswith(".running_mean")}
+    out = {}
+    for name, shape in shapes:
+        module, _, leaf = name.rpartition(".")
+        u = rng.random(shape)  # U[0, 1)
+        if leaf == "num_batches_tracked":
+            out[name] = np.zeros(shape, np.int64)
+        elif module in bn:
+            lo, hi = {"weight": (0.5, 1.5), "running_var": (0.5, 1.5), "bias": (-0.2, 0.2),
+                      "running_mean": (-0.1, 0.1)}[leaf]
+            out[name] = (lo + (hi - lo) * u).astype(np.float32)
+        elif len(shape) == 4 and leaf == "weight":
+            out[name] = (np.sqrt(6.0 / fan_in[module]) * (2 * u - 1)).astype(np.float32)
+        elif leaf in ("weight", "bias") and module in fan_in:
+            out[name] = ((2 * u - 1) / np.sqrt(fan_in[module])).astype(np.float32)
+        else:
+            raise ValueError(f"seeded_state_dict: no rule for {name!r} of shape {shape}")
+    return out
+
+
+def checksum(state_dict):
+    """One number that moves when any weight does (position-weighted sums)."""
+    total = 0.0
+    for k, name in enumerate(sorted(state_dict)):
+        flat = np.asarray(state_dict[name], np.float64).ravel()
+        total += (k + 1) * float(np.dot(flat, np.arange(flat.size) % 7 + 1))
+    return total
