@@ -38,8 +38,8 @@ class Cases:
     """Collects `<case>/<what>` arrays: torch tensors converted, strings and dicts stored as text,
     big outputs summarised and big inputs stored as int8."""
 
-    def __init__(self):
-        self.arrays = {}
+    def __init__(self, blocks=2048):
+        self.arrays, self.blocks = {}, blocks
 
     def add(self, case, **items):
         for what, v in items.items():
@@ -52,7 +52,7 @@ class Cases:
                 v = json.dumps(v, sort_keys=True)
             v = np.asarray(v)
             if v.dtype.kind in "fc" and v.size > FULL_LIMIT:
-                for field, value in Summary.fields(v).items():
+                for field, value in Summary.fields(v, self.blocks).items():
                     self.arrays[f"{key}:{field}"] = value
             else:
                 assert key not in self.arrays, key
@@ -464,7 +464,7 @@ RESNET_TRACKED = ["bn1.running_mean", "layer2.0.bn1.running_var", "layer4.1.bn2.
 @generator
 def resnet(torch):
     import torchvision
-    rng, out = np.random.default_rng(SEED), Cases()
+    rng, out = np.random.default_rng(SEED), Cases(blocks=256)  # 256 blocks a gradient: 60 KiB in all
     for name in ("resnet18", "resnet50"):
         m = getattr(torchvision.models, name)()
         out.add(f"names-{name}", state=json.dumps([[k, list(v.shape)] for k, v in m.state_dict().items()]),
