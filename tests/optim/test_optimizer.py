@@ -114,8 +114,6 @@ def test_matches_torch_optim_with_param_groups(case):
     """torch.optim with two param groups (the second at 3x lr), 5 steps; cases in make_fixtures.py."""
     d = reference.case("optimizer", case)
     kw = json.loads(d["kwargs"])
-    if "betas" in kw:
-        kw["betas"] = tuple(kw["betas"])
     params = [af.tensor(d["p0"], requires_grad=True), af.tensor(d["p1"], requires_grad=True)]
     opt = getattr(optim, d["name"])([{"params": [params[0]]}, {"params": [params[1]], "lr": kw["lr"] * 3}], **kw)
     for step in range(5):

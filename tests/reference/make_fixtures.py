@@ -11,7 +11,11 @@ so rerunning rewrites byte-identical files with the same torch build (the zip en
 timestamps). Another torch version or CPU may change the last bits of float outputs: the
 committed files record the versions that made them, and tests/reference/test_fixtures.py
 (when torch is importable) checks they still agree with the installed torch within tolerance.
-A generator per test module; its cases are the parity cases that module's tests run."""
+One generator per test module. Where that module already lists its cases (conv2d, pool, optim,
+cast, lr schedules) the generator reads them from it (`from_test`); elsewhere the cases live here
+and the tests parametrize over the fixture's case names. Adding a parity case: add it, rerun
+this script, commit the .npz."""
+import ast
 import io
 import json
 import os
@@ -27,6 +31,18 @@ if ROOT not in sys.path:
 from tests.reference import DATA, FULL_LIMIT, SEED, Summary, checksum, seeded_state_dict  # noqa: E402
 
 GENERATORS = {}
+
+
+def from_test(module, name):
+    """A top-level constant of a test module (cases, configs), evaluated with only NumPy in scope so
+    this script needs neither affectfer nor pytest: the test module stays the one list of cases."""
+    path = os.path.join(ROOT, "tests", *module.split("/")) + ".py"
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return eval(compile(ast.Expression(node.value), path, "eval"), {"np": np})
+    raise LookupError(f"{path} has no top-level {name}")
 
 
 def generator(fn):
@@ -88,28 +104,10 @@ def softmax(torch):
     return out
 
 
-CONV_CASES = [  # (x, weight, stride, padding, dilation, groups, bias): the paths conv2d.c takes
-    ((2, 3, 7, 9), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),      # im2col, odd sizes
-    ((1, 4, 9, 7), (6, 2, 3, 2), (2, 1), (0, 2), (1, 2), 2, True),      # groups, mixed attrs, batch 1
-    ((3, 6, 8, 8), (6, 1, 3, 3), (1, 2), (1, 1), (2, 1), 6, False),     # depthwise, no bias
-    ((2, 4, 5, 6), (8, 1, 3, 3), (2, 2), (1, 0), (1, 1), 4, True),      # depthwise, multiplier 2
-    ((2, 8, 33, 33), (5, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1, True),    # pointwise, GEMM per image
-    ((2, 8, 5, 5), (4, 4, 1, 1), (1, 1), (0, 0), (1, 1), 2, False),     # pointwise, batched, groups
-    ((2, 6, 9, 9), (4, 6, 1, 1), (2, 2), (0, 0), (1, 1), 1, True),      # 1x1 stride 2 (ResNet downsample)
-    ((2, 3, 11, 13), (5, 3, 7, 7), (2, 2), (3, 3), (1, 1), 1, True),    # ResNet stem shape
-    ((1, 2, 4, 4), (3, 2, 4, 4), (1, 1), (0, 0), (1, 1), 1, True),      # kernel == input
-    ((1, 1, 6, 5), (2, 1, 2, 3), (3, 2), (2, 1), (2, 1), 1, False),     # Cin 1, groups 1
-    ((2, 3, 10, 9), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # >= 64 pixels: GEMM per image
-    ((1, 4, 12, 12), (6, 2, 3, 3), (1, 1), (1, 1), (1, 1), 2, False),   # the same with groups
-    ((3, 16, 64, 64), (4, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # im2col in 3 chunks of 1 image
-    ((3, 1024, 7, 7), (2, 1024, 3, 3), (1, 1), (1, 1), (1, 1), 1, False),  # 2 chunks, wide GEMM + scatter
-]
-
-
 @generator
 def conv2d(torch):
     rng, out = np.random.default_rng(SEED), Cases()
-    for i, (xs, ws, stride, padding, dilation, groups, has_bias) in enumerate(CONV_CASES):
+    for i, (xs, ws, stride, padding, dilation, groups, has_bias) in enumerate(from_test("ops/test_conv2d", "CASES")):
         case = str(i)
         x = add_input(out, case, "x", rng, xs, np.float32)
         w = add_input(out, case, "w", rng, ws, np.float32)
@@ -149,22 +147,17 @@ def linear(torch):
     return out
 
 
-CAST_DTYPES = ["float32", "float64", "float16", "bfloat16", "uint8", "int32", "int64", "bool"]
-CAST_VALUES = np.array([0.0, -0.0, 0.1, -0.5, 1.5, 2.5, -3.7, 255.9, 300.0, -256.5, 65504.0, 65520.0, 1e5, 3.4e38,
-                        1e-8, 6e-8, 1e10, -1e10, 2.5e9, np.nan, np.inf, -np.inf, 1 + 2 ** -11 + 2 ** -40, 123456789.0,
-                        -2147483648.7, 9.3e18, 1 + 2 ** -8 + 2 ** -30])
-
-
 @generator
 def shape(torch):
     rng, out = np.random.default_rng(SEED), Cases()
     # every cast pair, from values that hit rounding, overflow, NaN/inf and truncation edges
-    ref64 = torch.tensor(CAST_VALUES, dtype=torch.float64)
-    casts = {"values": CAST_VALUES}
-    for src in CAST_DTYPES:
+    values, dtypes = from_test("ops/test_shape", "CAST_VALUES"), from_test("ops/test_shape", "DTYPES")
+    ref64 = torch.tensor(values, dtype=torch.float64)
+    casts = {"values": values}
+    for src in dtypes:
         first = ref64.to(getattr(torch, src))
         casts[f"float64_to_{src}"] = first.double()
-        for dst in CAST_DTYPES:
+        for dst in dtypes:
             casts[f"{src}_to_{dst}"] = first.to(getattr(torch, dst)).double()
     out.add("cast", **casts)
     # a chain of views, split, cat and products, forward and backward
@@ -236,30 +229,18 @@ def batchnorm(torch):
     return out
 
 
-OPTIM_STEP_CONFIGS = [  # torch.optim's own update, 5 steps on one float32 parameter
-    dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
-    dict(lr=0.05, momentum=0.9, dampening=0.0, weight_decay=1e-2, nesterov=False),
-    dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.0, nesterov=False),
-    dict(lr=0.02, momentum=0.8, dampening=0.0, weight_decay=5e-3, nesterov=True),
-    dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False),
-    dict(lr=3e-3, betas=[0.8, 0.99], eps=1e-6, weight_decay=0.1, amsgrad=False, decoupled=False),
-    dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.05, amsgrad=True, decoupled=False),
-    dict(lr=1e-2, betas=[0.9, 0.95], eps=1e-8, weight_decay=0.1, amsgrad=False, decoupled=True),
-    dict(lr=2e-3, betas=[0.6, 0.9], eps=1e-7, weight_decay=0.01, amsgrad=True, decoupled=True),
-]
-
-
 @generator
 def optim_step(torch):
     rng, out = np.random.default_rng(SEED), Cases()
-    for i, cfg in enumerate(OPTIM_STEP_CONFIGS):
+    configs = from_test("ops/test_optim", "SGD_CONFIGS") + from_test("ops/test_optim", "ADAM_CONFIGS")
+    for i, cfg in enumerate(configs):
         p = rng.standard_normal((4, 3)).astype(np.float32)
-        grads = rng.standard_normal((5, 4, 3)).astype(np.float32)
+        grads = rng.standard_normal((from_test("ops/test_optim", "STEPS"), 4, 3)).astype(np.float32)
         tp = torch.tensor(p, requires_grad=True)
         if "momentum" in cfg:
             name, opt = f"sgd{i}", torch.optim.SGD([tp], **cfg)
         else:
-            kw = {k: (tuple(v) if k == "betas" else v) for k, v in cfg.items() if k != "decoupled"}
+            kw = {k: v for k, v in cfg.items() if k != "decoupled"}
             name = f"adam{i}"
             opt = (torch.optim.AdamW if cfg["decoupled"] else torch.optim.Adam)([tp], foreach=False, **kw)
         for g in grads:
@@ -269,37 +250,19 @@ def optim_step(torch):
     return out
 
 
-POOL_MAX = [  # (x, kernel, stride, padding, dilation, ceil_mode)
-    ((2, 3, 7, 9), (3, 3), (2, 2), (1, 1), (1, 1), 0),    # ResNet's stem pool on odd sizes
-    ((1, 2, 8, 7), (2, 3), (2, 1), (1, 0), (1, 1), 1),
-    ((2, 1, 9, 9), (3, 2), (2, 2), (1, 1), (2, 2), 1),    # dilation
-    ((1, 2, 5, 5), (2, 2), (2, 2), (0, 0), (1, 1), 1),    # ceil_mode adds a partial window
-    ((1, 1, 6, 6), (3, 3), (3, 3), (1, 1), (1, 1), 1),    # ceil_mode window dropped: starts in right padding
-]
-POOL_AVG = [  # (x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
-    ((2, 3, 7, 9), (3, 3), (2, 2), (1, 1), 0, 1, 0),
-    ((1, 2, 7, 6), (3, 2), (2, 1), (1, 1), 1, 0, 0),
-    ((2, 1, 5, 5), (2, 2), (2, 2), (1, 0), 1, 1, 0),
-    ((1, 2, 6, 7), (3, 3), (2, 3), (1, 1), 1, 1, 5),      # divisor_override
-    ((1, 1, 6, 6), (3, 3), (3, 3), (1, 1), 1, 0, 0),
-]
-POOL_ADAPTIVE = [((2, 3, 7, 9), (3, 4)), ((1, 2, 5, 5), (1, 1)), ((1, 1, 4, 6), (6, 4)), ((2, 2, 3, 8), (2, 3)),
-                 ((2, 3, 13, 11), (7, 5))]
-
-
 @generator
 def pool(torch):
     rng, out = np.random.default_rng(SEED), Cases()
     F = torch.nn.functional
     cases = []
-    for xs, k, s, p, d, cm in POOL_MAX:
+    for xs, k, s, p, d, cm in from_test("ops/test_pool", "MAX_CASES"):
         cases.append(("max_pool2d", xs, (*k, *s, *p, *d, cm),
                       lambda t, k=k, s=s, p=p, d=d, cm=cm: F.max_pool2d(t, k, s, p, d, ceil_mode=bool(cm))))
-    for xs, k, s, p, cm, cip, div in POOL_AVG:
+    for xs, k, s, p, cm, cip, div in from_test("ops/test_pool", "AVG_CASES"):
         cases.append(("avg_pool2d", xs, (*k, *s, *p, cm, cip, div),
                       lambda t, k=k, s=s, p=p, cm=cm, cip=cip, div=div: F.avg_pool2d(
                           t, k, s, p, ceil_mode=bool(cm), count_include_pad=bool(cip), divisor_override=div or None)))
-    for xs, o in POOL_ADAPTIVE:
+    for xs, o in from_test("ops/test_pool", "ADAPTIVE_CASES") + [((2, 3, 13, 11), (7, 5))]:
         cases.append(("adaptive_avg_pool2d", xs, o, lambda t, o=o: F.adaptive_avg_pool2d(t, o)))
     for i, (op, xs, ints, fn) in enumerate(cases):
         # values far apart, so no max-pool window holds a tie
@@ -400,20 +363,10 @@ def nn_layers(torch):
     return out
 
 
-LR_SCHEDULES = {
-    "StepLR": lambda m, o: m.StepLR(o, step_size=3, gamma=0.5),
-    "ExponentialLR": lambda m, o: m.ExponentialLR(o, gamma=0.9),
-    "LinearLR": lambda m, o: m.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=4),
-    "CosineAnnealingLR": lambda m, o: m.CosineAnnealingLR(o, T_max=7, eta_min=1e-3),
-    "warmup+cosine": lambda m, o: m.SequentialLR(o, [m.LinearLR(o, start_factor=0.01, total_iters=3),
-                                                     m.CosineAnnealingLR(o, T_max=10)], milestones=[3]),
-}
-
-
 @generator
 def lr_scheduler(torch):
     out = Cases()
-    for name, make in LR_SCHEDULES.items():
+    for name, make in from_test("optim/test_lr_scheduler", "CASES").items():
         opt = torch.optim.SGD([{"params": [torch.zeros(2, requires_grad=True)]},
                                {"params": [torch.zeros(3, requires_grad=True)], "lr": 1.0}], lr=0.1, momentum=0.9)
         sched = make(torch.optim.lr_scheduler, opt)
