@@ -84,8 +84,8 @@ def test_affine(name):
     d = case(name)
     p = json.loads(d["params"])
     fill = None if p["fill"] is None else tuple(p["fill"])
-    ours = F.affine(d["img"], p["angle"], tuple(p["translate"]), p["scale"], tuple(p["shear"]), p["interpolation"], fill,
-                    None if p.get("center") is None else tuple(p["center"])).astype(int)
+    ours = F.affine(d["img"], p["angle"], tuple(p["translate"]), p["scale"], tuple(p["shear"]), p["interpolation"],
+                    fill, None if p.get("center") is None else tuple(p["center"])).astype(int)
     ref = d["out"].astype(int)
     if p["interpolation"] == "nearest":
         assert (ours != ref).any(axis=2).mean() < 2e-3

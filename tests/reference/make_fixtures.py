@@ -221,7 +221,8 @@ def batchnorm(torch):
     g = rng.standard_normal(x.shape).astype(np.float32)
     tx = torch.tensor(x, requires_grad=True)
     tw32 = torch.tensor(w0, dtype=torch.float32, requires_grad=True)
-    ty = F.batch_norm(tx, trm.float(), trv.float(), tw32, torch.tensor(b0, dtype=torch.float32), training=False, eps=1e-4)
+    tb32 = torch.tensor(b0, dtype=torch.float32)
+    ty = F.batch_norm(tx, trm.float(), trv.float(), tw32, tb32, training=False, eps=1e-4)
     ty.backward(torch.tensor(g))
     out.add("eval", x=x, g=g, y=ty, dx=tx.grad, dw=tw32.grad)
     x = rng.standard_normal((3, 4, 2, 2)).astype(np.float32)
@@ -538,7 +539,8 @@ def torchvision_transforms(torch):
             for interpolation in ("nearest", "bilinear"):
                 img = image((23, 17, 3))
                 mode = getattr(TF.InterpolationMode, interpolation.upper())
-                ref = TF.affine(_chw(torch, img), params["angle"], params["translate"], params["scale"], params["shear"],
+                ref = TF.affine(_chw(torch, img), params["angle"], params["translate"], params["scale"],
+                                params["shear"],
                                 interpolation=mode, fill=None if fill is None else [float(v) for v in fill],
                                 center=params.get("center"))
                 out.add(f"affine-{k}-{interpolation}-fill{'' if fill is None else 'rgb'}", img=img,
