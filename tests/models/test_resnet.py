@@ -1,5 +1,6 @@
 """affectfer.models.resnet: torchvision's structure (parameter counts, state_dict names and shapes,
 init), and the same logits, loss and gradients as torchvision for the same weights."""
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import affectfer.nn as nn
 import affectfer.nn.functional as F
 from affectfer import models
 from affectfer.testing import assert_close
+from tests import reference
 
 # torchvision resnet18's state_dict (num_classes=1000): every 15th key, and the first/last few.
 RESNET18_KEY_SAMPLE = [
@@ -64,12 +66,10 @@ def test_state_dict_names(r18, r50):
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_names_and_shapes_equal_torchvision(name, r18, r50):
-    tv = pytest.importorskip("torchvision")
-    theirs = getattr(tv.models, name)()
+    theirs = reference.case("resnet", f"names-{name}")
     ours = r18 if name == "resnet18" else r50
-    assert [(k, tuple(v.shape)) for k, v in ours.state_dict().items()] == \
-           [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
-    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [[k, list(v.shape)] for k, v in ours.state_dict().items()] == json.loads(theirs["state"])
+    assert [n for n, _ in ours.named_modules()] == json.loads(theirs["modules"])
 
 
 def test_init_follows_torchvision(r50):
@@ -101,63 +101,51 @@ def test_forward_shapes_and_eval_determinism(rng):
     assert model.features(x).shape == (2, 512, 2, 2)
 
 
-def _torchvision_pair(name, num_classes):
-    torch = pytest.importorskip("torch")
-    tv = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    theirs = getattr(tv.models, name)(num_classes=num_classes)
-    with torch.no_grad():  # non-trivial BN affine and running stats, so eval mode tests them
-        for m in theirs.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+def _seeded(name, num_classes, case):
+    """Our model with the weights make_fixtures.py gave torchvision's (same NumPy seed, no weights
+    stored), and that case's torchvision numbers."""
+    d = reference.case("resnet", case)
     ours = getattr(models, name)(num_classes=num_classes)
-    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
-    return torch, theirs, ours
+    weights = reference.seeded_state_dict([(k, v.shape) for k, v in ours.state_dict().items()], reference.SEED)
+    assert reference.checksum(weights) == pytest.approx(float(d["weights_checksum"]), rel=1e-12), \
+        "NumPy's random stream changed"
+    ours.load_state_dict(weights)
+    return ours, d
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
-def test_eval_logits_match_torchvision(name, rng):
-    torch, theirs, ours = _torchvision_pair(name, 10)
-    x = rng.standard_normal((2, 3, 48, 48)).astype(np.float32)
+def test_eval_logits_match_torchvision(name):
+    ours, d = _seeded(name, 10, f"eval-{name}")
+    expect = d["logits"]
     ours.eval()
-    theirs.eval()
-    with torch.no_grad():
-        expect = theirs(torch.from_numpy(x)).numpy()
     with af.no_grad():
-        got = ours(af.tensor(x))
+        got = ours(af.tensor(d["x"].astype(np.float32)))
     assert_close(got, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max(), name=f"{name} eval logits")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_train_step_matches_torchvision(dtype, rng):
+def test_train_step_matches_torchvision(dtype):
     """Train mode: batch statistics, loss, gradients, updated running stats. In float64 every
-    gradient agrees to ~1e-12; in float32, BN weight gradients (sums of dy * xhat with cancellation)
-    legitimately differ by up to ~1e-2 relative, so float32 checks the loss, the fc gradient and
-    the running statistics."""
-    torch, theirs, ours = _torchvision_pair("resnet18", 6)
+    gradient agrees to ~1e-12 (the fixture holds the small ones whole and summaries of the big
+    ones); in float32, BN weight gradients (sums of dy * xhat with cancellation) legitimately
+    differ by up to ~1e-2 relative, so float32 checks the loss, the fc gradient and the running
+    statistics."""
+    ours, d = _seeded("resnet18", 6, f"train-{dtype}")
     if dtype == "float64":
-        theirs.double()
         ours.double()
-    x = rng.standard_normal((4, 3, 40, 40)).astype(dtype)
-    y = rng.integers(0, 6, 4)
     ours.train()
-    theirs.train()
-    loss = F.cross_entropy(ours(af.tensor(x)), af.tensor(y), label_smoothing=0.1)
+    loss = F.cross_entropy(ours(af.tensor(d["x"].astype(dtype))), af.tensor(d["y"]), label_smoothing=0.1)
     loss.backward()
-    tloss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(y), label_smoothing=0.1)
-    tloss.backward()
     tight = dtype == "float64"
-    assert loss.item() == pytest.approx(tloss.item(), rel=1e-12 if tight else 1e-5)
-    ours_p, theirs_p = dict(ours.named_parameters()), dict(theirs.named_parameters())
+    assert loss.item() == pytest.approx(float(d["loss"]), rel=1e-12 if tight else 1e-5)
+    ours_p = dict(ours.named_parameters())
     names = list(ours_p) if tight else ["fc.weight", "fc.bias"]
+    assert sorted(k[len("grad."):] for k in d if k.startswith("grad.")) == sorted(names)
     for k in names:
-        gt = theirs_p[k].grad.numpy()
-        assert_close(ours_p[k].grad, gt, rtol=1e-8 if tight else 1e-3,
-                     atol=(1e-10 if tight else 1e-4) * np.abs(gt).max(), name=f"grad {k}")
-    tsd = theirs.state_dict()
+        gt = d[f"grad.{k}"]
+        scale = gt.abs_max if isinstance(gt, reference.Summary) else np.abs(gt).max()
+        reference.assert_close(ours_p[k].grad, gt, rtol=1e-8 if tight else 1e-3,
+                               atol=(1e-10 if tight else 1e-4) * scale, name=f"grad {k}")
+    sd = ours.state_dict()
     for k in ["bn1.running_mean", "layer2.0.bn1.running_var", "layer4.1.bn2.running_var", "bn1.num_batches_tracked"]:
-        assert_close(ours.state_dict()[k], tsd[k].numpy(), rtol=1e-10 if tight else 1e-4, atol=1e-12 if tight else 1e-5,
-                     name=k)
+        assert_close(sd[k], d[f"state.{k}"], rtol=1e-10 if tight else 1e-4, atol=1e-12 if tight else 1e-5, name=k)

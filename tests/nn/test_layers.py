@@ -1,6 +1,7 @@
 """affectfer.nn layers and functional: argument mapping onto the ops, torch's parameter names, shapes
-and default initialisation, and (when torch is importable) the same outputs as torch.nn for the same
-weights."""
+and default initialisation, and the same outputs as torch.nn for the same weights (torch's numbers
+from tests/reference/data)."""
+import json
 import math
 
 import numpy as np
@@ -11,17 +12,7 @@ import affectfer.nn as nn
 import affectfer.nn.functional as F
 from affectfer.nn import init
 from affectfer.testing import assert_close
-
-
-def torch_or_skip():
-    return pytest.importorskip("torch")
-
-
-def to_torch(module_t, ours):
-    """Copy our state_dict into a torch module (same names): the conformance tests' premise."""
-    import torch
-    module_t.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})
-    return module_t
+from tests import reference
 
 
 # ---- parameter names, shapes, init ----
@@ -235,52 +226,42 @@ def test_linear_and_flatten(rng):
 
 
 # ---- the same numbers as torch.nn for the same weights ----
-def test_conv_bn_stack_matches_torch_train_and_eval(rng):
-    torch = torch_or_skip()
+def test_conv_bn_stack_matches_torch_train_and_eval():
+    """torch.nn's same stack with the same seeded weights (tests/reference/make_fixtures.py):
+    two train steps (batch statistics, running-stat updates), then eval."""
+    ref = reference.load("nn_layers")
     ours = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=1, groups=1), nn.BatchNorm2d(4), nn.ReLU(),
                          nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False), nn.BatchNorm2d(4, momentum=0.3),
                          nn.GELU(), nn.MaxPool2d(2))
-    theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                                 torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False),
-                                 torch.nn.BatchNorm2d(4, momentum=0.3), torch.nn.GELU(),
-                                 torch.nn.MaxPool2d(2))
-    to_torch(theirs, ours)
+    weights = reference.seeded_state_dict([(k, v.shape) for k, v in ours.state_dict().items()], reference.SEED)
+    assert reference.checksum(weights) == pytest.approx(float(ref.case("stack")["weights_checksum"]), rel=1e-12), \
+        "NumPy's stream changed"
+    ours.load_state_dict(weights)
     for step in range(2):
-        x = rng.standard_normal((3, 3, 9, 9)).astype(np.float32)
-        y = ours(af.tensor(x))
-        yt = theirs(torch.from_numpy(x))
-        assert_close(y, yt.detach().numpy(), rtol=1e-4, atol=1e-5, name=f"train output, step {step}")
-    for k, v in theirs.state_dict().items():
-        assert_close(ours.state_dict()[k], v.numpy(), rtol=1e-5, atol=1e-6, name=k)
+        d = ref.case(f"stack_train{step}")
+        assert_close(ours(af.tensor(d["x"])), d["y"], rtol=1e-4, atol=1e-5, name=f"train output, step {step}")
+    state = ref.case("stack_state")
+    for k, v in ours.state_dict().items():
+        assert_close(v, state[k.replace(".", "_")], rtol=1e-5, atol=1e-6, name=k)
     ours.eval()
-    theirs.eval()
-    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
-    assert_close(ours(af.tensor(x)), theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5, name="eval")
+    d = ref.case("stack_eval")
+    assert_close(ours(af.tensor(d["x"])), d["y"], rtol=1e-4, atol=1e-5, name="eval")
 
 
-def test_functional_matches_torch(rng):
-    torch = torch_or_skip()
-    tF = torch.nn.functional
-    x = rng.standard_normal((4, 6)).astype(np.float32)
-    t = rng.integers(0, 6, 4)
-    w = (rng.random(6) + 0.5).astype(np.float32)
-    t[1] = 2
-    for kw in [dict(), dict(weight=True), dict(label_smoothing=0.2), dict(ignore_index=2, weight=True),
-               dict(reduction="sum", label_smoothing=0.1)]:
-        kw_ours = dict(kw, weight=af.tensor(w) if kw.get("weight") else None)
-        kw_t = dict(kw, weight=torch.from_numpy(w) if kw.get("weight") else None)
-        ours = F.cross_entropy(af.tensor(x), af.tensor(t), **kw_ours).item()
-        theirs = tF.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), **kw_t).item()
-        assert ours == pytest.approx(theirs, rel=1e-5), kw
-    probs = rng.dirichlet(np.ones(6), 4).astype(np.float32)
-    assert F.cross_entropy(af.tensor(x), af.tensor(probs)).item() == pytest.approx(
-        tF.cross_entropy(torch.from_numpy(x), torch.from_numpy(probs)).item(), rel=1e-5)
-    ln_w, ln_b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
-    assert_close(F.layer_norm(af.tensor(x), (6,), af.tensor(ln_w), af.tensor(ln_b)),
-                 tF.layer_norm(torch.from_numpy(x), (6,), torch.from_numpy(ln_w), torch.from_numpy(ln_b)).numpy(),
+def test_functional_matches_torch():
+    ref = reference.load("nn_layers")
+    d = ref.case("functional")
+    x, t, w = af.tensor(d["x"]), af.tensor(d["target"]), af.tensor(d["weight"])
+    for case in ref.cases("cross_entropy"):
+        c = ref.case(case)
+        kw = json.loads(c["kwargs"])
+        kw["weight"] = w if kw.get("weight") else None
+        assert F.cross_entropy(x, t, **kw).item() == pytest.approx(float(c["loss"]), rel=1e-5), kw
+    assert F.cross_entropy(x, af.tensor(d["probs"])).item() == pytest.approx(float(d["probs_loss"]), rel=1e-5)
+    assert_close(F.layer_norm(x, (6,), af.tensor(d["ln_w"]), af.tensor(d["ln_b"])), d["layer_norm"],
                  rtol=1e-5, atol=1e-5)
-    assert_close(F.gelu(af.tensor(x), approximate="tanh"), tF.gelu(torch.from_numpy(x), approximate="tanh").numpy())
-    assert_close(F.log_softmax(af.tensor(x), 0), tF.log_softmax(torch.from_numpy(x), 0).numpy(), rtol=1e-5, atol=1e-6)
+    assert_close(F.gelu(x, approximate="tanh"), d["gelu_tanh"])
+    assert_close(F.log_softmax(x, 0), d["log_softmax0"], rtol=1e-5, atol=1e-6)
 
 
 def test_init_draws_what_rand_and_randn_draw():

@@ -7,6 +7,7 @@ import pytest
 import affectfer as af
 from affectfer.nn.utils import clip_grad_norm_
 from affectfer.testing import assert_close
+from tests import reference
 
 
 def params_with_grads(rng, scale=1.0):
@@ -32,17 +33,19 @@ def test_total_norm_and_scaling(norm_type, max_norm, rng):
         assert_close(p.grad.numpy().ravel(), g * coef, rtol=1e-5, atol=1e-7)
 
 
-def test_matches_torch(rng):
-    torch = pytest.importorskip("torch")
-    ps = params_with_grads(rng, scale=3.0)
-    tps = [torch.tensor(p.numpy().copy(), requires_grad=True) for p in ps]
-    for p, tp in zip(ps, tps):
-        tp.grad = torch.tensor(p.grad.numpy().copy())
-    ours = clip_grad_norm_(ps, 1.0)
-    theirs = torch.nn.utils.clip_grad_norm_(tps, 1.0)
-    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
-    for p, tp in zip(ps, tps):
-        assert_close(p.grad, tp.grad.numpy(), rtol=1e-6, atol=1e-7)
+def test_matches_torch():
+    ref = reference.load("nn_utils")
+    params = [ref.case(f"param{k}") for k in range(3)]
+    ps = []
+    for d in params:
+        p = af.tensor(d["p"], requires_grad=True)
+        p.grad = af.tensor(d["grad"])
+        ps.append(p)
+    clip = ref.case("clip")
+    ours = clip_grad_norm_(ps, float(clip["max_norm"]))
+    assert ours.item() == pytest.approx(float(clip["total_norm"]), rel=1e-6)
+    for p, d in zip(ps, params):
+        assert_close(p.grad, d["grad_after"], rtol=1e-6, atol=1e-7)
 
 
 def test_nonfinite_and_empty(rng):

@@ -5,6 +5,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
+from tests import reference
 from tests.conftest import call, t64
 
 
@@ -93,51 +94,39 @@ def test_batch_norm_weight_gradient_only(rng):
     gradcheck(lambda w, b: batch_norm(x, w, b), [w, b])
 
 
-def test_batch_norm_matches_torch_over_several_steps(rng):
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    C = 3
-    w0, b0 = rng.standard_normal(C) + 1, rng.standard_normal(C)
-    tw, tb = torch.tensor(w0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+def test_batch_norm_matches_torch_over_several_steps():
+    """Four train steps (momentum 0.2, eps 1e-4) with gradients accumulating into weight and bias,
+    then eval in float32 with the running statistics they left, against torch's recorded numbers."""
+    ref = reference.load("batchnorm")
+    d = ref.case("steps")
+    C = d["w"].shape[0]
+    w0, b0 = d["w"], d["b"]
     aw, ab = t64(w0), t64(b0)
-    trm, trv = torch.zeros(C, dtype=torch.float64), torch.ones(C, dtype=torch.float64)
     arm, arv = af.tensor(np.zeros(C)), af.tensor(np.ones(C))
     for step in range(4):
-        x = rng.standard_normal((4, C, 3, 5)) * (step + 1) + step
-        g = rng.standard_normal(x.shape)
-        tx = torch.tensor(x, requires_grad=True)
-        ty = F.batch_norm(tx, trm, trv, tw, tb, training=True, momentum=0.2, eps=1e-4)
-        ty.backward(torch.tensor(g))
-        ax = t64(x)
+        s = ref.case(f"step{step}")
+        ax = t64(s["x"])
         ay = batch_norm(ax, aw, ab, arm, arv, True, 0.2, 1e-4)
-        ay.backward(af.tensor(g, dtype="float64"))
-        assert_close(ay, ty.detach().numpy(), rtol=1e-12, atol=1e-12, name=f"y step {step}")
-        assert_close(ax.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12, name=f"dx step {step}")
-        assert_close(arm, trm.numpy(), rtol=1e-12, atol=1e-12, name=f"running_mean step {step}")
-        assert_close(arv, trv.numpy(), rtol=1e-12, atol=1e-12, name=f"running_var step {step}")
-    assert_close(aw.grad, tw.grad.numpy(), rtol=1e-10, atol=1e-10, name="dw (accumulated)")
-    assert_close(ab.grad, tb.grad.numpy(), rtol=1e-10, atol=1e-10, name="dbias (accumulated)")
-    # eval with the running stats both have now, float32
-    x = rng.standard_normal((2, C, 4, 4)).astype(np.float32)
-    g = rng.standard_normal(x.shape).astype(np.float32)
-    tx = torch.tensor(x, requires_grad=True)
-    tw32 = torch.tensor(w0, dtype=torch.float32, requires_grad=True)
-    ty = F.batch_norm(tx, trm.float(), trv.float(), tw32, torch.tensor(b0, dtype=torch.float32), training=False, eps=1e-4)
-    ty.backward(torch.tensor(g))
-    ax, aw32 = af.tensor(x, requires_grad=True), af.tensor(w0.astype(np.float32), requires_grad=True)
+        ay.backward(af.tensor(s["g"], dtype="float64"))
+        assert_close(ay, s["y"], rtol=1e-12, atol=1e-12, name=f"y step {step}")
+        assert_close(ax.grad, s["dx"], rtol=1e-10, atol=1e-12, name=f"dx step {step}")
+        assert_close(arm, s["running_mean"], rtol=1e-12, atol=1e-12, name=f"running_mean step {step}")
+        assert_close(arv, s["running_var"], rtol=1e-12, atol=1e-12, name=f"running_var step {step}")
+    assert_close(aw.grad, d["dw"], rtol=1e-10, atol=1e-10, name="dw (accumulated)")
+    assert_close(ab.grad, d["dbias"], rtol=1e-10, atol=1e-10, name="dbias (accumulated)")
+    e = ref.case("eval")
+    ax, aw32 = af.tensor(e["x"], requires_grad=True), af.tensor(w0.astype(np.float32), requires_grad=True)
     ay = batch_norm(ax, aw32, af.tensor(b0.astype(np.float32)), af.tensor(arm.numpy(), dtype="float32"),
                     af.tensor(arv.numpy(), dtype="float32"), False, 0.2, 1e-4)
-    ay.backward(af.tensor(g))
-    assert_close(ay, ty.detach().numpy(), name="eval y")
-    assert_close(ax.grad, tx.grad.numpy(), name="eval dx")
-    assert_close(aw32.grad, tw32.grad.numpy(), rtol=1e-4, atol=1e-4, name="eval dw")
+    ay.backward(af.tensor(e["g"]))
+    assert_close(ay, e["y"], name="eval y")
+    assert_close(ax.grad, e["dx"], name="eval dx")
+    assert_close(aw32.grad, e["dw"], rtol=1e-4, atol=1e-4, name="eval dw")
 
 
-def test_batch_norm_no_running_stats_matches_torch(rng):
-    torch = pytest.importorskip("torch")
-    x = rng.standard_normal((3, 4, 2, 2)).astype(np.float32)
-    ty = torch.nn.functional.batch_norm(torch.tensor(x), None, None, training=True, eps=1e-5)
-    assert_close(batch_norm(af.tensor(x)), ty.numpy())
+def test_batch_norm_no_running_stats_matches_torch():
+    d = reference.case("batchnorm", "no_running_stats")
+    assert_close(batch_norm(af.tensor(d["x"])), d["y"])
 
 
 def test_batch_norm_empty_batch():

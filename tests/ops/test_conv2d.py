@@ -6,6 +6,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
+from tests import reference
 from tests.conftest import call, t64
 
 
@@ -116,26 +117,21 @@ def test_gradcheck_pointwise_direct(rng):
     assert_close(xg.grad, np.einsum("oi,nohw->nihw", wn[:, :, 0, 0], dy), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
-def test_matches_torch_forward_and_backward(case, rng):
-    torch = pytest.importorskip("torch")
-    xs, ws, stride, padding, dilation, groups, has_bias = case
-    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
-    b = rng.standard_normal(ws[0]).astype(np.float32) if has_bias else None
-    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    tb = torch.tensor(b, requires_grad=True) if has_bias else None
-    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    ax, aw = af.tensor(x, requires_grad=True), af.tensor(w, requires_grad=True)
-    ab = af.tensor(b, requires_grad=True) if has_bias else None
-    y = call("conv2d", [ax, aw] + ([ab] if has_bias else []), _ints(stride, padding, dilation, groups))
-    assert_close(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4, name="y")
-    dy = rng.standard_normal(ty.shape).astype(np.float32)
-    ty.backward(torch.tensor(dy))
-    y.backward(af.tensor(dy))
-    assert_close(ax.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-4, name="dx")
-    assert_close(aw.grad, tw.grad.numpy(), rtol=1e-4, atol=1e-3, name="dw")
+@pytest.mark.parametrize("case", reference.cases("conv2d"))
+def test_matches_torch_forward_and_backward(case):
+    """Torch's outputs for the paths above (cases in tests/reference/make_fixtures.py)."""
+    d = reference.case("conv2d", case)
+    has_bias = "b" in d
+    ax = af.tensor(d["x"].astype(np.float32), requires_grad=True)
+    aw = af.tensor(d["w"].astype(np.float32), requires_grad=True)
+    ab = af.tensor(d["b"].astype(np.float32), requires_grad=True) if has_bias else None
+    y = call("conv2d", [ax, aw] + ([ab] if has_bias else []), tuple(int(i) for i in d["ints"]))
+    reference.assert_close(y, d["y"], rtol=1e-4, atol=1e-4, name="y")
+    y.backward(af.tensor(d["dy"].astype(np.float32)))
+    reference.assert_close(ax.grad, d["dx"], rtol=1e-4, atol=1e-4, name="dx")
+    reference.assert_close(aw.grad, d["dw"], rtol=1e-4, atol=1e-3, name="dw")
     if has_bias:
-        assert_close(ab.grad, tb.grad.numpy(), rtol=1e-4, atol=1e-3, name="dbias")
+        reference.assert_close(ab.grad, d["dbias"], rtol=1e-4, atol=1e-3, name="dbias")
 
 
 THREAD_CASES = {  # big enough that every parallel loop forks (work > 32768)

@@ -5,6 +5,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
+from tests import reference
 from tests.conftest import call, t64
 
 
@@ -64,20 +65,14 @@ def test_gradcheck_weight_only_wide(rng):
     gradcheck(lambda w: layer_norm(x, 1, w), [w])
 
 
-def test_matches_torch(rng):
-    torch = pytest.importorskip("torch")
-    for shape, k in [((4, 6, 10), 1), ((2, 3, 4, 5), 2), ((3, 200), 1)]:
-        norm = shape[len(shape) - k:]
-        x, g = rng.standard_normal(shape), rng.standard_normal(shape)
-        w, b = rng.standard_normal(norm), rng.standard_normal(norm)
-        tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-        ty = torch.nn.functional.layer_norm(tx, norm, tw, tb, eps=1e-6)
-        ty.backward(torch.tensor(g))
-        ax, aw, ab = t64(x), t64(w), t64(b)
-        ay = layer_norm(ax, k, aw, ab, 1e-6)
-        ay.backward(af.tensor(g, dtype="float64"))
-        for name, a, t in [("y", ay, ty.detach()), ("dx", ax.grad, tx.grad), ("dw", aw.grad, tw.grad), ("dbias", ab.grad, tb.grad)]:
-            assert_close(a, t.numpy(), rtol=1e-10, atol=1e-12, name=f"{name} {shape}")
+@pytest.mark.parametrize("case", reference.cases("layernorm"))
+def test_matches_torch(case):
+    d = reference.case("layernorm", case)
+    ax, aw, ab = t64(d["x"]), t64(d["w"]), t64(d["b"])
+    ay = layer_norm(ax, int(d["k"]), aw, ab, 1e-6)
+    ay.backward(af.tensor(d["g"], dtype="float64"))
+    for name, a in [("y", ay), ("dx", ax.grad), ("dw", aw.grad), ("dbias", ab.grad)]:
+        assert_close(a, d[name], rtol=1e-10, atol=1e-12, name=f"{name} {case}")
 
 
 def test_empty_rows():

@@ -5,6 +5,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
+from tests import reference
 from tests.conftest import call, t64
 
 
@@ -64,15 +65,11 @@ def test_bad_input():
         call("linear", [x])
 
 
-def test_matches_torch(rng):
-    torch = pytest.importorskip("torch")
-    x, w, b = rng.standard_normal((2, 3, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
-    g = rng.standard_normal((2, 3, 4))
-    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    torch.nn.functional.linear(tx, tw, tb).backward(torch.tensor(g))
-    ax, aw, ab = t64(x), t64(w), t64(b)
+def test_matches_torch():
+    d = reference.case("linear", "bias")
+    ax, aw, ab = t64(d["x"]), t64(d["w"]), t64(d["b"])
     y = call("linear", [ax, aw, ab])
-    y.backward(af.tensor(g, dtype="float64"))
-    assert_close(y, torch.nn.functional.linear(tx, tw, tb).detach().numpy(), rtol=1e-12, atol=1e-12)
-    for name, mine, ref in [("dx", ax, tx), ("dw", aw, tw), ("dbias", ab, tb)]:
-        assert_close(mine.grad, ref.grad.numpy(), rtol=1e-12, atol=1e-12, name=name)
+    y.backward(af.tensor(d["g"], dtype="float64"))
+    assert_close(y, d["y"], rtol=1e-12, atol=1e-12)
+    for name, mine in [("dx", ax), ("dw", aw), ("dbias", ab)]:
+        assert_close(mine.grad, d[name], rtol=1e-12, atol=1e-12, name=name)

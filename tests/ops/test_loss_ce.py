@@ -8,6 +8,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
+from tests import reference
 from tests.conftest import call, t64
 
 
@@ -193,37 +194,26 @@ def test_all_ignored_and_empty_batch():
     assert cross_entropy(empty, af.zeros(0, 3, dtype="float64"), reduction="sum").item() == 0
 
 
-def test_matches_torch(rng):
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    N, C = 9, 5
-    for trial, (reduction, weighted, e, kind) in enumerate(
-            [(r, wt, e, k) for r in REDUCTIONS for wt in (False, True) for e in (0.0, 0.2) for k in ("index", "prob")]):
-        z = rng.standard_normal((N, C)) * 2
-        w = rng.random(C) + 0.3 if weighted else None
-        if kind == "index":
-            target = rng.integers(0, C, N)
-            target[[1, 4]] = 2  # ignore_index = 2 hits these and any other 2
-            t_t, a_t, ii = torch.tensor(target), idx(target), 2
-        else:
-            target = rng.dirichlet(np.ones(C), N)
-            t_t, a_t, ii = torch.tensor(target, requires_grad=True), t64(target), -100
-        tz, az = torch.tensor(z, requires_grad=True), t64(z)
-        tw = None if w is None else torch.tensor(w)
-        aw = None if w is None else af.tensor(w)
-        tl = F.cross_entropy(tz, t_t, weight=tw, reduction=reduction, ignore_index=ii, label_smoothing=e)
-        al = cross_entropy(az, a_t, aw, reduction, ii, e)
-        name = f"{reduction} weighted={weighted} e={e} {kind}"
-        assert_close(al, tl.detach().numpy(), rtol=1e-12, atol=1e-12, name=name)
-        g = rng.standard_normal(tl.shape)
-        tl.backward(torch.tensor(g))
-        al.backward(af.tensor(g, dtype="float64"))
-        assert_close(az.grad, tz.grad.numpy(), rtol=1e-10, atol=1e-12, name=f"dlogits {name}")
-        if kind == "prob":
-            assert_close(a_t.grad, t_t.grad.numpy(), rtol=1e-10, atol=1e-12, name=f"dtarget {name}")
-    # all ignored, mean: NaN in both
-    tl = F.cross_entropy(torch.zeros(2, 3), torch.tensor([1, 1]), ignore_index=1)
-    assert math.isnan(tl.item()) and math.isnan(cross_entropy(af.zeros(2, 3), idx([1, 1]), ignore_index=1).item())
+@pytest.mark.parametrize("case", reference.cases("loss_ce", prefix=tuple(REDUCTIONS)))
+def test_matches_torch(case):
+    """Every reduction, with and without class weights and label smoothing, index targets (with
+    ignore_index hits) and probability targets, against torch's recorded loss and gradients."""
+    d = reference.case("loss_ce", case)
+    kind = "prob" if d["target"].dtype.kind == "f" else "index"
+    a_t = t64(d["target"]) if kind == "prob" else idx(d["target"])
+    az = t64(d["z"])
+    aw = af.tensor(d["weight"]) if "weight" in d else None
+    al = cross_entropy(az, a_t, aw, d["reduction"], int(d["ignore_index"]), float(d["label_smoothing"]))
+    assert_close(al, d["loss"], rtol=1e-12, atol=1e-12, name=case)
+    al.backward(af.tensor(d["g"], dtype="float64"))
+    assert_close(az.grad, d["dz"], rtol=1e-10, atol=1e-12, name=f"dlogits {case}")
+    if kind == "prob":
+        assert_close(a_t.grad, d["dtarget"], rtol=1e-10, atol=1e-12, name=f"dtarget {case}")
+
+
+def test_all_ignored_is_nan_like_torch():
+    assert math.isnan(float(reference.case("loss_ce", "all_ignored")["loss"]))
+    assert math.isnan(cross_entropy(af.zeros(2, 3), idx([1, 1]), ignore_index=1).item())
 
 
 def test_rejects_bad_input():

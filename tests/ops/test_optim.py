@@ -1,6 +1,7 @@
 """optim.c: sgd_step and adam_step (in-place, no backward) over several steps against an independent
 NumPy re-implementation of torch.optim's formulas, against torch.optim itself when importable, and
 with malformed arguments."""
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close
+from tests import reference
 from tests.conftest import call
 
 
@@ -118,23 +120,14 @@ def test_adam_first_step_moves_every_element_by_lr(rng):
     assert_close(tp, p - 0.01 * np.sign(g), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("cfg", SGD_CONFIGS + ADAM_CONFIGS, ids=lambda c: str(sorted(c.items())))
-def test_update_matches_torch_optim(cfg, rng):
-    torch = pytest.importorskip("torch")
-    p = rng.standard_normal((4, 3)).astype(np.float32)
-    grads = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(STEPS)]
-    tp = torch.tensor(p, requires_grad=True)
-    if "momentum" in cfg:
-        opt = torch.optim.SGD([tp], **cfg)
-        ours, *_ = run_sgd(p, grads, cfg)
-    else:
-        kw = {k: v for k, v in cfg.items() if k != "decoupled"}
-        opt = (torch.optim.AdamW if cfg["decoupled"] else torch.optim.Adam)([tp], foreach=False, **kw)
-        ours, *_ = run_adam(p, grads, cfg)
-    for g in grads:
-        tp.grad = torch.tensor(g)
-        opt.step()
-    assert_close(ours, tp.detach().numpy(), rtol=1e-6, atol=1e-7, name="param after 5 steps vs torch")
+@pytest.mark.parametrize("case", reference.cases("optim_step"))
+def test_update_matches_torch_optim(case):
+    """torch.optim.SGD / Adam / AdamW (foreach=False) over 5 steps, configs in make_fixtures.py."""
+    d = reference.case("optim_step", case)
+    cfg = json.loads(d["config"])
+    run = run_sgd if "momentum" in cfg else run_adam
+    ours, *_ = run(d["p"], list(d["grads"]), cfg)
+    assert_close(ours, d["p_after"], rtol=1e-6, atol=1e-7, name="param after 5 steps vs torch")
 
 
 def test_zero_gradient_sgd_without_decay_leaves_param_unchanged(rng):

@@ -6,6 +6,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, gradcheck, assert_thread_invariant
+from tests import reference
 from tests.conftest import call, t64
 
 
@@ -148,29 +149,15 @@ def test_adaptive_gradcheck(case, rng):
     gradcheck(lambda x: call("adaptive_avg_pool2d", [x], o), [t64(rng.standard_normal((1,) + xs[1:]))])
 
 
-def _torch_cases():
-    for xs, k, s, p, d, cm in MAX_CASES:
-        yield "max_pool2d", xs, (*k, *s, *p, *d, cm), lambda F, t, k=k, s=s, p=p, d=d, cm=cm: F.max_pool2d(
-            t, k, s, p, d, ceil_mode=bool(cm))
-    for xs, k, s, p, cm, cip, div in AVG_CASES:
-        yield "avg_pool2d", xs, (*k, *s, *p, cm, cip, div), lambda F, t, k=k, s=s, p=p, cm=cm, cip=cip, div=div: F.avg_pool2d(
-            t, k, s, p, ceil_mode=bool(cm), count_include_pad=bool(cip), divisor_override=div or None)
-    for xs, o in ADAPTIVE_CASES + [((2, 3, 13, 11), (7, 5))]:
-        yield "adaptive_avg_pool2d", xs, o, lambda F, t, o=o: F.adaptive_avg_pool2d(t, o)
-
-
-@pytest.mark.parametrize("op,xs,ints,fn", list(_torch_cases()))
-def test_matches_torch_forward_and_backward(op, xs, ints, fn, rng):
-    torch = pytest.importorskip("torch")
-    x = _distinct(rng, xs).astype(np.float32)
-    tx, ax = torch.tensor(x, requires_grad=True), af.tensor(x, requires_grad=True)
-    ty = fn(torch.nn.functional, tx)
-    y = call(op, [ax], ints)
-    assert_close(y, ty.detach().numpy(), name="y")
-    dy = rng.standard_normal(ty.shape).astype(np.float32)
-    ty.backward(torch.tensor(dy))
-    y.backward(af.tensor(dy))
-    assert_close(ax.grad, tx.grad.numpy(), name="dx")
+@pytest.mark.parametrize("case", reference.cases("pool"))
+def test_matches_torch_forward_and_backward(case):
+    """The cases above (and a larger adaptive one) through torch.nn.functional, from the fixture."""
+    d = reference.case("pool", case)
+    ax = af.tensor(d["x"], requires_grad=True)
+    y = call(d["op"], [ax], tuple(int(i) for i in d["ints"]))
+    assert_close(y, d["y"], name="y")
+    y.backward(af.tensor(d["dy"]))
+    assert_close(ax.grad, d["dx"], name="dx")
 
 
 def test_thread_count_does_not_change_bits(rng):

@@ -5,6 +5,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
+from tests import reference
 from tests.conftest import call, t64
 
 OPS = {"sum": np.sum, "mean": np.mean}
@@ -96,11 +97,8 @@ def test_bad_input():
         call("sum", [x])
 
 
-def test_matches_torch(rng):
-    torch = pytest.importorskip("torch")
-    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
-    for dims in [(0,), (1, 2), (0, 2)]:
-        for keep in (False, True):
-            for op in OPS:
-                ref = getattr(torch, op)(torch.from_numpy(x), dim=dims, keepdim=keep).numpy()
-                assert_close(_run(op, af.tensor(x), dims, keep), ref, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("case", reference.cases("reduce"))
+def test_matches_torch(case):
+    d = reference.case("reduce", case)
+    got = _run(d["op"], af.tensor(d["x"]), tuple(int(i) for i in d["dims"]), bool(d["keepdim"]))
+    assert_close(got, d["y"], rtol=1e-5, atol=1e-6)

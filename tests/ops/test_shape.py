@@ -8,6 +8,7 @@ import pytest
 
 import affectfer as af
 from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
+from tests import reference
 from tests.conftest import call, t64
 
 
@@ -338,19 +339,17 @@ def test_cast_matches_numpy(rng):
 
 
 def test_cast_all_pairs_match_torch():
-    torch = pytest.importorskip("torch")
-    tdt = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
-           "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
+    d = reference.case("shape", "cast")
+    np.testing.assert_array_equal(d["values"], CAST_VALUES)
     src64 = af.tensor(CAST_VALUES, dtype="float64")
-    ref64 = torch.tensor(CAST_VALUES, dtype=torch.float64)
     for src in DTYPES:
-        ours, ref = _cast(src64, src), ref64.to(tdt[src])
+        ours = _cast(src64, src)
         # exact, with NaN == NaN and inf == inf (assert_close's relative bound is NaN at inf)
-        np.testing.assert_array_equal(_as_f64(ours), ref.double().numpy(), err_msg=f"float64 -> {src}")
+        np.testing.assert_array_equal(_as_f64(ours), d[f"float64_to_{src}"], err_msg=f"float64 -> {src}")
         for dst in DTYPES:
             got = _cast(ours, dst)
             assert got.dtype == dst and got.shape == ours.shape
-            np.testing.assert_array_equal(_as_f64(got), ref.to(tdt[dst]).double().numpy(), err_msg=f"{src} -> {dst}")
+            np.testing.assert_array_equal(_as_f64(got), d[f"{src}_to_{dst}"], err_msg=f"{src} -> {dst}")
 
 
 @pytest.mark.gradcheck("cast")
@@ -375,23 +374,13 @@ def test_cast_bad_input():
         af.zeros(2).to("float128")
 
 
-def test_shape_ops_match_torch_forward_and_backward(rng):
-    torch = pytest.importorskip("torch")
-    a, b = rng.standard_normal((3, 4, 5)), rng.standard_normal((5, 2, 4))
-
-    def chain(lib, x, y):
-        cat = torch.cat if lib is torch else af.cat
-        split = torch.split if lib is torch else af.split
-        parts = split(x[1:, ::2].permute(2, 0, 1).reshape(5, -1), [1, 2, 0, 1], 1)
-        return cat([parts[1], y.permute(0, 2, 1).reshape(5, 8)[:, 1:4] * parts[3][:, :1], parts[0]], 1).sum(dim=0)
-
-    g = rng.standard_normal(6)
-    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
-    ref = chain(torch, ta, tb)
-    ref.backward(torch.tensor(g))
-    xa, xb = t64(a), t64(b)
-    out = chain(af, xa, xb)
-    out.backward(af.tensor(g, dtype="float64"))
-    assert_close(out, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
-    assert_close(xa.grad, ta.grad.numpy(), rtol=1e-12, atol=1e-12, name="d a")
-    assert_close(xb.grad, tb.grad.numpy(), rtol=1e-12, atol=1e-12, name="d b")
+def test_shape_ops_match_torch_forward_and_backward():
+    """The chain make_fixtures.py runs in torch: views, split, cat, a product, a sum."""
+    d = reference.case("shape", "chain")
+    xa, xb = t64(d["a"]), t64(d["b"])
+    parts = af.split(xa[1:, ::2].permute(2, 0, 1).reshape(5, -1), [1, 2, 0, 1], 1)
+    out = af.cat([parts[1], xb.permute(0, 2, 1).reshape(5, 8)[:, 1:4] * parts[3][:, :1], parts[0]], 1).sum(dim=0)
+    out.backward(af.tensor(d["g"], dtype="float64"))
+    assert_close(out, d["y"], rtol=1e-12, atol=1e-12)
+    assert_close(xa.grad, d["da"], rtol=1e-12, atol=1e-12, name="d a")
+    assert_close(xb.grad, d["db"], rtol=1e-12, atol=1e-12, name="d b")

@@ -1,11 +1,14 @@
 """affectfer.optim: param groups with their own lr, state_dict round trips, zero_grad, and the same
-parameters as torch.optim over several steps (when torch is importable)."""
+parameters as torch.optim over several steps (torch's numbers from tests/reference/data)."""
+import json
+
 import numpy as np
 import pytest
 
 import affectfer as af
 from affectfer import optim
 from affectfer.testing import assert_close
+from tests import reference
 
 
 def make_params(rng, shapes=((3, 2), (4,))):
@@ -106,28 +109,19 @@ def test_bad_construction():
         optim.SGD([p * 2.0], lr=0.1)
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=1e-2)),
-    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
-    ("Adam", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2)),
-    ("AdamW", dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
-])
-def test_matches_torch_optim_with_param_groups(name, kw, rng):
-    torch = pytest.importorskip("torch")
-    params = make_params(rng)
-    tparams = [torch.tensor(p.numpy().copy(), requires_grad=True) for p in params]
-    groups = lambda ps: [{"params": [ps[0]]}, {"params": [ps[1]], "lr": kw["lr"] * 3}]
-    opt = getattr(optim, name)(groups(params), **kw)
-    extra = {} if name == "SGD" else {"foreach": False}
-    topt = getattr(torch.optim, name)(groups(tparams), **kw, **extra)
-    for _ in range(5):
-        grads = set_grads(params, rng)
-        for tp, g in zip(tparams, grads):
-            tp.grad = torch.tensor(g)
+@pytest.mark.parametrize("case", reference.cases("optimizer"))
+def test_matches_torch_optim_with_param_groups(case):
+    """torch.optim with two param groups (the second at 3x lr), 5 steps; cases in make_fixtures.py."""
+    d = reference.case("optimizer", case)
+    kw = json.loads(d["kwargs"])
+    params = [af.tensor(d["p0"], requires_grad=True), af.tensor(d["p1"], requires_grad=True)]
+    opt = getattr(optim, d["name"])([{"params": [params[0]]}, {"params": [params[1]], "lr": kw["lr"] * 3}], **kw)
+    for step in range(5):
+        for k, p in enumerate(params):
+            p.grad = af.tensor(d[f"grads{k}"][step])
         opt.step()
-        topt.step()
-    for p, tp in zip(params, tparams):
-        assert_close(p, tp.detach().numpy(), rtol=1e-6, atol=1e-7)
+    for k, p in enumerate(params):
+        assert_close(p, d[f"p{k}_after"], rtol=1e-6, atol=1e-7, name=f"param {k}")
 
 
 # ---- flat arenas: one C call per group segment, bitwise the per-tensor loop ----

@@ -1,5 +1,5 @@
-"""notebooks/: valid nbformat-4 files whose code parses; executed top to bottom when nbclient and
-ipykernel are installed (they are not test dependencies, so CI checks structure only)."""
+"""notebooks/: valid nbformat-4 files whose code parses, executed top to bottom (nbformat, nbclient
+and ipykernel are test dependencies, so CI runs them)."""
 import ast
 import json
 import os
