@@ -27,19 +27,11 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
-#include "ops.h"
+#include "batchnorm.h"
 
 #define AF_TEMPLATE_FILE "batchnorm.c"
 #include "instantiate_float.h"
 
-enum { BN_X, BN_WEIGHT, BN_BIAS, BN_RUNNING_MEAN, BN_RUNNING_VAR };
-
-static void batch_norm_dims(const af_tensor *x, int64_t *N, int64_t *C, int64_t *S) {
-    *N = x->shape[0];
-    *C = x->shape[1];
-    *S = 1;
-    for (int d = 2; d < x->ndim; d++) *S *= x->shape[d];
-}
 
 static af_status batch_norm_setup(af_op_call *c) {
     const char *op = af_op_table[c->op]->name;

@@ -22,16 +22,9 @@
  * dY[g], then col2im accumulates dcol into dx. Every parallel loop owns whole outputs (col2im runs
  * per input channel plane), so results do not depend on the thread count. */
 #ifndef AF_FLOAT_PASS
-#include <cblas.h>
 #include <string.h>
 
-#include "ops.h"
-
-typedef struct conv_geom {
-    int64_t N, Cin, H, W, Cout, KH, KW, Ho, Wo;
-    int64_t sh, sw, ph, pw, dh, dw, G;
-    int64_t Cin_g, Cout_g, HWo, rows; /* rows = Cin_g KH KW: the GEMM's inner dimension */
-} conv_geom;
+#include "conv2d.h"
 
 /* Upper bound on the elements of one im2col buffer (4 MiB in float32): a chunk's col stays in cache
  * between im2col and the GEMM. Measured on ResNet-50's 3x3 and 7x7 layers at batch 32 (one thread):
@@ -44,19 +37,6 @@ typedef struct conv_geom {
 #define CONV_POINTWISE_DIRECT_HWO 64
 #define CONV_DIRECT_HWO 64
 
-/* Smallest o >= 0 with o * s >= t (s > 0). */
-static inline int64_t first_at_least(int64_t t, int64_t s) {
-    return t <= 0 ? 0 : (t + s - 1) / s;
-}
-
-/* Output positions o in [*lo, *hi) read input positions i = o s + off inside [0, size). */
-static inline void valid_range(int64_t off, int64_t s, int64_t size, int64_t n_out, int64_t *lo, int64_t *hi) {
-    int64_t a = first_at_least(-off, s), b = first_at_least(size - off, s);
-    *lo = a < n_out ? a : n_out;
-    *hi = b < n_out ? b : n_out;
-    if (*hi < *lo) *hi = *lo;
-}
-
 static int64_t images_per_chunk(const conv_geom *g) {
     int64_t per_image = g->rows * g->HWo;
     if (g->Cout * g->HWo > per_image) per_image = g->Cout * g->HWo; /* the GEMM output buffer too */
@@ -65,33 +45,8 @@ static int64_t images_per_chunk(const conv_geom *g) {
     return nb < g->N ? nb : g->N;
 }
 
-static int conv_is_depthwise(const conv_geom *g) { return g->Cin_g == 1 && g->G > 1; }
-static int conv_is_pointwise(const conv_geom *g) {
-    return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
-}
-
 #define AF_TEMPLATE_FILE "conv2d.c"
 #include "instantiate_float.h"
-
-static void conv_geom_from_call(const af_op_call *c, conv_geom *g) {
-    const af_tensor *x = c->in[0], *w = c->in[1];
-    int batched = x->ndim == 4;
-    g->N = batched ? x->shape[0] : 1;
-    g->Cin = x->shape[batched];
-    g->H = x->shape[batched + 1];
-    g->W = x->shape[batched + 2];
-    g->Cout = w->shape[0];
-    g->KH = w->shape[2];
-    g->KW = w->shape[3];
-    g->sh = c->attr.i[0], g->sw = c->attr.i[1], g->ph = c->attr.i[2], g->pw = c->attr.i[3];
-    g->dh = c->attr.i[4], g->dw = c->attr.i[5], g->G = c->attr.i[6];
-    g->Ho = (g->H + 2 * g->ph - g->dh * (g->KH - 1) - 1) / g->sh + 1;
-    g->Wo = (g->W + 2 * g->pw - g->dw * (g->KW - 1) - 1) / g->sw + 1;
-    g->Cin_g = g->Cin / g->G;
-    g->Cout_g = g->Cout / g->G;
-    g->HWo = g->Ho * g->Wo;
-    g->rows = g->Cin_g * g->KH * g->KW;
-}
 
 static af_status conv2d_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 7, 0));

@@ -1,6 +1,4 @@
 /* The op table (generated from op_list.h), device dispatch, and the checks setup functions share. */
-#include <string.h>
-
 #include "ops.h"
 
 const af_op_def *const af_op_table[AF_OP_COUNT] = {

@@ -14,8 +14,6 @@
  * Eval, or p == 0: y = x (a copy).
  * Backward: dx_i += dy_i / (1 - p) when kept, nothing when dropped; dx += dy for the identity. */
 #ifndef AF_FLOAT_PASS
-#include <math.h>
-
 #include "ops.h"
 
 /* Philox words below this are dropped: floor(p * 2^32), or 2^32 (drop all) for p == 1. */

@@ -17,25 +17,10 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
-#include "ops.h"
-
-enum { GN_X, GN_WEIGHT, GN_BIAS };
-
-/* x as (N, G, Cg, S) */
-typedef struct gn_dims {
-    int64_t N, G, Cg, S;
-} gn_dims;
+#include "group_norm.h"
 
 #define AF_TEMPLATE_FILE "group_norm.c"
 #include "instantiate_float.h"
-
-static gn_dims group_norm_dims(const af_op_call *c) {
-    const af_tensor *x = c->in[GN_X];
-    gn_dims d = {.N = x->shape[0], .G = c->attr.i[0], .S = 1};
-    d.Cg = x->shape[1] / d.G;
-    for (int k = 2; k < x->ndim; k++) d.S *= x->shape[k];
-    return d;
-}
 
 static af_status group_norm_setup(af_op_call *c) {
     char buf[96];

@@ -16,31 +16,7 @@
  * by lines (all index positions that differ only along dim), index_select by outer slices; within
  * one, accumulation runs in index order. */
 #ifndef AF_FLOAT_PASS
-#include "ops.h"
-
-/* The layout shared by gather's kernels: index as (outer, D, inner) lines; input strides to match. */
-typedef struct gather_plan {
-    int nd, dim;
-    int64_t idx_shape[AF_MAX_DIMS], x_stride[AF_MAX_DIMS];
-    int64_t lines, D; /* lines = index positions with dim fixed at 0 */
-} gather_plan;
-
-/* Line l's first index position (flat) and the matching input offset with dim at 0. */
-static void gather_line(const gather_plan *p, int64_t l, int64_t *idx_pos, int64_t *x_off) {
-    int64_t pos = 0, off = 0, step = 1;
-    for (int d = p->nd - 1; d >= 0; d--) {
-        int64_t coord = 0;
-        if (d != p->dim) {
-            coord = l % p->idx_shape[d];
-            l /= p->idx_shape[d];
-        }
-        pos += coord * step;
-        off += coord * p->x_stride[d];
-        step *= p->idx_shape[d];
-    }
-    *idx_pos = pos;
-    *x_off = off;
-}
+#include "index.h"
 
 #define AF_TEMPLATE_FILE "index.c"
 #include "instantiate_float.h"
@@ -87,28 +63,6 @@ static af_status gather_setup(af_op_call *c) {
                            af_shape_str(idx->ndim, idx->shape, bi, sizeof bi),
                            af_shape_str(x->ndim, x->shape, bx, sizeof bx), d);
     return af_alloc_out(c, 0, idx->ndim, idx->shape, 0);
-}
-
-static gather_plan gather_plan_make(const af_op_call *c) {
-    const af_tensor *x = c->in[0], *idx = c->in[1];
-    gather_plan p = {.nd = idx->ndim, .dim = (int)c->attr.i[0], .lines = 1, .D = 1};
-    int64_t s = 1;
-    for (int d = x->ndim - 1; d >= 0; d--) {
-        p.x_stride[d] = s;
-        s *= x->shape[d];
-    }
-    for (int d = 0; d < idx->ndim; d++) {
-        p.idx_shape[d] = idx->shape[d];
-        if (d == p.dim) p.D = idx->shape[d];
-        else p.lines *= idx->shape[d];
-    }
-    return p;
-}
-
-static int64_t gather_idx_step(const gather_plan *p) {
-    int64_t step = 1;
-    for (int d = p->nd - 1; d > p->dim; d--) step *= p->idx_shape[d];
-    return step;
 }
 
 static af_status gather_forward_cpu(af_op_call *c) {

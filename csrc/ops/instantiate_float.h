@@ -10,8 +10,8 @@
  *     #else
  *     ... kernels written with scalar_t and K(name) ...
  *     #endif
- * K(relu_forward) becomes relu_forward_f32 / relu_forward_f64, and AF_DISPATCH_FLOAT(dtype,
- * relu_forward, args...) calls the right one. float64 exists so every backward can be checked
+ * K(unary_forward) becomes unary_forward_f32 / unary_forward_f64, and AF_DISPATCH_FLOAT(dtype,
+ * unary_forward, args...) calls the right one. float64 exists so every backward can be checked
  * against central finite differences with the very same code that runs in float32. Inside the
  * kernel section <tgmath.h> makes exp/sqrt/fabs pick the scalar_t overload. */
 #include <tgmath.h>

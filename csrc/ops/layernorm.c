@@ -16,19 +16,12 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
-#include "ops.h"
+#include "layernorm.h"
 
-enum { LN_X, LN_WEIGHT, LN_BIAS };
 #define LN_COLUMN_BLOCK 64
 
 #define AF_TEMPLATE_FILE "layernorm.c"
 #include "instantiate_float.h"
-
-static void layer_norm_dims(const af_tensor *x, int k, int64_t *R, int64_t *M) {
-    *R = *M = 1;
-    for (int d = 0; d < x->ndim - k; d++) *R *= x->shape[d];
-    for (int d = x->ndim - k; d < x->ndim; d++) *M *= x->shape[d];
-}
 
 static af_status layer_norm_setup(af_op_call *c) {
     const char *op = af_op_table[c->op]->name;

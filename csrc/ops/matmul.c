@@ -15,27 +15,10 @@
 #ifndef AF_FLOAT_PASS
 #include <limits.h>
 
-#include "ops.h"
-
-typedef struct matmul_dims {
-    int64_t batch; /* number of separate GEMMs: 1 when b is 2-D */
-    int64_t M, K, N;
-} matmul_dims;
+#include "matmul.h"
 
 #define AF_TEMPLATE_FILE "matmul.c"
 #include "instantiate_float.h"
-
-static void dims_make(const af_tensor *a, const af_tensor *b, matmul_dims *d) {
-    d->K = a->shape[a->ndim - 1];
-    d->N = b->shape[b->ndim - 1];
-    if (b->ndim == 2) {
-        d->batch = 1;
-        d->M = d->K ? a->numel / d->K : af_shape_numel(a->ndim - 1, a->shape);
-    } else {
-        d->batch = af_shape_numel(a->ndim - 2, a->shape);
-        d->M = a->shape[a->ndim - 2];
-    }
-}
 
 static af_status matmul_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 0, 0));
@@ -76,7 +59,7 @@ static af_status matmul_check_cblas(const af_op_call *c, const matmul_dims *d) {
 
 static af_status matmul_forward_cpu(af_op_call *c) {
     matmul_dims d;
-    dims_make(c->in[0], c->in[1], &d);
+    matmul_dims_make(c->in[0], c->in[1], &d);
     AF_TRY(matmul_check_cblas(c, &d));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_forward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(c->out[0]));
@@ -85,7 +68,7 @@ static af_status matmul_forward_cpu(af_op_call *c) {
 
 static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     matmul_dims d;
-    dims_make(c->in[0], c->in[1], &d);
+    matmul_dims_make(c->in[0], c->in[1], &d);
     AF_TRY(matmul_check_cblas(c, &d));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_backward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(dout[0]), din[0] ? af_tensor_data(din[0]) : NULL,

@@ -136,8 +136,8 @@ af_status af_alloc_out_dtype(af_op_call *c, int k, int ndim, const int64_t *shap
 af_status af_alloc_saved(af_op_call *c, int k, int ndim, const int64_t *shape, af_dtype dtype);
 
 /* Self-including files instantiate their scalar kernels once per float type: after including
- * af_float_types.h, a file's templated section sees `scalar_t` and names functions with K(name)
- * (e.g. K(relu_forward) -> relu_forward_f32). AF_DISPATCH_FLOAT calls the right instance. */
+ * instantiate_float.h, a file's templated section sees `scalar_t` and names functions with K(name)
+ * (e.g. K(unary_forward) -> unary_forward_f32). AF_DISPATCH_FLOAT calls the right instance. */
 #define AF_DISPATCH_FLOAT(dtype, fn, ...) \
     ((dtype) == AF_DTYPE_F32 ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
 

@@ -10,28 +10,10 @@
  * Backward: dx[source(o)] += dout[o]. reflect and replicate fold several outputs onto one input,
  * so each plane is one thread's work, summed in output order: identical for any thread count. */
 #ifndef AF_FLOAT_PASS
-#include "ops.h"
 #include "pad.h"
-
-/* x as (planes, H, W) -> (planes, OH, OW) */
-typedef struct pad_plan {
-    int64_t planes, H, W, OH, OW, top, left;
-    int mode;
-} pad_plan;
 
 #define AF_TEMPLATE_FILE "pad.c"
 #include "instantiate_float.h"
-
-static pad_plan pad_plan_make(const af_op_call *c) {
-    const af_tensor *x = c->in[0];
-    pad_plan p = {.planes = 1, .H = x->shape[x->ndim - 2], .W = x->shape[x->ndim - 1], .mode = (int)c->attr.i[0]};
-    for (int d = 0; d < x->ndim - 2; d++) p.planes *= x->shape[d];
-    p.left = c->attr.i[1];
-    p.top = c->attr.i[3];
-    p.OH = p.H + c->attr.i[3] + c->attr.i[4];
-    p.OW = p.W + c->attr.i[1] + c->attr.i[2];
-    return p;
-}
 
 static af_status pad_setup(af_op_call *c) {
     static const char *const side[] = {"left", "right", "top", "bottom"};

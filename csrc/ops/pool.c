@@ -21,25 +21,10 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
-#include "ops.h"
-
-typedef struct pool_geom {
-    int64_t planes, H, W, Ho, Wo;
-    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
-    int count_include_pad;
-    int64_t divisor_override;
-} pool_geom;
+#include "pool.h"
 
 #define AF_TEMPLATE_FILE "pool.c"
 #include "instantiate_float.h"
-
-static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int ceil_mode) {
-    int64_t span = in + 2 * p - d * (k - 1) - 1;
-    int64_t out = (span + (ceil_mode ? s - 1 : 0));
-    out = (out >= 0 ? out / s : -((-out + s - 1) / s)) + 1; /* floor division, as torch's div_rtn */
-    if (ceil_mode && (out - 1) * s >= in + p) out--;
-    return out;
-}
 
 static af_status pool_check_input(af_op_call *c) {
     AF_TRY(af_check_float(c, 0));
@@ -79,12 +64,7 @@ static af_status pool_window_geom(af_op_call *c, const int64_t *k, const int64_t
         if (k[i] > ((int64_t)1 << 30) || s[i] > ((int64_t)1 << 30) || d[i] > ((int64_t)1 << 30))
             return AF_FAIL(AF_ERR_VALUE, "%s: kernel, stride or dilation too large", op);
     }
-    g->planes = x->ndim == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
-    g->H = x->shape[x->ndim - 2];
-    g->W = x->shape[x->ndim - 1];
-    g->kh = k[0], g->kw = k[1], g->sh = s[0], g->sw = s[1], g->ph = p[0], g->pw = p[1], g->dh = d[0], g->dw = d[1];
-    g->Ho = pool_out_size(g->H, g->kh, g->sh, g->ph, g->dh, ceil_mode);
-    g->Wo = pool_out_size(g->W, g->kw, g->sw, g->pw, g->dw, ceil_mode);
+    pool_geom_window(x, k, s, p, d, ceil_mode, g);
     if (g->Ho < 1 || g->Wo < 1)
         return AF_FAIL(AF_ERR_VALUE, "%s: 'input' of size %lldx%lld gives output size %lldx%lld, which is too small",
                        op, (long long)g->H, (long long)g->W, (long long)g->Ho, (long long)g->Wo);
@@ -111,7 +91,7 @@ static af_status max_pool2d_setup(af_op_call *c) {
 
 static af_status max_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
-    AF_TRY(max_pool2d_geom(c, &g));
+    max_pool2d_geom_fill(c, &g);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool2d_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]),
                       af_tensor_data(c->saved[0]));
     return AF_OK;
@@ -119,7 +99,7 @@ static af_status max_pool2d_forward_cpu(af_op_call *c) {
 
 static af_status max_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
-    AF_TRY(max_pool2d_geom((af_op_call *)c, &g));
+    max_pool2d_geom_fill(c, &g);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, max_pool2d_backward, &g, af_tensor_data(c->saved[0]), af_tensor_data(dout[0]),
                       af_tensor_data(din[0]));
     return AF_OK;
@@ -129,14 +109,13 @@ static af_status max_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *
 
 static af_status avg_pool2d_geom(af_op_call *c, pool_geom *g) {
     const int64_t *a = c->attr.i;
-    static const int64_t one[2] = {1, 1};
+    static const int64_t one[2] = {1, 1}; /* no dilation */
     if (a[6] != 0 && a[6] != 1)
         return AF_FAIL(AF_ERR_VALUE, "avg_pool2d: 'ceil_mode' must be 0 or 1, got %lld", (long long)a[6]);
     if (a[7] != 0 && a[7] != 1)
         return AF_FAIL(AF_ERR_VALUE, "avg_pool2d: 'count_include_pad' must be 0 or 1, got %lld", (long long)a[7]);
     AF_TRY(pool_window_geom(c, a, a + 2, a + 4, one, (int)a[6], g));
-    g->count_include_pad = (int)a[7];
-    g->divisor_override = a[8];
+    avg_pool2d_geom_fill(c, g);
     return AF_OK;
 }
 
@@ -150,14 +129,14 @@ static af_status avg_pool2d_setup(af_op_call *c) {
 
 static af_status avg_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
-    AF_TRY(avg_pool2d_geom(c, &g));
+    avg_pool2d_geom_fill(c, &g);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool2d_forward, &g, af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
     return AF_OK;
 }
 
 static af_status avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
-    AF_TRY(avg_pool2d_geom((af_op_call *)c, &g));
+    avg_pool2d_geom_fill(c, &g);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, avg_pool2d_backward, &g, af_tensor_data(dout[0]), af_tensor_data(din[0]));
     return AF_OK;
 }
@@ -165,16 +144,11 @@ static af_status avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *
 /* ---- adaptive_avg_pool2d ---- */
 
 static af_status adaptive_avg_pool2d_geom(af_op_call *c, pool_geom *g) {
-    const af_tensor *x = c->in[0];
     for (int i = 0; i < 2; i++)
         if (c->attr.i[i] < 1 || c->attr.i[i] > ((int64_t)1 << 30))
             return AF_FAIL(AF_ERR_VALUE, "adaptive_avg_pool2d: 'output_size' must be positive, got %lld",
                            (long long)c->attr.i[i]);
-    g->planes = x->ndim == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
-    g->H = x->shape[x->ndim - 2];
-    g->W = x->shape[x->ndim - 1];
-    g->Ho = c->attr.i[0];
-    g->Wo = c->attr.i[1];
+    adaptive_avg_pool2d_geom_fill(c, g);
     if (g->H < 1 || g->W < 1)
         return AF_FAIL(AF_ERR_VALUE, "adaptive_avg_pool2d: 'input' must have non-zero height and width, got %lldx%lld",
                        (long long)g->H, (long long)g->W);
@@ -191,7 +165,7 @@ static af_status adaptive_avg_pool2d_setup(af_op_call *c) {
 
 static af_status adaptive_avg_pool2d_forward_cpu(af_op_call *c) {
     pool_geom g = {0};
-    AF_TRY(adaptive_avg_pool2d_geom(c, &g));
+    adaptive_avg_pool2d_geom_fill(c, &g);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_avg_pool2d_forward, &g, af_tensor_data(c->in[0]),
                       af_tensor_data(c->out[0]));
     return AF_OK;
@@ -199,7 +173,7 @@ static af_status adaptive_avg_pool2d_forward_cpu(af_op_call *c) {
 
 static af_status adaptive_avg_pool2d_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     pool_geom g = {0};
-    AF_TRY(adaptive_avg_pool2d_geom((af_op_call *)c, &g));
+    adaptive_avg_pool2d_geom_fill(c, &g);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, adaptive_avg_pool2d_backward, &g, af_tensor_data(dout[0]),
                       af_tensor_data(din[0]));
     return AF_OK;

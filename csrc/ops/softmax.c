@@ -13,7 +13,7 @@
  *   log_softmax: dx_j += dy_j - exp(y_j) sum_k dy_k
  * One thread per line, sums in double in a fixed order: identical results for any thread count. */
 #ifndef AF_FLOAT_PASS
-#include "ops.h"
+#include "softmax.h"
 
 #define AF_TEMPLATE_FILE "softmax.c"
 #include "instantiate_float.h"

@@ -1,5 +1,5 @@
 /* One generic entry for every op in op_list.h: _C.call(op_id, inputs, ints, floats).
- * affectfer/functional.py gives each op its named, documented Python signature. */
+ * affectfer/nn/functional.py gives each op its named, documented Python signature. */
 #include "binding.h"
 
 static PyObject *py_call(PyObject *self, PyObject *args) {
