@@ -3,6 +3,10 @@
 Python turns the torch-style arguments (ints or pairs, negative dims, reduction names) into the op's
 integer/float attributes (the contract in csrc/ops/<op>.c) and calls it; shapes and dtypes are
 checked in C, which raises TypeError/ValueError naming the argument.
+
+Besides torch.nn.functional's names, the torch.* functions of the C ops live here too (abs, clamp,
+maximum, where, var, std, max, argmax, gather, index_select), so `max` and `abs` in this module are
+these functions: code here that means Python's builtins writes builtins.max / builtins.abs.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def _pair(v, name):
 def _dim(dim, ndim, name="dim"):
     if not isinstance(dim, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {dim!r}")
-    n = ndim if ndim > 1 else 1  # (this module defines max, abs and clamp with torch's meaning)
+    n = ndim if ndim > 1 else 1
     if not -n <= dim < n:
         raise IndexError(f"{name} {dim} is out of range for a tensor with {ndim} dimensions")
     return int(dim) % n
