@@ -247,6 +247,30 @@ class Tensor(_C.TensorBase):
     def tanh(self):
         return _call("tanh", [self])
 
+    def abs(self):
+        return _call("abs", [self])
+
+    def clamp(self, min=None, max=None):
+        """min(max(self, min), max); either bound may be None (not both). Bounds are numbers."""
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+        for name, v in (("min", min), ("max", max)):
+            if v is not None and not isinstance(v, numbers.Real):
+                raise TypeError(f"clamp: argument '{name}' must be a number or None, got {type(v).__name__}")
+        return _call("clamp", [self], (int(min is not None), int(max is not None)),
+                     (float(0.0 if min is None else min), float(0.0 if max is None else max)))
+
+    clip = clamp
+
+    def maximum(self, other):
+        return _call("maximum", [self, other])
+
+    def where(self, condition, y):
+        """torch.Tensor.where: self where condition, else y (a tensor or a number)."""
+        if isinstance(y, numbers.Real) and not isinstance(y, bool):
+            y = tensor(y, dtype=self.dtype)
+        return _call("where", [condition, self, y])
+
     # ---- shapes (csrc/ops/shape.c) ----
     def reshape(self, *shape):
         shape = _resolve_shape(self, shape)
@@ -352,6 +376,43 @@ class Tensor(_C.TensorBase):
     def mean(self, dim=None, keepdim=False):
         return _call("mean", [self], (int(keepdim),) + _dims(self, dim))
 
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """torch.var: sum((x - mean)^2) / max(0, n - correction) over dim (all dims when None);
+        correction defaults to 1, unbiased=False means correction 0."""
+        if isinstance(dim, bool):  # var(unbiased), torch's older overload
+            dim, unbiased = None, dim
+        return _call("var", [self], (int(keepdim),) + _dims(self, dim), (_correction(unbiased, correction),))
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """torch.std: the square root of var (same arguments)."""
+        if isinstance(dim, bool):  # var(unbiased), torch's older overload
+            dim, unbiased = None, dim
+        return _call("std", [self], (int(keepdim),) + _dims(self, dim), (_correction(unbiased, correction),))
+
+    def max(self, dim=None, keepdim=False):
+        """max() is the largest element (0-D); max(dim) is (values, indices) along dim, the index of the
+        first maximum; max(other_tensor) is torch.maximum."""
+        if isinstance(dim, Tensor):
+            return _call("maximum", [self, dim])
+        if dim is None:
+            return _call("max", [self.reshape(-1)], (0, 0))[0].reshape(())
+        values, indices = _call("max", [self], (_one_dim(self, dim), int(bool(keepdim))))
+        return MaxResult(values, indices)
+
+    def argmax(self, dim=None, keepdim=False):
+        """Index (int64) of the first maximum along dim, or in the flattened tensor when dim is None."""
+        if dim is None:
+            out = _call("argmax", [self.reshape(-1)], (0, 0))
+            return out.reshape(*(1,) * self.ndim) if keepdim else out
+        return _call("argmax", [self], (_one_dim(self, dim), int(bool(keepdim))))
+
+    # ---- indexing (csrc/ops/index.c) ----
+    def gather(self, dim, index):
+        return _call("gather", [self, index], (_one_dim(self, dim),))
+
+    def index_select(self, dim, index):
+        return _call("index_select", [self, index], (_one_dim(self, dim),))
+
     # ---- matrix products (csrc/ops/matmul.c) ----
     def __matmul__(self, other):
         return _call("matmul", [self, other])
@@ -425,6 +486,43 @@ def split(tensor, split_size_or_sections, dim=0):
     out = _call("split", [rest], (dim, *sizes))
     pieces.extend(out if isinstance(out, tuple) else (out,))
     return tuple(pieces)
+
+
+class MaxResult(tuple):
+    """(values, indices) from Tensor.max(dim), like torch.return_types.max."""
+
+    __slots__ = ()
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+
+def _one_dim(t, dim):
+    """A single dim in [-ndim, ndim) (a 0-D tensor accepts 0 and -1, as torch), made non-negative."""
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+        raise TypeError(f"argument 'dim' must be an int, got {dim!r}")
+    n = max(t.ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"argument 'dim' {dim} out of range for a tensor with {t.ndim} dimensions")
+    return int(dim) % n
+
+
+def _correction(unbiased, correction):
+    if unbiased is not None and correction is not None:
+        raise ValueError("var/std: pass either 'unbiased' or 'correction', not both")
+    if correction is None:
+        return 0.0 if unbiased is False else 1.0
+    if not isinstance(correction, numbers.Real):
+        raise TypeError(f"var/std: argument 'correction' must be a number, got {correction!r}")
+    return float(correction)
 
 
 def _dims(t, dim):

@@ -5,10 +5,11 @@
 """
 from . import functional, init, utils
 from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GELU,
-                     Identity, LayerNorm, Linear, MaxPool2d, ModuleList, ReLU, Sequential, SiLU, Sigmoid, Softmax,
-                     Tanh)
+                     GroupNorm, Hardsigmoid, Hardswish, Identity, LayerNorm, Linear, LogSigmoid, MaxPool2d, ModuleList,
+                     ReLU, Sequential, SiLU, Sigmoid, Softmax, Softplus, Tanh, Upsample)
 from .module import Module, Parameter
 
 __all__ = ["Module", "Parameter", "functional", "init", "utils", "Identity", "Linear", "Conv2d", "BatchNorm1d",
            "BatchNorm2d", "LayerNorm", "ReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "MaxPool2d",
-           "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Sequential", "ModuleList"]
+           "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Sequential", "ModuleList", "Softplus", "LogSigmoid",
+           "Hardswish", "Hardsigmoid", "GroupNorm", "Upsample"]

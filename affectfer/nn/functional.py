@@ -3,6 +3,10 @@
 Python turns the torch-style arguments (ints or pairs, negative dims, reduction names) into the op's
 integer/float attributes (the contract in csrc/ops/<op>.c) and calls it; shapes and dtypes are
 checked in C, which raises TypeError/ValueError naming the argument.
+
+Besides torch.nn.functional's names, the torch.* functions of the C ops live here too (abs, clamp,
+maximum, where, var, std, max, argmax, gather, index_select), so `max` and `abs` in this module are
+these functions: code here that means Python's builtins writes builtins.max / builtins.abs.
 """
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import numbers
 
 from .. import _C
 from .._args import pair as _pair
-from ..tensor import _call
+from ..autograd import no_grad
+from ..tensor import _call, tensor
 from ..tensor import _wrap_dim as _dim
 
 _REDUCTIONS = dict(_C.reductions)
@@ -112,6 +117,14 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return _call("layer_norm", [input, weight, bias], (k,), (float(eps),))
 
 
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalises each of num_groups channel groups of every sample over its channels and spatial
+    dims (biased variance), then scales and shifts per channel; input (N, C, *)."""
+    if not isinstance(num_groups, numbers.Integral) or isinstance(num_groups, bool):
+        raise TypeError(f"group_norm: argument 'num_groups' must be an int, got {num_groups!r}")
+    return _call("group_norm", [input, weight, bias], (int(num_groups),), (float(eps),))
+
+
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zeroes each element with probability p and scales the rest by 1/(1-p) (training only). The
     mask comes from a fresh Philox stream, so affectfer.manual_seed makes it repeatable."""
@@ -157,6 +170,159 @@ def log_softmax(input, dim, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
     return _call("log_softmax", [input], (_dim(dim, input.ndim),))
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + e^(beta x)) / beta, and x itself where beta * x > threshold (for stability)."""
+    return _call("softplus", [input], (), (float(beta), float(threshold)))
+
+
+def logsigmoid(input):
+    """log(sigmoid(x)), computed as min(x, 0) - log1p(e^-|x|)."""
+    return _call("log_sigmoid", [input])
+
+
+def hardswish(input, inplace=False):
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+    return _call("hardswish", [input])
+
+
+def hardsigmoid(input, inplace=False):
+    """relu6(x + 3) / 6 (MobileNetV3)."""
+    return _call("hardsigmoid", [input])
+
+
+# ---- elementwise, selection and indexing (torch.* functions, also Tensor methods) ----
+def abs(input):
+    return input.abs()
+
+
+def clamp(input, min=None, max=None):
+    """min(max(input, min), max) with number bounds, either of them None."""
+    return input.clamp(min, max)
+
+
+def maximum(input, other):
+    """Elementwise maximum with broadcasting (NaN propagates; a tie splits the gradient in halves)."""
+    return _call("maximum", [input, other])
+
+
+def where(condition, input, other):
+    """input where condition (bool or uint8) is set, else other; the three broadcast together. input
+    or other may be a number (it takes the other operand's dtype)."""
+    if not isinstance(input, _C.TensorBase) and not isinstance(other, _C.TensorBase):
+        raise TypeError("where: at least one of 'input' and 'other' must be a Tensor")
+    if not isinstance(input, _C.TensorBase):
+        input = tensor(input, dtype=other.dtype)
+    if not isinstance(other, _C.TensorBase):
+        other = tensor(other, dtype=input.dtype)
+    return _call("where", [condition, input, other])
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """torch.var: squared deviations from the mean summed over dim, divided by n - correction."""
+    return input.var(dim, unbiased, keepdim, correction=correction)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """torch.std: the square root of var."""
+    return input.std(dim, unbiased, keepdim, correction=correction)
+
+
+def max(input, dim=None, keepdim=False):
+    """torch.max: the largest element, (values, indices) along dim, or the maximum with a tensor."""
+    return input.max(dim, keepdim)
+
+
+def argmax(input, dim=None, keepdim=False):
+    """torch.argmax: int64 index of the first maximum (of the flattened input when dim is None)."""
+    return input.argmax(dim, keepdim)
+
+
+def gather(input, dim, index, *, sparse_grad=False):
+    """torch.gather: out[..., j, ...] = input[..., index[..., j, ...], ...] along dim (index int64)."""
+    if sparse_grad:
+        raise ValueError("gather(sparse_grad=True) is not supported")
+    return input.gather(dim, index)
+
+
+def index_select(input, dim, index):
+    """torch.index_select: the entries index (int64, 1-D) of input along dim."""
+    return input.index_select(dim, index)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 (*shape) -> int64 (*shape, num_classes); num_classes=-1 takes the largest value + 1."""
+    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool):
+        raise TypeError(f"one_hot: argument 'num_classes' must be an int, got {num_classes!r}")
+    if num_classes == -1:
+        if not isinstance(tensor, _C.TensorBase) or tensor.dtype != "int64":
+            return _call("one_hot", [tensor], (1,))  # C names the argument and the dtype
+        if tensor.numel() == 0:
+            raise ValueError("one_hot: cannot infer num_classes from an empty tensor; pass num_classes")
+        with no_grad():  # float64 holds every class index exactly
+            num_classes = int(tensor.to("float64").max().item()) + 1
+    return _call("one_hot", [tensor], (int(num_classes),))
+
+
+# ---- padding and resampling ----
+_PAD_MODES = {"constant": 0, "reflect": 1, "replicate": 2}
+
+
+def pad(input, pad, mode="constant", value=None):
+    """torch.nn.functional.pad for the last two dims: pad = (left, right) or (left, right, top,
+    bottom); modes 'constant' (negative padding crops), 'reflect' and 'replicate'."""
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: argument 'mode' must be 'constant', 'reflect' or 'replicate', got {mode!r}")
+    try:
+        widths = [int(v) for v in pad]
+    except (TypeError, ValueError):
+        raise TypeError(f"pad: argument 'pad' must be a tuple of ints, got {pad!r}") from None
+    if len(widths) not in (2, 4):
+        raise ValueError(f"pad: argument 'pad' must have 2 or 4 entries (the last one or two dims), got {len(widths)}")
+    if mode != "constant" and value not in (None, 0):
+        raise ValueError(f"pad: argument 'value' is only used in constant mode, got {value!r} with mode {mode!r}")
+    if len(widths) == 2:
+        widths += [0, 0]
+    if input.ndim == 1 and widths[2:] == [0, 0]:
+        return _call("pad", [input.reshape(1, -1)], (_PAD_MODES[mode], *widths), (float(value or 0),)).reshape(-1)
+    return _call("pad", [input], (_PAD_MODES[mode], *widths), (float(value or 0.0),))
+
+
+_INTERP_MODES = {"bilinear": 0, "bicubic": 1}
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """torch.nn.functional.interpolate for 4-D (N, C, H, W) inputs, modes 'bilinear' and 'bicubic'.
+    Give size or scale_factor (a number or a pair); the output size is floor(H * scale_factor) and
+    the coordinates use scale_factor itself unless recompute_scale_factor=True, as in torch."""
+    if mode not in _INTERP_MODES:
+        raise ValueError(f"interpolate: argument 'mode' must be 'bilinear' or 'bicubic', got {mode!r}")
+    if antialias:
+        raise ValueError("interpolate: antialias=True is not supported")
+    if input.ndim != 4:
+        raise ValueError(f"interpolate: {mode} mode needs a 4-D (N, C, H, W) input, got shape {tuple(input.shape)}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of 'size' and 'scale_factor'")
+    H, W = input.shape[2:]
+    scales = (0.0, 0.0)
+    if size is not None:
+        oh, ow = _pair(size, "size")
+    else:
+        if isinstance(scale_factor, numbers.Real):
+            scale_factor = (scale_factor, scale_factor)
+        try:
+            sh, sw = (float(v) for v in scale_factor)
+        except (TypeError, ValueError):
+            raise TypeError(f"interpolate: argument 'scale_factor' must be a number or a pair, got {scale_factor!r}") \
+                from None
+        if not (sh > 0 and sw > 0):
+            raise ValueError(f"interpolate: argument 'scale_factor' must be positive, got {scale_factor!r}")
+        oh, ow = int(H * sh // 1), int(W * sw // 1)
+        if not recompute_scale_factor:
+            scales = (sh, sw)
+    return _call("interpolate", [input], (_INTERP_MODES[mode], int(bool(align_corners)), oh, ow), scales)
 
 
 # ---- losses ----

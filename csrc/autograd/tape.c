@@ -126,7 +126,10 @@ af_status af_call(af_op_call *c) {
             return st;
         }
     }
+    af_node_retain(n); /* held across the loop: freed below if no output keeps it (all integer) */
     for (int k = 0; k < c->n_out; k++) {
+        /* integer outputs (max's indices) carry no gradient, as in torch */
+        if (c->out[k]->dtype != AF_DTYPE_F32 && c->out[k]->dtype != AF_DTYPE_F64) continue;
         c->out[k]->grad_fn = n;
         c->out[k]->grad_fn_output = k;
         c->out[k]->requires_grad = 1;
@@ -134,6 +137,7 @@ af_status af_call(af_op_call *c) {
     }
     for (int k = 0; k < c->n_saved; k++) c->saved[k] = NULL;
     c->n_saved = 0;
+    af_node_release(n);
     return AF_OK;
 }
 

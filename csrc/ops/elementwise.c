@@ -1,8 +1,12 @@
 /* Elementwise ops: binary arithmetic with NumPy/PyTorch broadcasting, and unary maps.
  *
- * Binary (add, sub, mul, div): in = (a, b), same float dtype, shapes broadcast right-aligned (a dim
- * of 1 stretches); out has the broadcast shape. Backward reduces the gradient over the broadcast
- * dims back to each input's shape.
+ * Binary (add, sub, mul, div, maximum): in = (a, b), same float dtype, shapes broadcast right-aligned
+ * (a dim of 1 stretches); out has the broadcast shape. Backward reduces the gradient over the
+ * broadcast dims back to each input's shape. maximum propagates NaN and, like torch.maximum, sends
+ * the gradient to the larger input and half of it to each on a tie.
+ *
+ * where: in = (condition bool/uint8, input, other), the three broadcast together; out = input where
+ * condition is non-zero, else other (torch.where). The gradient goes to the side that was picked.
  *
  * Unary, one entry per map, y = f(x) (x float32/float64, y same shape):
  *   neg  -x                      exp   e^x                 log  ln x            sqrt  x^(1/2)
@@ -10,8 +14,20 @@
  *   gelu x*Phi(x) with the exact erf (attr i[0] = 0) or the tanh approximation (i[0] = 1),
  *        both as torch.nn.functional.gelu(approximate='none' | 'tanh') documents
  *   scale x*f[0]     add_scalar x + f[0]     pow_scalar x^f[0]
- * Attributes: gelu has 1 integer; scale/add_scalar/pow_scalar 1 float; the rest none. */
+ *   abs  |x| (grad sign(x), 0 at 0)            log_sigmoid  log(1/(1+e^-x)) = min(x,0) - log1p(e^-|x|)
+ *   hardsigmoid relu6(x+3)/6 and hardswish x*relu6(x+3)/6 (Howard et al. 2019, arXiv 1905.02244),
+ *        with torch's one-sided gradients at the kinks: hardsigmoid 1/6 and hardswish x/3 + 1/2
+ *        strictly inside (-3, 3); hardswish 0 at -3 and 1 at 3
+ *   softplus log1p(e^(beta x))/beta, floats (beta, threshold): x itself where beta*x > threshold
+ *        (torch.nn.functional.softplus)
+ *   clamp ints (has_min, has_max), floats (min, max): min(max(x, min), max) with each bound optional;
+ *        the gradient passes strictly between the bounds (torch.clamp with number bounds gives 0
+ *        at a bound)
+ * Attributes: gelu has 1 integer; scale/add_scalar/pow_scalar 1 float; softplus 2 floats; clamp 2
+ * integers and 2 floats; the rest none. */
 #ifndef AF_FLOAT_PASS
+#include <math.h>
+
 #include "elementwise.h"
 
 #define AF_TEMPLATE_FILE "elementwise.c"
@@ -58,11 +74,75 @@ static af_status binary_backward_cpu(const af_op_call *c, af_tensor *const *dout
     return AF_OK;
 }
 
+/* ---- where(condition, input, other) ---- */
+
+static af_status where_setup(af_op_call *c) {
+    AF_TRY(af_check_attrs(c, 0, 0));
+    if (c->n_in != 3) return AF_FAIL(AF_ERR_VALUE, "where takes 3 tensors (condition, input, other), got %d", c->n_in);
+    AF_TRY(af_check_present(c, 0));
+    if (c->in[0]->dtype != AF_DTYPE_BOOL && c->in[0]->dtype != AF_DTYPE_U8)
+        return AF_FAIL(AF_ERR_TYPE, "where: argument 'condition' must be bool or uint8, got %s",
+                       af_dtype_name(c->in[0]->dtype));
+    AF_TRY(af_check_float(c, 1));
+    AF_TRY(af_check_float(c, 2));
+    AF_TRY(af_check_same_dtype(c, 1, 2));
+    int nd = 0;
+    for (int i = 0; i < 3; i++) nd = c->in[i]->ndim > nd ? c->in[i]->ndim : nd;
+    int64_t shape[AF_MAX_DIMS];
+    for (int k = 0; k < nd; k++) {
+        shape[k] = 1;
+        for (int i = 0; i < 3; i++) {
+            const af_tensor *t = c->in[i];
+            int ki = k - (nd - t->ndim);
+            int64_t d = ki >= 0 ? t->shape[ki] : 1;
+            if (d != 1 && shape[k] != 1 && d != shape[k]) {
+                char b0[96], b1[96], b2[96];
+                return AF_FAIL(AF_ERR_VALUE, "where: shapes %s (condition), %s (input) and %s (other) cannot be "
+                               "broadcast together (dim %d)",
+                               af_shape_str(c->in[0]->ndim, c->in[0]->shape, b0, sizeof b0),
+                               af_shape_str(c->in[1]->ndim, c->in[1]->shape, b1, sizeof b1),
+                               af_shape_str(c->in[2]->ndim, c->in[2]->shape, b2, sizeof b2), k);
+            }
+            if (d != 1) shape[k] = d;
+        }
+    }
+    return af_alloc_out(c, 0, nd, shape, 1);
+}
+
+static af_status where_forward_cpu(af_op_call *c) {
+    where_plan p;
+    where_plan_make(c, &p);
+    AF_DISPATCH_FLOAT(c->in[1]->dtype, where_forward, &p, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                      af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), c->out[0]->numel);
+    return AF_OK;
+}
+
+static af_status where_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    where_plan p;
+    where_plan_make(c, &p);
+    for (int side = 1; side <= 2; side++)
+        if (din[side])
+            AF_DISPATCH_FLOAT(c->in[1]->dtype, where_backward, &p, side, c->in[side]->numel == c->out[0]->numel,
+                              af_tensor_data(c->in[0]), af_tensor_data(dout[0]), af_tensor_data(din[side]),
+                              c->out[0]->numel);
+    return AF_OK;
+}
+
 static af_status unary_setup(af_op_call *c) {
-    int n_i = c->op == AF_OP_GELU ? 1 : 0;
-    int n_f = (c->op == AF_OP_SCALE || c->op == AF_OP_ADD_SCALAR || c->op == AF_OP_POW_SCALAR) ? 1 : 0;
+    int n_i = c->op == AF_OP_GELU ? 1 : c->op == AF_OP_CLAMP ? 2 : 0;
+    int n_f = (c->op == AF_OP_SCALE || c->op == AF_OP_ADD_SCALAR || c->op == AF_OP_POW_SCALAR) ? 1
+              : (c->op == AF_OP_SOFTPLUS || c->op == AF_OP_CLAMP) ? 2 : 0;
     AF_TRY(af_check_attrs(c, n_i, n_f));
     AF_TRY(af_check_float(c, 0));
+    if (c->op == AF_OP_CLAMP) {
+        if ((c->attr.i[0] != 0 && c->attr.i[0] != 1) || (c->attr.i[1] != 0 && c->attr.i[1] != 1))
+            return AF_FAIL(AF_ERR_VALUE, "clamp: attributes (has_min, has_max) must be 0 or 1, got (%lld, %lld)",
+                           (long long)c->attr.i[0], (long long)c->attr.i[1]);
+        if (!c->attr.i[0] && !c->attr.i[1])
+            return AF_FAIL(AF_ERR_VALUE, "clamp: at least one of 'min' or 'max' must not be None");
+    }
+    if (c->op == AF_OP_SOFTPLUS && !(c->attr.f[0] != 0 && isfinite(c->attr.f[0])))
+        return AF_FAIL(AF_ERR_VALUE, "softplus: argument 'beta' must be finite and non-zero, got %g", c->attr.f[0]);
     return af_alloc_out(c, 0, c->in[0]->ndim, c->in[0]->shape, 0);
 }
 
@@ -81,6 +161,7 @@ static af_status unary_backward_cpu(const af_op_call *c, af_tensor *const *dout,
 
 static const char *const binary_inputs[] = {"input", "other", NULL};
 static const char *const unary_inputs[] = {"input", NULL};
+static const char *const where_inputs[] = {"condition", "input", "other", NULL};
 
 #define BINARY_OP(op)                                                                                         \
     const af_op_def af_op_def_##op = {.name = #op, .input_names = binary_inputs, .setup = binary_setup,       \
@@ -94,6 +175,7 @@ BINARY_OP(add)
 BINARY_OP(sub)
 BINARY_OP(mul)
 BINARY_OP(div)
+BINARY_OP(maximum)
 UNARY_OP(neg)
 UNARY_OP(exp)
 UNARY_OP(log)
@@ -106,6 +188,15 @@ UNARY_OP(tanh)
 UNARY_OP(scale)
 UNARY_OP(add_scalar)
 UNARY_OP(pow_scalar)
+UNARY_OP(abs)
+UNARY_OP(clamp)
+UNARY_OP(softplus)
+UNARY_OP(log_sigmoid)
+UNARY_OP(hardswish)
+UNARY_OP(hardsigmoid)
+const af_op_def af_op_def_where = {.name = "where", .input_names = where_inputs, .setup = where_setup,
+                                   .forward_cpu = where_forward_cpu, .backward_cpu = where_backward_cpu,
+                                   .differentiable_inputs = 0x6u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -114,6 +205,7 @@ static inline scalar_t K(binary_apply)(int op, scalar_t a, scalar_t b) {
     case AF_OP_ADD: return a + b;
     case AF_OP_SUB: return a - b;
     case AF_OP_MUL: return a * b;
+    case AF_OP_MAXIMUM: return (a > b || a != a) ? a : b;
     default: return a / b;
     }
 }
@@ -124,6 +216,10 @@ static inline scalar_t K(binary_grad)(int op, int side, scalar_t a, scalar_t b, 
     case AF_OP_ADD: return g;
     case AF_OP_SUB: return side ? -g : g;
     case AF_OP_MUL: return side ? g * a : g * b;
+    case AF_OP_MAXIMUM: {
+        scalar_t mine = side ? b : a, theirs = side ? a : b;
+        return mine > theirs ? g : mine == theirs ? g / 2 : 0;
+    }
     default: return side ? -g * a / (b * b) : g / b;
     }
 }
@@ -171,6 +267,41 @@ static void K(binary_backward)(int op, int side, const broadcast *bc, const scal
     }
 }
 
+/* out (plan shape) = cond ? x : y, each operand read through its plan strides */
+static void K(where_forward)(const where_plan *p, const uint8_t *cond, const scalar_t *x, const scalar_t *y,
+                             scalar_t *out, int64_t n) {
+    const int64_t *s = p->shape, *sc = p->stride[0], *sx = p->stride[1], *sy = p->stride[2];
+    int64_t rows = s[0] * s[1] * s[2] * s[3];
+    AF_PARALLEL_FOR(n)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t i3 = r % s[3], i2 = r / s[3] % s[2], i1 = r / (s[3] * s[2]) % s[1], i0 = r / (s[3] * s[2] * s[1]);
+        const uint8_t *rc = cond + i0 * sc[0] + i1 * sc[1] + i2 * sc[2] + i3 * sc[3];
+        const scalar_t *rx = x + i0 * sx[0] + i1 * sx[1] + i2 * sx[2] + i3 * sx[3];
+        const scalar_t *ry = y + i0 * sy[0] + i1 * sy[1] + i2 * sy[2] + i3 * sy[3];
+        scalar_t *ro = out + r * s[4];
+        for (int64_t j = 0; j < s[4]; j++) ro[j] = rc[j * sc[4]] ? rx[j * sx[4]] : ry[j * sy[4]];
+    }
+}
+
+/* grad (input's shape for side 1, other's for side 2) += dout where that side was picked, summed
+ * over its broadcast dims. Parallel only when the side has the full shape (each element written
+ * once); otherwise serial, so the summation order never depends on the thread count. */
+static void K(where_backward)(const where_plan *p, int side, int full, const uint8_t *cond, const scalar_t *dout,
+                              scalar_t *grad, int64_t n) {
+    const int64_t *s = p->shape, *sc = p->stride[0], *sg = p->stride[side];
+    uint8_t pick = side == 1;
+    int64_t rows = s[0] * s[1] * s[2] * s[3];
+    AF_PARALLEL_FOR(full ? n : 0)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t i3 = r % s[3], i2 = r / s[3] % s[2], i1 = r / (s[3] * s[2]) % s[1], i0 = r / (s[3] * s[2] * s[1]);
+        const uint8_t *rc = cond + i0 * sc[0] + i1 * sc[1] + i2 * sc[2] + i3 * sc[3];
+        scalar_t *rg = grad + i0 * sg[0] + i1 * sg[1] + i2 * sg[2] + i3 * sg[3];
+        const scalar_t *rd = dout + r * s[4];
+        for (int64_t j = 0; j < s[4]; j++)
+            if ((rc[j * sc[4]] != 0) == pick) rg[j * sg[4]] += rd[j];
+    }
+}
+
 static inline scalar_t K(gelu_tanh_inner)(scalar_t x) {
     const scalar_t k = (scalar_t)0.7978845608028654; /* sqrt(2/pi) */
     return k * (x + (scalar_t)0.044715 * x * x * x);
@@ -191,6 +322,20 @@ static inline scalar_t K(unary_apply)(int op, const af_attrs *attr, scalar_t x) 
         return (scalar_t)0.5 * x * (1 + erf(x * (scalar_t)0.7071067811865476));
     case AF_OP_SCALE: return x * (scalar_t)attr->f[0];
     case AF_OP_ADD_SCALAR: return x + (scalar_t)attr->f[0];
+    case AF_OP_ABS: return fabs(x);
+    case AF_OP_CLAMP: {
+        /* comparisons written so NaN passes through, as in torch.clamp */
+        if (attr->i[0] && x < (scalar_t)attr->f[0]) x = (scalar_t)attr->f[0];
+        if (attr->i[1] && x > (scalar_t)attr->f[1]) x = (scalar_t)attr->f[1];
+        return x;
+    }
+    case AF_OP_SOFTPLUS: {
+        scalar_t beta = (scalar_t)attr->f[0];
+        return x * beta > (scalar_t)attr->f[1] ? x : log1p(exp(x * beta)) / beta;
+    }
+    case AF_OP_LOG_SIGMOID: return (x < 0 ? x : 0) - log1p(exp(-fabs(x)));
+    case AF_OP_HARDSIGMOID: return x <= -3 ? 0 : x >= 3 ? 1 : x / 6 + (scalar_t)0.5;
+    case AF_OP_HARDSWISH: return x <= -3 ? 0 : x >= 3 ? x : x * (x + 3) / 6;
     default: return pow(x, (scalar_t)attr->f[0]);
     }
 }
@@ -221,6 +366,21 @@ static inline scalar_t K(unary_derivative)(int op, const af_attrs *attr, scalar_
         }
     case AF_OP_SCALE: return (scalar_t)attr->f[0];
     case AF_OP_ADD_SCALAR: return 1;
+    case AF_OP_ABS: return x > 0 ? 1 : x < 0 ? -1 : 0;
+    case AF_OP_CLAMP: {
+        /* strict, so lo > hi (hi everywhere) passes no gradient either */
+        int in_lo = !attr->i[0] || x > (scalar_t)attr->f[0];
+        int in_hi = !attr->i[1] || x < (scalar_t)attr->f[1];
+        return in_lo && in_hi ? 1 : 0;
+    }
+    case AF_OP_SOFTPLUS: {
+        scalar_t bx = x * (scalar_t)attr->f[0];
+        if (bx > (scalar_t)attr->f[1]) return 1;
+        return 1 / (1 + exp(-bx));
+    }
+    case AF_OP_LOG_SIGMOID: return 1 / (1 + exp(x)); /* sigmoid(-x) */
+    case AF_OP_HARDSIGMOID: return x > -3 && x < 3 ? (scalar_t)1 / 6 : 0;
+    case AF_OP_HARDSWISH: return x <= -3 ? 0 : x < 3 ? x / 3 + (scalar_t)0.5 : 1;
     default: {
         scalar_t p = (scalar_t)attr->f[0];
         return p == 0 ? 0 : p * pow(x, p - 1);

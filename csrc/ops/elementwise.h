@@ -1,4 +1,4 @@
-/* The broadcast plan of the binary elementwise ops, shared by elementwise.c and a CUDA twin:
+/* The broadcast plans of the binary elementwise ops and of where, shared by elementwise.c and a CUDA twin:
  * plain C (nvcc compiles it as C++), no OpenMP, no CBLAS. */
 #ifndef AF_OPS_ELEMENTWISE_H
 #define AF_OPS_ELEMENTWISE_H
@@ -34,6 +34,22 @@ static inline void broadcast_make(const af_tensor *a, const af_tensor *b, broadc
     padded_strides(a, bc->shape, bc->stride_a);
     padded_strides(b, bc->shape, bc->stride_b);
     bc->same = af_tensor_same_shape(a, b);
+}
+
+/* where's three operands right-aligned into 5 dims, stride 0 on stretched dims */
+typedef struct where_plan {
+    int64_t shape[AF_MAX_DIMS];
+    int64_t stride[3][AF_MAX_DIMS]; /* condition, input, other */
+} where_plan;
+
+/* from the inputs and the output setup allocated with their broadcast shape */
+static inline void where_plan_make(const af_op_call *c, where_plan *p) {
+    int nd = c->out[0]->ndim;
+    for (int d = 0; d < AF_MAX_DIMS; d++) {
+        int k = d - (AF_MAX_DIMS - nd);
+        p->shape[d] = k >= 0 ? c->out[0]->shape[k] : 1;
+    }
+    for (int i = 0; i < 3; i++) padded_strides(c->in[i], p->shape, p->stride[i]);
 }
 
 #endif

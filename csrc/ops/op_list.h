@@ -7,6 +7,7 @@ AF_OP(add, ADD)
 AF_OP(sub, SUB)
 AF_OP(mul, MUL)
 AF_OP(div, DIV)
+AF_OP(maximum, MAXIMUM)
 /* elementwise.c: unary */
 AF_OP(neg, NEG)
 AF_OP(exp, EXP)
@@ -20,6 +21,14 @@ AF_OP(tanh, TANH)
 AF_OP(scale, SCALE)
 AF_OP(add_scalar, ADD_SCALAR)
 AF_OP(pow_scalar, POW_SCALAR)
+AF_OP(abs, ABS)
+AF_OP(clamp, CLAMP)
+AF_OP(softplus, SOFTPLUS)
+AF_OP(log_sigmoid, LOG_SIGMOID)
+AF_OP(hardswish, HARDSWISH)
+AF_OP(hardsigmoid, HARDSIGMOID)
+/* elementwise.c: ternary */
+AF_OP(where, WHERE)
 
 /* shape.c, reduce.c, linear.c, matmul.c */
 AF_OP(reshape, RESHAPE)
@@ -30,14 +39,30 @@ AF_OP(slice, SLICE)
 AF_OP(cast, CAST)
 AF_OP(sum, SUM)
 AF_OP(mean, MEAN)
+AF_OP(var, VAR)
+AF_OP(std, STD)
+AF_OP(max, MAX)
+AF_OP(argmax, ARGMAX)
 AF_OP(matmul, MATMUL)
 AF_OP(linear, LINEAR)
+
+/* index.c */
+AF_OP(gather, GATHER)
+AF_OP(index_select, INDEX_SELECT)
+AF_OP(one_hot, ONE_HOT)
 
 /* conv2d.c, pool.c */
 AF_OP(conv2d, CONV2D)
 AF_OP(max_pool2d, MAX_POOL2D)
 AF_OP(avg_pool2d, AVG_POOL2D)
 AF_OP(adaptive_avg_pool2d, ADAPTIVE_AVG_POOL2D)
+
+/* pad.c, interpolate.c */
+AF_OP(pad, PAD)
+AF_OP(interpolate, INTERPOLATE)
+
+/* group_norm.c */
+AF_OP(group_norm, GROUP_NORM)
 
 /* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
 AF_OP(batch_norm, BATCH_NORM)

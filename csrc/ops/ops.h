@@ -121,6 +121,22 @@ af_status af_check_same_dtype(const af_op_call *c, int i, int j);
 af_status af_check_ndim(const af_op_call *c, int i, int ndim);
 af_status af_check_same_device(const af_op_call *c);
 af_status af_check_attrs(const af_op_call *c, int n_i, int n_f);
+/* x viewed as (outer, D, inner) around dim: the product of the dims before it, its size (1 for a
+ * 0-D x), the product of the dims after it. The layout of ops along one dim (softmax, max, gather). */
+typedef struct af_dim_split {
+    int64_t outer, D, inner;
+} af_dim_split;
+
+static inline af_dim_split af_split_at_dim(const af_tensor *x, int dim) {
+    af_dim_split s = {1, 1, 1};
+    for (int d = 0; d < x->ndim; d++) {
+        if (d < dim) s.outer *= x->shape[d];
+        else if (d == dim) s.D = x->shape[d];
+        else s.inner *= x->shape[d];
+    }
+    return s;
+}
+
 /* Allocate out[k] with the given shape and the dtype/device of in[like]. */
 af_status af_alloc_out(af_op_call *c, int k, int ndim, const int64_t *shape, int like);
 af_status af_alloc_out_dtype(af_op_call *c, int k, int ndim, const int64_t *shape, af_dtype dtype);

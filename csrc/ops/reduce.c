@@ -1,4 +1,4 @@
-/* Reductions: sum and mean over a set of dims.
+/* Reductions: sum and mean (and var, std) over a set of dims; max and argmax along one dim.
  *
  * in = (x) float32/float64, any shape (0 to 5 dims). ints = (keepdim, d0, d1, ...): the dims to
  * reduce, sorted, unique, each in [0, ndim); no dims = every dim (a 0-d result, or all ones with
@@ -18,8 +18,23 @@
  * accumulate in double; for float32 the rounding error of the sum is then ~n * 1e-16 relative to
  * sum |x| instead of ~n * 6e-8 for a float32 running sum, so the final rounding to float32 is the
  * only error that shows. Contiguous runs use 8 interleaved lanes (lane k adds elements k, k+8, ...)
- * combined pairwise: the loop vectorises and error growth per lane is 8 times shorter. */
+ * combined pairwise: the loop vectorises and error growth per lane is 8 times shorter.
+ *
+ * var, std: the same (keepdim, dims...) integers and floats = (correction,), torch.var semantics:
+ * var = sum (x - mean)^2 / max(0, R - correction) (correction 1 = Bessel's, 0 = biased; a zero
+ * divisor gives inf or NaN as in torch), std = sqrt(var). Two passes in double per output (mean,
+ * then squared deviations), each output owned by one thread. saved = the mean (float64, out's
+ * shape). Backward: dx += dout * 2 (x - mean) / divisor for var; dout * (x - mean) / (divisor * std)
+ * for std, 0 where std == 0 (torch masks that case the same way).
+ *
+ * max, argmax: ints = (dim, keepdim); x viewed as (outer, D, inner) around dim, D >= 1 (a 0-d x
+ * counts as D = 1 with dim 0). max outputs (values, indices int64), argmax only the indices. The
+ * index is the first maximum, a NaN counting as larger than everything (torch.max(x, dim)).
+ * Backward of max: dx[index] += dvalues, as torch routes it to the selected element only; argmax
+ * has no gradient. */
 #ifndef AF_FLOAT_PASS
+#include <math.h>
+
 #include "reduce.h"
 
 #define REDUCE_COLS 256 /* outputs per work item when the innermost group is kept */
@@ -27,12 +42,17 @@
 #define AF_TEMPLATE_FILE "reduce.c"
 #include "instantiate_float.h"
 
+static int is_var(int op) { return op == AF_OP_VAR || op == AF_OP_STD; }
+
 static af_status reduce_setup(af_op_call *c) {
     const char *name = af_op_table[c->op]->name;
     AF_TRY(af_check_float(c, 0));
-    if (c->attr.n_f != 0 || c->attr.n_i < 1)
-        return AF_FAIL(AF_ERR_VALUE, "%s takes integer attributes (keepdim, dims...) and no floats, got %d and %d",
-                       name, c->attr.n_i, c->attr.n_f);
+    int n_f = is_var(c->op) ? 1 : 0;
+    if (c->attr.n_f != n_f || c->attr.n_i < 1)
+        return AF_FAIL(AF_ERR_VALUE, "%s takes integer attributes (keepdim, dims...) and %s, got %d and %d", name,
+                       n_f ? "one float (correction)" : "no floats", c->attr.n_i, c->attr.n_f);
+    if (n_f && !isfinite(c->attr.f[0]))
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument 'correction' must be finite, got %g", name, c->attr.f[0]);
     const af_tensor *x = c->in[0];
     if (c->attr.i[0] != 0 && c->attr.i[0] != 1)
         return AF_FAIL(AF_ERR_VALUE, "%s: argument 'keepdim' must be 0 or 1, got %lld", name, (long long)c->attr.i[0]);
@@ -54,7 +74,9 @@ static af_status reduce_setup(af_op_call *c) {
         if (!flags[d]) shape[nd++] = x->shape[d];
         else if (c->attr.i[0]) shape[nd++] = 1;
     }
-    return af_alloc_out(c, 0, nd, shape, 0);
+    AF_TRY(af_alloc_out(c, 0, nd, shape, 0));
+    if (is_var(c->op)) AF_TRY(af_alloc_saved(c, 0, nd, shape, AF_DTYPE_F64));
+    return AF_OK;
 }
 
 static af_status reduce_forward_cpu(af_op_call *c) {
@@ -73,6 +95,73 @@ static af_status reduce_backward_cpu(const af_op_call *c, af_tensor *const *dout
     return AF_OK;
 }
 
+/* R - correction, floored at 0 as torch does */
+static double var_divisor(const af_op_call *c, const reduce_plan *p) {
+    double d = (double)p->R - c->attr.f[0];
+    return d > 0 ? d : 0;
+}
+
+static af_status var_forward_cpu(af_op_call *c) {
+    reduce_plan p;
+    reduce_plan_make(c, &p);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, var_forward, &p, var_divisor(c, &p), c->op == AF_OP_STD,
+                      af_tensor_data(c->in[0]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]),
+                      c->out[0]->numel);
+    return AF_OK;
+}
+
+static af_status var_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    if (c->in[0]->numel == 0) return AF_OK;
+    reduce_plan p;
+    reduce_plan_make(c, &p);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, var_backward, &p, var_divisor(c, &p), c->op == AF_OP_STD,
+                      af_tensor_data(c->in[0]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]),
+                      af_tensor_data(dout[0]), af_tensor_data(din[0]), c->out[0]->numel);
+    return AF_OK;
+}
+
+/* ---- max, argmax along one dim ---- */
+
+static af_status max_setup(af_op_call *c) {
+    const char *name = af_op_table[c->op]->name;
+    AF_TRY(af_check_attrs(c, 2, 0));
+    AF_TRY(af_check_float(c, 0));
+    const af_tensor *x = c->in[0];
+    int64_t dim = c->attr.i[0], keepdim = c->attr.i[1];
+    if (dim < 0 || dim >= (x->ndim ? x->ndim : 1))
+        return AF_FAIL(AF_ERR_INDEX, "%s: argument 'dim' %lld out of range for a %d-D input", name, (long long)dim,
+                       x->ndim);
+    if (keepdim != 0 && keepdim != 1)
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument 'keepdim' must be 0 or 1, got %lld", name, (long long)keepdim);
+    if (x->ndim && x->shape[dim] == 0)
+        return AF_FAIL(AF_ERR_VALUE, "%s: argument 'dim' %lld has size 0; a maximum over no elements is undefined",
+                       name, (long long)dim);
+    int64_t shape[AF_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (d != dim) shape[nd++] = x->shape[d];
+        else if (keepdim) shape[nd++] = 1;
+    }
+    int k = 0;
+    if (c->op == AF_OP_MAX) AF_TRY(af_alloc_out(c, k++, nd, shape, 0));
+    return af_alloc_out_dtype(c, k, nd, shape, AF_DTYPE_I64);
+}
+
+static af_status max_forward_cpu(af_op_call *c) {
+    af_dim_split p = af_split_at_dim(c->in[0], (int)c->attr.i[0]);
+    int has_values = c->op == AF_OP_MAX;
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_forward, &p, af_tensor_data(c->in[0]),
+                      has_values ? af_tensor_data(c->out[0]) : NULL, af_tensor_data(c->out[has_values]));
+    return AF_OK;
+}
+
+static af_status max_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+    af_dim_split p = af_split_at_dim(c->in[0], (int)c->attr.i[0]);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, max_backward, &p, af_tensor_data(c->out[1]), af_tensor_data(dout[0]),
+                      af_tensor_data(din[0]));
+    return AF_OK;
+}
+
 static const char *const reduce_inputs[] = {"input", NULL};
 const af_op_def af_op_def_sum = {.name = "sum", .input_names = reduce_inputs, .setup = reduce_setup,
                                  .forward_cpu = reduce_forward_cpu, .backward_cpu = reduce_backward_cpu,
@@ -80,6 +169,17 @@ const af_op_def af_op_def_sum = {.name = "sum", .input_names = reduce_inputs, .s
 const af_op_def af_op_def_mean = {.name = "mean", .input_names = reduce_inputs, .setup = reduce_setup,
                                   .forward_cpu = reduce_forward_cpu, .backward_cpu = reduce_backward_cpu,
                                   .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_var = {.name = "var", .input_names = reduce_inputs, .setup = reduce_setup,
+                                 .forward_cpu = var_forward_cpu, .backward_cpu = var_backward_cpu,
+                                 .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_std = {.name = "std", .input_names = reduce_inputs, .setup = reduce_setup,
+                                 .forward_cpu = var_forward_cpu, .backward_cpu = var_backward_cpu,
+                                 .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_max = {.name = "max", .input_names = reduce_inputs, .setup = max_setup,
+                                 .forward_cpu = max_forward_cpu, .backward_cpu = max_backward_cpu,
+                                 .differentiable_inputs = 0x1u};
+const af_op_def af_op_def_argmax = {.name = "argmax", .input_names = reduce_inputs, .setup = max_setup,
+                                    .forward_cpu = max_forward_cpu, .differentiable_inputs = 0};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -151,6 +251,69 @@ static void K(reduce_backward)(const reduce_plan *p, const scalar_t *dy, scalar_
             for (int64_t j = 0; j < p->inner; j++) row[j] += g[j] * scale;
         }
     }
+}
+
+/* y, mean: (n_out); per output the mean, then the squared deviations, both summed in double */
+static void K(var_forward)(const reduce_plan *p, double divisor, int take_sqrt, const scalar_t *x, scalar_t *y,
+                           double *mean, int64_t n_out) {
+    int64_t run = p->inner_reduced ? p->inner : 1;
+    AF_PARALLEL_FOR(p->R * n_out * 2)
+    for (int64_t o = 0; o < n_out; o++) {
+        const scalar_t *xo = x + out_base(p, o);
+        double s = 0, m2 = 0;
+        for (int64_t r = 0; r < p->n_red_rows; r++) {
+            const scalar_t *e = xo + group_offset(r, p->n_red, p->red_size, p->red_stride);
+            for (int64_t i = 0; i < run; i++) s += (double)e[i];
+        }
+        double m = s / (double)p->R;
+        for (int64_t r = 0; r < p->n_red_rows; r++) {
+            const scalar_t *e = xo + group_offset(r, p->n_red, p->red_size, p->red_stride);
+            for (int64_t i = 0; i < run; i++) m2 += ((double)e[i] - m) * ((double)e[i] - m);
+        }
+        double v = m2 / divisor;
+        mean[o] = m;
+        y[o] = (scalar_t)(take_sqrt ? sqrt(v) : v);
+    }
+}
+
+/* dx (input shape) += dy * d var / dx (or d std / dx); outputs own disjoint elements */
+static void K(var_backward)(const reduce_plan *p, double divisor, int is_std, const scalar_t *x, const scalar_t *y,
+                            const double *mean, const scalar_t *dy, scalar_t *dx, int64_t n_out) {
+    int64_t run = p->inner_reduced ? p->inner : 1;
+    AF_PARALLEL_FOR(p->R * n_out)
+    for (int64_t o = 0; o < n_out; o++) {
+        double g = is_std ? (y[o] == 0 ? 0 : (double)dy[o] / ((double)y[o] * divisor)) : 2 * (double)dy[o] / divisor;
+        int64_t base = out_base(p, o);
+        for (int64_t r = 0; r < p->n_red_rows; r++) {
+            int64_t off = base + group_offset(r, p->n_red, p->red_size, p->red_stride);
+            for (int64_t i = 0; i < run; i++) dx[off + i] += (scalar_t)(g * ((double)x[off + i] - mean[o]));
+        }
+    }
+}
+
+/* x: (outer, D, inner); values (NULL for argmax), indices: (outer, inner) */
+static void K(max_forward)(const af_dim_split *p, const scalar_t *x, scalar_t *values, int64_t *indices) {
+    AF_PARALLEL_FOR(p->outer * p->D * p->inner)
+    for (int64_t t = 0; t < p->outer * p->inner; t++) {
+        const scalar_t *xo = x + t / p->inner * p->D * p->inner + t % p->inner;
+        scalar_t best = xo[0];
+        int64_t at = 0;
+        for (int64_t k = 1; k < p->D; k++) {
+            scalar_t v = xo[k * p->inner];
+            if (v > best || (v != v && best == best)) {
+                best = v;
+                at = k;
+            }
+        }
+        if (values) values[t] = best;
+        indices[t] = at;
+    }
+}
+
+static void K(max_backward)(const af_dim_split *p, const int64_t *indices, const scalar_t *dvalues, scalar_t *dx) {
+    AF_PARALLEL_FOR(p->outer * p->inner)
+    for (int64_t t = 0; t < p->outer * p->inner; t++)
+        dx[t / p->inner * p->D * p->inner + indices[t] * p->inner + t % p->inner] += dvalues[t];
 }
 
 #endif

@@ -1,4 +1,4 @@
-/* The reduction plan of sum and mean (dims merged into kept and reduced groups, see reduce.c), shared
+/* The reduction plan of sum, mean, var and std (dims merged into kept and reduced groups, see reduce.c), shared
  * by reduce.c and a CUDA twin: plain C (nvcc compiles it as C++), no OpenMP, no CBLAS. */
 #ifndef AF_OPS_REDUCE_H
 #define AF_OPS_REDUCE_H
@@ -27,6 +27,13 @@ static inline int64_t group_offset(int64_t idx, int n, const int64_t *size, cons
         idx /= size[g];
     }
     return off;
+}
+
+/* Offset of output o's first element; its elements are at that offset plus every red_offset, and
+ * plus 0..inner-1 when the innermost group is reduced (var and std walk them this way). */
+static inline int64_t out_base(const reduce_plan *p, int64_t o) {
+    if (p->inner_reduced) return group_offset(o, p->n_kept, p->kept_size, p->kept_stride);
+    return group_offset(o / p->inner, p->n_kept, p->kept_size, p->kept_stride) + o % p->inner;
 }
 
 /* Reduced-dim flags from the attributes: none listed = all dims. */

@@ -31,17 +31,15 @@ static af_status softmax_setup(af_op_call *c) {
 }
 
 static af_status softmax_forward_cpu(af_op_call *c) {
-    int64_t outer, D, inner;
-    softmax_dims(c->in[0], (int)c->attr.i[0], &outer, &D, &inner);
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, softmax_forward, c->op == AF_OP_LOG_SOFTMAX, outer, D, inner,
+    af_dim_split s = af_split_at_dim(c->in[0], (int)c->attr.i[0]);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, softmax_forward, c->op == AF_OP_LOG_SOFTMAX, s.outer, s.D, s.inner,
                       af_tensor_data(c->in[0]), af_tensor_data(c->out[0]));
     return AF_OK;
 }
 
 static af_status softmax_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
-    int64_t outer, D, inner;
-    softmax_dims(c->in[0], (int)c->attr.i[0], &outer, &D, &inner);
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, softmax_backward, c->op == AF_OP_LOG_SOFTMAX, outer, D, inner,
+    af_dim_split s = af_split_at_dim(c->in[0], (int)c->attr.i[0]);
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, softmax_backward, c->op == AF_OP_LOG_SOFTMAX, s.outer, s.D, s.inner,
                       af_tensor_data(c->out[0]), af_tensor_data(dout[0]), af_tensor_data(din[0]));
     return AF_OK;
 }

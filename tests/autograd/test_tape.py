@@ -87,6 +87,21 @@ def test_requires_grad_rules():
         (x * 2.0).requires_grad = False
 
 
+def test_integer_outputs_carry_no_gradient():
+    # torch.max(x, dim).indices: recorded op, but an integer output is no part of the graph
+    x = t64([[1.0, 3.0, 2.0]])
+    values, indices = call("max", [x], (1, 0))
+    assert values.requires_grad and values.grad_fn == "max"
+    assert not indices.requires_grad and indices.grad_fn is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        indices.backward(af.tensor(np.zeros(1, dtype=np.int64)))
+    # a differentiable op whose only output is an integer records nothing reachable
+    as_int = call("cast", [x], (6,))
+    assert as_int.dtype == "int64" and not as_int.requires_grad and as_int.grad_fn is None
+    values.sum().backward()
+    assert x.grad.numpy().tolist() == [[0.0, 1.0, 0.0]]
+
+
 def test_graph_freed_with_the_loss():
     # A long chain must be released when its last tensor dies (no reference cycles): the C count of
     # live nodes returns to where it was.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import affectfer as af
-from affectfer.testing import assert_close, gradcheck
+from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
 from tests.conftest import call, t64
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -32,6 +32,29 @@ UNARY = {
 }
 BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 GELU_TANH = lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+
+def _softplus(beta, threshold):
+    return lambda x: np.where(x * beta > threshold, x, np.log1p(np.exp(beta * x)) / beta)
+
+
+# Activations with kinks or attributes: (op, NumPy reference, ints, floats, kinks). Inputs span
+# [-6, 6] so every piece of hardswish/hardsigmoid is hit; the gradchecks keep 0.05 from the kinks.
+ACTIVATIONS = [
+    ("abs", np.abs, (), (), (0.0,)),
+    ("clamp", lambda x: np.clip(x, -0.5, 0.7), (1, 1), (-0.5, 0.7), (-0.5, 0.7)),
+    ("clamp", lambda x: np.maximum(x, -0.25), (1, 0), (-0.25, 0.0), (-0.25,)),
+    ("clamp", lambda x: np.minimum(x, 1.5), (0, 1), (0.0, 1.5), (1.5,)),
+    ("softplus", _softplus(1.0, 20.0), (), (1.0, 20.0), ()),
+    ("softplus", _softplus(2.0, 1.0), (), (2.0, 1.0), (0.5,)),  # linear above x = threshold / beta
+    ("softplus", _softplus(-0.5, 20.0), (), (-0.5, 20.0), ()),
+    ("log_sigmoid", lambda x: -np.logaddexp(0, -x), (), (), ()),
+    ("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6, (), (), (-3.0, 3.0)),
+    ("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6, (), (), (-3.0, 3.0)),
+]
+ACTIVATION_IDS = [f"{a[0]}-{k}" for k, a in enumerate(ACTIVATIONS)]
+
 
 
 def _input(rng, shape, domain):
@@ -113,3 +136,174 @@ def test_operators_and_scalars(rng):
     assert_close(1 - ta, 1 - a)
     assert_close(-ta / tb, -a / b)
     assert_close(tb ** 2, b ** 2)
+
+
+def _away_from(x, kinks, margin=0.05):
+    for k in kinks:
+        x = np.where(np.abs(x - k) < margin, k + 2 * margin, x)
+    return x
+
+
+def _marked(cases, ids, marker):
+    return [pytest.param(*c, id=i, marks=getattr(pytest.mark, marker)(c[0])) for c, i in zip(cases, ids)]
+
+
+@pytest.mark.parametrize("op,ref,ints,floats,kinks", _marked(ACTIVATIONS, ACTIVATION_IDS, "reference"))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(101,), (3, 1, 5), (1,), (0, 2)])
+def test_activation_matches_numpy(op, ref, ints, floats, kinks, dtype, shape, rng):
+    x = (rng.uniform(-6, 6, shape)).astype(dtype)
+    y = call(op, [af.tensor(x)], ints, floats)
+    assert y.dtype == dtype and y.shape == shape
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    assert_close(y, ref(x.astype(np.float64)).astype(dtype), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("op,ref,ints,floats,kinks", _marked(ACTIVATIONS, ACTIVATION_IDS, "gradcheck"))
+def test_activation_gradcheck(op, ref, ints, floats, kinks, rng):
+    x = _away_from(rng.uniform(-5, 5, (4, 6)), kinks)
+    gradcheck(lambda t: call(op, [t], ints, floats), [t64(x)])
+
+
+@pytest.mark.reference("hardswish")
+@pytest.mark.reference("hardsigmoid")
+@pytest.mark.reference("clamp")
+@pytest.mark.reference("abs")
+def test_gradients_at_kinks_follow_torch():
+    """At the kinks, the one-sided choices torch's backward formulas make (values from torch 2.15)."""
+    x = t64([-3.0, 3.0, 0.0])
+    for op, ints, floats, want in [("hardswish", (), (), [0, 1, 0.5]), ("hardsigmoid", (), (), [0, 0, 1 / 6]),
+                                   ("abs", (), (), [-1, 1, 0]), ("clamp", (1, 1), (-3.0, 3.0), [0, 0, 1]),
+                                   ("clamp", (1, 0), (-3.0, 0.0), [0, 1, 1]), ("clamp", (0, 1), (0.0, 3.0), [1, 0, 1]),
+                                   ("clamp", (1, 1), (3.0, -3.0), [0, 0, 0])]:
+        x.grad = None
+        call(op, [x], ints, floats).sum().backward()
+        assert_close(x.grad, np.array(want, dtype=np.float64), rtol=1e-15, atol=1e-15, name=op)
+
+
+def test_clamp_edge_values():
+    x = af.tensor(np.array([np.nan, -np.inf, np.inf, 0.5]))
+    out = call("clamp", [x], (1, 1), (-1.0, 1.0)).numpy()
+    assert np.isnan(out[0]) and out[1:].tolist() == [-1.0, 1.0, 0.5]
+    # min > max gives max everywhere, as torch.clamp
+    assert call("clamp", [x], (1, 1), (2.0, 1.0)).numpy()[1:].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_log_sigmoid_and_softplus_are_stable():
+    x = af.tensor(np.array([-800.0, 800.0, -40.0]), dtype="float64")
+    assert_close(call("log_sigmoid", [x]), np.array([-800.0, 0.0, -40.0 - np.log1p(np.exp(-40.0))]), rtol=1e-15, atol=0)
+    assert_close(call("softplus", [x], (), (1.0, 1000.0)), np.array([0.0, np.inf, np.exp(-40.0)]), rtol=1e-15, atol=0)
+
+
+MAXIMUM_CASES = [((2, 3), (2, 3)), ((4, 1, 3), (5, 1)), ((), (3,)), ((2, 1, 3, 1, 2), (3, 4, 1))]
+
+
+@pytest.mark.reference("maximum")
+@pytest.mark.parametrize("sa,sb", MAXIMUM_CASES)
+def test_maximum_matches_numpy(sa, sb, rng):
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    assert_close(call("maximum", [t64(a, False), t64(b, False)]), np.maximum(a, b), rtol=0, atol=0)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    assert_close(call("maximum", [af.tensor(a32), af.tensor(b32)]), np.maximum(a32, b32), rtol=0, atol=0)
+
+
+@pytest.mark.reference("maximum")
+def test_maximum_nan_and_ties():
+    a = t64([np.nan, 1.0, 2.0, 5.0])
+    b = t64([0.0, np.nan, 2.0, 4.0])
+    out = call("maximum", [a, b])
+    got = out.numpy()
+    assert np.isnan(got[0]) and np.isnan(got[1]) and got[2:].tolist() == [2.0, 5.0]
+    call("maximum", [a, b]).sum().backward()
+    # torch.maximum: a tie gives half of the gradient to each side
+    assert a.grad.numpy()[2:].tolist() == [0.5, 1.0] and b.grad.numpy()[2:].tolist() == [0.5, 0.0]
+
+
+@pytest.mark.gradcheck("maximum")
+@pytest.mark.parametrize("sa,sb", MAXIMUM_CASES)
+def test_maximum_gradcheck(sa, sb, rng):
+    a = rng.standard_normal(sa)
+    b = rng.standard_normal(sb)
+    b = np.where(np.abs(np.broadcast_to(b, np.broadcast_shapes(sa, sb)) - a).min() < 0.01, b + 0.5, b)
+    gradcheck(lambda x, y: call("maximum", [x, y]), [t64(a), t64(b)])
+
+
+WHERE_CASES = [((2, 3), (2, 3), (2, 3)), ((3,), (2, 3), ()), ((2, 1, 4), (3, 1), (4,)), ((1, 2, 1, 3, 1), (2, 1, 2), (1,))]
+
+
+@pytest.mark.reference("where")
+@pytest.mark.parametrize("sc,sx,sy", WHERE_CASES)
+@pytest.mark.parametrize("cond_dtype", ["bool", "uint8"])
+def test_where_matches_numpy(sc, sx, sy, cond_dtype, rng):
+    cond = rng.random(sc) < 0.5
+    x, y = rng.standard_normal(sx), rng.standard_normal(sy)
+    out = call("where", [af.tensor(cond.astype(cond_dtype)), t64(x, False), t64(y, False)])
+    assert_close(out, np.where(cond, x, y), rtol=0, atol=0)
+    out32 = call("where", [af.tensor(cond.astype(cond_dtype)), af.tensor(x.astype(np.float32)),
+                           af.tensor(y.astype(np.float32))])
+    assert out32.dtype == "float32"
+    assert_close(out32, np.where(cond, x, y).astype(np.float32), rtol=0, atol=0)
+
+
+@pytest.mark.gradcheck("where")
+@pytest.mark.parametrize("sc,sx,sy", WHERE_CASES)
+def test_where_gradcheck(sc, sx, sy, rng):
+    cond = af.tensor(rng.random(sc) < 0.5)
+    gradcheck(lambda x, y: call("where", [cond, x, y]), [t64(rng.standard_normal(sx)), t64(rng.standard_normal(sy))])
+
+
+def test_new_elementwise_thread_invariant(rng):
+    x = rng.uniform(-6, 6, (64, 257)).astype(np.float32)
+    for op, _, ints, floats, _ in ACTIVATIONS:
+        assert_thread_invariant(lambda t: call(op, [t], ints, floats), [x], name=op)
+    a, b = rng.standard_normal((64, 1, 700)).astype(np.float32), rng.standard_normal((5, 700)).astype(np.float32)
+    assert_thread_invariant(lambda p, q: call("maximum", [p, q]), [a, b], name="maximum")
+    cond = rng.random((64, 5, 1)) < 0.5
+    assert_thread_invariant(lambda p, q: call("where", [af.tensor(cond), p, q]), [a, b], name="where")
+    assert_thread_invariant(lambda p, q: call("where", [af.tensor(cond), p, q]), [b[None] * a, a], name="where")
+
+
+def test_new_elementwise_rejects_bad_input():
+    f32 = af.zeros(3)
+    with pytest.raises(ValueError, match="clamp: at least one of 'min' or 'max'"):
+        call("clamp", [f32], (0, 0), (0.0, 0.0))
+    with pytest.raises(ValueError, match=r"clamp: attributes \(has_min, has_max\) must be 0 or 1, got \(2, 0\)"):
+        call("clamp", [f32], (2, 0), (0.0, 0.0))
+    with pytest.raises(ValueError, match="softplus: argument 'beta' must be finite and non-zero, got 0"):
+        call("softplus", [f32], (), (0.0, 20.0))
+    with pytest.raises(ValueError, match="softplus takes 0 integer and 2 float"):
+        call("softplus", [f32], (), (1.0,))
+    with pytest.raises(TypeError, match="where: argument 'condition' must be bool or uint8, got float32"):
+        call("where", [f32, f32, f32])
+    with pytest.raises(TypeError, match="'other' is float64"):
+        call("where", [af.zeros(3, dtype="bool"), f32, af.zeros(3, dtype="float64")])
+    with pytest.raises(ValueError, match=r"where: shapes \(2,\) \(condition\), \(3,\) \(input\) and \(3,\) \(other\) cannot"):
+        call("where", [af.zeros(2, dtype="bool"), f32, f32])
+    with pytest.raises(ValueError, match="where takes 3 tensors"):
+        call("where", [af.zeros(3, dtype="bool"), f32])
+    with pytest.raises(TypeError, match="'other' is float64"):
+        call("maximum", [f32, af.zeros(3, dtype="float64")])
+    with pytest.raises(TypeError, match="clamp: argument 'min' must be a number or None"):
+        f32.clamp(min="a")
+
+
+def test_python_api_of_new_elementwise(rng):
+    import affectfer.nn as nn
+    import affectfer.nn.functional as F
+
+    x = rng.uniform(-5, 5, (3, 4)).astype(np.float32)
+    t = af.tensor(x)
+    assert_close(t.abs(), np.abs(x))
+    assert_close(F.clamp(t, max=0.5), np.minimum(x, 0.5))
+    assert_close(t.clip(-1, 1), np.clip(x, -1, 1))
+    assert_close(F.maximum(t, af.tensor(x[0])), np.maximum(x, x[0]))
+    assert_close(t.max(af.tensor(x[:, :1])), np.maximum(x, x[:, :1]))
+    cond = af.tensor(x > 0)
+    assert_close(F.where(cond, t, 0.0), np.where(x > 0, x, 0).astype(np.float32))
+    assert_close(F.where(cond, -1, t), np.where(x > 0, -1, x).astype(np.float32))
+    assert_close(t.where(cond, 2.0), np.where(x > 0, x, 2).astype(np.float32))
+    assert_close(nn.Softplus(2.0, 3.0)(t), _softplus(2.0, 3.0)(x), rtol=1e-6, atol=1e-6)
+    assert_close(nn.LogSigmoid()(t), -np.logaddexp(0, -x), rtol=1e-6, atol=1e-6)
+    assert_close(nn.Hardswish()(t), x * np.clip(x + 3, 0, 6) / 6, rtol=1e-6, atol=1e-6)
+    assert_close(nn.Hardsigmoid()(t), np.clip(x + 3, 0, 6) / 6, rtol=1e-6, atol=1e-6)
+    assert repr(nn.Softplus(2.0, 3.0)) == "Softplus(beta=2.0, threshold=3.0)"
