@@ -1,6 +1,6 @@
 /* Cross-entropy on logits, with the semantics of torch.nn.functional.cross_entropy (the formulas,
- * their derivation and test vectors: /work/shared/specs/augment-losses.md section 5.1; torch's
- * source: aten/src/ATen/native/LossNLL.cpp, cross_entropy_loss_label_smoothing / _prob_target).
+ * derived below; the reference is PyTorch's documentation of nn.CrossEntropyLoss and its source,
+ * aten/src/ATen/native/LossNLL.cpp, cross_entropy_loss_label_smoothing / _prob_target).
  *
  *   in    = (logits (N, C), target, weight (C)?)
  *           target is either class indices: int64 (N,), each in [0, C) or == ignore_index,
