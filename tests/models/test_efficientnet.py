@@ -121,6 +121,18 @@ def test_stochastic_depth_is_identity_in_eval_and_at_p0():
     assert np.array_equal(block(y).numpy(), expect.numpy())
 
 
+def test_mbconv_in_training_drops_the_branch_per_sample():
+    """Each sample's output is either its input (branch dropped) or input + branch / (1 - p)."""
+    block = models.MBConv(6, 3, 1, 8, 8, stochastic_depth_prob=0.5).train()
+    y = af.tensor(np.random.default_rng(2).standard_normal((16, 8, 4, 4)).astype(np.float32))
+    branch = block.block(y).numpy()
+    af.manual_seed(3)
+    out, x = block(y).numpy(), y.numpy()
+    dropped = np.array([np.array_equal(o, i) for o, i in zip(out, x)])
+    assert 0 < dropped.sum() < len(x)
+    np.testing.assert_allclose(out[~dropped], x[~dropped] + 2 * branch[~dropped], rtol=1e-5, atol=1e-6)
+
+
 def test_stochastic_depth_drops_whole_samples_and_scales_survivors():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4000, 2, 3)) + 3.0
