@@ -9,7 +9,7 @@ import pytest
 
 import affectfer as af
 import affectfer.nn.functional as F
-from affectfer import models, optim
+from affectfer import checkpoint, models, optim
 from affectfer.datasets import synthetic_faces
 from affectfer.testing import assert_close
 from tests import reference
@@ -44,6 +44,24 @@ def test_registered_in_the_factory():
     assert m.features[1][0].stochastic_depth.p == 0.0
     assert m.features[7][0].stochastic_depth.p == pytest.approx(0.1 * 15 / 16)
     assert m.features[3][1].stochastic_depth.p == pytest.approx(0.1 * 4 / 16)
+
+
+def test_factory_loads_a_file_with_the_head_skipped_and_adapts_the_stem(tmp_path):
+    af.manual_seed(2)
+    source = models.efficientnet_b0(num_classes=10)
+    path = tmp_path / "b0.safetensors"
+    checkpoint.save(source, path)
+    model = models.create("efficientnet_b0", num_classes=3, pretrained=path, in_chans=1)
+    assert set(model.pretrained_report.skipped) == {"classifier.1.weight", "classifier.1.bias"}
+    assert model.classifier[1].weight.shape == (3, 1280)
+    stem = model.features[0][0]
+    assert stem.weight.shape == (32, 1, 3, 3) and stem.in_channels == 1
+    rgb = source.features[0][0].weight.numpy().astype(np.float64)
+    np.testing.assert_array_equal(stem.weight.numpy(), rgb.sum(1, keepdims=True).astype(np.float32))
+    np.testing.assert_array_equal(model.features[6][2].block[2].fc1.weight.numpy(),
+                                  source.features[6][2].block[2].fc1.weight.numpy())
+    x = af.tensor(np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype(np.float32))
+    assert model.eval()(x).shape == (1, 3)
 
 
 def test_init_follows_torchvision(b0):
