@@ -68,7 +68,7 @@ ASAN_ENV = LD_PRELOAD="$(ASAN_PRELOAD)" \
 test-asan: $(VENV)/.deps stb
 	CC=$(ASAN_CC) AFFECTFER_SANITIZE=1 $(PY) setup.py -q build_ext -b $(ASAN_DIR)/lib -t $(ASAN_DIR)/obj
 	rm -rf $(ASAN_DIR)/tree $(ASAN_REPORT).* && mkdir -p $(ASAN_DIR)/tree
-	cp -r affectfer tests notebooks pyproject.toml $(ASAN_DIR)/tree/
+	cp -r affectfer csrc tests notebooks pyproject.toml $(ASAN_DIR)/tree/
 	rm -f $(ASAN_DIR)/tree/affectfer/_C*.so && cp $(ASAN_DIR)/lib/affectfer/_C*.so $(ASAN_DIR)/tree/affectfer/
 	cd $(ASAN_DIR)/tree && $(ASAN_ENV) $(abspath $(PY)) -m pytest -q -n 2 -p no:cacheprovider tests \
 	  || { cat $(ASAN_REPORT).* 2>/dev/null; exit 1; }
