@@ -70,11 +70,6 @@ static af_status check_reduction(const af_op_call *c) {
     return AF_OK;
 }
 
-static af_status check_max_inputs(const af_op_call *c, int n) {
-    if (c->n_in > n) return AF_FAIL(AF_ERR_VALUE, "%s takes at most %d inputs, got %d", op_name(c), n, c->n_in);
-    return AF_OK;
-}
-
 static af_status check_same_shape(const af_op_call *c, int i, int j) {
     if (!af_tensor_same_shape(c->in[i], c->in[j])) {
         char a[96], b[96];
@@ -124,7 +119,6 @@ static const char *const bce_with_logits_inputs[] = {"input", "target", "weight"
 
 static af_status bce_with_logits_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 1, 0));
-    AF_TRY(check_max_inputs(c, 4));
     AF_TRY(check_reduction(c));
     AF_TRY(af_check_float(c, BCE_X));
     AF_TRY(af_check_float(c, BCE_T));
@@ -181,7 +175,6 @@ static const char *const focal_loss_inputs[] = {"input", "target", "alpha", NULL
 static af_status focal_loss_setup(af_op_call *c) {
     char buf[96];
     AF_TRY(af_check_attrs(c, 3, 1));
-    AF_TRY(check_max_inputs(c, 3));
     AF_TRY(check_reduction(c));
     AF_TRY(af_check_float(c, FOCAL_Z));
     AF_TRY(af_check_dtype(c, FOCAL_Y, AF_DTYPE_I64));
@@ -238,7 +231,6 @@ static const char *const ccc_loss_inputs[] = {"input", "target", "mask", NULL};
 
 static af_status ccc_loss_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 1, 1));
-    AF_TRY(check_max_inputs(c, 3));
     AF_TRY(af_check_float(c, CCC_X));
     AF_TRY(af_check_float(c, CCC_Y));
     AF_TRY(af_check_same_dtype(c, CCC_X, CCC_Y));
@@ -288,7 +280,6 @@ static const char *const affinity_loss_inputs[] = {"input", "target", "centers",
 static af_status affinity_loss_setup(af_op_call *c) {
     char buf[96];
     AF_TRY(af_check_attrs(c, 0, 0));
-    AF_TRY(check_max_inputs(c, 3));
     AF_TRY(af_check_float(c, AFF_X));
     AF_TRY(af_check_ndim(c, AFF_X, 2));
     AF_TRY(af_check_dtype(c, AFF_Y, AF_DTYPE_I64));
@@ -333,7 +324,6 @@ static const char *const partition_loss_inputs[] = {"input", NULL};
 
 static af_status partition_loss_setup(af_op_call *c) {
     AF_TRY(af_check_attrs(c, 1, 1));
-    AF_TRY(check_max_inputs(c, 1));
     AF_TRY(af_check_float(c, 0));
     AF_TRY(af_check_ndim(c, 0, 3));
     if (c->attr.i[0] != 0 && c->attr.i[0] != 1)
