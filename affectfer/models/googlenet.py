@@ -11,7 +11,9 @@ batch norms at weight 1, bias 0.
 
 torchvision's pretrained file carries the auxiliary classifiers aux1/aux2; with aux_logits=False
 (the default here, and what torchvision's pretrained constructor leaves) they are absent and
-affectfer.weights.load_weights skips them.
+affectfer.weights.load_weights skips them. That pretrained model is also built with
+transform_input=True (its weights expect (x - 0.5) / 0.5 input): pass it when loading them, e.g.
+create("googlenet", pretrained=path, transform_input=True).
 """
 from __future__ import annotations
 
@@ -118,6 +120,8 @@ class GoogLeNet(nn.Module):
         """x * (std / 0.5) + (mean - 0.5) / 0.5 per channel: ImageNet-normalised -> [-1, 1] scaling."""
         if not self.transform_input:
             return x
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"transform_input needs (N, 3, H, W) RGB input, got shape {tuple(x.shape)}")
         return cat([x[:, c:c + 1] * (_STD[c] / 0.5) + (_MEAN[c] - 0.5) / 0.5 for c in range(3)], 1)
 
     def _trunk(self, x):

@@ -66,6 +66,9 @@ def test_forward_shapes_heads_and_reset_classifier():
     assert model.train()(x).aux_logits1.shape == (2, 3) and model.get_classifier().out_features == 3
     model.reset_classifier(0)
     assert model.eval()(x).shape == (2, 1024)
+    gray = models.create("googlenet", num_classes=2, in_chans=1, transform_input=True)
+    with pytest.raises(ValueError, match=r"transform_input needs .* got shape \(2, 1, 64, 64\)"):
+        gray(af.randn(2, 1, 64, 64))
 
 
 def _seeded(case, **kwargs):
