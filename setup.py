@@ -61,7 +61,8 @@ class ParallelIncrementalBuild(build_ext):
 
     def build_extension(self, ext):
         compiler = self.compiler
-        headers = glob.glob(os.path.join(ROOT, "csrc", "**", "*.h"), recursive=True)
+        headers = [h for pattern in ("*.h", "*.inc")  # .inc: kernel fragments included in templated sections
+                   for h in glob.glob(os.path.join(ROOT, "csrc", "**", pattern), recursive=True)]
         headers += [os.path.join(d, "stb_image.h") for d in stb_dirs()]  # a newer stb rebuilds decode.c
         newest_header = max((os.path.getmtime(h) for h in headers), default=0)
         macros = ext.define_macros + [(u, None) for u in ext.undef_macros]

@@ -16,14 +16,6 @@
 #define AF_RNG_FN static __host__ __device__ inline
 #else
 #define AF_RNG_FN static inline
-/* The global state (csrc/core/rng.c), thread-safe: affectfer.manual_seed and every op that draws. */
-#ifndef __CUDACC__
-void af_rng_manual_seed(uint64_t seed); /* and restart at stream 0 */
-void af_rng_next_stream(uint64_t *seed, uint64_t *stream); /* reserve one stream: (seed, stream) */
-void af_rng_get_state(uint64_t *seed, uint64_t *next_stream);
-void af_rng_set_state(uint64_t seed, uint64_t next_stream);
-#endif
-
 #endif
 
 /* One Philox4x32-10 block: 4 uint32 outputs from a 128-bit counter and a 64-bit key. Constants

@@ -1,6 +1,6 @@
 /* Cross-entropy on logits, with the semantics of torch.nn.functional.cross_entropy (the formulas,
- * their derivation and test vectors: /work/shared/specs/augment-losses.md section 5.1; torch's
- * source: aten/src/ATen/native/LossNLL.cpp, cross_entropy_loss_label_smoothing / _prob_target).
+ * derived below; the reference is PyTorch's documentation of nn.CrossEntropyLoss and its source,
+ * aten/src/ATen/native/LossNLL.cpp, cross_entropy_loss_label_smoothing / _prob_target).
  *
  *   in    = (logits (N, C), target, weight (C)?)
  *           target is either class indices: int64 (N,), each in [0, C) or == ignore_index,
@@ -136,6 +136,8 @@ const af_op_def af_op_def_cross_entropy = {.name = "cross_entropy", .input_names
 
 #else /* ---- kernels, once per scalar_t ---- */
 
+#include "log_softmax_row.inc"
+
 static void K(cross_entropy_store)(int64_t n, const double *src, scalar_t *dst) {
     for (int64_t i = 0; i < n; i++) dst[i] = (scalar_t)src[i];
 }
@@ -152,11 +154,7 @@ static void K(cross_entropy_forward)(int64_t N, int64_t C, const scalar_t *z, co
     for (int64_t i = 0; i < N; i++) {
         const scalar_t *zr = z + i * C;
         scalar_t *lr = logp + i * C;
-        double max = zr[0], sum = 0;
-        for (int64_t j = 1; j < C; j++) max = zr[j] > max ? zr[j] : max;
-        for (int64_t j = 0; j < C; j++) sum += exp((double)zr[j] - max);
-        double lse = max + log(sum);
-        for (int64_t j = 0; j < C; j++) lr[j] = (scalar_t)((double)zr[j] - lse);
+        K(log_softmax_row)(zr, C, lr);
         if (index_target) {
             if (y[i] == ignore_index) {
                 loss[i] = norm[i] = 0;

@@ -368,6 +368,8 @@ const af_op_def af_op_def_partition_loss = {
 
 #else /* kernels, once per scalar_t */
 
+#include "log_softmax_row.inc"
+
 /* Upstream gradient of element e: the element's own for reduction none, the scalar otherwise,
  * divided by the count for mean. */
 static inline double K(upstream)(const scalar_t *dout, int64_t e, int reduction, int64_t count) {
@@ -427,12 +429,7 @@ static void K(focal_loss_forward)(int64_t N, int64_t C, const scalar_t *z, const
             continue;
         }
         const scalar_t *zi = z + i * C;
-        scalar_t *li = logp + i * C;
-        double max = zi[0], sum = 0;
-        for (int64_t j = 1; j < C; j++) max = zi[j] > max ? zi[j] : max;
-        for (int64_t j = 0; j < C; j++) sum += exp((double)zi[j] - max);
-        double lse = max + log(sum);
-        for (int64_t j = 0; j < C; j++) li[j] = (scalar_t)((double)zi[j] - lse);
+        double lse = K(log_softmax_row)(zi, C, logp + i * C);
         double log_pt = (double)zi[y[i]] - lse, pt = exp(log_pt);
         double a = alpha ? (double)alpha[y[i]] : 1.0;
         double loss = -a * pow(1 - pt, gamma) * log_pt;

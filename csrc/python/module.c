@@ -228,7 +228,7 @@ static PyMethodDef module_methods[] = {
     {"set_grad_enabled", py_set_grad_enabled, METH_O, "set grad mode for this thread; returns the previous"},
     {"set_anomaly_mode", py_set_anomaly_mode, METH_O, "NaN/Inf checks on every op output; returns the previous"},
     {"is_grad_enabled", py_is_grad_enabled, METH_NOARGS, "grad mode of this thread"},
-    {"set_num_threads", py_set_num_threads, METH_O, "threads for CPU kernels and the BLAS"},
+    {"set_num_threads", py_set_num_threads, METH_O, "threads for CPU kernels (OpenMP); the BLAS stays on one thread"},
     {"_live_nodes", py_live_nodes, METH_NOARGS, "autograd nodes alive in the process (for leak tests)"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "threads for CPU kernels"},
     {"_set_tensor_class", py_set_tensor_class, METH_O, "register affectfer.Tensor"},

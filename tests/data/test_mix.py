@@ -5,7 +5,7 @@ import affectfer as af
 from affectfer import _C
 from affectfer.data import MixAugment, Mixup, mixaugment_loss, mixup_loss
 
-# shared spec 3.1 / 3.2 vectors
+# Mixup (Zhang et al., arXiv 1710.09412) and MixAugment (Psaroudakis & Kollias, arXiv 2205.04442) vectors, worked by hand
 Z = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
 ZM = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.2]])
 W = np.array([1.0, 3.0, 5.0])
@@ -47,7 +47,7 @@ def test_mixaugment_variant_b_and_bad_variant():
 def test_mixup_loss_index_and_soft_forms():
     b = batch(cls=Mixup)
     assert b.permuted is None
-    # spec 3.1 vectors use the real logits Z and w = [1, 3, 5]
+    # the mixup vectors use the logits Z of the cross-entropy tests and w = [1, 3, 5]
     idx = mixup_loss(t(Z), b).item()
     assert abs(idx - (0.7 * ce_np(Z, [0, 2]) + 0.3 * ce_np(Z, [2, 0]))) < 1e-12
     assert abs(idx - 1.1016270724) < 1e-9

@@ -1,4 +1,4 @@
-"""csrc/fer: metrics against the spec's hand-computed vectors (section 6) and decision rules."""
+"""csrc/fer: metrics against hand-computed vectors (scikit-learn semantics) and decision rules."""
 import numpy as np
 import pytest
 
@@ -10,7 +10,7 @@ Y_PRED = [0, 1, 1, 1, 2, 0, 3, 2]
 
 
 def test_spec_vector_f1_accuracy_and_abaw_score():
-    # spec 6.1: per-class F1 over C=6 = [0.5, 0.8, 0.5, 0.666667, 0, 0]
+    # scikit-learn f1_score(labels=range(6), average=None, zero_division=0): per-class F1 over C=6 = [0.5, 0.8, 0.5, 0.666667, 0, 0]
     f1 = metrics.f1_per_class(Y_TRUE, Y_PRED, 6)
     np.testing.assert_allclose(f1, [0.5, 0.8, 0.5, 2 / 3, 0, 0], atol=1e-12)
     assert metrics.macro_f1(Y_TRUE, Y_PRED, 6) == pytest.approx(0.411111, abs=1e-6)
@@ -39,7 +39,7 @@ def test_metric_errors_name_the_argument():
 
 
 def test_ccc_spec_vectors():
-    # spec 5.5: population CCC of x = [0.1,0.4,-0.2,0.8], y = [0.0,0.5,-0.5,0.6] is 0.891304347826
+    # Lin (1989) with population moments: CCC of x = [0.1,0.4,-0.2,0.8], y = [0.0,0.5,-0.5,0.6] is 0.891304347826
     assert metrics.ccc([0.1, 0.4, -0.2, 0.8], [0.0, 0.5, -0.5, 0.6]) == pytest.approx(0.891304347826, abs=1e-12)
     assert metrics.ccc([2.5, 0, 2, 8], [3, -0.5, 2, 7]) == pytest.approx(0.97678916827853, abs=1e-12)
     with pytest.raises(ValueError, match="same constant"):

@@ -65,7 +65,7 @@ def test_spec_vectors_hue():
 
 
 def hue_ref(img, h):
-    """spec 2.1 in NumPy float32"""
+    """torchvision's ColorJitter (tensor path) in NumPy float32"""
     x = img.astype(f32) / f32(255)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     maxc, minc = x.max(-1), x.min(-1)

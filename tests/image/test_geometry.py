@@ -11,7 +11,7 @@ SIZES = [(1, 1), (2, 3), (7, 5), (13, 17), (32, 24)]
 
 
 def _taps_aa(n_in, n_out):
-    """Antialiased bilinear weights (spec 2.7), float64: (n_out, n_in) matrix."""
+    """Antialiased bilinear weights (torchvision/PIL's triangle filter over the scaled support), float64: (n_out, n_in) matrix."""
     scale = n_in / n_out
     support = max(scale, 1.0)
     inv = 1.0 / scale if scale >= 1 else 1.0
@@ -164,7 +164,7 @@ def test_random_resized_crop_params_distribution():
     areas, ratios = np.array(areas), np.array(ratios)
     assert 0.08 * 0.9 < areas.min() and areas.max() <= 1.0
     assert np.all((ratios > 0.7) & (ratios < 1.4))
-    # the same algorithm with NumPy's generator (spec 2.4): quantiles must agree
+    # torchvision RandomResizedCrop.get_params with NumPy's generator: quantiles must agree
     g = np.random.default_rng(0)
     ref_a, ref_r = [], []
     while len(ref_a) < 20000:
@@ -184,7 +184,7 @@ def test_random_resized_crop_params_distribution():
 @pytest.mark.parametrize("H,W,box", [(100, 400, (0, 133, 100, 133)), (400, 100, (133, 0, 133, 100)), (100, 120, (0, 0, 100, 120))])
 def test_random_resized_crop_fallback(H, W, box):
     from affectfer import _C
-    # scale above 1 makes every attempt fail, leaving the centered fallback of spec 2.4
+    # scale above 1 makes every attempt fail, leaving RandomResizedCrop's centered fallback
     assert _C.resized_crop_params(H, W, (5.0, 6.0), (3 / 4, 4 / 3), 0, 0) == box
 
 

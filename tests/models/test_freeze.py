@@ -15,7 +15,7 @@ def test_resnet50_floor_rule_freezes_stem_and_first_12_blocks():
     model = resnet50(num_classes=6)
     assert [n for n, _ in residual_blocks(model)][11:13] == ["layer3.4", "layer3.5"]
     assert freeze_residual_blocks(model, 0.8) == 12
-    # spec 2.5: trainable = layer3.5, layer4, fc
+    # floor(0.8 * 16) = 12 blocks frozen (stem included): trainable = layer3.5, layer4, fc
     assert _trainable_prefixes(model) == ["fc", "layer3.5", "layer4.0", "layer4.1", "layer4.2"]
     assert freeze_residual_blocks(model, blocks=13) == 13
     assert _trainable_prefixes(model) == ["fc", "layer4.0", "layer4.1", "layer4.2"]

@@ -454,6 +454,44 @@ def resnet(torch):
     return out
 
 
+EFFNET_GRADS = ["features.0.0.weight", "features.1.0.block.1.fc1.weight", "features.4.1.block.2.fc2.bias",
+                "features.6.3.block.1.0.weight", "features.8.1.weight", "classifier.1.weight", "classifier.1.bias"]
+EFFNET_TRACKED = ["features.0.1.running_mean", "features.5.2.block.1.1.running_var"]
+
+
+@generator
+def efficientnet(torch):
+    import torchvision
+    rng, out = np.random.default_rng(SEED), Cases(blocks=256)
+    m = torchvision.models.efficientnet_b0()
+    out.add("names", state=json.dumps([[k, list(v.shape)] for k, v in m.state_dict().items()]),
+            modules=json.dumps([n for n, _ in m.named_modules()]),
+            params=sum(p.numel() for p in m.parameters()))
+
+    def seeded(**kwargs):
+        m = torchvision.models.efficientnet_b0(**kwargs)
+        sd = seeded_state_dict([(k, v.shape) for k, v in m.state_dict().items()], SEED)
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+        return m, checksum(sd)
+
+    m, check = seeded(num_classes=10)
+    x = add_input(out, "eval", "x", rng, (2, 3, 64, 64), np.float32)
+    with torch.no_grad():
+        out.add("eval", weights_checksum=check, logits=m.eval()(torch.from_numpy(x)))
+    # train mode without the random parts (dropout and stochastic depth off), in float64 so every
+    # gradient is exact to rounding
+    m, check = seeded(num_classes=6, dropout=0.0, stochastic_depth_prob=0.0)
+    m.double().train()
+    x = add_input(out, "train", "x", rng, (4, 3, 32, 32), np.float64)
+    y = rng.integers(0, 6, 4)
+    loss = torch.nn.functional.cross_entropy(m(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    params, sd = dict(m.named_parameters()), m.state_dict()
+    out.add("train", weights_checksum=check, y=y, loss=loss, **{f"grad.{k}": params[k].grad for k in EFFNET_GRADS},
+            **{f"state.{k}": sd[k] for k in EFFNET_TRACKED})
+    return out
+
+
 # ---------------------------------------------------------------- torchvision transforms
 def _chw(torch, img):
     return torch.from_numpy(np.ascontiguousarray(np.transpose(img, (2, 0, 1))))
