@@ -7,7 +7,7 @@ import math
 
 from .. import _C
 from ..autograd import no_grad
-from ..tensor import _call
+from ..tensor import _call, empty as _empty, tensor as _copy_of
 
 
 def _int64(u: int) -> int:
@@ -104,3 +104,28 @@ def xavier_uniform_(tensor, gain: float = 1.0):
 def xavier_normal_(tensor, gain: float = 1.0):
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+@no_grad()
+def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0):
+    """N(mean, std^2) restricted to [a, b] (absolute bounds, as torch.nn.init.trunc_normal_). By
+    rejection: every element out of [a, b] is redrawn from a fresh normal stream until none is left;
+    the first in-range draw of an i.i.d. sequence is exactly the truncated distribution. The bounds
+    must hold at least 1e-6 of the normal's mass (torch's inverse-CDF method has no such limit, but
+    a narrower window is a mistake in practice and would take ~1e6 rounds here)."""
+    if not a < b:
+        raise ValueError(f"trunc_normal_: need a < b, got a={a!r}, b={b!r}")
+    if not std > 0:
+        raise ValueError(f"trunc_normal_: std must be positive, got {std!r}")
+    mass = 0.5 * (math.erf((b - mean) / (std * math.sqrt(2))) - math.erf((a - mean) / (std * math.sqrt(2))))
+    if mass < 1e-6:
+        raise ValueError(f"trunc_normal_: [a, b] = [{a!r}, {b!r}] holds {mass:.3g} of N({mean!r}, {std!r}^2); "
+                         "need at least 1e-6")
+    normal_(tensor, mean, std)
+    while True:
+        values = tensor.numpy()
+        outside = (values < a) | (values > b) | ~(values == values)
+        if not outside.any():
+            return tensor
+        fresh = normal_(_empty(*tensor.shape, dtype=tensor.dtype), mean, std)
+        _call("copy_", [tensor, _call("where", [_copy_of(outside), fresh, tensor])])

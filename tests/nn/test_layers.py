@@ -79,6 +79,32 @@ def test_init_functions():
         init.kaiming_normal_(af.zeros(3))
 
 
+def test_trunc_normal_matches_the_truncated_distribution():
+    """Moments of N(mu, sigma^2) restricted to [a, b] (the standard formulas, e.g. Johnson, Kotz and
+    Balakrishnan, "Continuous Univariate Distributions", ch. 13); in-range first draws are kept."""
+    mu, sigma, a, b = 0.5, 2.0, -0.5, 1.5
+    alpha, beta = (a - mu) / sigma, (b - mu) / sigma
+    pdf = lambda t: math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    mass = 0.5 * (math.erf(beta / math.sqrt(2)) - math.erf(alpha / math.sqrt(2)))
+    mean = mu + sigma * (pdf(alpha) - pdf(beta)) / mass
+    var = sigma ** 2 * (1 + (alpha * pdf(alpha) - beta * pdf(beta)) / mass - ((pdf(alpha) - pdf(beta)) / mass) ** 2)
+    for dtype in ("float32", "float64"):
+        af.manual_seed(5)
+        first = init.normal_(af.zeros(200, 500, dtype=dtype), mu, sigma).numpy().copy()
+        af.manual_seed(5)
+        w = init.trunc_normal_(af.zeros(200, 500, dtype=dtype), mu, sigma, a, b).numpy()
+        assert w.dtype == dtype and w.min() >= a and w.max() <= b
+        assert abs(w.mean() - mean) < 0.005 and abs(w.std() - math.sqrt(var)) < 0.005
+        kept = (first >= a) & (first <= b)
+        assert np.array_equal(w[kept], first[kept]) and not np.array_equal(w, first)
+    with pytest.raises(ValueError, match="a < b"):
+        init.trunc_normal_(af.zeros(3), a=1.0, b=1.0)
+    with pytest.raises(ValueError, match="1e-6"):
+        init.trunc_normal_(af.zeros(3), std=0.01, a=1.0, b=2.0)
+    with pytest.raises(TypeError, match="float32/float64"):
+        init.trunc_normal_(af.zeros(3, dtype="int64"))
+
+
 # ---- functional argument mapping ----
 def test_conv2d_padding_forms(rng):
     x = af.tensor(rng.standard_normal((1, 2, 6, 7)).astype(np.float32))

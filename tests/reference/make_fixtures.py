@@ -594,6 +594,48 @@ def torchvision_transforms(torch):
     return out
 
 
+GOOGLENET_GRADS = ["conv1.conv.weight", "inception4a.branch3.1.bn.weight", "inception5b.branch4.1.conv.weight",
+                   "fc.weight", "fc.bias", "aux1.fc2.weight", "aux2.conv.conv.weight"]
+
+
+@generator
+def googlenet(torch):
+    """Names and shapes with and without the auxiliary heads; eval logits with and without
+    transform_input; one train step with the auxiliary heads (dropouts 0, so both sides agree)."""
+    import torchvision
+    rng, out = np.random.default_rng(SEED), Cases(blocks=256)
+    for aux in (False, True):
+        m = torchvision.models.googlenet(aux_logits=aux, init_weights=False)
+        out.add(f"names-aux{int(aux)}", state=json.dumps([[k, list(v.shape)] for k, v in m.state_dict().items()]),
+                modules=json.dumps([n for n, _ in m.named_modules()]))
+
+    def seeded(**kwargs):
+        m = torchvision.models.googlenet(init_weights=False, **kwargs)
+        sd = seeded_state_dict([(k, v.shape) for k, v in m.state_dict().items()], SEED)
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+        return m, checksum(sd)
+
+    for transform in (False, True):
+        m, check = seeded(num_classes=10, aux_logits=False, transform_input=transform)
+        case = f"eval-transform{int(transform)}"
+        x = add_input(out, case, "x", rng, (2, 3, 64, 64), np.float32)
+        with torch.no_grad():
+            out.add(case, weights_checksum=check, logits=m.eval()(torch.from_numpy(x)))
+    m, check = seeded(num_classes=6, aux_logits=True, dropout=0.0, dropout_aux=0.0)
+    x = add_input(out, "train", "x", rng, (4, 3, 64, 64), np.float32)
+    y = rng.integers(0, 6, 4)
+    logits, aux2, aux1 = m.train()(torch.from_numpy(x))
+    ce = torch.nn.functional.cross_entropy
+    target = torch.from_numpy(y)
+    loss = ce(logits, target) + 0.3 * (ce(aux1, target) + ce(aux2, target))
+    loss.backward()
+    params = dict(m.named_parameters())
+    out.add("train", weights_checksum=check, y=y, loss=loss, logits=logits, aux1=aux1, aux2=aux2,
+            **{f"grad.{k}": params[k].grad for k in GOOGLENET_GRADS},
+            **{"state.inception3a.branch1.bn.running_var": m.state_dict()["inception3a.branch1.bn.running_var"]})
+    return out
+
+
 # ---------------------------------------------------------------- writing
 def versions():
     import torch
