@@ -91,13 +91,7 @@ def test_reset_classifier_and_forward_features():
 
 
 def _seeded(case, **kwargs):
-    d = reference.case("efficientnet", case)
-    ours = models.efficientnet_b0(**kwargs)
-    weights = reference.seeded_state_dict([(k, v.shape) for k, v in ours.state_dict().items()], reference.SEED)
-    assert reference.checksum(weights) == pytest.approx(float(d["weights_checksum"]), rel=1e-12), \
-        "NumPy's random stream changed"
-    ours.load_state_dict(weights)
-    return ours, d
+    return reference.seeded_model("efficientnet", case, models.efficientnet_b0(**kwargs))
 
 
 def test_eval_logits_match_torchvision():

@@ -73,13 +73,7 @@ def test_forward_shapes_heads_and_reset_classifier():
 
 def _seeded(case, **kwargs):
     """Our model with the weights make_fixtures.py gave torchvision's, and that case's numbers."""
-    d = reference.case("googlenet", case)
-    ours = models.googlenet(**kwargs)
-    weights = reference.seeded_state_dict([(k, v.shape) for k, v in ours.state_dict().items()], reference.SEED)
-    assert reference.checksum(weights) == pytest.approx(float(d["weights_checksum"]), rel=1e-12), \
-        "NumPy's random stream changed"
-    ours.load_state_dict(weights)
-    return ours, d
+    return reference.seeded_model("googlenet", case, models.googlenet(**kwargs))
 
 
 @pytest.mark.parametrize("transform", [0, 1])

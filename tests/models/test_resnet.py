@@ -104,13 +104,7 @@ def test_forward_shapes_and_eval_determinism(rng):
 def _seeded(name, num_classes, case):
     """Our model with the weights make_fixtures.py gave torchvision's (same NumPy seed, no weights
     stored), and that case's torchvision numbers."""
-    d = reference.case("resnet", case)
-    ours = getattr(models, name)(num_classes=num_classes)
-    weights = reference.seeded_state_dict([(k, v.shape) for k, v in ours.state_dict().items()], reference.SEED)
-    assert reference.checksum(weights) == pytest.approx(float(d["weights_checksum"]), rel=1e-12), \
-        "NumPy's random stream changed"
-    ours.load_state_dict(weights)
-    return ours, d
+    return reference.seeded_model("resnet", case, getattr(models, name)(num_classes=num_classes))
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])

@@ -172,3 +172,15 @@ def checksum(state_dict):
         flat = np.asarray(state_dict[name], np.float64).ravel()
         total += (k + 1) * float(flat.sum() + 0.5 * flat[::3].sum())
     return total
+
+
+def seeded_model(fixture, case_name, model):
+    """`model` with the weights make_fixtures.py gave the reference model (the same NumPy seed, no
+    weights stored), and that case's reference numbers: (model, case)."""
+    d = case(fixture, case_name)
+    weights = seeded_state_dict([(k, v.shape) for k, v in model.state_dict().items()], SEED)
+    if abs(checksum(weights) - float(d["weights_checksum"])) > 1e-12 * abs(float(d["weights_checksum"])):
+        raise AssertionError(f"{fixture}/{case_name}: NumPy's random stream changed; the seeded weights differ "
+                             "from those the fixture was made with")
+    model.load_state_dict(weights)
+    return model, d
