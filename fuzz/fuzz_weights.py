@@ -25,7 +25,9 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import affectfer  # noqa: E402,F401  (imported uninstrumented: only the weights reader is traced)
+# affectfer is imported in main(), under atheris' instrumentation: `import affectfer` imports
+# affectfer.weights too, so an earlier plain import would leave the reader untraced (the fuzzer then
+# runs blind, finding no "interesting" input).
 
 _LEGACY_HEAD = b"".join(pickle.dumps(x, protocol=2) for x in (
     0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True,
