@@ -153,6 +153,26 @@ class Tensor(_C.TensorBase):
         _call("copy_", [out, self])
         return out
 
+    def __deepcopy__(self, memo):
+        """copy.deepcopy (and so deepcopy of a Module): a leaf with its own memory, the same dtype,
+        requires_grad and class (a Parameter stays a Parameter), and a copy of .grad. As in torch,
+        only graph leaves can be deep-copied."""
+        if id(self) in memo:
+            return memo[id(self)]
+        if not self.is_leaf:
+            raise RuntimeError("only tensors created by the user (graph leaves) support deepcopy; "
+                               "call .detach() first to copy the value without its graph")
+        with _no_grad():
+            out = self.detach().clone()
+        if type(self) is not Tensor:  # Parameter and other subclasses keep their class
+            out = type(self)(out, requires_grad=self.requires_grad)
+        else:
+            out.requires_grad = self.requires_grad
+        memo[id(self)] = out
+        if self.grad is not None:
+            out.grad = self.grad.__deepcopy__(memo)
+        return out
+
     # ---- dtype and device ----
     def to(self, *args, **kwargs) -> "Tensor":
         """torch.Tensor.to: `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)` (other's

@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import copy
+
 from .. import nn
 from ..autograd import no_grad
 from ..nn import functional as F
@@ -87,21 +89,26 @@ class SharedTrunk(nn.Module):
 
 class DeviationModule(nn.Module):
     """feature = face(x) - identity(x) (+ `eps_train` in training, as the HUST code adds 1e-6), then a
-    Linear classifier. `make_extractor()` builds a feature extractor ((B, 3, H, W) -> (B, D)); it is
-    called twice and the identity copy receives the face copy's weights, so both start equal (load
-    pretrained weights into the returned extractor inside the factory). The identity copy is frozen
+    Linear classifier. `extractor` is a feature extractor module ((B, 3, H, W) -> (B, D)), usually
+    pretrained: it becomes the face twin and a deep copy of it the identity twin, so both start
+    equal; a callable that builds one is accepted too (it is called twice and the identity copy
+    receives the face copy's weights). The identity copy is frozen
     and always in eval mode (no gradient, no BatchNorm updates). `face_bn_mode="eval"` keeps the face
     extractor in eval mode during training too (the HUST recipe); "train" fine-tunes it normally.
     `sigmoid=True` gives the FUXI variant sigmoid(face) - sigmoid(identity)."""
 
-    def __init__(self, make_extractor, num_classes: int, feature_dim: int, sigmoid: bool = False,
+    def __init__(self, extractor, num_classes: int, feature_dim: int, sigmoid: bool = False,
                  eps_train: float = 1e-6, face_bn_mode: str = "eval"):
         super().__init__()
         if face_bn_mode not in ("eval", "train"):
             raise ValueError(f"face_bn_mode must be 'eval' or 'train', got {face_bn_mode!r}")
-        self.face = make_extractor()
-        self.identity = make_extractor()
-        self.identity.load_state_dict(self.face.state_dict())
+        if isinstance(extractor, nn.Module):
+            self.face = extractor
+            self.identity = copy.deepcopy(extractor)
+        else:
+            self.face = extractor()
+            self.identity = extractor()
+            self.identity.load_state_dict(self.face.state_dict())
         self.identity.requires_grad_(False)
         self.classifier = nn.Linear(feature_dim, num_classes)
         self.sigmoid, self.eps_train, self.face_bn_mode = sigmoid, eps_train, face_bn_mode

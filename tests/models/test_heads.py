@@ -63,6 +63,13 @@ def test_deviation_module_freezes_the_identity_twin(rng):
     assert trained.face.training and not trained.identity.training
     sig = models.DeviationModule(extractor, 3, 4, sigmoid=True).eval()
     np.testing.assert_array_equal(sig.features(x).numpy(), 0)
+    # from a module instance: it becomes the face twin, a deep copy of it the identity twin
+    pretrained = extractor()
+    twin = models.DeviationModule(pretrained, 3, 4).eval()
+    assert twin.face is pretrained and twin.identity is not pretrained
+    np.testing.assert_array_equal(twin.identity[0].weight.numpy(), pretrained[0].weight.numpy())
+    assert not twin.identity[0].weight._shares_memory(pretrained[0].weight)
+    np.testing.assert_array_equal(twin.features(x).numpy(), 0)
 
 
 def test_soft_voting_ensemble_matches_decision_soft_vote(rng):

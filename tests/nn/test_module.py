@@ -200,3 +200,26 @@ def test_load_state_dict_writes_in_place_and_casts(rng):
     assert dst.conv.weight is weight and weight._shares_memory(arena.data)  # still in its arena
     assert np.array_equal(weight.numpy(), src.conv.weight.numpy())
     assert arena.status() & af._C.ARENA_MOVED == 0
+
+
+def test_deepcopy_of_a_module_is_independent_and_keeps_parameters():
+    import copy
+
+    af.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    x = af.randn(5, 4)
+    model(x).sum().backward()
+    clone = copy.deepcopy(model)
+    for (name, a), b in zip(model.state_dict().items(), clone.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+        assert not a._shares_memory(b), name
+    w, cw = model[0].weight, clone[0].weight
+    assert type(cw) is type(w) and cw.requires_grad and cw.is_leaf
+    np.testing.assert_array_equal(cw.grad.numpy(), w.grad.numpy())
+    af.nn.init.zeros_(cw)
+    assert np.abs(w.numpy()).sum() > 0
+    tied = nn.Sequential(model[0], model[0])  # one module twice: copied once, still shared
+    tied_copy = copy.deepcopy(tied)
+    assert tied_copy[0] is tied_copy[1] and tied_copy[0].weight is tied_copy[1].weight
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(model(x))
