@@ -9,10 +9,10 @@ import pytest
 
 import affectfer as af
 import affectfer.nn.functional as F
-from affectfer import checkpoint, models, optim
-from affectfer.datasets import synthetic_faces
+from affectfer import checkpoint, models
 from affectfer.testing import assert_close, assert_thread_invariant
 from tests import reference
+from tests.models.training import adam_losses, synthetic_batch
 
 
 @pytest.fixture(scope="module")
@@ -169,22 +169,12 @@ def test_stochastic_depth_drops_whole_samples_and_scales_survivors():
 
 
 def test_training_reduces_the_loss():
-    data = synthetic_faces(n=14, size=32, seed=0)
-    x = af.tensor(((data.images.astype(np.float32) / 255 - 0.5) / 0.25).transpose(0, 3, 1, 2).copy())
-    y = af.tensor(data.labels)
+    x, y, num_classes = synthetic_batch(14)
     af.manual_seed(0)
-    model = models.efficientnet_b0(num_classes=len(data.classes)).train()
-    opt = optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(10):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(models.efficientnet_b0(num_classes=num_classes).train(), x, y)
     assert all(np.isfinite(losses))
     # below half the first loss and below chance (log of the class count)
-    assert np.mean(losses[-3:]) < min(0.5 * losses[0], math.log(len(data.classes))), losses
+    assert np.mean(losses[-3:]) < min(0.5 * losses[0], math.log(num_classes)), losses
 
 
 def test_training_step_is_thread_invariant():

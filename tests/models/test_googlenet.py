@@ -7,12 +7,12 @@ import pytest
 
 import affectfer as af
 import affectfer.nn.functional as F
-from affectfer import models, optim
+from affectfer import models
 from affectfer.checkpoint import save_file
-from affectfer.datasets import synthetic_faces
 from affectfer.testing import assert_close
 from affectfer.weights import load_weights
 from tests import reference
+from tests.models.training import adam_losses, synthetic_batch
 
 
 def count(model):
@@ -109,18 +109,8 @@ def test_train_step_with_aux_heads_matches_torchvision():
 
 def test_trains_on_synthetic_faces():
     af.manual_seed(0)
-    data = synthetic_faces(16, size=32, seed=0)
-    images = (data.images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - 0.5) / 0.25  # NHWC uint8 -> NCHW
-    x, y = af.tensor(images), af.tensor(data.labels)
-    model = models.googlenet(num_classes=7)
-    opt = optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(10):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    x, y, _ = synthetic_batch(16)
+    losses = adam_losses(models.googlenet(num_classes=7), x, y)
     assert np.isfinite(losses).all() and np.mean(losses[-3:]) < 0.3 * losses[0], losses
 
 
