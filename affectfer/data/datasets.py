@@ -276,6 +276,8 @@ class ABAWDataset(Dataset):
     `targets` and labels are -1. Frames whose image file is absent (the face was not detected) are
     skipped and counted in `num_missing` unless `missing="error"`."""
 
+    per_sample = Dataset.per_sample + ("videos",)
+
     def __init__(self, annotations, image_root: str, task: str = "expr", missing: str = "skip"):
         if task not in ("expr", "va", "au"):
             raise ValueError(f"ABAWDataset: task must be 'expr', 'va' or 'au', got {task!r}")

@@ -382,7 +382,10 @@ class ConcatDataset(Dataset):
     order first with remap_labels); their targets must have the same width, or all be absent. They
     must all be file lists (paths) or all in-memory arrays of one image shape; packs are not
     concatenated (concatenate the sources, then pack). Face boxes are kept; a dataset without boxes
-    contributes whole images."""
+    contributes whole images. `locate(i)` names the dataset and index a sample came from (subsets, e.g.
+    after remap_labels, keep that record)."""
+
+    per_sample = Dataset.per_sample + ("source_dataset", "source_index")
 
     def __init__(self, datasets):
         self.datasets = list(datasets)
@@ -419,6 +422,8 @@ class ConcatDataset(Dataset):
                                          else np.tile(whole, (len(ds), 1)) for ds in self.datasets])
         self.labels = np.concatenate([np.asarray(ds.labels, dtype=np.int64) for ds in self.datasets])
         self.offsets = np.cumsum([0] + [len(ds) for ds in self.datasets])
+        self.source_dataset = np.repeat(np.arange(len(self.datasets)), np.diff(self.offsets))
+        self.source_index = np.concatenate([np.arange(len(ds)) for ds in self.datasets])
         self._finish("ConcatDataset")
 
     def locate(self, i: int):
@@ -426,6 +431,4 @@ class ConcatDataset(Dataset):
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a dataset of {n} samples")
-        i %= n
-        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
-        return k, i - int(self.offsets[k])
+        return int(self.source_dataset[i]), int(self.source_index[i])

@@ -106,6 +106,19 @@ def test_abaw_au_task(tmp_path):
     assert [os.path.basename(p) for p in ds.paths] == ["00001.jpg", "00003.jpg"]
 
 
+def test_abaw_expression_remapped_keeps_its_videos(tmp_path):
+    ann, img = tmp_path / "ann", tmp_path / "img"
+    ann.mkdir()
+    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n"
+    (ann / "a.txt").write_text(header + "7\n4\n")
+    (ann / "b.txt").write_text(header + "1\n")
+    for f in ["a/00001.jpg", "a/00002.jpg", "b/00001.jpg"]:
+        os.makedirs(img / f.split("/")[0], exist_ok=True)
+        (img / f).write_bytes(b"x")
+    ds = remap_labels(ABAWDataset(str(ann), str(img)), "abaw", "fer2013")     # "other" has no FER2013 class
+    assert ds.labels.tolist() == [3, 0] and ds.videos == ["a", "b"] and ds.classes[3] == "happy"
+
+
 # ---- AffectNet ----
 
 def affectnet_row(path, box, label, va=(0.5, -0.25), landmarks=None):
@@ -311,6 +324,9 @@ def test_concat_indexing_and_loader(tmp_path, rng):
         assert label == part[1] and np.array_equal(target, part[2])
     with pytest.raises(IndexError):
         cat.locate(8)
+    picked = remap_labels(cat, cat.classes, ["2", "0"])      # class 1 dropped: the record follows the samples
+    assert picked.labels.tolist() == [1, 0, 0, 0, 1, 0] and [picked.locate(i) for i in range(6)] == \
+        [(0, 0), (0, 2), (1, 0), (1, 1), (2, 0), (2, 2)]
     x, y, t = batches(cat, batch_size=8)[0]
     np.testing.assert_array_equal(np.rint(x.transpose(0, 2, 3, 1) * 255), cat.images)
     assert y.tolist() == cat.labels.tolist() and t[:, 0].tolist() == [1, 1, 1, 0, 0, 1, 1, 1]
