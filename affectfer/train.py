@@ -169,8 +169,8 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
     - `metric`: what selects the best weights on `val_loader`: "macro_f1" (default), "accuracy",
       "abaw_expression" (0.67 F1 + 0.33 accuracy), "abaw_mtl" (outputs (VA, expression logits, AU
       logits); targets the same three, or an affectfer.data.ABAWMTLDataset's batches: expression labels
-      and (valence, arousal, 12 AUs) with their invalid markers; set `output_index=1` so that the log's
-      F1, accuracy and confusion matrix are the expression head's), "val_loss" (lower is better), or a
+      and (valence, arousal, 12 AUs) with their invalid markers; the log's F1, accuracy and confusion
+      matrix are then the expression head's), "val_loss" (lower is better), or a
       callable(outputs, targets) -> float (higher is better).
       The best weights are restored into the model at the end.
     - `accumulate_steps=k`: gradients of k batches are summed (each loss divided by k) before one
@@ -214,7 +214,9 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
         history.val_loss.append(val_loss)
         history.val_steps.append(step)
         line = f"val {history.metric} {value:.4f}"
-        logits = outputs[output_index] if outputs else None
+        # abaw_mtl's outputs are (VA, expression logits, AU logits): its F1 and confusion are the expression head's
+        head = 1 if metric == "abaw_mtl" else output_index
+        logits = outputs[head] if len(outputs) > head else None
         if logits is not None and logits.ndim == 2 and targets and targets[0].ndim == 1:
             C = num_classes or logits.shape[1]
             pred = logits.argmax(1)

@@ -226,7 +226,7 @@ def test_abaw_mtl_metric_on_multi_task_batches():
 
     val = Loader(mtl_data(seed=1), batch_size=8, transform=T.ToTensor(), workers=1)  # the same batches every pass
     h = train.fit(model, loader(mtl_data()), optim.SGD(model.parameters(), lr=0.0), 1, loss_fn=loss_fn, val_loader=val,
-                  metric="abaw_mtl", output_index=1, progress=False, log=None)
+                  metric="abaw_mtl", progress=False, log=None)
     (va, expr, au), (labels, targets) = train.predict_outputs(model, val)
     truth = mtl_data(seed=1)
     va_true, au_true = truth.targets[:, :2], truth.targets[:, 2:]
@@ -235,7 +235,8 @@ def test_abaw_mtl_metric_on_multi_task_batches():
     # the invalid markers are masked, not scored: reading them as values changes the score
     assert expected != pytest.approx(af.metrics.abaw_mtl_score(np.where(va_true == -5, 0, va_true), va, truth.labels,
                                                                expr.argmax(1), au_true, 1 / (1 + np.exp(-au))))
-    assert np.array(h.last_confusion).shape == (8, 8)           # output_index=1: the expression head's matrix
+    assert np.array(h.last_confusion).shape == (8, 8)           # the expression head's matrix, not VA's
+    assert h.val_macro_f1 == [pytest.approx(af.metrics.macro_f1(truth.labels, expr.argmax(1), 8))]
     # the same score from the three targets laid out apart
     three = train._metric_value("abaw_mtl", (va, expr, au), (va_true, truth.labels, au_true), None, 1)
     assert three == pytest.approx(expected, rel=1e-12)
