@@ -12,6 +12,7 @@ image, before any transform, by the loader's workers and by `ds[i]` alike (`crop
 """
 from __future__ import annotations
 
+import copy
 import csv
 import os
 
@@ -91,8 +92,8 @@ class Dataset:
     def subset(self, index, labels=None, classes=None):
         """A shallow copy holding samples `index` (in that order) of every per-sample attribute, with
         `labels` and `classes` replaced when given (label remapping, affectfer.data.readers)."""
-        import copy
-
+        if getattr(self, "pack_file", None) is not None:  # the loader reads a pack's samples by their position in it
+            raise TypeError(f"subset: {type(self).__name__} is a pack; subset or remap the source dataset, then pack it")
         index = np.asarray(index, dtype=np.int64)
         out = copy.copy(self)
         for name in self.per_sample:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from affectfer.data import (ABAWDataset, ABAWMTLDataset, AffectNetDataset, ArrayDataset, ConcatDataset, CSVDataset,
-                            ExpWDataset, Loader, crop_to_box, mtl_targets, pack, remap_labels, remap_table)
+                            ExpWDataset, Loader, PackedDataset, crop_to_box, mtl_targets, pack, remap_labels,
+                            remap_table)
 from affectfer.data.datasets import FULL_IMAGE
 
 from tests.images import write_png
@@ -247,6 +248,10 @@ def test_box_errors(tmp_path, rng):
         batches(ds)
     with pytest.raises(ValueError, match="pack: CSVDataset has face boxes"):
         pack(ds, tmp_path / "x.afpack", progress=False)
+    ds.boxes = None
+    packed = PackedDataset(pack(ds, tmp_path / "x.afpack", progress=False))
+    with pytest.raises(TypeError, match="PackedDataset is a pack; subset or remap the source dataset"):
+        remap_labels(packed, ["a"], ["a"])
     arrays = ArrayDataset(pix[None].repeat(2, 0), [0, 1])
     arrays.boxes = np.array([[1, 2, 11, 12], [0, 0, 10, 10]])     # in-memory images are cropped alike
     np.testing.assert_array_equal(np.rint(batches(arrays, 2)[0][0][0].transpose(1, 2, 0) * 255), pix[2:12, 1:11])
