@@ -273,15 +273,13 @@ def _demo(args) -> int:
     """The hand-assisted recipe at the demo's settings (affectfer.recipes.hand_assisted)."""
     import dataclasses
 
-    import affectfer as af
     from affectfer.recipes import hand_assisted
 
     cfg = dataclasses.replace(hand_assisted.Config.demo(), train_size=args.train_size, val_size=args.val_size,
                               image_size=args.image_size, pretrain_epochs=args.epochs, epochs=args.finetune_epochs,
                               hand_epochs=args.hand_epochs, batch_size=args.batch_size, workers=args.workers,
                               seed=args.seed)
-    print(f"affectfer demo: hand-assisted FER on synthetic faces ({args.train_size} train, {args.val_size} val, "
-          f"{args.image_size}x{args.image_size}, {af.get_num_threads()} threads)")
+    print("affectfer demo: the hand-assisted recipe on the synthetic faces")
     try:
         hand_assisted.run(cfg, out=args.out, progress=not args.no_progress and sys.stderr.isatty())  # bars in a terminal
     except ValueError as exc:
