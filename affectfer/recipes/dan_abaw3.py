@@ -14,8 +14,9 @@ Your Attention", multi-head cross attention) trained on bootstrap subsets and co
 Training defaults follow DAN's released AffectNet script (github.com/yaoing/DAN `affectnet.py`,
 models spec 1.5): Adam lr 1e-4 without weight decay (centres included), ExponentialLR gamma 0.6 per
 epoch, inverse class frequency sampling, flips, RandomAffine(20, translate 0.2, scale 0.8-1) with
-p 0.7, ImageNet normalisation, RandomErasing. The synthetic faces carry valence/arousal; a user's
-data without VA columns trains the expression losses only.
+p 0.7, ImageNet normalisation, RandomErasing. The synthetic faces carry valence/arousal; with a
+user's data the first two target columns (a CSV list's third and fourth) are valence and arousal,
+and data without target columns trains the expression losses only.
 """
 from __future__ import annotations
 
