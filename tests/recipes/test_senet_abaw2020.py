@@ -84,3 +84,25 @@ def test_defaults_and_bad_values():
         S.run(dataclasses.replace(S.Config.tiny(), preprocess="caffe"), log=None)
     with pytest.raises(ValueError, match="accumulate_steps must be >= 1"):
         S.run(dataclasses.replace(S.Config.tiny(), accumulate_steps=0), log=None)
+
+
+def test_runs_on_an_image_folder_whose_classes_are_named_differently(tmp_path):
+    from affectfer.datasets import CLASSES, synthetic_faces
+    from affectfer import recipes
+    from tests.images import write_png
+
+    names = {"happiness": "Happy", "sadness": "sad", "surprise": "Surprised"}
+    for split, seed in (("train", 3), ("val", 4)):
+        faces = synthetic_faces(30, 32, seed=seed, balanced=split == "val")
+        for i, (image, label) in enumerate(zip(faces.images, faces.labels)):
+            folder = tmp_path / "faces" / split / names.get(CLASSES[label], CLASSES[label])
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(str(folder / f"{i}.png"), image)
+    result = recipes.run("senet_abaw2020", data=str(tmp_path / "faces"), tiny=True, progress=False,
+                         overrides=["batch_size=6", "val_every=1"])
+    # the weights follow the folders' counts in the recipe's order (neutral absent: weight 0)
+    counts = np.bincount(synthetic_faces(30, 32, seed=3, balanced=False).labels, minlength=6).astype(float)
+    assert len(set(counts.tolist())) > 2  # imbalanced, so a wrong class order would show
+    expected = np.divide(counts.max(), counts, out=np.zeros(6), where=counts > 0)
+    np.testing.assert_allclose(result["class_weights"], [0] + list(expected), rtol=1e-6)
+    assert result["validations"] >= 2
