@@ -22,15 +22,16 @@ and torchvision import, for PyTorch on the same images, the same number of threa
 likewise for validation. The two frameworks draw their initial weights, shuffles and augmentations
 from different generators, so their accuracies agree in distribution, not to the digit.
 
-`--recipe NAME` runs `affectfer.recipes.run(NAME, data=<the FER2013 training split restricted to the
-six non-neutral classes, in the order anger, disgust, fear, happiness, sadness, surprise>,
-overrides={key: value from --set})` and prints what it returns: the paper recipes (hust_lsd,
-hand_assisted) on real faces.
+`--recipe NAME` runs `affectfer.recipes.run(NAME, data=(train, val), overrides=[the --set key=value
+strings])`, train and val being FER2013's Training and PublicTest splits (after --subset/--val-subset)
+restricted to the six non-neutral classes in the order anger, disgust, fear, happiness, sadness,
+surprise, and prints what it returns: the paper recipes (hust_lsd, hand_assisted) on real faces.
+hand_assisted's hand detector needs hand-labelled faces FER2013 does not have: give them with
+`--set hand_data=FOLDER`, or `--set hand=false` for its expression model alone.
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import tarfile
@@ -187,34 +188,24 @@ def run_torch(data, epochs, threads, seed, log):
     return {"accuracy": acc, "macro_f1": f1, "seconds": seconds}
 
 
-def parse_overrides(pairs):
-    overrides = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"fer2013: --set takes key=value, got {pair!r}")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
-    return overrides
-
-
 def recipe_runner(name):
-    """affectfer.recipes.run, or SystemExit saying it is missing (checked before the data is read)."""
+    """affectfer.recipes.run, or SystemExit saying what is missing (checked before the data is read)."""
     try:
         from affectfer import recipes
-        return recipes.run
+        run = recipes.run
+        recipes.get(name)
     except (ImportError, AttributeError):
-        raise SystemExit(f"fer2013: --recipe {name} needs affectfer.recipes.run(name, data=..., overrides=...), which "
-                         f"this affectfer does not have") from None
+        raise SystemExit(f"fer2013: --recipe {name} needs affectfer.recipes.run(name, data=..., overrides=...) and the "
+                         f"recipe module affectfer.recipes.{name}, which this affectfer does not have") from None
+    return run
 
 
-def run_recipe(run, name, train_split, overrides):
-    images, labels = train_split
-    six = remap_labels(ArrayDataset(images, labels, classes=CLASSES), CLASSES, metrics.EXPRESSIONS_6)  # drops neutral
-    print(f"recipe {name} on FER2013's six non-neutral classes: {len(six)} training faces, classes {six.classes}")
-    result = run(name, data=six, overrides=overrides)
+def run_recipe(run, name, train_split, val_split, overrides, progress):
+    six = [remap_labels(ArrayDataset(images, labels, classes=CLASSES), CLASSES, metrics.EXPRESSIONS_6)  # drops neutral
+           for images, labels in (train_split, val_split)]
+    print(f"recipe {name} on FER2013's six non-neutral classes {six[0].classes}: {len(six[0])} training and "
+          f"{len(six[1])} validation faces", flush=True)
+    result = run(name, data=tuple(six), overrides=overrides, progress=progress)
     print(result)
     return result
 
@@ -246,7 +237,8 @@ def main(argv=None):
     print(f"read {source}: {len(splits['train'][1])} training and {len(splits['val'][1])} validation faces "
           f"({time.perf_counter() - start:.1f} s)", flush=True)
     if args.recipe:
-        run_recipe(runner, args.recipe, choose(*splits["train"], args.subset, args.seed), parse_overrides(args.overrides))
+        run_recipe(runner, args.recipe, choose(*splits["train"], args.subset, args.seed),
+                   choose(*splits["val"], args.val_subset, args.seed + 1), list(args.overrides or ()), args.progress)
         return
     train_x, train_y = choose(*splits["train"], args.subset, args.seed)
     val_x, val_y = choose(*splits["val"], args.val_subset, args.seed + 1)
