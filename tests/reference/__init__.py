@@ -140,7 +140,8 @@ def seeded_state_dict(shapes, seed):
     (name, shape) pairs, so a torch and an affectfer model with the same names get the same
     numbers. Convolutions get He-uniform weights (variance 2/fan_in, He et al. 2015), so deep ReLU
     stacks neither vanish nor explode; linear layers torch's default U(+-1/sqrt(fan_in)); batch
-    norms non-trivial affine and running statistics, so train and eval mode both exercise them."""
+    norms non-trivial affine and running statistics, so train and eval mode both exercise them;
+    group and layer norms a non-trivial affine."""
     rng = np.random.default_rng(seed)
     shapes = [(name, tuple(int(s) for s in shape)) for name, shape in shapes]
     fan_in = {name[:-len(".weight")]: int(np.prod(shape[1:])) for name, shape in shapes
@@ -160,6 +161,9 @@ def seeded_state_dict(shapes, seed):
             out[name] = (np.sqrt(6.0 / fan_in[module]) * (2 * u - 1)).astype(np.float32)
         elif leaf in ("weight", "bias") and module in fan_in:
             out[name] = ((2 * u - 1) / np.sqrt(fan_in[module])).astype(np.float32)
+        elif leaf in ("weight", "bias") and len(shape) == 1:  # the affine of a group or layer norm
+            lo, hi = (0.5, 1.5) if leaf == "weight" else (-0.2, 0.2)
+            out[name] = (lo + (hi - lo) * u).astype(np.float32)
         else:
             raise ValueError(f"seeded_state_dict: no rule for {name!r} of shape {shape}")
     return out

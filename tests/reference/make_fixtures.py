@@ -636,15 +636,61 @@ def googlenet(torch):
     return out
 
 
+MOBILEVIT_VARIANTS = ("050", "075", "100", "125", "150", "175", "200")
+MOBILEVIT_GRADS = ["stem.conv.weight", "stages.1.1.conv2_kxk.conv.weight", "stages.2.1.transformer.0.attn.qkv_proj.weight",
+                   "stages.2.1.transformer.1.norm2.bias", "stages.3.1.transformer.3.mlp.fc1.weight",
+                   "stages.4.1.norm.weight", "stages.4.1.conv_proj.bn.weight", "head.fc.bias"]
+MOBILEVIT_TRACKED = ["stem.bn.running_mean", "stages.3.1.conv_proj.bn.running_var"]
+
+
+@generator
+def mobilevit(torch):
+    """timm's mobilevitv2_*: names, shapes and parameter counts of every variant; eval logits of
+    _050 at 256x256 and 112x112 (whose 7x7 stage-4 map takes the bilinear resize) and of _100 at
+    256x256; train-mode steps of _050 in float32 at both sizes and in float64 at 112x112. The
+    256x256 input is stored at 128x128 and each pixel repeated 2x2, to keep the file small."""
+    import timm
+    rng, out = np.random.default_rng(SEED), Cases(blocks=256)
+    for v in MOBILEVIT_VARIANTS:
+        m = timm.create_model(f"mobilevitv2_{v}")
+        out.add(f"names-{v}", state=json.dumps([[k, list(t.shape)] for k, t in m.state_dict().items()]),
+                modules=json.dumps([n for n, _ in m.named_modules()]), params=sum(p.numel() for p in m.parameters()))
+
+    def seeded(variant):
+        m = timm.create_model(f"mobilevitv2_{variant}", num_classes=10)
+        sd = seeded_state_dict([(k, t.shape) for k, t in m.state_dict().items()], SEED)
+        m.load_state_dict({k: torch.from_numpy(t) for k, t in sd.items()})
+        return m, checksum(sd)
+
+    half = add_input(out, "inputs", "x256", rng, (2, 3, 128, 128), np.float32)
+    inputs = {256: half.repeat(2, axis=2).repeat(2, axis=3), 112: add_input(out, "inputs", "x112", rng, (2, 3, 112, 112))}
+    for variant, size in (("050", 256), ("050", 112), ("100", 256)):
+        m, check = seeded(variant)
+        with torch.no_grad():
+            logits = m.eval()(torch.from_numpy(inputs[size].astype(np.float32)))
+        out.add(f"eval-{variant}-{size}", weights_checksum=check, logits=logits)
+    for dtype, size in (("float32", 256), ("float32", 112), ("float64", 112)):
+        m, check = seeded("050")
+        m.to(getattr(torch, dtype)).train()
+        y = rng.integers(0, 10, 2)
+        logits = m(torch.from_numpy(inputs[size].astype(dtype)))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
+        loss.backward()
+        params, sd = dict(m.named_parameters()), m.state_dict()
+        out.add(f"train-{dtype}-{size}", weights_checksum=check, y=y, logits=logits, loss=loss,
+                **{f"grad.{k}": params[k].grad for k in MOBILEVIT_GRADS}, **{f"state.{k}": sd[k] for k in MOBILEVIT_TRACKED})
+    return out
+
+
 # ---------------------------------------------------------------- writing
 def versions():
     import torch
     meta = {"torch": torch.__version__, "numpy": np.__version__}
-    try:
-        import torchvision
-        meta["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
+    for extra in ("torchvision", "timm"):
+        try:
+            meta[extra] = __import__(extra).__version__
+        except ImportError:
+            pass
     return meta
 
 
