@@ -125,7 +125,8 @@ def conv2d(torch):
 @generator
 def matmul(torch):
     rng, out = np.random.default_rng(SEED), Cases()
-    for sa, sb in [((2, 3, 5), (2, 5, 4)), ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3))]:
+    for sa, sb in [((2, 3, 5), (2, 5, 4)), ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3)),
+                   ((2, 1, 3, 5), (1, 3, 5, 4)), ((3, 5), (2, 5, 4)), ((2, 3, 3, 5), (1, 5, 4))]:
         a, b = rng.standard_normal(sa), rng.standard_normal(sb)
         ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
         ty = ta @ tb
