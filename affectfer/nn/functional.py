@@ -10,6 +10,7 @@ these functions: code here that means Python's builtins writes builtins.max / bu
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from .. import _C
@@ -62,6 +63,19 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias; input (..., in_features), weight (out_features, in_features)."""
     return _call("linear", [input, weight, bias])
+
+
+def scaled_dot_product_attention(q, k, v, scale=None):
+    """softmax(q k^T * scale) v, fused (torch.nn.functional.scaled_dot_product_attention without mask,
+    dropout or causal option): q (..., Nq, D), k (..., Nk, D), v (..., Nk, Dv) with the same leading
+    dims, e.g. (B, heads, N, D); scale defaults to 1/sqrt(D). The op keeps at most one block of the
+    attention matrix (csrc/ops/attention.c), so memory grows with N, not N^2."""
+    if scale is None:
+        d = q.shape[-1] if q.ndim else 0
+        scale = 1.0 / math.sqrt(d) if d > 0 else 1.0
+    elif not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        raise TypeError(f"scaled_dot_product_attention: argument 'scale' must be a number, got {scale!r}")
+    return _call("scaled_dot_product_attention", [q, k, v], (), (float(scale),))
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
