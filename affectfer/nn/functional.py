@@ -17,6 +17,7 @@ from .. import _C
 from .._args import pair as _pair
 from ..autograd import no_grad
 from ..tensor import _call, tensor
+from ..tensor import ones as _ones
 from ..tensor import _wrap_dim as _dim
 
 _REDUCTIONS = dict(_C.reductions)
@@ -151,6 +152,22 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 
 # ---- activations ----
+def drop_path(input, p=0.0, training=False, scale_by_keep=True):
+    """Stochastic depth, "row" mode (Huang et al. 2016, "Deep Networks with Stochastic Depth"; timm's
+    drop_path, torchvision.ops.stochastic_depth(mode="row")): each sample (index of dim 0) is zeroed
+    whole with probability p, and the survivors are scaled by 1/(1-p) (scale_by_keep), so the
+    expectation is unchanged; the identity outside training or at p = 0. The per-sample mask is
+    dropout applied to a ones column, so it comes from affectfer's Philox stream."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"drop_path: probability p has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    keep = dropout(_ones(input.shape[0], *([1] * (input.ndim - 1)), dtype=input.dtype), p, True)
+    if not scale_by_keep:
+        keep = clamp(keep, max=1.0)  # 1/(1-p) -> exactly 1: a plain 0/1 mask
+    return input * keep
+
+
 def relu(input, inplace=False):
     return _call("relu", [input])
 
