@@ -720,6 +720,8 @@ def load_weights(model, path, strict: bool = True, rename=None, format: str | No
     where = os.fspath(path) if not isinstance(path, (bytes, bytearray, memoryview)) else "<bytes>"
     target = model.state_dict()
     state, renamed = _normalise(state, rename, target)
+    if hasattr(model, "adapt_state_dict"):  # e.g. ViT resamples position embeddings made at another size
+        state = model.adapt_state_dict(state)
     skipped, errors = {}, []
     for name in list(state):
         value = state[name]

@@ -8,8 +8,9 @@ from .factory import create, list_models, register_model
 from .freeze import freeze_residual_blocks, residual_blocks
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+from .vit import VisionTransformer, vit_b_16
 
 __all__ = ["create", "list_models", "register_model", "ActionUnitHead", "DeviationModule", "ExpressionHead", "LandmarkHead", "SharedTrunk",
            "SoftVotingEnsemble", "ValenceArousalHead", "DAN", "CrossAttentionHead", "dan", "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "freeze_residual_blocks",
            "residual_blocks", "EfficientNet", "MBConv", "SqueezeExcitation", "StochasticDepth",
-           "efficientnet_b0", "stochastic_depth", "GoogLeNet", "GoogLeNetOutputs", "googlenet"]
+           "efficientnet_b0", "stochastic_depth", "GoogLeNet", "GoogLeNetOutputs", "googlenet", "VisionTransformer", "vit_b_16"]

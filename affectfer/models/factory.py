@@ -20,9 +20,10 @@ from .dan import dan
 from .efficientnet import efficientnet_b0
 from .googlenet import googlenet
 from .resnet import resnet18, resnet34, resnet50
+from .vit import vit_b_16
 
 _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "dan": dan,
-           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet}
+           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet, "vit_b_16": vit_b_16}
 
 
 def register_model(name: str, constructor) -> None:
