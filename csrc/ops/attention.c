@@ -181,6 +181,7 @@ static int K(attention_forward)(const attention_dims *d, double scale_d, const s
             AF_GEMM(0, 1, mq, nk, D, scale, Q, D, k + (b * Nk + j0) * D, D, 0, s, nk);
             for (int64_t r = 0; r < mq; r++) {
                 scalar_t *row = s + r * nk, mx = row[0];
+#pragma omp simd reduction(max : mx)
                 for (int64_t j = 1; j < nk; j++) mx = row[j] > mx ? row[j] : mx;
                 const scalar_t mnew = mx > m[r] ? mx : m[r];
                 const scalar_t corr = jb == 0 ? 0 : exp(m[r] - mnew); /* rescales the earlier blocks' sums */
