@@ -9,8 +9,9 @@ so load on a shared machine hits both alike). FLOPs count the GEMMs the algorith
 4 N^2 D per head (Q K^T and P V), backward 10 N^2 D (scores recomputed, dV, dP, dQ, dK), so
 forward+backward is 14 N^2 D; torch's kernel gets the same count. The reference rates are SGEMM
 through affectfer's GEMM (af.matmul): a large square-ish product (the machine's rate) and the
-per-head products of attention themselves batched (B*H of (N x 64) @ (64 x N)). Target: the fused
-forward at >= 60% of the SGEMM rate.
+per-head products of attention themselves batched (B*H of (N x 64) @ (64 x N)), which writes the
+whole (B, H, N, N) score tensor as an unfused attention must (at N = 197 that allocation, not the
+arithmetic, sets its rate). Target: the fused forward at >= 60% of the large SGEMM's rate.
 
 --cpu-time runs one thread and times with the calling thread's CPU clock: far less sensitive to
 other jobs on a shared machine than wall time.
