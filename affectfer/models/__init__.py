@@ -11,6 +11,7 @@ from .mobilevit import (LinearSelfAttention, LinearTransformerBlock, MobileViTv2
                         mobilevitv2_075, mobilevitv2_100, mobilevitv2_125, mobilevitv2_150, mobilevitv2_175,
                         mobilevitv2_200)
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+from .vit import VisionTransformer, vit_b_16
 
 __all__ = ["create", "list_models", "register_model", "ActionUnitHead", "DeviationModule", "ExpressionHead", "LandmarkHead", "SharedTrunk",
            "SoftVotingEnsemble", "ValenceArousalHead", "DAN", "CrossAttentionHead", "dan", "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "freeze_residual_blocks",
@@ -18,4 +19,4 @@ __all__ = ["create", "list_models", "register_model", "ActionUnitHead", "Deviati
            "efficientnet_b0", "stochastic_depth", "GoogLeNet", "GoogLeNetOutputs", "googlenet",
            "MobileViTv2", "MobileVitV2Block", "LinearSelfAttention", "LinearTransformerBlock", "mobilevitv2_050",
            "mobilevitv2_075", "mobilevitv2_100", "mobilevitv2_125", "mobilevitv2_150", "mobilevitv2_175",
-           "mobilevitv2_200"]
+           "mobilevitv2_200", "VisionTransformer", "vit_b_16"]
