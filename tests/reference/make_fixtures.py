@@ -681,6 +681,7 @@ def mobilevit(torch):
         out.add(f"train-{dtype}-{size}", weights_checksum=check, y=y, logits=logits, loss=loss,
                 **{f"grad.{k}": params[k].grad for k in MOBILEVIT_GRADS}, **{f"state.{k}": sd[k] for k in MOBILEVIT_TRACKED})
 
+
 VIT_GRADS = ["conv_proj.weight", "class_token", "encoder.pos_embedding",
              "encoder.layers.encoder_layer_0.self_attention.in_proj_weight",
              "encoder.layers.encoder_layer_5.self_attention.out_proj.bias", "encoder.layers.encoder_layer_7.ln_1.weight",
