@@ -327,10 +327,12 @@ ORDERS["affwild2"] = ORDERS["abaw"]
 
 # The datasets name one emotion differently; matching goes through one name per emotion.
 _SYNONYMS = {"angry": "anger", "happy": "happiness", "sad": "sadness", "surprised": "surprise",
-             "disgusted": "disgust", "fearful": "fear", "scared": "fear", "neutrality": "neutral"}
+             "disgusted": "disgust", "fearful": "fear", "scared": "fear", "neutrality": "neutral",
+             "others": "other"}
 
 
-def _canonical(name) -> str:
+def canonical_class(name) -> str:
+    """The one spelling of an emotion name that matching uses (lower case; happy -> happiness, ...)."""
     key = str(name).strip().lower()
     return _SYNONYMS.get(key, key)
 
@@ -341,7 +343,7 @@ def _order(order, what) -> list:
             raise ValueError(f"remap: unknown {what} order {order!r}; use one of {sorted(ORDERS)} or a list of class names")
         return list(ORDERS[order.lower()])
     names = [str(c) for c in order]
-    canon = [_canonical(c) for c in names]
+    canon = [canonical_class(c) for c in names]
     if len(set(canon)) != len(canon):
         raise ValueError(f"remap: the {what} order {names} names an emotion twice")
     return names
@@ -356,8 +358,8 @@ def remap_table(from_order, to_order, missing="drop") -> np.ndarray:
     if missing != "drop":
         if isinstance(missing, bool) or not isinstance(missing, (int, np.integer)) or not 0 <= missing < len(target):
             raise ValueError(f"remap: missing must be 'drop' or a class index in [0, {len(target)}), got {missing!r}")
-    position = {_canonical(c): k for k, c in enumerate(target)}
-    return np.array([position.get(_canonical(c), -1 if missing == "drop" else int(missing)) for c in source],
+    position = {canonical_class(c): k for k, c in enumerate(target)}
+    return np.array([position.get(canonical_class(c), -1 if missing == "drop" else int(missing)) for c in source],
                     dtype=np.int64)
 
 
@@ -396,7 +398,7 @@ class ConcatDataset(Dataset):
         for k, ds in enumerate(self.datasets):
             if getattr(ds, "pack_file", None) is not None:
                 raise TypeError(f"ConcatDataset: dataset {k} is a pack; concatenate the source datasets and pack the result")
-            if [_canonical(c) for c in ds.classes] != [_canonical(c) for c in self.classes]:
+            if [canonical_class(c) for c in ds.classes] != [canonical_class(c) for c in self.classes]:
                 raise ValueError(f"ConcatDataset: dataset {k} has classes {list(ds.classes)}, dataset 0 has "
                                  f"{self.classes}; bring them to one order with remap_labels")
         with_paths = [getattr(ds, "paths", None) is not None for ds in self.datasets]

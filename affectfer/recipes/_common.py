@@ -3,7 +3,6 @@ the data (a user's folder or list, or the synthetic demo faces) in the recipe's 
 with the recipe's transforms and sampler, bagging with soft voting, and the files a run writes."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -12,15 +11,13 @@ import typing
 
 import numpy as np
 
+from ..data.readers import canonical_class
+
 # ImageNet channel statistics (torchvision's pretrained-model preprocessing), the normalisation of
 # every seed method that starts from ImageNet or ImageNet-style weights
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# the class names the public FER sets use for the same expression; recipe class lists use the
-# left-hand names (Aff-Wild2 / ABAW spelling)
-_ALIASES = {"happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise", "fearful": "fear",
-            "disgusted": "disgust", "neutrality": "neutral", "others": "other"}
 
 
 # ---------------------------------------------------------------------------------------- configs
@@ -198,11 +195,6 @@ class RecipeData:
     classes: tuple
 
 
-def canonical_class(name: str) -> str:
-    key = str(name).strip().lower()
-    return _ALIASES.get(key, key)
-
-
 def align_classes(dataset, classes):
     """`dataset` with its labels re-indexed into `classes` (the recipe's fixed order).
 
@@ -223,26 +215,8 @@ def align_classes(dataset, classes):
         if unknown:
             raise ValueError(f"the data's classes {unknown} are not among this recipe's classes {list(classes)}")
         remap = np.array([wanted[canonical_class(n)] for n in names], dtype=np.int64)
-    out = copy.copy(dataset)
-    out.labels = np.where(labels >= 0, remap[np.clip(labels, 0, None)] if remap.size else labels, labels)
-    out.classes = list(classes)
-    return out
-
-
-def subset(dataset, indices):
-    """A shallow copy of a path or in-memory dataset restricted to `indices`."""
-    idx = np.asarray(indices, dtype=np.int64)
-    out = copy.copy(dataset)
-    if getattr(dataset, "paths", None) is not None:
-        out.paths = [dataset.paths[i] for i in idx]
-    elif getattr(dataset, "images", None) is not None:
-        out.images = np.ascontiguousarray(dataset.images[idx])
-    else:
-        raise TypeError(f"cannot split a {type(dataset).__name__}: give separate training and validation data")
-    out.labels = np.ascontiguousarray(np.asarray(dataset.labels)[idx])
-    if getattr(dataset, "targets", None) is not None:
-        out.targets = np.ascontiguousarray(dataset.targets[idx])
-    return out
+    new = np.where(labels >= 0, remap[np.clip(labels, 0, None)] if remap.size else labels, labels)
+    return dataset.subset(np.arange(len(labels)), labels=new, classes=classes)
 
 
 def split(dataset, val_fraction: float, seed: int = 0):
@@ -260,7 +234,7 @@ def split(dataset, val_fraction: float, seed: int = 0):
     is_val[val] = True
     if is_val.all() or not is_val.any():
         raise ValueError(f"val_fraction {val_fraction} of {len(labels)} samples leaves an empty split")
-    return subset(dataset, np.flatnonzero(~is_val)), subset(dataset, np.flatnonzero(is_val))
+    return dataset.subset(np.flatnonzero(~is_val)), dataset.subset(np.flatnonzero(is_val))
 
 
 def _read(source):

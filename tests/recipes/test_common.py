@@ -95,6 +95,21 @@ def test_split_is_stratified_disjoint_and_seeded():
         C.split(ds, 1.0)
 
 
+def test_split_and_align_keep_face_boxes_in_step():
+    """Readers with face boxes (AffectNet, ExpW, CSV box columns): a split or a class alignment must
+    move each sample's box with it, or the loader crops the wrong face."""
+    from affectfer.data import ArrayDataset
+
+    images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1).repeat(8, 1).repeat(8, 2).repeat(3, 3)
+    ds = ArrayDataset(images, np.repeat([0, 1], 10), classes=["happy", "sad"])
+    ds.boxes = np.stack([np.arange(20), np.zeros(20), np.arange(20) + 1, np.ones(20)], 1).astype(np.int64)
+    for part in C.split(ds, 0.3, seed=1):
+        np.testing.assert_array_equal(part.boxes[:, 0], part.images[:, 0, 0, 0])
+    aligned = C.align_classes(ds, ("sadness", "happiness"))
+    np.testing.assert_array_equal(aligned.labels, np.repeat([1, 0], 10))
+    np.testing.assert_array_equal(aligned.boxes, ds.boxes)
+
+
 def test_load_data_reads_train_and_val_folders(tmp_path):
     from affectfer.datasets import CLASSES, synthetic_faces
     from tests.images import write_png
