@@ -19,10 +19,12 @@ from ..tensor import tensor
 from .dan import dan
 from .efficientnet import efficientnet_b0
 from .googlenet import googlenet
+from .multitask import multitask_ixl, smm_emotionnet
 from .resnet import resnet18, resnet34, resnet50
 
 _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "dan": dan,
-           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet}
+           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet, "multitask_ixl": multitask_ixl,
+           "smm_emotionnet": smm_emotionnet}
 
 
 def register_model(name: str, constructor) -> None:
