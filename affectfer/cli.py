@@ -1,5 +1,9 @@
 """`python -m affectfer <command>`.
 
+train: a seed paper's recipe (affectfer.recipes) on a folder or list of faces, or on the synthetic
+faces: `train --recipe NAME [--data PATH] [--out DIR] [--set key=value ...] [--tiny]`; `train --list`
+lists the recipes, `train --recipe NAME --help-config` their config fields with defaults and sources.
+`demo --recipe NAME` runs a recipe at its tiny settings on the synthetic faces.
 demo: the hand-assisted FER method end to end on the embedded synthetic faces, in the method's
 setting: the expression training faces have no hands (as the ABAW synthetic training set), while
 fearful validation faces often have a hand over the face that hides the expression's cues. An
@@ -43,6 +47,27 @@ def _build_parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="demo-output", help="folder for checkpoints, report and plots")
     demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--recipe", help="run this recipe (see `train --list`) at its tiny settings on the synthetic "
+                                       "faces instead of the hand-assisted demo; the other options then do not apply")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="with --recipe: change a config field of the tiny settings (repeatable)")
+    train = sub.add_parser("train", help="train a seed paper's recipe (affectfer.recipes)",
+                           description="Train and evaluate a recipe: a seed paper's method with its hyper-parameters. "
+                                       "Without --data it trains on the embedded synthetic faces.",
+                           epilog="Data: an image folder with one sub-folder per class (with train/ and val/ "
+                                  "sub-folders, or split by the config's val_fraction), or a CSV list "
+                                  "'path,label[,targets...]'. Class folders are matched to the recipe's classes by "
+                                  "name. `--recipe NAME --help-config` lists every config field, its default and "
+                                  "its source.")
+    train.add_argument("--recipe", help="the recipe's name (see --list)")
+    train.add_argument("--data", help="an image folder or a CSV list (default: the synthetic demo faces)")
+    train.add_argument("--out", help="folder for checkpoints, config.json, metrics.json and plots")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="change a config field, e.g. --set epochs=5 --set lr=1e-4 (repeatable)")
+    train.add_argument("--tiny", action="store_true", help="start from the recipe's tiny settings (one small epoch)")
+    train.add_argument("--list", action="store_true", help="list the recipes with their papers and exit")
+    train.add_argument("--help-config", action="store_true", help="list the recipe's config fields and exit")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("info", help="describe this build")
     convert = sub.add_parser("convert-weights", help="convert pretrained weights (.pth, VGGFace2 .pkl) to safetensors",
                              description="Read the tensors of a weights file without torch and without running pickle "
@@ -81,7 +106,66 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as exc:
             print(f"{args.command}: {exc}", file=sys.stderr)
             return 2
+    if args.command == "train" or (args.command == "demo" and args.recipe is not None):
+        return _train(args)
     return _demo(args)
+
+
+def _recipe_list() -> str:
+    from affectfer import recipes
+
+    lines = []
+    for name in recipes.list_recipes():
+        try:
+            module = recipes.get(name)
+        except ImportError:  # a recipe module this build does not have yet
+            lines.append(f"{name}\n    (not available in this build)")
+            continue
+        lines.append(f"{name}\n    {module.PAPER}\n    {module.SUMMARY}")
+    return "\n".join(lines)
+
+
+def _train(args) -> int:
+    """`train --recipe NAME ...` and `demo --recipe NAME` (tiny settings on the synthetic faces)."""
+    import json
+
+    from affectfer import recipes
+    from affectfer.recipes._common import describe_config
+
+    demo = args.command == "demo"
+    if not demo and args.list:
+        print(_recipe_list())
+        return 0
+    if args.recipe is None:
+        print(f"{args.command}: --recipe NAME is required (recipes: {', '.join(recipes.list_recipes())})", file=sys.stderr)
+        return 2
+    try:
+        module = recipes.get(args.recipe)
+    except ValueError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    if not demo and args.help_config:
+        print(f"{args.recipe}: {module.PAPER}\n{module.SUMMARY}\n\nconfig fields (--set KEY=VALUE):")
+        print(describe_config(module.Config))
+        return 0
+    progress = not args.no_progress and sys.stderr.isatty()
+    out = args.out if not demo or args.out != "demo-output" else os.path.join("demo-output", args.recipe)
+    try:
+        results = recipes.run(args.recipe, data=None if demo else args.data, out=out, overrides=args.set,
+                              tiny=demo or args.tiny, progress=progress)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(_scalars(results), indent=1))
+    if out is not None:
+        print(f"wrote the run's files to {out}/")
+    return 0
+
+
+def _scalars(results: dict) -> dict:
+    """The numbers of a recipe's result (tables and arrays left to metrics.json)."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()
+            if isinstance(v, (int, float, str))}
 
 
 _CONFIG_KEYS = ("model", "num_classes", "classes", "image_size")

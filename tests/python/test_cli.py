@@ -16,13 +16,35 @@ def run(*args, timeout=240):
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["demo", "info", "convert-weights", "predict", "eval"])
+@pytest.mark.parametrize("command", ["demo", "train", "info", "convert-weights", "predict", "eval"])
 def test_help_documents_every_command(command):
     out = run(command, "--help")
     assert out.returncode == 0, out.stderr
     assert "usage: python -m affectfer " + command in out.stdout
     if command in ("predict", "eval"):
         assert "--checkpoint" in out.stdout and "--batch-size" in out.stdout
+    if command == "train":
+        for option in ("--recipe", "--data", "--out", "--set", "--tiny", "--list", "--help-config"):
+            assert option in out.stdout
+    if command == "demo":
+        assert "--recipe" in out.stdout
+
+
+def test_train_list_names_every_recipe():
+    from affectfer import recipes
+
+    out = run("train", "--list")
+    assert out.returncode == 0, out.stderr
+    for name in recipes.list_recipes():
+        assert name in out.stdout
+
+
+def test_train_errors_are_messages_not_tracebacks():
+    for args, message in ((("train",), "--recipe NAME is required"),
+                          (("train", "--recipe", "nope"), "unknown recipe 'nope'"),
+                          (("demo", "--recipe", "nope"), "unknown recipe 'nope'")):
+        proc = run(*args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.fixture(scope="module")
