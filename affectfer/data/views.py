@@ -22,8 +22,8 @@ from ..tensor import cat
 from .loader import Loader, _seed_from_global
 from .samplers import RandomSampler
 
-# view b's augmentation seed is view a's xor this constant, so that the two pipelines never share
-# a Philox stream (one flip decision would otherwise drive both views)
+# view b's augmentation seed is view a's xor this constant, so that the two pipelines do not share
+# a Philox stream unless asked (one flip decision would otherwise drive both views)
 _VIEW_B_SEED = 0x9E3779B97F4A7C15
 
 
@@ -64,10 +64,14 @@ class TwoViewLoader:
     concatenated on the channel axis (N, Ca + Cb, H, W); both views must have the same height and
     width. `sampler`, `shuffle`, `seed`, `batch_size`, `drop_last`, `workers` as in
     affectfer.data.Loader; `seed` (None: drawn from the global generator) seeds view a, view b gets
-    a seed derived from it."""
+    a seed derived from it, unless `shared_randomness=True`: then both views draw from the same
+    Philox stream per sample, so random stages at the same place in both pipelines draw the same
+    parameters (IXLab jitters the colours of the image once, before making its two views: put the
+    same ColorJitter first in both pipelines)."""
 
     def __init__(self, views: TwoViewDataset, batch_size: int = 1, sampler=None, shuffle: bool = False,
-                 seed: int | None = None, drop_last: bool = False, workers: int = 2, **loader_kwargs):
+                 seed: int | None = None, drop_last: bool = False, workers: int = 2, shared_randomness: bool = False,
+                 **loader_kwargs):
         if not isinstance(views, TwoViewDataset):
             raise TypeError(f"views must be a TwoViewDataset, got {type(views).__name__}")
         if sampler is not None and shuffle:
@@ -78,7 +82,8 @@ class TwoViewLoader:
         common = dict(batch_size=batch_size, sampler=sampler, drop_last=drop_last, workers=workers, **loader_kwargs)
         self.views = views
         self.loader_a = Loader(views.dataset, transform=views.transform_a, seed=seed, **common)
-        self.loader_b = Loader(views.dataset, transform=views.transform_b, seed=seed ^ _VIEW_B_SEED, **common)
+        seed_b = seed if shared_randomness else seed ^ _VIEW_B_SEED
+        self.loader_b = Loader(views.dataset, transform=views.transform_b, seed=seed_b, **common)
         self.batch_size, self.drop_last, self.seed = self.loader_a.batch_size, self.loader_a.drop_last, seed
         self.sampler = self.loader_a.sampler
 

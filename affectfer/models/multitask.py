@@ -124,10 +124,17 @@ class MultiTaskClassifier(SharedTrunk):
         self.fc = nn.Linear(dims[2], num_classes)
         self.bn = nn.BatchNorm1d(num_classes)
 
-    def forward(self, emotion, landmark):
-        e = super().forward(emotion)
+    def expression(self, emotion):
+        """(B, C) logits of an emotion vector."""
+        return self.bn(self.fc(super().forward(emotion)))
+
+    def landmarks(self, landmark):
+        """(B, n, 2) landmarks of an appearance vector."""
         a = super().forward(landmark)
-        return self.bn(self.fc(e)), stack([self.encode1(a), self.encode2(a)], dim=2)
+        return stack([self.encode1(a), self.encode2(a)], dim=2)
+
+    def forward(self, emotion, landmark):
+        return self.expression(emotion), self.landmarks(landmark)
 
 
 class MultiTaskIXL(nn.Module):
@@ -167,15 +174,23 @@ class MultiTaskIXL(nn.Module):
             raise ValueError(f"appearance features must be (B, D) or (B, D, h, w), got shape {tuple(f.shape)}")
         return self.conv1x1_lm(f.reshape(f.shape[0], f.shape[1], 1, 1)).flatten(1)
 
+    def forward_emotion(self, x):
+        """The emotion path alone: (logits, F, H)."""
+        _, fmap, heads = self.em_feature(x)
+        return self.classifier.expression(heads.sum(dim=1)), fmap, heads
+
+    def forward_landmarks(self, x):
+        """The landmark path alone: (B, n, 2)."""
+        return self.classifier.landmarks(self.appearance_vector(x))
+
     def forward(self, x, x_landmark=None):
         if x_landmark is None:
             if x.ndim == 4 and x.shape[1] == 6:  # a TwoViewLoader batch: emotion view, then landmark view
                 x, x_landmark = x[:, :3], x[:, 3:]
             else:
                 x_landmark = x
-        _, fmap, heads = self.em_feature(x)
-        logits, landmarks = self.classifier(heads.sum(dim=1), self.appearance_vector(x_landmark))
-        return logits, landmarks, fmap, heads
+        logits, fmap, heads = self.forward_emotion(x)
+        return logits, self.forward_landmarks(x_landmark), fmap, heads
 
 
 # --------------------------------------------------------------------------------------------------

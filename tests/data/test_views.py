@@ -78,3 +78,15 @@ def test_errors_name_the_argument(dataset):
         TwoViewLoader(views, sampler=[0, 1], shuffle=True)
     af.manual_seed(0)
     assert TwoViewLoader(views).seed != TwoViewLoader(views).seed  # a fresh global seed each
+
+
+def test_shared_randomness_draws_the_same_leading_parameters(dataset):
+    jitter = T.ColorJitter(0.5, 0.5, 0.5, 0.5)
+    views = TwoViewDataset(dataset, T.Compose([jitter, T.RandomHorizontalFlip(p=1.0), T.ToTensor()]),
+                           T.Compose([jitter, T.ToTensor()]))
+    shared = next(iter(TwoViewLoader(views, batch_size=10, seed=4, shared_randomness=True)))[0].numpy()
+    # the same colour jitter in both views; the emotion view is then flipped
+    np.testing.assert_array_equal(shared[:, :3], shared[:, 3:, :, ::-1])
+    separate = next(iter(TwoViewLoader(views, batch_size=10, seed=4)))[0].numpy()
+    np.testing.assert_array_equal(separate[:, :3], shared[:, :3])
+    assert not np.array_equal(separate[:, :3], separate[:, 3:, :, ::-1])
