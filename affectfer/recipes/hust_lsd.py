@@ -92,12 +92,6 @@ class Config:
         return cls(backbones=("resnet18", "efficientnet_b0"), image_size=32, epochs=1, deviation_epochs=1,
                    batch_size=16, train_size=36, val_size=12, workers=1)
 
-    @classmethod
-    def demo(cls):
-        """`make demo` scale: ResNet-18 and EfficientNet-B0 at 48 x 48, learning rates for random init."""
-        return cls(backbones=("resnet18", "efficientnet_b0"), image_size=48, epochs=4, deviation_epochs=2, lr=1e-3,
-                   deviation_lr=1e-4, batch_size=32, train_size=600, val_size=180)
-
     def validate(self):
         for name in ("image_size", "batch_size", "train_size", "val_size", "workers", "randaugment_ops"):
             if getattr(self, name) < 1:

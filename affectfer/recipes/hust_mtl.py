@@ -89,11 +89,6 @@ class Config:
         return cls(backbone="resnet18", image_size=64, epochs=1, batch_size=16, train_size=48, val_size=24,
                    workers=1)
 
-    @classmethod
-    def demo(cls):
-        """`make demo` scale: a ResNet-18 map at 64 x 64."""
-        return cls(backbone="resnet18", image_size=64, epochs=3, batch_size=32, train_size=600, val_size=180)
-
     def validate(self):
         for name in ("image_size", "batch_size", "train_size", "val_size", "workers", "dim", "heads", "patience",
                      "t_max"):

@@ -99,12 +99,6 @@ class Config:
         return cls(emotion_backbone="resnet18", appearance="resnet18", num_head=1, image_size=32, epochs=1,
                    batch_size=12, members=2, bag_fraction=0.5, train_size=48, val_size=24, workers=1)
 
-    @classmethod
-    def demo(cls):
-        """`make demo` scale: ResNet-18 branches at 48 x 48."""
-        return cls(emotion_backbone="resnet18", appearance="resnet18", image_size=48, epochs=4, batch_size=32,
-                   members=3, bag_fraction=0.4, train_size=600, val_size=180)
-
     def validate(self):
         for name in ("image_size", "batch_size", "members", "num_head", "train_size", "val_size", "workers"):
             if getattr(self, name) < 1:

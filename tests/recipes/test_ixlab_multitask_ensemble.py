@@ -10,6 +10,7 @@ from affectfer import models, nn, recipes
 from affectfer.nn import functional as F
 from affectfer.recipes import ixlab_multitask_ensemble as R
 from affectfer.train import History
+from tests.models.test_multitask import TinyFeatures, TinyMap
 
 
 def test_tiny_run_trains_bagged_members_and_votes(tmp_path):
@@ -25,28 +26,6 @@ def test_tiny_run_trains_bagged_members_and_votes(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- the step module
-
-class TinyMap(nn.Module):
-    out_channels = 8
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, stride=4, padding=1)
-
-    def forward(self, x):
-        return self.conv(x).relu()
-
-
-class TinyFeatures(nn.Module):
-    num_features = 6
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3, stride=4, padding=1)
-
-    def forward_features(self, x):
-        return self.conv(x).relu().mean(dim=(2, 3))
-
 
 @pytest.fixture(scope="module")
 def model():
