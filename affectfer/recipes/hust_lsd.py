@@ -157,12 +157,14 @@ def loss_fn(cfg, model, weight=None):
     return loss
 
 
-def build_backbone(name: str, num_classes: int, weights: str = ""):
+def build_backbone(name: str, num_classes: int, weights: str = "", image_size: int = 224):
     """An affectfer.models classifier with a `num_classes` head (GoogLeNet with transform_input, as
-    torchvision's pretrained one)."""
+    torchvision's pretrained one; a ViT built for `image_size`)."""
     from .. import models
 
     kwargs = {"transform_input": True} if name == "googlenet" else {}
+    if name.startswith("vit_"):
+        kwargs["image_size"] = image_size
     return models.create(name, num_classes=num_classes, pretrained=weights or None, **kwargs)
 
 
@@ -193,7 +195,7 @@ def deviation_module(cfg, name: str, stage1, weights: str = ""):
     face = PooledFeatures(stage1)
     module = DeviationModule(face, len(CLASSES), face.num_features, eps_train=1e-6, face_bn_mode="eval")
     if cfg.identity_init == "pretrained":
-        fresh = PooledFeatures(build_backbone(name, len(CLASSES), weights))
+        fresh = PooledFeatures(build_backbone(name, len(CLASSES), weights, cfg.image_size))
         module.identity.load_state_dict(fresh.state_dict())
     return module
 
@@ -213,7 +215,7 @@ def train_backbone(cfg, k: int, loaders_, progress=True, log=print):
     name = cfg.backbones[k]
     weights = cfg.weights[k] if cfg.weights else ""
     af.manual_seed(cfg.seed + k)
-    model = build_backbone(name, len(CLASSES), weights)
+    model = build_backbone(name, len(CLASSES), weights, cfg.image_size)
     if not cfg.train_all:
         model.requires_grad_(False)
         model.get_classifier().requires_grad_(True)

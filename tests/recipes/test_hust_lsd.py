@@ -89,7 +89,7 @@ def stand_ins(monkeypatch):
     """Tiny backbones and a fit that records what it trains and shifts the trainable weights."""
     calls = []
 
-    def build(name, num_classes, weights=""):
+    def build(name, num_classes, weights="", image_size=224):
         return TinyNet(num_classes)
 
     def fake_fit(model, train_loader, optimizer, epochs, loss_fn=None, **kw):
