@@ -8,7 +8,8 @@ from .factory import create, list_models, register_model
 from .freeze import freeze_residual_blocks, residual_blocks
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
 from .multitask import (AUEmbedding, AUInnerProductHead, FeatureMap, MultiTaskClassifier, MultiTaskIXL, SMMEmotionNet,
-                        SinusoidalPositionalEncoding, feature_map, multitask_ixl, smm_emotionnet)
+                        SinusoidalPositionalEncoding, feature_map, inception_v3_mixed_6e, multitask_ixl,
+                        smm_emotionnet)
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
 
 __all__ = ["create", "list_models", "register_model", "ActionUnitHead", "DeviationModule", "ExpressionHead", "LandmarkHead", "SharedTrunk",
@@ -16,4 +17,5 @@ __all__ = ["create", "list_models", "register_model", "ActionUnitHead", "Deviati
            "residual_blocks", "EfficientNet", "MBConv", "SqueezeExcitation", "StochasticDepth",
            "efficientnet_b0", "stochastic_depth", "GoogLeNet", "GoogLeNetOutputs", "googlenet",
            "MultiTaskIXL", "MultiTaskClassifier", "SMMEmotionNet", "AUEmbedding", "AUInnerProductHead",
-           "SinusoidalPositionalEncoding", "FeatureMap", "feature_map", "multitask_ixl", "smm_emotionnet"]
+           "SinusoidalPositionalEncoding", "FeatureMap", "feature_map", "inception_v3_mixed_6e", "multitask_ixl",
+           "smm_emotionnet"]

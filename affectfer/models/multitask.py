@@ -255,14 +255,29 @@ class SinusoidalPositionalEncoding(nn.Module):
         return self.dropout(x + pe)
 
 
-def _default_backbone():
-    """Inception-v3 up to Mixed_6e from the model factory (768 channels, 17 x 17 at 299 input)."""
+# torchvision's Inception3 children up to Mixed_6e, in forward order (HUST's base_models.inception_v3
+# keeps exactly these; like theirs, the Sequential drops transform_input, which forward applies)
+INCEPTION_V3_MIXED_6E = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                         "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                         "Mixed_6c", "Mixed_6d", "Mixed_6e")
+
+
+def inception_v3_mixed_6e(pretrained=None) -> nn.Sequential:
+    """The factory's Inception-v3 truncated after Mixed_6e, as a Sequential of its torchvision-named
+    children (keys 0.* ... 14.*, HUST's backbone_CNN): (B, 3, 299, 299) -> (B, 768, 17, 17).
+    `pretrained`: a weights file for the whole Inception-v3 (the rest is dropped)."""
     from . import factory
 
     if "inception_v3" not in factory.list_models():
         raise ImportError("this affectfer has no inception_v3 in the model factory; pass backbone= a module "
                           "mapping images to a (B, C, h, w) map (and feature_dim=C)")
-    return factory.create("inception_v3", features_only="Mixed_6e")
+    net = factory.create("inception_v3", pretrained=pretrained)
+    missing = [n for n in INCEPTION_V3_MIXED_6E if not isinstance(getattr(net, n, None), nn.Module)]
+    if missing:
+        raise TypeError(f"inception_v3 lacks torchvision's child modules {missing}")
+    seq = nn.Sequential(*[getattr(net, n) for n in INCEPTION_V3_MIXED_6E])
+    seq.out_channels = 768
+    return seq
 
 
 def _default_encoder_layer(dim: int, heads: int):
@@ -277,7 +292,7 @@ class SMMEmotionNet(nn.Module):
     """HUST-ANT's SMM-EmotionNet (see the module docstring).
 
     backbone: a module mapping images to a (B, feature_dim, h, w) map; None builds the factory's
-        Inception-v3 truncated after Mixed_6e (feature_dim 768).
+        Inception-v3 truncated after Mixed_6e (`inception_v3_mixed_6e()`, feature_dim 768).
     encoder_layer: the one transformer encoder layer over the 17 AU embeddings, a module mapping
         (B, 17, dim) to (B, 17, dim) (a tuple output's first item is used); None builds
         nn.TransformerEncoderLayer(dim, 8 heads, FFN 1024, dropout 0.1, GELU, post-LN, batch_first).
@@ -289,7 +304,7 @@ class SMMEmotionNet(nn.Module):
                  encoder_layer=None, dropout: float = 0.3, clip_va: bool = True):
         super().__init__()
         if backbone is None:
-            backbone = _default_backbone()
+            backbone = inception_v3_mixed_6e()
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
         if feature_dim is None:

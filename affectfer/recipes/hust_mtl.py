@@ -167,13 +167,13 @@ def transforms(cfg):
 
 
 def build_model(cfg):
-    from ..models import SMMEmotionNet, create, feature_map
+    from ..models import SMMEmotionNet, create, feature_map, inception_v3_mixed_6e
 
-    backbone = None if cfg.backbone == "inception_v3" else feature_map(create(cfg.backbone, pretrained=cfg.weights or None))
-    feature_dim = None if backbone is None else backbone.out_channels
+    weights = cfg.weights or None
+    backbone = (inception_v3_mixed_6e(weights) if cfg.backbone == "inception_v3"
+                else feature_map(create(cfg.backbone, pretrained=weights)))
     return SMMEmotionNet(NUM_AUS, len(CLASSES), dim=cfg.dim, heads=cfg.heads, backbone=backbone,
-                         feature_dim=feature_dim, encoder_layer=None if cfg.transformer else nn.Identity(),
-                         dropout=cfg.dropout)
+                         encoder_layer=None if cfg.transformer else nn.Identity(), dropout=cfg.dropout)
 
 
 def loss_fn(cfg, train_labels, train_targets):

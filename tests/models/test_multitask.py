@@ -242,6 +242,35 @@ def test_smm_roi_embedding_uses_the_attention_residually(rng):
     np.testing.assert_allclose(m(f, one).numpy(), m(f * 2.0, zero).numpy(), rtol=1e-5, atol=1e-6)
 
 
+class FakeInception(nn.Module):
+    """torchvision's Inception3 child names, with a 1x1 conv to 768 channels as Mixed_6e."""
+
+    def __init__(self, num_classes=1000, drop=None):
+        super().__init__()
+        for name in models.multitask.INCEPTION_V3_MIXED_6E[:-1]:
+            if name != drop:
+                setattr(self, name, nn.Identity())
+        self.Mixed_6e = nn.Conv2d(3, 768, 1)
+        self.Mixed_7a = nn.Conv2d(768, 4, 1)  # past the cut
+        self.fc = nn.Linear(4, num_classes)
+
+
+def test_inception_mixed_6e_keeps_torchvisions_children_up_to_mixed_6e(monkeypatch, rng):
+    from affectfer.models import factory
+
+    monkeypatch.setitem(factory._MODELS, "inception_v3", FakeInception)
+    seq = models.inception_v3_mixed_6e()
+    assert seq.out_channels == 768 and len(seq) == 15
+    assert sorted(seq.state_dict()) == ["14.bias", "14.weight"]  # HUST's backbone_CNN.14.* is Mixed_6e
+    net = models.SMMEmotionNet(encoder_layer=TupleLayer(16))
+    assert net.backbone_CNN[14] is not None and tuple(net.AU_attention_convs[0].weight.shape) == (68, 768, 3, 3)
+    va, expr, au = net.eval()(_x(rng, 1, 3, 5, 5))
+    assert au.shape == (1, 12)
+    monkeypatch.setitem(factory._MODELS, "inception_v3", lambda num_classes=1000: FakeInception(drop="maxpool1"))
+    with pytest.raises(TypeError, match="maxpool1"):
+        models.inception_v3_mixed_6e()
+
+
 def test_smm_default_parts_need_the_merged_backbone_and_layer():
     if "inception_v3" not in models.list_models():
         with pytest.raises(ImportError, match="backbone="):
