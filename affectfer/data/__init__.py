@@ -8,3 +8,4 @@ from .pack import PackedDataset, pack
 from .mix import MixAugment, MixedBatch, Mixup, mixaugment_loss, mixup_loss
 from .samplers import (BaggingSampler, ClassBalancedOversampler, RandomSampler, Sampler, SequentialSampler,
                        WeightedRandomSampler, class_inverse_weights)
+from .views import TwoViewDataset, TwoViewLoader

@@ -10,6 +10,9 @@ from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
 from .mobilevit import (LinearSelfAttention, LinearTransformerBlock, MobileViTv2, MobileVitV2Block, mobilevitv2_050,
                         mobilevitv2_075, mobilevitv2_100, mobilevitv2_125, mobilevitv2_150, mobilevitv2_175,
                         mobilevitv2_200)
+from .multitask import (AUEmbedding, AUInnerProductHead, FeatureMap, MultiTaskClassifier, MultiTaskIXL, SMMEmotionNet,
+                        SinusoidalPositionalEncoding, feature_map, inception_v3_mixed_6e, multitask_ixl,
+                        smm_emotionnet)
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
 from .vit import VisionTransformer, vit_b_16
 
@@ -19,4 +22,7 @@ __all__ = ["create", "list_models", "register_model", "ActionUnitHead", "Deviati
            "efficientnet_b0", "stochastic_depth", "GoogLeNet", "GoogLeNetOutputs", "googlenet",
            "MobileViTv2", "MobileVitV2Block", "LinearSelfAttention", "LinearTransformerBlock", "mobilevitv2_050",
            "mobilevitv2_075", "mobilevitv2_100", "mobilevitv2_125", "mobilevitv2_150", "mobilevitv2_175",
-           "mobilevitv2_200", "VisionTransformer", "vit_b_16"]
+           "mobilevitv2_200", "VisionTransformer", "vit_b_16",
+           "MultiTaskIXL", "MultiTaskClassifier", "SMMEmotionNet", "AUEmbedding", "AUInnerProductHead",
+           "SinusoidalPositionalEncoding", "FeatureMap", "feature_map", "inception_v3_mixed_6e", "multitask_ixl",
+           "smm_emotionnet"]

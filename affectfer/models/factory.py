@@ -21,11 +21,13 @@ from .efficientnet import efficientnet_b0
 from .googlenet import googlenet
 from .mobilevit import (mobilevitv2_050, mobilevitv2_075, mobilevitv2_100, mobilevitv2_125, mobilevitv2_150,
                         mobilevitv2_175, mobilevitv2_200)
+from .multitask import multitask_ixl, smm_emotionnet
 from .resnet import resnet18, resnet34, resnet50
 from .vit import vit_b_16
 
 _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "dan": dan,
-           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet, "vit_b_16": vit_b_16}
+           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet, "vit_b_16": vit_b_16,
+           "multitask_ixl": multitask_ixl, "smm_emotionnet": smm_emotionnet}
 _MODELS.update({f.__name__: f for f in (mobilevitv2_050, mobilevitv2_075, mobilevitv2_100, mobilevitv2_125,
                                         mobilevitv2_150, mobilevitv2_175, mobilevitv2_200)})
 
