@@ -3,7 +3,8 @@ published checkpoints load with load_state_dict."""
 from .dan import DAN, CrossAttentionHead, dan
 from .heads import (ActionUnitHead, DeviationModule, ExpressionHead, LandmarkHead, SharedTrunk,
                     SoftVotingEnsemble, ValenceArousalHead)
-from .efficientnet import EfficientNet, MBConv, SqueezeExcitation, StochasticDepth, efficientnet_b0, stochastic_depth
+from .blocks import BasicConv2d, SqueezeExcitation, squeeze_excitation
+from .efficientnet import EfficientNet, MBConv, StochasticDepth, efficientnet_b0, stochastic_depth
 from .factory import create, list_models, register_model
 from .freeze import freeze_residual_blocks, residual_blocks
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
