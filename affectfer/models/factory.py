@@ -20,9 +20,11 @@ from .dan import dan
 from .efficientnet import efficientnet_b0
 from .googlenet import googlenet
 from .resnet import resnet18, resnet34, resnet50
+from .senet import se_resnet50
 
 _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "dan": dan,
            "efficientnet_b0": efficientnet_b0, "googlenet": googlenet}
+_MODELS["se_resnet50"] = se_resnet50
 
 
 def register_model(name: str, constructor) -> None:

@@ -165,6 +165,13 @@ def seeded_state_dict(shapes, seed):
     return out
 
 
+def seeded_input(shape, seed):
+    """A model input too big to store, drawn on both sides from a NumPy seed like the weights:
+    multiples of 1/32 in [-127/32, 127/32] (exact in every float dtype), float32. Fixtures store its
+    `checksum` beside the outputs."""
+    return (np.random.default_rng(seed).integers(-127, 128, shape) / 32).astype(np.float32)
+
+
 def checksum(state_dict):
     """One number that moves when any weight does (entry- and stride-weighted sums)."""
     total = 0.0
