@@ -19,12 +19,13 @@ from ..tensor import tensor
 from .dan import dan
 from .efficientnet import efficientnet_b0
 from .googlenet import googlenet
+from .inception import inception_v3
 from .resnet import resnet18, resnet34, resnet50
 from .senet import se_resnet50
 
 _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "dan": dan,
            "efficientnet_b0": efficientnet_b0, "googlenet": googlenet}
-_MODELS["se_resnet50"] = se_resnet50
+_MODELS.update(se_resnet50=se_resnet50, inception_v3=inception_v3)
 
 
 def register_model(name: str, constructor) -> None:
