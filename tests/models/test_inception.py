@@ -121,16 +121,7 @@ def test_logits_and_gradients_match_torchvision(case):
     loss = F.cross_entropy(logits, y) + (0.3 * F.cross_entropy(aux, y) if d_aux else 0.0)
     loss.backward()
     assert loss.item() == pytest.approx(float(d["loss"]), rel=rtol)
-    params = dict(ours.named_parameters())
-    grads = sorted(k[len("grad."):] for k in d if k.startswith("grad."))
-    assert len(grads) >= 2
-    for k in grads:
-        gt = d[f"grad.{k}"]
-        scale = gt.abs_max if isinstance(gt, reference.Summary) else np.abs(gt).max()
-        reference.assert_close(params[k].grad, gt, rtol=grad_rtol, atol=grad_rtol * scale, name=f"{case} grad {k}")
-    state = ours.state_dict()
-    for k in (k[len("state."):] for k in d if k.startswith("state.")):
-        assert_close(state[k], d[f"state.{k}"], rtol=rtol, atol=rtol, name=f"{case} {k}")
+    assert reference.assert_step_matches(ours, d, grad_rtol, rtol, case) >= 2
 
 
 def test_aux_weights_are_skipped_without_the_aux_head(tmp_path, with_aux):

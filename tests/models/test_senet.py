@@ -170,16 +170,7 @@ def test_logits_and_gradients_match_the_reference(case):
     loss = F.cross_entropy(logits, af.tensor(d["y"]))
     loss.backward()
     assert loss.item() == pytest.approx(float(d["loss"]), rel=rtol)
-    params = dict(ours.named_parameters())
-    grads = sorted(k[len("grad."):] for k in d if k.startswith("grad."))
-    assert len(grads) >= 3
-    for k in grads:
-        gt = d[f"grad.{k}"]
-        scale = gt.abs_max if isinstance(gt, reference.Summary) else np.abs(gt).max()
-        reference.assert_close(params[k].grad, gt, rtol=grad_rtol, atol=grad_rtol * scale, name=f"{case} grad {k}")
-    state = ours.state_dict()
-    for k in (k[len("state."):] for k in d if k.startswith("state.")):
-        assert_close(state[k], d[f"state.{k}"], rtol=rtol, atol=rtol, name=f"{case} {k}")
+    assert reference.assert_step_matches(ours, d, grad_rtol, rtol, case) >= 3
 
 
 # ---------------------------------------------------------------- the VGGFace2 weight files
