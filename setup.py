@@ -219,6 +219,7 @@ def extension():
         macros.append(("AF_PORTABLE", "1"))
     cflags += sanitize
     stb = stb_dirs()
+    macros.append(("AF_STB_NAME", '"stb_image %s"' % ".".join(map(str, stb_version(stb[0])))))
     return Extension("affectfer._C", sources=sources, include_dirs=["csrc", numpy.get_include()] + BLAS.include + stb,
                      library_dirs=[BLAS.libdir] if BLAS.libdir else [], libraries=[BLAS.library, "m"],
                      runtime_library_dirs=BLAS.rpath, define_macros=macros, extra_compile_args=cflags,

@@ -5,6 +5,9 @@
 #ifndef AF_BLAS_NAME
 #define AF_BLAS_NAME "OpenBLAS"
 #endif
+#ifndef AF_STB_NAME
+#define AF_STB_NAME "stb_image"
+#endif
 
 /* The same cpuid tests, in the same order, as the resolver GCC emits for the clones in cpu.h. */
 const char *af_cpu_path(void) {
@@ -20,6 +23,7 @@ const char *af_cpu_path(void) {
 #endif
 }
 
+const char *af_stb_name(void) { return AF_STB_NAME; }
 const char *af_blas_name(void) { return AF_BLAS_NAME; }
 const char *af_blas_config(void) { return AF_BLAS(openblas_get_config)(); }
 const char *af_blas_corename(void) { return AF_BLAS(openblas_get_corename)(); }

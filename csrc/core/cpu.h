@@ -31,6 +31,8 @@ const char *af_cpu_path(void);
 /* The BLAS linked in (setup.py's AF_BLAS_NAME), its build configuration and the kernel family it
  * chose for this CPU (OpenBLAS's DYNAMIC_ARCH choice, which OPENBLAS_CORETYPE overrides). */
 const char *af_blas_name(void);
+/* The stb_image version decode.c was compiled with (setup.py reads it from the header's first line). */
+const char *af_stb_name(void);
 const char *af_blas_config(void);
 const char *af_blas_corename(void);
 

@@ -215,8 +215,8 @@ static PyObject *py_set_tensor_class(PyObject *self, PyObject *cls) {
 static PyObject *py_cuda_available(PyObject *self, PyObject *unused) { Py_RETURN_FALSE; }
 
 static PyObject *py_build_info(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("{s:s,s:s,s:s,s:s}", "cpu_path", af_cpu_path(), "blas", af_blas_name(), "blas_config",
-                         af_blas_config(), "blas_core", af_blas_corename());
+    return Py_BuildValue("{s:s,s:s,s:s,s:s,s:s}", "cpu_path", af_cpu_path(), "blas", af_blas_name(), "blas_config",
+                         af_blas_config(), "blas_core", af_blas_corename(), "stb", af_stb_name());
 }
 
 static PyMethodDef module_methods[] = {
