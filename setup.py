@@ -75,8 +75,8 @@ class Blas:
         self.macros = [("BLAS_SYMBOL_PREFIX", "scipy_"), ("AF_BLAS_NAME", '"scipy-openblas32 %s"' % ver)]
         # Installed from an sdist, _C sits in site-packages/affectfer/ and the library in
         # site-packages/scipy_openblas32/lib/ (a run-time requirement then).
-        self.rpath = ["$ORIGIN/../scipy_openblas32/lib"]
         if os.environ.get("AFFECTFER_BUNDLED_BLAS") != "1":
+            self.rpath = ["$ORIGIN/../scipy_openblas32/lib"]
             self.requires = ["scipy-openblas32>=%s" % ".".join(ver.split(".")[:3])]
 
     def _system(self):
@@ -144,7 +144,7 @@ class ParallelIncrementalBuild(build_ext):
 
     def build_extension(self, ext):
         compiler = self.compiler
-        if self.development and BLAS.rpath:  # a development build: the library where the build found it
+        if self.development and BLAS.library == "scipy_openblas":  # a development build: the library where the build found it
             ext.extra_link_args = ext.extra_link_args + ["-Wl,-rpath," + BLAS.libdir]
         stb = stb_dirs()
         sys.stderr.write("affectfer: BLAS %s, stb_image.h from %s\n" % (dict(ext.define_macros)["AF_BLAS_NAME"], stb[0]))
