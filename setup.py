@@ -21,7 +21,7 @@ against the NumPy C API and a CBLAS. Environment:
 
 How _C finds libscipy_openblas.so at run time, with no LD_LIBRARY_PATH: through its RUNPATH
 $ORIGIN/../scipy_openblas32/lib (the wheel's package installed beside affectfer in site-packages), the
-absolute library folder for in-place builds, and, in a repaired wheel, the copy auditwheel puts in
+absolute library folder for builds of this checkout (never in a wheel), and, in a repaired wheel, the copy auditwheel puts in
 affectfer.libs/. `make sdist` writes a source distribution that carries the stb_image header fetched
 by `make stb` and stb's licence (third_party/stb/), so a pip-only machine builds it without libstb-dev.
 """
@@ -137,14 +137,12 @@ class ParallelIncrementalBuild(build_ext):
     compiles them on every core and skips objects newer than their source and every header, unless
     the flags changed since the last build (another BLAS, a portable build)."""
 
-    def run(self):
-        # setuptools clears `inplace` while it builds (it copies the result afterwards)
-        self.development = bool(self.inplace or getattr(self, "editable_mode", False))
-        super().run()
-
     def build_extension(self, ext):
         compiler = self.compiler
-        if self.development and BLAS.library == "scipy_openblas":  # a development build: the library where the build found it
+        # A build for this checkout (in place, editable, `make test-asan`'s build/asan) also finds the
+        # library where the build found it; a wheel (bdist_wheel, which pip runs) never records a
+        # path of the build machine.
+        if BLAS.library == "scipy_openblas" and "bdist_wheel" not in self.distribution.command_obj:
             ext.extra_link_args = ext.extra_link_args + ["-Wl,-rpath," + BLAS.libdir]
         stb = stb_dirs()
         sys.stderr.write("affectfer: BLAS %s, stb_image.h from %s\n" % (dict(ext.define_macros)["AF_BLAS_NAME"], stb[0]))

@@ -105,6 +105,9 @@ def test_wheel_installs_into_a_fresh_venv_and_trains_without_system_blas(wheel, 
     blas = [line for line in ldd.splitlines() if "blas" in line]
     assert blas and all("affectfer.libs" in line and "=> not found" not in line for line in blas), ldd
     assert not [line for line in ldd.splitlines() if "libopenblas" in line or "not found" in line], ldd
+    dynamic = subprocess.run(["readelf", "-d", so], capture_output=True, text=True).stdout
+    paths = [p for line in dynamic.splitlines() if "PATH" in line for p in line.split("[", 1)[1].rstrip("]").split(":")]
+    assert paths and all(p.startswith("$ORIGIN") for p in paths), paths  # no folder of the build machine
 
     out = tmp_path / "wheel.npz"
     run = subprocess.run([py, os.path.join(HERE, "train_step.py"), str(out)], capture_output=True, text=True,
