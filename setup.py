@@ -21,8 +21,8 @@ against the NumPy C API and a CBLAS. Environment:
 
 How _C finds libscipy_openblas.so at run time, with no LD_LIBRARY_PATH: through its RUNPATH
 $ORIGIN/../scipy_openblas32/lib (the wheel's package installed beside affectfer in site-packages), the
-absolute library folder for builds of this checkout (never in a wheel), and, in a repaired wheel, the copy auditwheel puts in
-affectfer.libs/. `make sdist` writes a source distribution that carries the stb_image header fetched
+absolute library folder for builds of this checkout (never in a wheel), and, in a repaired wheel, the
+copy auditwheel puts in affectfer.libs/. `make sdist` writes a source distribution that carries the stb_image header fetched
 by `make stb` and stb's licence (third_party/stb/), so a pip-only machine builds it without libstb-dev.
 """
 import glob
@@ -153,7 +153,10 @@ class ParallelIncrementalBuild(build_ext):
         macros = ext.define_macros + [(u, None) for u in ext.undef_macros]
         flags = repr((sorted(map(str, macros)), ext.include_dirs, ext.extra_compile_args, compiler.compiler_so))
         stamp = os.path.join(self.build_temp, "affectfer-flags.txt")
-        same_flags = os.path.exists(stamp) and open(stamp).read() == flags
+        same_flags = False
+        if os.path.exists(stamp):
+            with open(stamp) as f:
+                same_flags = f.read() == flags
 
         def compile_one(src):
             obj = compiler.object_filenames([src], output_dir=self.build_temp)[0]
