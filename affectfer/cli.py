@@ -185,6 +185,7 @@ def _info() -> int:
     print(f"affectfer {af.__version__}: {af.get_num_threads()} CPU threads, CUDA available: {af.cuda.is_available()}")
     print(f"CPU kernels: {build['cpu_path']}")
     print(f"BLAS: {build['blas']} ({build['blas_core']} kernels; {build['blas_config']})")
+    print(f"image decoder: {build['stb']}")
     print(f"ops: {len(af._C.op_names)} ({', '.join(af._C.op_names)})")
     return 0
 
