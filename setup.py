@@ -137,12 +137,18 @@ class ParallelIncrementalBuild(build_ext):
     compiles them on every core and skips objects newer than their source and every header, unless
     the flags changed since the last build (another BLAS, a portable build)."""
 
+    def run(self):
+        # setuptools clears `inplace` while it builds (it copies the result afterwards)
+        self.for_checkout = bool(self.inplace or getattr(self, "editable_mode", False)) \
+            or "bdist_wheel" not in self.distribution.command_obj
+        super().run()
+
     def build_extension(self, ext):
         compiler = self.compiler
         # A build for this checkout (in place, editable, `make test-asan`'s build/asan) also finds the
         # library where the build found it; a wheel (bdist_wheel, which pip runs) never records a
         # path of the build machine.
-        if BLAS.library == "scipy_openblas" and "bdist_wheel" not in self.distribution.command_obj:
+        if BLAS.library == "scipy_openblas" and self.for_checkout:
             ext.extra_link_args = ext.extra_link_args + ["-Wl,-rpath," + BLAS.libdir]
         stb = stb_dirs()
         sys.stderr.write("affectfer: BLAS %s, stb_image.h from %s\n" % (dict(ext.define_macros)["AF_BLAS_NAME"], stb[0]))
