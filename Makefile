@@ -111,7 +111,7 @@ bench: build
 	$(PY) benchmarks/bench_cpu.py
 
 clean:
-	rm -rf build $(VENV) affectfer/*.so *.egg-info
+	rm -rf build dist $(VENV) affectfer/*.so *.egg-info
 
 # libFuzzer harnesses (fuzz/*.c) over the C decoder and transform pipeline, with ASan + UBSan.
 # `make fuzz` runs each for FUZZ_SECONDS (default 60) from a random seed: open-ended bug hunting.
