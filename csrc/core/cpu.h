@@ -18,8 +18,8 @@
 
 /* AF_NO_CPU_CLONES (CFLAGS=-DAF_NO_CPU_CLONES) builds one version only, e.g. to compare a clone's
  * results with a build for that instruction set alone (-march=x86-64-v3). */
-#if defined(AF_PORTABLE) && !defined(AF_NO_CPU_CLONES) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__CUDACC__) && defined(__ELF__)
+#if defined(AF_PORTABLE) && !defined(AF_NO_CPU_CLONES) && defined(__x86_64__) && defined(__GNUC__) && \
+    !defined(__clang__) && !defined(__CUDACC__) && defined(__ELF__)
 #define AF_CPU_CLONES 1
 #define AF_CPU_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else

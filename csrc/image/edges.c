@@ -27,7 +27,8 @@ static inline uint8_t sat_u8(double v) {
 }
 
 /* src (H, W, C) -> dst (H, W, out_channels) */
-AF_CPU_DISPATCH af_status af_img_sobel(const af_image *src, af_sobel_magnitude magnitude, int blur, int out_channels, af_image *dst) {
+AF_CPU_DISPATCH
+af_status af_img_sobel(const af_image *src, af_sobel_magnitude magnitude, int blur, int out_channels, af_image *dst) {
     if (out_channels != 1 && out_channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "sobel: out_channels must be 1 or 3, got %d", out_channels);
     if (magnitude < AF_SOBEL_L2 || magnitude > AF_SOBEL_HALF_ABS) return AF_FAIL(AF_ERR_VALUE, "sobel: unknown magnitude %d", magnitude);

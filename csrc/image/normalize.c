@@ -7,7 +7,8 @@
 #include "transforms.h"
 
 /* img (H, W, C) uint8 -> out (C, H, W) float32 in [0, 1] */
-AF_CPU_DISPATCH void af_img_to_tensor(const af_image *img, float *out) {
+AF_CPU_DISPATCH
+void af_img_to_tensor(const af_image *img, float *out) {
     int H = img->height, W = img->width, C = img->channels;
     size_t HW = (size_t)H * W;
     for (int c = 0; c < C; c++) {
@@ -18,7 +19,8 @@ AF_CPU_DISPATCH void af_img_to_tensor(const af_image *img, float *out) {
 }
 
 /* x (C, H, W) float32 in place: (x - mean[c]) / std[c] */
-AF_CPU_DISPATCH void af_normalize_chw(float *x, int C, int H, int W, const float *mean, const float *std) {
+AF_CPU_DISPATCH
+void af_normalize_chw(float *x, int C, int H, int W, const float *mean, const float *std) {
     size_t HW = (size_t)H * W;
     for (int c = 0; c < C; c++) {
         float m = mean[c], s = std[c], *xc = x + c * HW;

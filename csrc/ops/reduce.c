@@ -195,7 +195,8 @@ static inline double K(run_sum)(const scalar_t *x, int64_t n) {
 }
 
 /* x: input (contiguous, grouped as in p), y: (n_out) outputs in row-major order of the kept dims */
-AF_CPU_DISPATCH static void K(reduce_forward)(const reduce_plan *p, const scalar_t *x, scalar_t *y, int64_t n_out) {
+AF_CPU_DISPATCH
+static void K(reduce_forward)(const reduce_plan *p, const scalar_t *x, scalar_t *y, int64_t n_out) {
     if (n_out == 0) return;
     int64_t work = p->R * n_out;
     if (p->inner_reduced) {
@@ -227,7 +228,8 @@ AF_CPU_DISPATCH static void K(reduce_forward)(const reduce_plan *p, const scalar
 }
 
 /* dx (input shape) += dy broadcast back over the reduced dims (divided by R for mean) */
-AF_CPU_DISPATCH static void K(reduce_backward)(const reduce_plan *p, const scalar_t *dy, scalar_t *dx) {
+AF_CPU_DISPATCH
+static void K(reduce_backward)(const reduce_plan *p, const scalar_t *dy, scalar_t *dx) {
     scalar_t scale = p->mean ? (scalar_t)(1.0 / (double)p->R) : 1;
     int64_t work = p->R * p->n_rows * (p->inner_reduced ? 1 : p->inner);
     if (p->inner_reduced) {
@@ -254,7 +256,8 @@ AF_CPU_DISPATCH static void K(reduce_backward)(const reduce_plan *p, const scala
 }
 
 /* y, mean: (n_out); per output the mean, then the squared deviations, both summed in double */
-AF_CPU_DISPATCH static void K(var_forward)(const reduce_plan *p, double divisor, int take_sqrt, const scalar_t *x, scalar_t *y,
+AF_CPU_DISPATCH
+static void K(var_forward)(const reduce_plan *p, double divisor, int take_sqrt, const scalar_t *x, scalar_t *y,
                            double *mean, int64_t n_out) {
     int64_t run = p->inner_reduced ? p->inner : 1;
     AF_PARALLEL_FOR(p->R * n_out * 2)
@@ -277,7 +280,8 @@ AF_CPU_DISPATCH static void K(var_forward)(const reduce_plan *p, double divisor,
 }
 
 /* dx (input shape) += dy * d var / dx (or d std / dx); outputs own disjoint elements */
-AF_CPU_DISPATCH static void K(var_backward)(const reduce_plan *p, double divisor, int is_std, const scalar_t *x, const scalar_t *y,
+AF_CPU_DISPATCH
+static void K(var_backward)(const reduce_plan *p, double divisor, int is_std, const scalar_t *x, const scalar_t *y,
                             const double *mean, const scalar_t *dy, scalar_t *dx, int64_t n_out) {
     int64_t run = p->inner_reduced ? p->inner : 1;
     AF_PARALLEL_FOR(p->R * n_out)
@@ -292,7 +296,8 @@ AF_CPU_DISPATCH static void K(var_backward)(const reduce_plan *p, double divisor
 }
 
 /* x: (outer, D, inner); values (NULL for argmax), indices: (outer, inner) */
-AF_CPU_DISPATCH static void K(max_forward)(const af_dim_split *p, const scalar_t *x, scalar_t *values, int64_t *indices) {
+AF_CPU_DISPATCH
+static void K(max_forward)(const af_dim_split *p, const scalar_t *x, scalar_t *values, int64_t *indices) {
     AF_PARALLEL_FOR(p->outer * p->D * p->inner)
     for (int64_t t = 0; t < p->outer * p->inner; t++) {
         const scalar_t *xo = x + t / p->inner * p->D * p->inner + t % p->inner;
@@ -310,7 +315,8 @@ AF_CPU_DISPATCH static void K(max_forward)(const af_dim_split *p, const scalar_t
     }
 }
 
-AF_CPU_DISPATCH static void K(max_backward)(const af_dim_split *p, const int64_t *indices, const scalar_t *dvalues, scalar_t *dx) {
+AF_CPU_DISPATCH
+static void K(max_backward)(const af_dim_split *p, const int64_t *indices, const scalar_t *dvalues, scalar_t *dx) {
     AF_PARALLEL_FOR(p->outer * p->inner)
     for (int64_t t = 0; t < p->outer * p->inner; t++)
         dx[t / p->inner * p->D * p->inner + indices[t] * p->inner + t % p->inner] += dvalues[t];
