@@ -45,9 +45,12 @@ def list_models(pattern: str = "*") -> list:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
-def create(name: str, num_classes: int = 1000, pretrained=None, in_chans: int = 3, **kwargs):
+def create(name: str, num_classes: int = 1000, pretrained=None, in_chans: int = 3, pretrained_format=None,
+           **kwargs):
     """Build model `name` with a `num_classes` head. `pretrained`: a weights file loaded by name with
-    the head skipped when its size differs. `in_chans` other than 3 adapts the first convolution as
+    the head skipped when its size differs; `pretrained_format` is affectfer.weights' `format` (None
+    detects safetensors and torch files; a VGGFace2 pickle needs "vggface2", as pickles are read only
+    on request). `in_chans` other than 3 adapts the first convolution as
     timm does: 1 channel sums the RGB filters; more channels repeat them, scaled by 3 / in_chans, so
     a gray or stacked input sees the same response magnitudes as the pretrained RGB one."""
     if name not in _MODELS:
@@ -59,7 +62,7 @@ def create(name: str, num_classes: int = 1000, pretrained=None, in_chans: int = 
     if pretrained is not None:
         from ..weights import load_weights
 
-        model.pretrained_report = load_weights(model, pretrained, strict=False)
+        model.pretrained_report = load_weights(model, pretrained, strict=False, format=pretrained_format)
     if in_chans != 3:
         _adapt_input_conv(model, in_chans)
     return model

@@ -191,6 +191,10 @@ def test_vggface2_pickle_loads_strictly(tmp_path, se, senet, vgg_resnet):
     for k in ("conv1.weight", "layer3.4.bn2.running_var", "layer4.0.downsample.0.weight", "fc.bias") + \
             (("layer2.1.conv4.weight", "layer4.2.conv5.bias") if se else ()):
         np.testing.assert_array_equal(state[k].numpy(), arrays[k], err_msg=k)
+    made = models.create("se_resnet50" if se else "resnet50", num_classes=VGGFACE2_CLASSES, pretrained=path,
+                         pretrained_format="vggface2", **({} if se else {"layout": "vggface2"}))
+    assert not made.pretrained_report.missing_keys and not made.pretrained_report.skipped
+    np.testing.assert_array_equal(made.state_dict()["fc.bias"].numpy(), arrays["fc.bias"])
     del arrays["layer1.1.conv2.weight"]
     path.write_bytes(torchfile.numpy_pickle_py2(arrays))
     with pytest.raises(RuntimeError, match=r"Missing key\(s\) in the file: layer1.1.conv2.weight"):
