@@ -15,8 +15,25 @@
  * tiles waste the BLAS packing, wider ones leave a thread idle on 14x14 and 7x7 maps. */
 #ifndef AF_FLOAT_PASS
 #include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "gemm_avx512.h"
 #include "ops.h"
+
+/* float32 tiles go to our AVX-512 kernel (gemm_avx512.c) where the CPU has AVX-512F, to OpenBLAS
+ * elsewhere; AFFECTFER_SGEMM=blas forces OpenBLAS (for benchmarks comparing the two). Decided once. */
+static int use_avx512(void) {
+    static int cached = -1; /* read by every tile's thread: atomic, and any thread may fill it in */
+    int use = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (use < 0) {
+        const char *env = getenv("AFFECTFER_SGEMM");
+        __builtin_cpu_init();
+        use = __builtin_cpu_supports("avx512f") && !(env && strcmp(env, "blas") == 0);
+        __atomic_store_n(&cached, use, __ATOMIC_RELAXED);
+    }
+    return use;
+}
 
 static void tile_sizes(int64_t count, int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
     *tm = M < 256 ? (M > 0 ? M : 1) : 256;
@@ -40,6 +57,7 @@ static inline int64_t batch_offset(const af_gemm_batch *bt, int64_t b, int64_t o
 static inline void K(blas)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, scalar_t alpha, const scalar_t *A,
                            int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
 #if AF_FLOAT_PASS == 1
+    if (use_avx512() && af_sgemm_avx512(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
     cblas_sgemm(
 #else
     cblas_dgemm(
