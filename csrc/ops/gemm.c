@@ -35,13 +35,14 @@ static int use_avx512(void) {
     return use;
 }
 
-static void tile_sizes(int64_t count, int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
+/* granule: tile widths are rounded up to it (16, or 48 for the AVX-512 kernel's micro-panels) */
+static void tile_sizes(int64_t count, int64_t M, int64_t N, int64_t granule, int64_t *tm, int64_t *tn) {
     *tm = M < 256 ? (M > 0 ? M : 1) : 256;
     int64_t tiles = count * ((M + *tm - 1) / *tm), want_n = tiles >= 16 ? 1 : (16 + tiles - 1) / tiles;
     if (want_n > N / 128) want_n = N / 128 > 1 ? N / 128 : 1;
     int64_t parts = (N + 1023) / 1024 > want_n ? (N + 1023) / 1024 : want_n;
     int64_t t = (N + parts - 1) / parts;
-    t = (t + 15) / 16 * 16; /* near-equal parts: a multiple of 64 would leave a thin last tile */
+    t = (t + granule - 1) / granule * granule; /* near-equal parts: a multiple of 64 would leave a thin last tile */
     *tn = t < N ? t : (N > 0 ? N : 1);
 }
 
@@ -81,7 +82,7 @@ void K(af_gemm_batched)(const af_gemm_batch *bt, int ta, int tb, int64_t M, int6
         return;
     }
     int64_t tm, tn;
-    tile_sizes(bt->count, M, N, &tm, &tn);
+    tile_sizes(bt->count, M, N, AF_FLOAT_PASS == 1 && use_avx512() ? 48 : 16, &tm, &tn);
     const int64_t n_tiles = (N + tn - 1) / tn, per = (M + tm - 1) / tm * n_tiles, tiles = bt->count * per;
     /* split K only for a single product with few tiles and a long K */
     int64_t slices = (bt->count > 1 || tiles >= 8) ? 1 : Kd / 1024 < 8 / tiles ? Kd / 1024 : 8 / tiles;

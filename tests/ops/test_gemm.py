@@ -1,6 +1,6 @@
 """gemm.c / gemm_avx512.c: the float32 GEMM that linear, matmul and conv2d share, against a float64
-NumPy product, within float32 rounding. The shapes straddle the AVX-512 kernel's blocks (12-row
-panels, 32-column micro-panels, K blocks of 256) and gemm.c's tiles (256 rows, K slices from 1024),
+NumPy product, within float32 rounding. The shapes straddle the AVX-512 kernel's blocks (8-row
+panels, 48-column micro-panels run as 1, 2 or 3 vectors of 16, K blocks of 256) and gemm.c's tiles (256 rows, K slices from 1024),
 so edges, masks and the K-block accumulation are all exercised; linear's backward covers the
 transposed operands and beta = 1 (gradients accumulate into C)."""
 import numpy as np
@@ -13,8 +13,8 @@ from tests.conftest import call
 EPS32 = np.finfo(np.float32).eps
 
 # (M, K, N): edges of every block size, K across 1, 2 and many K blocks, a single long-K product
-SHAPES = [(1, 1, 1), (12, 256, 32), (13, 257, 33), (11, 255, 31), (5, 3, 17), (37, 520, 70), (64, 576, 49),
-          (257, 100, 1030), (300, 3, 2), (3, 2100, 5), (24, 1, 64)]
+SHAPES = [(1, 1, 1), (8, 256, 48), (9, 257, 49), (7, 255, 47), (5, 3, 17), (37, 520, 70), (64, 576, 49),
+          (257, 100, 1030), (300, 3, 2), (3, 2100, 5), (24, 1, 64), (16, 17, 96), (17, 33, 33), (64, 147, 196)]
 
 
 def _check(out, a, b, name):
