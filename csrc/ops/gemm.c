@@ -24,6 +24,9 @@
 /* float32 tiles go to our AVX-512 kernel (gemm_avx512.c) where the CPU has AVX-512F, to OpenBLAS
  * elsewhere; AFFECTFER_SGEMM=blas forces OpenBLAS (for benchmarks comparing the two). Decided once. */
 static int use_avx512(void) {
+#if !AF_HAVE_AVX512_SGEMM
+    return 0;
+#else
     static int cached = -1; /* read by every tile's thread: atomic, and any thread may fill it in */
     int use = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (use < 0) {
@@ -33,6 +36,7 @@ static int use_avx512(void) {
         __atomic_store_n(&cached, use, __ATOMIC_RELAXED);
     }
     return use;
+#endif
 }
 
 /* granule: tile widths are rounded up to it (16, or 48 for the AVX-512 kernel's micro-panels) */
@@ -58,7 +62,9 @@ static inline int64_t batch_offset(const af_gemm_batch *bt, int64_t b, int64_t o
 static inline void K(blas)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, scalar_t alpha, const scalar_t *A,
                            int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
 #if AF_FLOAT_PASS == 1
+#if AF_HAVE_AVX512_SGEMM
     if (use_avx512() && af_sgemm_avx512(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
+#endif
     cblas_sgemm(
 #else
     cblas_dgemm(

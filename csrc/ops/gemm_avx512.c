@@ -19,11 +19,13 @@
  * The caller checks af_sgemm_avx512_supported() (a run-time CPU test) before calling: every function
  * here is compiled for AVX-512 with a target attribute, so a portable build carries it without
  * -march flags and never executes it on a CPU without AVX-512. */
+#include "gemm_avx512.h"
+
+#if AF_HAVE_AVX512_SGEMM
 #include <immintrin.h>
 #include <stdint.h>
 
 #include "core/alloc.h"
-#include "gemm_avx512.h"
 
 #define AF_SGEMM_MR 8
 #define AF_SGEMM_NV 3 /* vectors of 16 per micro-panel row */
@@ -193,3 +195,5 @@ AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, f
     af_free_host(abuf);
     return 0;
 }
+
+#endif /* AF_HAVE_AVX512_SGEMM */
