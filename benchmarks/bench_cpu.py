@@ -1,6 +1,6 @@
 """CPU throughput of affectfer's ops against the machine's SGEMM rate and PyTorch CPU.
 
-    python benchmarks/bench_cpu.py [--batch 32] [--size 112] [--threads N] [--reps 3] [--cpu-time]
+    python benchmarks/bench_cpu.py [--batch 32] [--size 112] [--threads 1,2] [--reps 3] [--cpu-time]
 
 Prints one table: for every distinct conv layer shape of ResNet-50 (torchvision layout, stride on
 the 3x3) at size x size input, forward and backward (dx + dW) GFLOP/s of affectfer and, when
@@ -8,8 +8,14 @@ the 3x3) at size x size input, forward and backward (dx + dW) GFLOP/s of affectf
 SGEMM measured through affectfer's own GEMM path (a 1x1 convolution is one GEMM). Each bench is a
 function returning rows; the last table is whole-model training images/s (ResNet-18 and ResNet-50 train steps).
 
---cpu-time runs one thread and times with the calling thread's CPU clock (all work then runs on that
-thread for both libraries): far less sensitive to other jobs on a shared machine than wall time.
+--threads takes a comma-separated list: the tables are printed once per thread count, affectfer and
+torch measured row by row in the same run.
+--cpu-time times with a CPU clock, far less sensitive to other jobs on a shared machine than wall
+time: the calling thread's clock at one thread (all work then runs on that thread for both
+libraries), the process clock at more (CPU seconds of all threads, so it measures work per CPU, not
+wall-clock speed; a thread spinning at a barrier counts too).
+AFFECTFER_SGEMM=blas in the environment makes affectfer's float32 GEMMs call OpenBLAS instead of its
+own AVX-512 kernel (csrc/ops/gemm.c), to compare the two.
 """
 import argparse
 import time
@@ -152,30 +158,43 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=112)
-    ap.add_argument("--threads", type=int, default=af.get_num_threads())
+    ap.add_argument("--threads", default=str(af.get_num_threads()), help="thread counts, comma-separated (1,2)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cpu-time", action="store_true", help="1 thread, timed by the thread's CPU clock")
     ap.add_argument("--no-model", action="store_true", help="skip the whole-model training-step rows")
+    ap.add_argument("--no-conv", action="store_true", help="skip the per-layer convolution table")
     ap.add_argument("--model-batch", type=int, default=None, help="batch of the training-step rows (default --batch)")
     args = ap.parse_args()
+    try:
+        thread_counts = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        ap.error(f"--threads: expected comma-separated integers, got {args.threads!r}")
+    for i, threads in enumerate(thread_counts):
+        if i:
+            print()
+        run(args, threads)
+
+
+def run(args, threads):
     if args.cpu_time:
-        args.threads, timing.CLOCK = 1, time.thread_time
-    af.set_num_threads(args.threads)
+        timing.CLOCK = time.thread_time if threads == 1 else time.process_time
+    af.set_num_threads(threads)
     if torch is not None:
-        torch.set_num_threads(args.threads)
-    # The machine may be shared: SGEMM is measured before and after the layers and the best kept.
-    sgemm = sgemm_gflops(max(args.reps, 5))
-    rows = conv_rows(args.batch, args.size, args.reps)
-    after = sgemm_gflops(max(args.reps, 5))
-    sgemm = {k: max(v, after[k]) if isinstance(v, float) else v for k, v in sgemm.items()}
-    for r, (cin, cout, k, stride, pad, h) in zip(rows, resnet50_conv_shapes(args.size)):
-        ho = (h + 2 * pad - k) // stride + 1
-        r["_flops"] = 2.0 * args.batch * cout * ho * ho * cin * k * k
-    print(f"threads {args.threads}, batch {args.batch}, input {args.size}x{args.size}, float32, GFLOP/s (best of {args.reps}, "
-          f"{'thread CPU time' if args.cpu_time else 'wall time'})")
-    print(f"SGEMM (affectfer GEMM path): {sgemm['af_fwd']:.1f} GFLOP/s"
-          + (f"; torch.mm same size: {sgemm['torch_fwd']:.1f} GFLOP/s" if "torch_fwd" in sgemm else "; torch not importable"))
-    print(format_table(rows + [totals_row(rows)], sgemm["af_fwd"]))
+        torch.set_num_threads(threads)
+    clock = ("thread CPU time" if threads == 1 else "process CPU time") if args.cpu_time else "wall time"
+    print(f"threads {threads}, batch {args.batch}, input {args.size}x{args.size}, float32, best of {args.reps}, {clock}")
+    if not args.no_conv:
+        # The machine may be shared: SGEMM is measured before and after the layers and the best kept.
+        sgemm = sgemm_gflops(max(args.reps, 5))
+        rows = conv_rows(args.batch, args.size, args.reps)
+        after = sgemm_gflops(max(args.reps, 5))
+        sgemm = {k: max(v, after[k]) if isinstance(v, float) else v for k, v in sgemm.items()}
+        for r, (cin, cout, k, stride, pad, h) in zip(rows, resnet50_conv_shapes(args.size)):
+            ho = (h + 2 * pad - k) // stride + 1
+            r["_flops"] = 2.0 * args.batch * cout * ho * ho * cin * k * k
+        print(f"SGEMM (affectfer GEMM path): {sgemm['af_fwd']:.1f} GFLOP/s"
+              + (f"; torch.mm same size: {sgemm['torch_fwd']:.1f} GFLOP/s" if "torch_fwd" in sgemm else "; torch not importable"))
+        print(format_table(rows + [totals_row(rows)], sgemm["af_fwd"]))
     if not args.no_model:
         print()
         print(format_model_table(train_step_rows(args.model_batch or args.batch, args.size, args.reps)))

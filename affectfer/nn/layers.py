@@ -107,9 +107,12 @@ class _BatchNorm(Module):
     frozen_stats = False
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype="float32"):
+                 track_running_stats: bool = True, dtype="float32", fused_relu: bool = False):
         super().__init__()
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        # fused_relu: the output is relu(bn(x)), computed in one pass (F.batch_norm_relu); the
+        # parameters and state_dict are those of a plain batch norm
+        self.fused_relu = bool(fused_relu)
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
             self.weight = Parameter(_ones(self.num_features, dtype=dtype))
@@ -157,13 +160,13 @@ class _BatchNorm(Module):
                 factor = 1.0 / tracked
         use_batch_stats = training or (self.running_mean is None and self.running_var is None)
         keep_stats = not training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if keep_stats else None,
+        return (F.batch_norm_relu if self.fused_relu else F.batch_norm)(input, self.running_mean if keep_stats else None,
                             self.running_var if keep_stats else None, self.weight, self.bias, use_batch_stats,
                             factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"track_running_stats={self.track_running_stats}" + (", fused_relu=True" if self.fused_relu else ""))
 
 
 class BatchNorm1d(_BatchNorm):

@@ -1,4 +1,4 @@
-"""affectfer.nn.utils: flat parameter arenas, zero_grad, gradient clipping.
+"""affectfer.nn.utils: flat parameter arenas, zero_grad, gradient clipping, conv + batch-norm folding.
 
 Flat arenas (the single parameter buffer of llm.c): `flatten_parameters(model)` packs the
 parameters of each dtype back to back into one 1-D tensor and re-points every Parameter at its
@@ -17,8 +17,10 @@ Tensors that shared a parameter's memory before packing (an earlier .detach(), a
 """
 from __future__ import annotations
 
+import copy
 import math
 import weakref
+from collections import OrderedDict
 
 import numpy as np
 
@@ -139,3 +141,76 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     for g in grads:
         _call("copy_", [g, _call("scale", [g], (), (coef,))])
     return tensor(total, dtype=grads[0].dtype)
+
+
+def fuse_conv_bn_eval(conv, bn):
+    """One Conv2d computing bn(conv(x)) with bn's running statistics (eval mode): with
+    s = gamma / sqrt(running_var + eps) per output channel, W' = s W and b' = s (b - running_mean) + beta
+    (the inference-time transform of Ioffe and Szegedy 2015, arXiv 1502.03167, folded into the
+    convolution as torch.nn.utils.fuse_conv_bn_eval does). Computed in float64, stored in conv's dtype.
+    conv and bn are left unchanged."""
+    from .layers import BatchNorm2d, Conv2d  # module.py imports this file: layers are imported late
+    from .module import Parameter
+    if not isinstance(conv, Conv2d) or not isinstance(bn, BatchNorm2d):
+        raise TypeError(f"fuse_conv_bn_eval(conv, bn): expected a Conv2d and a BatchNorm2d, got "
+                        f"{type(conv).__name__} and {type(bn).__name__}")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"fuse_conv_bn_eval: bn has {bn.num_features} features but conv has "
+                         f"{conv.out_channels} output channels")
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("fuse_conv_bn_eval: bn has no running statistics (track_running_stats=False), so its "
+                         "output depends on the batch and cannot be folded")
+    out = conv.out_channels
+    w = conv.weight.numpy().astype(np.float64)
+    b = conv.bias.numpy().astype(np.float64) if conv.bias is not None else np.zeros(out)
+    gamma = bn.weight.numpy().astype(np.float64) if bn.weight is not None else np.ones(out)
+    beta = bn.bias.numpy().astype(np.float64) if bn.bias is not None else np.zeros(out)
+    scale = gamma / np.sqrt(bn.running_var.numpy().astype(np.float64) + bn.eps)
+    # a shallow copy keeps every hyper-parameter; its own registries, so conv keeps its parameters
+    # (building a new Conv2d would draw an initialisation from the global RNG)
+    fused = copy.copy(conv)
+    for registry in ("_parameters", "_buffers", "_modules"):
+        object.__setattr__(fused, registry, OrderedDict(getattr(conv, registry)))
+    object.__setattr__(fused, "_non_persistent", set(conv._non_persistent))
+    fused.weight = Parameter(tensor(w * scale.reshape(-1, 1, 1, 1), dtype=conv.weight.dtype))
+    fused.bias = Parameter(tensor(scale * (b - bn.running_mean.numpy().astype(np.float64)) + beta,
+                                  dtype=conv.weight.dtype))
+    fused.training = False
+    return fused
+
+
+def fuse_conv_bn(model, pairs=None):
+    """Fold every (Conv2d, BatchNorm2d) pair of an eval-mode model in place: the conv becomes
+    fuse_conv_bn_eval(conv, bn) and the bn an Identity (a ReLU for a BatchNorm2d(fused_relu=True)), so
+    inference runs one op where it ran two.
+    Returns the model. Its state_dict then has no bn entries: fold a copy loaded from a checkpoint,
+    never the model you train.
+
+    pairs: dotted names [("layer1.0.conv1", "layer1.0.bn1"), ...]. By default, within every module, a
+    Conv2d child registered right before a BatchNorm2d child of matching width, which is how
+    torchvision-style models (affectfer.models' ResNets among them) apply them in forward(); pass
+    pairs for a model whose forward() uses its convs and batch norms in another order."""
+    from .layers import BatchNorm2d, Conv2d, Identity, ReLU
+    if model.training:
+        raise ValueError("fuse_conv_bn: the model is in training mode; call model.eval() first (training-mode "
+                         "batch norm uses batch statistics, which cannot be folded into weights)")
+    modules = dict(model.named_modules())
+    if pairs is None:
+        pairs = []
+        for name, module in modules.items():
+            children = list(module.named_children())
+            for (cname, conv), (bname, bn) in zip(children, children[1:]):
+                if (isinstance(conv, Conv2d) and isinstance(bn, BatchNorm2d) and bn.num_features == conv.out_channels
+                        and bn.running_mean is not None):
+                    prefix = name + "." if name else ""
+                    pairs.append((prefix + cname, prefix + bname))
+    for conv_name, bn_name in pairs:
+        for n in (conv_name, bn_name):
+            if n not in modules:
+                raise ValueError(f"fuse_conv_bn: the model has no module named {n!r}")
+        fused = fuse_conv_bn_eval(modules[conv_name], modules[bn_name])
+        after = ReLU() if modules[bn_name].fused_relu else Identity()
+        for n, replacement in ((conv_name, fused), (bn_name, after.eval())):
+            parent, _, leaf = n.rpartition(".")
+            setattr(modules[parent] if parent else model, leaf, replacement)
+    return model

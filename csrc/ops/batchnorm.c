@@ -23,7 +23,12 @@
  *             (the batch statistics depend on x: the derivation is in the paper, section 3)
  *   eval:     dx += w_c * invstd_c * dy                  (running stats are constants)
  * Each channel is reduced by one thread in a fixed order: bitwise identical for any thread count.
- * Sums accumulate in double for both dtypes. */
+ * Sums accumulate in double for both dtypes.
+ *
+ * batch_norm_relu: the same inputs and attributes, y = max(batch_norm(x), 0) in the same pass (the
+ * BN -> ReLU pair of ResNets, one read and one write of the activation instead of two). It also
+ * saves the per-channel affine (a, b) the forward applied, z = x a + b, so the backward recomputes
+ * the mask z > 0 with the very same arithmetic and runs batch_norm's backward on dy masked by it. */
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
@@ -85,29 +90,40 @@ static af_status batch_norm_setup(af_op_call *c) {
     return af_alloc_saved(c, 1, 1, &C, x->dtype);
 }
 
+static af_status batch_norm_relu_setup(af_op_call *c) {
+    AF_TRY(batch_norm_setup(c));
+    int64_t C = c->saved[0]->shape[0];
+    AF_TRY(af_alloc_saved(c, 2, 1, &C, c->in[BN_X]->dtype));
+    return af_alloc_saved(c, 3, 1, &C, c->in[BN_X]->dtype);
+}
+
 static const af_tensor *batch_norm_in(const af_op_call *c, int i) { return i < c->n_in ? c->in[i] : NULL; }
 static void *batch_norm_data(const af_tensor *t) { return t ? af_tensor_data(t) : NULL; }
 
 static af_status batch_norm_forward_cpu(af_op_call *c) {
     const af_tensor *x = c->in[BN_X];
+    const int relu = c->op == AF_OP_BATCH_NORM_RELU;
     int64_t N, C, S;
     batch_norm_dims(x, &N, &C, &S);
     AF_DISPATCH_FLOAT(x->dtype, batch_norm_forward, N, C, S, (int)c->attr.i[0], c->attr.f[0], c->attr.f[1],
                       af_tensor_data(x), batch_norm_data(batch_norm_in(c, BN_WEIGHT)),
                       batch_norm_data(batch_norm_in(c, BN_BIAS)), batch_norm_data(batch_norm_in(c, BN_RUNNING_MEAN)),
                       batch_norm_data(batch_norm_in(c, BN_RUNNING_VAR)), af_tensor_data(c->out[0]),
-                      af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]));
+                      af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]),
+                      relu ? af_tensor_data(c->saved[2]) : NULL, relu ? af_tensor_data(c->saved[3]) : NULL);
     return AF_OK;
 }
 
 static af_status batch_norm_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_tensor *x = c->in[BN_X];
+    const int relu = c->op == AF_OP_BATCH_NORM_RELU;
     int64_t N, C, S;
     batch_norm_dims(x, &N, &C, &S);
     AF_DISPATCH_FLOAT(x->dtype, batch_norm_backward, N, C, S, (int)c->attr.i[0], af_tensor_data(x),
                       batch_norm_data(batch_norm_in(c, BN_WEIGHT)), af_tensor_data(c->saved[0]),
-                      af_tensor_data(c->saved[1]), af_tensor_data(dout[0]), batch_norm_data(din[BN_X]),
-                      batch_norm_data(din[BN_WEIGHT]), batch_norm_data(din[BN_BIAS]));
+                      af_tensor_data(c->saved[1]), relu ? af_tensor_data(c->saved[2]) : NULL,
+                      relu ? af_tensor_data(c->saved[3]) : NULL, af_tensor_data(dout[0]),
+                      batch_norm_data(din[BN_X]), batch_norm_data(din[BN_WEIGHT]), batch_norm_data(din[BN_BIAS]));
     return AF_OK;
 }
 
@@ -118,14 +134,25 @@ const af_op_def af_op_def_batch_norm = {.name = "batch_norm", .input_names = bat
                                         .backward_cpu = batch_norm_backward_cpu,
                                         .differentiable_inputs = 0x7u};
 
+const af_op_def af_op_def_batch_norm_relu = {.name = "batch_norm_relu", .input_names = batch_norm_inputs,
+                                             .setup = batch_norm_relu_setup, .forward_cpu = batch_norm_forward_cpu,
+                                             .backward_cpu = batch_norm_backward_cpu,
+                                             .differentiable_inputs = 0x7u};
+
 #else /* ---- kernels, once per scalar_t ---- */
 
+/* z = x a + b: the forward's affine, also the backward's recomputation of batch_norm_relu's mask (one
+ * function, so both compile to the same arithmetic) */
+static inline scalar_t K(bn_affine)(scalar_t x, scalar_t a, scalar_t b) { return x * a + b; }
+
 /* x, y: (N, C, S); w, b, running_mean, running_var, save_mean, save_invstd: (C); w, b and the
- * running stats may be NULL. */
+ * running stats may be NULL. relu_a, relu_b (C): non-NULL for batch_norm_relu, which clamps y at 0
+ * and saves the affine there. */
 AF_CPU_DISPATCH
 static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training, double momentum, double eps,
                                   const scalar_t *x, const scalar_t *w, const scalar_t *b, scalar_t *running_mean,
-                                  scalar_t *running_var, scalar_t *y, scalar_t *save_mean, scalar_t *save_invstd) {
+                                  scalar_t *running_var, scalar_t *y, scalar_t *save_mean, scalar_t *save_invstd,
+                                  scalar_t *relu_a, scalar_t *relu_b) {
     int64_t M = N * S;
     AF_PARALLEL_FOR(M * C * 4)
     for (int64_t ch = 0; ch < C; ch++) {
@@ -161,29 +188,47 @@ static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training,
         double alpha = invstd * (w ? w[ch] : 1);
         double beta = (b ? b[ch] : 0) - mean * alpha;
         scalar_t a = (scalar_t)alpha, be = (scalar_t)beta;
+        if (relu_a) {
+            relu_a[ch] = a;
+            relu_b[ch] = be;
+        }
         for (int64_t n = 0; n < N; n++) {
             const scalar_t *xr = x + (n * C + ch) * S;
             scalar_t *yr = y + (n * C + ch) * S;
-            for (int64_t s = 0; s < S; s++) yr[s] = xr[s] * a + be;
+            if (relu_a)
+                for (int64_t s = 0; s < S; s++) {
+                    scalar_t z = K(bn_affine)(xr[s], a, be);
+                    yr[s] = z > 0 ? z : 0;
+                }
+            else
+                for (int64_t s = 0; s < S; s++) yr[s] = K(bn_affine)(xr[s], a, be);
         }
     }
 }
 
-/* x, dy, dx: (N, C, S); w, mean, invstd, dw, dbias: (C); w and the gradients may be NULL. */
+/* dy of batch_norm_relu's input z: dy where the forward's z = x a + b was > 0, else 0 (torch's ReLU
+ * backward); plain batch_norm (a == NULL): dy */
+#define BN_DY(s) (relu_a ? (K(bn_affine)(xr[s], ra, rb) > 0 ? gr[s] : (scalar_t)0) : gr[s])
+
+/* x, dy, dx: (N, C, S); w, mean, invstd, dw, dbias, relu_a, relu_b: (C); w, the gradients and relu_a /
+ * relu_b (batch_norm_relu only) may be NULL. */
 AF_CPU_DISPATCH
 static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training, const scalar_t *x, const scalar_t *w,
-                                   const scalar_t *mean, const scalar_t *invstd, const scalar_t *dy, scalar_t *dx,
-                                   scalar_t *dw, scalar_t *dbias) {
+                                   const scalar_t *mean, const scalar_t *invstd, const scalar_t *relu_a,
+                                   const scalar_t *relu_b, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
+                                   scalar_t *dbias) {
     int64_t M = N * S;
     AF_PARALLEL_FOR(M * C * 6)
     for (int64_t ch = 0; ch < C; ch++) {
         double mu = mean[ch], is = invstd[ch];
+        const scalar_t ra = relu_a ? relu_a[ch] : 0, rb = relu_a ? relu_b[ch] : 0;
         double sum_dy = 0, sum_dy_xhat = 0;
         for (int64_t n = 0; n < N; n++) {
             const scalar_t *xr = x + (n * C + ch) * S, *gr = dy + (n * C + ch) * S;
             for (int64_t s = 0; s < S; s++) {
-                sum_dy += gr[s];
-                sum_dy_xhat += gr[s] * ((xr[s] - mu) * is);
+                const scalar_t g = BN_DY(s);
+                sum_dy += g;
+                sum_dy_xhat += g * ((xr[s] - mu) * is);
             }
         }
         if (dbias) dbias[ch] += (scalar_t)sum_dy;
@@ -197,17 +242,18 @@ static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training
                 scalar_t *dr = dx + (n * C + ch) * S;
                 for (int64_t s = 0; s < S; s++) {
                     double xhat = (xr[s] - mu) * is;
-                    dr[s] += (scalar_t)(scale * (gr[s] - mean_dy - xhat * mean_dy_xhat));
+                    dr[s] += (scalar_t)(scale * (BN_DY(s) - mean_dy - xhat * mean_dy_xhat));
                 }
             }
         } else {
             for (int64_t n = 0; n < N; n++) {
-                const scalar_t *gr = dy + (n * C + ch) * S;
+                const scalar_t *xr = x + (n * C + ch) * S, *gr = dy + (n * C + ch) * S;
                 scalar_t *dr = dx + (n * C + ch) * S;
-                for (int64_t s = 0; s < S; s++) dr[s] += (scalar_t)(scale * gr[s]);
+                for (int64_t s = 0; s < S; s++) dr[s] += (scalar_t)(scale * BN_DY(s));
             }
         }
     }
 }
+#undef BN_DY
 
 #endif

@@ -14,16 +14,39 @@
  * columns) only while the batch has fewer than 16 tiles. Measured on ResNet-50's conv shapes, narrower
  * tiles waste the BLAS packing, wider ones leave a thread idle on 14x14 and 7x7 maps. */
 #ifndef AF_FLOAT_PASS
+#include <stdlib.h>
+#include <string.h>
+
 #include "../core/blas.h"
+#include "gemm_avx512.h"
 #include "ops.h"
 
-static void tile_sizes(int64_t count, int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
+/* float32 tiles go to our AVX-512 kernel (gemm_avx512.c) where the CPU has AVX-512F, to OpenBLAS
+ * elsewhere; AFFECTFER_SGEMM=blas forces OpenBLAS (for benchmarks comparing the two). Decided once. */
+static int use_avx512(void) {
+#if !AF_HAVE_AVX512_SGEMM
+    return 0;
+#else
+    static int cached = -1; /* read by every tile's thread: atomic, and any thread may fill it in */
+    int use = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (use < 0) {
+        const char *env = getenv("AFFECTFER_SGEMM");
+        __builtin_cpu_init();
+        use = __builtin_cpu_supports("avx512f") && !(env && strcmp(env, "blas") == 0);
+        __atomic_store_n(&cached, use, __ATOMIC_RELAXED);
+    }
+    return use;
+#endif
+}
+
+/* granule: tile widths are rounded up to it (16, or 48 for the AVX-512 kernel's micro-panels) */
+static void tile_sizes(int64_t count, int64_t M, int64_t N, int64_t granule, int64_t *tm, int64_t *tn) {
     *tm = M < 256 ? (M > 0 ? M : 1) : 256;
     int64_t tiles = count * ((M + *tm - 1) / *tm), want_n = tiles >= 16 ? 1 : (16 + tiles - 1) / tiles;
     if (want_n > N / 128) want_n = N / 128 > 1 ? N / 128 : 1;
     int64_t parts = (N + 1023) / 1024 > want_n ? (N + 1023) / 1024 : want_n;
     int64_t t = (N + parts - 1) / parts;
-    t = (t + 15) / 16 * 16; /* near-equal parts: a multiple of 64 would leave a thin last tile */
+    t = (t + granule - 1) / granule * granule; /* near-equal parts: a multiple of 64 would leave a thin last tile */
     *tn = t < N ? t : (N > 0 ? N : 1);
 }
 
@@ -39,6 +62,9 @@ static inline int64_t batch_offset(const af_gemm_batch *bt, int64_t b, int64_t o
 static inline void K(blas)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, scalar_t alpha, const scalar_t *A,
                            int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
 #if AF_FLOAT_PASS == 1
+#if AF_HAVE_AVX512_SGEMM
+    if (use_avx512() && af_sgemm_avx512(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
+#endif
     AF_BLAS(cblas_sgemm)(
 #else
     AF_BLAS(cblas_dgemm)(
@@ -62,7 +88,7 @@ void K(af_gemm_batched)(const af_gemm_batch *bt, int ta, int tb, int64_t M, int6
         return;
     }
     int64_t tm, tn;
-    tile_sizes(bt->count, M, N, &tm, &tn);
+    tile_sizes(bt->count, M, N, AF_FLOAT_PASS == 1 && use_avx512() ? 48 : 16, &tm, &tn);
     const int64_t n_tiles = (N + tn - 1) / tn, per = (M + tm - 1) / tm * n_tiles, tiles = bt->count * per;
     /* split K only for a single product with few tiles and a long K */
     int64_t slices = (bt->count > 1 || tiles >= 8) ? 1 : Kd / 1024 < 8 / tiles ? Kd / 1024 : 8 / tiles;

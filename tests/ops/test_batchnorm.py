@@ -173,3 +173,75 @@ def test_batch_norm_threads_bitwise_identical(rng):
         return batch_norm(ax, aw, ab, rm, rv), rm, rv
 
     assert_thread_invariant(run, [x, w, b], name="batch_norm")
+
+
+# ---- batch_norm_relu: relu(batch_norm(x)) in one pass ----
+def batch_norm_relu(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1,
+                    eps=1e-5):
+    return call("batch_norm_relu", [x, weight, bias, running_mean, running_var], (int(training),), (momentum, eps))
+
+
+@pytest.mark.reference("batch_norm_relu")
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_matches_numpy(shape, dtype, training, rng):
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
+    w, b = (rng.standard_normal(C) + 1).astype(dtype), rng.standard_normal(C).astype(dtype)
+    rm, rv = rng.standard_normal(C).astype(dtype), (rng.random(C) + 0.5).astype(dtype)
+    y_ref, rm_ref, rv_ref = ref_batch_norm(x, w, b, rm, rv, training, 0.3, 1e-3)
+    trm, trv = af.tensor(rm), af.tensor(rv)
+    y = batch_norm_relu(af.tensor(x), af.tensor(w), af.tensor(b), trm, trv, training, 0.3, 1e-3)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    assert y.dtype == dtype and y.shape == shape
+    assert_close(y, np.maximum(y_ref, 0), **tol, name="y")
+    assert_close(trm, rm_ref, **tol, name="running_mean")
+    assert_close(trv, rv_ref, **tol, name="running_var")
+
+
+@pytest.mark.gradcheck("batch_norm_relu")
+@pytest.mark.parametrize("shape", [(4, 3), (2, 2, 3, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_gradcheck(shape, training, rng):
+    C = shape[1]
+    # values kept away from the ReLU kink so finite differences do not straddle it
+    x = rng.standard_normal(shape)
+    w, b = t64(rng.standard_normal(C) + 1), t64(rng.standard_normal(C))
+    rm = af.tensor(rng.standard_normal(C), dtype="float64") if not training else None
+    rv = af.tensor(rng.random(C) + 0.5, dtype="float64") if not training else None
+    z = batch_norm(t64(x, requires_grad=False), w.detach(), b.detach(), rm, rv, training).numpy()
+    if np.abs(z).min() < 1e-3:
+        pytest.skip("a pre-activation within 1e-3 of the kink")
+    gradcheck(lambda x, w, b: batch_norm_relu(x, w, b, rm, rv, training), [t64(x), w, b])
+
+
+def test_batch_norm_relu_gradients_match_unfused(rng):
+    """The fused backward equals batch_norm's backward followed by relu's, to float rounding."""
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    w, b = (rng.standard_normal(3) + 1).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    dy = af.tensor(rng.standard_normal(x.shape).astype(np.float32))
+    grads = []
+    for fused in (True, False):
+        tx, tw, tb = (af.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = batch_norm_relu(tx, tw, tb) if fused else call("relu", [batch_norm(tx, tw, tb)])
+        (y * dy).sum().backward()
+        grads.append([tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()])
+    for name, f, u in zip(("dx", "dweight", "dbias"), *grads):
+        assert_close(f, u, rtol=1e-5, atol=1e-5, name=name)
+
+
+def test_batch_norm_relu_threads_bitwise_identical(rng):
+    x = rng.standard_normal((8, 16, 16, 16)).astype(np.float32)
+    w, b = rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+
+    def run(ax, aw, ab):
+        rm, rv = af.zeros(16), af.ones(16)
+        return batch_norm_relu(ax, aw, ab, rm, rv), rm, rv
+
+    assert_thread_invariant(run, [x, w, b], name="batch_norm_relu")
+
+
+def test_batch_norm_relu_rejects_bad_input():
+    with pytest.raises(ValueError, match="batch_norm_relu: argument 'eps' must be finite"):
+        batch_norm_relu(af.zeros(2, 3), eps=-1.0)

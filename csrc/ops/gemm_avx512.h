@@ -1,0 +1,20 @@
+/* The AVX-512 SGEMM of gemm_avx512.c: one single-threaded row-major product, C = alpha op(A) op(B) +
+ * beta C (ta/tb: op is a transpose), M, N, K > 0. Call it only where the CPU has AVX-512F (gemm.c
+ * checks at run time). Returns 0, or -1 when its packing buffers could not be allocated (nothing
+ * written to C then). */
+#ifndef AF_SGEMM_AVX512_H
+#define AF_SGEMM_AVX512_H
+
+#include <stdint.h>
+
+/* x86-64 with GCC/Clang (target attributes, __builtin_cpu_supports); elsewhere OpenBLAS only */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
+#define AF_HAVE_AVX512_SGEMM 1
+#else
+#define AF_HAVE_AVX512_SGEMM 0
+#endif
+
+int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif
