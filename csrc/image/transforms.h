@@ -97,6 +97,8 @@ af_status af_img_sobel(const af_image *src, af_sobel_magnitude magnitude, int bl
 /* ---- normalize.c ---- */
 /* uint8 HWC -> float32 CHW: x / 255 (a float32 division, like ToTensor). */
 void af_img_to_tensor(const af_image *img, float *out);
+/* Both at once (ToTensor then Normalize, bit-identical to the two steps); mean/std (C) or both NULL. */
+void af_img_to_tensor_normalize(const af_image *img, float *out, const float *mean, const float *std);
 /* In place on float32 CHW: (x - mean[c]) / std[c] in float32 (Normalize). */
 void af_normalize_chw(float *x, int C, int H, int W, const float *mean, const float *std);
 
