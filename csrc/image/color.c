@@ -13,7 +13,7 @@
 #include "transforms.h"
 
 static inline uint8_t trunc_u8(float v) {
-    v = fminf(fmaxf(v, 0.0f), 255.0f); /* branch-free so loops vectorize; inputs are never NaN */
+    v = af_clampf(v, 0.0f, 255.0f);
     return (uint8_t)(int)v;
 }
 
@@ -107,7 +107,8 @@ void af_img_adjust_hue(af_image *img, double hue_factor) {
     for (size_t k = 0; k < n; k++) {
         uint8_t *px = img->data + 3 * k;
         float r = (float)px[0] / 255.0f, g = (float)px[1] / 255.0f, b = (float)px[2] / 255.0f;
-        float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
+        float gb_max = g > b ? g : b, gb_min = g < b ? g : b; /* no NaN: values are uint8 / 255 */
+        float maxc = r > gb_max ? r : gb_max, minc = r < gb_min ? r : gb_min;
         int eqc = maxc == minc;
         float cr = maxc - minc;
         float s = cr / (eqc ? 1.0f : maxc);
@@ -126,9 +127,9 @@ void af_img_adjust_hue(af_image *img, double hue_factor) {
         float fi = floorf(h6);
         float f = h6 - fi;
         int i = ((int)fi % 6 + 6) % 6;
-        float p = fminf(fmaxf(v * (1.0f - s), 0.0f), 1.0f);
-        float q = fminf(fmaxf(v * (1.0f - s * f), 0.0f), 1.0f);
-        float t = fminf(fmaxf(v * (1.0f - s * (1.0f - f)), 0.0f), 1.0f);
+        float p = af_clampf(v * (1.0f - s), 0.0f, 1.0f);
+        float q = af_clampf(v * (1.0f - s * f), 0.0f, 1.0f);
+        float t = af_clampf(v * (1.0f - s * (1.0f - f)), 0.0f, 1.0f);
         float out[3];
         switch (i) {
         case 0: out[0] = v, out[1] = t, out[2] = p; break;

@@ -13,6 +13,14 @@
 
 #include "image.h"
 
+/* min(max(v, lo), hi) for floats, NaN giving lo as fminf(fmaxf(v, lo), hi) does. Written with
+ * comparisons because GCC keeps fminf/fmaxf as library calls unless NaNs are ruled out
+ * (-ffinite-math-only), and a call per pixel stops the loop vectorising. */
+static inline float af_clampf(float v, float lo, float hi) {
+    v = v > lo ? v : lo;
+    return v < hi ? v : hi;
+}
+
 /* ---- geometry.c ---- */
 /* Bilinear resize to oh x ow (align_corners=False). antialias=1 applies torchvision's antialiased
  * (Pillow-style triangle filter) path when downscaling, the default of torchvision >= 0.17;
