@@ -166,19 +166,18 @@ af_status af_img_adjust_sharpness(af_image *img, double factor) {
     for (int i = 0; i < H; i++) {
         uint8_t *row = img->data + (size_t)i * rowbytes;
         memcpy(cur, row, rowbytes);
-        int interior_row = i > 0 && i < H - 1;
         const uint8_t *next = row + rowbytes;
-        for (int j = 0; j < W; j++)
-            for (int c = 0; c < C; c++) {
-                int k = j * C + c;
-                int d = cur[k];
-                if (interior_row && j > 0 && j < W - 1) {
-                    int S = prev[k - C] + prev[k] + prev[k + C] + cur[k - C] + 5 * cur[k] + cur[k + C] + next[k - C] +
-                            next[k] + next[k + C];
-                    d = (S + 6) / 13;
-                }
-                row[k] = trunc_u8(ra[cur[k]] + qb[d]);
-            }
+        /* border pixels blend with themselves; the interior columns [C, (W - 1) * C) of an interior
+         * row form one run without branches */
+        size_t lo = 0, hi = 0;
+        if (i > 0 && i < H - 1) lo = (size_t)C, hi = rowbytes - C;
+        for (size_t k = 0; k < lo; k++) row[k] = trunc_u8(ra[cur[k]] + qb[cur[k]]);
+        for (size_t k = lo; k < hi; k++) {
+            int S = prev[k - C] + prev[k] + prev[k + C] + cur[k - C] + 5 * cur[k] + cur[k + C] + next[k - C] + next[k] +
+                    next[k + C];
+            row[k] = trunc_u8(ra[cur[k]] + qb[(S + 6) / 13]);
+        }
+        for (size_t k = hi > lo ? hi : 0; k < rowbytes; k++) row[k] = trunc_u8(ra[cur[k]] + qb[cur[k]]);
         uint8_t *t = prev;
         prev = cur;
         cur = t;
