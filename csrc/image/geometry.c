@@ -384,6 +384,33 @@ void af_img_vflip(af_image *img) {
 
 /* ---- affine warps ---- */
 
+/* A whole-pixel translation: out(i, j) = src(i - dy, j - dx), fill (or 0) where that falls outside.
+ * This is what af_img_affine computes with nearest interpolation for a pure translation by integers
+ * (RandAugment's TranslateX/Y): the exact source coordinate is then the integer j - dx, and float32
+ * rounding in the grid moves it by far less than the 0.5 that would change the nearest pixel (sides
+ * below 2^16), so the copy is bit-identical, without the per-pixel grid. */
+af_status af_img_translate(const af_image *src, int64_t dx, int64_t dy, const uint8_t *fill, af_image *dst) {
+    int H = src->height, W = src->width, C = src->channels;
+    AF_TRY(af_image_alloc(dst, H, W, C));
+    size_t rowbytes = (size_t)W * C;
+    /* output columns [j0, j1) read source columns [j0 - dx, j1 - dx) */
+    int64_t j0 = dx > 0 ? dx : 0, j1 = dx < 0 ? W + dx : W;
+    if (j0 > W) j0 = W;
+    if (j1 < j0) j1 = j0;
+    for (int i = 0; i < H; i++) {
+        uint8_t *o = dst->data + (size_t)i * rowbytes;
+        int64_t si = i - dy;
+        int64_t lo = si >= 0 && si < H ? j0 : W; /* a row from outside is all fill */
+        int64_t hi = si >= 0 && si < H ? j1 : W;
+        for (int64_t j = 0; j < lo; j++)
+            for (int c = 0; c < C; c++) o[j * C + c] = fill ? fill[c] : 0;
+        if (hi > lo) memcpy(o + lo * C, src->data + (size_t)si * rowbytes + (lo - dx) * C, (size_t)(hi - lo) * C);
+        for (int64_t j = hi > lo ? hi : lo; j < W; j++)
+            for (int c = 0; c < C; c++) o[j * C + c] = fill ? fill[c] : 0;
+    }
+    return AF_OK;
+}
+
 /* torchvision _get_inverse_affine_matrix (double precision), output -> source in centered
  * coordinates. */
 static void inverse_affine_matrix(double cx, double cy, double angle, double tx, double ty, double scale,

@@ -45,6 +45,9 @@ void af_img_vflip(af_image *img);
  * positive on screen, like F.affine), translate in pixels, scale, shear in degrees, center in pixel
  * coordinates (has_center=0: the image center). interpolation: af_interpolation. `fill`
  * NULL = torchvision's fill=None (outside pixels 0, no mask); otherwise torchvision's mask rule (_apply_grid_transform). */
+/* out(i, j) = src(i - dy, j - dx), fill (NULL: 0) outside: af_img_affine's nearest result for a
+ * translation by whole pixels, bit for bit, as a copy. Sides below 2^16. */
+af_status af_img_translate(const af_image *src, int64_t dx, int64_t dy, const uint8_t *fill, af_image *dst);
 af_status af_img_affine(const af_image *src, double angle, double tx, double ty, double scale, double shear_x,
                         double shear_y, int has_center, double cx, double cy, int interpolation,
                         const uint8_t *fill, af_image *dst);
