@@ -8,16 +8,24 @@ microseconds per image, single-threaded, for both. Rows "packed" run the same tr
 same images packed beforehand with affectfer.data.pack, as decoded (the loader without JPEG
 decoding) and shrunk at pack time to the output size (without the resize either).
 
-    python benchmarks/bench_pipeline.py [--images 384] [--repeat 3] [--markdown]
+With --fer2013 PATH (the FER2013 archive fer2013-train-val.tar.gz or its extracted folder; read in place
+or extracted to a temporary folder, never copied elsewhere) a row runs the same transform at 112 on
+the first --images real 48x48 grayscale FER2013 JPEGs (upscaled to 112); without it the row is skipped
+with a note.
 
-torchvision columns appear when torch, torchvision and Pillow are importable.
+    python benchmarks/bench_pipeline.py [--images 384] [--repeat 3] [--sizes 112,224] [--fer2013 PATH] [--markdown]
+
+torchvision columns appear when torch, torchvision and Pillow are importable; an albumentations
+(OpenCV) per-op column when albumentations is.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import platform
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -40,6 +48,12 @@ try:
     from torchvision import transforms as tvt
 except ImportError:
     torch = None
+
+try:
+    import albumentations as A
+    import cv2
+except ImportError:
+    A = None
 
 
 def make_images(folder, n, side):
@@ -139,14 +153,64 @@ def per_op_af(paths, size, reps):
     t0 = time.thread_time()
     imgs = [ra(im) for im in imgs]
     out["randaugment(2,9)"] = (time.thread_time() - t0) / reps
+    t0 = time.thread_time()
+    [F.rotate(im, 30.0) for im in imgs]
+    out["rotate(30)"] = (time.thread_time() - t0) / reps
     flip = aft.RandomHorizontalFlip()
     t0 = time.thread_time()
     imgs = [flip(im) for im in imgs]
     out["flip"] = (time.thread_time() - t0) / reps
     t0 = time.thread_time()
-    [F.normalize(F.to_tensor(im), MEAN, STD) for im in imgs]
+    [F.normalize_image(im, MEAN, STD) for im in imgs]  # the one-pass conversion the loader uses
     out["to_tensor+normalize"] = (time.thread_time() - t0) / reps
     return {k: v * 1e6 for k, v in out.items()}
+
+
+def per_op_alb(paths, size, reps):
+    """The same ops with albumentations / OpenCV (one OpenCV thread): cv2.imdecode + BGR->RGB, A.Resize
+    (bilinear, no antialias), A.HorizontalFlip, A.Normalize (uint8 -> float32 HWC, then to CHW as the
+    batch needs); RandAugment has no albumentations equivalent, so that row is a single rotation
+    (A.Rotate by 30 degrees, nearest, constant border) against affectfer's rotate."""
+    cv2.setNumThreads(1)
+    data = [np.frombuffer(open(p, "rb").read(), np.uint8) for p in paths[:reps]]
+    out = {}
+    t0 = time.thread_time()
+    imgs = [cv2.cvtColor(cv2.imdecode(b, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for b in data]
+    out["decode"] = (time.thread_time() - t0) / reps
+    rs = A.Resize(size, size, interpolation=cv2.INTER_LINEAR)
+    t0 = time.thread_time()
+    imgs = [rs(image=im)["image"] for im in imgs]
+    out["resize"] = (time.thread_time() - t0) / reps
+    rot = A.Rotate(limit=(30, 30), interpolation=cv2.INTER_NEAREST, border_mode=cv2.BORDER_CONSTANT, p=1.0)
+    t0 = time.thread_time()
+    [rot(image=im)["image"] for im in imgs]
+    out["rotate(30)"] = (time.thread_time() - t0) / reps
+    flip = A.HorizontalFlip(p=1.0)
+    t0 = time.thread_time()
+    imgs = [flip(image=im)["image"] for im in imgs]
+    out["flip"] = (time.thread_time() - t0) / reps
+    norm = A.Normalize(MEAN, STD)
+    t0 = time.thread_time()
+    [np.ascontiguousarray(norm(image=im)["image"].transpose(2, 0, 1)) for im in imgs]
+    out["to_tensor+normalize"] = (time.thread_time() - t0) / reps
+    return {k: v * 1e6 for k, v in out.items()}
+
+
+def fer2013_paths(path, folder, n):
+    """The first n FER2013 JPEGs (sorted names) from the extracted folder or the .tar.gz archive."""
+    if os.path.isdir(path):
+        return sorted(glob.glob(os.path.join(path, "**", "*.jpg"), recursive=True))[:n]
+    out = []
+    with tarfile.open(path, "r:*") as tar:
+        for m in tar:
+            if m.isfile() and m.name.lower().endswith(".jpg"):
+                dst = os.path.join(folder, f"{len(out):05d}.jpg")
+                with tar.extractfile(m) as f, open(dst, "wb") as g:
+                    g.write(f.read())
+                out.append(dst)
+                if len(out) == n:
+                    break
+    return out
 
 
 def per_op_tv(paths, size, reps):
@@ -165,6 +229,9 @@ def per_op_tv(paths, size, reps):
     t0 = time.thread_time()
     imgs = [ra(im) for im in imgs]
     out["randaugment(2,9)"] = (time.thread_time() - t0) / reps
+    t0 = time.thread_time()
+    [tvt.functional.rotate(im, 30.0) for im in imgs]
+    out["rotate(30)"] = (time.thread_time() - t0) / reps
     flip = tvt.RandomHorizontalFlip()
     t0 = time.thread_time()
     imgs = [flip(im) for im in imgs]
@@ -180,12 +247,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=384)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sizes", default="112,224", help="output sizes, comma-separated")
+    ap.add_argument("--fer2013", metavar="PATH", help="FER2013 archive (.tar.gz) or extracted folder for the real-JPEG row")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables for benchmarks/RESULTS.md")
     args = ap.parse_args()
     have_tv = torch is not None
-    rows, ops, packed = [], {}, {}
+    sizes = [int(v) for v in args.sizes.split(",")]
+    rows, ops, packed, fer = [], {}, {}, None
     with tempfile.TemporaryDirectory() as tmp:
-        for size in (112, 224):
+        if args.fer2013 and os.path.exists(args.fer2013):
+            fer = time_fer2013(args, tmp, have_tv)
+        else:
+            print(f"FER2013 row skipped: {'--fer2013 not given' if not args.fer2013 else args.fer2013 + ' not found'}")
+        for size in sizes:
             folder = os.path.join(tmp, str(size))
             os.makedirs(folder)
             paths = make_images(folder, args.images, size * 8 // 7)
@@ -212,20 +286,35 @@ def main():
                 rows.append((size, 0, None, None, t_cpu))
                 print(f"{size}x{size} torchvision in-process: {t_cpu:7.1f} img per CPU-s", flush=True)
             reps = min(128, len(paths))
-            ops[size] = (per_op_af(paths, size, reps), per_op_tv(paths, size, reps) if have_tv else None)
+            ops[size] = (per_op_af(paths, size, reps), per_op_tv(paths, size, reps) if have_tv else None,
+                         per_op_alb(paths, size, reps) if A is not None else None)
     print()
-    for size, (a, t) in ops.items():
+    for size, (a, t, al) in ops.items():
         for k in a:
-            print(f"{size}x{size} {k:22s} affectfer {a[k]:9.1f} us" + (f"  torchvision {t[k]:9.1f} us" if t else ""))
+            print(f"{size}x{size} {k:22s} affectfer {a[k]:9.1f} us" + (f"  torchvision {t[k]:9.1f} us" if t else "")
+                  + (f"  albumentations {al[k]:9.1f} us" if al and k in al else ""))
     if args.markdown:
-        print_markdown(rows, ops, have_tv, packed)
+        print_markdown(rows, ops, have_tv, packed, fer, sizes)
 
 
-def print_markdown(rows, ops, have_tv, packed):
+def time_fer2013(args, tmp, have_tv):
+    """Real FER2013 JPEGs (48x48 gray, decoded to RGB on both sides) through the 112 pipeline:
+    (affectfer images per CPU-s with 1 worker, torchvision in-process images per CPU-s or None)."""
+    folder = os.path.join(tmp, "fer2013")
+    os.makedirs(folder)
+    paths = fer2013_paths(args.fer2013, folder, args.images)
+    a_cpu = time_af(Files(paths), 112, 1, args.repeat)[1]
+    t_cpu = time_tv(paths, 112, 0, args.repeat)[1] if have_tv else None
+    print(f"FER2013 ({len(paths)} real 48x48 JPEGs) -> 112: affectfer {a_cpu:7.1f} per CPU-s"
+          + (f"  torchvision {t_cpu:7.1f} per CPU-s  ratio {a_cpu / t_cpu:5.2f}x" if t_cpu else ""), flush=True)
+    return len(paths), a_cpu, t_cpu
+
+
+def print_markdown(rows, ops, have_tv, packed, fer, sizes):
     tv = f"torchvision {torchvision.__version__}, torch {torch.__version__}" if have_tv else "torchvision absent"
     print(f"\n## Input pipeline (benchmarks/bench_pipeline.py)\n")
     print(f"Machine: 2-core CPU (shared), no GPU; {platform.python_implementation()} {platform.python_version()}; {tv}. "
-          f"Date 2026-11-23. JPEG decode -> Resize -> RandAugment(2, 9) -> flip -> ToTensor+Normalize -> batch {BATCH}; "
+          f"Date {time.strftime('%Y-%m-%d')}. JPEG decode -> Resize -> RandAugment(2, 9) -> flip -> ToTensor+Normalize -> batch {BATCH}; "
           f"inputs 128x128 / 256x256 JPEG (q 90) resized to the output size; best of the repeats.\n")
     print("Wall clock (shared machine: noisy):\n")
     print("| output | workers | affectfer img/s | torchvision img/s | ratio |")
@@ -238,7 +327,7 @@ def print_markdown(rows, ops, have_tv, packed):
           "torchvision: DataLoader num_workers=0, one torch thread):\n")
     print("| output | affectfer 1 worker | affectfer 2 workers | torchvision | ratio (1 worker) |")
     print("|---|---|---|---|---|")
-    for size in (112, 224):
+    for size in sizes:
         cpu = {w: c for s_, w, _, _, c in rows if s_ == size}
         tv = cpu.get(0)
         print(f"| {size}x{size} | {cpu[1]:.0f} | {cpu[2]:.0f} | {tv:.0f} | {cpu[1] / tv:.2f}x |" if tv else
@@ -250,22 +339,31 @@ def print_markdown(rows, ops, have_tv, packed):
     print("| output | max_side | packed 1 worker | packed 2 workers | from JPEG 1 worker | packed / JPEG | "
           "packed / torchvision |")
     print("|---|---|---|---|---|---|---|")
-    for size in (112, 224):
+    for size in sizes:
         cpu = {w: c for s_, w, _, _, c in rows if s_ == size}
         tv = cpu.get(0)
         for max_side in (None, size):
             p1, p2 = packed[size, max_side, 1][1], packed[size, max_side, 2][1]
             print(f"| {size}x{size} | {max_side or '-'} | {p1:.0f} | {p2:.0f} | {cpu[1]:.0f} | {p1 / cpu[1]:.2f}x | "
                   + (f"{p1 / tv:.2f}x |" if tv else "- |"))
+    if fer:
+        n, a_cpu, t_cpu = fer
+        print(f"\nReal FER2013 JPEGs ({n} 48x48 gray files, decoded to RGB) upscaled to 112, same transform, images "
+              "per CPU-second (affectfer 1 worker, torchvision in-process):\n")
+        print("| affectfer | torchvision | ratio |")
+        print("|---|---|---|")
+        print(f"| {a_cpu:.0f} | " + (f"{t_cpu:.0f} | {a_cpu / t_cpu:.2f}x |" if t_cpu else "- | - |"))
+    have_alb = any(al for _, _, al in ops.values())
     print("\nPer-op microseconds per image (one thread, thread CPU time; affectfer through its functional/Transform "
-          "calls, so each includes a few us of Python call overhead):\n")
-    print("| op | affectfer 112 | torchvision 112 | affectfer 224 | torchvision 224 |")
-    print("|---|---|---|---|---|")
-    a112, t112 = ops[112]
-    a224, t224 = ops[224]
-    for k in a112:
-        f = (lambda d: f"{d[k]:.1f}" if d else "-")
-        print(f"| {k} | {f(a112)} | {f(t112)} | {f(a224)} | {f(t224)} |")
+          "calls, so each includes a few us of Python call overhead"
+          + ("; albumentations: OpenCV, one thread, resize without antialias, rotate in place of RandAugment" if have_alb
+             else "") + "):\n")
+    cols = [("affectfer", 0), ("torchvision", 1)] + ([("albumentations", 2)] if have_alb else [])
+    print("| op | " + " | ".join(f"{c} {s_}" for s_ in sizes for c, _ in cols) + " |")
+    print("|---|" + "---|" * (len(cols) * len(sizes)))
+    for k in ops[sizes[0]][0]:
+        f = (lambda d: f"{d[k]:.1f}" if d and k in d else "-")
+        print(f"| {k} | " + " | ".join(f(ops[s_][i]) for s_ in sizes for _, i in cols) + " |")
 
 
 if __name__ == "__main__":

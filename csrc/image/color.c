@@ -14,7 +14,7 @@
 #include "transforms.h"
 
 static inline uint8_t trunc_u8(float v) {
-    v = fminf(fmaxf(v, 0.0f), 255.0f); /* branch-free so loops vectorize; inputs are never NaN */
+    v = af_clampf(v, 0.0f, 255.0f);
     return (uint8_t)(int)v;
 }
 
@@ -112,7 +112,8 @@ void af_img_adjust_hue(af_image *img, double hue_factor) {
     for (size_t k = 0; k < n; k++) {
         uint8_t *px = img->data + 3 * k;
         float r = (float)px[0] / 255.0f, g = (float)px[1] / 255.0f, b = (float)px[2] / 255.0f;
-        float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
+        float gb_max = g > b ? g : b, gb_min = g < b ? g : b; /* no NaN: values are uint8 / 255 */
+        float maxc = r > gb_max ? r : gb_max, minc = r < gb_min ? r : gb_min;
         int eqc = maxc == minc;
         float cr = maxc - minc;
         float s = cr / (eqc ? 1.0f : maxc);
@@ -131,9 +132,9 @@ void af_img_adjust_hue(af_image *img, double hue_factor) {
         float fi = floorf(h6);
         float f = h6 - fi;
         int i = ((int)fi % 6 + 6) % 6;
-        float p = fminf(fmaxf(v * (1.0f - s), 0.0f), 1.0f);
-        float q = fminf(fmaxf(v * (1.0f - s * f), 0.0f), 1.0f);
-        float t = fminf(fmaxf(v * (1.0f - s * (1.0f - f)), 0.0f), 1.0f);
+        float p = af_clampf(v * (1.0f - s), 0.0f, 1.0f);
+        float q = af_clampf(v * (1.0f - s * f), 0.0f, 1.0f);
+        float t = af_clampf(v * (1.0f - s * (1.0f - f)), 0.0f, 1.0f);
         float out[3];
         switch (i) {
         case 0: out[0] = v, out[1] = t, out[2] = p; break;
@@ -171,19 +172,18 @@ af_status af_img_adjust_sharpness(af_image *img, double factor) {
     for (int i = 0; i < H; i++) {
         uint8_t *row = img->data + (size_t)i * rowbytes;
         memcpy(cur, row, rowbytes);
-        int interior_row = i > 0 && i < H - 1;
         const uint8_t *next = row + rowbytes;
-        for (int j = 0; j < W; j++)
-            for (int c = 0; c < C; c++) {
-                int k = j * C + c;
-                int d = cur[k];
-                if (interior_row && j > 0 && j < W - 1) {
-                    int S = prev[k - C] + prev[k] + prev[k + C] + cur[k - C] + 5 * cur[k] + cur[k + C] + next[k - C] +
-                            next[k] + next[k + C];
-                    d = (S + 6) / 13;
-                }
-                row[k] = trunc_u8(ra[cur[k]] + qb[d]);
-            }
+        /* border pixels blend with themselves; the interior columns [C, (W - 1) * C) of an interior
+         * row form one run without branches */
+        size_t lo = 0, hi = 0;
+        if (i > 0 && i < H - 1) lo = (size_t)C, hi = rowbytes - C;
+        for (size_t k = 0; k < lo; k++) row[k] = trunc_u8(ra[cur[k]] + qb[cur[k]]);
+        for (size_t k = lo; k < hi; k++) {
+            int S = prev[k - C] + prev[k] + prev[k + C] + cur[k - C] + 5 * cur[k] + cur[k + C] + next[k - C] + next[k] +
+                    next[k + C];
+            row[k] = trunc_u8(ra[cur[k]] + qb[(S + 6) / 13]);
+        }
+        for (size_t k = hi > lo ? hi : 0; k < rowbytes; k++) row[k] = trunc_u8(ra[cur[k]] + qb[cur[k]]);
         uint8_t *t = prev;
         prev = cur;
         cur = t;

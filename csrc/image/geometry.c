@@ -72,49 +72,120 @@ static inline uint8_t round_u8(float v) {
     return v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
 }
 
-/* Antialiased path: horizontal pass into float32, then vertical pass (ATen resamples the contiguous
- * width dimension first and skips a dimension whose size does not change). */
+/* Both resize paths are separable: a horizontal pass turns one source row into a float32 row of OW*C
+ * values, a vertical pass combines a few such rows into one output row. Source rows are resampled
+ * horizontally once each, into a ring of `nslots` rows (the vertical window never spans more), not
+ * once per output row nor into a whole (H, OW, C) intermediate. Each output value is computed with
+ * the same float32 operations in the same order as ATen, so the result does not depend on this
+ * organisation. */
+typedef struct {
+    float *rows; /* nslots * OW * C */
+    int *tag;    /* source row held by each slot, -1 when empty */
+    int nslots;
+} row_ring;
+
+static af_status ring_init(row_ring *r, int nslots, size_t rowlen) {
+    r->nslots = nslots;
+    r->rows = malloc(sizeof(float) * (size_t)nslots * rowlen);
+    r->tag = malloc(sizeof(int) * (size_t)nslots);
+    if (!r->rows || !r->tag) {
+        free(r->rows);
+        free(r->tag);
+        return AF_FAIL(AF_ERR_OOM, "resize: out of memory");
+    }
+    for (int k = 0; k < nslots; k++) r->tag[k] = -1;
+    return AF_OK;
+}
+
+/* Antialias horizontal pass of one row: row (W, C) uint8 -> out (OW, C) float32. */
+AF_CPU_DISPATCH
+static void hpass_aa(const uint8_t *row, int W, int C, const af_taps *t, float *out) {
+    int OW = t->out;
+    if (OW == W) { /* ATen skips an axis whose size does not change */
+        for (int k = 0; k < W * C; k++) out[k] = row[k];
+        return;
+    }
+    if (C == 1) {
+        for (int x = 0; x < OW; x++) {
+            const float *w = t->w + (size_t)x * t->max_taps;
+            const uint8_t *p = row + t->xmin[x];
+            float acc = (float)p[0] * w[0];
+            for (int j = 1; j < t->ntaps[x]; j++) acc += (float)p[j] * w[j];
+            out[x] = acc;
+        }
+    } else if (C == 3) {
+        for (int x = 0; x < OW; x++) {
+            const float *w = t->w + (size_t)x * t->max_taps;
+            const uint8_t *p = row + 3 * t->xmin[x];
+            float a0 = (float)p[0] * w[0], a1 = (float)p[1] * w[0], a2 = (float)p[2] * w[0];
+            for (int j = 1; j < t->ntaps[x]; j++) {
+                a0 += (float)p[3 * j] * w[j];
+                a1 += (float)p[3 * j + 1] * w[j];
+                a2 += (float)p[3 * j + 2] * w[j];
+            }
+            out[3 * x] = a0, out[3 * x + 1] = a1, out[3 * x + 2] = a2;
+        }
+    } else {
+        for (int x = 0; x < OW; x++) {
+            const float *w = t->w + (size_t)x * t->max_taps;
+            const uint8_t *p = row + (size_t)C * t->xmin[x];
+            for (int c = 0; c < C; c++) {
+                float acc = (float)p[c] * w[0];
+                for (int j = 1; j < t->ntaps[x]; j++) acc += (float)p[j * C + c] * w[j];
+                out[x * C + c] = acc;
+            }
+        }
+    }
+}
+
+static const float *ring_row_aa(row_ring *r, const af_image *src, const af_taps *th, int y) {
+    size_t len = (size_t)th->out * src->channels;
+    int slot = y % r->nslots;
+    float *row = r->rows + (size_t)slot * len;
+    if (r->tag[slot] != y) {
+        hpass_aa(src->data + (size_t)y * src->width * src->channels, src->width, src->channels, th, row);
+        r->tag[slot] = y;
+    }
+    return row;
+}
+
+/* Antialiased path: horizontal pass then vertical pass (ATen resamples the contiguous width dimension
+ * first and skips a dimension whose size does not change). */
 AF_CPU_DISPATCH
 static af_status resize_aa(const af_image *src, af_image *dst) {
-    int H = src->height, W = src->width, C = src->channels, OH = dst->height, OW = dst->width;
+    int H = src->height, C = src->channels, OH = dst->height, OW = dst->width;
+    size_t len = (size_t)OW * C;
     af_taps th = {0}, tv = {0};
-    float *tmp = NULL;
+    row_ring ring = {0};
+    float *acc = NULL;
     af_status st = AF_OK;
-    AF_CHECK(taps_aa(W, OW, &th));
+    AF_CHECK(taps_aa(src->width, OW, &th));
     AF_CHECK(taps_aa(H, OH, &tv));
-    tmp = malloc(sizeof(float) * (size_t)H * OW * C);
-    if (!tmp) AF_CHECK_FAIL(AF_ERR_OOM, "resize: out of memory");
-    /* tmp: (H, OW, C) */
-    for (int y = 0; y < H; y++) {
-        const uint8_t *row = src->data + (size_t)y * W * C;
-        for (int x = 0; x < OW; x++) {
-            const float *w = th.w + (size_t)x * th.max_taps;
-            for (int c = 0; c < C; c++) {
-                float acc;
-                if (OW == W) acc = row[x * C + c];
-                else {
-                    acc = (float)row[th.xmin[x] * C + c] * w[0];
-                    for (int j = 1; j < th.ntaps[x]; j++) acc += (float)row[(th.xmin[x] + j) * C + c] * w[j];
-                }
-                tmp[((size_t)y * OW + x) * C + c] = acc;
-            }
-        }
-    }
+    AF_CHECK(ring_init(&ring, tv.max_taps, len));
+    acc = malloc(sizeof(float) * len);
+    if (!acc) AF_CHECK_FAIL(AF_ERR_OOM, "resize: out of memory");
     for (int y = 0; y < OH; y++) {
-        const float *w = tv.w + (size_t)y * tv.max_taps;
-        uint8_t *orow = dst->data + (size_t)y * OW * C;
-        for (int x = 0; x < OW * C; x++) {
-            float acc;
-            if (OH == H) acc = tmp[(size_t)y * OW * C + x];
-            else {
-                acc = tmp[(size_t)tv.xmin[y] * OW * C + x] * w[0];
-                for (int j = 1; j < tv.ntaps[y]; j++) acc += tmp[(size_t)(tv.xmin[y] + j) * OW * C + x] * w[j];
-            }
-            orow[x] = round_u8(acc);
+        uint8_t *orow = dst->data + (size_t)y * len;
+        if (OH == H) {
+            const float *r0 = ring_row_aa(&ring, src, &th, y);
+            for (size_t x = 0; x < len; x++) orow[x] = round_u8(r0[x]);
+            continue;
         }
+        /* tap-major so the x loop vectorises; each acc[x] still sums its taps in order 0, 1, ... */
+        const float *w = tv.w + (size_t)y * tv.max_taps;
+        const float *r0 = ring_row_aa(&ring, src, &th, tv.xmin[y]);
+        for (size_t x = 0; x < len; x++) acc[x] = r0[x] * w[0];
+        for (int j = 1; j < tv.ntaps[y]; j++) {
+            const float *rj = ring_row_aa(&ring, src, &th, tv.xmin[y] + j);
+            float wj = w[j];
+            for (size_t x = 0; x < len; x++) acc[x] += rj[x] * wj;
+        }
+        for (size_t x = 0; x < len; x++) orow[x] = round_u8(acc[x]);
     }
 fail:
-    free(tmp);
+    free(acc);
+    free(ring.rows);
+    free(ring.tag);
     taps_free(&th);
     taps_free(&tv);
     return st;
@@ -136,25 +207,54 @@ static void bilinear_index(int in, int out, int d, int *i0, int *i1, float *l0, 
     *l0 = 1.0f - lambda;
 }
 
+/* The horizontal half of plain bilinear for one row: out[x] = w0*a + w1*b, ATen's inner sum. */
 AF_CPU_DISPATCH
-static void resize_plain(const af_image *src, af_image *dst) {
+static const float *ring_row_plain(row_ring *r, const af_image *src, const int *x0, const int *x1, const float *l0,
+                                   const float *l1, int OW, int y) {
+    int C = src->channels;
+    int slot = y % r->nslots;
+    float *out = r->rows + (size_t)slot * OW * C;
+    if (r->tag[slot] == y) return out;
+    const uint8_t *row = src->data + (size_t)y * src->width * C;
+    if (C == 1) {
+        for (int x = 0; x < OW; x++) out[x] = l0[x] * (float)row[x0[x]] + l1[x] * (float)row[x1[x]];
+    } else {
+        for (int x = 0; x < OW; x++)
+            for (int c = 0; c < C; c++)
+                out[x * C + c] = l0[x] * (float)row[x0[x] * C + c] + l1[x] * (float)row[x1[x] * C + c];
+    }
+    r->tag[slot] = y;
+    return out;
+}
+
+AF_CPU_DISPATCH
+static af_status resize_plain(const af_image *src, af_image *dst) {
     int H = src->height, W = src->width, C = src->channels, OH = dst->height, OW = dst->width;
+    size_t len = (size_t)OW * C;
+    row_ring ring = {0};
+    af_status st = AF_OK;
+    int *x0 = malloc(sizeof(int) * 2 * (size_t)OW);
+    float *l0 = malloc(sizeof(float) * 2 * (size_t)OW);
+    if (!x0 || !l0) AF_CHECK_FAIL(AF_ERR_OOM, "resize: out of memory");
+    int *x1 = x0 + OW;
+    float *l1 = l0 + OW;
+    for (int x = 0; x < OW; x++) bilinear_index(W, OW, x, &x0[x], &x1[x], &l0[x], &l1[x]);
+    AF_CHECK(ring_init(&ring, 2, len)); /* rows y0 and y0 + 1 never share a slot */
     for (int y = 0; y < OH; y++) {
         int y0, y1;
         float h0, h1;
         bilinear_index(H, OH, y, &y0, &y1, &h0, &h1);
-        const uint8_t *r0 = src->data + (size_t)y0 * W * C, *r1 = src->data + (size_t)y1 * W * C;
-        for (int x = 0; x < OW; x++) {
-            int x0, x1;
-            float w0, w1;
-            bilinear_index(W, OW, x, &x0, &x1, &w0, &w1);
-            for (int c = 0; c < C; c++) {
-                float top = w0 * (float)r0[x0 * C + c] + w1 * (float)r0[x1 * C + c];
-                float bot = w0 * (float)r1[x0 * C + c] + w1 * (float)r1[x1 * C + c];
-                dst->data[((size_t)y * OW + x) * C + c] = round_u8(h0 * top + h1 * bot);
-            }
-        }
+        const float *top = ring_row_plain(&ring, src, x0, x1, l0, l1, OW, y0);
+        const float *bot = ring_row_plain(&ring, src, x0, x1, l0, l1, OW, y1);
+        uint8_t *orow = dst->data + (size_t)y * len;
+        for (size_t x = 0; x < len; x++) orow[x] = round_u8(h0 * top[x] + h1 * bot[x]);
     }
+fail:
+    free(x0);
+    free(l0);
+    free(ring.rows);
+    free(ring.tag);
+    return st;
 }
 
 af_status af_img_resize(const af_image *src, int oh, int ow, int antialias, af_image *dst) {
@@ -162,8 +262,7 @@ af_status af_img_resize(const af_image *src, int oh, int ow, int antialias, af_i
     if (src->height < 1 || src->width < 1) return AF_FAIL(AF_ERR_VALUE, "resize: the input image is empty");
     AF_TRY(af_image_alloc(dst, oh, ow, src->channels));
     af_status st = AF_OK;
-    if (antialias) st = resize_aa(src, dst);
-    else resize_plain(src, dst);
+    st = antialias ? resize_aa(src, dst) : resize_plain(src, dst);
     if (st != AF_OK) af_image_free(dst);
     return st;
 }
@@ -290,6 +389,33 @@ void af_img_vflip(af_image *img) {
 }
 
 /* ---- affine warps ---- */
+
+/* A whole-pixel translation: out(i, j) = src(i - dy, j - dx), fill (or 0) where that falls outside.
+ * This is what af_img_affine computes with nearest interpolation for a pure translation by integers
+ * (RandAugment's TranslateX/Y): the exact source coordinate is then the integer j - dx, and float32
+ * rounding in the grid moves it by far less than the 0.5 that would change the nearest pixel (sides
+ * below 2^16), so the copy is bit-identical, without the per-pixel grid. */
+af_status af_img_translate(const af_image *src, int64_t dx, int64_t dy, const uint8_t *fill, af_image *dst) {
+    int H = src->height, W = src->width, C = src->channels;
+    AF_TRY(af_image_alloc(dst, H, W, C));
+    size_t rowbytes = (size_t)W * C;
+    /* output columns [j0, j1) read source columns [j0 - dx, j1 - dx) */
+    int64_t j0 = dx > 0 ? dx : 0, j1 = dx < 0 ? W + dx : W;
+    if (j0 > W) j0 = W;
+    if (j1 < j0) j1 = j0;
+    for (int i = 0; i < H; i++) {
+        uint8_t *o = dst->data + (size_t)i * rowbytes;
+        int64_t si = i - dy;
+        int64_t lo = si >= 0 && si < H ? j0 : W; /* a row from outside is all fill */
+        int64_t hi = si >= 0 && si < H ? j1 : W;
+        for (int64_t j = 0; j < lo; j++)
+            for (int c = 0; c < C; c++) o[j * C + c] = fill ? fill[c] : 0;
+        if (hi > lo) memcpy(o + lo * C, src->data + (size_t)si * rowbytes + (lo - dx) * C, (size_t)(hi - lo) * C);
+        for (int64_t j = hi > lo ? hi : lo; j < W; j++)
+            for (int c = 0; c < C; c++) o[j * C + c] = fill ? fill[c] : 0;
+    }
+    return AF_OK;
+}
 
 /* torchvision _get_inverse_affine_matrix (double precision), output -> source in centered
  * coordinates. */

@@ -470,17 +470,23 @@ static af_status run_uint8_stage(const af_stage *s, af_image *img, af_rng *rng) 
     return AF_FAIL(AF_ERR_INTERNAL, "pipeline: stage kind %d has no uint8 implementation", s->kind);
 }
 
+/* The float32 mean and std of a Normalize stage for a C-channel image (one value is broadcast). */
+static af_status normalize_params(const af_stage *s, int C, float mean[3], float sd[3]) {
+    int n = (int)s->p[0];
+    if (n != 1 && n != C) return AF_FAIL(AF_ERR_VALUE, "Normalize: %d mean/std values for a %d-channel image", n, C);
+    for (int c = 0; c < C; c++) {
+        mean[c] = (float)s->p[1 + (n == 1 ? 0 : c)];
+        sd[c] = (float)s->p[1 + n + (n == 1 ? 0 : c)];
+    }
+    return AF_OK;
+}
+
 static af_status run_float_stage(const af_stage *s, float *x, int C, int H, int W, af_rng *rng) {
     const double *p = s->p;
     switch (s->kind) {
     case AF_STAGE_NORMALIZE: {
-        int n = (int)p[0];
-        if (n != 1 && n != C) return AF_FAIL(AF_ERR_VALUE, "Normalize: %d mean/std values for a %d-channel image", n, C);
         float mean[3], sd[3];
-        for (int c = 0; c < C; c++) {
-            mean[c] = (float)p[1 + (n == 1 ? 0 : c)];
-            sd[c] = (float)p[1 + n + (n == 1 ? 0 : c)];
-        }
+        AF_TRY(normalize_params(s, C, mean, sd));
         af_normalize_chw(x, C, H, W, mean, sd);
         return AF_OK;
     }
@@ -537,8 +543,17 @@ af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, floa
         AF_TRY(af_img_grayscale(img, 3, &rgb));
         swap_in(img, &rgb);
     }
-    af_img_to_tensor(img, out);
-    for (int k = p->to_tensor + 1; k < p->nstages; k++) {
+    /* a Normalize right after ToTensor (the usual recipe) runs inside the conversion, one pass */
+    int k = p->to_tensor + 1;
+    if (k < p->nstages && p->stages[k].kind == AF_STAGE_NORMALIZE) {
+        float mean[3], sd[3];
+        AF_TRY(normalize_params(&p->stages[k], img->channels, mean, sd));
+        af_img_to_tensor_normalize(img, out, mean, sd);
+        k++;
+    } else {
+        af_img_to_tensor(img, out);
+    }
+    for (; k < p->nstages; k++) {
         const af_stage *s = &p->stages[k];
         if (s->kind == AF_STAGE_RANDOM_APPLY) {
             if (s->p[0] < af_rng_uniform(rng)) k += (int)s->p[1];

@@ -61,12 +61,16 @@ af_status af_randaugment_apply_op(af_image *img, int op, double m, const uint8_t
     case AF_RA_SHEAR_Y:
         AF_TRY(af_img_affine(img, 0.0, 0.0, 0.0, 1.0, 0.0, atan(m) * deg, 1, 0.0, 0.0, 0, fill, &out));
         break;
-    case AF_RA_TRANSLATE_X: /* translate=[int(m), 0]: int() truncates toward zero */
-        AF_TRY(af_img_affine(img, 0.0, trunc(m), 0.0, 1.0, 0.0, 0.0, 0, 0.0, 0.0, 0, fill, &out));
+    case AF_RA_TRANSLATE_X: /* F.affine(translate=[int(m), 0]): int() truncates toward zero */
+    case AF_RA_TRANSLATE_Y: {
+        /* whole pixels with nearest interpolation: a copy (af_img_translate says why it is exact) */
+        double t = trunc(m), tx = op == AF_RA_TRANSLATE_X ? t : 0.0, ty = op == AF_RA_TRANSLATE_Y ? t : 0.0;
+        if (fabs(t) < (double)(1 << 30) && img->height < (1 << 16) && img->width < (1 << 16)) /* NaN fails too */
+            AF_TRY(af_img_translate(img, (int64_t)tx, (int64_t)ty, fill, &out));
+        else
+            AF_TRY(af_img_affine(img, 0.0, tx, ty, 1.0, 0.0, 0.0, 0, 0.0, 0.0, 0, fill, &out));
         break;
-    case AF_RA_TRANSLATE_Y:
-        AF_TRY(af_img_affine(img, 0.0, 0.0, trunc(m), 1.0, 0.0, 0.0, 0, 0.0, 0.0, 0, fill, &out));
-        break;
+    }
     case AF_RA_ROTATE: /* F.rotate(m) is counter-clockwise: F.affine's angle -m */
         AF_TRY(af_img_affine(img, -m, 0.0, 0.0, 1.0, 0.0, 0.0, 0, 0.0, 0.0, 0, fill, &out));
         break;

@@ -13,6 +13,14 @@
 
 #include "image.h"
 
+/* min(max(v, lo), hi) for floats, NaN giving lo as fminf(fmaxf(v, lo), hi) does. Written with
+ * comparisons because GCC keeps fminf/fmaxf as library calls unless NaNs are ruled out
+ * (-ffinite-math-only), and a call per pixel stops the loop vectorising. */
+static inline float af_clampf(float v, float lo, float hi) {
+    v = v > lo ? v : lo;
+    return v < hi ? v : hi;
+}
+
 /* ---- geometry.c ---- */
 /* Bilinear resize to oh x ow (align_corners=False). antialias=1 applies torchvision's antialiased
  * (Pillow-style triangle filter) path when downscaling, the default of torchvision >= 0.17;
@@ -37,6 +45,9 @@ void af_img_vflip(af_image *img);
  * positive on screen, like F.affine), translate in pixels, scale, shear in degrees, center in pixel
  * coordinates (has_center=0: the image center). interpolation: af_interpolation. `fill`
  * NULL = torchvision's fill=None (outside pixels 0, no mask); otherwise torchvision's mask rule (_apply_grid_transform). */
+/* out(i, j) = src(i - dy, j - dx), fill (NULL: 0) outside: af_img_affine's nearest result for a
+ * translation by whole pixels, bit for bit, as a copy. Sides below 2^16. */
+af_status af_img_translate(const af_image *src, int64_t dx, int64_t dy, const uint8_t *fill, af_image *dst);
 af_status af_img_affine(const af_image *src, double angle, double tx, double ty, double scale, double shear_x,
                         double shear_y, int has_center, double cx, double cy, int interpolation,
                         const uint8_t *fill, af_image *dst);
@@ -97,6 +108,8 @@ af_status af_img_sobel(const af_image *src, af_sobel_magnitude magnitude, int bl
 /* ---- normalize.c ---- */
 /* uint8 HWC -> float32 CHW: x / 255 (a float32 division, like ToTensor). */
 void af_img_to_tensor(const af_image *img, float *out);
+/* Both at once (ToTensor then Normalize, bit-identical to the two steps); mean/std (C) or both NULL. */
+void af_img_to_tensor_normalize(const af_image *img, float *out, const float *mean, const float *std);
 /* In place on float32 CHW: (x - mean[c]) / std[c] in float32 (Normalize). */
 void af_normalize_chw(float *x, int C, int H, int W, const float *mean, const float *std);
 

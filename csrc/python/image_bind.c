@@ -431,8 +431,7 @@ static PyObject *py_image_to_tensor(PyObject *self, PyObject *args) {
     if (arr) {
         float *x = PyArray_DATA((PyArrayObject *)arr);
         Py_BEGIN_ALLOW_THREADS
-        af_img_to_tensor(&img, x);
-        if (normalize) af_normalize_chw(x, C, img.height, img.width, mean, sd);
+        af_img_to_tensor_normalize(&img, x, normalize ? mean : NULL, normalize ? sd : NULL);
         Py_END_ALLOW_THREADS
     }
     af_image_free(&img);

@@ -46,7 +46,10 @@ def resize_ref(img, oh, ow, antialias):
 
 @pytest.mark.parametrize("antialias", [True, False])
 @pytest.mark.parametrize("src,dst", [((13, 17), (5, 7)), ((7, 5), (20, 11)), ((32, 24), (32, 9)), ((1, 1), (3, 2)),
-                                     ((9, 9), (9, 9)), ((40, 30), (17, 29))])
+                                     ((9, 9), (9, 9)), ((40, 30), (17, 29)),
+                                     # many source rows per output row and the reverse: the ring of
+                                     # horizontally resampled rows wraps many times
+                                     ((96, 11), (5, 4)), ((6, 50), (41, 3))])
 @pytest.mark.parametrize("C", [1, 3])
 def test_resize_matches_formula(rng, src, dst, antialias, C):
     img = rng.integers(0, 256, src + (C,), dtype=np.uint8)

@@ -27,6 +27,17 @@ def test_to_tensor_normalize_exact(img):
     np.testing.assert_array_equal(F.normalize(F.to_tensor(img), mean, std), ref_n)
 
 
+def test_to_tensor_normalize_gray_every_level():
+    # the fused conversion is a 256-entry table per channel: every uint8 level must give the two-step
+    # float32 result, on a 1-channel image as on RGB
+    img = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+    y = T.Compose([T.Grayscale(1), T.ToTensor(), T.Normalize((0.5,), (0.25,))])(img, seed=0, stream=0)
+    ref = (img.transpose(2, 0, 1).astype(np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.25)
+    np.testing.assert_array_equal(y, ref)
+    y3 = T.Compose([T.ToTensor(), T.Normalize(0.5, 0.25)])(np.repeat(img, 3, axis=2), seed=0, stream=0)
+    np.testing.assert_array_equal(y3, np.repeat(ref, 3, axis=0))
+
+
 def test_same_stream_same_result_and_streams_differ(img):
     tf = T.Compose([T.RandomResizedCrop(16), T.RandomHorizontalFlip(), T.ToTensor(), T.RandomErasing(p=1.0)])
     a, b = tf(img, seed=3, stream=9), tf(img, seed=3, stream=9)

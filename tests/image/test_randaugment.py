@@ -138,3 +138,16 @@ def test_fill(rng):
     ra = T.RandAugment(num_ops=1, fill=7, exclude=tuple(o for o in OPS if o != "TranslateY"))
     out = ra(img, seed=0, stream=0)
     assert (out == 7).all(axis=2).any()
+
+
+@pytest.mark.parametrize("shape", [(37, 45, 3), (48, 48, 1), (1, 5, 3)])
+@pytest.mark.parametrize("fill", [None, (9, 8, 7)])
+def test_translate_copy_equals_the_affine_grid(rng, shape, fill):
+    # TranslateX/Y run as a whole-pixel copy; F.affine samples torchvision's float32 grid (nearest):
+    # the two must agree bit for bit, shifts past the border included
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    f = None if fill is None else fill[:shape[2]] if shape[2] == 3 else fill[0]
+    for m in (0.0, 1.0, -1.9, 7.3, -20.0, 44.0, 45.0, 46.0, -300.0):
+        for op, t in (("TranslateX", (int(m), 0)), ("TranslateY", (0, int(m)))):
+            ref = F.affine(img, 0.0, t, 1.0, 0.0, fill=f)
+            np.testing.assert_array_equal(F.randaugment_op(img, op, m, fill=f), ref, err_msg=f"{op} {m}")
