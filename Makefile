@@ -4,6 +4,8 @@
 #   make bench   CPU benchmarks (PyTorch columns appear when torch is importable)
 #   make test-asan   the test suite against an ASan + UBSan build of affectfer._C (in build/asan/)
 #   make fuzz    the libFuzzer harnesses (C, and Python through atheris) for FUZZ_SECONDS each
+#   make gpu-deps    (here, online) wheels the GPU machine needs, into build/wheels
+#   make gpu-check   (on the GPU machine, offline) CUDA build, CUDA + op tests, the GPU benchmark
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +15,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?=
 CSRC := $(shell find csrc -name '*.c' -o -name '*.h' -o -name '*.cu' 2>/dev/null)
 
-.PHONY: test test-asan demo bench fuzz build system clean stb
+.PHONY: test test-asan demo bench fuzz build system clean stb gpu-check gpu-deps
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -124,3 +126,14 @@ fuzz: $(patsubst %,fuzz/%.bin,$(FUZZ_HARNESSES)) build
 	    > fuzz/$$n.log 2>&1 || status=$$?; \
 	  tail -n 12 fuzz/$$n.log; test $$status -eq 0; \
 	done
+
+# The GPU machine has no package index: carry build/stb and build/wheels there with the working tree.
+# gpu-deps downloads the wheels its Python (3.12) needs that it lacks: the scipy-openblas32 CBLAS.
+GPU_PYTHON_VERSION ?= 3.12
+gpu-deps: stb
+	mkdir -p build/wheels
+	$(PY) -m pip download -q --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) --no-deps \
+	  -d build/wheels scipy-openblas32
+
+gpu-check:
+	PYTHON=$(PYTHON) sh tools/gpu_check.sh

@@ -42,11 +42,5 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
-class cuda:
-    @staticmethod
-    def is_available() -> bool:
-        return _C.cuda_available()
-
-
 # Submodules that build on the names above. affectfer.plots (matplotlib) is imported on first use.
-from . import checkpoint, data, datasets, decision, io, losses, metrics, models, nn, optim, testing, train, transforms, weights  # noqa: E402,F401,E501
+from . import checkpoint, cuda, data, datasets, decision, io, losses, metrics, models, nn, optim, testing, train, transforms, weights  # noqa: E402,F401,E501

@@ -177,21 +177,33 @@ class Tensor(_C.TensorBase):
     def to(self, *args, **kwargs) -> "Tensor":
         """torch.Tensor.to: `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)` (other's
         device and dtype), keywords dtype=, device=, copy=False, non_blocking (ignored). Returns
-        self when nothing changes and copy is False. The only device of this build is "cpu"."""
+        self when nothing changes and copy is False. Devices: "cpu", and "cuda"/"cuda:N" in a build
+        with CUDA and a visible GPU (affectfer.cuda.is_available()). A move between devices is a
+        copy outside the autograd graph (the result is a leaf with this tensor's requires_grad), as
+        Module.to needs for its parameters."""
         copy = bool(kwargs.pop("copy", False))
         kwargs.pop("non_blocking", None)
-        _, dtype = _parse_to(args, kwargs)
+        device, dtype = _parse_to(args, kwargs)
         out = self
         if dtype is not None and dtype != self.dtype:
             if dtype not in ("float32", "float64"):  # no gradient flows into other dtypes (as torch)
                 with _no_grad():
-                    return _call("cast", [self], (_DTYPE_IDS[dtype],))
-            out = _call("cast", [self], (_DTYPE_IDS[dtype],))
+                    out = _call("cast", [self], (_DTYPE_IDS[dtype],))
+            else:
+                out = _call("cast", [self], (_DTYPE_IDS[dtype],))
+        if device is not None and device != _device(self.device):
+            moved = _C.copy_to(out, device)
+            moved.requires_grad = self.requires_grad and moved.dtype in ("float32", "float64")
+            return moved
         return out.clone() if copy and out is self else out
 
     def cpu(self) -> "Tensor":
-        """This tensor on the CPU: itself, as every tensor of this build lives there."""
-        return self
+        """This tensor on the CPU: itself when it is there, else a copy."""
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> "Tensor":
+        """This tensor on CUDA device `device` (default 0): itself when it is there, else a copy."""
+        return self.to(_cuda_name(device))
 
     def float(self):
         return self.to("float32")
@@ -577,21 +589,44 @@ def _resolve_shape(t, shape):
 _C._set_tensor_class(Tensor)
 
 
-_DEVICES = ("cpu",)
+_DEVICES = ("cpu", "cuda")
 
 
 def _device(device) -> str:
-    """The canonical name of a device argument ("cpu", "cpu:0"), or a clear error."""
+    """The canonical name of a device argument ("cpu", "cuda:0"), or a clear error: ValueError for
+    a name that is no device, RuntimeError when this build or machine cannot use CUDA."""
     name = device.device if isinstance(device, _C.TensorBase) else device
     if not isinstance(name, str):
-        raise TypeError(f"device must be a string such as 'cpu', got {type(device).__name__}")
-    kind, _, index = name.partition(":")
-    if kind == "cuda":
-        raise RuntimeError(f"device {name!r}: this build of affectfer has no CUDA support "
-                           f"(affectfer.cuda.is_available() is False); use device='cpu'")
-    if kind not in _DEVICES or (index and index != "0"):
-        raise ValueError(f"unknown device {name!r}; this build accepts {', '.join(map(repr, _DEVICES))}")
-    return kind
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+    kind, colon, index = name.partition(":")
+    if kind == "cpu" and (not colon or index == "0"):
+        return "cpu"
+    if kind == "cuda" and (not colon or index.isdigit()):
+        from . import cuda
+        try:
+            cuda.check_device(int(index or 0))
+        except RuntimeError as e:
+            raise RuntimeError(f"device {name!r}: {e} (affectfer.cuda.is_available() is "
+                               f"{cuda.is_available()})") from None
+        return f"cuda:{int(index or 0)}"
+    raise ValueError(f"unknown device {name!r}; this build accepts 'cpu'"
+                     + (", 'cuda' and 'cuda:N'" if _C.cuda_built() else " (it was built without CUDA)"))
+
+
+def _cuda_name(device) -> str:
+    if device is None:
+        return "cuda:0"
+    return f"cuda:{device}" if isinstance(device, int) else device
+
+
+def _place(t, device):
+    """t (a fresh CPU tensor) on `device` (None: the CPU)."""
+    if device is None or _device(device) == "cpu":
+        return t
+    requires_grad = t.requires_grad
+    t = _C.copy_to(t, _device(device))
+    t.requires_grad = requires_grad
+    return t
 
 
 def _parse_to(args, kwargs):
@@ -619,11 +654,11 @@ def _parse_to(args, kwargs):
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (array-like, any strides, read-only is fine).
     Python floats become float32 unless `dtype` says otherwise, as in PyTorch. device: "cpu"
-    (the only device of this build) or None."""
+    or "cuda[:N]" (the data is copied there) or None (the CPU)."""
     if device is not None:
         _device(device)
     if isinstance(data, _C.TensorBase):
-        data = data.numpy()
+        data = data.cpu().numpy()
     name = _dtype_name(dtype)
     if name is None:
         arr = np.asarray(data)
@@ -631,7 +666,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
             name = "float32"
         elif arr.dtype.kind == "i" and arr.dtype != np.int32:
             name = "int64"
-    t = _C.from_numpy(data, True, name)
+    t = _place(_C.from_numpy(data, True, name), device)
     if requires_grad:
         t.requires_grad = True
     return t
@@ -658,7 +693,7 @@ def empty(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Uninitialised memory of `shape`."""
     if device is not None:
         _device(device)
-    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), False)
+    t = _place(_C.empty(_shape_arg(shape), _dtype_name(dtype), False), device)
     t.requires_grad = requires_grad
     return t
 
@@ -666,7 +701,7 @@ def empty(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
 def zeros(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     if device is not None:
         _device(device)
-    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), True)
+    t = _place(_C.empty(_shape_arg(shape), _dtype_name(dtype), True), device)
     t.requires_grad = requires_grad
     return t
 
@@ -693,7 +728,7 @@ def rand(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Uniform [0, 1) from the global Philox generator (see affectfer.manual_seed)."""
     if device is not None:
         _device(device)
-    t = _C.random(_shape_arg(shape), _dtype_name(dtype), 0, 0.0, 1.0)
+    t = _place(_C.random(_shape_arg(shape), _dtype_name(dtype), 0, 0.0, 1.0), device)
     t.requires_grad = requires_grad
     return t
 
@@ -702,7 +737,7 @@ def randn(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Standard normal from the global Philox generator (see affectfer.manual_seed)."""
     if device is not None:
         _device(device)
-    t = _C.random(_shape_arg(shape), _dtype_name(dtype), 1, 0.0, 1.0)
+    t = _place(_C.random(_shape_arg(shape), _dtype_name(dtype), 1, 0.0, 1.0), device)
     t.requires_grad = requires_grad
     return t
 

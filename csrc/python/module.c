@@ -211,8 +211,6 @@ static PyObject *py_set_tensor_class(PyObject *self, PyObject *cls) {
     Py_RETURN_NONE;
 }
 
-static PyObject *py_cuda_available(PyObject *self, PyObject *unused) { Py_RETURN_FALSE; }
-
 static PyMethodDef module_methods[] = {
     {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False)"},
     {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
@@ -232,7 +230,6 @@ static PyMethodDef module_methods[] = {
     {"_live_nodes", py_live_nodes, METH_NOARGS, "autograd nodes alive in the process (for leak tests)"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "threads for CPU kernels"},
     {"_set_tensor_class", py_set_tensor_class, METH_O, "register affectfer.Tensor"},
-    {"cuda_available", py_cuda_available, METH_NOARGS, "True when built with CUDA and a GPU is visible"},
     {NULL},
 };
 
@@ -256,6 +253,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (af_loader_init(m) < 0) goto fail;
     if (af_constants_init(m) < 0 || af_image_init(m) < 0) goto fail;
     if (af_pack_init(m) < 0) goto fail;
+    if (af_cuda_bind_init(m) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);
