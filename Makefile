@@ -128,12 +128,16 @@ fuzz: $(patsubst %,fuzz/%.bin,$(FUZZ_HARNESSES)) build
 	done
 
 # The GPU machine has no package index: carry build/stb and build/wheels there with the working tree.
-# gpu-deps downloads the wheels its Python (3.12) needs that it lacks: the scipy-openblas32 CBLAS.
+# gpu-deps downloads the wheels its Python (3.12, with torch's numpy and nvidia-* wheels) may lack:
+# the build's setuptools, the scipy-openblas32 CBLAS, tqdm (a runtime dependency) and pytest with
+# xdist; tools/gpu_check.sh installs them offline, each only where the import is missing.
 GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEELS := setuptools scipy-openblas32 tqdm pytest pytest-xdist execnet pluggy iniconfig packaging
 gpu-deps: stb
 	mkdir -p build/wheels
-	$(PY) -m pip download -q --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) --no-deps \
-	  -d build/wheels scipy-openblas32
+	$(PY) -m pip download -q --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any --no-deps \
+	  -d build/wheels $(GPU_WHEELS)
 
 gpu-check:
 	PYTHON=$(PYTHON) sh tools/gpu_check.sh

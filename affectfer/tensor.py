@@ -122,10 +122,10 @@ class Tensor(_C.TensorBase):
     def item(self):
         if self.numel() != 1:
             raise ValueError(f"item() needs a one-element tensor, this one has shape {self.shape}")
-        return self.numpy().reshape(()).item()
+        return self.cpu().numpy().reshape(()).item()
 
     def tolist(self):
-        return self.numpy().tolist()
+        return self.cpu().numpy().tolist()
 
     def __float__(self):
         return float(self.item())
@@ -217,11 +217,11 @@ class Tensor(_C.TensorBase):
         its TypeError "unsupported operand type(s)", as for torch; np.asarray(None) would be NaN)."""
         if isinstance(other, numbers.Number):
             if scalar_op is None:
-                other = full((), other, dtype=self.dtype)
+                other = full((), other, dtype=self.dtype, device=self.device)
             else:
                 return scalar_op(float(other))
         elif isinstance(other, (np.ndarray, list, tuple)):
-            other = tensor(np.asarray(other, dtype=self.dtype))
+            other = tensor(np.asarray(other, dtype=self.dtype), device=self.device)
         elif not isinstance(other, _C.TensorBase):
             return NotImplemented
         return _call(op, [self, other])

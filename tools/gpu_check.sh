@@ -9,15 +9,20 @@ PY=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi unavailable"
-if ls build/wheels/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --find-links build/wheels build/wheels/*.whl || echo "WARNING: wheels in build/wheels did not install"
-fi
+# the carried wheels, offline, only for what the machine's Python cannot import already
+for pair in setuptools:setuptools tqdm:tqdm pytest:pytest xdist:pytest-xdist scipy_openblas32:scipy-openblas32; do
+  module=${pair%%:*}; wheel=${pair#*:}
+  if ! $PY -c "import $module" 2>/dev/null; then
+    $PY -m pip install -q --no-index --find-links build/wheels "$wheel" || echo "WARNING: could not install $wheel from build/wheels"
+  fi
+done
 export STB_INCLUDE_DIR="${STB_INCLUDE_DIR:-$PWD/build/stb/usr/include/stb}"
 AFFECTFER_CUDA=1 $PY setup.py -q build_ext --inplace
 $PY -c "import affectfer as af; assert af.cuda.is_available(), 'no CUDA device visible after a CUDA build'; print('devices:', af.cuda.device_count())"
 status=0
-$PY -m pytest -q -x -p no:cacheprovider tests/cuda -rs || status=1
-$PY -m pytest -q -p no:cacheprovider -n 8 tests/ops tests/test_op_table.py || status=1
+$PY -m pytest -q -p no:cacheprovider tests/cuda -rs || status=1
+xdist=$($PY -c "import xdist" 2>/dev/null && echo "-n 8" || echo "")
+$PY -m pytest -q -p no:cacheprovider $xdist tests/ops tests/test_op_table.py || status=1
 left=$((480 - ($(date +%s) - start)))
 echo "benchmark budget: ${left} s"
 timeout $((left > 30 ? left - 15 : 15)) $PY benchmarks/bench_gpu.py --short || status=1

@@ -1,10 +1,15 @@
 /* Per-device contexts (stream, cuDNN and cuBLASLt handles, workspace), created lazily, and the device
  * queries the Python module needs. */
+#include <atomic>
 #include <mutex>
 
 #include "common.cuh"
 
 static std::mutex context_lock;
+static std::atomic<int> deterministic(0);
+
+extern "C" void af_cuda_set_deterministic(int on) { deterministic = on != 0; }
+extern "C" int af_cuda_deterministic(void) { return deterministic; }
 static af_cuda_context *contexts[AF_CUDA_MAX_DEVICES];
 
 extern "C" int af_cuda_device_count(void) {

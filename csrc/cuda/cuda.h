@@ -38,6 +38,10 @@ typedef struct af_cuda_memory_stats {
 af_status af_cuda_get_memory_stats(int device, af_cuda_memory_stats *out);
 /* Returns every cached (unused) block of device to the driver; -1: all devices. */
 af_status af_cuda_empty_cache(int device);
+/* affectfer.use_deterministic_algorithms: when set, kernels with a choice (cuDNN's convolution
+ * algorithms) take only those whose results do not vary from run to run (no floating-point atomics). */
+void af_cuda_set_deterministic(int on);
+int af_cuda_deterministic(void);
 /* 0 when AFFECTFER_CUDA_CACHING=0 (every free goes straight to cudaFree, for compute-sanitizer). */
 int af_cuda_caching_enabled(void);
 

@@ -110,7 +110,24 @@ static PyObject *py_cuda_ops(PyObject *self, PyObject *unused) {
 #endif
 }
 
+/* Recorded in every build (a CPU build is deterministic already), so the Python switch always works. */
+static int deterministic_flag;
+
+static PyObject *py_set_deterministic(PyObject *self, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    deterministic_flag = on;
+#ifdef AF_HAVE_CUDA
+    af_cuda_set_deterministic(on);
+#endif
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_deterministic(PyObject *self, PyObject *unused) { return PyBool_FromLong(deterministic_flag); }
+
 PyMethodDef af_cuda_methods[] = {
+    {"set_deterministic", py_set_deterministic, METH_O, "only deterministic algorithms on CUDA (cuDNN convolutions)"},
+    {"deterministic", py_deterministic, METH_NOARGS, "whether set_deterministic(True) is in force"},
     {"cuda_built", py_cuda_built, METH_NOARGS, "True when this _C was compiled with CUDA"},
     {"cuda_available", py_cuda_available, METH_NOARGS, "True when built with CUDA and a GPU is visible"},
     {"cuda_device_count", py_cuda_device_count, METH_NOARGS, "visible GPUs (0 without CUDA or a device)"},

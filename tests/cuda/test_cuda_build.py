@@ -5,7 +5,12 @@ import pytest
 import affectfer as af
 
 # Ops with a CUDA twin (csrc/ops/*.cu). The table test fails when one of them loses its registration.
-CLAIMED = {"fill_", "copy_", "uniform_", "normal_", "add_", "nonfinite_index"}
+CLAIMED = {"fill_", "copy_", "uniform_", "normal_", "add_", "nonfinite_index",
+           "add", "sub", "mul", "div", "maximum", "where", "neg", "exp", "log", "sqrt", "relu", "gelu", "silu",
+           "sigmoid", "tanh", "scale", "add_scalar", "pow_scalar", "abs", "clamp", "softplus", "log_sigmoid",
+           "hardswish", "hardsigmoid", "sgd_step", "adam_step", "reshape", "conv2d", "linear", "max_pool2d", "avg_pool2d",
+           "adaptive_avg_pool2d", "batch_norm", "cross_entropy", "softmax",
+           "log_softmax"}
 
 
 def test_availability_is_consistent():
@@ -41,3 +46,13 @@ def test_cuda_kernel_table():
     assert not lost, f"ops that lost their CUDA kernel: {lost}"
     missing = sorted(set(af._C.ops) - have)
     print(f"\n{len(missing)} of {len(af._C.ops)} ops have no CUDA kernel yet: {', '.join(missing)}")
+
+
+def test_deterministic_switch_round_trips():
+    assert af.are_deterministic_algorithms_enabled() is False
+    af.use_deterministic_algorithms(True)
+    try:
+        assert af.are_deterministic_algorithms_enabled() is True
+    finally:
+        af.use_deterministic_algorithms(False)
+    assert af.are_deterministic_algorithms_enabled() is False
