@@ -619,6 +619,11 @@ def _cuda_name(device) -> str:
     return f"cuda:{device}" if isinstance(device, int) else device
 
 
+def _device_arg(device) -> tuple:
+    """_C.empty's optional device argument: () for the CPU (the default), else (name,)."""
+    return () if device is None or _device(device) == "cpu" else (_device(device),)
+
+
 def _place(t, device):
     """t (a fresh CPU tensor) on `device` (None: the CPU)."""
     if device is None or _device(device) == "cpu":
@@ -691,17 +696,13 @@ def from_dlpack(obj) -> Tensor:
 
 def empty(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Uninitialised memory of `shape`."""
-    if device is not None:
-        _device(device)
-    t = _place(_C.empty(_shape_arg(shape), _dtype_name(dtype), False), device)
+    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), False, *_device_arg(device))
     t.requires_grad = requires_grad
     return t
 
 
 def zeros(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
-    if device is not None:
-        _device(device)
-    t = _place(_C.empty(_shape_arg(shape), _dtype_name(dtype), True), device)
+    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), True, *_device_arg(device))
     t.requires_grad = requires_grad
     return t
 

@@ -16,17 +16,21 @@ static int parse_dtype(const char *name, af_dtype *out) {
     return 0;
 }
 
+static int parse_device(PyObject *obj, af_device *out);
+
 static PyObject *py_empty(PyObject *self, PyObject *args) {
-    PyObject *shape_obj;
+    PyObject *shape_obj, *device_obj = NULL;
     const char *dtype_name = "float32";
     int zero = 0;
-    if (!PyArg_ParseTuple(args, "O|sp:empty", &shape_obj, &dtype_name, &zero)) return NULL;
+    if (!PyArg_ParseTuple(args, "O|spO:empty", &shape_obj, &dtype_name, &zero, &device_obj)) return NULL;
     int nd;
     int64_t shape[AF_MAX_DIMS];
     af_dtype dtype;
+    af_device device = AF_CPU;
     if (af_py_parse_shape(shape_obj, "shape", &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
+    if (device_obj && parse_device(device_obj, &device) < 0) return NULL;
     af_tensor *t = NULL;
-    af_status st = zero ? af_tensor_zeros(dtype, AF_CPU, nd, shape, &t) : af_tensor_new(dtype, AF_CPU, nd, shape, &t);
+    af_status st = zero ? af_tensor_zeros(dtype, device, nd, shape, &t) : af_tensor_new(dtype, device, nd, shape, &t);
     if (st != AF_OK) return af_py_raise(st);
     return af_py_wrap(t);
 }
@@ -212,7 +216,7 @@ static PyObject *py_set_tensor_class(PyObject *self, PyObject *cls) {
 }
 
 static PyMethodDef module_methods[] = {
-    {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False)"},
+    {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False, device='cpu')"},
     {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
     {"random", py_random, METH_VARARGS, "random(shape, dtype, kind, a, b): kind 0 uniform[a,b), 1 normal(a, b)"},
     {"from_numpy", (PyCFunction)(void (*)(void))af_py_from_numpy, METH_VARARGS | METH_KEYWORDS,
