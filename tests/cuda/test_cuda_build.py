@@ -10,7 +10,7 @@ CLAIMED = {"fill_", "copy_", "uniform_", "normal_", "add_", "nonfinite_index",
            "sigmoid", "tanh", "scale", "add_scalar", "pow_scalar", "abs", "clamp", "softplus", "log_sigmoid",
            "hardswish", "hardsigmoid", "sgd_step", "adam_step", "reshape", "conv2d", "linear", "max_pool2d", "avg_pool2d",
            "adaptive_avg_pool2d", "batch_norm", "cross_entropy", "softmax",
-           "log_softmax"}
+           "log_softmax", "dropout", "sum", "mean"}
 
 
 def test_availability_is_consistent():

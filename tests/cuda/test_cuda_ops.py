@@ -298,3 +298,17 @@ def test_resnet18_training_step_equals_the_cpu(deterministic):
         scale = np.abs(g_cpu[name]).max() + 1e-12
         np.testing.assert_allclose(g_gpu[name] / scale, g_cpu[name] / scale, atol=1e-3, err_msg=f"grad of {name}")
         np.testing.assert_allclose(p_gpu[name], p_cpu[name], rtol=1e-4, atol=1e-5, err_msg=f"{name} after the step")
+
+
+@pytest.mark.parametrize("training,p", [(1, 0.3), (1, 0.0), (0, 0.5), (1, 1.0)])
+def test_dropout_mask_equals_the_cpu(training, p):
+    x = np.random.default_rng(13).standard_normal((5, 7, 3)).astype(np.float32)
+    run_both("dropout", [x], (training, 1234567, -42), (p,))
+
+
+@pytest.mark.parametrize("op", ["sum", "mean"])
+@pytest.mark.parametrize("ints", [(0,), (1,), (0, 1), (1, 0, 2), (0, 1, 3), (1, 2, 3)], ids=str)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sum_and_mean(op, ints, dtype):
+    x = np.random.default_rng(14).standard_normal((3, 4, 1, 5)).astype(dtype)
+    run_both(op, [x], ints)
