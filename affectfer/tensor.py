@@ -122,10 +122,10 @@ class Tensor(_C.TensorBase):
     def item(self):
         if self.numel() != 1:
             raise ValueError(f"item() needs a one-element tensor, this one has shape {self.shape}")
-        return self.numpy().reshape(()).item()
+        return self.cpu().numpy().reshape(()).item()
 
     def tolist(self):
-        return self.numpy().tolist()
+        return self.cpu().numpy().tolist()
 
     def __float__(self):
         return float(self.item())
@@ -177,21 +177,33 @@ class Tensor(_C.TensorBase):
     def to(self, *args, **kwargs) -> "Tensor":
         """torch.Tensor.to: `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)` (other's
         device and dtype), keywords dtype=, device=, copy=False, non_blocking (ignored). Returns
-        self when nothing changes and copy is False. The only device of this build is "cpu"."""
+        self when nothing changes and copy is False. Devices: "cpu", and "cuda"/"cuda:N" in a build
+        with CUDA and a visible GPU (affectfer.cuda.is_available()). A move between devices is a
+        copy outside the autograd graph (the result is a leaf with this tensor's requires_grad), as
+        Module.to needs for its parameters."""
         copy = bool(kwargs.pop("copy", False))
         kwargs.pop("non_blocking", None)
-        _, dtype = _parse_to(args, kwargs)
+        device, dtype = _parse_to(args, kwargs)
         out = self
         if dtype is not None and dtype != self.dtype:
             if dtype not in ("float32", "float64"):  # no gradient flows into other dtypes (as torch)
                 with _no_grad():
-                    return _call("cast", [self], (_DTYPE_IDS[dtype],))
-            out = _call("cast", [self], (_DTYPE_IDS[dtype],))
+                    out = _call("cast", [self], (_DTYPE_IDS[dtype],))
+            else:
+                out = _call("cast", [self], (_DTYPE_IDS[dtype],))
+        if device is not None and device != _device(self.device):
+            moved = _C.copy_to(out, device)
+            moved.requires_grad = self.requires_grad and moved.dtype in ("float32", "float64")
+            return moved
         return out.clone() if copy and out is self else out
 
     def cpu(self) -> "Tensor":
-        """This tensor on the CPU: itself, as every tensor of this build lives there."""
-        return self
+        """This tensor on the CPU: itself when it is there, else a copy."""
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> "Tensor":
+        """This tensor on CUDA device `device` (default 0): itself when it is there, else a copy."""
+        return self.to(_cuda_name(device))
 
     def float(self):
         return self.to("float32")
@@ -205,11 +217,11 @@ class Tensor(_C.TensorBase):
         its TypeError "unsupported operand type(s)", as for torch; np.asarray(None) would be NaN)."""
         if isinstance(other, numbers.Number):
             if scalar_op is None:
-                other = full((), other, dtype=self.dtype)
+                other = full((), other, dtype=self.dtype, device=self.device)
             else:
                 return scalar_op(float(other))
         elif isinstance(other, (np.ndarray, list, tuple)):
-            other = tensor(np.asarray(other, dtype=self.dtype))
+            other = tensor(np.asarray(other, dtype=self.dtype), device=self.device)
         elif not isinstance(other, _C.TensorBase):
             return NotImplemented
         return _call(op, [self, other])
@@ -583,21 +595,49 @@ def _resolve_shape(t, shape):
 _C._set_tensor_class(Tensor)
 
 
-_DEVICES = ("cpu",)
+_DEVICES = ("cpu", "cuda")
 
 
 def _device(device) -> str:
-    """The canonical name of a device argument ("cpu", "cpu:0"), or a clear error."""
+    """The canonical name of a device argument ("cpu", "cuda:0"), or a clear error: ValueError for
+    a name that is no device, RuntimeError when this build or machine cannot use CUDA."""
     name = device.device if isinstance(device, _C.TensorBase) else device
     if not isinstance(name, str):
-        raise TypeError(f"device must be a string such as 'cpu', got {type(device).__name__}")
-    kind, _, index = name.partition(":")
-    if kind == "cuda":
-        raise RuntimeError(f"device {name!r}: this build of affectfer has no CUDA support "
-                           f"(affectfer.cuda.is_available() is False); use device='cpu'")
-    if kind not in _DEVICES or (index and index != "0"):
-        raise ValueError(f"unknown device {name!r}; this build accepts {', '.join(map(repr, _DEVICES))}")
-    return kind
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+    kind, colon, index = name.partition(":")
+    if kind == "cpu" and (not colon or index == "0"):
+        return "cpu"
+    if kind == "cuda" and (not colon or index.isdigit()):
+        from . import cuda
+        try:
+            cuda.check_device(int(index or 0))
+        except RuntimeError as e:
+            raise RuntimeError(f"device {name!r}: {e} (affectfer.cuda.is_available() is "
+                               f"{cuda.is_available()})") from None
+        return f"cuda:{int(index or 0)}"
+    raise ValueError(f"unknown device {name!r}; this build accepts 'cpu'"
+                     + (", 'cuda' and 'cuda:N'" if _C.cuda_built() else " (it was built without CUDA)"))
+
+
+def _cuda_name(device) -> str:
+    if device is None:
+        return "cuda:0"
+    return f"cuda:{device}" if isinstance(device, int) else device
+
+
+def _device_arg(device) -> tuple:
+    """_C.empty's optional device argument: () for the CPU (the default), else (name,)."""
+    return () if device is None or _device(device) == "cpu" else (_device(device),)
+
+
+def _place(t, device):
+    """t (a fresh CPU tensor) on `device` (None: the CPU)."""
+    if device is None or _device(device) == "cpu":
+        return t
+    requires_grad = t.requires_grad
+    t = _C.copy_to(t, _device(device))
+    t.requires_grad = requires_grad
+    return t
 
 
 def _parse_to(args, kwargs):
@@ -625,11 +665,11 @@ def _parse_to(args, kwargs):
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (array-like, any strides, read-only is fine).
     Python floats become float32 unless `dtype` says otherwise, as in PyTorch. device: "cpu"
-    (the only device of this build) or None."""
+    or "cuda[:N]" (the data is copied there) or None (the CPU)."""
     if device is not None:
         _device(device)
     if isinstance(data, _C.TensorBase):
-        data = data.numpy()
+        data = data.cpu().numpy()
     name = _dtype_name(dtype)
     if name is None:
         arr = np.asarray(data)
@@ -637,7 +677,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
             name = "float32"
         elif arr.dtype.kind == "i" and arr.dtype != np.int32:
             name = "int64"
-    t = _C.from_numpy(data, True, name)
+    t = _place(_C.from_numpy(data, True, name), device)
     if requires_grad:
         t.requires_grad = True
     return t
@@ -662,17 +702,13 @@ def from_dlpack(obj) -> Tensor:
 
 def empty(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Uninitialised memory of `shape`."""
-    if device is not None:
-        _device(device)
-    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), False)
+    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), False, *_device_arg(device))
     t.requires_grad = requires_grad
     return t
 
 
 def zeros(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
-    if device is not None:
-        _device(device)
-    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), True)
+    t = _C.empty(_shape_arg(shape), _dtype_name(dtype), True, *_device_arg(device))
     t.requires_grad = requires_grad
     return t
 
@@ -699,7 +735,7 @@ def rand(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Uniform [0, 1) from the global Philox generator (see affectfer.manual_seed)."""
     if device is not None:
         _device(device)
-    t = _C.random(_shape_arg(shape), _dtype_name(dtype), 0, 0.0, 1.0)
+    t = _place(_C.random(_shape_arg(shape), _dtype_name(dtype), 0, 0.0, 1.0), device)
     t.requires_grad = requires_grad
     return t
 
@@ -708,7 +744,7 @@ def randn(*shape, dtype="float32", device=None, requires_grad=False) -> Tensor:
     """Standard normal from the global Philox generator (see affectfer.manual_seed)."""
     if device is not None:
         _device(device)
-    t = _C.random(_shape_arg(shape), _dtype_name(dtype), 1, 0.0, 1.0)
+    t = _place(_C.random(_shape_arg(shape), _dtype_name(dtype), 1, 0.0, 1.0), device)
     t.requires_grad = requires_grad
     return t
 

@@ -314,6 +314,10 @@ class Module:
     def cpu(self) -> "Module":
         return self.to("cpu")
 
+    def cuda(self, device=None) -> "Module":
+        """Moves every parameter and buffer to CUDA device `device` (default 0), in place."""
+        return self.to("cuda:%d" % device if isinstance(device, int) else device or "cuda:0")
+
     def float(self) -> "Module":
         return self.to("float32")
 

@@ -136,7 +136,7 @@ class Optimizer:
         for p in params:
             state = self.state.setdefault(p, {})
             if state.get(key) is None:
-                state[key] = zeros(p.shape, dtype=p.dtype)
+                state[key] = zeros(p.shape, dtype=p.dtype, device=p.device)
         if segment is None:
             return self.state[params[0]][key]
         members = [self.state[p][key] for p in params]

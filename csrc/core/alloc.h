@@ -13,6 +13,10 @@
 #include "dtype.h"
 #include "status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct af_allocator {
     const char *name; /* "cpu", "cuda": for messages */
     /* nbytes may be 0; NULL means out of memory. */
@@ -25,6 +29,9 @@ typedef struct af_allocator {
     /* Between devices: one of `to`/`from` has this allocator's device type, the other is the CPU or
      * another device of this type. Transfers between the CPU and device X are X's allocator's job. */
     af_status (*copy_to)(af_device to, void *dst, af_device from, const void *src, size_t nbytes);
+    /* Optional (NULL: every index is usable): AF_ERR_DEVICE with the reason `device` cannot be used
+     * ("no CUDA device visible"), checked before allocating so that failure is not reported as OOM. */
+    af_status (*check_device)(af_device device);
 } af_allocator;
 
 /* Replaces the allocator of `type` (the CPU's is built in). Call before any tensor of that type exists. */
@@ -36,5 +43,9 @@ const af_allocator *af_allocator_get(af_device_type type);
  * 64-byte aligned (cache lines and AVX-512 loads). */
 void *af_alloc_host(size_t nbytes);
 void af_free_host(void *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

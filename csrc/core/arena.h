@@ -21,6 +21,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A header over `base`'s storage starting `start` elements after base's first element, with
  * `shape` (ndim dims), which must fit inside base. No autograd links. */
 af_status af_tensor_view_at(const af_tensor *base, int64_t start, int ndim, const int64_t *shape,
@@ -48,5 +52,9 @@ af_status af_arena_attach_grads(af_tensor *const *members, int64_t n, const af_t
  * then nothing else is reported. grad_arena NULL: only placement is checked (moment arenas). */
 enum { AF_ARENA_INTACT = 0, AF_ARENA_NO_GRAD = 1, AF_ARENA_FOREIGN_GRAD = 2, AF_ARENA_MOVED = 4 };
 int af_arena_status(af_tensor *const *members, int64_t n, const af_tensor *arena, const af_tensor *grad_arena);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -17,6 +17,10 @@
 #define AF_PARALLEL_FOR(work)
 #endif
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* More threads than this is a mistake, not a machine: libgomp crashes creating 10^5 threads. */
 #define AF_MAX_THREADS 1024
 
@@ -24,5 +28,9 @@ int af_get_num_threads(void);
 /* Threads for our OpenMP loops (the BLAS stays single-threaded), clamped to [1, AF_MAX_THREADS];
  * the Python binding rejects values outside that range. */
 void af_set_num_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

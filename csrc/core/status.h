@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum af_status {
     AF_OK = 0,
     AF_ERR_VALUE,     /* bad value or shape             -> ValueError */
@@ -58,5 +62,9 @@ void af_error_clear(void);
 typedef int (*af_interrupt_fn)(void);
 void af_set_interrupt_checker(af_interrupt_fn fn);
 int af_interrupted(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

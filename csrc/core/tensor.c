@@ -60,6 +60,7 @@ static void storage_release(af_storage *s) {
 }
 
 static af_status device_allocator(af_device device, const af_allocator **out) {
+    *out = NULL;
     if ((unsigned)device.type >= AF_DEVICE_TYPE_COUNT || device.index < 0)
         return AF_FAIL(AF_ERR_DEVICE, "invalid device (type %d, index %d)", (int)device.type, device.index);
     *out = af_allocator_get(device.type);
@@ -68,7 +69,7 @@ static af_status device_allocator(af_device device, const af_allocator **out) {
             return AF_FAIL(AF_ERR_DEVICE, "this build of affectfer has no CUDA support");
         return AF_FAIL(AF_ERR_DEVICE, "this build of affectfer has no allocator for device type %d", (int)device.type);
     }
-    return AF_OK;
+    return (*out)->check_device ? (*out)->check_device(device) : AF_OK;
 }
 
 static af_storage *storage_new(af_device device, const af_allocator *allocator, void *data, size_t nbytes) {

@@ -37,6 +37,10 @@ using std::atomic_load;
 #include "dtype.h"
 #include "status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define AF_MAX_DIMS 5
 
 typedef enum af_memory_format { AF_FORMAT_NCHW = 0, AF_FORMAT_NHWC = 1 } af_memory_format;
@@ -127,5 +131,9 @@ static inline unsigned long af_tensor_version(const af_tensor *t) {
     return atomic_load(&t->storage->version) + t->version_base;
 }
 static inline void af_tensor_bump_version(af_tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -89,4 +89,7 @@ int af_arena_init(PyObject *module);
 extern PyMethodDef af_ops_methods[];
 int af_ops_init(PyObject *module);
 
+/* cuda_bind.c: affectfer.cuda's functions; registers the CUDA allocator in a CUDA build */
+int af_cuda_bind_init(PyObject *module);
+
 #endif

@@ -17,17 +17,21 @@ static int parse_dtype(const char *name, af_dtype *out) {
     return 0;
 }
 
+static int parse_device(PyObject *obj, af_device *out);
+
 static PyObject *py_empty(PyObject *self, PyObject *args) {
-    PyObject *shape_obj;
+    PyObject *shape_obj, *device_obj = NULL;
     const char *dtype_name = "float32";
     int zero = 0;
-    if (!PyArg_ParseTuple(args, "O|sp:empty", &shape_obj, &dtype_name, &zero)) return NULL;
+    if (!PyArg_ParseTuple(args, "O|spO:empty", &shape_obj, &dtype_name, &zero, &device_obj)) return NULL;
     int nd;
     int64_t shape[AF_MAX_DIMS];
     af_dtype dtype;
+    af_device device = AF_CPU;
     if (af_py_parse_shape(shape_obj, "shape", &nd, shape) < 0 || parse_dtype(dtype_name, &dtype) < 0) return NULL;
+    if (device_obj && parse_device(device_obj, &device) < 0) return NULL;
     af_tensor *t = NULL;
-    af_status st = zero ? af_tensor_zeros(dtype, AF_CPU, nd, shape, &t) : af_tensor_new(dtype, AF_CPU, nd, shape, &t);
+    af_status st = zero ? af_tensor_zeros(dtype, device, nd, shape, &t) : af_tensor_new(dtype, device, nd, shape, &t);
     if (st != AF_OK) return af_py_raise(st);
     return af_py_wrap(t);
 }
@@ -212,7 +216,6 @@ static PyObject *py_set_tensor_class(PyObject *self, PyObject *cls) {
     Py_RETURN_NONE;
 }
 
-static PyObject *py_cuda_available(PyObject *self, PyObject *unused) { Py_RETURN_FALSE; }
 
 static PyObject *py_build_info(PyObject *self, PyObject *unused) {
     return Py_BuildValue("{s:s,s:s,s:s,s:s,s:s}", "cpu_path", af_cpu_path(), "blas", af_blas_name(), "blas_config",
@@ -220,7 +223,7 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
 }
 
 static PyMethodDef module_methods[] = {
-    {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False)"},
+    {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False, device='cpu')"},
     {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
     {"random", py_random, METH_VARARGS, "random(shape, dtype, kind, a, b): kind 0 uniform[a,b), 1 normal(a, b)"},
     {"from_numpy", (PyCFunction)(void (*)(void))af_py_from_numpy, METH_VARARGS | METH_KEYWORDS,
@@ -238,7 +241,6 @@ static PyMethodDef module_methods[] = {
     {"_live_nodes", py_live_nodes, METH_NOARGS, "autograd nodes alive in the process (for leak tests)"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "threads for CPU kernels"},
     {"_set_tensor_class", py_set_tensor_class, METH_O, "register affectfer.Tensor"},
-    {"cuda_available", py_cuda_available, METH_NOARGS, "True when built with CUDA and a GPU is visible"},
     {"build_info", py_build_info, METH_NOARGS, "the CPU kernel path chosen at load time and the BLAS in use"},
     {NULL},
 };
@@ -263,6 +265,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (af_loader_init(m) < 0) goto fail;
     if (af_constants_init(m) < 0 || af_image_init(m) < 0) goto fail;
     if (af_pack_init(m) < 0) goto fail;
+    if (af_cuda_bind_init(m) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);
