@@ -22,9 +22,49 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # ---------------------------------------------------------------------------------------- configs
 
-def param(default, help: str):
-    """A Config field with its documentation (and source) attached: `train --help-config` prints it."""
-    return dataclasses.field(default=default, metadata={"help": help})
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A condition on a config value, named by `text` ("must be <text>"): `check(name, value)` raises
+    ValueError naming the field and the value. None (an optional field left unset) passes."""
+    test: typing.Callable
+    text: str
+
+    def __call__(self, name: str, value):
+        if value is not None and not self.test(value):
+            raise ValueError(f"{name} must be {self.text}, got {value!r}")
+
+
+AT_LEAST_1 = Check(lambda v: v >= 1, ">= 1")  # sizes, counts, steps
+AT_LEAST_0 = Check(lambda v: v >= 0, ">= 0")  # epochs (0 = evaluate only), rates, decays
+ABOVE_0 = Check(lambda v: v > 0, "> 0")  # distribution parameters
+UNIT = Check(lambda v: 0.0 <= v <= 1.0, "in [0, 1]")  # probabilities, thresholds, fractions
+SHARE = Check(lambda v: 0.0 < v <= 1.0, "in (0, 1]")  # a non-empty share of the data
+SPLIT = Check(lambda v: 0.0 < v < 1.0, "in (0, 1)")  # a split that leaves both sides non-empty
+
+
+def one_of(*choices) -> Check:
+    """The value is one of `choices`."""
+    return Check(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def param(default, help: str, check: Check | None = None):
+    """A Config field with its documentation (and source) attached, and optionally the Check its
+    value must pass (RecipeConfig.validate runs it): `train --help-config` prints both."""
+    metadata = {"help": help}
+    if check is not None:
+        metadata["check"] = check
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+class RecipeConfig:
+    """Base of every recipe's Config dataclass: `validate()` runs each field's Check. A recipe with
+    conditions between fields overrides validate() and calls super().validate() first."""
+
+    def validate(self):
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                check(f.name, getattr(self, f.name))
 
 
 def _field_types(cls) -> dict:
@@ -174,7 +214,9 @@ def describe_config(config_cls) -> str:
     lines = []
     for f in dataclasses.fields(config_cls):
         default = getattr(instance, f.name)
-        lines.append(f"  {f.name} ({_type_name(kinds[f.name])}, default {default!r})")
+        check = f.metadata.get("check")
+        rule = f"; must be {check.text}" if check is not None else ""
+        lines.append(f"  {f.name} ({_type_name(kinds[f.name])}, default {default!r}{rule})")
         help_text = f.metadata.get("help")
         if help_text:
             lines.append(f"      {help_text}")
@@ -221,8 +263,7 @@ def align_classes(dataset, classes):
 
 def split(dataset, val_fraction: float, seed: int = 0):
     """(train, val): a stratified split, `val_fraction` of every class to validation, drawn with `seed`."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    SPLIT("val_fraction", val_fraction)
     labels = np.asarray(dataset.labels)
     rng = np.random.default_rng(seed)
     val = []
@@ -369,8 +410,7 @@ def bagging(num_members: int, fraction: float, num_samples: int, seed: int, trai
     from ..data import BaggingSampler
     from ..models import SoftVotingEnsemble
 
-    if num_members < 1:
-        raise ValueError(f"bagging needs num_members >= 1, got {num_members}")
+    AT_LEAST_1("num_members", num_members)
     members = [train_member(k, BaggingSampler(num_samples, fraction=fraction, model=k, seed=seed))
                for k in range(num_members)]
     return SoftVotingEnsemble(members, output_index=output_index)

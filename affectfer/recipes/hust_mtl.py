@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from .. import nn, train
-from ._common import IMAGENET_MEAN, IMAGENET_STD, param
+from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, Check, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Li, Xu, Wu, Wu, Yin, Cao, Ding, \"Facial Affect Analysis: Learning from Synthetic Data & Multi-Task "
          "Learning Challenges\", ECCV Workshops 2022, arXiv 2207.09748")
@@ -45,7 +45,7 @@ VA_INVALID, LABEL_INVALID = -5.0, -1
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     transformer: bool = param(True, "ablation: the transformer encoder layer relating the 17 AU embeddings (code); "
                                     "False = the AU head reads the embeddings directly")
@@ -61,26 +61,28 @@ class Config:
                                           "affectfer.models classifier (its last spatial map)")
     weights: str = param("", "pretrained weights file for a backbone given by name (code: ImageNet Inception-v3; "
                              "empty = random init)")
-    dim: int = param(16, "AU embedding width (code: AU_metric_dim)")
-    heads: int = param(8, "attention heads of the encoder layer (code)")
-    dropout: float = param(0.3, "positional-encoding dropout (code)")
+    dim: int = param(16, "AU embedding width (code: AU_metric_dim)", check=AT_LEAST_1)
+    heads: int = param(8, "attention heads of the encoder layer (code)", check=AT_LEAST_1)
+    dropout: float = param(0.3, "positional-encoding dropout (code)", check=UNIT)
     ccc_unbiased: bool = param(True, "CCC with N - 1 moments (code's CCCLoss); False = population moments")
     # training
-    image_size: int = param(299, "input side (code)")
-    epochs: int = param(5, "maximum epochs (code: max_epochs 5)")
-    patience: int = param(3, "early-stopping patience in validations (code)")
-    batch_size: int = param(16, "batch size (code)")
+    image_size: int = param(299, "input side (code)", check=AT_LEAST_1)
+    epochs: int = param(5, "maximum epochs (code: max_epochs 5)", check=AT_LEAST_0)
+    patience: int = param(3, "early-stopping patience in validations (code)", check=AT_LEAST_1)
+    batch_size: int = param(16, "batch size (code)", check=AT_LEAST_1)
     lr: float = param(1e-3, "SGD learning rate (code)")
-    momentum: float = param(0.9, "SGD momentum (code)")
-    weight_decay: float = param(0.0, "SGD weight decay (code)")
-    t_max: int = param(10000, "cosine annealing period in steps (code: T_max 1e4, stepped per step)")
+    momentum: float = param(0.9, "SGD momentum (code)", check=UNIT)
+    weight_decay: float = param(0.0, "SGD weight decay (code)", check=AT_LEAST_0)
+    t_max: int = param(10000, "cosine annealing period in steps (code: T_max 1e4, stepped per step)", check=AT_LEAST_1)
     # data and run
-    train_size: int = param(1200, "synthetic faces: training faces")
-    val_size: int = param(360, "synthetic faces: validation faces")
+    train_size: int = param(1200, "synthetic faces: training faces", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
     missing: float = param(0.1, "synthetic faces: share of each task's labels marked invalid (-5 / -1), as frames "
-                                "of the ABAW MTL set miss some annotations")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+                                "of the ABAW MTL set miss some annotations",
+                           check=Check(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod
@@ -88,16 +90,6 @@ class Config:
         """One tiny epoch on the synthetic faces with a ResNet-18 map (seconds)."""
         return cls(backbone="resnet18", image_size=64, epochs=1, batch_size=16, train_size=48, val_size=24,
                    workers=1)
-
-    def validate(self):
-        for name in ("image_size", "batch_size", "train_size", "val_size", "workers", "dim", "heads", "patience",
-                     "t_max"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if not 0.0 <= self.missing < 1.0:
-            raise ValueError(f"missing must be in [0, 1), got {self.missing}")
 
 
 # -------------------------------------------------------------------------------------------- data

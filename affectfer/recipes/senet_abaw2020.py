@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ._common import IMAGENET_MEAN, IMAGENET_STD, param
+from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, RecipeConfig, one_of, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("SE-ResNet-50 (VGGFace2) expression recognition, ABAW 2020 expression track (FG 2020); the challenge and "
          "its 0.67 F1 + 0.33 accuracy criterion: Kollias, Schulc, Hajiyev, Zafeiriou, \"Analysing Affective Behavior "
@@ -38,7 +38,7 @@ VGGFACE2_MEAN_RGB = (131.0912, 103.8827, 91.4953)
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     class_weighting: bool = param(True, "ablation: cross-entropy weights n_max / n_c (paper); False = unweighted")
     two_learning_rates: bool = param(True, "ablation: lr_backbone for the backbone and lr_head for the classifier "
@@ -54,22 +54,25 @@ class Config:
     weights: str = param("", "pretrained weights (paper: VGGFace2 senet50_ft, converted with `python -m affectfer "
                              "convert-weights --format vggface2`); empty = random init")
     preprocess: str = param("vggface2", "'vggface2': Caffe mean subtraction on 0-255 pixels (the weights' "
-                                        "convention, models spec 3.5); 'imagenet': ImageNet normalisation")
-    image_size: int = param(224, "input side (VGGFace2 models: 224, their fixed 7x7 average pool)")
+                                        "convention, models spec 3.5); 'imagenet': ImageNet normalisation",
+                            check=one_of("vggface2", "imagenet"))
+    image_size: int = param(224, "input side (VGGFace2 models: 224, their fixed 7x7 average pool)", check=AT_LEAST_1)
     # optimisation
-    batch_size: int = param(64, "batch size (paper: 64)")
-    accumulate_steps: int = param(4, "batches per optimizer step (paper: 4, an effective 256)")
+    batch_size: int = param(64, "batch size (paper: 64)", check=AT_LEAST_1)
+    accumulate_steps: int = param(4, "batches per optimizer step (paper: 4, an effective 256)", check=AT_LEAST_1)
     lr_backbone: float = param(1e-3, "SGD learning rate of the pretrained backbone (not stated: set from the paper)")
     lr_head: float = param(1e-2, "SGD learning rate of the new classifier (not stated: set from the paper)")
-    momentum: float = param(0.9, "SGD momentum (the VGGFace2 code's 0.9)")
-    weight_decay: float = param(0.0, "SGD weight decay (the VGGFace2 fine-tuning code's 0)")
-    epochs: int = param(5, "epochs (not stated: set from the paper)")
-    val_every: int = param(500, "optimizer steps between validations (not stated: set from the paper)")
+    momentum: float = param(0.9, "SGD momentum (the VGGFace2 code's 0.9)", check=UNIT)
+    weight_decay: float = param(0.0, "SGD weight decay (the VGGFace2 fine-tuning code's 0)", check=AT_LEAST_0)
+    epochs: int = param(5, "epochs (not stated: set from the paper)", check=AT_LEAST_1)
+    val_every: int = param(500, "optimizer steps between validations (not stated: set from the paper)",
+                           check=AT_LEAST_1)
     # data and run
-    train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral class)")
-    val_size: int = param(360, "synthetic faces: validation faces")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+    train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral class)", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod
@@ -77,14 +80,6 @@ class Config:
         """One tiny epoch on the synthetic faces: ResNet-18 at 32 x 32, 3 steps of 2 x 8 faces."""
         return cls(backbone="resnet18", image_size=32, train_size=48, val_size=24, batch_size=8, accumulate_steps=2,
                    epochs=1, val_every=2, workers=1)
-
-    def validate(self):
-        for name in ("image_size", "batch_size", "accumulate_steps", "epochs", "val_every", "train_size", "val_size",
-                     "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.preprocess not in ("vggface2", "imagenet"):
-            raise ValueError(f"preprocess must be 'vggface2' or 'imagenet', got {self.preprocess!r}")
 
 
 # ------------------------------------------------------------------------------------ components
