@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from .. import nn, train
+from ..data.readers import ABAW_AUS, AU_INVALID, VA_INVALID
 from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, Check, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Li, Xu, Wu, Wu, Yin, Cao, Ding, \"Facial Affect Analysis: Learning from Synthetic Data & Multi-Task "
@@ -40,8 +41,7 @@ SUMMARY = ("SMM-EmotionNet (Inception-v3 to Mixed_6e, 17 AU attention maps + ROI
            "encoder layer, AU/EXPR/VA heads), CCC + weighted CE + weighted BCE with ABAW invalid masks, SGD + "
            "cosine, selection and early stopping on the ABAW MTL score")
 CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise", "other")
-NUM_AUS = 12
-VA_INVALID, LABEL_INVALID = -5.0, -1
+NUM_AUS = len(ABAW_AUS)
 
 
 @dataclasses.dataclass
@@ -111,16 +111,10 @@ def load(cfg, data):
     rng = np.random.default_rng(cfg.seed + 7)
     for ds in (d.train, d.val):
         n = len(ds)
-        ds.labels = np.where(rng.random(n) < cfg.missing, LABEL_INVALID, ds.labels)
+        ds.labels = np.where(rng.random(n) < cfg.missing, -1, ds.labels)
         ds.targets[rng.random(n) < cfg.missing, :2] = VA_INVALID
-        ds.targets[:, 2:][rng.random((n, NUM_AUS)) < cfg.missing] = LABEL_INVALID
+        ds.targets[:, 2:][rng.random((n, NUM_AUS)) < cfg.missing] = AU_INVALID
     return d
-
-
-def split_targets(labels, targets):
-    """(va (N, 2), expression (N,), AUs (N, 12)) of a batch's labels and (valence, arousal, AUs)."""
-    t = np.asarray(targets)
-    return t[:, :2], np.asarray(labels), t[:, 2:]
 
 
 def expression_weights(labels, num_classes: int = len(CLASSES)) -> np.ndarray:
@@ -171,6 +165,7 @@ def build_model(cfg):
 def loss_fn(cfg, train_labels, train_targets):
     """loss(outputs, labels, targets) -> {"va", "expr", "au"}: MultiTaskLoss with the recipe's
     weights from the training annotations; the masked MSE for VA without `ccc_loss`."""
+    from ..data.readers import mtl_targets
     from ..losses import MultiTaskLoss
     from ..nn import functional as F
     from ..tensor import tensor
@@ -186,12 +181,13 @@ def loss_fn(cfg, train_labels, train_targets):
         mtl = MultiTaskLoss({"expr": "ce", "au": "bce"}, options={k: v for k, v in options.items() if k != "va"})
 
     def loss(outputs, labels, targets):
-        va_t, expr_t, au_t = split_targets(labels, targets)
+        t = mtl_targets(labels, targets)
+        va_t, expr_t, au_t = t["va"], t["expression"], t["au"]
         va, expr, au = outputs
         if cfg.ccc_loss:
             return mtl((va, expr, au), va_t, expr_t, au_t)
         terms = mtl((expr, au), expr_t, au_t)
-        valid = np.flatnonzero((va_t != VA_INVALID).all(1))
+        valid = np.flatnonzero(t["va_mask"].all(1))
         if valid.size == 0:
             terms["va"] = (va * 0.0).sum()
         else:
@@ -203,22 +199,19 @@ def loss_fn(cfg, train_labels, train_targets):
 
 
 def scores(outputs, labels, targets) -> dict:
-    """The ABAW MTL score and its parts over annotated frames."""
+    """The ABAW MTL score (affectfer.metrics.abaw_mtl_score, train.fit's "abaw_mtl" selection
+    metric) and its three parts over the annotated frames."""
     from .. import metrics
+    from ..data.readers import mtl_targets
 
     va, expr, au = outputs[:3]
-    va_t, expr_t, au_t = split_targets(labels, targets)
-    au_prob = 1.0 / (1.0 + np.exp(-np.asarray(au, np.float64)))
-    va_score = metrics.abaw_va_score(va_t, va)
-    expr_f1 = metrics.macro_f1(expr_t, np.asarray(expr).argmax(1), len(CLASSES))
-    au_f1 = metrics.au_macro_f1(au_t, au_prob)
-    return {"abaw_mtl": float(va_score + expr_f1 + au_f1), "va_ccc": float(va_score), "expr_macro_f1": float(expr_f1),
-            "au_macro_f1": float(au_f1)}
-
-
-def mtl_score(outputs, targets) -> float:
-    """train.fit's selection metric: the ABAW MTL score of a validation pass."""
-    return scores(outputs, *targets[:2])["abaw_mtl"]
+    t = mtl_targets(labels, targets)
+    expr_pred, au_prob = np.asarray(expr).argmax(1), 1.0 / (1.0 + np.exp(-np.asarray(au, np.float64)))
+    return {"abaw_mtl": float(metrics.abaw_mtl_score(t["va"], va, t["expression"], expr_pred, t["au"], au_prob,
+                                                     num_expressions=len(CLASSES))),
+            "va_ccc": float(metrics.abaw_va_score(t["va"], va)),
+            "expr_macro_f1": float(metrics.macro_f1(t["expression"], expr_pred, len(CLASSES))),
+            "au_macro_f1": float(metrics.au_macro_f1(t["au"], au_prob))}
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -247,7 +240,7 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
     history = train.fit(model, train_loader, optimizer, config.epochs,
                         loss_fn=loss_fn(config, d.train.labels, d.train.targets), val_loader=val_loader,
                         num_classes=len(CLASSES), scheduler=CosineAnnealingLR(optimizer, config.t_max),
-                        scheduler_interval="step", metric=mtl_score,
+                        scheduler_interval="step", metric="abaw_mtl",
                         patience=config.patience if config.early_stopping else None, progress=progress, log=log,
                         output_index=1)
     outputs, targets = train.predict_outputs(model, val_loader)
