@@ -437,14 +437,45 @@ def classification_metrics(labels, pred, classes) -> dict:
             "f1_per_class": {c: float(v) for c, v in zip(classes, metrics.f1_per_class(labels, pred, C))}}
 
 
-def save_model(out, name: str, model, config: dict) -> str:
-    """`out/<name>.safetensors` with the model config predict/eval read (affectfer.cli)."""
+# what a checkpoint's config must hold for `python -m affectfer predict` / `eval` (affectfer.cli)
+INFERENCE_KEYS = ("model", "num_classes", "classes", "image_size")
+
+
+def save_model(out, name: str, model, config: dict, recipe_config=None) -> str:
+    """`out/<name>.safetensors` with the model config predict/eval read: "model" (a models.create
+    name), "num_classes", "classes", "image_size", and optionally "model_kwargs" (create's keyword
+    arguments), "mean"/"std", "resize" (a square resize before a centre crop to image_size),
+    "antialias" (False: a plain bilinear resize), "input" ("rgb" or "sobel") and "output_index"
+    (the logits among several outputs). A model that no create call builds passes the run's Config
+    as `recipe_config`: the checkpoint then names the recipe, whose `inference_model(cfg,
+    saved_config)` rebuilds it (see inference_model)."""
     from .. import checkpoint
 
+    if recipe_config is not None:
+        config = dict(config, recipe=type(recipe_config).__module__.rsplit(".", 1)[-1],
+                      recipe_config=config_dict(recipe_config))
+    missing = [k for k in INFERENCE_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"save_model: the checkpoint config lacks {missing}, which predict/eval need")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, name + ".safetensors")
     checkpoint.save(model, path, config=config)
     return path
+
+
+def inference_model(config: dict):
+    """The (untrained) model a checkpoint config of save_model describes, ready for its weights: the
+    recipe's own `inference_model(Config, config)` when the config names a recipe, otherwise
+    models.create(config["model"], num_classes, **model_kwargs)."""
+    from .. import models
+    from . import get
+
+    if "recipe" in config:
+        module = get(config["recipe"])
+        if not callable(getattr(module, "inference_model", None)):
+            raise ValueError(f"recipe {config['recipe']!r} does not rebuild models from checkpoints")
+        return module.inference_model(apply_overrides(module.Config(), config.get("recipe_config") or {}), config)
+    return models.create(config["model"], num_classes=int(config["num_classes"]), **config.get("model_kwargs", {}))
 
 
 def write_results(out, config, results: dict) -> None:

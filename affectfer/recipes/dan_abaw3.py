@@ -101,6 +101,11 @@ def build_model(cfg):
     return DANWithVA(len(CLASSES), cfg.num_head) if cfg.va_head else dan(num_classes=len(CLASSES), num_head=cfg.num_head)
 
 
+def inference_model(cfg, saved=None):
+    """A member's architecture for its checkpoint (predict/eval): DAN, with the VA head if it had one."""
+    return build_model(cfg)
+
+
 class Loss:
     """The recipe's loss over the model's outputs: a dict of named terms (train.fit logs each)."""
 
@@ -216,9 +221,10 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
         + (f", VA CCC {results['va_ccc']:.4f}" if "va_ccc" in results else ""))
     if out is not None:
         for k, m in enumerate(models_):
-            save_model(out, f"dan_abaw3_member{k}", m, {"recipe": "dan_abaw3", "classes": list(CLASSES),
-                                                        "num_classes": len(CLASSES), "image_size": config.image_size,
-                                                        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+            save_model(out, f"dan_abaw3_member{k}", m,
+                       {"model": "dan", "classes": list(CLASSES), "num_classes": len(CLASSES),
+                        "image_size": config.image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                       recipe_config=config)
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

@@ -193,6 +193,15 @@ def deviation_module(cfg, name: str, stage1, weights: str = ""):
     return module
 
 
+def inference_model(cfg, saved):
+    """Member `saved["model"]`'s architecture for its checkpoint (predict/eval): the backbone, inside
+    its deviation module when the run had one; the checkpoint holds every weight, both twins too."""
+    model = build_backbone(saved["model"], len(CLASSES), image_size=cfg.image_size)
+    if not saved.get("deviation"):
+        return model
+    return deviation_module(dataclasses.replace(cfg, identity_init="stage1"), saved["model"], model)
+
+
 def _fit(cfg, model, params, lr, epochs, loaders_, weight, progress, log):
     from ..optim import Adam
 
@@ -278,7 +287,7 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
             save_model(out, f"{'deviation' if config.deviation else 'stage1'}_{name}", member,
                        {"model": name, "deviation": config.deviation, "num_classes": len(CLASSES),
                         "classes": list(CLASSES), "image_size": config.image_size, "mean": list(config.mean),
-                        "std": list(config.std)})
+                        "std": list(config.std), "antialias": False}, recipe_config=config)
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

@@ -162,6 +162,12 @@ def build_model(cfg):
                          encoder_layer=None if cfg.transformer else nn.Identity(), dropout=cfg.dropout)
 
 
+def inference_model(cfg, saved=None):
+    """The trained model's architecture for its checkpoint (predict/eval); the checkpoint holds every
+    weight, so no pretrained file is read."""
+    return build_model(dataclasses.replace(cfg, weights=""))
+
+
 def loss_fn(cfg, train_labels, train_targets):
     """loss(outputs, labels, targets) -> {"va", "expr", "au"}: MultiTaskLoss with the recipe's
     weights from the training annotations; the masked MSE for VA without `ccc_loss`."""
@@ -250,10 +256,11 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
     log(f"ABAW MTL score {results['abaw_mtl']:.4f} = VA CCC {results['va_ccc']:.4f} + EXPR F1 "
         f"{results['expr_macro_f1']:.4f} + AU F1 {results['au_macro_f1']:.4f}")
     if out is not None:
-        save_model(out, "smm_emotionnet", model, {"model": "smm_emotionnet", "backbone": config.backbone,
-                                                  "num_classes": len(CLASSES), "classes": list(CLASSES),
-                                                  "image_size": config.image_size, "mean": list(IMAGENET_MEAN),
-                                                  "std": list(IMAGENET_STD)})
+        save_model(out, "smm_emotionnet", model,
+                   {"model": "smm_emotionnet", "backbone": config.backbone, "num_classes": len(CLASSES),
+                    "classes": list(CLASSES), "image_size": config.image_size, "mean": list(IMAGENET_MEAN),
+                    "std": list(IMAGENET_STD), "output_index": 1},  # outputs (va, expression logits, AU logits)
+                   recipe_config=config)
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

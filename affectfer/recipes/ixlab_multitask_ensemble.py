@@ -341,8 +341,8 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
             save_model(out, f"member{k}", m.model,
                        {"model": "multitask_ixl", "num_classes": len(CLASSES), "classes": list(CLASSES),
                         "image_size": config.image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                        "emotion_backbone": config.emotion_backbone, "appearance": config.appearance,
-                        "num_head": config.num_head})
+                        "model_kwargs": {"emotion_backbone": config.emotion_backbone, "appearance": config.appearance,
+                                         "num_head": config.num_head}})
     results["seconds"] = time.perf_counter() - started
     results["history_terms"] = sorted(histories[0].components) if histories else []
     write_results(out, config, results)

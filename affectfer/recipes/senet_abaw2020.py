@@ -84,12 +84,17 @@ class Config(RecipeConfig):
 
 # ------------------------------------------------------------------------------------ components
 
+def resize_side(cfg) -> int:
+    """The side faces are resized to before the crop: 256/224 of the input (VGGFace2's 256 -> 224)."""
+    return round(cfg.image_size * 256 / 224)
+
+
 def transforms(cfg):
     """(training, evaluation) pipelines: short side to 256/224 of the input, random / centre crop,
     random grayscale (p 0.2) and flips for training, then the weights' normalisation."""
     from .. import transforms as T
 
-    resize = T.Resize((round(cfg.image_size * 256 / 224),) * 2)
+    resize = T.Resize((resize_side(cfg),) * 2)
     if cfg.preprocess == "vggface2":  # x*255 - mean: Normalize((x - m/255) / (1/255))
         normalize = T.Normalize([m / 255 for m in VGGFACE2_MEAN_RGB], [1 / 255] * 3)
     else:
@@ -207,8 +212,8 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
     if out is not None:
         save_model(out, f"senet_abaw2020_{config.backbone}", model,
                    {"model": config.backbone, "num_classes": len(CLASSES), "classes": list(CLASSES),
-                    "image_size": config.image_size, "mean": list(eval_tf.transforms[-1].mean),
-                    "std": list(eval_tf.transforms[-1].std)})
+                    "image_size": config.image_size, "resize": resize_side(config),
+                    "mean": list(eval_tf.transforms[-1].mean), "std": list(eval_tf.transforms[-1].std)})
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

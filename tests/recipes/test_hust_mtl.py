@@ -9,6 +9,7 @@ import affectfer as af
 from affectfer import losses, metrics, nn, recipes
 from affectfer.nn import functional as F
 from affectfer.recipes import hust_mtl as R
+from tests.recipes.inference import assert_predicts
 
 needs_layer = pytest.mark.skipif(not hasattr(nn, "TransformerEncoderLayer"),
                                  reason="nn.TransformerEncoderLayer comes with the ViT branch")
@@ -27,6 +28,7 @@ def test_tiny_run_selects_on_the_abaw_mtl_score(tmp_path):
     assert -1.0 <= r["va_ccc"] <= 1.0 and 0.0 <= r["au_macro_f1"] <= 1.0
     assert (out / "smm_emotionnet.safetensors").exists()
     assert json.loads((out / "metrics.json").read_text())["abaw_mtl"] == r["abaw_mtl"]
+    assert_predicts(out / "smm_emotionnet.safetensors", R.CLASSES, tmp_path)  # the expression head's probabilities
 
 
 def test_tiny_run_without_the_transformer_layer():

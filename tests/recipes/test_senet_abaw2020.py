@@ -9,6 +9,7 @@ import pytest
 
 from affectfer import models, train
 from affectfer.recipes import senet_abaw2020 as S
+from tests.recipes.inference import assert_predicts
 
 
 @pytest.fixture
@@ -36,6 +37,7 @@ def test_tiny_run_validates_every_n_steps_and_selects_on_the_abaw_score(tmp_path
     assert len(result["f1_per_class"]) == 7 and list(result["f1_per_class"]) == list(S.CLASSES)
     assert {"senet_abaw2020_resnet18.safetensors", "metrics.json", "config.json", "history.json"} <= set(os.listdir(tmp_path))
     assert json.load(open(tmp_path / "metrics.json"))["abaw_expression"] == result["abaw_expression"]
+    assert_predicts(tmp_path / "senet_abaw2020_resnet18.safetensors", S.CLASSES, tmp_path)
 
 
 def test_switches_change_the_fit(fits):
