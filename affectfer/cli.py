@@ -58,12 +58,16 @@ def _build_parser():
                            description="Train and evaluate a recipe: a seed paper's method with its hyper-parameters. "
                                        "Without --data it trains on the embedded synthetic faces.",
                            epilog="Data: an image folder with one sub-folder per class (with train/ and val/ "
-                                  "sub-folders, or split by the config's val_fraction), or a CSV list "
-                                  "'path,label[,targets...]'. Class folders are matched to the recipe's classes by "
-                                  "name. `--recipe NAME --help-config` lists every config field, its default and "
-                                  "its source.")
+                                  "sub-folders, or split by the config's val_fraction), a CSV list "
+                                  "'path,label[,targets...]', an ABAW4 MTL annotation file (images in "
+                                  "cropped_aligned/), an AffectNet CSV (images in Manually_Annotated_Images/) or an "
+                                  "ExpW label.lst (images in image/origin/); those folders are looked up beside the "
+                                  "list or one level up. Classes are matched to the recipe's classes by name. "
+                                  "`--recipe NAME --help-config` lists every config field, its default and its "
+                                  "source.")
     train.add_argument("--recipe", help="the recipe's name (see --list)")
-    train.add_argument("--data", help="an image folder or a CSV list (default: the synthetic demo faces)")
+    train.add_argument("--data", help="an image folder, a CSV list, an ABAW4 MTL list, an AffectNet CSV or an ExpW "
+                                      "label.lst (default: the synthetic demo faces)")
     train.add_argument("--out", help="folder for checkpoints, config.json, metrics.json and plots")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config field, e.g. --set epochs=5 --set lr=1e-4 (repeatable)")

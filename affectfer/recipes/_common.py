@@ -243,7 +243,8 @@ def align_classes(dataset, classes):
     Named classes (image folders sort theirs alphabetically) are matched by name, case-insensitive,
     with the common spellings (happy, sad, angry...) mapped; numeric class names ('0', '1', ..., a
     CSV list without names) are taken as indices into `classes` already. A class of the dataset the
-    recipe does not have is a ValueError naming it. Returns a shallow copy (files are not reread)."""
+    recipe does not have is a ValueError naming it when samples carry it (a reader's fixed class list
+    may name classes the data never uses). Returns a shallow copy (files are not reread)."""
     classes = tuple(classes)
     names = [str(c) for c in getattr(dataset, "classes", None) or []]
     labels = np.asarray(dataset.labels, dtype=np.int64)
@@ -253,10 +254,12 @@ def align_classes(dataset, classes):
         remap = np.arange(len(names), dtype=np.int64)
     else:
         wanted = {canonical_class(c): i for i, c in enumerate(classes)}
-        unknown = [n for n in names if canonical_class(n) not in wanted]
+        used = set(labels[labels >= 0].tolist())
+        unknown = [n for k, n in enumerate(names) if canonical_class(n) not in wanted and k in used]
         if unknown:
             raise ValueError(f"the data's classes {unknown} are not among this recipe's classes {list(classes)}")
-        remap = np.array([wanted[canonical_class(n)] for n in names], dtype=np.int64)
+        # a class the data lists (a reader's fixed order) but never uses needs no place in the recipe's
+        remap = np.array([wanted.get(canonical_class(n), -1) for n in names], dtype=np.int64)
     new = np.where(labels >= 0, remap[np.clip(labels, 0, None)] if remap.size else labels, labels)
     return dataset.subset(np.arange(len(labels)), labels=new, classes=classes)
 
@@ -278,9 +281,49 @@ def split(dataset, val_fraction: float, seed: int = 0):
     return dataset.subset(np.flatnonzero(~is_val)), dataset.subset(np.flatnonzero(is_val))
 
 
-def _read(source):
-    """A dataset from a path (image folder or CSV/TSV list) or a dataset object as it is."""
+# where each reader's images lie beside its list file, in the datasets' released layouts: ExpW
+# data/label/label.lst with data/image/origin/, AffectNet Manually_Annotated_file_lists/*.csv with
+# Manually_Annotated_Images/, the ABAW4 MTL annotation file with cropped_aligned/
+_IMAGE_FOLDERS = {"expw": ("image/origin", "origin", "image"), "affectnet": ("Manually_Annotated_Images",),
+                  "abaw_mtl": ("cropped_aligned",)}
+
+
+def list_format(path) -> str:
+    """What the list file `path` is, from its first line: "abaw_mtl" (the ABAW4 MTL header
+    image,valence,arousal,expression,AU1..), "affectnet" (AffectNet's header, or its 9 columns with 136
+    ';'-separated landmark numbers), "expw" (ExpW's 8 space-separated fields) or "csv" (path,label[,...])."""
+    import csv
+
+    with open(path, newline="") as f:
+        first = f.readline().strip()
+    cells = [c.strip() for c in next(csv.reader([first]), [])] if first else []
+    lowered = [c.lower() for c in cells]
+    if lowered[:4] == ["image", "valence", "arousal", "expression"]:
+        return "abaw_mtl"
+    if lowered[:1] == ["subdirectory_filepath"] or (len(cells) == 9 and cells[5].count(";") == 135):
+        return "affectnet"
+    if "," not in first and len(first.split()) == 8:
+        return "expw"
+    return "csv"
+
+
+def _image_root(list_file, kind) -> str:
+    """The images' folder of a reader's list file: its released layout's folder beside the list file
+    or one level up (see _IMAGE_FOLDERS), else the list file's own folder."""
+    here = os.path.dirname(os.path.abspath(list_file))
+    for base in (here, os.path.dirname(here)):
+        for name in _IMAGE_FOLDERS[kind]:
+            if os.path.isdir(os.path.join(base, name)):
+                return os.path.join(base, name)
+    return here
+
+
+def _read(source, classes=()):
+    """A dataset from a path (an image folder, an ABAW4 MTL list, an AffectNet CSV, an ExpW label.lst
+    or a CSV/TSV list; see list_format) or a dataset object as it is. AffectNet keeps contempt only
+    when the recipe has it."""
     from ..data import CSVDataset, ImageFolder
+    from ..data.readers import ABAWMTLDataset, AffectNetDataset, ExpWDataset
 
     if not isinstance(source, (str, os.PathLike)):
         if getattr(source, "labels", None) is None:
@@ -289,9 +332,18 @@ def _read(source):
     path = os.fspath(source)
     if os.path.isdir(path):
         return ImageFolder(path)
-    if os.path.isfile(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data: '{path}' is neither an image folder nor a list file")
+    kind = list_format(path)
+    if kind == "csv":
         return CSVDataset(path)
-    raise FileNotFoundError(f"data: '{path}' is neither an image folder nor a list file")
+    root = _image_root(path, kind)
+    if kind == "abaw_mtl":
+        return ABAWMTLDataset(path, root)
+    if kind == "affectnet":
+        with_contempt = "contempt" in {canonical_class(c) for c in classes}
+        return AffectNetDataset(path, root, num_classes=8 if with_contempt else 7)
+    return ExpWDataset(path, root)
 
 
 def _train_val_folders(path):
@@ -304,22 +356,24 @@ def _train_val_folders(path):
 def load_data(data, classes, val_fraction: float = 0.2, seed: int = 0) -> RecipeData:
     """The user's data in the recipe's class order: a path (an image folder with train/ and val/
     sub-folders, or one image folder or list file split by `val_fraction`), a (train, val) pair or a
-    dict with "train" and "val" (paths or datasets), or one dataset (split)."""
+    dict with "train" and "val" (paths or datasets), or one dataset (split). A list file is an ABAW4
+    MTL annotation file, an AffectNet CSV, an ExpW label.lst (each read by affectfer.data.readers,
+    images from the dataset's usual folder beside it) or a CSV/TSV list `path,label[,targets...]`."""
     if isinstance(data, dict):
         missing = {"train", "val"} - set(data)
         if missing:
             raise ValueError(f"data dict needs 'train' and 'val', missing {sorted(missing)}")
-        train, val = _read(data["train"]), _read(data["val"])
+        train, val = _read(data["train"], classes), _read(data["val"], classes)
     elif isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise ValueError(f"data must be a (train, val) pair, got {len(data)} items")
-        train, val = _read(data[0]), _read(data[1])
+        train, val = _read(data[0], classes), _read(data[1], classes)
     else:
         folders = _train_val_folders(os.fspath(data)) if isinstance(data, (str, os.PathLike)) and os.path.isdir(data) else None
         if folders is not None:
-            train, val = _read(folders[0]), _read(folders[1])
+            train, val = _read(folders[0], classes), _read(folders[1], classes)
         else:
-            train, val = split(_read(data), val_fraction, seed)
+            train, val = split(_read(data, classes), val_fraction, seed)
     return RecipeData(align_classes(train, classes), align_classes(val, classes), tuple(classes))
 
 
