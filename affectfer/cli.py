@@ -275,7 +275,11 @@ def _convert_weights(args) -> int:
 def _info() -> int:
     import affectfer as af
 
+    build = af.info()
     print(f"affectfer {af.__version__}: {af.get_num_threads()} CPU threads, CUDA available: {af.cuda.is_available()}")
+    print(f"CPU kernels: {build['cpu_path']}")
+    print(f"BLAS: {build['blas']} ({build['blas_core']} kernels; {build['blas_config']})")
+    print(f"image decoder: {build['stb']}")
     print(f"ops: {len(af._C.op_names)} ({', '.join(af._C.op_names)})")
     return 0
 

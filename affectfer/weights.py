@@ -80,8 +80,9 @@ FORMATS = ("safetensors", "torch", "torch-legacy", "vggface2")
 # mismatch there is skipped and reported instead of raised (fc: ResNet/GoogLeNet, classifier:
 # EfficientNet, heads/head: ViT, last_linear: pretrainedmodels, bn: the BatchNorm1d over DAN's logits).
 HEAD_PREFIXES = ("fc.", "classifier.", "heads.", "head.", "last_linear.", "bn.")
-# GoogLeNet files carry the auxiliary classifiers that the pretrained model drops (aux_logits=False).
-_AUX_PREFIXES = ("aux1.", "aux2.")
+# GoogLeNet and Inception-v3 files carry the auxiliary classifiers that a model built with
+# aux_logits=False lacks.
+_AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")
 
 _VIT_BLOCK = r"blocks\.(\d+)\."
 _VIT_LAYER = r"encoder.layers.encoder_layer_\1."
@@ -713,7 +714,8 @@ def load_weights(model, path, strict: bool = True, rename=None, format: str | No
     and unexpected names are reported, and head layers (HEAD_PREFIXES) whose shape differs, as after
     changing num_classes, are skipped and reported in `skipped`; any other shape mismatch still
     raises. Floating-point tensors load into floating-point ones (cast to the model's dtype), integer
-    into integer; GoogLeNet's aux1/aux2 classifiers are skipped when the model has none.
+    into integer; GoogLeNet's aux1/aux2 and Inception-v3's AuxLogits classifiers are skipped when the
+    model has none.
     rename: None (pick the best of RENAME_TABLES), a table name, a dict file name -> model name, or a
     callable name -> name (a name mapped to None is dropped). format, key: as read_weights.
     A model with an `adapt_state_dict(state)` method adapts the renamed tensors before the checks

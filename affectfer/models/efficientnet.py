@@ -14,6 +14,7 @@ import math
 
 from .. import nn
 from ..nn import functional as F
+from .blocks import SqueezeExcitation
 
 # (expand ratio, kernel, stride, input channels, output channels, repeats) of stages features.1..7
 B0_STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
@@ -44,23 +45,6 @@ def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, stride: i
     return nn.Sequential(*layers)
 
 
-class SqueezeExcitation(nn.Module):
-    """Channel attention: global average -> 1x1 conv (fc1) -> SiLU -> 1x1 conv (fc2) -> sigmoid,
-    scaling the input per channel (torchvision.ops.SqueezeExcitation)."""
-
-    def __init__(self, input_channels: int, squeeze_channels: int):
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
-        self.fc2 = nn.Conv2d(squeeze_channels, input_channels, 1)
-        self.activation = nn.SiLU(inplace=True)
-        self.scale_activation = nn.Sigmoid()
-
-    def forward(self, input):
-        scale = self.fc2(self.activation(self.fc1(self.avgpool(input))))
-        return input * self.scale_activation(scale)
-
-
 class MBConv(nn.Module):
     """Inverted residual: [1x1 expand -> BN -> SiLU] -> depthwise kxk -> BN -> SiLU -> SE -> 1x1
     project -> BN, with a stochastic-depth residual when the shape is kept."""
@@ -77,7 +61,7 @@ class MBConv(nn.Module):
             layers.append(conv_bn_act(input_channels, expanded, 1))
         layers.append(conv_bn_act(expanded, expanded, kernel, stride, groups=expanded))
         # torchvision squeezes to a quarter of the block's input, not of the expanded width
-        layers.append(SqueezeExcitation(expanded, max(1, input_channels // 4)))
+        layers.append(SqueezeExcitation(expanded, max(1, input_channels // 4), activation=nn.SiLU))
         layers.append(conv_bn_act(expanded, out_channels, 1, activation=False))
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = nn.DropPath(stochastic_depth_prob)

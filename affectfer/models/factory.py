@@ -19,10 +19,12 @@ from ..tensor import tensor
 from .dan import dan
 from .efficientnet import efficientnet_b0
 from .googlenet import googlenet
+from .inception import inception_v3
 from .mobilevit import (mobilevitv2_050, mobilevitv2_075, mobilevitv2_100, mobilevitv2_125, mobilevitv2_150,
                         mobilevitv2_175, mobilevitv2_200)
 from .multitask import multitask_ixl, smm_emotionnet
 from .resnet import resnet18, resnet34, resnet50
+from .senet import se_resnet50
 from .vit import vit_b_16
 
 _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "dan": dan,
@@ -30,6 +32,7 @@ _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "da
            "multitask_ixl": multitask_ixl, "smm_emotionnet": smm_emotionnet}
 _MODELS.update({f.__name__: f for f in (mobilevitv2_050, mobilevitv2_075, mobilevitv2_100, mobilevitv2_125,
                                         mobilevitv2_150, mobilevitv2_175, mobilevitv2_200)})
+_MODELS.update(se_resnet50=se_resnet50, inception_v3=inception_v3)
 
 
 def register_model(name: str, constructor) -> None:

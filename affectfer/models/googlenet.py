@@ -21,28 +21,11 @@ from collections import namedtuple
 
 from .. import nn
 from ..tensor import cat
+from .blocks import BasicConv2d, inception_transform_input
 
 # torchvision's training-mode output with auxiliary heads: the main logits first, then the head
 # after inception4d (aux2), then the one after inception4a (aux1).
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
-
-# ImageNet channel statistics: transform_input maps an input normalised with them to the
-# (x - 0.5) / 0.5 scaling the original Caffe/TensorFlow weights were trained with.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
-
-class BasicConv2d(nn.Module):
-    """Conv (no bias) -> BatchNorm (eps 1e-3) -> ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int, **kwargs):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x):
-        return self.bn(self.conv(x)).relu()
-
 
 class Inception(nn.Module):
     """Four parallel branches concatenated on channels: 1x1; 1x1 -> 3x3; 1x1 -> 3x3; 3x3 max pool
@@ -116,17 +99,9 @@ class GoogLeNet(nn.Module):
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
 
-    def _transform_input(self, x):
-        """x * (std / 0.5) + (mean - 0.5) / 0.5 per channel: ImageNet-normalised -> [-1, 1] scaling."""
-        if not self.transform_input:
-            return x
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"transform_input needs (N, 3, H, W) RGB input, got shape {tuple(x.shape)}")
-        return cat([x[:, c:c + 1] * (_STD[c] / 0.5) + (_MEAN[c] - 0.5) / 0.5 for c in range(3)], 1)
-
     def _trunk(self, x):
         """Stem to inception5b, with the auxiliary logits in training mode: (features, aux2, aux1)."""
-        x = self._transform_input(x)
+        x = inception_transform_input(x) if self.transform_input else x
         x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
         x = self.inception4a(self.maxpool3(self.inception3b(self.inception3a(x))))
         aux1 = self.aux1(x) if self.aux1 is not None and self.training else None

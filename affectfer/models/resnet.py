@@ -6,10 +6,25 @@ and bias 0, and the default nn.Linear init for the head.
 
     model = resnet18(num_classes=7)
     model.load_state_dict(torchvision_state_dict)    # names match one to one
+
+layout="vggface2" is the ResNet-50 of the VGGFace2 face-recognition models (Cao et al. 2018,
+"VGGFace2: A dataset for recognising faces across pose and age"), as converted from Caffe in
+github.com/cydonia999/VGGFace2-pytorch (models/resnet.py, `resnet50_ft`): the original MSRA layout
+with the stride on the first 1x1 convolution of a downsampling block, and a stem max pool without
+padding that rounds up (3x3, stride 2, ceil_mode); the names are torchvision's. Its 7x7 average
+pool (fixed, for 224 input) is the global average here, the same at 224 and defined at other
+sizes. Its weights expect preprocessing("vggface2") input (BGR, mean-subtracted, 0..255 scale):
+`model.preprocessing` names the convention of each layout.
+
+    model = resnet50(num_classes=8631, layout="vggface2")
+    load_weights(model, "resnet50_ft_weight.pkl", format="vggface2")
 """
 from __future__ import annotations
 
 from .. import nn
+from .presets import preprocessing
+
+LAYOUTS = ("torchvision", "vggface2")
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -72,14 +87,27 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    """layout: "torchvision" or "vggface2" (see the module docstring); stride_on: where a
+    Bottleneck puts its stride, by default the layout's ("3x3" for torchvision, "1x1" for
+    vggface2)."""
+
     def __init__(self, block, layers, num_classes: int = 1000, zero_init_residual: bool = False,
-                 stride_on: str = "3x3"):
+                 stride_on: str | None = None, layout: str = "torchvision"):
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if stride_on is None:
+            stride_on = "1x1" if layout == "vggface2" else "3x3"
+        self.layout = layout
+        self.preprocessing = preprocessing("vggface2" if layout == "vggface2" else "imagenet")
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        if layout == "vggface2":  # Caffe's pooling rounds the output size up, and has no padding here
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
+        else:
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, 64, layers[0], 1, stride_on)
         self.layer2 = self._make_layer(block, 128, layers[1], 2, stride_on)
         self.layer3 = self._make_layer(block, 256, layers[2], 2, stride_on)
@@ -88,7 +116,8 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
         # torchvision's init: convs Kaiming-normal fan_out (relu gain), BN weight 1 / bias 0; the fc
-        # keeps the default Linear init.
+        # keeps the default Linear init. The VGGFace2 code draws N(0, 2 / (k * k * out_channels)):
+        # the same distribution.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -143,6 +172,7 @@ def resnet34(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, **kwargs)
 
 
-def resnet50(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-50 (v1.5): Bottleneck x [3, 4, 6, 3], 25,557,032 parameters at 1000 classes."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, **kwargs)
+def resnet50(num_classes: int = 1000, layout: str = "torchvision", **kwargs) -> ResNet:
+    """ResNet-50: Bottleneck x [3, 4, 6, 3], 25,557,032 parameters at 1000 classes in either layout
+    (torchvision's v1.5, or layout="vggface2": VGGFace2's `resnet50_ft`, 8631 classes in its file)."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, layout=layout, **kwargs)

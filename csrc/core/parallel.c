@@ -1,6 +1,6 @@
 #include "parallel.h"
 
-#include <cblas.h>
+#include "blas.h"
 
 int af_get_num_threads(void) {
 #ifdef _OPENMP
@@ -18,5 +18,5 @@ void af_set_num_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    openblas_set_num_threads(1);
+    AF_BLAS(openblas_set_num_threads)(1);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/cpu.h"
 #include "transforms.h"
 
 static inline uint8_t trunc_u8(float v) {
@@ -29,6 +30,7 @@ static void product_table(float factor32, float table[256]) {
     for (int v = 0; v < 256; v++) table[v] = factor32 * (float)v;
 }
 
+AF_CPU_DISPATCH
 static void apply_lut(af_image *img, const uint8_t lut[256]) {
     size_t n = (size_t)img->height * img->width * img->channels;
     for (size_t k = 0; k < n; k++) img->data[k] = lut[img->data[k]];
@@ -55,6 +57,7 @@ void af_img_adjust_brightness(af_image *img, double factor) {
     apply_lut(img, lut);
 }
 
+AF_CPU_DISPATCH
 void af_img_adjust_saturation(af_image *img, double factor) {
     if (img->channels == 1) return; /* torchvision returns 1-channel images unchanged */
     float ra[256], qb[256];
@@ -83,6 +86,7 @@ void af_img_adjust_saturation(af_image *img, double factor) {
     free(table);
 }
 
+AF_CPU_DISPATCH
 void af_img_adjust_contrast(af_image *img, double factor) {
     size_t n = (size_t)img->height * img->width;
     if (n == 0) return;
@@ -99,6 +103,7 @@ void af_img_adjust_contrast(af_image *img, double factor) {
     apply_lut(img, lut);
 }
 
+AF_CPU_DISPATCH
 void af_img_adjust_hue(af_image *img, double hue_factor) {
     if (img->channels == 1) return;
     size_t n = (size_t)img->height * img->width;
@@ -147,6 +152,7 @@ void af_img_adjust_hue(af_image *img, double hue_factor) {
  * integer weighted sum) is never within 0.038 of a tie, so (S + 6) / 13 in integers equals torch's
  * float32 conv + round for every input (_functional_tensor._blurred_degenerate_image). The blend covers the border too (blending a
  * pixel with itself, as torchvision does). Images with a side <= 2 are returned unchanged. */
+AF_CPU_DISPATCH
 af_status af_img_adjust_sharpness(af_image *img, double factor) {
     int H = img->height, W = img->width, C = img->channels;
     if (H <= 2 || W <= 2) return AF_OK;
@@ -187,6 +193,7 @@ af_status af_img_adjust_sharpness(af_image *img, double factor) {
     return AF_OK;
 }
 
+AF_CPU_DISPATCH
 af_status af_img_grayscale(const af_image *src, int out_channels, af_image *dst) {
     if (out_channels != 1 && out_channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "grayscale: num_output_channels must be 1 or 3, got %d", out_channels);

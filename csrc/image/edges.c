@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "../core/cpu.h"
 #include "transforms.h"
 
 static inline int reflect101(int i, int n) {
@@ -26,6 +27,7 @@ static inline uint8_t sat_u8(double v) {
 }
 
 /* src (H, W, C) -> dst (H, W, out_channels) */
+AF_CPU_DISPATCH
 af_status af_img_sobel(const af_image *src, af_sobel_magnitude magnitude, int blur, int out_channels, af_image *dst) {
     if (out_channels != 1 && out_channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "sobel: out_channels must be 1 or 3, got %d", out_channels);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/cpu.h"
 #include "transforms.h"
 
 /* ---- Resize ---- */
@@ -73,6 +74,7 @@ static inline uint8_t round_u8(float v) {
 
 /* Antialiased path: horizontal pass into float32, then vertical pass (ATen resamples the contiguous
  * width dimension first and skips a dimension whose size does not change). */
+AF_CPU_DISPATCH
 static af_status resize_aa(const af_image *src, af_image *dst) {
     int H = src->height, W = src->width, C = src->channels, OH = dst->height, OW = dst->width;
     af_taps th = {0}, tv = {0};
@@ -134,6 +136,7 @@ static void bilinear_index(int in, int out, int d, int *i0, int *i1, float *l0, 
     *l0 = 1.0f - lambda;
 }
 
+AF_CPU_DISPATCH
 static void resize_plain(const af_image *src, af_image *dst) {
     int H = src->height, W = src->width, C = src->channels, OH = dst->height, OW = dst->width;
     for (int y = 0; y < OH; y++) {
@@ -260,6 +263,7 @@ af_status af_img_pad(const af_image *src, int left, int top, int right, int bott
     return AF_OK;
 }
 
+AF_CPU_DISPATCH
 void af_img_hflip(af_image *img) {
     int W = img->width, C = img->channels;
     for (int y = 0; y < img->height; y++) {
@@ -309,6 +313,7 @@ static void inverse_affine_matrix(double cx, double cy, double angle, double tx,
     m[5] += cy;
 }
 
+AF_CPU_DISPATCH
 af_status af_img_affine(const af_image *src, double angle, double tx, double ty, double scale, double shear_x,
                         double shear_y, int has_center, double cx, double cy, int interpolation,
                         const uint8_t *fill, af_image *dst) {

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../core/cpu.h"
 #include "../core/parallel.h"
 #include "mix.h"
 
@@ -52,6 +53,7 @@ af_status af_mix_params(uint64_t seed, uint64_t stream, double alpha, int64_t N,
 }
 
 /* x, out, x_perm: (N, D) */
+AF_CPU_DISPATCH
 af_status af_mix_batch(const float *x, const int64_t *perm, int64_t N, int64_t D, float lambda, float *out,
                        float *x_perm) {
     for (int64_t i = 0; i < N; i++)

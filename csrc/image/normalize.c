@@ -3,9 +3,11 @@
  * torchvision ToTensor divides by 255 in float32 (a division, not a multiply by 1/255: the last bit
  * differs); Normalize then computes (x - mean) / std per channel in float32, as
  * torchvision.transforms.functional.normalize (sub_ then div_). */
+#include "../core/cpu.h"
 #include "transforms.h"
 
 /* img (H, W, C) uint8 -> out (C, H, W) float32 in [0, 1] */
+AF_CPU_DISPATCH
 void af_img_to_tensor(const af_image *img, float *out) {
     int H = img->height, W = img->width, C = img->channels;
     size_t HW = (size_t)H * W;
@@ -17,6 +19,7 @@ void af_img_to_tensor(const af_image *img, float *out) {
 }
 
 /* x (C, H, W) float32 in place: (x - mean[c]) / std[c] */
+AF_CPU_DISPATCH
 void af_normalize_chw(float *x, int C, int H, int W, const float *mean, const float *std) {
     size_t HW = (size_t)H * W;
     for (int c = 0; c < C; c++) {

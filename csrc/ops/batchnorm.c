@@ -122,6 +122,7 @@ const af_op_def af_op_def_batch_norm = {.name = "batch_norm", .input_names = bat
 
 /* x, y: (N, C, S); w, b, running_mean, running_var, save_mean, save_invstd: (C); w, b and the
  * running stats may be NULL. */
+AF_CPU_DISPATCH
 static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training, double momentum, double eps,
                                   const scalar_t *x, const scalar_t *w, const scalar_t *b, scalar_t *running_mean,
                                   scalar_t *running_var, scalar_t *y, scalar_t *save_mean, scalar_t *save_invstd) {
@@ -169,6 +170,7 @@ static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training,
 }
 
 /* x, dy, dx: (N, C, S); w, mean, invstd, dw, dbias: (C); w and the gradients may be NULL. */
+AF_CPU_DISPATCH
 static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training, const scalar_t *x, const scalar_t *w,
                                    const scalar_t *mean, const scalar_t *invstd, const scalar_t *dy, scalar_t *dx,
                                    scalar_t *dw, scalar_t *dbias) {

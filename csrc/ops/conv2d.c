@@ -171,6 +171,7 @@ const af_op_def af_op_def_conv2d = {.name = "conv2d", .input_names = conv2d_inpu
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* y (N, Cout, HWo) += bias (Cout) */
+AF_CPU_DISPATCH
 static void K(add_bias)(const conv_geom *g, const scalar_t *bias, scalar_t *y) {
     AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
     for (int64_t it = 0; it < g->N * g->Cout; it++) {
@@ -182,6 +183,7 @@ static void K(add_bias)(const conv_geom *g, const scalar_t *bias, scalar_t *y) {
 /* col (rows, m Ho Wo) with rows = (ci, kh, kw) of group grp and columns = (n, oh, ow):
  * col[(ci KH + kh) KW + kw, n HWo + oh Wo + ow] = x[n, grp Cin_g + ci, oh sh - ph + kh dh, ow sw - pw + kw dw]
  * (0 outside). x: the chunk's first image (m images). */
+AF_CPU_DISPATCH
 static void K(im2col)(const conv_geom *g, const scalar_t *x, int64_t grp, int64_t m, scalar_t *col) {
     const int64_t KK = g->KH * g->KW, L = m * g->HWo, items = g->rows * m;
     AF_PARALLEL_FOR(items * g->HWo)
@@ -211,6 +213,7 @@ static void K(im2col)(const conv_geom *g, const scalar_t *x, int64_t grp, int64_
 
 /* dx[n, grp Cin_g + ci] += the adjoint of im2col applied to dcol (rows, m HWo). One thread per input
  * plane (n, ci), which sums its (kh, kw) contributions in a fixed order. */
+AF_CPU_DISPATCH
 static void K(col2im)(const conv_geom *g, const scalar_t *dcol, int64_t grp, int64_t m, scalar_t *dx) {
     const int64_t KK = g->KH * g->KW, L = m * g->HWo, planes = m * g->Cin_g;
     AF_PARALLEL_FOR(planes * KK * g->HWo)
@@ -236,6 +239,7 @@ static void K(col2im)(const conv_geom *g, const scalar_t *dcol, int64_t grp, int
 }
 
 /* y (m, Cout, HWo) = tmp (Cout, m HWo) transposed per image, plus bias (Cout) or nothing */
+AF_CPU_DISPATCH
 static void K(scatter_out)(const conv_geom *g, const scalar_t *tmp, const scalar_t *bias, int64_t m, scalar_t *y) {
     const int64_t L = m * g->HWo, items = m * g->Cout;
     AF_PARALLEL_FOR(items * g->HWo)
@@ -252,6 +256,7 @@ static void K(scatter_out)(const conv_geom *g, const scalar_t *tmp, const scalar
 }
 
 /* dyt (Cout, m HWo) = dy (m, Cout, HWo) transposed per image: the layout the GEMMs read */
+AF_CPU_DISPATCH
 static void K(gather_dy)(const conv_geom *g, const scalar_t *dy, int64_t m, scalar_t *dyt) {
     const int64_t L = m * g->HWo, items = m * g->Cout;
     AF_PARALLEL_FOR(items * g->HWo)
@@ -356,6 +361,7 @@ static void K(conv2d_pointwise_backward_dx)(const conv_geom *g, const scalar_t *
 
 /* Depthwise (Cin_g = 1): y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g] shifted.
  * One thread per output plane; each (kh, kw) tap is a row-wise axpy over the valid output range. */
+AF_CPU_DISPATCH
 static void K(conv2d_depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
                                         scalar_t *y) {
     const int64_t planes = g->N * g->Cout;
@@ -387,6 +393,7 @@ static void K(conv2d_depthwise_forward)(const conv_geom *g, const scalar_t *x, c
 
 /* dx (one thread per input plane, over its Cout_g output channels) and dw (one thread per output
  * channel, summing over images in order) += the adjoints of conv2d_depthwise_forward */
+AF_CPU_DISPATCH
 static void K(conv2d_depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
                                          scalar_t *dx, scalar_t *dw) {
     const int64_t KK = g->KH * g->KW;
@@ -444,6 +451,7 @@ static void K(conv2d_depthwise_backward)(const conv_geom *g, const scalar_t *x, 
 }
 
 /* dbias[co] += sum_{n, oh, ow} dy[n, co, oh, ow]; one thread per channel, images in order */
+AF_CPU_DISPATCH
 static void K(conv2d_bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias) {
     AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
     for (int64_t co = 0; co < g->Cout; co++) {

@@ -225,6 +225,7 @@ static inline scalar_t K(binary_grad)(int op, int side, scalar_t a, scalar_t b, 
 }
 
 /* out: (broadcast shape), a, b: their own shapes read through bc's strides */
+AF_CPU_DISPATCH
 static void K(binary_forward)(int op, const broadcast *bc, const scalar_t *a, const scalar_t *b,
                               scalar_t *out, int64_t n) {
     if (bc->same) {
@@ -246,6 +247,7 @@ static void K(binary_forward)(int op, const broadcast *bc, const scalar_t *a, co
 
 /* grad (of side's input) += reduce over broadcast dims of d out * d out/d side. Serial when the
  * side is broadcast, so the summation order never depends on the thread count. */
+AF_CPU_DISPATCH
 static void K(binary_backward)(int op, int side, const broadcast *bc, const scalar_t *a,
                                const scalar_t *b, const scalar_t *dout, scalar_t *grad, int64_t n) {
     if (bc->same) {
@@ -268,6 +270,7 @@ static void K(binary_backward)(int op, int side, const broadcast *bc, const scal
 }
 
 /* out (plan shape) = cond ? x : y, each operand read through its plan strides */
+AF_CPU_DISPATCH
 static void K(where_forward)(const where_plan *p, const uint8_t *cond, const scalar_t *x, const scalar_t *y,
                              scalar_t *out, int64_t n) {
     const int64_t *s = p->shape, *sc = p->stride[0], *sx = p->stride[1], *sy = p->stride[2];
@@ -389,11 +392,13 @@ static inline scalar_t K(unary_derivative)(int op, const af_attrs *attr, scalar_
 }
 
 /* x, y: (n) */
+AF_CPU_DISPATCH
 static void K(unary_forward)(int op, const af_attrs *attr, const scalar_t *x, scalar_t *y, int64_t n) {
     AF_PARALLEL_FOR(n * 8)
     for (int64_t i = 0; i < n; i++) y[i] = K(unary_apply)(op, attr, x[i]);
 }
 
+AF_CPU_DISPATCH
 static void K(unary_backward)(int op, const af_attrs *attr, const scalar_t *x, const scalar_t *y,
                               const scalar_t *dy, scalar_t *dx, int64_t n) {
     AF_PARALLEL_FOR(n * 8)

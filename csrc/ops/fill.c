@@ -251,6 +251,7 @@ static void K(random_values)(scalar_t *p, int64_t n, uint64_t seed, uint64_t str
 }
 
 /* dst, src: (n) */
+AF_CPU_DISPATCH
 static void K(add_values)(scalar_t *dst, const scalar_t *src, int64_t n) {
     AF_PARALLEL_FOR(n)
     for (int64_t i = 0; i < n; i++) dst[i] += src[i];

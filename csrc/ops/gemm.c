@@ -14,8 +14,7 @@
  * columns) only while the batch has fewer than 16 tiles. Measured on ResNet-50's conv shapes, narrower
  * tiles waste the BLAS packing, wider ones leave a thread idle on 14x14 and 7x7 maps. */
 #ifndef AF_FLOAT_PASS
-#include <cblas.h>
-
+#include "../core/blas.h"
 #include "ops.h"
 
 static void tile_sizes(int64_t count, int64_t M, int64_t N, int64_t *tm, int64_t *tn) {
@@ -40,9 +39,9 @@ static inline int64_t batch_offset(const af_gemm_batch *bt, int64_t b, int64_t o
 static inline void K(blas)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, scalar_t alpha, const scalar_t *A,
                            int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
 #if AF_FLOAT_PASS == 1
-    cblas_sgemm(
+    AF_BLAS(cblas_sgemm)(
 #else
-    cblas_dgemm(
+    AF_BLAS(cblas_dgemm)(
 #endif
         CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)Kd, alpha,
         A, (int)lda, B, (int)ldb, beta, C, (int)ldc);

@@ -92,6 +92,7 @@ const af_op_def af_op_def_layer_norm = {.name = "layer_norm", .input_names = lay
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* x, y: (R, M); w, b: (M) or NULL; mean, rstd: (R) */
+AF_CPU_DISPATCH
 static void K(layer_norm_forward)(int64_t R, int64_t M, double eps, const scalar_t *x, const scalar_t *w,
                                   const scalar_t *b, scalar_t *y, scalar_t *mean, scalar_t *rstd) {
     AF_PARALLEL_FOR(R * M * 4)
@@ -118,6 +119,7 @@ static void K(layer_norm_forward)(int64_t R, int64_t M, double eps, const scalar
 }
 
 /* x, dy, dx: (R, M); w, dw, dbias: (M); mean, rstd: (R); w and the gradients may be NULL */
+AF_CPU_DISPATCH
 static void K(layer_norm_backward)(int64_t R, int64_t M, const scalar_t *x, const scalar_t *w, const scalar_t *mean,
                                    const scalar_t *rstd, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
                                    scalar_t *dbias) {

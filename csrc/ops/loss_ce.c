@@ -145,6 +145,7 @@ static void K(cross_entropy_store)(int64_t n, const double *src, scalar_t *dst) 
 /* z, logp: (N, C); target: int64 (N) or scalar_t (N, C); w: (C) or NULL.
  * loss: (N) per-sample losses; norm: (N) each sample's share of the mean's denominator
  * (w_{y_i}, 0 when ignored, for indices; 1 for probabilities). */
+AF_CPU_DISPATCH
 static void K(cross_entropy_forward)(int64_t N, int64_t C, const scalar_t *z, const void *target, int index_target,
                                      const scalar_t *w, int64_t ignore_index, double e, scalar_t *logp, double *loss,
                                      double *norm) {
@@ -176,6 +177,7 @@ static void K(cross_entropy_forward)(int64_t N, int64_t C, const scalar_t *z, co
 }
 
 /* logp, dz, dt: (N, C); dout: (N) for reduction none, () otherwise; dz or dt may be NULL. */
+AF_CPU_DISPATCH
 static void K(cross_entropy_backward)(int64_t N, int64_t C, const void *target, int index_target, const scalar_t *w,
                                       int64_t ignore_index, double e, int reduction, const scalar_t *logp,
                                       const scalar_t *dout, scalar_t *dz, scalar_t *dt) {

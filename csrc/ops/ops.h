@@ -21,6 +21,7 @@
 #ifndef AF_OPS_H
 #define AF_OPS_H
 
+#include "../core/cpu.h"
 #include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/tensor.h"

@@ -122,6 +122,7 @@ const af_op_def af_op_def_adam_step = {.name = "adam_step", .input_names = adam_
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* param, grad, buf: (n). Each element is independent: any thread split gives the same bits. */
+AF_CPU_DISPATCH
 static void K(sgd_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t *buf, int64_t n, int nesterov,
                                 int buffer_is_new, double lr_d, double momentum_d, double dampening_d,
                                 double weight_decay_d) {
@@ -140,6 +141,7 @@ static void K(sgd_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t 
 }
 
 /* param, grad, m, v, vmax: (n) */
+AF_CPU_DISPATCH
 static void K(adam_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t *m, scalar_t *v, scalar_t *vmax,
                                  int64_t n, int decoupled, double lr, double beta1_d, double beta2_d, double eps_d,
                                  double weight_decay_d, double step_size_d, double bc2_sqrt_d) {

@@ -199,6 +199,7 @@ const af_op_def af_op_def_adaptive_avg_pool2d = {.name = "adaptive_avg_pool2d", 
 
 /* x (planes, H, W) -> y, idx (planes, Ho, Wo); idx = ih W + iw of the max, -1 for a window with no
  * pixel inside the image (impossible with padding <= kernel / 2, kept for safety) */
+AF_CPU_DISPATCH
 static void K(max_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y, int64_t *idx) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
@@ -228,6 +229,7 @@ static void K(max_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_
 }
 
 /* dx[p, idx[p, o]] += dy[p, o]; one thread per plane */
+AF_CPU_DISPATCH
 static void K(max_pool2d_backward)(const pool_geom *g, const int64_t *idx, const scalar_t *dy, scalar_t *dx) {
     const int64_t HWo = g->Ho * g->Wo;
     AF_PARALLEL_FOR(g->planes * HWo)
@@ -251,6 +253,7 @@ static inline scalar_t K(avg_pool2d_window)(const pool_geom *g, int64_t oh, int6
 }
 
 /* x (planes, H, W) -> y (planes, Ho, Wo); an empty clipped window gives 0, as in torch */
+AF_CPU_DISPATCH
 static void K(avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
@@ -271,6 +274,7 @@ static void K(avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_
     }
 }
 
+AF_CPU_DISPATCH
 static void K(avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
@@ -287,6 +291,7 @@ static void K(avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scala
 }
 
 /* x (planes, H, W) -> y (planes, Ho, Wo), windows [floor(o H / Ho), ceil((o + 1) H / Ho)) */
+AF_CPU_DISPATCH
 static void K(adaptive_avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
     for (int64_t p = 0; p < g->planes; p++) {
@@ -304,6 +309,7 @@ static void K(adaptive_avg_pool2d_forward)(const pool_geom *g, const scalar_t *x
     }
 }
 
+AF_CPU_DISPATCH
 static void K(adaptive_avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(g->planes * g->H * g->W + g->planes * g->Ho * g->Wo)
     for (int64_t p = 0; p < g->planes; p++) {

@@ -195,6 +195,7 @@ static inline double K(run_sum)(const scalar_t *x, int64_t n) {
 }
 
 /* x: input (contiguous, grouped as in p), y: (n_out) outputs in row-major order of the kept dims */
+AF_CPU_DISPATCH
 static void K(reduce_forward)(const reduce_plan *p, const scalar_t *x, scalar_t *y, int64_t n_out) {
     if (n_out == 0) return;
     int64_t work = p->R * n_out;
@@ -227,6 +228,7 @@ static void K(reduce_forward)(const reduce_plan *p, const scalar_t *x, scalar_t 
 }
 
 /* dx (input shape) += dy broadcast back over the reduced dims (divided by R for mean) */
+AF_CPU_DISPATCH
 static void K(reduce_backward)(const reduce_plan *p, const scalar_t *dy, scalar_t *dx) {
     scalar_t scale = p->mean ? (scalar_t)(1.0 / (double)p->R) : 1;
     int64_t work = p->R * p->n_rows * (p->inner_reduced ? 1 : p->inner);
@@ -254,6 +256,7 @@ static void K(reduce_backward)(const reduce_plan *p, const scalar_t *dy, scalar_
 }
 
 /* y, mean: (n_out); per output the mean, then the squared deviations, both summed in double */
+AF_CPU_DISPATCH
 static void K(var_forward)(const reduce_plan *p, double divisor, int take_sqrt, const scalar_t *x, scalar_t *y,
                            double *mean, int64_t n_out) {
     int64_t run = p->inner_reduced ? p->inner : 1;
@@ -277,6 +280,7 @@ static void K(var_forward)(const reduce_plan *p, double divisor, int take_sqrt, 
 }
 
 /* dx (input shape) += dy * d var / dx (or d std / dx); outputs own disjoint elements */
+AF_CPU_DISPATCH
 static void K(var_backward)(const reduce_plan *p, double divisor, int is_std, const scalar_t *x, const scalar_t *y,
                             const double *mean, const scalar_t *dy, scalar_t *dx, int64_t n_out) {
     int64_t run = p->inner_reduced ? p->inner : 1;
@@ -292,6 +296,7 @@ static void K(var_backward)(const reduce_plan *p, double divisor, int is_std, co
 }
 
 /* x: (outer, D, inner); values (NULL for argmax), indices: (outer, inner) */
+AF_CPU_DISPATCH
 static void K(max_forward)(const af_dim_split *p, const scalar_t *x, scalar_t *values, int64_t *indices) {
     AF_PARALLEL_FOR(p->outer * p->D * p->inner)
     for (int64_t t = 0; t < p->outer * p->inner; t++) {
@@ -310,6 +315,7 @@ static void K(max_forward)(const af_dim_split *p, const scalar_t *x, scalar_t *v
     }
 }
 
+AF_CPU_DISPATCH
 static void K(max_backward)(const af_dim_split *p, const int64_t *indices, const scalar_t *dvalues, scalar_t *dx) {
     AF_PARALLEL_FOR(p->outer * p->inner)
     for (int64_t t = 0; t < p->outer * p->inner; t++)

@@ -56,6 +56,7 @@ const af_op_def af_op_def_log_softmax = {.name = "log_softmax", .input_names = s
 #else /* ---- kernels, once per scalar_t ---- */
 
 /* x, y: (outer, D, inner); line (o, i) is x[o, :, i] */
+AF_CPU_DISPATCH
 static void K(softmax_forward)(int is_log, int64_t outer, int64_t D, int64_t inner, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(outer * D * inner * 8)
     for (int64_t line = 0; line < outer * inner; line++) {
@@ -75,6 +76,7 @@ static void K(softmax_forward)(int is_log, int64_t outer, int64_t D, int64_t inn
 }
 
 /* y, dy, dx: (outer, D, inner) */
+AF_CPU_DISPATCH
 static void K(softmax_backward)(int is_log, int64_t outer, int64_t D, int64_t inner, const scalar_t *y,
                                 const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(outer * D * inner * 6)

@@ -1,5 +1,6 @@
 /* affectfer._C: module init and the small module-level functions (creation, RNG, modes). */
 #include "binding.h"
+#include "../core/cpu.h"
 
 #define PY_ARRAY_UNIQUE_SYMBOL affectfer_ARRAY_API
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
@@ -213,6 +214,11 @@ static PyObject *py_set_tensor_class(PyObject *self, PyObject *cls) {
 
 static PyObject *py_cuda_available(PyObject *self, PyObject *unused) { Py_RETURN_FALSE; }
 
+static PyObject *py_build_info(PyObject *self, PyObject *unused) {
+    return Py_BuildValue("{s:s,s:s,s:s,s:s,s:s}", "cpu_path", af_cpu_path(), "blas", af_blas_name(), "blas_config",
+                         af_blas_config(), "blas_core", af_blas_corename(), "stb", af_stb_name());
+}
+
 static PyMethodDef module_methods[] = {
     {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False)"},
     {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
@@ -233,6 +239,7 @@ static PyMethodDef module_methods[] = {
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "threads for CPU kernels"},
     {"_set_tensor_class", py_set_tensor_class, METH_O, "register affectfer.Tensor"},
     {"cuda_available", py_cuda_available, METH_NOARGS, "True when built with CUDA and a GPU is visible"},
+    {"build_info", py_build_info, METH_NOARGS, "the CPU kernel path chosen at load time and the BLAS in use"},
     {NULL},
 };
 

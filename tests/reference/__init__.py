@@ -176,6 +176,28 @@ def seeded_state_dict(shapes, seed):
     return out
 
 
+def seeded_input(shape, seed):
+    """A model input too big to store, drawn on both sides from a NumPy seed like the weights:
+    multiples of 1/32 in [-127/32, 127/32] (exact in every float dtype), float32. Fixtures store its
+    `checksum` beside the outputs."""
+    return (np.random.default_rng(seed).integers(-127, 128, shape) / 32).astype(np.float32)
+
+
+def assert_step_matches(model, d, grad_rtol, state_rtol, name):
+    """After a backward pass: every `grad.<param>` of fixture case `d` against the model's gradient
+    (rtol, and atol relative to the reference's largest magnitude), every `state.<buffer>` against
+    its state_dict entry. Returns how many gradients were compared."""
+    params, state = dict(model.named_parameters()), model.state_dict()
+    grads = sorted(k[len("grad."):] for k in d if k.startswith("grad."))
+    for k in grads:
+        gt = d[f"grad.{k}"]
+        scale = gt.abs_max if isinstance(gt, Summary) else np.abs(gt).max()
+        assert_close(params[k].grad, gt, rtol=grad_rtol, atol=grad_rtol * scale, name=f"{name} grad {k}")
+    for k in (k[len("state."):] for k in d if k.startswith("state.")):
+        assert_close(state[k], d[f"state.{k}"], rtol=state_rtol, atol=state_rtol, name=f"{name} {k}")
+    return len(grads)
+
+
 def checksum(state_dict):
     """One number that moves when any weight does (entry- and stride-weighted sums)."""
     total = 0.0

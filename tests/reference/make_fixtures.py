@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tests.reference import DATA, FULL_LIMIT, SEED, Summary, checksum, seeded_state_dict  # noqa: E402
+from tests.reference import DATA, FULL_LIMIT, SEED, Summary, checksum, seeded_input, seeded_state_dict  # noqa: E402
 
 GENERATORS = {}
 
@@ -784,6 +784,188 @@ def nn_transformer(torch):
                                                          norm_first=norm_first, batch_first=True))
             run(f"layer-nf{int(norm_first)}-{act}", m.train(), check, [rng.standard_normal((2, 5, 8))],
                 lambda m, x: m(x))
+
+def _vggface2_resnet50(torch, se, num_classes):
+    """The VGGFace2 ResNet-50 / SE-ResNet-50 (github.com/cydonia999/VGGFace2-pytorch models/resnet.py
+    and models/senet.py, from the Caffe models) written from their description: stride on the first
+    1x1 convolution, stem max pool 3x3/2 without padding rounding up, SE (conv4 -> ReLU -> conv5 ->
+    sigmoid, reduction 16) on the bn3 output before the residual addition, their 7x7 average pool
+    (the global mean where the final map is not 7x7). Module names and registration order as
+    there, so seeded_state_dict gives both sides the same numbers."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self, inplanes, planes, stride, downsample):
+            super().__init__()
+            self.conv1 = nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(planes * 4)
+            self.relu = nn.ReLU(inplace=True)
+            self.downsample = downsample
+            if se:
+                self.conv4 = nn.Conv2d(planes * 4, planes * 4 // 16, 1)
+                self.conv5 = nn.Conv2d(planes * 4 // 16, planes * 4, 1)
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            if se:
+                w = F.avg_pool2d(out, kernel_size=out.size(2))
+                out = out * torch.sigmoid(self.conv5(self.relu(self.conv4(w))))
+            residual = x if self.downsample is None else self.downsample(x)
+            return self.relu(out + residual)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=0, ceil_mode=True)
+            inplanes = 64
+            for s, (planes, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)]):
+                stride = 1 if s == 0 else 2
+                down = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
+                                     nn.BatchNorm2d(planes * 4))
+                layer = [Block(inplanes, planes, stride, down)]
+                layer += [Block(planes * 4, planes, 1, None) for _ in range(1, blocks)]
+                setattr(self, f"layer{s + 1}", nn.Sequential(*layer))
+                inplanes = planes * 4
+            self.avgpool = nn.AvgPool2d(7, stride=1)
+            self.fc = nn.Linear(2048, num_classes)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            x = self.avgpool(x) if x.shape[-2:] == (7, 7) else x.mean((2, 3), keepdim=True)
+            return self.fc(x.flatten(1))
+
+    return Net()
+
+
+# float32 gradients only where float32 itself is accurate: with random weights and batch 2, the
+# batch-statistics backward through 16 blocks amplifies rounding so much that torch's own float32
+# and float64 gradients of the early layers differ by percents; those are checked in float64. No
+# per-channel BN gradient either: at 224 one pre-ReLU value of the last block is within 4e-6 of 0
+# (channel 496 of SE-ResNet, 847 of ResNet), so float32 rounding may flip that ReLU and move that
+# channel's 98-term sum by 2%, while weight gradients sum over channels and barely notice.
+SENET_F32_GRADS = ["layer4.2.conv3.weight", "fc.weight", "fc.bias"]
+SENET_F64_GRADS = ["conv1.weight", "bn1.weight", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+                   "layer3.5.bn3.bias", "layer4.2.conv3.weight", "fc.weight"]
+SENET_SE_GRADS = ["layer1.0.conv4.weight", "layer3.2.conv5.bias", "layer4.2.conv5.weight"]
+SENET_TRACKED = ["bn1.running_mean", "layer2.0.bn1.running_var", "layer4.2.bn3.running_var"]
+
+
+@generator
+def senet(torch):
+    """SE-ResNet-50 and ResNet-50 in the VGGFace2 layout (no torchvision model: the reference above):
+    names and shapes at 8631 classes, then per model and input size (224, 112), batch 2: float32
+    eval logits and one train-mode step (batch statistics: logits, loss, late gradients, running
+    stats), and at 112 a float64 train step with gradients across the net. Weights: seeded, with the
+    test's damping; inputs: seeded_input draws (too big to store)."""
+    damped = from_test("models/test_senet", "DAMPED")
+    out = Cases(blocks=256)
+    for model, se in (("se_resnet50", True), ("resnet50_vggface2", False)):
+        m = _vggface2_resnet50(torch, se, 8631)
+        out.add(f"names-{model}", state=json.dumps([[k, list(v.shape)] for k, v in m.state_dict().items()]),
+                params=sum(p.numel() for p in m.parameters()))
+        sd = seeded_state_dict([(k, v.shape) for k, v in _vggface2_resnet50(torch, se, 10).state_dict().items()],
+                               SEED)
+        weights = {k: torch.from_numpy(v * np.float32(0.5) if k.endswith(damped) else v) for k, v in sd.items()}
+        rng = np.random.default_rng(SEED)
+
+        def step(size, dtype):
+            m = _vggface2_resnet50(torch, se, 10)
+            m.load_state_dict(weights)
+            m.to(dtype)
+            x = torch.from_numpy(seeded_input((2, 3, size, size), SEED + size)).to(dtype)
+            with torch.no_grad():
+                eval_logits = m.eval()(x)
+            logits = m.train()(x)
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
+            loss.backward()
+            return m, eval_logits, logits, loss
+
+        for size, dtype in ((224, torch.float32), (112, torch.float32), (112, torch.float64)):
+            case = f"{model}-{size}-{str(dtype)[len('torch.'):]}"
+            y = rng.integers(0, 10, 2)
+            m, eval_logits, logits, loss = step(size, dtype)
+            params, state = dict(m.named_parameters()), m.state_dict()
+            if dtype == torch.float32:
+                grads = SENET_F32_GRADS + (SENET_SE_GRADS[-1:] if se else [])
+                exact = dict(step(size, torch.float64)[0].named_parameters())
+                for k in grads:  # the reference's own float32 rounding stays far below the test's 1e-3
+                    err = float((params[k].grad.double() - exact[k].grad).abs().max() / exact[k].grad.abs().max())
+                    assert err < 1e-4, f"{case}: float32 gradient of {k} is ill-conditioned ({err:.1e})"
+            else:
+                grads = SENET_F64_GRADS + (SENET_SE_GRADS if se else [])
+            out.add(case, weights_checksum=checksum(sd), x_checksum=checksum({"x": seeded_input((2, 3, size, size),
+                                                                                                  SEED + size)}),
+                    y=y, eval_logits=eval_logits, train_logits=logits, loss=loss,
+                    **{f"grad.{k}": params[k].grad for k in grads}, **{f"state.{k}": state[k] for k in SENET_TRACKED})
+    return out
+
+
+# As for SENET_*: with random weights and batch 2, torch's own float32 and float64 gradients of
+# every layer but the classifier differ by 0.1-20% (batch-statistics backward), so float32 checks
+# the classifier and float64 the rest.
+INCEPTION_F32_GRADS = ["fc.weight", "fc.bias"]
+INCEPTION_F64_GRADS = ["Conv2d_1a_3x3.conv.weight", "Conv2d_4a_3x3.bn.weight", "Mixed_5b.branch_pool.conv.weight",
+                       "Mixed_6a.branch3x3.conv.weight", "Mixed_6e.branch7x7dbl_5.conv.weight",
+                       "Mixed_7c.branch3x3dbl_3b.bn.bias", "fc.weight", "AuxLogits.conv1.conv.weight",
+                       "AuxLogits.fc.weight"]
+INCEPTION_TRACKED = ["Conv2d_1a_3x3.bn.running_mean", "Mixed_6b.branch1x1.bn.running_var"]
+
+
+@generator
+def inception(torch):
+    """torchvision's inception_v3: names and shapes with and without the auxiliary head; batch 2 at
+    299 x 299 (auxiliary head on) and 139 x 139 (off: it needs 299): eval logits and a train-mode
+    step (dropout 0; batch statistics): logits, loss (+ 0.3 x the auxiliary loss), gradients,
+    running stats, in float32, and at 299 in float64; eval logits with transform_input. Inputs are
+    seeded_input draws."""
+    import torchvision
+    rng, out = np.random.default_rng(SEED), Cases(blocks=256)
+    for aux in (False, True):
+        m = torchvision.models.inception_v3(aux_logits=aux, init_weights=False)
+        out.add(f"names-aux{int(aux)}", state=json.dumps([[k, list(v.shape)] for k, v in m.state_dict().items()]),
+                modules=json.dumps([n for n, _ in m.named_modules()]), params=sum(p.numel() for p in m.parameters()))
+
+    def seeded(dtype, **kwargs):
+        m = torchvision.models.inception_v3(init_weights=False, num_classes=10, dropout=0.0, **kwargs)
+        sd = seeded_state_dict([(k, v.shape) for k, v in m.state_dict().items()], SEED)
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+        return m.to(dtype), checksum(sd)
+
+    for size, aux, dtype in ((299, True, torch.float32), (139, False, torch.float32), (299, True, torch.float64)):
+        case = f"train-{size}-{str(dtype)[len('torch.'):]}"
+        y = rng.integers(0, 10, 2)
+        m, check = seeded(dtype, aux_logits=aux)
+        x = seeded_input((2, 3, size, size), SEED + size)
+        with torch.no_grad():
+            eval_logits = m.eval()(torch.from_numpy(x).to(dtype))
+        outputs = m.train()(torch.from_numpy(x).to(dtype))
+        logits, aux_logits = outputs if aux else (outputs, None)
+        target = torch.from_numpy(y)
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        if aux:
+            loss = loss + 0.3 * torch.nn.functional.cross_entropy(aux_logits, target)
+        loss.backward()
+        params = dict(m.named_parameters())
+        grads = INCEPTION_F32_GRADS if dtype == torch.float32 else INCEPTION_F64_GRADS
+        out.add(case, weights_checksum=check, x_checksum=checksum({"x": x}), y=y, aux=int(aux),
+                eval_logits=eval_logits, train_logits=logits, aux_logits=aux_logits, loss=loss,
+                **{f"grad.{k}": params[k].grad for k in grads},
+                **{f"state.{k}": m.state_dict()[k] for k in INCEPTION_TRACKED})
+    m, check = seeded(torch.float32, aux_logits=False, transform_input=True)
+    x = seeded_input((2, 3, 139, 139), SEED + 139)
+    with torch.no_grad():
+        out.add("eval-transform", weights_checksum=check, x_checksum=checksum({"x": x}),
+                logits=m.eval()(torch.from_numpy(x)))
     return out
 
 

@@ -22,7 +22,7 @@ def test_metadata_names_the_versions(name):
     meta = reference.load(name).meta
     assert meta["fixture"] == name
     assert meta["torch"] and meta["numpy"]
-    if name in ("efficientnet", "googlenet", "resnet", "torchvision_transforms"):
+    if name in ("efficientnet", "googlenet", "inception", "resnet", "torchvision_transforms"):
         assert meta["torchvision"]
     if name in TIMM_FIXTURES:
         assert meta["timm"]
@@ -42,7 +42,7 @@ def _allowed(key, stored):
 @pytest.mark.parametrize("name", sorted(make_fixtures.GENERATORS))
 def test_committed_fixture_is_what_torch_computes(name):
     pytest.importorskip("torch")
-    if name in ("efficientnet", "googlenet", "resnet", "torchvision_transforms"):
+    if name in ("efficientnet", "googlenet", "inception", "resnet", "torchvision_transforms"):
         pytest.importorskip("torchvision")
     if name in TIMM_FIXTURES:
         pytest.importorskip("timm")
