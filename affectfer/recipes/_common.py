@@ -12,11 +12,11 @@ import typing
 import numpy as np
 
 from ..data.readers import canonical_class
+from ..models.presets import preprocessing
 
-# ImageNet channel statistics (torchvision's pretrained-model preprocessing), the normalisation of
-# every seed method that starts from ImageNet or ImageNet-style weights
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# the models package's ImageNet preset (torchvision's pretrained-model preprocessing): the
+# normalisation of every seed method that starts from ImageNet or ImageNet-style weights
+IMAGENET_MEAN, IMAGENET_STD = preprocessing("imagenet").mean, preprocessing("imagenet").std
 
 
 

@@ -113,6 +113,25 @@ def test_scores_are_the_abaw_mtl_criterion():
     np.testing.assert_allclose(_metric_value("abaw_mtl", out, (labels.numpy(), t), 8, 1), s["abaw_mtl"], rtol=1e-9)
 
 
+def test_the_default_backbone_is_the_factorys_inception_v3_cut_after_mixed_6e():
+    """The paper's backbone (config default "inception_v3"): the real Inception-v3 up to Mixed_6e, HUST's
+    backbone_CNN keys 0..14, at the smallest input Inception-v3 takes (75 x 75; the paper's 299 gives 17 x 17)."""
+    from affectfer.models.multitask import INCEPTION_V3_MIXED_6E
+
+    cfg = R.Config(image_size=75)
+    assert cfg.backbone == "inception_v3"
+    model = R.build_model(cfg).eval()
+    assert len(model.backbone_CNN) == len(INCEPTION_V3_MIXED_6E) == 15
+    keys = [k for k in model.state_dict() if k.startswith("backbone_CNN.")]
+    assert keys[0] == "backbone_CNN.0.conv.weight" and keys[-1].startswith("backbone_CNN.14.")
+    x = af.tensor(np.random.default_rng(0).normal(size=(2, 3, 75, 75)).astype(np.float32))
+    with af.no_grad():
+        assert tuple(model.backbone_CNN(x).shape) == (2, 768, 3, 3)
+        va, expr, au = model(x)
+    assert (tuple(va.shape), tuple(expr.shape), tuple(au.shape)) == ((2, 2), (2, 8), (2, 12))
+    assert np.abs(va.numpy()).max() <= 1.0  # clipped in eval mode
+
+
 def test_transformer_and_augment_switches():
     if hasattr(nn, "TransformerEncoderLayer"):
         assert isinstance(R.build_model(_cfg(image_size=32)).MHA, nn.TransformerEncoderLayer)
