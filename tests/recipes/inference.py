@@ -22,6 +22,7 @@ def assert_predicts(checkpoint, classes, tmp_path, size=40):
     rows = list(csv.reader(open(table)))
     assert rows[0] == ["path", "prediction", *classes] and [r[0] for r in rows[1:]] == [f"face{i}.png" for i in range(4)]
     probs = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+    assert probs.shape == (4, len(classes))  # the classifier's output, not another head's
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
     assert [r[1] for r in rows[1:]] == [classes[k] for k in probs.argmax(1)]
     return probs
