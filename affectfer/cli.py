@@ -20,7 +20,11 @@ eval: a checkpoint's per-class report, macro F1 and accuracy on an image folder 
 
 A checkpoint that predict/eval read carries its model config (affectfer.checkpoint.save(...,
 config=...)): "model" (a models.create name), "num_classes", "classes", "image_size", and optionally
-"mean"/"std" (Normalize), "input" ("rgb" or "sobel") and "model_kwargs". The demo writes them.
+"model_kwargs", "mean"/"std" (Normalize), "resize" (resize, then centre-crop to image_size),
+"antialias" (false: the resize does not low-pass, as the recipe's training did not), "input"
+("rgb" or "sobel"), "output_index" (the logits among a multi-output model's outputs), or "recipe"
+with "recipe_config" (the recipe rebuilds the model). Every recipe's checkpoints carry them
+(affectfer.recipes._common.save_model).
 """
 from __future__ import annotations
 
@@ -54,12 +58,16 @@ def _build_parser():
                            description="Train and evaluate a recipe: a seed paper's method with its hyper-parameters. "
                                        "Without --data it trains on the embedded synthetic faces.",
                            epilog="Data: an image folder with one sub-folder per class (with train/ and val/ "
-                                  "sub-folders, or split by the config's val_fraction), or a CSV list "
-                                  "'path,label[,targets...]'. Class folders are matched to the recipe's classes by "
-                                  "name. `--recipe NAME --help-config` lists every config field, its default and "
-                                  "its source.")
+                                  "sub-folders, or split by the config's val_fraction), a CSV list "
+                                  "'path,label[,targets...]', an ABAW4 MTL annotation file (images in "
+                                  "cropped_aligned/), an AffectNet CSV (images in Manually_Annotated_Images/) or an "
+                                  "ExpW label.lst (images in image/origin/); those folders are looked up beside the "
+                                  "list or one level up. Classes are matched to the recipe's classes by name. "
+                                  "`--recipe NAME --help-config` lists every config field, its default and its "
+                                  "source.")
     train.add_argument("--recipe", help="the recipe's name (see --list)")
-    train.add_argument("--data", help="an image folder or a CSV list (default: the synthetic demo faces)")
+    train.add_argument("--data", help="an image folder, a CSV list, an ABAW4 MTL list, an AffectNet CSV or an ExpW "
+                                      "label.lst (default: the synthetic demo faces)")
     train.add_argument("--out", help="folder for checkpoints, config.json, metrics.json and plots")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config field, e.g. --set epochs=5 --set lr=1e-4 (repeatable)")
@@ -167,23 +175,26 @@ def _scalars(results: dict) -> dict:
             if isinstance(v, (int, float, str))}
 
 
-_CONFIG_KEYS = ("model", "num_classes", "classes", "image_size")
-
-
 def _load_for_inference(path):
     """(model in eval mode, config, transform) from a checkpoint with a model config."""
-    from affectfer import checkpoint, models
+    from affectfer import checkpoint
     from affectfer import transforms as T
+    from affectfer.recipes._common import INFERENCE_KEYS, inference_model
 
     config = checkpoint.load(path).config
-    missing = [k for k in _CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    missing = [k for k in INFERENCE_KEYS if not isinstance(config, dict) or k not in config]
     if missing:
         raise ValueError(f"{path}: the checkpoint's config lacks {missing}; save it with "
                          f"checkpoint.save(model, path, config={{'model': ..., 'num_classes': ..., 'classes': [...], "
                          f"'image_size': ...}})")
-    model = models.create(config["model"], num_classes=int(config["num_classes"]), **config.get("model_kwargs", {}))
+    model = inference_model(config)
     checkpoint.load(path, model=model)
-    stages = [T.Resize((int(config["image_size"]), int(config["image_size"])))]
+    size = int(config["image_size"])
+    antialias = bool(config.get("antialias", True))
+    if config.get("resize") is not None:  # the recipe's evaluation: resize, then a centre crop
+        stages = [T.Resize((int(config["resize"]),) * 2, antialias=antialias), T.CenterCrop(size)]
+    else:
+        stages = [T.Resize((size, size), antialias=antialias)]
     if config.get("input", "rgb") == "sobel":
         stages.append(T.SobelEdges(out_channels=3))
     stages.append(T.ToTensor())
@@ -192,12 +203,12 @@ def _load_for_inference(path):
     return model.eval(), config, T.Compose(stages)
 
 
-def _probabilities(model, dataset, transform, args):
+def _probabilities(model, config, dataset, transform, args):
     from affectfer.data import Loader
     from affectfer.train import predict
 
     loader = Loader(dataset, batch_size=args.batch_size, transform=transform, workers=args.workers)
-    return predict(model, loader)
+    return predict(model, loader, output_index=int(config.get("output_index", 0)))
 
 
 def _predict(args) -> int:
@@ -218,7 +229,7 @@ def _predict(args) -> int:
             self.paths, self.labels, self.classes = paths, np.zeros(len(paths), np.int64), list(config["classes"])
             self._finish("predict")
 
-    probs, _ = _probabilities(model, Files(), transform, args)
+    probs, _ = _probabilities(model, config, Files(), transform, args)
     classes = list(config["classes"])
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
@@ -240,7 +251,7 @@ def _eval(args) -> int:
         raise ValueError(f"--data: its class folders {data.classes} are not the checkpoint's classes {classes}")
     # folders are sorted; map each folder's label to the checkpoint's class index
     remap = np.array([classes.index(c) for c in data.classes])
-    probs, labels = _probabilities(model, data, transform, args)
+    probs, labels = _probabilities(model, config, data, transform, args)
     truth, pred = remap[labels], probs.argmax(1)
     print(metrics.classification_report(truth, pred, classes))
     print(f"macro F1 {metrics.macro_f1(truth, pred, len(classes)):.4f}, accuracy {metrics.accuracy(truth, pred):.4f}")

@@ -12,19 +12,59 @@ import typing
 import numpy as np
 
 from ..data.readers import canonical_class
+from ..models.presets import preprocessing
 
-# ImageNet channel statistics (torchvision's pretrained-model preprocessing), the normalisation of
-# every seed method that starts from ImageNet or ImageNet-style weights
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# the models package's ImageNet preset (torchvision's pretrained-model preprocessing): the
+# normalisation of every seed method that starts from ImageNet or ImageNet-style weights
+IMAGENET_MEAN, IMAGENET_STD = preprocessing("imagenet").mean, preprocessing("imagenet").std
 
 
 
 # ---------------------------------------------------------------------------------------- configs
 
-def param(default, help: str):
-    """A Config field with its documentation (and source) attached: `train --help-config` prints it."""
-    return dataclasses.field(default=default, metadata={"help": help})
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A condition on a config value, named by `text` ("must be <text>"): `check(name, value)` raises
+    ValueError naming the field and the value. None (an optional field left unset) passes."""
+    test: typing.Callable
+    text: str
+
+    def __call__(self, name: str, value):
+        if value is not None and not self.test(value):
+            raise ValueError(f"{name} must be {self.text}, got {value!r}")
+
+
+AT_LEAST_1 = Check(lambda v: v >= 1, ">= 1")  # sizes, counts, steps
+AT_LEAST_0 = Check(lambda v: v >= 0, ">= 0")  # epochs (0 = evaluate only), rates, decays
+ABOVE_0 = Check(lambda v: v > 0, "> 0")  # distribution parameters
+UNIT = Check(lambda v: 0.0 <= v <= 1.0, "in [0, 1]")  # probabilities, thresholds, fractions
+SHARE = Check(lambda v: 0.0 < v <= 1.0, "in (0, 1]")  # a non-empty share of the data
+SPLIT = Check(lambda v: 0.0 < v < 1.0, "in (0, 1)")  # a split that leaves both sides non-empty
+
+
+def one_of(*choices) -> Check:
+    """The value is one of `choices`."""
+    return Check(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def param(default, help: str, check: Check | None = None):
+    """A Config field with its documentation (and source) attached, and optionally the Check its
+    value must pass (RecipeConfig.validate runs it): `train --help-config` prints both."""
+    metadata = {"help": help}
+    if check is not None:
+        metadata["check"] = check
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+class RecipeConfig:
+    """Base of every recipe's Config dataclass: `validate()` runs each field's Check. A recipe with
+    conditions between fields overrides validate() and calls super().validate() first."""
+
+    def validate(self):
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                check(f.name, getattr(self, f.name))
 
 
 def _field_types(cls) -> dict:
@@ -174,7 +214,9 @@ def describe_config(config_cls) -> str:
     lines = []
     for f in dataclasses.fields(config_cls):
         default = getattr(instance, f.name)
-        lines.append(f"  {f.name} ({_type_name(kinds[f.name])}, default {default!r})")
+        check = f.metadata.get("check")
+        rule = f"; must be {check.text}" if check is not None else ""
+        lines.append(f"  {f.name} ({_type_name(kinds[f.name])}, default {default!r}{rule})")
         help_text = f.metadata.get("help")
         if help_text:
             lines.append(f"      {help_text}")
@@ -201,7 +243,8 @@ def align_classes(dataset, classes):
     Named classes (image folders sort theirs alphabetically) are matched by name, case-insensitive,
     with the common spellings (happy, sad, angry...) mapped; numeric class names ('0', '1', ..., a
     CSV list without names) are taken as indices into `classes` already. A class of the dataset the
-    recipe does not have is a ValueError naming it. Returns a shallow copy (files are not reread)."""
+    recipe does not have is a ValueError naming it when samples carry it (a reader's fixed class list
+    may name classes the data never uses). Returns a shallow copy (files are not reread)."""
     classes = tuple(classes)
     names = [str(c) for c in getattr(dataset, "classes", None) or []]
     labels = np.asarray(dataset.labels, dtype=np.int64)
@@ -211,18 +254,19 @@ def align_classes(dataset, classes):
         remap = np.arange(len(names), dtype=np.int64)
     else:
         wanted = {canonical_class(c): i for i, c in enumerate(classes)}
-        unknown = [n for n in names if canonical_class(n) not in wanted]
+        used = set(labels[labels >= 0].tolist())
+        unknown = [n for k, n in enumerate(names) if canonical_class(n) not in wanted and k in used]
         if unknown:
             raise ValueError(f"the data's classes {unknown} are not among this recipe's classes {list(classes)}")
-        remap = np.array([wanted[canonical_class(n)] for n in names], dtype=np.int64)
+        # a class the data lists (a reader's fixed order) but never uses needs no place in the recipe's
+        remap = np.array([wanted.get(canonical_class(n), -1) for n in names], dtype=np.int64)
     new = np.where(labels >= 0, remap[np.clip(labels, 0, None)] if remap.size else labels, labels)
     return dataset.subset(np.arange(len(labels)), labels=new, classes=classes)
 
 
 def split(dataset, val_fraction: float, seed: int = 0):
     """(train, val): a stratified split, `val_fraction` of every class to validation, drawn with `seed`."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    SPLIT("val_fraction", val_fraction)
     labels = np.asarray(dataset.labels)
     rng = np.random.default_rng(seed)
     val = []
@@ -237,9 +281,49 @@ def split(dataset, val_fraction: float, seed: int = 0):
     return dataset.subset(np.flatnonzero(~is_val)), dataset.subset(np.flatnonzero(is_val))
 
 
-def _read(source):
-    """A dataset from a path (image folder or CSV/TSV list) or a dataset object as it is."""
+# where each reader's images lie beside its list file, in the datasets' released layouts: ExpW
+# data/label/label.lst with data/image/origin/, AffectNet Manually_Annotated_file_lists/*.csv with
+# Manually_Annotated_Images/, the ABAW4 MTL annotation file with cropped_aligned/
+_IMAGE_FOLDERS = {"expw": ("image/origin", "origin", "image"), "affectnet": ("Manually_Annotated_Images",),
+                  "abaw_mtl": ("cropped_aligned",)}
+
+
+def list_format(path) -> str:
+    """What the list file `path` is, from its first line: "abaw_mtl" (the ABAW4 MTL header
+    image,valence,arousal,expression,AU1..), "affectnet" (AffectNet's header, or its 9 columns with 136
+    ';'-separated landmark numbers), "expw" (ExpW's 8 space-separated fields) or "csv" (path,label[,...])."""
+    import csv
+
+    with open(path, newline="") as f:
+        first = f.readline().strip()
+    cells = [c.strip() for c in next(csv.reader([first]), [])] if first else []
+    lowered = [c.lower() for c in cells]
+    if lowered[:4] == ["image", "valence", "arousal", "expression"]:
+        return "abaw_mtl"
+    if lowered[:1] == ["subdirectory_filepath"] or (len(cells) == 9 and cells[5].count(";") == 135):
+        return "affectnet"
+    if "," not in first and len(first.split()) == 8:
+        return "expw"
+    return "csv"
+
+
+def _image_root(list_file, kind) -> str:
+    """The images' folder of a reader's list file: its released layout's folder beside the list file
+    or one level up (see _IMAGE_FOLDERS), else the list file's own folder."""
+    here = os.path.dirname(os.path.abspath(list_file))
+    for base in (here, os.path.dirname(here)):
+        for name in _IMAGE_FOLDERS[kind]:
+            if os.path.isdir(os.path.join(base, name)):
+                return os.path.join(base, name)
+    return here
+
+
+def _read(source, classes=()):
+    """A dataset from a path (an image folder, an ABAW4 MTL list, an AffectNet CSV, an ExpW label.lst
+    or a CSV/TSV list; see list_format) or a dataset object as it is. AffectNet keeps contempt only
+    when the recipe has it."""
     from ..data import CSVDataset, ImageFolder
+    from ..data.readers import ABAWMTLDataset, AffectNetDataset, ExpWDataset
 
     if not isinstance(source, (str, os.PathLike)):
         if getattr(source, "labels", None) is None:
@@ -248,9 +332,18 @@ def _read(source):
     path = os.fspath(source)
     if os.path.isdir(path):
         return ImageFolder(path)
-    if os.path.isfile(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data: '{path}' is neither an image folder nor a list file")
+    kind = list_format(path)
+    if kind == "csv":
         return CSVDataset(path)
-    raise FileNotFoundError(f"data: '{path}' is neither an image folder nor a list file")
+    root = _image_root(path, kind)
+    if kind == "abaw_mtl":
+        return ABAWMTLDataset(path, root)
+    if kind == "affectnet":
+        with_contempt = "contempt" in {canonical_class(c) for c in classes}
+        return AffectNetDataset(path, root, num_classes=8 if with_contempt else 7)
+    return ExpWDataset(path, root)
 
 
 def _train_val_folders(path):
@@ -263,22 +356,24 @@ def _train_val_folders(path):
 def load_data(data, classes, val_fraction: float = 0.2, seed: int = 0) -> RecipeData:
     """The user's data in the recipe's class order: a path (an image folder with train/ and val/
     sub-folders, or one image folder or list file split by `val_fraction`), a (train, val) pair or a
-    dict with "train" and "val" (paths or datasets), or one dataset (split)."""
+    dict with "train" and "val" (paths or datasets), or one dataset (split). A list file is an ABAW4
+    MTL annotation file, an AffectNet CSV, an ExpW label.lst (each read by affectfer.data.readers,
+    images from the dataset's usual folder beside it) or a CSV/TSV list `path,label[,targets...]`."""
     if isinstance(data, dict):
         missing = {"train", "val"} - set(data)
         if missing:
             raise ValueError(f"data dict needs 'train' and 'val', missing {sorted(missing)}")
-        train, val = _read(data["train"]), _read(data["val"])
+        train, val = _read(data["train"], classes), _read(data["val"], classes)
     elif isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise ValueError(f"data must be a (train, val) pair, got {len(data)} items")
-        train, val = _read(data[0]), _read(data[1])
+        train, val = _read(data[0], classes), _read(data[1], classes)
     else:
         folders = _train_val_folders(os.fspath(data)) if isinstance(data, (str, os.PathLike)) and os.path.isdir(data) else None
         if folders is not None:
-            train, val = _read(folders[0]), _read(folders[1])
+            train, val = _read(folders[0], classes), _read(folders[1], classes)
         else:
-            train, val = split(_read(data), val_fraction, seed)
+            train, val = split(_read(data, classes), val_fraction, seed)
     return RecipeData(align_classes(train, classes), align_classes(val, classes), tuple(classes))
 
 
@@ -369,8 +464,7 @@ def bagging(num_members: int, fraction: float, num_samples: int, seed: int, trai
     from ..data import BaggingSampler
     from ..models import SoftVotingEnsemble
 
-    if num_members < 1:
-        raise ValueError(f"bagging needs num_members >= 1, got {num_members}")
+    AT_LEAST_1("num_members", num_members)
     members = [train_member(k, BaggingSampler(num_samples, fraction=fraction, model=k, seed=seed))
                for k in range(num_members)]
     return SoftVotingEnsemble(members, output_index=output_index)
@@ -397,14 +491,45 @@ def classification_metrics(labels, pred, classes) -> dict:
             "f1_per_class": {c: float(v) for c, v in zip(classes, metrics.f1_per_class(labels, pred, C))}}
 
 
-def save_model(out, name: str, model, config: dict) -> str:
-    """`out/<name>.safetensors` with the model config predict/eval read (affectfer.cli)."""
+# what a checkpoint's config must hold for `python -m affectfer predict` / `eval` (affectfer.cli)
+INFERENCE_KEYS = ("model", "num_classes", "classes", "image_size")
+
+
+def save_model(out, name: str, model, config: dict, recipe_config=None) -> str:
+    """`out/<name>.safetensors` with the model config predict/eval read: "model" (a models.create
+    name), "num_classes", "classes", "image_size", and optionally "model_kwargs" (create's keyword
+    arguments), "mean"/"std", "resize" (a square resize before a centre crop to image_size),
+    "antialias" (False: a plain bilinear resize), "input" ("rgb" or "sobel") and "output_index"
+    (the logits among several outputs). A model that no create call builds passes the run's Config
+    as `recipe_config`: the checkpoint then names the recipe, whose `inference_model(cfg,
+    saved_config)` rebuilds it (see inference_model)."""
     from .. import checkpoint
 
+    if recipe_config is not None:
+        config = dict(config, recipe=type(recipe_config).__module__.rsplit(".", 1)[-1],
+                      recipe_config=config_dict(recipe_config))
+    missing = [k for k in INFERENCE_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"save_model: the checkpoint config lacks {missing}, which predict/eval need")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, name + ".safetensors")
     checkpoint.save(model, path, config=config)
     return path
+
+
+def inference_model(config: dict):
+    """The (untrained) model a checkpoint config of save_model describes, ready for its weights: the
+    recipe's own `inference_model(Config, config)` when the config names a recipe, otherwise
+    models.create(config["model"], num_classes, **model_kwargs)."""
+    from .. import models
+    from . import get
+
+    if "recipe" in config:
+        module = get(config["recipe"])
+        if not callable(getattr(module, "inference_model", None)):
+            raise ValueError(f"recipe {config['recipe']!r} does not rebuild models from checkpoints")
+        return module.inference_model(apply_overrides(module.Config(), config.get("recipe_config") or {}), config)
+    return models.create(config["model"], num_classes=int(config["num_classes"]), **config.get("model_kwargs", {}))
 
 
 def write_results(out, config, results: dict) -> None:

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from .. import nn
-from ._common import IMAGENET_MEAN, IMAGENET_STD, param
+from ._common import AT_LEAST_0, AT_LEAST_1, SHARE, SPLIT, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Jeong, Hong, Kim, Jung, Jeong, \"Classification of Facial Expression In-the-Wild based on Ensemble of "
          "Multi-head Cross Attention Networks\", CVPR Workshops 2022 (ABAW3), arXiv 2203.13235; DAN: Wen, Lin, Wang, "
@@ -37,7 +37,7 @@ CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surpr
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     focal: bool = param(True, "ablation: softmax focal loss on the expression (paper); False = cross-entropy")
     affinity: bool = param(True, "ablation: DAN's affinity loss with learnable class centres (DAN)")
@@ -48,24 +48,26 @@ class Config:
     weighted_sampling: bool = param(True, "ablation: inverse class frequency sampling (DAN's ImbalancedDatasetSampler)"
                                           " when bagging is off; a bag is visited in a shuffled order")
     # model and losses
-    num_head: int = param(4, "cross-attention heads (DAN: 4)")
-    focal_gamma: float = param(2.0, "focal loss gamma (Lin et al.'s default 2)")
+    num_head: int = param(4, "cross-attention heads (DAN: 4)", check=AT_LEAST_1)
+    focal_gamma: float = param(2.0, "focal loss gamma (Lin et al.'s default 2)", check=AT_LEAST_0)
     va_weight: float = param(1.0, "weight of the VA CCC terms (not stated: 1)")
     # optimisation (DAN affectnet.py)
     lr: float = param(1e-4, "Adam learning rate, model and centres (DAN affectnet.py)")
-    weight_decay: float = param(0.0, "Adam weight decay (DAN affectnet.py: 0)")
+    weight_decay: float = param(0.0, "Adam weight decay (DAN affectnet.py: 0)", check=AT_LEAST_0)
     gamma: float = param(0.6, "ExponentialLR factor per epoch (DAN affectnet.py)")
-    epochs: int = param(10, "epochs per member (DAN README's AffectNet run: 10)")
-    batch_size: int = param(256, "batch size (DAN: 256)")
-    image_size: int = param(224, "input side (DAN: 224)")
+    epochs: int = param(10, "epochs per member (DAN README's AffectNet run: 10)", check=AT_LEAST_1)
+    batch_size: int = param(256, "batch size (DAN: 256)", check=AT_LEAST_1)
+    image_size: int = param(224, "input side (DAN: 224)", check=AT_LEAST_1)
     # bagging
-    members: int = param(5, "models in the ensemble (not stated: 5)")
-    bag_fraction: float = param(0.8, "fraction of the training faces in each member's subset (not stated: 0.8)")
+    members: int = param(5, "models in the ensemble (not stated: 5)", check=AT_LEAST_1)
+    bag_fraction: float = param(0.8, "fraction of the training faces in each member's subset (not stated: 0.8)",
+                                check=SHARE)
     # data and run
-    train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral/other)")
-    val_size: int = param(360, "synthetic faces: validation faces")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+    train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral/other)", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod
@@ -73,13 +75,6 @@ class Config:
         """Two members of one tiny epoch each on the synthetic faces (DAN with 2 heads at 32 x 32)."""
         return cls(image_size=32, train_size=32, val_size=16, batch_size=16, epochs=1, members=2, bag_fraction=0.5,
                    num_head=2, workers=1)
-
-    def validate(self):
-        for name in ("num_head", "epochs", "batch_size", "image_size", "members", "train_size", "val_size", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.bag_fraction <= 1.0:
-            raise ValueError(f"bag_fraction must be in (0, 1], got {self.bag_fraction}")
 
 
 # ------------------------------------------------------------------------------------ components
@@ -104,6 +99,11 @@ def build_model(cfg):
     from ..models import dan
 
     return DANWithVA(len(CLASSES), cfg.num_head) if cfg.va_head else dan(num_classes=len(CLASSES), num_head=cfg.num_head)
+
+
+def inference_model(cfg, saved=None):
+    """A member's architecture for its checkpoint (predict/eval): DAN, with the VA head if it had one."""
+    return build_model(cfg)
 
 
 class Loss:
@@ -221,9 +221,10 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
         + (f", VA CCC {results['va_ccc']:.4f}" if "va_ccc" in results else ""))
     if out is not None:
         for k, m in enumerate(models_):
-            save_model(out, f"dan_abaw3_member{k}", m, {"recipe": "dan_abaw3", "classes": list(CLASSES),
-                                                        "num_classes": len(CLASSES), "image_size": config.image_size,
-                                                        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+            save_model(out, f"dan_abaw3_member{k}", m,
+                       {"model": "dan", "classes": list(CLASSES), "num_classes": len(CLASSES),
+                        "image_size": config.image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                       recipe_config=config)
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from ._common import param
+from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, RecipeConfig, param
 
 PAPER = ("Miao, Wang, Chang, Wu, Wang, \"Hand-Assisted Expression Recognition Method from Synthetic Images at the "
          "Fourth ABAW Challenge\", ECCV Workshops 2022, arXiv 2207.09661")
@@ -45,7 +45,7 @@ HAND_CLASSES = ("no_hand", "hand")
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     pretraining: bool = param(True, "ablation: the end-to-end model is the pretrained model that a second stage "
                                     "fine-tunes with the first freeze_fraction of residual blocks frozen (paper); "
@@ -63,32 +63,36 @@ class Config:
                                       "residual blocks")
     weights: str = param("", "pretrained weights file for the expression backbone (ImageNet ResNet-50 in the "
                              "paper; empty = random init)")
-    image_size: int = param(224, "input side (the ImageNet ResNet-50 input; the paper does not state it)")
-    pretrain_epochs: int = param(6, "stage 1 (end-to-end) epochs (not stated in the paper)")
+    image_size: int = param(224, "input side (the ImageNet ResNet-50 input; the paper does not state it)",
+                            check=AT_LEAST_1)
+    pretrain_epochs: int = param(6, "stage 1 (end-to-end) epochs (not stated in the paper)", check=AT_LEAST_0)
     pretrain_lr: float = param(1e-3, "stage 1 Adam learning rate (not stated in the paper)")
-    epochs: int = param(2, "stage 2 epochs with the first freeze_fraction of residual blocks frozen (not stated)")
+    epochs: int = param(2, "stage 2 epochs with the first freeze_fraction of residual blocks frozen (not stated)",
+                        check=AT_LEAST_0)
     lr: float = param(5e-5, "stage 2 Adam learning rate (paper)")
-    weight_decay: float = param(1e-4, "Adam weight decay, both stages (paper)")
+    weight_decay: float = param(1e-4, "Adam weight decay, both stages (paper)", check=AT_LEAST_0)
     freeze_fraction: float = param(0.8, "fraction of residual blocks frozen after pretraining (paper: 80%; "
-                                        "int(0.8 * 16) = 12 blocks of ResNet-50)")
-    batch_size: int = param(32, "batch size (not stated in the paper)")
+                                        "int(0.8 * 16) = 12 blocks of ResNet-50)", check=UNIT)
+    batch_size: int = param(32, "batch size (not stated in the paper)", check=AT_LEAST_1)
     # hand model
     hand_backbone: str = param("resnet50", "hand detector on Sobel edge maps (paper: ResNet-50)")
     hand_weights: str = param("", "pretrained weights file for the hand detector (empty = random init)")
-    hand_epochs: int = param(3, "hand detector epochs (not stated)")
+    hand_epochs: int = param(3, "hand detector epochs (not stated)", check=AT_LEAST_0)
     hand_lr: float = param(1e-3, "hand detector Adam learning rate (not stated)")
     hand_data: str = param("", "with --data: an image folder with hand/ and no_hand/ sub-folders for the hand "
                                "detector (the synthetic faces draw their own labelled split)")
     # decision
-    hand_threshold: float = param(0.5, "hand probability from which an image counts as 'hand' (argmax)")
-    prune_hand: float = param(0.8, "post-pruning: an override stands only where p(hand) >= this (ours)")
+    hand_threshold: float = param(0.5, "hand probability from which an image counts as 'hand' (argmax)", check=UNIT)
+    prune_hand: float = param(0.8, "post-pruning: an override stands only where p(hand) >= this (ours)", check=UNIT)
     prune_confidence: float = param(0.9, "post-pruning: an override stands only where the expression model's top "
-                                         "probability < this (ours)")
+                                         "probability < this (ours)", check=UNIT)
     # data and run
-    train_size: int = param(1200, "synthetic faces: expression training faces (imbalanced, no hands)")
-    val_size: int = param(360, "synthetic faces: validation faces (balanced, hands on half the fearful ones)")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+    train_size: int = param(1200, "synthetic faces: expression training faces (imbalanced, no hands)", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces (balanced, hands on half the fearful ones)",
+                          check=AT_LEAST_1)
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw (affectfer.manual_seed, data, samplers)")
 
     @classmethod
@@ -101,17 +105,6 @@ class Config:
     def demo(cls):
         """`make demo`: ResNet-18 at 48 x 48 on 1200 synthetic faces, a few minutes on 2 cores."""
         return cls(backbone="resnet18", hand_backbone="resnet18", image_size=48)
-
-    def validate(self):
-        for name in ("image_size", "batch_size", "train_size", "val_size", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("pretrain_epochs", "epochs", "hand_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("freeze_fraction", "hand_threshold", "prune_hand", "prune_confidence"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 # ------------------------------------------------------------------------------------ components

@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from .. import nn, train
-from ._common import param
+from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, RecipeConfig, one_of, param
 
 PAPER = ("Li, Xu, Wu, Wu, Yin, Cao, Ding, \"Facial Affect Analysis: Learning from Synthetic Data & Multi-Task "
          "Learning Challenges\", ECCV Workshops 2022, arXiv 2207.09748")
@@ -45,7 +45,7 @@ CLASSES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     label_smoothing: bool = param(True, "ablation: label smoothing in the training CE of both stages (paper, code: "
                                         "0.2); validation always uses the plain CE")
@@ -57,33 +57,35 @@ class Config:
     train_all: bool = param(True, "stage 1 fine-tunes the whole backbone; False = only the new head (the committed "
                                   "snapshot's train_all=False)")
     # the components' parameters
-    smoothing: float = param(0.2, "label smoothing factor (code)")
-    randaugment_ops: int = param(2, "RandAugment num_ops (paper, code)")
+    smoothing: float = param(0.2, "label smoothing factor (code)", check=UNIT)
+    randaugment_ops: int = param(2, "RandAugment num_ops (paper, code)", check=AT_LEAST_1)
     randaugment_magnitude: int = param(9, "RandAugment magnitude, of 31 bins (paper, code: torchvision)")
     randaugment_exclude: tuple[str, ...] = param(("Solarize", "Equalize"), "RandAugment ops left out (paper; the "
                                                                            "released code keeps all 14: set to none)")
     deviation_weights: tuple[float, ...] = param((1.0, 3.0, 5.0, 1.0, 1.0, 1.0), "stage-2 CE class weights, anger.."
                                                                                 "surprise (code: DLN.py)")
     identity_init: str = param("pretrained", "stage-2 identity copy: 'pretrained' (the backbone's initial weights, "
-                                             "the code's 7xx models) or 'stage1' (the fine-tuned model, 8xx)")
+                                             "the code's 7xx models) or 'stage1' (the fine-tuned model, 8xx)",
+                               check=one_of("pretrained", "stage1"))
     backbones: tuple[str, ...] = param(("vit_b_16", "resnet50", "efficientnet_b0", "googlenet"),
                                        "ensemble members, affectfer.models names (paper, code)")
     weights: tuple[str, ...] = param((), "pretrained weights files, one per backbone (code: torchvision ImageNet; "
                                          "empty = random init)")
     # training
-    image_size: int = param(224, "input side (code: Resize([224, 224]))")
+    image_size: int = param(224, "input side (code: Resize([224, 224]))", check=AT_LEAST_1)
     mean: tuple[float, float, float] = param((0.4734, 0.3544, 0.3267), "Normalize mean: the training set's (code)")
     std: tuple[float, float, float] = param((0.1891, 0.1597, 0.1504), "Normalize std: the training set's (code)")
-    epochs: int = param(20, "stage-1 epochs (code: synthetic.py)")
+    epochs: int = param(20, "stage-1 epochs (code: synthetic.py)", check=AT_LEAST_0)
     lr: float = param(1e-5, "stage-1 Adam learning rate (code)")
-    deviation_epochs: int = param(10, "stage-2 epochs (code: DLN.py)")
+    deviation_epochs: int = param(10, "stage-2 epochs (code: DLN.py)", check=AT_LEAST_0)
     deviation_lr: float = param(1e-6, "stage-2 Adam learning rate (code)")
-    batch_size: int = param(64, "batch size, both stages (code)")
+    batch_size: int = param(64, "batch size, both stages (code)", check=AT_LEAST_1)
     # data and run
-    train_size: int = param(1200, "synthetic faces: training faces (imbalanced, as the LSD set is)")
-    val_size: int = param(360, "synthetic faces: validation faces (balanced)")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+    train_size: int = param(1200, "synthetic faces: training faces (imbalanced, as the LSD set is)", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces (balanced)", check=AT_LEAST_1)
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(42, "seed of every random draw (code: 42)")
 
     @classmethod
@@ -93,12 +95,7 @@ class Config:
                    batch_size=16, train_size=36, val_size=12, workers=1)
 
     def validate(self):
-        for name in ("image_size", "batch_size", "train_size", "val_size", "workers", "randaugment_ops"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "deviation_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        super().validate()
         if not self.backbones:
             raise ValueError("backbones must name at least one model")
         if self.weights and len(self.weights) != len(self.backbones):
@@ -106,10 +103,6 @@ class Config:
                              f"got {len(self.weights)}")
         if len(self.deviation_weights) != len(CLASSES):
             raise ValueError(f"deviation_weights needs {len(CLASSES)} values, got {len(self.deviation_weights)}")
-        if self.identity_init not in ("pretrained", "stage1"):
-            raise ValueError(f"identity_init must be 'pretrained' or 'stage1', got {self.identity_init!r}")
-        if not 0.0 <= self.smoothing <= 1.0:
-            raise ValueError(f"smoothing must be in [0, 1], got {self.smoothing}")
 
 
 # ------------------------------------------------------------------------------------ components
@@ -200,6 +193,15 @@ def deviation_module(cfg, name: str, stage1, weights: str = ""):
     return module
 
 
+def inference_model(cfg, saved):
+    """Member `saved["model"]`'s architecture for its checkpoint (predict/eval): the backbone, inside
+    its deviation module when the run had one; the checkpoint holds every weight, both twins too."""
+    model = build_backbone(saved["model"], len(CLASSES), image_size=cfg.image_size)
+    if not saved.get("deviation"):
+        return model
+    return deviation_module(dataclasses.replace(cfg, identity_init="stage1"), saved["model"], model)
+
+
 def _fit(cfg, model, params, lr, epochs, loaders_, weight, progress, log):
     from ..optim import Adam
 
@@ -285,7 +287,7 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
             save_model(out, f"{'deviation' if config.deviation else 'stage1'}_{name}", member,
                        {"model": name, "deviation": config.deviation, "num_classes": len(CLASSES),
                         "classes": list(CLASSES), "image_size": config.image_size, "mean": list(config.mean),
-                        "std": list(config.std)})
+                        "std": list(config.std), "antialias": False}, recipe_config=config)
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

@@ -32,7 +32,8 @@ import time
 import numpy as np
 
 from .. import nn, train
-from ._common import IMAGENET_MEAN, IMAGENET_STD, param
+from ..data.readers import ABAW_AUS, AU_INVALID, VA_INVALID
+from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, Check, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Li, Xu, Wu, Wu, Yin, Cao, Ding, \"Facial Affect Analysis: Learning from Synthetic Data & Multi-Task "
          "Learning Challenges\", ECCV Workshops 2022, arXiv 2207.09748")
@@ -40,12 +41,11 @@ SUMMARY = ("SMM-EmotionNet (Inception-v3 to Mixed_6e, 17 AU attention maps + ROI
            "encoder layer, AU/EXPR/VA heads), CCC + weighted CE + weighted BCE with ABAW invalid masks, SGD + "
            "cosine, selection and early stopping on the ABAW MTL score")
 CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise", "other")
-NUM_AUS = 12
-VA_INVALID, LABEL_INVALID = -5.0, -1
+NUM_AUS = len(ABAW_AUS)
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     transformer: bool = param(True, "ablation: the transformer encoder layer relating the 17 AU embeddings (code); "
                                     "False = the AU head reads the embeddings directly")
@@ -61,26 +61,28 @@ class Config:
                                           "affectfer.models classifier (its last spatial map)")
     weights: str = param("", "pretrained weights file for a backbone given by name (code: ImageNet Inception-v3; "
                              "empty = random init)")
-    dim: int = param(16, "AU embedding width (code: AU_metric_dim)")
-    heads: int = param(8, "attention heads of the encoder layer (code)")
-    dropout: float = param(0.3, "positional-encoding dropout (code)")
+    dim: int = param(16, "AU embedding width (code: AU_metric_dim)", check=AT_LEAST_1)
+    heads: int = param(8, "attention heads of the encoder layer (code)", check=AT_LEAST_1)
+    dropout: float = param(0.3, "positional-encoding dropout (code)", check=UNIT)
     ccc_unbiased: bool = param(True, "CCC with N - 1 moments (code's CCCLoss); False = population moments")
     # training
-    image_size: int = param(299, "input side (code)")
-    epochs: int = param(5, "maximum epochs (code: max_epochs 5)")
-    patience: int = param(3, "early-stopping patience in validations (code)")
-    batch_size: int = param(16, "batch size (code)")
+    image_size: int = param(299, "input side (code)", check=AT_LEAST_1)
+    epochs: int = param(5, "maximum epochs (code: max_epochs 5)", check=AT_LEAST_0)
+    patience: int = param(3, "early-stopping patience in validations (code)", check=AT_LEAST_1)
+    batch_size: int = param(16, "batch size (code)", check=AT_LEAST_1)
     lr: float = param(1e-3, "SGD learning rate (code)")
-    momentum: float = param(0.9, "SGD momentum (code)")
-    weight_decay: float = param(0.0, "SGD weight decay (code)")
-    t_max: int = param(10000, "cosine annealing period in steps (code: T_max 1e4, stepped per step)")
+    momentum: float = param(0.9, "SGD momentum (code)", check=UNIT)
+    weight_decay: float = param(0.0, "SGD weight decay (code)", check=AT_LEAST_0)
+    t_max: int = param(10000, "cosine annealing period in steps (code: T_max 1e4, stepped per step)", check=AT_LEAST_1)
     # data and run
-    train_size: int = param(1200, "synthetic faces: training faces")
-    val_size: int = param(360, "synthetic faces: validation faces")
+    train_size: int = param(1200, "synthetic faces: training faces", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
     missing: float = param(0.1, "synthetic faces: share of each task's labels marked invalid (-5 / -1), as frames "
-                                "of the ABAW MTL set miss some annotations")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+                                "of the ABAW MTL set miss some annotations",
+                           check=Check(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod
@@ -88,16 +90,6 @@ class Config:
         """One tiny epoch on the synthetic faces with a ResNet-18 map (seconds)."""
         return cls(backbone="resnet18", image_size=64, epochs=1, batch_size=16, train_size=48, val_size=24,
                    workers=1)
-
-    def validate(self):
-        for name in ("image_size", "batch_size", "train_size", "val_size", "workers", "dim", "heads", "patience",
-                     "t_max"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if not 0.0 <= self.missing < 1.0:
-            raise ValueError(f"missing must be in [0, 1), got {self.missing}")
 
 
 # -------------------------------------------------------------------------------------------- data
@@ -119,16 +111,10 @@ def load(cfg, data):
     rng = np.random.default_rng(cfg.seed + 7)
     for ds in (d.train, d.val):
         n = len(ds)
-        ds.labels = np.where(rng.random(n) < cfg.missing, LABEL_INVALID, ds.labels)
+        ds.labels = np.where(rng.random(n) < cfg.missing, -1, ds.labels)
         ds.targets[rng.random(n) < cfg.missing, :2] = VA_INVALID
-        ds.targets[:, 2:][rng.random((n, NUM_AUS)) < cfg.missing] = LABEL_INVALID
+        ds.targets[:, 2:][rng.random((n, NUM_AUS)) < cfg.missing] = AU_INVALID
     return d
-
-
-def split_targets(labels, targets):
-    """(va (N, 2), expression (N,), AUs (N, 12)) of a batch's labels and (valence, arousal, AUs)."""
-    t = np.asarray(targets)
-    return t[:, :2], np.asarray(labels), t[:, 2:]
 
 
 def expression_weights(labels, num_classes: int = len(CLASSES)) -> np.ndarray:
@@ -176,9 +162,16 @@ def build_model(cfg):
                          encoder_layer=None if cfg.transformer else nn.Identity(), dropout=cfg.dropout)
 
 
+def inference_model(cfg, saved=None):
+    """The trained model's architecture for its checkpoint (predict/eval); the checkpoint holds every
+    weight, so no pretrained file is read."""
+    return build_model(dataclasses.replace(cfg, weights=""))
+
+
 def loss_fn(cfg, train_labels, train_targets):
     """loss(outputs, labels, targets) -> {"va", "expr", "au"}: MultiTaskLoss with the recipe's
     weights from the training annotations; the masked MSE for VA without `ccc_loss`."""
+    from ..data.readers import mtl_targets
     from ..losses import MultiTaskLoss
     from ..nn import functional as F
     from ..tensor import tensor
@@ -194,12 +187,13 @@ def loss_fn(cfg, train_labels, train_targets):
         mtl = MultiTaskLoss({"expr": "ce", "au": "bce"}, options={k: v for k, v in options.items() if k != "va"})
 
     def loss(outputs, labels, targets):
-        va_t, expr_t, au_t = split_targets(labels, targets)
+        t = mtl_targets(labels, targets)
+        va_t, expr_t, au_t = t["va"], t["expression"], t["au"]
         va, expr, au = outputs
         if cfg.ccc_loss:
             return mtl((va, expr, au), va_t, expr_t, au_t)
         terms = mtl((expr, au), expr_t, au_t)
-        valid = np.flatnonzero((va_t != VA_INVALID).all(1))
+        valid = np.flatnonzero(t["va_mask"].all(1))
         if valid.size == 0:
             terms["va"] = (va * 0.0).sum()
         else:
@@ -211,22 +205,19 @@ def loss_fn(cfg, train_labels, train_targets):
 
 
 def scores(outputs, labels, targets) -> dict:
-    """The ABAW MTL score and its parts over annotated frames."""
+    """The ABAW MTL score (affectfer.metrics.abaw_mtl_score, train.fit's "abaw_mtl" selection
+    metric) and its three parts over the annotated frames."""
     from .. import metrics
+    from ..data.readers import mtl_targets
 
     va, expr, au = outputs[:3]
-    va_t, expr_t, au_t = split_targets(labels, targets)
-    au_prob = 1.0 / (1.0 + np.exp(-np.asarray(au, np.float64)))
-    va_score = metrics.abaw_va_score(va_t, va)
-    expr_f1 = metrics.macro_f1(expr_t, np.asarray(expr).argmax(1), len(CLASSES))
-    au_f1 = metrics.au_macro_f1(au_t, au_prob)
-    return {"abaw_mtl": float(va_score + expr_f1 + au_f1), "va_ccc": float(va_score), "expr_macro_f1": float(expr_f1),
-            "au_macro_f1": float(au_f1)}
-
-
-def mtl_score(outputs, targets) -> float:
-    """train.fit's selection metric: the ABAW MTL score of a validation pass."""
-    return scores(outputs, *targets[:2])["abaw_mtl"]
+    t = mtl_targets(labels, targets)
+    expr_pred, au_prob = np.asarray(expr).argmax(1), 1.0 / (1.0 + np.exp(-np.asarray(au, np.float64)))
+    return {"abaw_mtl": float(metrics.abaw_mtl_score(t["va"], va, t["expression"], expr_pred, t["au"], au_prob,
+                                                     num_expressions=len(CLASSES))),
+            "va_ccc": float(metrics.abaw_va_score(t["va"], va)),
+            "expr_macro_f1": float(metrics.macro_f1(t["expression"], expr_pred, len(CLASSES))),
+            "au_macro_f1": float(metrics.au_macro_f1(t["au"], au_prob))}
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -255,7 +246,7 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
     history = train.fit(model, train_loader, optimizer, config.epochs,
                         loss_fn=loss_fn(config, d.train.labels, d.train.targets), val_loader=val_loader,
                         num_classes=len(CLASSES), scheduler=CosineAnnealingLR(optimizer, config.t_max),
-                        scheduler_interval="step", metric=mtl_score,
+                        scheduler_interval="step", metric="abaw_mtl",
                         patience=config.patience if config.early_stopping else None, progress=progress, log=log,
                         output_index=1)
     outputs, targets = train.predict_outputs(model, val_loader)
@@ -265,10 +256,11 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
     log(f"ABAW MTL score {results['abaw_mtl']:.4f} = VA CCC {results['va_ccc']:.4f} + EXPR F1 "
         f"{results['expr_macro_f1']:.4f} + AU F1 {results['au_macro_f1']:.4f}")
     if out is not None:
-        save_model(out, "smm_emotionnet", model, {"model": "smm_emotionnet", "backbone": config.backbone,
-                                                  "num_classes": len(CLASSES), "classes": list(CLASSES),
-                                                  "image_size": config.image_size, "mean": list(IMAGENET_MEAN),
-                                                  "std": list(IMAGENET_STD)})
+        save_model(out, "smm_emotionnet", model,
+                   {"model": "smm_emotionnet", "backbone": config.backbone, "num_classes": len(CLASSES),
+                    "classes": list(CLASSES), "image_size": config.image_size, "mean": list(IMAGENET_MEAN),
+                    "std": list(IMAGENET_STD), "output_index": 1},  # outputs (va, expression logits, AU logits)
+                   recipe_config=config)
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

@@ -38,7 +38,7 @@ import time
 import numpy as np
 
 from .. import nn
-from ._common import IMAGENET_MEAN, IMAGENET_STD, param
+from ._common import ABOVE_0, AT_LEAST_0, AT_LEAST_1, SHARE, SPLIT, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Jeong, Hong, Hong, Oh, Jung, Kim, Jeong, \"Ensemble of Multi-task Learning Networks for Facial Expression "
          "Recognition In-the-Wild with Learning from Synthetic Data\", ECCV Workshops 2022, arXiv 2207.10025")
@@ -50,7 +50,7 @@ NUM_POINTS = 68
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     multitask: bool = param(True, "ablation: the landmark task (appearance branch + landmark MSE, the paper's "
                                   "multi-task learning); False = the emotion branch alone")
@@ -74,23 +74,25 @@ class Config:
                                         "ResNet-50 or MobileViTv2)")
     emotion_weights: str = param("", "pretrained weights file for the emotion backbone (empty = random init)")
     appearance_weights: str = param("", "pretrained weights file for the appearance backbone (empty = random init)")
-    num_head: int = param(4, "DAN attention heads (code)")
+    num_head: int = param(4, "DAN attention heads (code)", check=AT_LEAST_1)
     # training
-    image_size: int = param(224, "input side (code: Resize((224, 224)))")
-    epochs: int = param(12, "epochs per member (code)")
-    batch_size: int = param(128, "batch size (code)")
+    image_size: int = param(224, "input side (code: Resize((224, 224)))", check=AT_LEAST_1)
+    epochs: int = param(12, "epochs per member (code)", check=AT_LEAST_0)
+    batch_size: int = param(128, "batch size (code)", check=AT_LEAST_1)
     lr: float = param(1e-4, "Adam learning rate (code)")
-    weight_decay: float = param(0.0, "Adam weight decay (code)")
+    weight_decay: float = param(0.0, "Adam weight decay (code)", check=AT_LEAST_0)
     gamma: float = param(0.6, "ExponentialLR factor per epoch (code)")
-    mix_alpha: float = param(0.1, "MixAugment Beta(alpha, alpha) (code)")
+    mix_alpha: float = param(0.1, "MixAugment Beta(alpha, alpha) (code)", check=ABOVE_0)
     landmark_weight: float = param(1.0, "weight of the landmark MSE in the loss (code: 1)")
-    members: int = param(5, "ensemble members (ours: five 20% bags cover the training set once in expectation)")
-    bag_fraction: float = param(0.2, "share of the training set each member sees (paper: 20%)")
+    members: int = param(5, "ensemble members (ours: five 20% bags cover the training set once in expectation)",
+                         check=AT_LEAST_1)
+    bag_fraction: float = param(0.2, "share of the training set each member sees (paper: 20%)", check=SHARE)
     # data and run
-    train_size: int = param(1200, "synthetic faces: training faces")
-    val_size: int = param(360, "synthetic faces: validation faces")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+    train_size: int = param(1200, "synthetic faces: training faces", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(17, "seed of every random draw (code: torch.manual_seed(17))")
 
     @classmethod
@@ -98,17 +100,6 @@ class Config:
         """One tiny epoch of two members on the synthetic faces (seconds)."""
         return cls(emotion_backbone="resnet18", appearance="resnet18", num_head=1, image_size=32, epochs=1,
                    batch_size=12, members=2, bag_fraction=0.5, train_size=48, val_size=24, workers=1)
-
-    def validate(self):
-        for name in ("image_size", "batch_size", "members", "num_head", "train_size", "val_size", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if not 0.0 < self.bag_fraction <= 1.0:
-            raise ValueError(f"bag_fraction must be in (0, 1], got {self.bag_fraction}")
-        if self.mix_alpha <= 0:
-            raise ValueError(f"mix_alpha must be > 0, got {self.mix_alpha}")
 
 
 # ------------------------------------------------------------------------------------ components
@@ -350,8 +341,8 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
             save_model(out, f"member{k}", m.model,
                        {"model": "multitask_ixl", "num_classes": len(CLASSES), "classes": list(CLASSES),
                         "image_size": config.image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                        "emotion_backbone": config.emotion_backbone, "appearance": config.appearance,
-                        "num_head": config.num_head})
+                        "model_kwargs": {"emotion_backbone": config.emotion_backbone, "appearance": config.appearance,
+                                         "num_head": config.num_head}})
     results["seconds"] = time.perf_counter() - started
     results["history_terms"] = sorted(histories[0].components) if histories else []
     write_results(out, config, results)

@@ -8,11 +8,12 @@ SE-ResNet-50 (SENet-50, Hu et al.) fine-tuned on the seven basic expressions of 
 - Validation every N iterations (Aff-Wild2 epochs are long), keeping the weights with the best
   ABAW 2020 expression criterion 0.67 * macro F1 + 0.33 * accuracy over the 7 classes.
 
-Input: the VGGFace2 convention (models spec 3.5): a face crop resized with its short side at 256/224
-of the input side, a random crop (centre crop for evaluation), random grayscale with p 0.2, and the
-Caffe per-channel mean subtracted from 0-255 pixels without scaling. The Caffe weights expect BGR;
-`weights` converted from them get their first convolution's input channels reversed on load, so the
-pipeline stays RGB. `preprocess="imagenet"` uses ImageNet normalisation instead.
+Input: the VGGFace2 convention (affectfer.models.preprocessing("vggface2"), models spec 3.5): a face
+crop resized to 256/224 of the input side, a random crop (centre crop for evaluation), random
+grayscale with p 0.2, and the Caffe per-channel mean subtracted from 0-255 pixels without scaling.
+The Caffe weights expect BGR; `weights` converted from them get their first convolution's input
+channels reversed on load, so the pipeline stays RGB. `preprocess="imagenet"` uses the ImageNet
+preset instead.
 
 Values the sources available to us do not fix (learning rates, iterations between validations,
 epochs) are marked "not stated" in their help: set them from the paper with --set.
@@ -24,7 +25,8 @@ import time
 
 import numpy as np
 
-from ._common import IMAGENET_MEAN, IMAGENET_STD, param
+from ..models.presets import PRESETS, preprocessing
+from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, RecipeConfig, one_of, param
 
 PAPER = ("SE-ResNet-50 (VGGFace2) expression recognition, ABAW 2020 expression track (FG 2020); the challenge and "
          "its 0.67 F1 + 0.33 accuracy criterion: Kollias, Schulc, Hajiyev, Zafeiriou, \"Analysing Affective Behavior "
@@ -32,13 +34,10 @@ PAPER = ("SE-ResNet-50 (VGGFace2) expression recognition, ABAW 2020 expression t
 SUMMARY = ("SE-ResNet-50 from VGGFace2, class weights n_max/n_c, SGD momentum with backbone/head learning rates, "
            "4x64 gradient accumulation, validation every N iterations, selection on 0.67 F1 + 0.33 Acc (7 classes)")
 CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise")  # ABAW 2020 order
-# the VGGFace2 Caffe models' per-channel means (R, G, B order of the B, G, R values 91.4953, 103.8827,
-# 131.0912), subtracted from 0-255 pixels (VGGFace2-pytorch datasets/vgg_face2.py)
-VGGFACE2_MEAN_RGB = (131.0912, 103.8827, 91.4953)
 
 
 @dataclasses.dataclass
-class Config:
+class Config(RecipeConfig):
     # components (ablation switches)
     class_weighting: bool = param(True, "ablation: cross-entropy weights n_max / n_c (paper); False = unweighted")
     two_learning_rates: bool = param(True, "ablation: lr_backbone for the backbone and lr_head for the classifier "
@@ -53,55 +52,55 @@ class Config:
     backbone: str = param("se_resnet50", "the backbone (paper: SE-ResNet-50, affectfer.models name 'se_resnet50')")
     weights: str = param("", "pretrained weights (paper: VGGFace2 senet50_ft, converted with `python -m affectfer "
                              "convert-weights --format vggface2`); empty = random init")
-    preprocess: str = param("vggface2", "'vggface2': Caffe mean subtraction on 0-255 pixels (the weights' "
-                                        "convention, models spec 3.5); 'imagenet': ImageNet normalisation")
-    image_size: int = param(224, "input side (VGGFace2 models: 224, their fixed 7x7 average pool)")
+    preprocess: str = param("vggface2", "an affectfer.models.preprocessing preset: 'vggface2' (Caffe mean "
+                                        "subtraction on 0-255 pixels, the weights' convention, models spec 3.5) or "
+                                        "'imagenet'", check=one_of(*PRESETS))
+    image_size: int = param(224, "input side (the VGGFace2 models' 224)", check=AT_LEAST_1)
     # optimisation
-    batch_size: int = param(64, "batch size (paper: 64)")
-    accumulate_steps: int = param(4, "batches per optimizer step (paper: 4, an effective 256)")
+    batch_size: int = param(64, "batch size (paper: 64)", check=AT_LEAST_1)
+    accumulate_steps: int = param(4, "batches per optimizer step (paper: 4, an effective 256)", check=AT_LEAST_1)
     lr_backbone: float = param(1e-3, "SGD learning rate of the pretrained backbone (not stated: set from the paper)")
     lr_head: float = param(1e-2, "SGD learning rate of the new classifier (not stated: set from the paper)")
-    momentum: float = param(0.9, "SGD momentum (the VGGFace2 code's 0.9)")
-    weight_decay: float = param(0.0, "SGD weight decay (the VGGFace2 fine-tuning code's 0)")
-    epochs: int = param(5, "epochs (not stated: set from the paper)")
-    val_every: int = param(500, "optimizer steps between validations (not stated: set from the paper)")
+    momentum: float = param(0.9, "SGD momentum (the VGGFace2 code's 0.9)", check=UNIT)
+    weight_decay: float = param(0.0, "SGD weight decay (the VGGFace2 fine-tuning code's 0)", check=AT_LEAST_0)
+    epochs: int = param(5, "epochs (not stated: set from the paper)", check=AT_LEAST_1)
+    val_every: int = param(500, "optimizer steps between validations (not stated: set from the paper)",
+                           check=AT_LEAST_1)
     # data and run
-    train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral class)")
-    val_size: int = param(360, "synthetic faces: validation faces")
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share")
-    workers: int = param(2, "loader threads")
+    train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral class)", check=AT_LEAST_1)
+    val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod
     def tiny(cls):
-        """One tiny epoch on the synthetic faces: ResNet-18 at 32 x 32, 3 steps of 2 x 8 faces."""
+        """One tiny epoch on the synthetic faces: ResNet-18 at 32 x 32, 3 steps of 2 x 8 faces (the
+        paper's SE-ResNet-50 runs at these settings too: `--set backbone=se_resnet50`)."""
         return cls(backbone="resnet18", image_size=32, train_size=48, val_size=24, batch_size=8, accumulate_steps=2,
                    epochs=1, val_every=2, workers=1)
 
-    def validate(self):
-        for name in ("image_size", "batch_size", "accumulate_steps", "epochs", "val_every", "train_size", "val_size",
-                     "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.preprocess not in ("vggface2", "imagenet"):
-            raise ValueError(f"preprocess must be 'vggface2' or 'imagenet', got {self.preprocess!r}")
-
 
 # ------------------------------------------------------------------------------------ components
+
+def resize_side(cfg) -> int:
+    """The side faces are resized to before the crop: the preset's resize / crop ratio (256 / 224)
+    of the input side."""
+    preset = preprocessing(cfg.preprocess)
+    return round(cfg.image_size * preset.resize / preset.crop_size)
+
 
 def transforms(cfg):
     """(training, evaluation) pipelines: short side to 256/224 of the input, random / centre crop,
     random grayscale (p 0.2) and flips for training, then the weights' normalisation."""
     from .. import transforms as T
 
-    resize = T.Resize((round(cfg.image_size * 256 / 224),) * 2)
-    if cfg.preprocess == "vggface2":  # x*255 - mean: Normalize((x - m/255) / (1/255))
-        normalize = T.Normalize([m / 255 for m in VGGFACE2_MEAN_RGB], [1 / 255] * 3)
-    else:
-        normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train = T.Compose([resize, T.RandomCrop(cfg.image_size), T.RandomGrayscale(0.2), T.RandomHorizontalFlip(),
-                       T.ToTensor(), normalize])
-    return train, T.Compose([resize, T.CenterCrop(cfg.image_size), T.ToTensor(), normalize])
+    resize = T.Resize((resize_side(cfg),) * 2)
+    normalize = preprocessing(cfg.preprocess).transforms()  # ToTensor, Normalize(the preset's mean, std)
+    train = T.Compose([resize, T.RandomCrop(cfg.image_size), T.RandomGrayscale(0.2), T.RandomHorizontalFlip()]
+                      + normalize)
+    return train, T.Compose([resize, T.CenterCrop(cfg.image_size)] + normalize)
 
 
 def build_model(cfg):
@@ -113,7 +112,7 @@ def build_model(cfg):
     from ..tensor import tensor
 
     model = models.create(cfg.backbone, num_classes=len(CLASSES), pretrained=cfg.weights or None)
-    if cfg.weights and cfg.preprocess == "vggface2":
+    if cfg.weights and preprocessing(cfg.preprocess).channel_order == "BGR":
         conv = _first_conv(model)
         conv.weight = Parameter(tensor(np.ascontiguousarray(conv.weight.numpy()[:, ::-1])))
     return model
@@ -212,8 +211,8 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
     if out is not None:
         save_model(out, f"senet_abaw2020_{config.backbone}", model,
                    {"model": config.backbone, "num_classes": len(CLASSES), "classes": list(CLASSES),
-                    "image_size": config.image_size, "mean": list(eval_tf.transforms[-1].mean),
-                    "std": list(eval_tf.transforms[-1].std)})
+                    "image_size": config.image_size, "resize": resize_side(config),
+                    "mean": list(eval_tf.transforms[-1].mean), "std": list(eval_tf.transforms[-1].std)})
     results["seconds"] = time.perf_counter() - started
     write_results(out, config, results)
     return results

@@ -120,7 +120,7 @@ def test_predict_errors_are_messages_not_tracebacks(tmp_path):
 def test_train_help_config_lists_each_field_with_its_source():
     proc = run("train", "--recipe", "senet_abaw2020", "--help-config")
     assert proc.returncode == 0, proc.stderr
-    assert "accumulate_steps (int, default 4)" in proc.stdout and "paper: 4" in proc.stdout
+    assert "accumulate_steps (int, default 4; must be >= 1)" in proc.stdout and "paper: 4" in proc.stdout
     assert "class_weighting (bool, default True)" in proc.stdout
 
 

@@ -52,11 +52,54 @@ def test_python_values_are_checked_too():
         C.apply_overrides(Cfg(), {"epochs": 1.5})
 
 
+@dataclasses.dataclass
+class Checked(C.RecipeConfig):
+    epochs: int = C.param(3, "epochs", check=C.AT_LEAST_0)
+    batch_size: int = C.param(8, "batch", check=C.AT_LEAST_1)
+    share: float = C.param(0.5, "a share", check=C.SHARE)
+    mode: str = C.param("a", "a mode", check=C.one_of("a", "b"))
+    limit: int | None = C.param(None, "optional", check=C.AT_LEAST_1)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", -1, "epochs must be >= 0, got -1"),
+    ("batch_size", 0, "batch_size must be >= 1, got 0"),
+    ("share", 0.0, r"share must be in \(0, 1\], got 0.0"),
+    ("share", 1.5, r"share must be in \(0, 1\], got 1.5"),
+    ("mode", "c", "mode must be one of 'a', 'b', got 'c'"),
+    ("limit", 0, "limit must be >= 1, got 0"),
+])
+def test_a_value_outside_its_check_names_the_field(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        C.apply_overrides(Checked(), {key: value})
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(Checked(), **{key: value}).validate()
+    assert C.apply_overrides(Checked(), {"limit": None, "epochs": 0, "share": 1.0, "mode": "b"}).share == 1.0
+
+
+@pytest.mark.parametrize("name", ["hand_assisted", "ixlab_multitask_ensemble", "hust_lsd", "hust_mtl",
+                                  "senet_abaw2020", "dan_abaw3"])
+def test_every_recipe_checks_its_sizes_and_shares_through_the_field_checks(name):
+    from affectfer import recipes
+
+    config = recipes.get(name).Config
+    assert issubclass(config, C.RecipeConfig)
+    checked = {f.name: f.metadata["check"] for f in dataclasses.fields(config) if "check" in f.metadata}
+    assert checked["batch_size"] is C.AT_LEAST_1 and checked["val_fraction"] is C.SPLIT
+    config().validate()
+    config.tiny().validate()
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        recipes.config(name, batch_size=0)
+    with pytest.raises(ValueError, match=r"val_fraction must be in \(0, 1\), got 1.0"):
+        recipes.config(name, tiny=True, val_fraction=1.0)
+
+
 def test_describe_config_lists_every_field_with_its_default_and_help():
     text = C.describe_config(Cfg)
     for f in dataclasses.fields(Cfg):
         assert f"  {f.name} (" in text and f.metadata["help"] in text
     assert "default 0.0001" in text and "default 'resnet50'" in text
+    assert "  share (float, default 0.5; must be in (0, 1])" in C.describe_config(Checked)
 
 
 def test_align_classes_maps_folder_names_into_the_recipe_order():
@@ -189,7 +232,7 @@ def test_bagging_trains_members_on_their_own_subsets_and_soft_votes():
     p = ensemble(tensor(np.zeros((2, 2), np.float32))).numpy()
     expected = np.exp(4) / (np.exp(4) + 2)
     np.testing.assert_allclose(p[0], [(expected + 2 * (1 - expected) / 2) / 3] * 3, rtol=1e-5)
-    with pytest.raises(ValueError, match="num_members >= 1"):
+    with pytest.raises(ValueError, match="num_members must be >= 1, got 0"):
         C.bagging(0, 0.2, 10, 0, train_member)
 
 

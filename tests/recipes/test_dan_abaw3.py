@@ -14,6 +14,7 @@ from affectfer.losses import ccc_loss, focal_loss
 from affectfer.models import DAN
 from affectfer.nn import functional as F
 from affectfer.recipes import dan_abaw3 as D
+from tests.recipes.inference import assert_predicts
 
 
 def test_tiny_run_trains_two_bagged_members_and_soft_votes(tmp_path):
@@ -23,6 +24,7 @@ def test_tiny_run_trains_two_bagged_members_and_soft_votes(tmp_path):
     assert -1 <= result["va_ccc"] <= 1
     assert {"dan_abaw3_member0.safetensors", "dan_abaw3_member1.safetensors", "metrics.json"} <= set(os.listdir(tmp_path))
     assert json.load(open(tmp_path / "config.json"))["members"] == 2
+    assert_predicts(tmp_path / "dan_abaw3_member1.safetensors", D.CLASSES, tmp_path)
 
 
 def outputs(va=True, B=6, heads=2, seed=0):

@@ -12,6 +12,7 @@ from affectfer import decision, models, train
 from affectfer import transforms as T
 from affectfer.data import RandomSampler, WeightedRandomSampler
 from affectfer.recipes import hand_assisted as H
+from tests.recipes.inference import assert_predicts
 
 
 @pytest.fixture
@@ -40,6 +41,8 @@ def test_tiny_run_scores_the_four_rows_and_writes_its_files(tmp_path, fits):
     assert {"expression_resnet18.safetensors", "hand_resnet18.safetensors", "report.txt", "config.json",
             "history.json"} <= set(os.listdir(tmp_path))
     assert json.load(open(tmp_path / "config.json"))["backbone"] == "resnet18"
+    assert_predicts(tmp_path / "expression_resnet18.safetensors", H.CLASSES, tmp_path)
+    assert_predicts(tmp_path / "hand_resnet18.safetensors", ["no hand", "hand"], tmp_path)
     # pretraining: stage 1 trains everything, stage 2 only the unfrozen last 20% of blocks and the head
     stage1, stage2, hand = fits
     assert stage1["classes"] == stage2["classes"] == 6 and hand["classes"] == 2

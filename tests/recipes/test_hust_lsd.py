@@ -11,6 +11,7 @@ from affectfer import models, nn, recipes, train
 from affectfer.nn import functional as F
 from affectfer.recipes import hust_lsd as R
 from affectfer.train import History
+from tests.recipes.inference import assert_predicts
 
 
 def test_tiny_run_trains_two_stages_per_backbone_and_votes(tmp_path):
@@ -20,6 +21,8 @@ def test_tiny_run_trains_two_stages_per_backbone_and_votes(tmp_path):
     assert list(r["members_macro_f1"]) == ["resnet18", "efficientnet_b0"] == list(r["stage1_macro_f1"])
     assert (out / "deviation_resnet18.safetensors").exists() and (out / "deviation_efficientnet_b0.safetensors").exists()
     assert json.loads((out / "config.json").read_text())["backbones"] == ["resnet18", "efficientnet_b0"]
+    for name in ("resnet18", "efficientnet_b0"):
+        assert_predicts(out / f"deviation_{name}.safetensors", R.CLASSES, tmp_path)
 
 
 def _cfg(**changes):

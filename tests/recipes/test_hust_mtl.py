@@ -9,6 +9,7 @@ import affectfer as af
 from affectfer import losses, metrics, nn, recipes
 from affectfer.nn import functional as F
 from affectfer.recipes import hust_mtl as R
+from tests.recipes.inference import assert_predicts
 
 needs_layer = pytest.mark.skipif(not hasattr(nn, "TransformerEncoderLayer"),
                                  reason="nn.TransformerEncoderLayer comes with the ViT branch")
@@ -27,6 +28,7 @@ def test_tiny_run_selects_on_the_abaw_mtl_score(tmp_path):
     assert -1.0 <= r["va_ccc"] <= 1.0 and 0.0 <= r["au_macro_f1"] <= 1.0
     assert (out / "smm_emotionnet.safetensors").exists()
     assert json.loads((out / "metrics.json").read_text())["abaw_mtl"] == r["abaw_mtl"]
+    assert_predicts(out / "smm_emotionnet.safetensors", R.CLASSES, tmp_path)  # the expression head's probabilities
 
 
 def test_tiny_run_without_the_transformer_layer():
@@ -103,7 +105,31 @@ def test_scores_are_the_abaw_mtl_criterion():
     want = metrics.abaw_mtl_score(t[:, :2], out[0], labels.numpy(), out[1].argmax(1), t[:, 2:],
                                   1 / (1 + np.exp(-out[2])), num_expressions=8)
     np.testing.assert_allclose(s["abaw_mtl"], want, rtol=1e-9)
-    assert R.mtl_score(out, (labels.numpy(), t)) == s["abaw_mtl"]
+    np.testing.assert_allclose(s["abaw_mtl"], s["va_ccc"] + s["expr_macro_f1"] + s["au_macro_f1"], rtol=1e-9)
+    # train.fit's "abaw_mtl" selection metric reads the same layout: (va, expression, AU) outputs and the
+    # batch's (labels, targets)
+    from affectfer.train import _metric_value
+
+    np.testing.assert_allclose(_metric_value("abaw_mtl", out, (labels.numpy(), t), 8, 1), s["abaw_mtl"], rtol=1e-9)
+
+
+def test_the_default_backbone_is_the_factorys_inception_v3_cut_after_mixed_6e():
+    """The paper's backbone (config default "inception_v3"): the real Inception-v3 up to Mixed_6e, HUST's
+    backbone_CNN keys 0..14, at the smallest input Inception-v3 takes (75 x 75; the paper's 299 gives 17 x 17)."""
+    from affectfer.models.multitask import INCEPTION_V3_MIXED_6E
+
+    cfg = R.Config(image_size=75)
+    assert cfg.backbone == "inception_v3"
+    model = R.build_model(cfg).eval()
+    assert len(model.backbone_CNN) == len(INCEPTION_V3_MIXED_6E) == 15
+    keys = [k for k in model.state_dict() if k.startswith("backbone_CNN.")]
+    assert keys[0] == "backbone_CNN.0.conv.weight" and keys[-1].startswith("backbone_CNN.14.")
+    x = af.tensor(np.random.default_rng(0).normal(size=(2, 3, 75, 75)).astype(np.float32))
+    with af.no_grad():
+        assert tuple(model.backbone_CNN(x).shape) == (2, 768, 3, 3)
+        va, expr, au = model(x)
+    assert (tuple(va.shape), tuple(expr.shape), tuple(au.shape)) == ((2, 2), (2, 8), (2, 12))
+    assert np.abs(va.numpy()).max() <= 1.0  # clipped in eval mode
 
 
 def test_transformer_and_augment_switches():
@@ -133,7 +159,7 @@ def test_early_stopping_switch(monkeypatch):
     monkeypatch.setattr(train, "fit", spy)
     monkeypatch.setattr(R, "build_model", lambda cfg: _Tiny())
     R.run(_cfg(epochs=3), progress=False, log=None)
-    assert seen["patience"] == 3 and seen["metric"] is R.mtl_score and seen["scheduler_interval"] == "step"
+    assert seen["patience"] == 3 and seen["metric"] == "abaw_mtl" and seen["scheduler_interval"] == "step"
     R.run(_cfg(epochs=3, early_stopping=False), progress=False, log=None)
     assert seen["patience"] is None
 

@@ -11,6 +11,7 @@ from affectfer.nn import functional as F
 from affectfer.recipes import ixlab_multitask_ensemble as R
 from affectfer.train import History
 from tests.models.test_multitask import TinyFeatures, TinyMap
+from tests.recipes.inference import assert_predicts
 
 
 def test_tiny_run_trains_bagged_members_and_votes(tmp_path):
@@ -23,6 +24,7 @@ def test_tiny_run_trains_bagged_members_and_votes(tmp_path):
     assert (out / "member0.safetensors").exists() and (out / "member1.safetensors").exists()
     assert json.loads((out / "metrics.json").read_text())["macro_f1"] == r["macro_f1"]
     assert json.loads((out / "config.json").read_text())["members"] == 2
+    assert_predicts(out / "member1.safetensors", R.CLASSES, tmp_path)
 
 
 # ---------------------------------------------------------------------------------- the step module

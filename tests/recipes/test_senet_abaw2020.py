@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from affectfer import models, train
+from affectfer.models.presets import VGGFACE2_MEAN_RGB
 from affectfer.recipes import senet_abaw2020 as S
+from tests.recipes.inference import assert_predicts
 
 
 @pytest.fixture
@@ -26,7 +28,9 @@ def fits(monkeypatch):
 
 
 def test_tiny_run_validates_every_n_steps_and_selects_on_the_abaw_score(tmp_path, fits):
-    result = S.run(S.Config.tiny(), out=str(tmp_path), progress=False, log=None)
+    cfg = dataclasses.replace(S.Config.tiny(), backbone=S.Config().backbone)  # the paper's SE-ResNet-50, at 32 x 32
+    assert cfg.backbone == "se_resnet50"
+    result = S.run(cfg, out=str(tmp_path), progress=False, log=None)
     history = fits[0]["history"]
     # 48 faces, batches of 8 -> 6 batches, 2 per step -> 3 steps; validations at step 2 and at the epoch's end
     assert history.val_steps == [2, 3] and result["validations"] == 2
@@ -34,8 +38,10 @@ def test_tiny_run_validates_every_n_steps_and_selects_on_the_abaw_score(tmp_path
     assert result["abaw_expression"] == pytest.approx(0.67 * result["macro_f1"] + 0.33 * result["accuracy"])
     assert result["abaw_expression"] == pytest.approx(history.best_metric)  # the best weights are the ones kept
     assert len(result["f1_per_class"]) == 7 and list(result["f1_per_class"]) == list(S.CLASSES)
-    assert {"senet_abaw2020_resnet18.safetensors", "metrics.json", "config.json", "history.json"} <= set(os.listdir(tmp_path))
+    assert {"senet_abaw2020_se_resnet50.safetensors", "metrics.json", "config.json", "history.json"} <= set(os.listdir(tmp_path))
     assert json.load(open(tmp_path / "metrics.json"))["abaw_expression"] == result["abaw_expression"]
+    assert len(fits[0]["groups"]) == 2  # SE-ResNet-50: backbone and fc learning rates
+    assert_predicts(tmp_path / "senet_abaw2020_se_resnet50.safetensors", S.CLASSES, tmp_path)
 
 
 def test_switches_change_the_fit(fits):
@@ -71,7 +77,9 @@ def test_vggface2_preprocessing_subtracts_the_caffe_means_from_0_255_pixels():
     _, eval_tf = S.transforms(dataclasses.replace(S.Config(), image_size=32))
     image = np.full((1, 40, 40, 3), 200, np.uint8)
     x = np.asarray(eval_tf(image[0]))
-    np.testing.assert_allclose(x[:, 16, 16], 200 - np.array(S.VGGFACE2_MEAN_RGB), rtol=1e-4)
+    np.testing.assert_allclose(x[:, 16, 16], 200 - np.array(VGGFACE2_MEAN_RGB), rtol=1e-4)
+    assert eval_tf.transforms[-1].mean == pytest.approx(models.preprocessing("vggface2").mean)
+    assert S.resize_side(S.Config(image_size=112)) == 128  # the preset's 256 / 224
     _, imagenet = S.transforms(S.Config(image_size=32, preprocess="imagenet"))
     assert imagenet.transforms[-1].mean == pytest.approx((0.485, 0.456, 0.406))
     assert "RandomGrayscale" in [type(t).__name__ for t in S.transforms(S.Config(image_size=32))[0].transforms]
