@@ -4,5 +4,5 @@ from .datasets import ABAWDataset, ArrayDataset, CSVDataset, Dataset, ImageFolde
 from .loader import Loader, read_image
 from .pack import PackedDataset, pack
 from .mix import MixAugment, MixedBatch, Mixup, mixaugment_loss, mixup_loss
-from .samplers import (BaggingSampler, ClassBalancedOversampler, RandomSampler, Sampler, SequentialSampler,
+from .samplers import (BaggingSampler, ClassBalancedOversampler, DistributedSampler, RandomSampler, Sampler, SequentialSampler,
                        WeightedRandomSampler, class_inverse_weights)

@@ -135,7 +135,7 @@ class Loader:
     def _order(self, epoch):
         s = self.sampler
         if isinstance(s, Sampler):
-            order, flags = s.indices(epoch), s.copy_flags(epoch)
+            order, flags = s.local_indices(epoch), s.local_copy_flags(epoch)  # this rank's shard
         else:
             order, flags = np.fromiter(iter(s), dtype=np.int64), None
         order = np.ascontiguousarray(order, dtype=np.int64)
@@ -144,7 +144,7 @@ class Loader:
         return order, flags
 
     def __len__(self):
-        n = len(self.sampler)
+        n = self.sampler.local_len() if isinstance(self.sampler, Sampler) else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
