@@ -52,6 +52,9 @@ class _Group:
     def __init__(self, info, rank, size, backend, store, timeout):
         self.info, self.rank, self.size, self.backend = info, rank, size, backend
         self.store, self.timeout = store, timeout
+        # the watchdog judges after `timeout` (plus up to one heartbeat); the waits' own deadline is
+        # a backstop behind it, for when the watchdog itself cannot run
+        self.backstop = 1.5 * timeout + 2.0
         self.fault = None
         self.stop = threading.Event()
         self.watchdog = None
@@ -185,15 +188,17 @@ def _watch(group):
             beat = beats.get(f"hb/{peer}")
             if beat is None:
                 if time.monotonic() - began > group.timeout:
-                    _set_fault(group, f"rank {peer} never sent a heartbeat within {group.timeout:.0f} s of start")
+                    _set_fault(group, f"rank {peer} never sent a heartbeat within {group.timeout:.0f} s of start: it "
+                                      f"died early or cannot reach the rendezvous store")
                     return
                 continue
             age, peer_started = beat[0], int(beat[1])
-            if age > group.timeout:
+            behind = waiting > group.timeout and peer_started < started
+            if age > group.timeout or (behind and age > 3 * interval):
                 _set_fault(group, f"rank {peer} stopped responding: its last heartbeat was {age:.1f} s ago "
                                   f"(timeout {group.timeout:.0f} s); it died or its node is unreachable")
                 return
-            if waiting > group.timeout and peer_started < started:
+            if behind:
                 _set_fault(group, f"rank {peer} did not reach collective #{started} within {group.timeout:.0f} s: it "
                                   f"is alive but stuck at #{peer_started} (it hangs, or is far slower than rank "
                                   f"{group.rank})")
@@ -215,13 +220,13 @@ def _wait(name, fn, *args):
     """Runs one C collective; a timeout or a fault becomes DistributedError."""
     g = _require()
     try:
-        done = fn(*args, g.timeout)
+        done = fn(*args, g.backstop)
     except RuntimeError as e:
         if g.fault:
             raise DistributedError(f"{name}: {g.fault}") from None
         raise DistributedError(f"{name} failed: {e}") from None
     if not done:
-        msg = g.fault or f"a peer did not join within {g.timeout:.0f} s (no peer was found dead or behind)"
+        msg = g.fault or f"a peer did not join within {g.backstop:.0f} s (no peer was found dead or behind)"
         _set_fault(g, msg)
         raise DistributedError(f"{name}: {msg}")
 
@@ -291,7 +296,7 @@ def destroy() -> None:
     healthy = g.fault is None
     if healthy:
         try:  # rank 0 serves the store: nobody leaves before everybody is done with it
-            healthy = _C.dist_barrier(g.timeout)
+            healthy = _C.dist_barrier(g.backstop)
         except RuntimeError:
             healthy = False
     if g.store is not None:

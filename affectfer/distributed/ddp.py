@@ -25,6 +25,8 @@ from . import DistributedError, _require, broadcast
 
 class DistributedDataParallel(Module):
     def __init__(self, module: Module, bucket_mb: float = 25.0, timeout: float | None = None):
+        """timeout: how long backward waits for the gradient all-reduce before it fails on its own
+        (default: a backstop behind the group's watchdog, which names the faulty rank first)."""
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"module must be an affectfer.nn.Module, got {type(module).__name__}")
@@ -40,7 +42,7 @@ class DistributedDataParallel(Module):
         if group.size > 1:
             # reverse registration order: the gradients backward produces first come first
             object.__setattr__(self, "_reducer", _C.reducer_new(params[::-1], int(bucket_mb * 2**20),
-                                                                 timeout if timeout is not None else group.timeout))
+                                                                 timeout if timeout is not None else group.backstop))
         else:
             object.__setattr__(self, "_reducer", None)
 

@@ -90,6 +90,10 @@ class _Server:
         return 1, b"unknown op"
 
     def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept thread
+        except OSError:
+            pass
         self.sock.close()
 
 
