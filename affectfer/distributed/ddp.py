@@ -69,12 +69,17 @@ class DistributedDataParallel(Module):
         if self._reducer is None:
             return []
         names = [n for n, p in self.module.named_parameters() if p.requires_grad][::-1]
-        ranges, _ = _C.reducer_info(self._reducer)
+        ranges = _C.reducer_info(self._reducer)[0]
         return [names[a:b] for a, b in ranges]
 
     def buckets_started_in_backward(self) -> int:
         """How many buckets of the last step started during backward (the rest at its end)."""
         return 0 if self._reducer is None else _C.reducer_info(self._reducer)[1]
+
+    def last_sync_seconds(self) -> float:
+        """How long the end of the last backward waited for communication (starting the buckets
+        not started yet, waiting for all, writing the mean back): the part overlap did not hide."""
+        return 0.0 if self._reducer is None else _C.reducer_info(self._reducer)[2]
 
     def state_dict(self, *args, **kwargs):
         return self.module.state_dict(*args, **kwargs)

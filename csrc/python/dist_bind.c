@@ -193,7 +193,8 @@ static PyObject *py_reducer_info(PyObject *self, PyObject *capsule) {
         }
         PyList_SET_ITEM(ranges, (Py_ssize_t)b, pair);
     }
-    return Py_BuildValue("(NL)", ranges, (long long)af_reducer_started_in_backward(r));
+    return Py_BuildValue("(NLd)", ranges, (long long)af_reducer_started_in_backward(r),
+                         af_reducer_last_finish_seconds(r));
 }
 
 PyMethodDef af_dist_methods[] = {
@@ -209,6 +210,6 @@ PyMethodDef af_dist_methods[] = {
     {"reducer_disarm", py_reducer_disarm, METH_O, "reducer_disarm(r): remove its gradient hooks"},
     {"dist_set_fault", py_set_fault, METH_O, "dist_set_fault(message): every wait now fails with it ('' clears)"},
     {"dist_progress", py_progress, METH_NOARGS, "dist_progress() -> (collectives started, seconds in the current wait)"},
-    {"reducer_info", py_reducer_info, METH_O, "reducer_info(r) -> ([(first, stop) per bucket], buckets started in backward)"},
+    {"reducer_info", py_reducer_info, METH_O, "reducer_info(r) -> ([(first, stop) per bucket], buckets started in backward, seconds of the last finish)"},
     {NULL},
 };
