@@ -292,13 +292,15 @@ def destroy() -> None:
     g, _group = _group, None
     if g is None or g.backend == "single":
         return
-    g.stop.set()
     healthy = g.fault is None
     if healthy:
-        try:  # rank 0 serves the store: nobody leaves before everybody is done with it
+        try:  # rank 0 serves the store: nobody leaves before everybody is done with it (the
+            # watchdog still runs, so a peer that died meanwhile fails this barrier quickly)
             healthy = _C.dist_barrier(g.backstop)
         except RuntimeError:
             healthy = False
+    g.stop.set()
+    g.watchdog.join(timeout=5)
     if g.store is not None:
         g.store.close()
     if healthy:
