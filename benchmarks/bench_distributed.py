@@ -154,7 +154,7 @@ def estimate(hidden, args):
     print(f"- 32 GPUs (InfiniBand 400 Gb/s per GPU): {t_inter * 1e3:.2f} ms per all-reduce")
     print(f"- assumed step per GPU: {t_step * 1e3:.1f} ms (256 images at 112x112, {per_gpu_rate} images/s: "
           f"2,600/s at 224x224 on an A100, timm issue #1491, times 3)")
-    for f, what in ((hidden, "measured here"), (0.0, "none"), (0.9, "PyTorch DDP's typical")):
+    for f, what in ((hidden, "measured here"), (0.0, "none"), (0.9, "for comparison")):
         eff = t_step / (t_step + (1 - f) * t_inter)
         print(f"- overlap {f * 100:.0f}% ({what}): efficiency {eff * 100:.1f}% at 32 GPUs")
     need = max(0.0, 1 - (t_step / 0.9 - t_step) / t_inter)
