@@ -18,7 +18,7 @@ from ._C import CudaError, OutOfMemoryError
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .tensor import (Tensor, bfloat16, bool_, empty, float16, float32, float64, from_dlpack, from_numpy, full, int32,
                      int64, ones, rand, randn, tensor, uint8, zeros)
-from .tensor import cat, split, stack
+from .tensor import cat, matmul, split, stack
 
 __version__ = "0.1.0"
 

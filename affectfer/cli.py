@@ -1,5 +1,9 @@
 """`python -m affectfer <command>`.
 
+train: a seed paper's recipe (affectfer.recipes) on a folder or list of faces, or on the synthetic
+faces: `train --recipe NAME [--data PATH] [--out DIR] [--set key=value ...] [--tiny]`; `train --list`
+lists the recipes, `train --recipe NAME --help-config` their config fields with defaults and sources.
+`demo --recipe NAME` runs a recipe at its tiny settings on the synthetic faces.
 demo: the hand-assisted FER method end to end on the embedded synthetic faces, in the method's
 setting: the expression training faces have no hands (as the ABAW synthetic training set), while
 fearful validation faces often have a hand over the face that hides the expression's cues. An
@@ -23,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -43,6 +46,27 @@ def _build_parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="demo-output", help="folder for checkpoints, report and plots")
     demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--recipe", help="run this recipe (see `train --list`) at its tiny settings on the synthetic "
+                                       "faces instead of the hand-assisted demo; the other options then do not apply")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="with --recipe: change a config field of the tiny settings (repeatable)")
+    train = sub.add_parser("train", help="train a seed paper's recipe (affectfer.recipes)",
+                           description="Train and evaluate a recipe: a seed paper's method with its hyper-parameters. "
+                                       "Without --data it trains on the embedded synthetic faces.",
+                           epilog="Data: an image folder with one sub-folder per class (with train/ and val/ "
+                                  "sub-folders, or split by the config's val_fraction), or a CSV list "
+                                  "'path,label[,targets...]'. Class folders are matched to the recipe's classes by "
+                                  "name. `--recipe NAME --help-config` lists every config field, its default and "
+                                  "its source.")
+    train.add_argument("--recipe", help="the recipe's name (see --list)")
+    train.add_argument("--data", help="an image folder or a CSV list (default: the synthetic demo faces)")
+    train.add_argument("--out", help="folder for checkpoints, config.json, metrics.json and plots")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="change a config field, e.g. --set epochs=5 --set lr=1e-4 (repeatable)")
+    train.add_argument("--tiny", action="store_true", help="start from the recipe's tiny settings (one small epoch)")
+    train.add_argument("--list", action="store_true", help="list the recipes with their papers and exit")
+    train.add_argument("--help-config", action="store_true", help="list the recipe's config fields and exit")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("info", help="describe this build")
     convert = sub.add_parser("convert-weights", help="convert pretrained weights (.pth, VGGFace2 .pkl) to safetensors",
                              description="Read the tensors of a weights file without torch and without running pickle "
@@ -81,7 +105,66 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as exc:
             print(f"{args.command}: {exc}", file=sys.stderr)
             return 2
+    if args.command == "train" or (args.command == "demo" and args.recipe is not None):
+        return _train(args)
     return _demo(args)
+
+
+def _recipe_list() -> str:
+    from affectfer import recipes
+
+    lines = []
+    for name in recipes.list_recipes():
+        try:
+            module = recipes.get(name)
+        except ImportError:  # a recipe module this build does not have yet
+            lines.append(f"{name}\n    (not available in this build)")
+            continue
+        lines.append(f"{name}\n    {module.PAPER}\n    {module.SUMMARY}")
+    return "\n".join(lines)
+
+
+def _train(args) -> int:
+    """`train --recipe NAME ...` and `demo --recipe NAME` (tiny settings on the synthetic faces)."""
+    import json
+
+    from affectfer import recipes
+    from affectfer.recipes._common import describe_config
+
+    demo = args.command == "demo"
+    if not demo and args.list:
+        print(_recipe_list())
+        return 0
+    if args.recipe is None:
+        print(f"{args.command}: --recipe NAME is required (recipes: {', '.join(recipes.list_recipes())})", file=sys.stderr)
+        return 2
+    try:
+        module = recipes.get(args.recipe)
+    except ValueError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    if not demo and args.help_config:
+        print(f"{args.recipe}: {module.PAPER}\n{module.SUMMARY}\n\nconfig fields (--set KEY=VALUE):")
+        print(describe_config(module.Config))
+        return 0
+    progress = not args.no_progress and sys.stderr.isatty()
+    out = args.out if not demo or args.out != "demo-output" else os.path.join("demo-output", args.recipe)
+    try:
+        results = recipes.run(args.recipe, data=None if demo else args.data, out=out, overrides=args.set,
+                              tiny=demo or args.tiny, progress=progress)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(_scalars(results), indent=1))
+    if out is not None:
+        print(f"wrote the run's files to {out}/")
+    return 0
+
+
+def _scalars(results: dict) -> dict:
+    """The numbers of a recipe's result (tables and arrays left to metrics.json)."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()
+            if isinstance(v, (int, float, str))}
 
 
 _CONFIG_KEYS = ("model", "num_classes", "classes", "image_size")
@@ -186,118 +269,20 @@ def _info() -> int:
     return 0
 
 
-def _per_class_gain(labels, before, after, classes) -> str:
-    from affectfer import metrics
-
-    f1_before = metrics.f1_per_class(labels, before, len(classes))
-    f1_after = metrics.f1_per_class(labels, after, len(classes))
-    width = max(len(c) for c in classes) + 2
-    lines = [f"{'class':<{width}}{'F1 before':>10}{'F1 after':>10}{'gain':>8}"]
-    for c, name in enumerate(classes):
-        lines.append(f"{name:<{width}}{f1_before[c]:>10.4f}{f1_after[c]:>10.4f}{f1_after[c] - f1_before[c]:>+8.4f}")
-    return "\n".join(lines)
-
-
 def _demo(args) -> int:
-    import affectfer as af
-    from affectfer import checkpoint, decision, metrics
-    from affectfer import transforms as T
-    from affectfer.data import ArrayDataset, Loader, WeightedRandomSampler
-    from affectfer.datasets import CLASSES, synthetic_faces
-    from affectfer.models import freeze_residual_blocks, resnet18
-    from affectfer.optim import Adam
-    from affectfer.train import fit, predict
+    """The hand-assisted recipe at the demo's settings (affectfer.recipes.hand_assisted)."""
+    import dataclasses
 
-    os.makedirs(args.out, exist_ok=True)
-    af.manual_seed(args.seed)
-    progress = not args.no_progress and sys.stderr.isatty()  # bars in a terminal, not in logs
-    started = time.perf_counter()
-    print(f"affectfer demo: hand-assisted FER on synthetic faces ({args.train_size} train, {args.val_size} val, "
-          f"{args.image_size}x{args.image_size}, {af.get_num_threads()} threads)")
-    # the method's setting: no hands in the expression training set; the hand detector gets its own
-    # labelled split; validation faces have hands over the face (half of the fear faces, a few others)
-    train = synthetic_faces(args.train_size, args.image_size, seed=args.seed, balanced=False, hand_probability=0)
-    hand_split = synthetic_faces(args.train_size // 2, args.image_size, seed=args.seed + 2, hand_probability=0.5)
-    val = synthetic_faces(args.val_size, args.image_size, seed=args.seed + 1, balanced=True)
-    print(f"validation faces with a hand: {int(val.hands.sum())} of {len(val)} "
-          f"({int(val.hands[val.labels == CLASSES.index('fear')].sum())} of them fearful)")
-    counts = np.bincount(train.labels, minlength=len(CLASSES))
-    print("train class counts: " + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)))
+    from affectfer.recipes import hand_assisted
 
-    mean, std = T.compute_mean_std(train.images)  # the training set's own statistics, as one seed team did
-    normalize = T.Normalize(mean, std)
-    augment = T.Compose([T.RandomHorizontalFlip(), T.RandAugment(num_ops=2, magnitude=9, exclude=("Solarize", "Equalize")),
-                         T.ToTensor(), normalize])
-    plain = T.Compose([T.ToTensor(), normalize])
-
-    def loaders(images, labels, train_transform, eval_transform, val_images, val_labels):
-        sampler = WeightedRandomSampler.from_labels(labels, seed=args.seed)  # inverse class frequency
-        train_loader = Loader(ArrayDataset(images, labels), batch_size=args.batch_size, sampler=sampler,
-                              transform=train_transform, workers=args.workers, seed=args.seed, drop_last=True)
-        val_loader = Loader(ArrayDataset(val_images, val_labels), batch_size=128, transform=eval_transform,
-                            workers=args.workers, seed=args.seed)
-        return train_loader, val_loader
-
-    # 1. expression model: weighted sampling + RandAugment, then the method's frozen fine-tuning
-    print("\n[1/3] expression model (ResNet-18)")
-    train_loader, val_loader = loaders(train.images, train.labels, augment, plain, val.images, val.labels)
-    expr_model = resnet18(num_classes=len(CLASSES))
-    fit(expr_model, train_loader, Adam(expr_model.parameters(), lr=1e-3, weight_decay=1e-4), args.epochs,
-        val_loader=val_loader, num_classes=len(CLASSES), progress=progress)
-    frozen = freeze_residual_blocks(expr_model, 0.8)
-    print(f"  fine-tuning with the first {frozen} residual blocks frozen (Adam lr 5e-5, wd 1e-4)")
-    trainable = [p for p in expr_model.parameters() if p.requires_grad]
-    fit(expr_model, train_loader, Adam(trainable, lr=5e-5, weight_decay=1e-4), args.finetune_epochs,
-        val_loader=val_loader, num_classes=len(CLASSES), progress=progress)
-
-    # 2. hand detector on Sobel edge maps
-    print("\n[2/3] hand detector (ResNet-18 on Sobel edges)")
-    edges_augment = T.Compose([T.RandomHorizontalFlip(), T.SobelEdges(out_channels=3), T.ToTensor()])
-    edges_plain = T.Compose([T.SobelEdges(out_channels=3), T.ToTensor()])
-    hand_train, hand_val = loaders(hand_split.images, hand_split.hands.astype(np.int64), edges_augment, edges_plain,
-                                   val.images, val.hands.astype(np.int64))
-    hand_model = resnet18(num_classes=2)
-    fit(hand_model, hand_train, Adam(hand_model.parameters(), lr=1e-3, weight_decay=1e-4), args.hand_epochs,
-        val_loader=hand_val, num_classes=2, progress=progress)
-
-    # 3. the decision rule
-    print("\n[3/3] decision rule: if hand and expression != happiness: fear")
-    expr_probs, labels = predict(expr_model, val_loader)
-    hand_probs, hand_true = predict(hand_model, hand_val)
-    expr_pred = expr_probs.argmax(1)
-    hand_pred = hand_probs.argmax(1)
-    combined = decision.hand_override(expr_pred, hand_pred, CLASSES.index("happiness"), CLASSES.index("fear"))
-    f1_expr = metrics.macro_f1(labels, expr_pred, len(CLASSES))
-    f1_rule = metrics.macro_f1(labels, combined, len(CLASSES))
-    print(f"hand detector accuracy: {metrics.accuracy(hand_true, hand_pred):.4f}")
-    print(metrics.classification_report(labels, combined, CLASSES))
-    changed = combined != expr_pred
-    fixed, broken = int((changed & (combined == labels)).sum()), int((changed & (expr_pred == labels)).sum())
-    print(f"\nthe rule changed {int(changed.sum())} predictions: {fixed} corrected, {broken} broken")
-    per_class = _per_class_gain(labels, expr_pred, combined, CLASSES)
-    print(per_class)
-    print(f"macro F1 over 6 classes: expression model {f1_expr:.4f} -> with the hand rule {f1_rule:.4f}")
-
-    common = {"model": "resnet18", "image_size": args.image_size}
-    checkpoint.save(expr_model, os.path.join(args.out, "expression_resnet18.safetensors"),
-                    config=dict(common, num_classes=len(CLASSES), classes=list(CLASSES), mean=[float(v) for v in mean],
-                                std=[float(v) for v in std]))
-    checkpoint.save(hand_model, os.path.join(args.out, "hand_resnet18.safetensors"),
-                    config=dict(common, num_classes=2, classes=["no hand", "hand"], input="sobel"))
-    report = os.path.join(args.out, "report.txt")
-    with open(report, "w") as f:
-        f.write(metrics.classification_report(labels, combined, CLASSES) + "\n")
-        f.write(per_class + "\n")
-        f.write(f"macro F1 expression model {f1_expr:.4f}, with hand rule {f1_rule:.4f}\n")
+    cfg = dataclasses.replace(hand_assisted.Config.demo(), train_size=args.train_size, val_size=args.val_size,
+                              image_size=args.image_size, pretrain_epochs=args.epochs, epochs=args.finetune_epochs,
+                              hand_epochs=args.hand_epochs, batch_size=args.batch_size, workers=args.workers,
+                              seed=args.seed)
+    print("affectfer demo: the hand-assisted recipe on the synthetic faces")
     try:
-        from affectfer import plots
-
-        plots.confusion_matrix(metrics.confusion_matrix(labels, expr_pred, len(CLASSES)), CLASSES,
-                               os.path.join(args.out, "confusion_before.png"),
-                               title=f"expression model, macro F1 {f1_expr:.3f}")
-        plots.confusion_matrix(metrics.confusion_matrix(labels, combined, len(CLASSES)), CLASSES,
-                               os.path.join(args.out, "confusion_after.png"), title=f"with the hand rule, macro F1 {f1_rule:.3f}")
-    except ImportError:
-        pass
-    print(f"\nwrote checkpoints and {report} to {args.out}/ in {time.perf_counter() - started:.0f} s")
+        hand_assisted.run(cfg, out=args.out, progress=not args.no_progress and sys.stderr.isatty())  # bars in a terminal
+    except ValueError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -441,6 +441,12 @@ class Tensor(_C.TensorBase):
         return _call("matmul", [self, other])
 
 
+def matmul(input, other) -> Tensor:
+    """Matrix product with torch.matmul's broadcasting of the batch dims (all but the last two):
+    (B,H,N,D)@(B,H,D,M), (B,1,N,D)@(1,H,D,M), (N,D)@(B,D,M). Both operands at least 2-D."""
+    return _call("matmul", [input, other])
+
+
 def cat(tensors, dim=0) -> Tensor:
     """Concatenate tensors of one dtype along `dim` (torch.cat). More tensors than the op's input
     limit (`_MAX_CAT`) are joined in groups, then the groups."""

@@ -91,8 +91,13 @@ def _metric_value(name, outputs, targets, num_classes, output_index):
     """Higher is better for every metric but val_loss."""
     if callable(name):
         return float(name(outputs, targets))
-    if name == "abaw_mtl":  # outputs (va (N, 2), expression logits, AU logits); targets likewise
-        va, expr, au = outputs[:3]
+    if name == "abaw_mtl":  # outputs (va (N, 2), expression logits, AU logits); targets likewise, or the two of
+        va, expr, au = outputs[:3]  # an ABAWMTLDataset batch: expression labels, (valence, arousal, 12 AUs)
+        if len(targets) == 2:
+            from .data.readers import mtl_targets
+
+            split = mtl_targets(*targets)
+            targets = (split["va"], split["expression"], split["au"])
         return metrics.abaw_mtl_score(targets[0], va, targets[1], expr.argmax(1), targets[2], 1 / (1 + np.exp(-au)),
                                       num_expressions=num_classes or expr.shape[1])
     logits, labels = outputs[output_index], targets[0]
@@ -162,8 +167,11 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
     """Train `model` and return its History.
 
     - `metric`: what selects the best weights on `val_loader`: "macro_f1" (default), "accuracy",
-      "abaw_expression" (0.67 F1 + 0.33 accuracy), "abaw_mtl" (outputs/targets (VA, expression,
-      AU)), "val_loss" (lower is better), or a callable(outputs, targets) -> float (higher is better).
+      "abaw_expression" (0.67 F1 + 0.33 accuracy), "abaw_mtl" (outputs (VA, expression logits, AU
+      logits); targets the same three, or an affectfer.data.ABAWMTLDataset's batches: expression labels
+      and (valence, arousal, 12 AUs) with their invalid markers; the log's F1, accuracy and confusion
+      matrix are then the expression head's), "val_loss" (lower is better), or a
+      callable(outputs, targets) -> float (higher is better).
       The best weights are restored into the model at the end.
     - `accumulate_steps=k`: gradients of k batches are summed (each loss divided by k) before one
       optimizer step, as a k-times larger batch would give for a mean loss.
@@ -210,7 +218,9 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
         history.val_loss.append(val_loss)
         history.val_steps.append(step)
         line = f"val {history.metric} {value:.4f}"
-        logits = outputs[output_index] if outputs else None
+        # abaw_mtl's outputs are (VA, expression logits, AU logits): its F1 and confusion are the expression head's
+        head = 1 if metric == "abaw_mtl" else output_index
+        logits = outputs[head] if len(outputs) > head else None
         if logits is not None and logits.ndim == 2 and targets and targets[0].ndim == 1:
             C = num_classes or logits.shape[1]
             pred = logits.argmax(1)

@@ -715,11 +715,15 @@ def load_weights(model, path, strict: bool = True, rename=None, format: str | No
     raises. Floating-point tensors load into floating-point ones (cast to the model's dtype), integer
     into integer; GoogLeNet's aux1/aux2 classifiers are skipped when the model has none.
     rename: None (pick the best of RENAME_TABLES), a table name, a dict file name -> model name, or a
-    callable name -> name (a name mapped to None is dropped). format, key: as read_weights."""
+    callable name -> name (a name mapped to None is dropped). format, key: as read_weights.
+    A model with an `adapt_state_dict(state)` method adapts the renamed tensors before the checks
+    (ViT: position embeddings made at another image size are resampled to the model's grid)."""
     state = read_weights(path, format=format, key=key)
     where = os.fspath(path) if not isinstance(path, (bytes, bytearray, memoryview)) else "<bytes>"
     target = model.state_dict()
     state, renamed = _normalise(state, rename, target)
+    if hasattr(model, "adapt_state_dict"):  # e.g. ViT resamples position embeddings made at another size
+        state = model.adapt_state_dict(state)
     skipped, errors = {}, []
     for name in list(state):
         value = state[name]

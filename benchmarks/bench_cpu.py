@@ -17,27 +17,13 @@ import time
 import numpy as np
 
 import affectfer as af
+import timing
+from timing import best_time
 
 try:
     import torch
 except ImportError:  # the table then has affectfer columns only
     torch = None
-
-
-CLOCK = time.perf_counter  # main() switches to time.thread_time for --cpu-time
-
-
-def best_time(fn, reps, setup=None):
-    """Minimum time of fn() over reps runs after one warm-up; setup() runs untimed before each."""
-    best = float("inf")
-    for i in range(reps + 1):
-        arg = setup() if setup else None
-        t0 = CLOCK()
-        fn(arg) if setup else fn()
-        dt = CLOCK() - t0
-        if i:
-            best = min(best, dt)
-    return best
 
 
 def _conv(x, w, stride, pad):
@@ -109,8 +95,7 @@ def train_step_rows(batch, size, reps, archs=("resnet18", "resnet50"), num_class
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
     y_np = rng.integers(0, num_classes, batch).astype(np.int64)
-    from affectfer import models, optim
-    from affectfer.nn import functional as F
+    from affectfer import models
     try:
         import torchvision
     except ImportError:
@@ -118,29 +103,11 @@ def train_step_rows(batch, size, reps, archs=("resnet18", "resnet50"), num_class
     rows = []
     for arch in archs:
         row = {"name": f"{arch} train step, batch {batch}, {size}x{size}"}
-        model = getattr(models, arch)(num_classes=num_classes)
-        model.train()
-        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x, y = af.tensor(x_np), af.tensor(y_np)
-
-        def af_step():
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-
-        row["af"] = batch / best_time(af_step, reps)
+        step = timing.af_train_step(getattr(models, arch)(num_classes=num_classes), af.tensor(x_np), af.tensor(y_np))
+        row["af"] = batch / best_time(step, reps)
         if torch is not None and torchvision is not None:
             tmodel = getattr(torchvision.models, arch)(num_classes=num_classes)
-            tmodel.train()
-            topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
-            tx, ty = torch.tensor(x_np), torch.tensor(y_np)
-
-            def torch_step():
-                topt.zero_grad()
-                torch.nn.functional.cross_entropy(tmodel(tx), ty).backward()
-                topt.step()
-
-            row["torch"] = batch / best_time(torch_step, reps)
+            row["torch"] = batch / best_time(timing.torch_train_step(tmodel, torch.tensor(x_np), torch.tensor(y_np)), reps)
         rows.append(row)
     return rows
 
@@ -191,9 +158,8 @@ def main():
     ap.add_argument("--no-model", action="store_true", help="skip the whole-model training-step rows")
     ap.add_argument("--model-batch", type=int, default=None, help="batch of the training-step rows (default --batch)")
     args = ap.parse_args()
-    global CLOCK
     if args.cpu_time:
-        args.threads, CLOCK = 1, time.thread_time
+        args.threads, timing.CLOCK = 1, time.thread_time
     af.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)

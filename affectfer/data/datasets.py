@@ -5,9 +5,14 @@ list of image files (`paths`) or one uint8 array of images (`images`, N x H x W 
 `labels` (N,) and optional float32 `targets` (N, T) (valence/arousal, AUs, landmarks...). Indexing a
 dataset (`ds[i]`) gives `(image, label)` or `(image, label, targets)` with image a uint8 HWC NumPy
 array, for notebooks and tests; training goes through `affectfer.data.Loader`.
+
+A dataset may also carry `boxes`, int64 (N, 4) face boxes (left, top, right, bottom) in pixels: each
+sample is then cropped to rows [top, bottom) and columns [left, right) of its image, clamped to the
+image, before any transform, by the loader's workers and by `ds[i]` alike (`crop_to_box`).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import os
 
@@ -18,12 +23,49 @@ from ..io import read_image
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # the formats the decoder has (affectfer.io)
 
 
+# The loader crops with the same rule in C (csrc/data/loader.c); a box edge this large reaches past any image
+# (the decoder caps each side far below it), so (0, 0, FULL_IMAGE, FULL_IMAGE) keeps the whole image.
+FULL_IMAGE = 2 ** 31 - 1
+
+
+def crop_to_box(image: np.ndarray, box, name: str = "image") -> np.ndarray:
+    """image[top:bottom, left:right] for box (left, top, right, bottom), clamped to the image; a box left
+    empty by the clamp is a ValueError naming `name` (a file) and the box."""
+    H, W = image.shape[:2]
+    left, top, right, bottom = (int(v) for v in box)
+    l, t, r, b = max(left, 0), max(top, 0), min(right, W), min(bottom, H)
+    if r <= l or b <= t:
+        raise ValueError(f"{name}: face box (left {left}, top {top}, right {right}, bottom {bottom}) is empty inside "
+                         f"the {W}x{H} (WxH) image")
+    return image[t:b, l:r]
+
+
+def check_boxes(boxes, where) -> np.ndarray:
+    """(N, 4) numbers (left, top, right, bottom) -> int64, rounded to the nearest pixel; a box with
+    right <= left or bottom <= top is a ValueError naming `where(k)` (the file and line of box k)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        k = int(np.flatnonzero(~np.isfinite(boxes).all(1))[0])
+        raise ValueError(f"{where(k)}: face box {boxes[k].tolist()} is not finite")
+    boxes = np.rint(boxes).astype(np.int64)
+    bad = np.flatnonzero((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
+    if bad.size:
+        k = int(bad[0])
+        left, top, right, bottom = boxes[k].tolist()
+        raise ValueError(f"{where(k)}: degenerate face box (left {left}, top {top}, right {right}, bottom {bottom}): "
+                         f"it needs right > left and bottom > top")
+    return boxes
+
+
 class Dataset:
     paths: list | None = None
     images: np.ndarray | None = None
     labels: np.ndarray
     targets: np.ndarray | None = None
+    boxes: np.ndarray | None = None
     classes: list
+    # attributes holding one entry per sample, kept in step by subset(); subclasses add theirs
+    per_sample = ("paths", "images", "labels", "targets", "boxes")
 
     def __len__(self):
         return len(self.labels)
@@ -41,9 +83,33 @@ class Dataset:
             image = self.images[i]
         else:
             image = read_image(self.paths[i])
+        if self.boxes is not None:
+            image = crop_to_box(image, self.boxes[i], self.paths[i] if self.paths is not None else f"sample {i}")
         if self.targets is None:
             return image, int(self.labels[i])
         return image, int(self.labels[i]), self.targets[i]
+
+    def subset(self, index, labels=None, classes=None):
+        """A shallow copy holding samples `index` (in that order) of every per-sample attribute, with
+        `labels` and `classes` replaced when given (label remapping, affectfer.data.readers)."""
+        if getattr(self, "pack_file", None) is not None:  # the loader reads a pack's samples by their position in it
+            raise TypeError(f"subset: {type(self).__name__} is a pack; subset or remap the source dataset, then pack it")
+        index = np.asarray(index, dtype=np.int64)
+        out = copy.copy(self)
+        for name in self.per_sample:
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            if isinstance(value, np.ndarray):
+                setattr(out, name, np.ascontiguousarray(value[index]))
+            else:
+                setattr(out, name, [value[k] for k in index])
+        if labels is not None:
+            out.labels = np.asarray(labels, dtype=np.int64)
+        if classes is not None:
+            out.classes = list(classes)
+        out._finish(type(self).__name__)
+        return out
 
     def _finish(self, what: str):
         self.labels = np.ascontiguousarray(self.labels, dtype=np.int64)
@@ -53,6 +119,10 @@ class Dataset:
             self.targets = np.ascontiguousarray(self.targets, dtype=np.float32)
             if self.targets.ndim != 2 or len(self.targets) != len(self.labels):
                 raise ValueError(f"{what}: targets must be (N, T) with N = {len(self.labels)}, got {self.targets.shape}")
+        if self.boxes is not None:
+            self.boxes = np.ascontiguousarray(self.boxes, dtype=np.int64)
+            if self.boxes.shape != (len(self.labels), 4):
+                raise ValueError(f"{what}: boxes must be (N, 4) with N = {len(self.labels)}, got {self.boxes.shape}")
 
 
 def _is_image(name: str) -> bool:
@@ -106,10 +176,15 @@ class CSVDataset(Dataset):
     the first row's label field is not a number (or say `header=True/False`). Relative paths are
     relative to `root` (default: the list file's folder). Labels must be integers in
     [0, num_classes); `num_classes` defaults to max label + 1 and `classes` to the header-less names
-    '0', '1', .... `check_files=True` (default) fails at once on a missing image."""
+    '0', '1', .... `check_files=True` (default) fails at once on a missing image.
+
+    `box_columns`: four header names holding a face box per row, (left, top, right, bottom) with
+    `box_format="xyxy"` or (x, y, width, height) with "xywh"; each image is then cropped to its box
+    before the transforms (see `crop_to_box`), and those columns are left out of `targets`."""
 
     def __init__(self, list_file: str, root: str | None = None, delimiter: str | None = None, header: bool | None = None,
-                 num_classes: int | None = None, classes=None, check_files: bool = True):
+                 num_classes: int | None = None, classes=None, check_files: bool = True, box_columns=None,
+                 box_format: str = "xyxy"):
         if not os.path.isfile(list_file):
             raise FileNotFoundError(f"CSVDataset: list file '{list_file}' not found")
         if delimiter is None:
@@ -130,7 +205,9 @@ class CSVDataset(Dataset):
         if not rows:
             raise ValueError(f"CSVDataset: '{list_file}' has no samples")
         width = len(rows[0][1])
-        paths, labels, targets = [], [], []
+        box_index = _box_columns(list_file, self.columns, box_columns, box_format)
+        target_index = [k for k in range(2, width) if k not in box_index]
+        paths, labels, targets, boxes = [], [], [], []
         for line, r in rows:
             where = f"{list_file}:{line}"
             if len(r) < 2:
@@ -143,11 +220,11 @@ class CSVDataset(Dataset):
                 raise FileNotFoundError(f"{where}: image '{path}' not found")
             paths.append(path)
             labels.append(_parse_int(r[1], where))
-            if width > 2:
-                try:
-                    targets.append([float(v) for v in r[2:]])
-                except ValueError:
-                    raise ValueError(f"{where}: target columns must be numbers, got {r[2:]}") from None
+            try:
+                targets.append([float(r[k]) for k in target_index])
+                boxes.append([float(r[k]) for k in box_index])
+            except ValueError:
+                raise ValueError(f"{where}: target and box columns must be numbers, got {r[2:]}") from None
         labels = np.asarray(labels, dtype=np.int64)
         if classes is not None:
             num_classes = len(classes)
@@ -158,9 +235,36 @@ class CSVDataset(Dataset):
             k = int(bad[0])
             raise ValueError(f"{list_file}:{rows[k][0]}: label {labels[k]} is outside [0, {num_classes})")
         self.root, self.paths, self.labels = root, paths, labels
-        self.targets = np.asarray(targets, dtype=np.float32) if width > 2 else None
+        self.targets = np.asarray(targets, dtype=np.float32) if target_index else None
+        if box_index:
+            boxes = np.asarray(boxes, dtype=np.float64)
+            if box_format == "xywh":
+                boxes[:, 2:] += boxes[:, :2]
+            self.boxes = check_boxes(boxes, lambda k: f"{list_file}:{rows[k][0]}")
+        self.target_names = [self.columns[k] for k in target_index] if self.columns else None
         self.classes = list(classes) if classes is not None else [str(c) for c in range(num_classes)]
         self._finish("CSVDataset")
+
+
+def _box_columns(list_file, columns, names, box_format) -> list:
+    """Positions of the four box columns `names` in the header `columns` ([] when names is None)."""
+    if box_format not in ("xyxy", "xywh"):
+        raise ValueError(f"CSVDataset: box_format must be 'xyxy' or 'xywh', got {box_format!r}")
+    if names is None:
+        return []
+    names = [str(n) for n in names]
+    if len(names) != 4:
+        order = "left, top, right, bottom" if box_format == "xyxy" else "x, y, width, height"
+        raise ValueError(f"CSVDataset: box_columns must name 4 columns ({order}), got {names}")
+    if columns is None:
+        raise ValueError(f"CSVDataset: box_columns {names} need a header row in '{list_file}'")
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise ValueError(f"CSVDataset: box columns {missing} are not in the header of '{list_file}' ({columns})")
+    index = [columns.index(n) for n in names]
+    if min(index) < 2:
+        raise ValueError(f"CSVDataset: box_columns {names} include the path or label column")
+    return index
 
 
 class ABAWDataset(Dataset):
@@ -172,6 +276,8 @@ class ABAWDataset(Dataset):
     any column = unannotated; "au": 0/1 columns, -1 in any column = unannotated; both become float32
     `targets` and labels are -1. Frames whose image file is absent (the face was not detected) are
     skipped and counted in `num_missing` unless `missing="error"`."""
+
+    per_sample = Dataset.per_sample + ("videos",)
 
     def __init__(self, annotations, image_root: str, task: str = "expr", missing: str = "skip"):
         if task not in ("expr", "va", "au"):

@@ -75,7 +75,9 @@ class Loader:
     """Iterate a dataset in batches.
 
     dataset: an affectfer.data dataset (ImageFolder, CSVDataset, ABAWDataset, ArrayDataset, PackedDataset) or any
-        object with `labels` and either `paths` or `images` (N, H, W, C uint8), and optional `targets`.
+        object with `labels` and either `paths` or `images` (N, H, W, C uint8), and optional `targets`. When it
+        has `boxes` ((N, 4) int64 left, top, right, bottom: the face-box readers of affectfer.data.readers), each
+        sample is cropped to its box, clamped to the image, before `augment_copies` and `transform`.
     sampler: an affectfer.data sampler (or any sequence of indices); default sequential, or shuffled
         with `seed` when `shuffle=True` (sampler and shuffle=True together are an error, as in torch).
     transform: an affectfer.transforms pipeline ending in ToTensor(+Normalize) with a fixed output
@@ -159,7 +161,7 @@ class Loader:
         targets = getattr(ds, "targets", None)
         run = _C.LoaderRun(paths, images, np.asarray(ds.labels, dtype=np.int64), targets, order, flags, self._transform,
                            self._augment if flags is not None else None, self.batch_size, self.drop_last, self.workers,
-                           self.prefetch, self.seed, epoch, self.max_pixels)
+                           self.prefetch, self.seed, epoch, self.max_pixels, getattr(ds, "boxes", None))
         self._runs.add(run)
         return _Epoch(self, run)
 

@@ -82,6 +82,9 @@ def pack(dataset, path, max_side: int | None = None, workers: int | None = None,
     if labels is None or (paths is None and images is None):
         raise TypeError(f"pack: 'dataset' must have `labels` and `paths`, `images` or `pack_file` (an affectfer.data "
                         f"dataset), got {type(dataset).__name__}")
+    if getattr(dataset, "boxes", None) is not None:  # the pack writer decodes whole files; it has no crop step
+        raise ValueError(f"pack: {type(dataset).__name__} has face boxes, which pack() does not apply; pack the "
+                         f"cropped faces (e.g. an ArrayDataset of ds[i] images) or train from the files")
     if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer))
                                  or not 1 <= max_side <= 65536):
         raise ValueError(f"pack: 'max_side' must be an int in [1, 65536] or None, got {max_side!r}")

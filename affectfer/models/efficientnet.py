@@ -14,42 +14,23 @@ import math
 
 from .. import nn
 from ..nn import functional as F
-from ..tensor import ones
 
 # (expand ratio, kernel, stride, input channels, output channels, repeats) of stages features.1..7
 B0_STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
              (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
 
 
-def stochastic_depth(input, p: float, training: bool = True):
-    """torchvision.ops.stochastic_depth in "row" mode: each sample's branch is zeroed with
-    probability p and the survivors are scaled by 1/(1-p), so the expectation is unchanged; the
-    identity outside training. The per-sample mask is dropout applied to a ones column, so it comes
-    from affectfer's Philox stream (affectfer.manual_seed makes it repeatable)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"stochastic depth probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
-        return input
-    mask = F.dropout(ones(input.shape[0], *([1] * (len(input.shape) - 1)), dtype=input.dtype), p, True)
-    return input * mask
+# torchvision's names (torchvision.ops.stochastic_depth / StochasticDepth) for the shared row-mode
+# stochastic depth of affectfer.nn
+stochastic_depth = F.drop_path
 
 
-class StochasticDepth(nn.Module):
-    """torchvision.ops.StochasticDepth, "row" mode only (the one EfficientNet uses)."""
-
-    def __init__(self, p: float, mode: str = "row"):
-        super().__init__()
-        if mode != "row":
-            raise ValueError(f"only mode 'row' is supported, got {mode!r}")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"stochastic depth probability has to be between 0 and 1, but got {p}")
-        self.p, self.mode = p, mode
-
-    def forward(self, input):
-        return stochastic_depth(input, self.p, self.training)
-
-    def extra_repr(self):
-        return f"p={self.p}, mode={self.mode}"
+def StochasticDepth(p: float, mode: str = "row") -> nn.DropPath:
+    """torchvision.ops.StochasticDepth(p, mode): "row" mode only (the one EfficientNet uses), which
+    is nn.DropPath(p)."""
+    if mode != "row":
+        raise ValueError(f"only mode 'row' is supported, got {mode!r}")
+    return nn.DropPath(p)
 
 
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
@@ -99,7 +80,7 @@ class MBConv(nn.Module):
         layers.append(SqueezeExcitation(expanded, max(1, input_channels // 4)))
         layers.append(conv_bn_act(expanded, out_channels, 1, activation=False))
         self.block = nn.Sequential(*layers)
-        self.stochastic_depth = StochasticDepth(stochastic_depth_prob, "row")
+        self.stochastic_depth = nn.DropPath(stochastic_depth_prob)
         self.out_channels = out_channels
 
     def forward(self, input):

@@ -19,10 +19,15 @@ from ..tensor import tensor
 from .dan import dan
 from .efficientnet import efficientnet_b0
 from .googlenet import googlenet
+from .mobilevit import (mobilevitv2_050, mobilevitv2_075, mobilevitv2_100, mobilevitv2_125, mobilevitv2_150,
+                        mobilevitv2_175, mobilevitv2_200)
 from .resnet import resnet18, resnet34, resnet50
+from .vit import vit_b_16
 
 _MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "dan": dan,
-           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet}
+           "efficientnet_b0": efficientnet_b0, "googlenet": googlenet, "vit_b_16": vit_b_16}
+_MODELS.update({f.__name__: f for f in (mobilevitv2_050, mobilevitv2_075, mobilevitv2_100, mobilevitv2_125,
+                                        mobilevitv2_150, mobilevitv2_175, mobilevitv2_200)})
 
 
 def register_model(name: str, constructor) -> None:

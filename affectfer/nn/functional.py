@@ -10,12 +10,14 @@ these functions: code here that means Python's builtins writes builtins.max / bu
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from .. import _C
 from .._args import pair as _pair
 from ..autograd import no_grad
 from ..tensor import _call, tensor
+from ..tensor import ones as _ones
 from ..tensor import _wrap_dim as _dim
 
 _REDUCTIONS = dict(_C.reductions)
@@ -62,6 +64,19 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias; input (..., in_features), weight (out_features, in_features)."""
     return _call("linear", [input, weight, bias])
+
+
+def scaled_dot_product_attention(q, k, v, scale=None):
+    """softmax(q k^T * scale) v, fused (torch.nn.functional.scaled_dot_product_attention without mask,
+    dropout or causal option): q (..., Nq, D), k (..., Nk, D), v (..., Nk, Dv) with the same leading
+    dims, e.g. (B, heads, N, D); scale defaults to 1/sqrt(D). The op keeps at most one block of the
+    attention matrix (csrc/ops/attention.c), so memory grows with N, not N^2."""
+    if scale is None:
+        d = q.shape[-1] if q.ndim else 0
+        scale = 1.0 / math.sqrt(d) if d > 0 else 1.0
+    elif not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        raise TypeError(f"scaled_dot_product_attention: argument 'scale' must be a number, got {scale!r}")
+    return _call("scaled_dot_product_attention", [q, k, v], (), (float(scale),))
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -137,6 +152,22 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 
 # ---- activations ----
+def drop_path(input, p=0.0, training=False, scale_by_keep=True):
+    """Stochastic depth, "row" mode (Huang et al. 2016, "Deep Networks with Stochastic Depth"; timm's
+    drop_path, torchvision.ops.stochastic_depth(mode="row")): each sample (index of dim 0) is zeroed
+    whole with probability p, and the survivors are scaled by 1/(1-p) (scale_by_keep), so the
+    expectation is unchanged; the identity outside training or at p = 0. The per-sample mask is
+    dropout applied to a ones column, so it comes from affectfer's Philox stream."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"drop_path: probability p has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    keep = dropout(_ones(input.shape[0], *([1] * (input.ndim - 1)), dtype=input.dtype), p, True)
+    if not scale_by_keep:
+        keep = clamp(keep, max=1.0)  # 1/(1-p) -> exactly 1: a plain 0/1 mask
+    return input * keep
+
+
 def relu(input, inplace=False):
     return _call("relu", [input])
 

@@ -84,6 +84,9 @@ typedef struct af_loader_source {
     const float *targets;      /* n x T, or NULL */
     int num_targets;
     const struct af_pack *pack; /* when not NULL: pre-decoded samples borrowed from a pack (paths NULL) */
+    const int64_t *boxes;      /* n x 4 face boxes (left, top, right, bottom), or NULL: sample idx is cropped to
+                                * rows [top, bottom) and columns [left, right), clamped to the image, before any
+                                * transform (annotated face boxes: AffectNet, ExpW) */
 } af_loader_source;
 
 #define AF_LOADER_MAX_WORKERS 256

@@ -38,7 +38,7 @@ static af_status name_error(af_status st, const char *name) {
 }
 
 /* Reads dataset sample idx into img (decoding a file, or copying the in-memory image). */
-static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
+static af_status read_sample(const af_loader *l, int64_t idx, af_image *img) {
     const af_loader_source *src = &l->src;
     if (src->paths) return af_image_read_file(src->paths[idx], l->cfg.max_pixels, img);
     if (src->pack) { /* no decode, no copy: the pipeline reads the mapping (pipeline.c copies before writing) */
@@ -49,6 +49,26 @@ static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
     size_t nbytes = (size_t)src->img_h * src->img_w * src->img_c;
     memcpy(img->data, src->images + (size_t)idx * nbytes, nbytes);
     return AF_OK;
+}
+
+/* Sample idx, cropped to its face box when the source has boxes. The box is clamped to the image (an
+ * annotated box may reach past the border, as detector boxes do); one left empty by the clamp is an
+ * error, never a silent fallback to the whole image. */
+static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
+    AF_TRY(read_sample(l, idx, img));
+    if (!l->src.boxes) return AF_OK;
+    const int64_t *b = l->src.boxes + 4 * idx;
+    int64_t left = b[0] < 0 ? 0 : b[0], top = b[1] < 0 ? 0 : b[1];
+    int64_t right = b[2] > img->width ? img->width : b[2], bottom = b[3] > img->height ? img->height : b[3];
+    if (right <= left || bottom <= top)
+        return AF_FAIL(AF_ERR_VALUE, "face box (left %lld, top %lld, right %lld, bottom %lld) is empty inside the %dx%d "
+                       "(WxH) image", (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], img->width,
+                       img->height);
+    af_image crop = {0};
+    af_status st = af_img_crop(img, (int)top, (int)left, (int)(bottom - top), (int)(right - left), NULL, &crop);
+    af_image_free(img);
+    *img = crop;
+    return st;
 }
 
 /* Runs the augmentations of position s on img; when `out` is not NULL writes the float32 result

@@ -45,6 +45,7 @@ AF_OP(max, MAX)
 AF_OP(argmax, ARGMAX)
 AF_OP(matmul, MATMUL)
 AF_OP(linear, LINEAR)
+AF_OP(scaled_dot_product_attention, SCALED_DOT_PRODUCT_ATTENTION)
 
 /* index.c */
 AF_OP(gather, GATHER)

@@ -255,7 +255,7 @@ typedef struct {
     af_loader *loader;
     char **paths;
     int64_t n_paths;
-    PyObject *keep[7]; /* images, labels, targets, order, is_copy, transform, augment */
+    PyObject *keep[8]; /* images, labels, targets, order, is_copy, transform, augment, boxes */
     int64_t n_batches;
     PyObject *weakrefs; /* the Loader keeps a weak reference to close its current run */
 } LoaderRunObject;
@@ -273,7 +273,7 @@ static void run_close(LoaderRunObject *self) {
         free(self->paths);
         self->paths = NULL;
     }
-    for (int i = 0; i < 7; i++) Py_CLEAR(self->keep[i]);
+    for (int i = 0; i < 8; i++) Py_CLEAR(self->keep[i]);
 }
 
 static void run_dealloc(LoaderRunObject *self) {
@@ -284,15 +284,15 @@ static void run_dealloc(LoaderRunObject *self) {
 
 static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"paths", "images", "labels", "targets", "order", "is_copy", "transform", "augment_copies",
-                             "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", NULL};
+                             "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", "boxes", NULL};
     PyObject *paths_obj, *images_obj, *labels_obj, *targets_obj, *order_obj, *copy_obj, *tf_obj, *aug_obj;
-    PyObject *batch_obj, *workers_obj, *prefetch_obj, *epoch_obj, *max_obj = NULL;
+    PyObject *batch_obj, *workers_obj, *prefetch_obj, *epoch_obj, *max_obj = NULL, *boxes_obj = Py_None;
     long long batch_size, workers, prefetch, epoch, max_pixels = AF_IMAGE_DEFAULT_MAX_PIXELS;
     int drop_last;
     unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOpOOKO|O:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOpOOKO|OO:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
                                      &targets_obj, &order_obj, &copy_obj, &tf_obj, &aug_obj, &batch_obj, &drop_last,
-                                     &workers_obj, &prefetch_obj, &seed, &epoch_obj, &max_obj))
+                                     &workers_obj, &prefetch_obj, &seed, &epoch_obj, &max_obj, &boxes_obj))
         return NULL;
     /* every count is range-checked here, naming the argument, before any narrowing */
     if (af_py_int_arg(batch_obj, "batch_size", 1, 1ll << 40, &batch_size) < 0 ||
@@ -373,6 +373,16 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
         }
         src.targets = PyArray_DATA(targets);
         src.num_targets = (int)PyArray_DIM(targets, 1);
+    }
+    if (boxes_obj != Py_None) {
+        PyArrayObject *boxes = (PyArrayObject *)af_py_as_array(boxes_obj, NPY_INT64, 2, "boxes");
+        if (!(self->keep[7] = (PyObject *)boxes)) goto fail;
+        if (PyArray_DIM(boxes, 0) != src.n || PyArray_DIM(boxes, 1) != 4) {
+            PyErr_Format(PyExc_ValueError, "loader: 'boxes' must be (%lld, 4) (left, top, right, bottom), got (%zd, %zd)",
+                         (long long)src.n, (Py_ssize_t)PyArray_DIM(boxes, 0), (Py_ssize_t)PyArray_DIM(boxes, 1));
+            goto fail;
+        }
+        src.boxes = PyArray_DATA(boxes);
     }
     PyArrayObject *order = (PyArrayObject *)af_py_as_array(order_obj, NPY_INT64, 1, "order");
     if (!(self->keep[3] = (PyObject *)order)) goto fail;

@@ -1,5 +1,6 @@
-"""matmul.c: every supported shape pairing against NumPy (and torch), float64 gradchecks for both
-inputs, empty dims, determinism across threads, and shape errors naming both shapes."""
+"""matmul.c: every supported shape pairing, broadcast batch dims included, against NumPy (and torch),
+float64 gradchecks for both inputs, empty dims, determinism across threads, and shape errors naming
+both shapes."""
 import numpy as np
 import pytest
 
@@ -12,6 +13,20 @@ from tests.conftest import call, t64
 CASES = [((3, 5), (5, 4)), ((1, 1), (1, 1)), ((1, 7), (7, 1)), ((2, 3, 5), (2, 5, 4)), ((1, 3, 5), (1, 5, 2)),
          ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3)), ((2, 3, 3, 4), (4, 2)), ((3, 0), (0, 4)), ((0, 3), (3, 4)),
          ((2, 0, 3), (2, 3, 4)), ((2, 3, 4), (4, 0))]
+# torch.matmul's batch broadcasting: size-1 and missing dims stretch, on either side
+BROADCAST = [((2, 3, 4, 5), (2, 3, 5, 2)), ((2, 1, 4, 5), (1, 3, 5, 2)), ((4, 5), (3, 5, 2)), ((3, 4, 5), (1, 5, 2)),
+             ((1, 4, 5), (3, 5, 2)), ((2, 3, 4, 5), (3, 5, 2)), ((2, 1, 3, 4, 5), (1, 2, 1, 5, 2)),
+             ((2, 1, 3, 4, 5), (3, 5, 2)), ((1, 2, 4, 5), (3, 1, 5, 2)), ((2, 3, 4, 5), (1, 1, 5, 2)),
+             ((0, 4, 5), (1, 5, 2)), ((2, 1, 4, 5), (1, 0, 5, 2)), ((2, 3, 4, 5), (2, 1, 5, 2))]
+CASES += BROADCAST
+
+
+def _reduce_to(g, shape):
+    """Sum a broadcast gradient back to an operand's shape (NumPy reference for backward)."""
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead))) if lead else g
+    axes = tuple(i for i, n in enumerate(shape[:-2]) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
 
 
 @pytest.mark.reference("matmul")
@@ -31,6 +46,26 @@ def test_matches_numpy(sa, sb, dtype, rng):
 def test_gradcheck(sa, sb, rng):
     a, b = t64(rng.standard_normal(sa)), t64(rng.standard_normal(sb))
     gradcheck(lambda x, y: call("matmul", [x, y]), [a, b])
+
+
+@pytest.mark.gradcheck("matmul")
+@pytest.mark.parametrize("sa,sb", [((2, 1, 3, 4), (1, 3, 4, 2)), ((3, 4), (2, 4, 2)), ((2, 2, 3, 4), (2, 4, 2)),
+                                   ((2, 1, 2, 3, 2), (2, 1, 2, 2)), ((2, 3, 2, 3), (1, 1, 3, 2))])
+def test_gradcheck_broadcast(sa, sb, rng):
+    a, b = t64(rng.standard_normal(sa)), t64(rng.standard_normal(sb))
+    gradcheck(lambda x, y: af.matmul(x, y), [a, b])
+
+
+@pytest.mark.reference("matmul")
+@pytest.mark.parametrize("sa,sb", BROADCAST)
+def test_broadcast_gradients_match_numpy(sa, sb, rng):
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    ta, tb = t64(a), t64(b)
+    y = af.matmul(ta, tb)
+    g = rng.standard_normal(y.shape)
+    y.backward(af.tensor(g, dtype="float64"))
+    assert_close(ta.grad, _reduce_to(g @ np.swapaxes(b, -1, -2), sa), rtol=1e-12, atol=1e-12, name="da")
+    assert_close(tb.grad, _reduce_to(np.swapaxes(a, -1, -2) @ g, sb), rtol=1e-12, atol=1e-12, name="db")
 
 
 def test_gradient_of_one_input_only(rng):
@@ -54,6 +89,10 @@ def test_threads_bitwise_identical(rng):
     b = rng.standard_normal((129, 71)).astype(np.float32)
     c = rng.standard_normal((4, 71, 300)).astype(np.float32)
     assert_thread_invariant(lambda ta, tb, tc: (ta @ tb) @ tc, [a, b, c], name="matmul")
+    # broadcast operands: their gradients are sums over the broadcast batch
+    q = rng.standard_normal((3, 1, 67, 33)).astype(np.float32)
+    k = rng.standard_normal((1, 4, 33, 70)).astype(np.float32)
+    assert_thread_invariant(lambda tq, tk: af.matmul(tq, tk), [q, k], name="matmul broadcast")
 
 
 def test_bad_input():
@@ -63,7 +102,8 @@ def test_bad_input():
         call("matmul", [af.zeros(2, 3), af.zeros(3)])
     with pytest.raises(ValueError, match=r"'input' must be at least 2-D"):
         call("matmul", [af.zeros(3), af.zeros(3, 2)])
-    with pytest.raises(ValueError, match="same batch dims"):
+    with pytest.raises(ValueError, match=r"'input' of shape \(2, 2, 3\) and 'other' of shape \(3, 3, 2\): the batch "
+                                         "dims .* do not broadcast"):
         call("matmul", [af.zeros(2, 2, 3), af.zeros(3, 3, 2)])
     with pytest.raises(TypeError, match="'other' is float64"):
         call("matmul", [af.zeros(2, 3), af.zeros(3, 2, dtype="float64")])

@@ -16,13 +16,35 @@ def run(*args, timeout=240):
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["demo", "info", "convert-weights", "predict", "eval"])
+@pytest.mark.parametrize("command", ["demo", "train", "info", "convert-weights", "predict", "eval"])
 def test_help_documents_every_command(command):
     out = run(command, "--help")
     assert out.returncode == 0, out.stderr
     assert "usage: python -m affectfer " + command in out.stdout
     if command in ("predict", "eval"):
         assert "--checkpoint" in out.stdout and "--batch-size" in out.stdout
+    if command == "train":
+        for option in ("--recipe", "--data", "--out", "--set", "--tiny", "--list", "--help-config"):
+            assert option in out.stdout
+    if command == "demo":
+        assert "--recipe" in out.stdout
+
+
+def test_train_list_names_every_recipe():
+    from affectfer import recipes
+
+    out = run("train", "--list")
+    assert out.returncode == 0, out.stderr
+    for name in recipes.list_recipes():
+        assert name in out.stdout
+
+
+def test_train_errors_are_messages_not_tracebacks():
+    for args, message in ((("train",), "--recipe NAME is required"),
+                          (("train", "--recipe", "nope"), "unknown recipe 'nope'"),
+                          (("demo", "--recipe", "nope"), "unknown recipe 'nope'")):
+        proc = run(*args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +115,38 @@ def test_predict_errors_are_messages_not_tracebacks(tmp_path):
     assert proc.returncode == 2 and "config lacks" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("predict", "--checkpoint", str(tmp_path / "missing.safetensors"), "--images", str(tmp_path))
     assert proc.returncode == 2 and "missing.safetensors" in proc.stderr
+
+
+def test_train_help_config_lists_each_field_with_its_source():
+    proc = run("train", "--recipe", "senet_abaw2020", "--help-config")
+    assert proc.returncode == 0, proc.stderr
+    assert "accumulate_steps (int, default 4)" in proc.stdout and "paper: 4" in proc.stdout
+    assert "class_weighting (bool, default True)" in proc.stdout
+
+
+def test_train_set_errors_name_the_key(tmp_path):
+    proc = run("train", "--recipe", "senet_abaw2020", "--tiny", "--set", "epoch=2", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "unknown config key 'epoch'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("train", "--recipe", "senet_abaw2020", "--tiny", "--set", "epochs=two")
+    assert proc.returncode == 2 and "epochs='two': expected an integer" in proc.stderr
+
+
+def test_train_tiny_recipe_with_overrides_writes_its_run(tmp_path):
+    proc = run("train", "--recipe", "senet_abaw2020", "--tiny", "--set", "accumulation=false", "--set", "val_every=3",
+               "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    config = json.load(open(tmp_path / "config.json"))
+    assert config["accumulation"] is False and config["val_every"] == 3 and config["backbone"] == "resnet18"
+    printed = json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
+    assert printed["abaw_expression"] == pytest.approx(json.load(open(tmp_path / "metrics.json"))["abaw_expression"], abs=1e-4)
+
+
+def test_demo_recipe_runs_the_tiny_settings(tmp_path):
+    proc = run("demo", "--recipe", "hand_assisted", "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "macro F1 over 6 classes" in proc.stdout and '"macro_f1"' in proc.stdout
+    import json
+
+    assert json.load(open(tmp_path / "config.json"))["image_size"] == 32  # Config.tiny(), not the paper's 224

@@ -146,5 +146,111 @@ def test_plots_are_written(tmp_path):
     train.fit(model, loader(make_data()), optim.Adam(model.parameters(), lr=0.05), 2,
               val_loader=loader(make_data(seed=1), False), plot_dir=tmp_path, class_names=["a", "b", "c"],
               progress=False, log=None)
-    for name in ("history.png", "confusion.png", "history.json"):
-        assert (tmp_path / name).stat().st_size > 0
+    for name in ("history.png", "confusion.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000, name
+    import json
+    saved = json.loads((tmp_path / "history.json").read_text())
+    cm = np.array(saved["last_confusion"])
+    assert cm.shape == (3, 3) and cm.sum() == 48 and len(saved["train_loss"]) == 2
+
+
+def test_the_bar_shows_loss_images_per_second_and_the_metric(monkeypatch):
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    postfixes = []
+
+    class Recorder(tqdm_auto.tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            postfixes.append((self.desc, dict(ordered_dict or kwargs)))
+            super().set_postfix(ordered_dict, refresh, **kwargs)
+
+    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
+    af.manual_seed(6)
+    model = Net()
+    train.fit(model, loader(make_data()), optim.Adam(model.parameters(), lr=0.05), 2,
+              val_loader=loader(make_data(seed=1), False), progress=True, log=None)
+    epoch1 = [p for d, p in postfixes if d.startswith("epoch 1/2")]
+    epoch2 = [p for d, p in postfixes if d.startswith("epoch 2/2")]
+    assert len(epoch1) == len(epoch2) == 6                       # one update per batch
+    for p in epoch1 + epoch2:
+        assert float(p["loss"]) > 0 and float(p["img/s"]) > 0
+    assert "macro_f1" not in epoch1[-1]                          # no validation yet
+    assert 0 <= float(epoch2[0]["macro_f1"]) <= 1               # epoch 1's validation from then on
+
+
+def test_abaw_expression_metric_is_the_challenge_mix():
+    af.manual_seed(7)
+    model = Net()
+    h = train.fit(model, loader(make_data()), optim.Adam(model.parameters(), lr=0.05), 2,
+                  val_loader=loader(make_data(seed=1), False), metric="abaw_expression", progress=False, log=None)
+    expected = 0.67 * np.array(h.val_macro_f1) + 0.33 * np.array(h.val_accuracy)
+    np.testing.assert_allclose(h.val_metric, expected, rtol=1e-6)
+    assert h.best_metric == max(h.val_metric)
+
+
+class MTLNet(nn.Module):
+    """(valence/arousal, 8 expression logits, 12 AU logits), the order fit's abaw_mtl metric reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.va, self.expr, self.au = nn.Linear(4, 2), nn.Linear(4, 8), nn.Linear(4, 12)
+
+    def forward(self, x):
+        h = self.pool(self.conv(x).relu()).flatten(1)
+        return self.va(h).tanh(), self.expr(h), self.au(h)
+
+
+def mtl_data(n=32, seed=0):
+    """ABAWMTLDataset-shaped data: expression labels (-1 = none), targets valence, arousal, 12 AUs with
+    the -5 / -1 invalid markers."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 8, n)
+    labels[::5] = -1
+    va = rng.uniform(-1, 1, (n, 2))
+    va[1::4] = -5
+    aus = rng.integers(0, 2, (n, 12)).astype(float)
+    aus[2::6] = -1
+    images = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    return ArrayDataset(images, labels, targets=np.concatenate([va, aus], 1), classes=[str(k) for k in range(8)])
+
+
+def test_abaw_mtl_metric_on_multi_task_batches():
+    af.manual_seed(8)
+    model = MTLNet()
+
+    def loss_fn(outputs, labels, targets):
+        va, expr, au = outputs
+        return {"va": (va * va).mean(), "expr": (expr * expr).mean(), "au": (au * au).mean()}
+
+    val = Loader(mtl_data(seed=1), batch_size=8, transform=T.ToTensor(), workers=1)  # the same batches every pass
+    h = train.fit(model, loader(mtl_data()), optim.SGD(model.parameters(), lr=0.0), 1, loss_fn=loss_fn, val_loader=val,
+                  metric="abaw_mtl", progress=False, log=None)
+    (va, expr, au), (labels, targets) = train.predict_outputs(model, val)
+    truth = mtl_data(seed=1)
+    va_true, au_true = truth.targets[:, :2], truth.targets[:, 2:]
+    expected = af.metrics.abaw_mtl_score(va_true, va, truth.labels, expr.argmax(1), au_true, 1 / (1 + np.exp(-au)))
+    assert h.val_metric == [pytest.approx(expected, rel=1e-6)]
+    # the invalid markers are masked, not scored: reading them as values changes the score
+    assert expected != pytest.approx(af.metrics.abaw_mtl_score(np.where(va_true == -5, 0, va_true), va, truth.labels,
+                                                               expr.argmax(1), au_true, 1 / (1 + np.exp(-au))))
+    assert np.array(h.last_confusion).shape == (8, 8)           # the expression head's matrix, not VA's
+    assert h.val_macro_f1 == [pytest.approx(af.metrics.macro_f1(truth.labels, expr.argmax(1), 8))]
+    # the same score from the three targets laid out apart
+    three = train._metric_value("abaw_mtl", (va, expr, au), (va_true, truth.labels, au_true), None, 1)
+    assert three == pytest.approx(expected, rel=1e-12)
+
+
+def test_predict_on_a_multi_output_model():
+    af.manual_seed(9)
+    model = Net(two_heads=True)
+    val = Loader(make_data(seed=1), batch_size=8, transform=T.ToTensor(), workers=1)
+    (logits, aux), (labels,) = train.predict_outputs(model, val)
+    assert logits.shape == (48, 3) and aux.shape == (48, 1) and labels.tolist() == make_data(seed=1).labels.tolist()
+    probs, labels = train.predict(model, val)                   # output 0: the logits
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, z / z.sum(1, keepdims=True), rtol=1e-5)
+    probs_aux, _ = train.predict(model, val, output_index=1)   # a one-column output: probability 1
+    np.testing.assert_array_equal(probs_aux, np.ones((48, 1), np.float32))
+    assert model.training                                       # predict restores the mode it found

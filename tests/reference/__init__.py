@@ -140,12 +140,15 @@ def seeded_state_dict(shapes, seed):
     (name, shape) pairs, so a torch and an affectfer model with the same names get the same
     numbers. Convolutions get He-uniform weights (variance 2/fan_in, He et al. 2015), so deep ReLU
     stacks neither vanish nor explode; linear layers torch's default U(+-1/sqrt(fan_in)); batch
-    norms non-trivial affine and running statistics, so train and eval mode both exercise them."""
+    norms non-trivial affine and running statistics, so train and eval mode both exercise them;
+    group and layer norms a non-trivial affine; attention's in_proj like a linear layer; ViT's
+    tokens U(+-0.1)."""
     rng = np.random.default_rng(seed)
     shapes = [(name, tuple(int(s) for s in shape)) for name, shape in shapes]
     fan_in = {name[:-len(".weight")]: int(np.prod(shape[1:])) for name, shape in shapes
               if name.endswith(".weight") and len(shape) >= 2}
     bn = {name[:-len(".running_mean")] for name, _ in shapes if name.endswith(".running_mean")}
+    shapes_by_name = dict(shapes)
     out = {}
     for name, shape in shapes:
         module, _, leaf = name.rpartition(".")
@@ -160,6 +163,14 @@ def seeded_state_dict(shapes, seed):
             out[name] = (np.sqrt(6.0 / fan_in[module]) * (2 * u - 1)).astype(np.float32)
         elif leaf in ("weight", "bias") and module in fan_in:
             out[name] = ((2 * u - 1) / np.sqrt(fan_in[module])).astype(np.float32)
+        elif leaf in ("in_proj_weight", "in_proj_bias"):  # attention's stacked q, k, v projection
+            fan = shapes_by_name[f"{module}.in_proj_weight" if module else "in_proj_weight"][1]
+            out[name] = ((2 * u - 1) / np.sqrt(fan)).astype(np.float32)
+        elif leaf in ("weight", "bias") and len(shape) == 1:  # the affine of a group or layer norm
+            lo, hi = (0.5, 1.5) if leaf == "weight" else (-0.2, 0.2)
+            out[name] = (lo + (hi - lo) * u).astype(np.float32)
+        elif leaf in ("class_token", "pos_embedding"):  # ViT's learned tokens
+            out[name] = (0.1 * (2 * u - 1)).astype(np.float32)
         else:
             raise ValueError(f"seeded_state_dict: no rule for {name!r} of shape {shape}")
     return out

@@ -125,7 +125,8 @@ def conv2d(torch):
 @generator
 def matmul(torch):
     rng, out = np.random.default_rng(SEED), Cases()
-    for sa, sb in [((2, 3, 5), (2, 5, 4)), ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3))]:
+    for sa, sb in [((2, 3, 5), (2, 5, 4)), ((2, 3, 5), (5, 4)), ((2, 2, 3, 4), (2, 2, 4, 3)),
+                   ((2, 1, 3, 5), (1, 3, 5, 4)), ((3, 5), (2, 5, 4)), ((2, 3, 3, 5), (1, 5, 4))]:
         a, b = rng.standard_normal(sa), rng.standard_normal(sb)
         ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
         ty = ta @ tb
@@ -636,15 +637,165 @@ def googlenet(torch):
     return out
 
 
+MOBILEVIT_VARIANTS = ("050", "075", "100", "125", "150", "175", "200")
+MOBILEVIT_GRADS = ["stem.conv.weight", "stages.1.1.conv2_kxk.conv.weight", "stages.2.1.transformer.0.attn.qkv_proj.weight",
+                   "stages.2.1.transformer.1.norm2.bias", "stages.3.1.transformer.3.mlp.fc1.weight",
+                   "stages.4.1.norm.weight", "stages.4.1.conv_proj.bn.weight", "head.fc.bias"]
+MOBILEVIT_TRACKED = ["stem.bn.running_mean", "stages.3.1.conv_proj.bn.running_var"]
+
+
+@generator
+def mobilevit(torch):
+    """timm's mobilevitv2_*: names, shapes and parameter counts of every variant; eval logits of
+    _050 at 256x256 and 112x112 (whose 7x7 stage-4 map takes the bilinear resize) and of _100 at
+    256x256; train-mode steps of _050 in float32 at both sizes and in float64 at 112x112. The
+    256x256 input is stored at 128x128 and each pixel repeated 2x2, to keep the file small."""
+    import timm
+    rng, out = np.random.default_rng(SEED), Cases(blocks=256)
+    for v in MOBILEVIT_VARIANTS:
+        m = timm.create_model(f"mobilevitv2_{v}")
+        out.add(f"names-{v}", state=json.dumps([[k, list(t.shape)] for k, t in m.state_dict().items()]),
+                modules=json.dumps([n for n, _ in m.named_modules()]), params=sum(p.numel() for p in m.parameters()))
+
+    def seeded(variant):
+        m = timm.create_model(f"mobilevitv2_{variant}", num_classes=10)
+        sd = seeded_state_dict([(k, t.shape) for k, t in m.state_dict().items()], SEED)
+        m.load_state_dict({k: torch.from_numpy(t) for k, t in sd.items()})
+        return m, checksum(sd)
+
+    half = add_input(out, "inputs", "x256", rng, (2, 3, 128, 128), np.float32)
+    inputs = {256: half.repeat(2, axis=2).repeat(2, axis=3), 112: add_input(out, "inputs", "x112", rng, (2, 3, 112, 112))}
+    for variant, size in (("050", 256), ("050", 112), ("100", 256)):
+        m, check = seeded(variant)
+        with torch.no_grad():
+            logits = m.eval()(torch.from_numpy(inputs[size].astype(np.float32)))
+        out.add(f"eval-{variant}-{size}", weights_checksum=check, logits=logits)
+    for dtype, size in (("float32", 256), ("float32", 112), ("float64", 112)):
+        m, check = seeded("050")
+        m.to(getattr(torch, dtype)).train()
+        y = rng.integers(0, 10, 2)
+        logits = m(torch.from_numpy(inputs[size].astype(dtype)))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
+        loss.backward()
+        params, sd = dict(m.named_parameters()), m.state_dict()
+        out.add(f"train-{dtype}-{size}", weights_checksum=check, y=y, logits=logits, loss=loss,
+                **{f"grad.{k}": params[k].grad for k in MOBILEVIT_GRADS}, **{f"state.{k}": sd[k] for k in MOBILEVIT_TRACKED})
+
+
+VIT_GRADS = ["conv_proj.weight", "class_token", "encoder.pos_embedding",
+             "encoder.layers.encoder_layer_0.self_attention.in_proj_weight",
+             "encoder.layers.encoder_layer_5.self_attention.out_proj.bias", "encoder.layers.encoder_layer_7.ln_1.weight",
+             "encoder.layers.encoder_layer_11.mlp.3.bias", "encoder.ln.bias", "heads.head.weight"]
+VIT_TINY = dict(patch_size=8, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=12)
+
+
+@generator
+def vit(torch):
+    """ViT-B/16 names and shapes; at 224 and 112 (the 112 input is the 224 one subsampled by 2): eval
+    and train logits, the loss and a few parameter gradients (float32); the position embeddings of a
+    224 state dict resampled to 112's grid as timm does (bicubic, align_corners=False); a tiny
+    configuration's train step in float64 with every gradient."""
+    import torchvision
+    from torchvision.models.vision_transformer import VisionTransformer
+    rng, out = np.random.default_rng(SEED), Cases(blocks=256)
+    m = torchvision.models.vit_b_16()
+    out.add("names", state=json.dumps([[k, list(v.shape)] for k, v in m.state_dict().items()]),
+            modules=json.dumps([n for n, _ in m.named_modules()]), params=sum(p.numel() for p in m.parameters()))
+
+    def seeded(m):
+        sd = seeded_state_dict([(k, v.shape) for k, v in m.state_dict().items()], SEED)
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+        return m, checksum(sd), sd
+
+    x224 = add_input(out, "input", "x", rng, (2, 3, 224, 224), np.float32)
+    y = rng.integers(0, 10, 2)
+    out.add("input", y=y)
+    for size in (224, 112):
+        m, check, sd = seeded(torchvision.models.vit_b_16(num_classes=10, image_size=size))
+        x = torch.from_numpy(np.ascontiguousarray(x224 if size == 224 else x224[:, :, ::2, ::2]))
+        with torch.no_grad():
+            eval_logits = m.eval()(x)
+        logits = m.train()(x)
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
+        loss.backward()
+        params = dict(m.named_parameters())
+        out.add(str(size), weights_checksum=check, eval_logits=eval_logits, train_logits=logits, loss=loss,
+                **{f"grad.{k}": params[k].grad for k in VIT_GRADS})
+        if size == 224:
+            pos = torch.from_numpy(sd["encoder.pos_embedding"])
+            grid = pos[:, 1:].reshape(1, 14, 14, 768).permute(0, 3, 1, 2)
+            grid = torch.nn.functional.interpolate(grid, size=(7, 7), mode="bicubic", align_corners=False)
+            out.add("resample", weights_checksum=check,
+                    pos=torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, 49, 768)], dim=1))
+    m, check, _ = seeded(VisionTransformer(image_size=32, num_classes=3, **VIT_TINY))
+    m.double().train()
+    x = add_input(out, "tiny", "x", rng, (2, 3, 32, 32), np.float64)
+    loss = torch.nn.functional.cross_entropy(m(torch.from_numpy(x)), torch.from_numpy(y % 3))
+    loss.backward()
+    out.add("tiny", weights_checksum=check, y=y % 3, loss=loss,
+            **{f"grad.{k}": p.grad for k, p in m.named_parameters()})
+    return out
+
+
+@generator
+def nn_transformer(torch):
+    """MultiheadAttention (self and cross attention, both batch layouts, with and without the
+    returned weights) and TransformerEncoderLayer (post- and pre-LN, relu and gelu), float64 with
+    seeded weights: outputs, weights and the gradients of inputs and parameters."""
+    rng, out = np.random.default_rng(SEED), Cases()
+    nn = torch.nn
+
+    def seeded(m):
+        sd = seeded_state_dict([(k, v.shape) for k, v in m.state_dict().items()], SEED)
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+        return m.double(), checksum(sd)
+
+    def run(case, m, check, inputs, call):
+        ts = [torch.tensor(a, requires_grad=True) for a in inputs]
+        res = call(m, *ts)
+        outs = res if isinstance(res, tuple) else (res,)
+        loss = 0
+        items = {}
+        for i, o in enumerate(outs):
+            if o is None:
+                continue
+            g = rng.standard_normal(tuple(o.shape))
+            items[f"out{i}"], items[f"g{i}"] = o, g
+            loss = loss + (o * torch.from_numpy(g)).sum()
+        loss.backward()
+        items.update({f"x{i}": a for i, a in enumerate(inputs)})
+        items.update({f"dx{i}": t.grad for i, t in enumerate(ts)})
+        items.update({f"grad.{k}": p.grad for k, p in m.named_parameters()})
+        out.add(case, weights_checksum=check, **items)
+
+    for batch_first in (False, True):
+        for need in (False, True):
+            m, check = seeded(nn.MultiheadAttention(8, 2, batch_first=batch_first))
+            x = rng.standard_normal((3, 5, 8) if batch_first else (5, 3, 8))
+            run(f"mha-self-bf{int(batch_first)}-w{int(need)}", m.train(), check, [x],
+                lambda m, x, need=need: m(x, x, x, need_weights=need))
+    m, check = seeded(nn.MultiheadAttention(8, 4, batch_first=True))
+    q, kv = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 6, 8))
+    run("mha-cross-heads", m.train(), check, [q, kv, kv.copy()],
+        lambda m, q, k, v: m(q, k, v, need_weights=True, average_attn_weights=False))
+    for norm_first in (False, True):
+        for act in ("relu", "gelu"):
+            m, check = seeded(nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0, activation=act,
+                                                         norm_first=norm_first, batch_first=True))
+            run(f"layer-nf{int(norm_first)}-{act}", m.train(), check, [rng.standard_normal((2, 5, 8))],
+                lambda m, x: m(x))
+    return out
+
+
 # ---------------------------------------------------------------- writing
 def versions():
     import torch
     meta = {"torch": torch.__version__, "numpy": np.__version__}
-    try:
-        import torchvision
-        meta["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
+    for extra in ("torchvision", "timm"):
+        try:
+            meta[extra] = __import__(extra).__version__
+        except ImportError:
+            pass
     return meta
 
 

@@ -9,6 +9,8 @@ import pytest
 from tests import reference
 from tests.reference import make_fixtures
 
+TIMM_FIXTURES = ("mobilevit",)  # made from timm's models
+
 
 def test_every_generator_has_its_file_and_no_file_is_orphaned():
     on_disk = sorted(f[:-len(".npz")] for f in os.listdir(reference.DATA) if f.endswith(".npz"))
@@ -22,6 +24,8 @@ def test_metadata_names_the_versions(name):
     assert meta["torch"] and meta["numpy"]
     if name in ("efficientnet", "googlenet", "resnet", "torchvision_transforms"):
         assert meta["torchvision"]
+    if name in TIMM_FIXTURES:
+        assert meta["timm"]
 
 
 def _allowed(key, stored):
@@ -40,6 +44,8 @@ def test_committed_fixture_is_what_torch_computes(name):
     pytest.importorskip("torch")
     if name in ("efficientnet", "googlenet", "resnet", "torchvision_transforms"):
         pytest.importorskip("torchvision")
+    if name in TIMM_FIXTURES:
+        pytest.importorskip("timm")
     stored = dict(reference.load(name).arrays)
     fresh = make_fixtures.build(name)
     assert sorted(fresh) == sorted(stored), f"{name}: regenerate with tests/reference/make_fixtures.py {name}"

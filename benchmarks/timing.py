@@ -1,0 +1,93 @@
+"""Timing helpers the benchmark scripts share: best-of-n timing with a switchable clock, interleaved
+timing of several contenders, and one training step / forward pass of an affectfer or a torch model.
+
+The scripts run as `python benchmarks/<script>.py`, so this directory is on sys.path and they import
+it as `import timing`."""
+import time
+
+CLOCK = time.perf_counter  # a script switches it, e.g. to time.process_time for CPU time
+
+
+def best_time(fn, reps, setup=None):
+    """Minimum time of fn() over reps runs after one warm-up; setup() runs untimed before each and
+    its result is passed to fn."""
+    best = float("inf")
+    for i in range(reps + 1):
+        arg = setup() if setup else None
+        t0 = CLOCK()
+        fn(arg) if setup else fn()
+        dt = CLOCK() - t0
+        if i:
+            best = min(best, dt)
+    return best
+
+
+def interleaved_best(fns, reps):
+    """{name: minimum time} of each fn in `fns` ({name: fn}) over reps rounds after one warm-up
+    round; every round runs each contender once, in turn, so a slow spell of a shared machine
+    falls on all of them rather than on whichever ran during it."""
+    best = {name: float("inf") for name in fns}
+    for i in range(reps + 1):
+        for name, fn in fns.items():
+            t0 = CLOCK()
+            fn()
+            dt = CLOCK() - t0
+            if i:
+                best[name] = min(best[name], dt)
+    return best
+
+
+def _logits(out):
+    """The main output of a model that returns a tuple in training mode (DAN, GoogLeNet's auxiliary
+    outputs)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+def af_train_step(model, x, y, lr=0.01):
+    """One SGD (momentum 0.9) cross-entropy step of an affectfer model in training mode, as a
+    function of no arguments."""
+    from affectfer import optim
+    from affectfer.nn import functional as F
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+    def step():
+        model.train()
+        opt.zero_grad()
+        F.cross_entropy(_logits(model(x)), y).backward()
+        opt.step()
+    return step
+
+
+def torch_train_step(model, x, y, lr=0.01):
+    """The same step for a torch model."""
+    import torch
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+    def step():
+        model.train()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(_logits(model(x)), y).backward()
+        opt.step()
+    return step
+
+
+def af_forward(model, x):
+    """An inference forward pass of an affectfer model (eval mode, no tape)."""
+    import affectfer as af
+
+    def forward():
+        model.eval()
+        with af.no_grad():
+            model(x)
+    return forward
+
+
+def torch_forward(model, x):
+    """The same for a torch model (eval mode, inference mode)."""
+    import torch
+
+    def forward():
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+    return forward

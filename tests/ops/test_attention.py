@@ -1,0 +1,119 @@
+"""attention.c: scaled_dot_product_attention against a NumPy softmax(Q K^T s) V (forward and the
+analytic backward), float64 gradchecks on query, key and value (one and several score blocks),
+thread-count invariance, empty sizes and bad input."""
+import math
+
+import numpy as np
+import pytest
+
+import affectfer as af
+from affectfer.nn import functional as F
+from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
+from tests.conftest import call, t64
+
+
+def ref_attention(q, k, v, scale):
+    """Forward and the backward closure in float64 (softmax's Jacobian: dS = P * (dP - rowsum(dP * P)))."""
+    q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    s = s - s.max(-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(-1, keepdims=True)
+    out = p @ v
+
+    def backward(g):
+        dv = np.swapaxes(p, -1, -2) @ g
+        dp = g @ np.swapaxes(v, -1, -2)
+        ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+        return ds @ k * scale, np.swapaxes(ds, -1, -2) @ q * scale, dv
+    return out, backward
+
+
+# (q shape, Nk, Dv): batch dims, query/key lengths across the 128-query and 256-key block sizes
+CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5), 9, 2), ((1, 2, 197, 16), 197, 16),
+         ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64)]
+
+
+@pytest.mark.reference("scaled_dot_product_attention")
+@pytest.mark.parametrize("qs,nk,dv", CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matches_numpy(qs, nk, dv, dtype, rng):
+    q = rng.standard_normal(qs) * 2
+    k = rng.standard_normal(qs[:-2] + (nk, qs[-1])) * 2
+    v = rng.standard_normal(qs[:-2] + (nk, dv))
+    g = rng.standard_normal(qs[:-1] + (dv,))
+    tq, tk, tv = (af.tensor(a, dtype=dtype, requires_grad=True) for a in (q, k, v))
+    out = F.scaled_dot_product_attention(tq, tk, tv)
+    out.backward(af.tensor(g, dtype=dtype))
+    ref, backward = ref_attention(q, k, v, 1 / math.sqrt(qs[-1]))
+    tol = dict(rtol=1e-4, atol=2e-5) if dtype == "float32" else dict(rtol=1e-11, atol=1e-12)
+    assert out.dtype == dtype and out.shape == qs[:-1] + (dv,)
+    assert_close(out, ref, name="out", **tol)
+    for name, t, want in zip(("dq", "dk", "dv"), (tq, tk, tv), backward(g)):
+        assert_close(t.grad, want, name=name, **tol)
+
+
+@pytest.mark.reference("scaled_dot_product_attention")
+def test_explicit_scale_and_large_logits(rng):
+    """A given scale replaces 1/sqrt(D); logits of several hundred stay finite (max subtracted)."""
+    q, k, v = rng.standard_normal((2, 9, 3)), rng.standard_normal((2, 11, 3)), rng.standard_normal((2, 11, 4))
+    for scale in (0.1, 1.0, 80.0):
+        out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), scale=scale)
+        assert_close(out, ref_attention(q, k, v, scale)[0], rtol=1e-11, atol=1e-12, name=f"scale {scale}")
+
+
+@pytest.mark.gradcheck("scaled_dot_product_attention")
+@pytest.mark.parametrize("qs,nk,dv", [((2, 2, 3, 4), 5, 3), ((1, 4, 2), 4, 2), ((1, 1, 2, 2), 260, 1),
+                                      ((1, 130, 2), 3, 2)])
+def test_gradcheck(qs, nk, dv, rng):
+    q = t64(rng.standard_normal(qs))
+    k = t64(rng.standard_normal(qs[:-2] + (nk, qs[-1])))
+    v = t64(rng.standard_normal(qs[:-2] + (nk, dv)))
+    gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, scale=0.7), [q, k, v])
+
+
+def test_gradient_of_some_inputs_only(rng):
+    q, k, v = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 6, 3)), rng.standard_normal((2, 6, 2))
+    g = rng.standard_normal((2, 5, 2))
+    _, backward = ref_attention(q, k, v, 1 / math.sqrt(3))
+    tq, tk, tv = t64(q, False), t64(k), t64(v, False)
+    F.scaled_dot_product_attention(tq, tk, tv).backward(af.tensor(g, dtype="float64"))
+    assert tq.grad is None and tv.grad is None
+    assert_close(tk.grad, backward(g)[1], rtol=1e-11, atol=1e-12)
+
+
+def test_threads_bitwise_identical(rng):
+    shapes = [((2, 3, 197, 16), (2, 3, 197, 16), (2, 3, 197, 16)), ((1, 2, 300, 8), (1, 2, 520, 8), (1, 2, 520, 5))]
+    for sq, sk, sv in shapes:
+        q, k, v = (rng.standard_normal(s).astype(np.float32) for s in (sq, sk, sv))
+        assert_thread_invariant(F.scaled_dot_product_attention, [q, k, v], threads=(1, 2, 3), name="sdpa")
+
+
+def test_empty_sizes():
+    out = F.scaled_dot_product_attention(t64(np.ones((2, 3, 4))), t64(np.ones((2, 0, 4))), t64(np.ones((2, 0, 5))))
+    assert out.shape == (2, 3, 5) and not out.numpy().any()  # an empty sum, as torch gives
+    out.sum().backward()
+    out = F.scaled_dot_product_attention(t64(np.ones((2, 0, 4))), t64(np.ones((2, 3, 4))), t64(np.ones((2, 3, 5))))
+    assert out.shape == (2, 0, 5)
+    out = F.scaled_dot_product_attention(t64(np.ones((0, 2, 4))), t64(np.ones((0, 3, 4))), t64(np.ones((0, 3, 5))))
+    assert out.shape == (0, 2, 5)
+
+
+def test_bad_input():
+    z = af.zeros
+    with pytest.raises(ValueError, match=r"'query' \(2, 3, 4\), 'key' \(3, 3, 4\) and 'value' \(3, 3, 4\) must have the same leading"):
+        F.scaled_dot_product_attention(z(2, 3, 4), z(3, 3, 4), z(3, 3, 4))
+    with pytest.raises(ValueError, match=r"'key' \(2, 3, 5\) must have the last dim of 'query' \(2, 3, 4\)"):
+        F.scaled_dot_product_attention(z(2, 3, 4), z(2, 3, 5), z(2, 3, 4))
+    with pytest.raises(ValueError, match=r"'value' \(2, 4, 4\) must have as many rows as 'key' \(2, 3, 4\)"):
+        F.scaled_dot_product_attention(z(2, 3, 4), z(2, 3, 4), z(2, 4, 4))
+    with pytest.raises(ValueError, match="argument 'key' must be at least 2-D"):
+        F.scaled_dot_product_attention(z(2, 3), z(3), z(2, 3))
+    with pytest.raises(TypeError, match="'value' is float64"):
+        F.scaled_dot_product_attention(z(2, 3), z(2, 3), z(2, 3, dtype="float64"))
+    with pytest.raises(ValueError, match="'scale' must be finite"):
+        F.scaled_dot_product_attention(z(2, 3), z(2, 3), z(2, 3), scale=float("inf"))
+    with pytest.raises(TypeError, match="'scale' must be a number"):
+        F.scaled_dot_product_attention(z(2, 3), z(2, 3), z(2, 3), scale="1")
+    with pytest.raises(ValueError, match="takes|scale"):
+        call("scaled_dot_product_attention", [z(2, 3), z(2, 3), z(2, 3)])
