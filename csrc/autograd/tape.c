@@ -239,7 +239,7 @@ static af_status deposit(af_tensor **slot, af_tensor *g) {
 
 /* A leaf in a gradient arena accumulates into its slot there, so the optimizer finds every
  * gradient in one flat buffer (csrc/core/arena.h). */
-static af_status ensure_leaf_grad(af_tensor *leaf) {
+af_status af_ensure_leaf_grad(af_tensor *leaf) {
     if (leaf->grad) return AF_OK;
     if (!leaf->grad_slot) return af_tensor_zeros_like(leaf, &leaf->grad);
     AF_TRY(af_tensor_fill_zero(leaf->grad_slot));
@@ -330,7 +330,7 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
     af_tensor *seed = NULL;
     AF_TRY(make_seed(root, grad, &seed));
     if (!root->grad_fn) { /* a leaf: d root / d root = 1 */
-        af_status st = root->grad_slot ? ensure_leaf_grad(root) : AF_OK;
+        af_status st = root->grad_slot ? af_ensure_leaf_grad(root) : AF_OK;
         if (st == AF_OK) st = deposit(&root->grad, seed);
         af_tensor_release(seed);
         return st;
@@ -367,7 +367,7 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
                 AF_CHECK(ensure_zero_grad(&producer->dout[in->grad_fn_output], in));
                 din[i] = producer->dout[in->grad_fn_output];
             } else {
-                AF_CHECK(ensure_leaf_grad(in));
+                AF_CHECK(af_ensure_leaf_grad(in));
                 din[i] = in->grad;
             }
         }

@@ -66,6 +66,9 @@ typedef struct af_grad_hooks {
     void *ctx;
 } af_grad_hooks;
 void af_set_grad_hooks(const af_grad_hooks *hooks);
+/* Gives a leaf a zero .grad if it has none (its gradient-arena slot when it has one), as backward
+ * does before accumulating into it. */
+af_status af_ensure_leaf_grad(af_tensor *leaf);
 
 void af_node_retain(af_node *n);
 void af_node_release(af_node *n);
