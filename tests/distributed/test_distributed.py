@@ -186,6 +186,28 @@ def test_distributed_sampler_and_loader_use_the_shard():
         RandomSampler(2).shard(3, 0, drop_last=True)
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_sharded_loader_augments_each_sample_as_one_process(world):
+    """Each rank's k-th sample is position k * R + r of the whole order and draws that position's
+    random stream: the ranks' augmented samples, interleaved, are the 1-process samples."""
+    rng = np.random.default_rng(0)
+    data = af.data.ArrayDataset(rng.integers(0, 255, (11, 9, 9, 3), dtype=np.uint8), np.arange(11) % 3)
+    tf = af.transforms.Compose([af.transforms.RandomCrop(6), af.transforms.RandomHorizontalFlip(),
+                                af.transforms.ToTensor()])
+
+    def samples(sampler):
+        loader = af.data.Loader(data, batch_size=3, sampler=sampler, transform=tf, workers=2, seed=5)
+        loader.set_epoch(2)
+        return np.concatenate([np.asarray(b[0]) for b in loader])
+
+    whole = samples(RandomSampler(11, seed=1))
+    shards = [samples(RandomSampler(11, seed=1).shard(world, r)) for r in range(world)]
+    merged = np.empty((world * len(shards[0]),) + whole.shape[1:], dtype=whole.dtype)
+    for r, x in enumerate(shards):
+        merged[r::world] = x
+    np.testing.assert_array_equal(merged[:len(whole)], whole)
+
+
 # ---------------------------------------------------------------- multi-process
 
 def load(path):
