@@ -317,14 +317,21 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
 def _validation_loss(model, loader, loss_fn):
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for batch in loader:
-        loss, _ = _loss_terms(loss_fn(model(batch[0]), *batch[1:]))
-        total += loss.item() * len(batch[0])
-        count += len(batch[0])
-    model.train(was_training)
-    from .distributed.loop import sum_over_ranks
+    from .distributed.loop import real_samples, sum_over_ranks
 
+    total, count, seen, real = 0.0, 0, 0, real_samples(loader)
+    for batch in loader:
+        n = len(batch[0])
+        if real is not None:  # a sharded loader: its padded duplicates are not counted
+            n, seen = max(0, min(n, real - seen)), seen + n
+            if n == 0:
+                continue
+            if n < len(batch[0]):
+                batch = [t[:n] for t in batch]
+        loss, _ = _loss_terms(loss_fn(model(batch[0]), *batch[1:]))
+        total += loss.item() * n
+        count += n
+    model.train(was_training)
     total, count = sum_over_ranks(total, count)
     return total / max(count, 1)
 

@@ -5,7 +5,9 @@
 - sum_over_ranks(*numbers): sums of per-rank totals (loss sums, sample counts);
 - no_sync(model, skip): a context in which a backward does not synchronise (gradient accumulation);
 - gather_predictions(outputs, targets, loader): every rank's validation outputs, back in the
-  single-process order of the loader's sampler, so metrics are computed on the whole set.
+  single-process order of the loader's sampler, so metrics are computed on the whole set;
+- real_samples(loader): how many of this rank's samples are not the padding that evens out the
+  shards, so that sums over the validation set count every sample once.
 """
 from __future__ import annotations
 
@@ -59,3 +61,14 @@ def gather_predictions(outputs, targets, loader):
 
     return (tuple(interleave(k, 0) for k in range(len(outputs))),
             tuple(interleave(k, 1) for k in range(len(targets))))
+
+
+def real_samples(loader):
+    """This rank's samples of `loader` before the padding (None: no padding). Shards are dealt out
+    position by position and padded at the end of the order, so rank r's k-th sample is padding
+    exactly when k * R + r >= len(sampler)."""
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, Sampler) or sampler.num_replicas == 1 or sampler.drop_last:
+        return None
+    R, r = sampler.num_replicas, sampler.rank
+    return max(0, -(-(len(sampler) - r) // R))

@@ -208,6 +208,31 @@ def test_sharded_loader_augments_each_sample_as_one_process(world):
     np.testing.assert_array_equal(merged[:len(whole)], whole)
 
 
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_validation_loss_drops_the_padding(monkeypatch, world):
+    """11 validation samples on R ranks: the shards are padded to R * ceil(11 / R); the padded
+    duplicates must not count, so the ranks' sums make the 1-process validation loss."""
+    from affectfer.distributed import loop
+
+    rng = np.random.default_rng(1)
+    data = af.data.ArrayDataset(rng.integers(0, 255, (11, 4, 4, 3), dtype=np.uint8), rng.integers(0, 3, 11))
+    af.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+
+    def val_loss(sampler):
+        loader = af.data.Loader(data, batch_size=2, sampler=sampler, transform=af.transforms.ToTensor(), workers=1)
+        return train._validation_loss(model, loader, train._default_loss)
+
+    whole = val_loss(SequentialSampler(11))
+    sums = []
+    monkeypatch.setattr(loop, "sum_over_ranks", lambda *v: sums.append(v) or v)
+    for r in range(world):
+        val_loss(SequentialSampler(11).shard(world, r))
+    total, count = np.sum(sums, axis=0)
+    assert count == 11
+    np.testing.assert_allclose(total / count, whole, rtol=1e-6)
+
+
 # ---------------------------------------------------------------- multi-process
 
 def load(path):
