@@ -84,3 +84,7 @@ af_status af_dist_wait(const af_dist_backend *b, af_dist_request *req, double ti
     if (outer <= 0) atomic_store(&wait_began, 0.0);
     return st;
 }
+
+const af_dist_backend *af_dist_backend_for(af_device device) {
+    return device.type == AF_DEVICE_CPU ? af_mpi_backend() : NULL;
+}

@@ -60,6 +60,10 @@ void af_dist_count_started(void);
 /* The one clock of this layer: monotonic seconds. */
 double af_dist_now(void);
 
+/* The initialised backend that carries tensors on `device` (MPI for the CPU), or NULL: no group
+ * (a single process), or none for that device yet. */
+const af_dist_backend *af_dist_backend_for(af_device device);
+
 /* ---- Open MPI, loaded at run time (mpi.c) ---- */
 
 /* 1 when an Open MPI library loads and has every symbol we use; else 0 and the reason in why. */

@@ -261,6 +261,44 @@ def test_two_ranks_equal_one_process_and_repeat_bitwise(tmp_path):
     assert np.all(a["unused"] == 0)
 
 
+def reference_batchnorm():
+    """BatchNorm2d on the whole batch: what SyncBatchNorm on the ranks' parts must give."""
+    from tests.distributed import worker
+
+    x, g, w, b = worker.syncbn_data()
+    bn = nn.BatchNorm2d(3, momentum=0.3)
+    bn.load_state_dict({"weight": af.tensor(w), "bias": af.tensor(b)}, strict=False)
+    y, dx, dw, db = worker.syncbn_step(bn, x, g)
+    return dict(y=y, dx=dx, dw=dw, db=db, running_mean=bn.running_mean.numpy(), running_var=bn.running_var.numpy(),
+                tracked=bn.num_batches_tracked.numpy())
+
+
+def test_sync_batchnorm_on_one_process_is_batchnorm():
+    from tests.distributed import worker
+
+    x, g, w, b = worker.syncbn_data()
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.BatchNorm2d(3, momentum=0.3)))
+    original = model[1][0]
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    bn = converted[1][0]
+    assert converted is model and type(bn) is nn.SyncBatchNorm and type(converted[0]) is nn.Conv2d
+    assert bn.weight is original.weight and bn.running_var is original.running_var  # shared, as torch
+    bn.load_state_dict({"weight": af.tensor(w), "bias": af.tensor(b)}, strict=False)
+    got, ref = worker.syncbn_step(bn, x, g), reference_batchnorm()
+    for name, a in zip(("y", "dx", "dw", "db"), got):
+        np.testing.assert_array_equal(a, ref[name], err_msg=name)
+
+
+@needs_mpi
+def test_sync_batchnorm_on_two_ranks_is_batchnorm_on_the_whole_batch(tmp_path):
+    rc, out = finish(mpirun(2, "syncbn", tmp_path / "sync.npz"))
+    assert rc == 0, out
+    got, ref = load(tmp_path / "sync.npz"), reference_batchnorm()
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=2e-5,
+                                   err_msg=f"{name}: SyncBatchNorm on 3 + 5 samples != BatchNorm2d on 8")
+
+
 def test_torchrun_environment_without_mpirun_explains(tmp_path):
     """Open MPI 4 cannot join processes it did not start: init says so, naming the launch to use."""
     procs = [subprocess.Popen([sys.executable, WORKER, "init", tmp_path / "x"],

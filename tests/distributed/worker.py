@@ -132,6 +132,43 @@ def train_steps(out, timeout, fault):
         sys.exit(3)
 
 
+SYNC_SPLIT = 3  # rank 0 takes 3 of the 8 samples, rank 1 the other 5: the counts differ
+
+
+def syncbn_data():
+    rng = np.random.default_rng(7)
+    x = rng.normal(2, 3, (BATCH, 3, 4, 5))
+    return (x.astype(np.float32), rng.normal(size=x.shape).astype(np.float32),
+            rng.normal(1, 0.5, 3).astype(np.float32), rng.normal(0, 0.5, 3).astype(np.float32))
+
+
+def syncbn_step(bn, x, g):
+    """Two training steps of bn on x; returns the second output and input gradient, and the
+    parameters' gradients summed over both steps (loss: sum(y * g) on this rank's samples)."""
+    for _ in range(2):
+        xin = af.tensor(x, requires_grad=True)
+        y = bn(xin)
+        (y * af.tensor(g)).sum().backward()
+    return y.numpy(), xin.grad.numpy(), bn.weight.grad.numpy(), bn.bias.grad.numpy()
+
+
+def syncbn(out, timeout):
+    """SyncBatchNorm on each rank's part of the batch; rank 0 writes the whole batch's outputs and
+    input gradients, the parameter gradients summed over ranks and the running statistics."""
+    dist.init(timeout=timeout)
+    x, g, w, b = syncbn_data()
+    part = slice(0, SYNC_SPLIT) if dist.get_rank() == 0 else slice(SYNC_SPLIT, BATCH)
+    bn = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3, momentum=0.3)))[0]
+    assert isinstance(bn, nn.SyncBatchNorm)
+    bn.load_state_dict({"weight": af.tensor(w), "bias": af.tensor(b)}, strict=False)
+    y, dx, dw, db = syncbn_step(bn, x[part], g[part])
+    parts = dist.all_gather_object((y, dx, dw, db))
+    if dist.get_rank() == 0:
+        np.savez(out, y=np.concatenate([p[0] for p in parts]), dx=np.concatenate([p[1] for p in parts]),
+                 dw=sum(p[2] for p in parts), db=sum(p[3] for p in parts), running_mean=bn.running_mean.numpy(),
+                 running_var=bn.running_var.numpy(), tracked=bn.num_batches_tracked.numpy())
+
+
 if __name__ == "__main__":
     scenario, out = sys.argv[1], sys.argv[2]
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 30.0
@@ -141,6 +178,8 @@ if __name__ == "__main__":
         fit(out, timeout)
     elif scenario in ("kill", "hang"):
         train_steps(out, timeout, scenario)
+    elif scenario == "syncbn":
+        syncbn(out, timeout)
     elif scenario == "init":
         dist.init(timeout=timeout)
     else:
