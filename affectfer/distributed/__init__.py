@@ -15,10 +15,11 @@ naming that rank. Nothing waits forever.
 
 Launching (see the README's "Clusters" section): `mpirun -np N python train.py`, or
 `srun --mpi=pmix python train.py` under SLURM. Processes started without an MPI launcher (torchrun's
-environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) can use the store but cannot form an MPI
-group with Open MPI 4.x: it connects independently started processes (MPI_Comm_connect/accept)
-only through a shared runtime, which singletons lack (Open MPI issues #3458 and #5182); init then
-raises with that advice. That environment is meant for the NCCL backend.
+environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) are MPI singletons: Open MPI connects
+independently started processes only through a shared runtime (Open MPI issues #3458 and #5182),
+so rank 0 starts Open MPI's `ompi-server` and the ranks join it pairwise with MPI_Comm_join over
+sockets brokered by the store (csrc/dist/mpi.c). Without `ompi-server` on PATH, init raises
+advising mpirun or srun.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class _Group:
         self.fault = None
         self.stop = threading.Event()
         self.watchdog = None
+        self.ompi_server = None  # rank 0 of a group joined without an MPI launcher
 
 
 _group: _Group | None = None
@@ -116,29 +118,125 @@ def init(backend: str = "auto", timeout: float = 300.0) -> LaunchInfo:
     if info.world_size == 1:
         _group = _Group(info, 0, 1, "single", None, timeout)
         return info
-    if not info.started_by_mpi:
-        raise DistributedError(
-            f"{info.launcher} started {info.world_size} processes without an MPI launcher. CPU training uses MPI, "
-            "and Open MPI 4.x cannot join processes it did not start into one group (MPI_Comm_connect between "
-            "singletons needs a shared runtime: Open MPI issues #3458, #5182). Launch with "
-            f"`mpirun -np {info.world_size} python ...` or, under SLURM, `srun --mpi=pmix python ...`.")
     ok, why = _C.mpi_available()
     if not ok:
         raise DistributedError(f"{info.world_size} processes need MPI, which is unavailable: {why}")
-    rank, size = _C.mpi_init()
-    if (rank, size) != (info.rank, info.world_size):
-        raise DistributedError(f"MPI says rank {rank} of {size}, the {info.launcher} environment says rank "
-                               f"{info.rank} of {info.world_size}: was the program started by another launcher?")
-    _group = _Group(info, rank, size, "mpi", None, timeout)
-    try:
-        _group.store = _open_store(info, rank, timeout)
-    except BaseException:
-        _group = None
-        raise
+    if not info.started_by_mpi:
+        if not (info.master_addr and info.master_port):
+            raise DistributedError(f"{info.launcher} started {info.world_size} processes without MASTER_ADDR and "
+                                   "MASTER_PORT: the rendezvous store needs them")
+        store, server = _join_singletons(info, timeout)
+        _group = _Group(info, info.rank, info.world_size, "mpi", store, timeout)
+        _group.ompi_server = server
+    else:
+        rank, size = _C.mpi_init()
+        if (rank, size) != (info.rank, info.world_size):
+            raise DistributedError(f"MPI says rank {rank} of {size}, the {info.launcher} environment says rank "
+                                   f"{info.rank} of {info.world_size}: was the program started by another launcher?")
+        _group = _Group(info, rank, size, "mpi", None, timeout)
+        try:
+            _group.store = _open_store(info, rank, timeout)
+        except BaseException:
+            _group = None
+            raise
     _group.watchdog = threading.Thread(target=_watch, args=(_group,), name="affectfer-watchdog", daemon=True)
     _group.watchdog.start()
     atexit.register(destroy)
     return info
+
+
+def _join_singletons(info, timeout):
+    """Processes started without an MPI launcher (torchrun's environment) are MPI singletons. Open
+    MPI joins them (MPI_Comm_join over sockets, csrc/dist/mpi.c) only through an ompi-server, the
+    publish/lookup server its runtime ships for this: rank 0 starts one and passes its address, and
+    its own listening socket, to the others through the rendezvous store. Returns (store, the
+    ompi-server process on rank 0 else None)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    store = TCPStore(info.master_addr, info.master_port, is_server=info.rank == 0, timeout=timeout)
+    server, listener, socks = None, None, []
+    try:
+        if info.rank == 0:
+            exe = shutil.which("ompi-server")
+            if exe is None:
+                store.set("join/uri", b"")
+                _wait_readers(store, info.world_size - 1, timeout)  # they read the verdict before the store goes
+                raise DistributedError(f"{info.launcher} started {info.world_size} processes without an MPI launcher; "
+                                       "joining them needs Open MPI's ompi-server, which is not on PATH. Launch with "
+                                       f"`mpirun -np {info.world_size} python ...` or `srun --mpi=pmix python ...`.")
+            env = dict(os.environ)
+            if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI's tools refuse root without these
+                env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+            folder = tempfile.mkdtemp(prefix="affectfer-ompi-")
+            uri_file = os.path.join(folder, "uri")
+            server = subprocess.Popen([exe, "--no-daemonize", "-r", uri_file], env=env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + timeout
+            while not (os.path.exists(uri_file) and os.path.getsize(uri_file)) and server.poll() is None:
+                if time.monotonic() > deadline:
+                    raise DistributedError(f"ompi-server did not start within {timeout:.0f} s")
+                time.sleep(0.02)
+            if server.poll() is not None:
+                raise DistributedError(f"ompi-server exited with status {server.returncode} at start")
+            time.sleep(0.05)  # the address is written in one go, but give the writer its close
+            with open(uri_file) as f:
+                uri = f.read().strip()
+            shutil.rmtree(folder, ignore_errors=True)
+            listener = socket.create_server(("", 0))
+            store.set("join/addr", f"{info.master_addr}:{listener.getsockname()[1]}")
+            store.set("join/uri", uri)
+        uri = store.get("join/uri", timeout=timeout).decode()
+        if info.rank != 0:
+            store.add("join/read")
+        if not uri:
+            raise DistributedError("rank 0 could not start ompi-server to join the processes into one MPI group")
+        os.environ["OMPI_MCA_pmix_server_uri"] = uri  # read by MPI_Init
+        if info.rank == 0:
+            listener.settimeout(timeout)
+            fds = [-1] * info.world_size
+            for _ in range(info.world_size - 1):
+                conn, _ = listener.accept()
+                peer = int.from_bytes(_recv_exact(conn, 4), "big")
+                socks.append(conn)
+                fds[peer] = conn.fileno()
+        else:
+            host, port = store.get("join/addr", timeout=timeout).decode().rsplit(":", 1)
+            conn = socket.create_connection((host, int(port)), timeout=timeout)
+            conn.sendall(info.rank.to_bytes(4, "big"))
+            socks.append(conn)
+            fds = [conn.fileno()]
+        for conn in socks:
+            conn.setblocking(True)
+        _C.mpi_init_joined(info.rank, info.world_size, fds)
+        return store, server
+    except BaseException:
+        if server is not None:
+            server.kill()
+        store.close()
+        raise
+    finally:
+        for conn in socks:
+            conn.close()
+        if listener is not None:
+            listener.close()
+
+
+def _wait_readers(store, count, timeout):
+    deadline = time.monotonic() + timeout
+    while store.add("join/read", 0) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _recv_exact(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise DistributedError("a rank closed its join socket before sending its rank")
+        data += chunk
+    return data
 
 
 def _open_store(info, rank, timeout):
@@ -305,6 +403,12 @@ def destroy() -> None:
         g.store.close()
     if healthy:
         _C.mpi_finalize()
+    if g.ompi_server is not None:
+        g.ompi_server.terminate()
+        try:
+            g.ompi_server.wait(timeout=5)
+        except Exception:
+            g.ompi_server.kill()
 
 
 from .ddp import DistributedDataParallel  # noqa: E402

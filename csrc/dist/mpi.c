@@ -54,12 +54,16 @@ typedef struct ompi_status_public_t MPI_Status;
     X(int, MPI_Iallgather, (const void *send, int send_count, MPI_Datatype send_type, void *recv,         \
                             int recv_count, MPI_Datatype recv_type, MPI_Comm comm, MPI_Request *req))     \
     X(int, MPI_Ibarrier, (MPI_Comm comm, MPI_Request * req))                                              \
-    X(int, MPI_Test, (MPI_Request * req, int *flag, MPI_Status *status))
+    X(int, MPI_Test, (MPI_Request * req, int *flag, MPI_Status *status))                                  \
+    X(int, MPI_Comm_join, (int fd, MPI_Comm *inter))                                                      \
+    X(int, MPI_Intercomm_merge, (MPI_Comm inter, int high, MPI_Comm *intra))                              \
+    X(int, MPI_Intercomm_create, (MPI_Comm local, int local_leader, MPI_Comm peer, int remote_leader,     \
+                                  int tag, MPI_Comm *inter))
 
 #define AF_MPI_OBJECTS(X)                                                                                 \
     X(ompi_mpi_comm_world) X(ompi_mpi_errors_return) X(ompi_mpi_float) X(ompi_mpi_double) X(ompi_mpi_int)  \
     X(ompi_mpi_long_long_int) X(ompi_mpi_unsigned_char) X(ompi_mpi_byte) X(ompi_mpi_op_sum)               \
-    X(ompi_mpi_op_max) X(ompi_mpi_op_min)
+    X(ompi_mpi_op_max) X(ompi_mpi_op_min) X(ompi_mpi_comm_self) X(ompi_mpi_comm_null)
 
 static struct {
 #define AF_FIELD_FN(ret, name, args) ret(*name) args;
@@ -136,40 +140,98 @@ static af_status mpi_fail(const char *what, int code) {
     return AF_FAIL(AF_ERR_RUNTIME, "%s failed: %s", what, text);
 }
 
-af_status af_mpi_init(const af_dist_backend **out) {
-    char why[512];
-    if (!af_mpi_available(why, sizeof why)) return AF_FAIL(AF_ERR_RUNTIME, "%s", why);
-    af_status st = AF_OK;
-    pthread_mutex_lock(&mpi_lock);
-    if (backend_ready) goto done;
+/* MPI_Init_thread unless somebody already initialised MPI (lock held). */
+static af_status init_library(void) {
     int initialised = 0, finalised = 0, provided = 0, rc;
     mpi.MPI_Initialized(&initialised);
     mpi.MPI_Finalized(&finalised);
-    if (finalised) {
-        st = AF_FAIL(AF_ERR_RUNTIME, "MPI was already finalised in this process: it cannot be initialised again");
-        goto done;
-    }
-    if (!initialised) {
-        if ((rc = mpi.MPI_Init_thread(NULL, NULL, AF_MPI_THREAD_SERIALIZED, &provided)) != AF_MPI_SUCCESS) {
-            st = AF_FAIL(AF_ERR_RUNTIME, "MPI_Init_thread failed (code %d)", rc);
-            goto done;
-        }
-        we_initialised = 1;
-        if (provided < AF_MPI_THREAD_SERIALIZED) {
-            st = AF_FAIL(AF_ERR_RUNTIME, "this MPI gives thread level %d; affectfer needs MPI_THREAD_SERIALIZED (%d)",
-                         provided, AF_MPI_THREAD_SERIALIZED);
-            goto done;
-        }
-    }
-    MPI_Comm world = (MPI_Comm)mpi.ompi_mpi_comm_world;
-    if ((rc = mpi.MPI_Comm_dup(world, &comm)) != AF_MPI_SUCCESS) {
-        st = mpi_fail("MPI_Comm_dup", rc);
-        goto done;
-    }
+    if (finalised) return AF_FAIL(AF_ERR_RUNTIME, "MPI was already finalised in this process: it cannot be initialised again");
+    if (initialised) return AF_OK;
+    if ((rc = mpi.MPI_Init_thread(NULL, NULL, AF_MPI_THREAD_SERIALIZED, &provided)) != AF_MPI_SUCCESS)
+        return AF_FAIL(AF_ERR_RUNTIME, "MPI_Init_thread failed (code %d)", rc);
+    we_initialised = 1;
+    if (provided < AF_MPI_THREAD_SERIALIZED)
+        return AF_FAIL(AF_ERR_RUNTIME, "this MPI gives thread level %d; affectfer needs MPI_THREAD_SERIALIZED (%d)",
+                       provided, AF_MPI_THREAD_SERIALIZED);
+    return AF_OK;
+}
+
+/* comm becomes the backend's communicator (lock held). */
+static void adopt(MPI_Comm c) {
+    comm = c;
     mpi.MPI_Comm_set_errhandler(comm, (MPI_Errhandler)mpi.ompi_mpi_errors_return);
     mpi.MPI_Comm_rank(comm, &backend.rank);
     mpi.MPI_Comm_size(comm, &backend.size);
     backend_ready = 1;
+}
+
+af_status af_mpi_init(const af_dist_backend **out) {
+    char why[512];
+    if (!af_mpi_available(why, sizeof why)) return AF_FAIL(AF_ERR_RUNTIME, "%s", why);
+    af_status st = AF_OK;
+    int rc;
+    MPI_Comm world;
+    pthread_mutex_lock(&mpi_lock);
+    if (backend_ready) goto done;
+    if ((st = init_library()) != AF_OK) goto done;
+    if ((rc = mpi.MPI_Comm_dup((MPI_Comm)mpi.ompi_mpi_comm_world, &world)) != AF_MPI_SUCCESS) {
+        st = mpi_fail("MPI_Comm_dup", rc);
+        goto done;
+    }
+    adopt(world);
+done:
+    pthread_mutex_unlock(&mpi_lock);
+    if (st == AF_OK) *out = &backend;
+    return st;
+}
+
+/* Processes that no MPI launcher started are singletons, each its own MPI_COMM_WORLD. MPI_Comm_join
+ * (MPI-2, section 10.5.4) connects two of them over a socket they already share; Open MPI needs an
+ * ompi-server for it (the caller's job: affectfer.distributed starts one). Rank 0 holds a socket to
+ * every other rank; the group grows one rank per step: rank k joins rank 0, and the ranks 0..k-1
+ * make an intercommunicator with it through that pair (MPI_Intercomm_create, rank 0 the leader),
+ * merged with k ordered last, so the ranks of the final communicator are the launcher's. */
+af_status af_mpi_init_joined(int rank, int size, const int *fds, af_dist_backend const **out) {
+    char why[512];
+    if (!af_mpi_available(why, sizeof why)) return AF_FAIL(AF_ERR_RUNTIME, "%s", why);
+    af_status st = AF_OK;
+    int rc = AF_MPI_SUCCESS;
+    const char *what = "";
+    MPI_Comm self = (MPI_Comm)mpi.ompi_mpi_comm_self, null = (MPI_Comm)mpi.ompi_mpi_comm_null;
+    MPI_Comm group = null, pair_inter, pair, inter, grown;
+    pthread_mutex_lock(&mpi_lock);
+    if (backend_ready) goto done;
+    if ((st = init_library()) != AF_OK) goto done;
+#define AF_MPI_STEP(call)            \
+    if ((rc = (call)) != AF_MPI_SUCCESS) { \
+        what = #call;                \
+        goto mpi_failed;             \
+    }
+    if (rank == 0) AF_MPI_STEP(mpi.MPI_Comm_dup(self, &group));
+    for (int k = 1; k < size; k++) {
+        if (rank == 0 || rank == k) {
+            AF_MPI_STEP(mpi.MPI_Comm_join(rank == 0 ? fds[k] : fds[0], &pair_inter));
+            AF_MPI_STEP(mpi.MPI_Intercomm_merge(pair_inter, rank == k, &pair));
+            mpi.MPI_Comm_free(&pair_inter);
+            AF_MPI_STEP(mpi.MPI_Intercomm_create(rank == k ? self : group, 0, pair, rank == k ? 0 : 1, k, &inter));
+            mpi.MPI_Comm_free(&pair);
+        } else if (rank < k) {
+            AF_MPI_STEP(mpi.MPI_Intercomm_create(group, 0, null, 0, k, &inter));
+        } else {
+            continue;
+        }
+        AF_MPI_STEP(mpi.MPI_Intercomm_merge(inter, rank == k, &grown));
+        mpi.MPI_Comm_free(&inter);
+        if (group != null) mpi.MPI_Comm_free(&group);
+        group = grown;
+    }
+    adopt(group);
+    if (backend.rank != rank || backend.size != size)
+        st = AF_FAIL(AF_ERR_INTERNAL, "joined communicator says rank %d of %d, expected %d of %d", backend.rank,
+                     backend.size, rank, size);
+    goto done;
+mpi_failed:
+    st = mpi_fail(what, rc);
 done:
     pthread_mutex_unlock(&mpi_lock);
     if (st == AF_OK) *out = &backend;

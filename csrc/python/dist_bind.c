@@ -32,6 +32,44 @@ static PyObject *py_mpi_init(PyObject *self, PyObject *unused) {
     return Py_BuildValue("(ii)", b->rank, b->size);
 }
 
+static PyObject *py_mpi_init_joined(PyObject *self, PyObject *args) {
+    int rank, size;
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "iiO:mpi_init_joined", &rank, &size, &list)) return NULL;
+    if (size < 2 || rank < 0 || rank >= size)
+        return PyErr_Format(PyExc_ValueError, "mpi_init_joined: rank %d is outside a world of size %d (>= 2)", rank, size);
+    PyObject *seq = PySequence_Fast(list, "fds must be a list of socket file descriptors");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), want = rank == 0 ? size : 1;
+    if (n != want) {
+        Py_DECREF(seq);
+        return PyErr_Format(PyExc_ValueError, "mpi_init_joined: rank %d needs %zd socket(s), got %zd", rank, want, n);
+    }
+    int *fds = PyMem_Calloc((size_t)n, sizeof *fds);
+    if (!fds) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, k));
+        if (fd == -1 && PyErr_Occurred()) {
+            PyMem_Free(fds);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        fds[k] = (int)fd;
+    }
+    Py_DECREF(seq);
+    const af_dist_backend *b = NULL;
+    af_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = af_mpi_init_joined(rank, size, fds, &b);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(fds);
+    if (st != AF_OK) return af_py_raise(st);
+    return Py_BuildValue("(ii)", b->rank, b->size);
+}
+
 static PyObject *py_mpi_finalize(PyObject *self, PyObject *unused) {
     Py_BEGIN_ALLOW_THREADS
     af_mpi_finalize();
@@ -200,6 +238,8 @@ static PyObject *py_reducer_info(PyObject *self, PyObject *capsule) {
 PyMethodDef af_dist_methods[] = {
     {"mpi_available", py_mpi_available, METH_NOARGS, "mpi_available() -> (bool, why not)"},
     {"mpi_init", py_mpi_init, METH_NOARGS, "mpi_init() -> (rank, size) over MPI_COMM_WORLD"},
+    {"mpi_init_joined", py_mpi_init_joined, METH_VARARGS,
+     "mpi_init_joined(rank, size, fds) -> (rank, size): singletons joined over sockets (rank 0: fds[k] to rank k)"},
     {"mpi_finalize", py_mpi_finalize, METH_NOARGS, "mpi_finalize(): MPI_Finalize if we initialised MPI"},
     {"dist_all_reduce", py_all_reduce, METH_VARARGS, "dist_all_reduce(t, op_code, timeout) -> completed (in place)"},
     {"dist_broadcast", py_broadcast, METH_VARARGS, "dist_broadcast(t, root, timeout) -> completed (in place)"},

@@ -5,6 +5,7 @@ within the timeout, and a 2-rank checkpoint resumed by 1 process."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -240,15 +241,40 @@ def load(path):
         return {k: f[k] for k in f.files}
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(n, *args, path=None):
+    """n processes with torchrun's environment (no MPI launcher): rank 0's output first."""
+    port = free_port()
+    procs = []
+    for r in range(n):
+        env = child_env(RANK=str(r), WORLD_SIZE=str(n), LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
+                        MASTER_PORT=str(port))
+        if path is not None:
+            env["PATH"] = path
+        procs.append(subprocess.Popen([sys.executable, WORKER, *map(str, args)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
 @needs_mpi
-def test_two_ranks_equal_one_process_and_repeat_bitwise(tmp_path):
-    runs = [mpirun(2, "equivalence", tmp_path / f"two{k}.npz") for k in range(2)]
+@pytest.mark.parametrize("launcher", ["mpirun", "torchrun"])
+def test_two_ranks_equal_one_process_and_repeat_bitwise(tmp_path, launcher):
+    if launcher == "torchrun" and shutil.which("ompi-server") is None:
+        pytest.skip("joining processes started without mpirun needs Open MPI's ompi-server")
+    runs = [[mpirun(2, "equivalence", tmp_path / f"two{k}.npz")] if launcher == "mpirun"
+            else torchrun(2, "equivalence", tmp_path / f"two{k}.npz") for k in range(2)]
     one = subprocess.run([sys.executable, WORKER, "equivalence", tmp_path / "one.npz"], env=child_env(),
                          capture_output=True, text=True, timeout=60)
     assert one.returncode == 0, one.stdout + one.stderr
-    for proc in runs:
-        rc, out = finish(proc)
-        assert rc == 0, out
+    for procs in runs:
+        for proc in procs:
+            rc, out = finish(proc)
+            assert rc == 0, out
     a, b, ref = load(tmp_path / "two0.npz"), load(tmp_path / "two1.npz"), load(tmp_path / "one.npz")
     # 3 buckets; all but the one holding the parameter no forward uses start during backward
     assert int(a["buckets"]) == 3 and a["started"].tolist() == [2] * 4
@@ -259,6 +285,17 @@ def test_two_ranks_equal_one_process_and_repeat_bitwise(tmp_path):
         np.testing.assert_allclose(a[name], ref[name], rtol=1e-5, atol=1e-6,
                                    err_msg=f"{name}: 2 ranks on half batches != 1 process on the whole batch")
     assert np.all(a["unused"] == 0)
+
+
+def test_torchrun_environment_without_ompi_server_explains(tmp_path):
+    """Without an MPI launcher the ranks are joined through Open MPI's ompi-server: when it cannot be
+    found, init says so, naming the launches that work."""
+    procs = torchrun(2, "init", tmp_path / "x", path=os.path.dirname(sys.executable))
+    outs = [finish(p) for p in procs]
+    for rc, out in outs:
+        assert rc != 0 and "DistributedError" in out, out
+    assert "ompi-server" in outs[0][1] and "mpirun -np 2" in outs[0][1] and "srun --mpi=pmix" in outs[0][1], outs[0][1]
+    assert "could not start ompi-server" in outs[1][1], outs[1][1]
 
 
 def reference_batchnorm():
@@ -297,17 +334,6 @@ def test_sync_batchnorm_on_two_ranks_is_batchnorm_on_the_whole_batch(tmp_path):
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=2e-5,
                                    err_msg=f"{name}: SyncBatchNorm on 3 + 5 samples != BatchNorm2d on 8")
-
-
-def test_torchrun_environment_without_mpirun_explains(tmp_path):
-    """Open MPI 4 cannot join processes it did not start: init says so, naming the launch to use."""
-    procs = [subprocess.Popen([sys.executable, WORKER, "init", tmp_path / "x"],
-                              env=child_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
-                                            MASTER_PORT="29731"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for r in range(2)]
-    for p in procs:
-        rc, out = finish(p)
-        assert rc != 0 and "DistributedError" in out and "mpirun -np 2" in out and "srun --mpi=pmix" in out, out
 
 
 @needs_mpi
