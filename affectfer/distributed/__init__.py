@@ -148,9 +148,10 @@ def init(backend: str = "auto", timeout: float = 300.0) -> LaunchInfo:
 def _join_singletons(info, timeout):
     """Processes started without an MPI launcher (torchrun's environment) are MPI singletons. Open
     MPI joins them (MPI_Comm_join over sockets, csrc/dist/mpi.c) only through an ompi-server, the
-    publish/lookup server its runtime ships for this: rank 0 starts one and passes its address, and
-    its own listening socket, to the others through the rendezvous store. Returns (store, the
-    ompi-server process on rank 0 else None)."""
+    publish/lookup server its runtime ships for this: rank 0 starts one and passes its address to
+    the others through the rendezvous store, where every rank also publishes a listening socket so
+    that each pair of ranks gets a socket to join over. Returns (store, the ompi-server process on
+    rank 0 else None)."""
     import shutil
     import subprocess
     import tempfile
@@ -184,8 +185,6 @@ def _join_singletons(info, timeout):
             with open(uri_file) as f:
                 uri = f.read().strip()
             shutil.rmtree(folder, ignore_errors=True)
-            listener = socket.create_server(("", 0))
-            store.set("join/addr", f"{info.master_addr}:{listener.getsockname()[1]}")
             store.set("join/uri", uri)
         uri = store.get("join/uri", timeout=timeout).decode()
         if info.rank != 0:
@@ -193,20 +192,25 @@ def _join_singletons(info, timeout):
         if not uri:
             raise DistributedError("rank 0 could not start ompi-server to join the processes into one MPI group")
         os.environ["OMPI_MCA_pmix_server_uri"] = uri  # read by MPI_Init
-        if info.rank == 0:
-            listener.settimeout(timeout)
-            fds = [-1] * info.world_size
-            for _ in range(info.world_size - 1):
-                conn, _ = listener.accept()
-                peer = int.from_bytes(_recv_exact(conn, 4), "big")
-                socks.append(conn)
-                fds[peer] = conn.fileno()
-        else:
-            host, port = store.get("join/addr", timeout=timeout).decode().rsplit(":", 1)
+        # a socket between every pair: each rank listens, connects to the ranks below it and
+        # accepts the ranks above it (the kernel queues connections before accept runs)
+        R, me = info.world_size, info.rank
+        listener = socket.create_server(("", 0), backlog=R)
+        listener.settimeout(timeout)
+        host = info.master_addr if me == 0 else store._sock.getsockname()[0]  # the address that reaches rank 0
+        store.set(f"join/addr/{me}", f"{host}:{listener.getsockname()[1]}")
+        fds = [-1] * R
+        for peer in range(me):
+            host, port = store.get(f"join/addr/{peer}", timeout=timeout).decode().rsplit(":", 1)
             conn = socket.create_connection((host, int(port)), timeout=timeout)
-            conn.sendall(info.rank.to_bytes(4, "big"))
+            conn.sendall(me.to_bytes(4, "big"))
             socks.append(conn)
-            fds = [conn.fileno()]
+            fds[peer] = conn.fileno()
+        for _ in range(R - 1 - me):
+            conn, _ = listener.accept()
+            conn.settimeout(timeout)
+            socks.append(conn)
+            fds[int.from_bytes(_recv_exact(conn, 4), "big")] = conn.fileno()
         for conn in socks:
             conn.setblocking(True)
         _C.mpi_init_joined(info.rank, info.world_size, fds)

@@ -71,9 +71,8 @@ int af_mpi_available(char *why, size_t size);
 /* Initialises MPI (unless somebody already did) and returns the backend over MPI_COMM_WORLD. */
 af_status af_mpi_init(const af_dist_backend **out);
 /* The same for `size` processes that no MPI launcher started (each an MPI singleton): they join
- * over sockets into one communicator where each has `rank`. Rank 0 passes fds[k], a connected
- * socket to rank k, for k = 1..size-1; every other rank passes fds[0], its socket to rank 0.
- * Open MPI needs an ompi-server for this (OMPI_MCA_pmix_server_uri set before the call). */
+ * over sockets into one communicator where each has `rank`. fds[k] is a connected socket to rank
+ * k (fds[rank] unused). Open MPI needs an ompi-server for this (OMPI_MCA_pmix_server_uri set first). */
 af_status af_mpi_init_joined(int rank, int size, const int *fds, const af_dist_backend **out);
 /* The backend when af_mpi_init has succeeded, else NULL. */
 const af_dist_backend *af_mpi_backend(void);

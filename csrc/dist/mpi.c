@@ -187,10 +187,13 @@ done:
 
 /* Processes that no MPI launcher started are singletons, each its own MPI_COMM_WORLD. MPI_Comm_join
  * (MPI-2, section 10.5.4) connects two of them over a socket they already share; Open MPI needs an
- * ompi-server for it (the caller's job: affectfer.distributed starts one). Rank 0 holds a socket to
- * every other rank; the group grows one rank per step: rank k joins rank 0, and the ranks 0..k-1
- * make an intercommunicator with it through that pair (MPI_Intercomm_create, rank 0 the leader),
- * merged with k ordered last, so the ranks of the final communicator are the launcher's. */
+ * ompi-server for it (the caller's job: affectfer.distributed starts one). Open MPI can only talk
+ * between processes of different jobs that were connected directly (the join exchanges their
+ * addresses), so every pair joins first, in one global order (pairs (i, j), i < j, by i then j:
+ * the first unfinished pair always has both ends free, so this cannot deadlock). Then the group
+ * grows one rank per step: ranks 0..k-1 make an intercommunicator with rank k through the
+ * (0, k) pair (MPI_Intercomm_create, rank 0 the leader), merged with k ordered last, so the ranks
+ * of the final communicator are the launcher's. */
 af_status af_mpi_init_joined(int rank, int size, const int *fds, af_dist_backend const **out) {
     char why[512];
     if (!af_mpi_available(why, sizeof why)) return AF_FAIL(AF_ERR_RUNTIME, "%s", why);
@@ -198,21 +201,30 @@ af_status af_mpi_init_joined(int rank, int size, const int *fds, af_dist_backend
     int rc = AF_MPI_SUCCESS;
     const char *what = "";
     MPI_Comm self = (MPI_Comm)mpi.ompi_mpi_comm_self, null = (MPI_Comm)mpi.ompi_mpi_comm_null;
-    MPI_Comm group = null, pair_inter, pair, inter, grown;
+    MPI_Comm group = null, with0 = null, inter, pair, grown;
+    MPI_Comm *to_peer = calloc((size_t)size, sizeof *to_peer); /* rank 0: its (0, k) intercommunicators */
+    if (!to_peer) return AF_FAIL(AF_ERR_OOM, "out of memory joining %d processes", size);
     pthread_mutex_lock(&mpi_lock);
     if (backend_ready) goto done;
     if ((st = init_library()) != AF_OK) goto done;
-#define AF_MPI_STEP(call)            \
+#define AF_MPI_STEP(call)                  \
     if ((rc = (call)) != AF_MPI_SUCCESS) { \
-        what = #call;                \
-        goto mpi_failed;             \
+        what = #call;                      \
+        goto mpi_failed;                   \
+    }
+    for (int i = 0; i < size; i++) {
+        for (int j = i + 1; j < size; j++) {
+            if (rank != i && rank != j) continue;
+            AF_MPI_STEP(mpi.MPI_Comm_join(fds[rank == i ? j : i], &inter));
+            if (i == 0 && rank == 0) to_peer[j] = inter;
+            else if (i == 0) with0 = inter;
+            else mpi.MPI_Comm_free(&inter);
+        }
     }
     if (rank == 0) AF_MPI_STEP(mpi.MPI_Comm_dup(self, &group));
     for (int k = 1; k < size; k++) {
         if (rank == 0 || rank == k) {
-            AF_MPI_STEP(mpi.MPI_Comm_join(rank == 0 ? fds[k] : fds[0], &pair_inter));
-            AF_MPI_STEP(mpi.MPI_Intercomm_merge(pair_inter, rank == k, &pair));
-            mpi.MPI_Comm_free(&pair_inter);
+            AF_MPI_STEP(mpi.MPI_Intercomm_merge(rank == 0 ? to_peer[k] : with0, rank == k, &pair));
             AF_MPI_STEP(mpi.MPI_Intercomm_create(rank == k ? self : group, 0, pair, rank == k ? 0 : 1, k, &inter));
             mpi.MPI_Comm_free(&pair);
         } else if (rank < k) {
@@ -233,7 +245,11 @@ af_status af_mpi_init_joined(int rank, int size, const int *fds, af_dist_backend
 mpi_failed:
     st = mpi_fail(what, rc);
 done:
+    for (int k = 1; k < size; k++)
+        if (to_peer[k]) mpi.MPI_Comm_free(&to_peer[k]);
+    if (with0 != null) mpi.MPI_Comm_free(&with0);
     pthread_mutex_unlock(&mpi_lock);
+    free(to_peer);
     if (st == AF_OK) *out = &backend;
     return st;
 }

@@ -40,10 +40,10 @@ static PyObject *py_mpi_init_joined(PyObject *self, PyObject *args) {
         return PyErr_Format(PyExc_ValueError, "mpi_init_joined: rank %d is outside a world of size %d (>= 2)", rank, size);
     PyObject *seq = PySequence_Fast(list, "fds must be a list of socket file descriptors");
     if (!seq) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), want = rank == 0 ? size : 1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), want = size;
     if (n != want) {
         Py_DECREF(seq);
-        return PyErr_Format(PyExc_ValueError, "mpi_init_joined: rank %d needs %zd socket(s), got %zd", rank, want, n);
+        return PyErr_Format(PyExc_ValueError, "mpi_init_joined: fds must hold one entry per rank (%zd), got %zd", want, n);
     }
     int *fds = PyMem_Calloc((size_t)n, sizeof *fds);
     if (!fds) {
@@ -239,7 +239,7 @@ PyMethodDef af_dist_methods[] = {
     {"mpi_available", py_mpi_available, METH_NOARGS, "mpi_available() -> (bool, why not)"},
     {"mpi_init", py_mpi_init, METH_NOARGS, "mpi_init() -> (rank, size) over MPI_COMM_WORLD"},
     {"mpi_init_joined", py_mpi_init_joined, METH_VARARGS,
-     "mpi_init_joined(rank, size, fds) -> (rank, size): singletons joined over sockets (rank 0: fds[k] to rank k)"},
+     "mpi_init_joined(rank, size, fds) -> (rank, size): singletons joined over sockets (fds[k] to rank k)"},
     {"mpi_finalize", py_mpi_finalize, METH_NOARGS, "mpi_finalize(): MPI_Finalize if we initialised MPI"},
     {"dist_all_reduce", py_all_reduce, METH_VARARGS, "dist_all_reduce(t, op_code, timeout) -> completed (in place)"},
     {"dist_broadcast", py_broadcast, METH_VARARGS, "dist_broadcast(t, root, timeout) -> completed (in place)"},

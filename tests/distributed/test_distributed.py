@@ -287,6 +287,17 @@ def test_two_ranks_equal_one_process_and_repeat_bitwise(tmp_path, launcher):
     assert np.all(a["unused"] == 0)
 
 
+@needs_mpi
+def test_torchrun_environment_joins_three_ranks_in_order(tmp_path):
+    if shutil.which("ompi-server") is None:
+        pytest.skip("joining processes started without mpirun needs Open MPI's ompi-server")
+    for proc in torchrun(3, "sum", tmp_path / "sum.npz"):
+        rc, out = finish(proc)
+        assert rc == 0, out
+    got = load(tmp_path / "sum.npz")
+    assert got["sum"].tolist() == [6.0] and got["ranks"].tolist() == [0, 1, 2] and int(got["world"]) == 3
+
+
 def test_torchrun_environment_without_ompi_server_explains(tmp_path):
     """Without an MPI launcher the ranks are joined through Open MPI's ompi-server: when it cannot be
     found, init says so, naming the launches that work."""

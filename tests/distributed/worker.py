@@ -180,6 +180,12 @@ if __name__ == "__main__":
         train_steps(out, timeout, scenario)
     elif scenario == "syncbn":
         syncbn(out, timeout)
+    elif scenario == "sum":  # every rank's rank + 1, summed: the group is whole and in the launcher's order
+        dist.init(timeout=timeout)
+        t = dist.all_reduce(af.tensor([float(dist.get_rank() + 1)]))
+        ranks = dist.all_gather_object(dist.get_rank())
+        if dist.get_rank() == 0:
+            np.savez(out, sum=t.numpy(), ranks=np.array(ranks), world=dist.get_world_size())
     elif scenario == "init":
         dist.init(timeout=timeout)
     else:
