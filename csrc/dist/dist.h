@@ -37,7 +37,7 @@ typedef struct af_dist_backend {
     af_status (*allgather)(const af_tensor *in, af_tensor *out, af_dist_request **req);
     af_status (*barrier)(af_dist_request **req);
     /* *done = 1 once req has completed (testing a completed request again is fine); never blocks.
-     * Only af_dist_wait and af_dist_request_free release a request. */
+     * Only af_dist_wait (on success) and request_free release a request. */
     af_status (*test)(af_dist_request *req, int *done);
     void (*request_free)(af_dist_request *req);
 } af_dist_backend;

@@ -298,6 +298,13 @@ def test_torchrun_environment_joins_three_ranks_in_order(tmp_path):
     assert got["sum"].tolist() == [6.0] and got["ranks"].tolist() == [0, 1, 2] and int(got["world"]) == 3
 
 
+def test_mpi_init_joined_checks_its_arguments():
+    with pytest.raises(ValueError, match=r"rank 2 is outside a world of size 2 \(>= 2\)"):
+        af._C.mpi_init_joined(2, 2, [-1, -1])
+    with pytest.raises(ValueError, match=r"fds must hold one entry per rank \(3\), got 1"):
+        af._C.mpi_init_joined(0, 3, [5])
+
+
 def test_torchrun_environment_without_ompi_server_explains(tmp_path):
     """Without an MPI launcher the ranks are joined through Open MPI's ompi-server: when it cannot be
     found, init says so, naming the launches that work."""
