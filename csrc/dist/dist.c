@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "../ops/ops.h"
 #include "dist.h"
 
 static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -87,4 +88,18 @@ af_status af_dist_wait(const af_dist_backend *b, af_dist_request *req, double ti
 
 const af_dist_backend *af_dist_backend_for(af_device device) {
     return device.type == AF_DEVICE_CPU ? af_mpi_backend() : NULL;
+}
+
+af_status af_dist_sum_over_ranks(af_tensor *t, double timeout) {
+    const af_dist_backend *b = af_dist_backend_for(t->device);
+    if (!b) return AF_FAIL(AF_ERR_DEVICE, "all_reduce: no process-group backend for %s tensors", t->device.type ==
+                           AF_DEVICE_CPU ? "CPU" : "CUDA");
+    af_dist_request *req = NULL;
+    int late = 0;
+    AF_TRY(b->allreduce(t, AF_DIST_SUM, &req));
+    AF_TRY(af_dist_wait(b, req, timeout, &late));
+    if (late)
+        return AF_FAIL(AF_ERR_RUNTIME, "all_reduce: the other ranks did not join within %.0f s (its buffer is leaked: "
+                       "the collective may still write into it)", timeout);
+    return AF_OK;
 }

@@ -63,6 +63,9 @@ double af_dist_now(void);
 /* The initialised backend that carries tensors on `device` (MPI for the CPU), or NULL: no group
  * (a single process), or none for that device yet. */
 const af_dist_backend *af_dist_backend_for(af_device device);
+/* t becomes the sum over the ranks, blocking up to `timeout` seconds: af_sum_over_ranks (ops.h,
+ * the op all_reduce) while a group is formed. */
+af_status af_dist_sum_over_ranks(af_tensor *t, double timeout);
 
 /* ---- Open MPI, loaded at run time (mpi.c) ---- */
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ops/ops.h"
 #include "dist.h"
 
 /* Open MPI's handle types: pointers to structs we never look into. */
@@ -163,6 +164,7 @@ static void adopt(MPI_Comm c) {
     mpi.MPI_Comm_rank(comm, &backend.rank);
     mpi.MPI_Comm_size(comm, &backend.size);
     backend_ready = 1;
+    af_sum_over_ranks = af_dist_sum_over_ranks;
 }
 
 af_status af_mpi_init(const af_dist_backend **out) {
@@ -264,6 +266,7 @@ const af_dist_backend *af_mpi_backend(void) {
 void af_mpi_finalize(void) {
     pthread_mutex_lock(&mpi_lock);
     if (backend_ready) {
+        af_sum_over_ranks = NULL;
         mpi.MPI_Comm_free(&comm);
         backend_ready = 0;
         if (we_initialised) mpi.MPI_Finalize();

@@ -11,13 +11,11 @@
  * ranks too (the rule of torch.distributed.nn.functional.all_reduce). Ranks must call it in the
  * same order, as every collective. In a single process (no group initialised) y = x.
  *
- * The collectives are the process group's backend (csrc/dist/dist.h), called blocking: the wait
- * gives up after `timeout`, and fails at once with the watchdog's verdict when a peer is dead. */
+ * The sum is the process group's (af_sum_over_ranks, set by csrc/dist): a blocking all-reduce whose
+ * wait gives up after `timeout`, and fails at once with the watchdog's verdict when a peer is dead. */
 #include <string.h>
 
 #include "ops.h"
-
-#include "../dist/dist.h"
 
 static af_status all_reduce_setup(af_op_call *c) {
     const char *op = af_op_table[c->op]->name;
@@ -30,33 +28,23 @@ static af_status all_reduce_setup(af_op_call *c) {
     return af_alloc_out(c, 0, c->in[0]->ndim, c->in[0]->shape, 0);
 }
 
-/* t (a fresh buffer of this rank's values) becomes the sum over the ranks. */
-static af_status sum_over_ranks(af_tensor *t, double timeout) {
-    const af_dist_backend *b = af_dist_backend_for(t->device);
-    if (!b) return AF_OK; /* one process: the sum is its own value */
-    af_dist_request *req = NULL;
-    int late = 0;
-    AF_TRY(b->allreduce(t, AF_DIST_SUM, &req));
-    AF_TRY(af_dist_wait(b, req, timeout, &late));
-    if (late)
-        return AF_FAIL(AF_ERR_RUNTIME, "all_reduce: the other ranks did not join within %.0f s (its buffer is "
-                       "leaked: MPI may still write into it)", timeout);
-    return AF_OK;
-}
+af_status (*af_sum_over_ranks)(af_tensor *t, double timeout);
 
+/* A buffer that a failed collective may still be writing into is leaked, not freed. */
 static af_status all_reduce_forward_cpu(af_op_call *c) {
     memcpy(af_tensor_data(c->out[0]), af_tensor_data(c->in[0]), af_tensor_nbytes(c->in[0]));
-    af_status st = sum_over_ranks(c->out[0], c->attr.f[0]);
-    if (st != AF_OK && af_dist_backend_for(c->out[0]->device)) af_tensor_retain(c->out[0]); /* see sum_over_ranks */
+    af_status st = af_sum_over_ranks ? af_sum_over_ranks(c->out[0], c->attr.f[0]) : AF_OK;
+    if (st != AF_OK) af_tensor_retain(c->out[0]);
     return st;
 }
 
 static af_status all_reduce_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     af_tensor *sum = NULL;
     AF_TRY(af_tensor_clone(dout[0], &sum));
-    af_status st = sum_over_ranks(sum, c->attr.f[0]);
-    if (st == AF_OK) st = af_tensor_accumulate(din[0], sum);
-    if (st == AF_OK || !af_dist_backend_for(sum->device)) af_tensor_release(sum);
+    af_status st = af_sum_over_ranks ? af_sum_over_ranks(sum, c->attr.f[0]) : AF_OK;
+    if (st != AF_OK) return st;
+    st = af_tensor_accumulate(din[0], sum);
+    af_tensor_release(sum);
     return st;
 }
 
