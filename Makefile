@@ -12,7 +12,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := gcc make libopenblas-dev libstb-dev python3-dev python3-venv
+SYSTEM_PACKAGES := gcc make libopenblas-dev libstb-dev python3-dev python3-venv openmpi-bin libopenmpi3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?=

@@ -195,6 +195,9 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
     if (patience is not None or val_every is not None) and val_loader is None:
         raise ValueError("patience and val_every need a val_loader")
     loss_fn = loss_fn or _default_loss
+    from .distributed import barrier, is_main_process, loop as ranks  # several processes: see affectfer.distributed
+    if not is_main_process():
+        progress, log = False, None
     history = History(metric=metric if isinstance(metric, str) else getattr(metric, "__name__", "custom"))
     lower_is_better = metric == "val_loss"
     start_epoch, step, bad_validations = 0, 0, 0
@@ -203,10 +206,11 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
         start_epoch += 1
         if log:
             log(f"resumed from {resume} after epoch {start_epoch} (step {step})")
+    net, model = ranks.prepare(model, train_loader, val_loader)
 
     def validate(epoch):
         nonlocal bad_validations
-        outputs, targets = predict_outputs(model, val_loader)
+        outputs, targets = ranks.gather_predictions(*predict_outputs(model, val_loader), val_loader)
         with no_grad():
             val_loss = _validation_loss(model, val_loader, loss_fn)
         value = val_loss if lower_is_better else _metric_value(metric, outputs, targets, num_classes, output_index)
@@ -246,7 +250,9 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
         pending, line = 0, ""
         for batch_index, batch in enumerate(bar):
             images, targets = batch[0], batch[1:]
-            loss, parts = _loss_terms(loss_fn(model(images), *targets))
+            last_of_step = pending + 1 == accumulate_steps or batch_index == len(train_loader) - 1
+            with ranks.no_sync(net, not last_of_step):
+                loss, parts = _loss_terms(loss_fn(net(images), *targets))
             value = loss.item()
             if not math.isfinite(value):
                 raise FloatingPointError(f"loss is {value} at epoch {epoch + 1}, step {batch_index + 1}; lower the "
@@ -278,6 +284,7 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         seconds = time.perf_counter() - start
+        total, count = ranks.sum_over_ranks(total, count)
         history.train_loss.append(total / max(count, 1))
         history.seconds.append(seconds)
         history.images_per_second.append(count / seconds if seconds > 0 else float("nan"))
@@ -292,7 +299,9 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
         if log:
             log(line)
         if checkpoint_path is not None:
-            _save_state(checkpoint_path, model, optimizer, scheduler, history, epoch, step, bad_validations)
+            if is_main_process():
+                _save_state(checkpoint_path, model, optimizer, scheduler, history, epoch, step, bad_validations)
+            barrier()
         if stop:
             history.stopped_early = True
             if log:
@@ -308,12 +317,22 @@ def fit(model, train_loader, optimizer, epochs, loss_fn=None, val_loader=None, n
 def _validation_loss(model, loader, loss_fn):
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    from .distributed.loop import real_samples, sum_over_ranks
+
+    total, count, seen, real = 0.0, 0, 0, real_samples(loader)
     for batch in loader:
+        n = len(batch[0])
+        if real is not None:  # a sharded loader: its padded duplicates are not counted
+            n, seen = max(0, min(n, real - seen)), seen + n
+            if n == 0:
+                continue
+            if n < len(batch[0]):
+                batch = [t[:n] for t in batch]
         loss, _ = _loss_terms(loss_fn(model(batch[0]), *batch[1:]))
-        total += loss.item() * len(batch[0])
-        count += len(batch[0])
+        total += loss.item() * n
+        count += n
     model.train(was_training)
+    total, count = sum_over_ranks(total, count)
     return total / max(count, 1)
 
 

@@ -6,6 +6,6 @@ from .readers import (ORDERS, ABAWMTLDataset, AffectNetDataset, ConcatDataset, E
 from .loader import Loader, read_image
 from .pack import PackedDataset, pack
 from .mix import MixAugment, MixedBatch, Mixup, mixaugment_loss, mixup_loss
-from .samplers import (BaggingSampler, ClassBalancedOversampler, RandomSampler, Sampler, SequentialSampler,
+from .samplers import (BaggingSampler, ClassBalancedOversampler, DistributedSampler, RandomSampler, Sampler, SequentialSampler,
                        WeightedRandomSampler, class_inverse_weights)
 from .views import TwoViewDataset, TwoViewLoader

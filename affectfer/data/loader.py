@@ -10,7 +10,8 @@ Worker threads in C (csrc/data/loader.c) read and decode the files, run the comp
 write every sample straight into the float32 batch buffer; a bounded queue keeps `prefetch` batches
 in flight; the GIL is released while they work. Sample position i of epoch e always draws its
 augmentation from Philox stream (seed, e, i), so the batches are bitwise identical whatever
-`workers` is. Breaking out of a loop, deleting the iterator or the loader, or an error in a worker
+`workers` is; with a sampler sharded over R ranks, i is the position in the whole order (rank r's
+k-th sample is position k * R + r), so the ranks together see exactly the samples of one process. Breaking out of a loop, deleting the iterator or the loader, or an error in a worker
 (a missing or corrupt file: the exception names it) stops and joins the threads and frees the
 buffers.
 """
@@ -137,7 +138,7 @@ class Loader:
     def _order(self, epoch):
         s = self.sampler
         if isinstance(s, Sampler):
-            order, flags = s.indices(epoch), s.copy_flags(epoch)
+            order, flags = s.local_indices(epoch), s.local_copy_flags(epoch)  # this rank's shard
         else:
             order, flags = np.fromiter(iter(s), dtype=np.int64), None
         order = np.ascontiguousarray(order, dtype=np.int64)
@@ -145,8 +146,16 @@ class Loader:
             flags = np.ascontiguousarray(flags, dtype=np.uint8)
         return order, flags
 
+    def _positions(self):
+        """(stride, offset): a sharded sampler deals positions out round robin, so this rank's i-th
+        sample is position i * R + r of the whole order, and draws that position's stream."""
+        s = self.sampler
+        if isinstance(s, Sampler) and s.num_replicas > 1:
+            return s.num_replicas, s.rank
+        return 1, 0
+
     def __len__(self):
-        n = len(self.sampler)
+        n = self.sampler.local_len() if isinstance(self.sampler, Sampler) else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
@@ -161,7 +170,7 @@ class Loader:
         targets = getattr(ds, "targets", None)
         run = _C.LoaderRun(paths, images, np.asarray(ds.labels, dtype=np.int64), targets, order, flags, self._transform,
                            self._augment if flags is not None else None, self.batch_size, self.drop_last, self.workers,
-                           self.prefetch, self.seed, epoch, self.max_pixels, getattr(ds, "boxes", None))
+                           self.prefetch, self.seed, epoch, self.max_pixels, getattr(ds, "boxes", None), *self._positions())
         self._runs.add(run)
         return _Epoch(self, run)
 

@@ -3,6 +3,14 @@
 Every sampler is a pure function of (seed, epoch) computed in C (csrc/data/sampler.c) from Philox
 streams: `sampler.indices(epoch)` gives the same list on every machine, whatever the number of loader
 workers. `set_epoch(e)` selects the epoch that iteration (`iter(sampler)`, the Loader) uses.
+
+Data-parallel training: `sampler.shard(num_replicas, rank)` makes iteration and the Loader visit
+only this rank's share of that list, positions rank, rank + R, rank + 2R, ... (torch's
+DistributedSampler deals them out the same way). The order is padded by repeating its beginning
+up to a multiple of R (or cut down to one with drop_last=True), so every rank gets as many samples
+and the shards interleaved position by position are exactly the single-process order: global
+batch b of size R * B holds the same samples as rank-local batches b of size B together.
+`indices(epoch)` stays the whole single-process order; `local_indices(epoch)` is the shard.
 """
 from __future__ import annotations
 
@@ -12,9 +20,45 @@ from .. import _C
 
 
 class Sampler:
-    """Base class: subclasses implement `indices(epoch) -> int64 array` and `__len__`."""
+    """Base class: subclasses implement `indices(epoch) -> int64 array` and `__len__` (the whole,
+    single-process order); sharding by rank is the base class's."""
 
     epoch = 0
+    num_replicas, rank, drop_last = 1, 0, False
+
+    def shard(self, num_replicas: int | None = None, rank: int | None = None, drop_last: bool = False):
+        """Visit only rank `rank`'s share of every epoch (default: affectfer.distributed's world size
+        and rank). Returns self."""
+        from .. import distributed
+
+        num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
+        rank = distributed.get_rank() if rank is None else rank
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, (int, np.integer)) or num_replicas < 1:
+            raise ValueError(f"'num_replicas' must be an int >= 1, got {num_replicas!r}")
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
+            raise ValueError(f"'rank' must be an int in [0, {num_replicas}), got {rank!r}")
+        if drop_last and len(self) < num_replicas:
+            raise ValueError(f"drop_last=True leaves nothing of {len(self)} samples for each of {num_replicas} ranks")
+        self.num_replicas, self.rank, self.drop_last = int(num_replicas), int(rank), bool(drop_last)
+        return self
+
+    def _take_shard(self, values):
+        if values is None or self.num_replicas == 1:
+            return values
+        total = self.num_replicas * self.local_len()
+        padded = values[:total] if total <= len(values) else np.resize(values, total)
+        return np.ascontiguousarray(padded[self.rank::self.num_replicas])
+
+    def local_indices(self, epoch: int) -> np.ndarray:
+        """This rank's share of indices(epoch) (all of it when not sharded)."""
+        return self._take_shard(self.indices(epoch))
+
+    def local_copy_flags(self, epoch: int):
+        return self._take_shard(self.copy_flags(epoch))
+
+    def local_len(self) -> int:
+        n, r = len(self), self.num_replicas
+        return n // r if self.drop_last else -(-n // r)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch < 0:
@@ -29,7 +73,7 @@ class Sampler:
         return None
 
     def __iter__(self):
-        return iter(self.indices(self.epoch).tolist())
+        return iter(self.local_indices(self.epoch).tolist())
 
 
 def _check_n(n, what="num_samples") -> int:
@@ -163,3 +207,18 @@ class BaggingSampler(Sampler):
 
     def __len__(self):
         return self.size
+
+
+class DistributedSampler(RandomSampler):
+    """torch.utils.data.distributed.DistributedSampler: this rank's shard of a shuffled (or, with
+    shuffle=False, sequential) order of `dataset` (a dataset or its length), a pure function of
+    (seed, epoch) on every rank. num_replicas and rank default to affectfer.distributed's."""
+
+    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False):
+        super().__init__(dataset if isinstance(dataset, (int, np.integer)) else len(dataset), seed)
+        self.shuffle = bool(shuffle)
+        self.shard(num_replicas, rank, drop_last)
+
+    def indices(self, epoch: int = 0) -> np.ndarray:
+        return super().indices(epoch) if self.shuffle else _C.sampler_sequential(self.num_samples)

@@ -400,3 +400,14 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     diff = input - target
     sq = diff * diff
     return sq if red == 0 else (sq.mean() if red == 1 else sq.sum())
+
+
+def all_reduce(input, timeout=None):
+    """The sum of `input` over the ranks of affectfer.distributed's group, as a new tensor that is
+    differentiable: its gradient is the incoming gradient summed over the ranks, as
+    torch.distributed.nn.functional.all_reduce. Every rank must call it, in the same order. In a
+    single process it is a copy. timeout: seconds to wait for the others (default: the group's)."""
+    if timeout is None:
+        from ..distributed import _group
+        timeout = _group.backstop if _group is not None else 300.0
+    return _call("all_reduce", [input], (), (float(timeout),))

@@ -239,7 +239,7 @@ static af_status deposit(af_tensor **slot, af_tensor *g) {
 
 /* A leaf in a gradient arena accumulates into its slot there, so the optimizer finds every
  * gradient in one flat buffer (csrc/core/arena.h). */
-static af_status ensure_leaf_grad(af_tensor *leaf) {
+af_status af_ensure_leaf_grad(af_tensor *leaf) {
     if (leaf->grad) return AF_OK;
     if (!leaf->grad_slot) return af_tensor_zeros_like(leaf, &leaf->grad);
     AF_TRY(af_tensor_fill_zero(leaf->grad_slot));
@@ -265,16 +265,58 @@ static af_status check_versions(const af_node *n) {
     return AF_OK;
 }
 
-static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph);
+static af_grad_hooks grad_hooks;
+
+void af_set_grad_hooks(const af_grad_hooks *hooks) {
+    pthread_mutex_lock(&backward_lock); /* never swapped under a running backward */
+    grad_hooks = hooks ? *hooks : (af_grad_hooks){0};
+    pthread_mutex_unlock(&backward_lock);
+}
+
+/* For the gradient-ready hook: fire[t * AF_MAX_IN + i] is set when node t of the tape is the last
+ * one to accumulate into its leaf input i (the first such slot when a node uses a leaf twice).
+ * One pass from the end of the tape with an open-addressing set of the leaves already seen. */
+static af_status plan_grad_ready(af_node **tape, size_t count, unsigned char **fire_out) {
+    size_t slots = 0;
+    for (size_t t = 0; t < count; t++) slots += (size_t)tape[t]->call.n_in;
+    size_t cap = 16;
+    while (cap < 2 * slots + 2) cap *= 2;
+    unsigned char *fire = calloc(count * AF_MAX_IN, 1);
+    const af_tensor **seen = calloc(cap, sizeof *seen);
+    if (!fire || !seen) {
+        free(fire);
+        free(seen);
+        return AF_FAIL(AF_ERR_OOM, "out of memory planning gradient hooks");
+    }
+    for (size_t t = count; t-- > 0;) {
+        const af_node *n = tape[t];
+        for (int i = 0; i < n->call.n_in; i++) {
+            const af_tensor *in = n->call.in[i];
+            if (!(n->needs_grad >> i & 1u) || in->grad_fn) continue;
+            size_t h = ((uintptr_t)in >> 4) & (cap - 1);
+            while (seen[h] && seen[h] != in) h = (h + 1) & (cap - 1);
+            if (seen[h]) continue; /* a later node (or an earlier slot of this one) owns it */
+            seen[h] = in;
+            fire[t * AF_MAX_IN + i] = 1;
+        }
+    }
+    free(seen);
+    *fire_out = fire;
+    return AF_OK;
+}
+
+static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph, const af_grad_hooks *hooks);
 
 af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph) {
     pthread_mutex_lock(&backward_lock);
-    af_status st = backward_locked(root, grad, retain_graph);
+    af_grad_hooks hooks = grad_hooks;
+    af_status st = backward_locked(root, grad, retain_graph, &hooks);
     pthread_mutex_unlock(&backward_lock);
+    if (st == AF_OK && hooks.done) st = hooks.done(hooks.ctx);
     return st;
 }
 
-static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph) {
+static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_graph, const af_grad_hooks *hooks) {
     if (!root->requires_grad)
         return AF_FAIL(AF_ERR_RUNTIME,
                        "backward() on a tensor that does not require grad: no input of the "
@@ -288,19 +330,21 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
     af_tensor *seed = NULL;
     AF_TRY(make_seed(root, grad, &seed));
     if (!root->grad_fn) { /* a leaf: d root / d root = 1 */
-        af_status st = root->grad_slot ? ensure_leaf_grad(root) : AF_OK;
+        af_status st = root->grad_slot ? af_ensure_leaf_grad(root) : AF_OK;
         if (st == AF_OK) st = deposit(&root->grad, seed);
         af_tensor_release(seed);
         return st;
     }
 
     af_node **tape = NULL;
+    unsigned char *fire = NULL;
     size_t count = 0;
     af_status st = collect_tape(root->grad_fn, &tape, &count);
     if (st != AF_OK) {
         af_tensor_release(seed);
         return st;
     }
+    if (hooks->ready) AF_CHECK(plan_grad_ready(tape, count, &fire));
     for (size_t k = 0; k < count; k++) {
         if (tape[k]->freed)
             AF_CHECK_FAIL(AF_ERR_RUNTIME,
@@ -323,11 +367,14 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
                 AF_CHECK(ensure_zero_grad(&producer->dout[in->grad_fn_output], in));
                 din[i] = producer->dout[in->grad_fn_output];
             } else {
-                AF_CHECK(ensure_leaf_grad(in));
+                AF_CHECK(af_ensure_leaf_grad(in));
                 din[i] = in->grad;
             }
         }
         AF_CHECK(af_op_backward(&n->call, n->dout, din));
+        if (fire)
+            for (int i = 0; i < n->call.n_in; i++)
+                if (fire[k * AF_MAX_IN + i]) AF_CHECK(hooks->ready(n->call.in[i], hooks->ctx));
         if (retain_graph) {
             for (int j = 0; j < AF_MAX_OUT; j++) {
                 af_tensor_release(n->dout[j]);
@@ -339,6 +386,7 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
         if (af_interrupted()) AF_CHECK_FAIL(AF_ERR_INTERRUPT, "backward interrupted");
     }
 fail:
+    free(fire);
     af_tensor_release(seed);
     for (size_t k = 0; k < count; k++) {
         for (int j = 0; j < AF_MAX_OUT; j++) {

@@ -54,6 +54,22 @@ af_status af_call(af_op_call *c);
 /* d root / d leaves, seeded with `grad` (NULL = ones, root must then have one element). */
 af_status af_backward(af_tensor *root, af_tensor *grad, int retain_graph);
 
+/* Gradient hooks (data-parallel training, csrc/dist/reducer.c). During backward, ready(leaf, ctx)
+ * runs once for each leaf right after the last node of the tape that accumulates into it, i.e. as
+ * soon as that leaf's .grad is final for this backward, so its all-reduce can start while the rest
+ * of backward computes; done(ctx) runs when a backward has succeeded, outside the backward lock
+ * (PyTorch's DDP uses the same two points: gradient accumulation hooks and the end-of-backward
+ * callback). A failure of either becomes backward's failure. One set per process; NULL removes it. */
+typedef struct af_grad_hooks {
+    af_status (*ready)(af_tensor *leaf, void *ctx);
+    af_status (*done)(void *ctx);
+    void *ctx;
+} af_grad_hooks;
+void af_set_grad_hooks(const af_grad_hooks *hooks);
+/* Gives a leaf a zero .grad if it has none (its gradient-arena slot when it has one), as backward
+ * does before accumulating into it. */
+af_status af_ensure_leaf_grad(af_tensor *leaf);
+
 void af_node_retain(af_node *n);
 void af_node_release(af_node *n);
 /* Nodes alive in the process (tests check that graphs are freed). */

@@ -102,6 +102,10 @@ typedef struct af_loader_config {
     int prefetch;     /* batches in flight, 1 to AF_LOADER_MAX_PREFETCH */
     uint64_t seed, epoch;
     int64_t max_pixels; /* decoder limit */
+    /* Position s of this order is position s * stride + offset of the whole epoch's order, whose
+     * Philox stream it draws from: a rank's shard (affectfer.data.samplers deals positions out
+     * round robin) then augments each sample exactly as one process would. 0/0 means 1/0. */
+    int64_t position_stride, position_offset;
 } af_loader_config;
 
 typedef struct af_loader af_loader;

@@ -74,7 +74,7 @@ static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
 /* Runs the augmentations of position s on img; when `out` is not NULL writes the float32 result
  * there (after checking it has the batch's shape). (C, H, W) come back for the shape probe. */
 static af_status transform_sample(const af_loader *l, int64_t s, af_image *img, float *out, int *C, int *H, int *W) {
-    af_rng rng = af_rng_make(l->cfg.seed, AF_STREAM_SAMPLE(l->cfg.epoch, s), 0);
+    af_rng rng = af_rng_make(l->cfg.seed, AF_STREAM_SAMPLE(l->cfg.epoch, s * l->cfg.position_stride + l->cfg.position_offset), 0);
     if (l->is_copy && l->is_copy[s] && l->cfg.augment_copies) AF_TRY(af_pipeline_run(l->cfg.augment_copies, img, &rng, NULL));
     const af_pipeline *p = l->cfg.transform;
     if (p && af_pipeline_has_to_tensor(p)) {
@@ -139,12 +139,20 @@ af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *s
     if (cfg->batch_size < 1) return AF_FAIL(AF_ERR_VALUE, "loader: 'batch_size' must be >= 1, got %lld", (long long)cfg->batch_size);
     if (n_order < 0 || n_order >= (1ll << 40)) return AF_FAIL(AF_ERR_VALUE, "loader: an epoch holds 0 to 2^40 samples, got %lld", (long long)n_order);
     if (cfg->epoch >= (1ull << 23)) return AF_FAIL(AF_ERR_VALUE, "loader: epoch must be < 2^23, got %llu", (unsigned long long)cfg->epoch);
+    af_loader_config c = *cfg;
+    if (c.position_stride == 0) c.position_stride = 1;
+    if (c.position_stride < 1 || c.position_offset < 0 || c.position_offset >= c.position_stride)
+        return AF_FAIL(AF_ERR_VALUE, "loader: position offset %lld must be in [0, stride %lld)", (long long)c.position_offset,
+                       (long long)c.position_stride);
+    if (n_order > 0 && (n_order - 1) > ((1ll << 40) - 1 - c.position_offset) / c.position_stride)
+        return AF_FAIL(AF_ERR_VALUE, "loader: %lld samples at stride %lld pass 2^40 positions", (long long)n_order,
+                       (long long)c.position_stride);
     for (int64_t s = 0; s < n_order; s++)
         if (order[s] < 0 || order[s] >= src->n)
             return AF_FAIL(AF_ERR_INDEX, "loader: the sampler gave index %lld for a dataset of %lld samples", (long long)order[s], (long long)src->n);
     af_loader *l = calloc(1, sizeof(*l));
     if (!l) return AF_FAIL(AF_ERR_OOM, "loader: out of memory");
-    l->cfg = *cfg;
+    l->cfg = c;
     l->src = *src;
     l->order = order;
     l->is_copy = is_copy;

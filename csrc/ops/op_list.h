@@ -74,6 +74,9 @@ AF_OP(softmax, SOFTMAX)
 AF_OP(log_softmax, LOG_SOFTMAX)
 AF_OP(cross_entropy, CROSS_ENTROPY)
 
+/* all_reduce.c: a differentiable sum over the ranks (SyncBatchNorm) */
+AF_OP(all_reduce, ALL_REDUCE)
+
 /* optim.c and other non-differentiable ops */
 AF_OP(sgd_step, SGD_STEP)
 AF_OP(adam_step, ADAM_STEP)

@@ -112,6 +112,10 @@ af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor 
 void af_op_call_release(af_op_call *c); /* drops every tensor reference the call holds */
 /* dst += src through the add_ op on their device (csrc/ops/fill.c): same dtype and shape. */
 af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src);
+/* The sum over the ranks of a process group, in place in t (a buffer of its own, waiting at most
+ * `timeout` seconds); the op all_reduce calls it. csrc/dist sets it while a group is formed (the
+ * ops never depend on the collectives' layer); NULL: a single process, whose sum is t itself. */
+extern af_status (*af_sum_over_ranks)(af_tensor *t, double timeout);
 
 /* ---- helpers for setup functions: each fails with a message naming op and argument ---- */
 const char *af_op_input_name(const af_op_call *c, int i);

@@ -81,6 +81,9 @@ const struct af_pipeline *af_py_pipeline_arg(PyObject *obj, const char *what);
 /* image_default_max_pixels, pad_modes, sobel_magnitudes, interpolations, image_stages ({name: (kind, parameter names)}) */
 int af_image_init(PyObject *module);
 
+/* dist_bind.c: collectives and the gradient reducer (csrc/dist/) */
+extern PyMethodDef af_dist_methods[];
+
 /* arena_bind.c: flat arenas, offset views, re-pointing headers */
 extern PyMethodDef af_arena_methods[];
 int af_arena_init(PyObject *module);

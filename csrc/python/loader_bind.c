@@ -284,15 +284,17 @@ static void run_dealloc(LoaderRunObject *self) {
 
 static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"paths", "images", "labels", "targets", "order", "is_copy", "transform", "augment_copies",
-                             "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", "boxes", NULL};
+                             "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", "boxes",
+                             "position_stride", "position_offset", NULL};
     PyObject *paths_obj, *images_obj, *labels_obj, *targets_obj, *order_obj, *copy_obj, *tf_obj, *aug_obj;
     PyObject *batch_obj, *workers_obj, *prefetch_obj, *epoch_obj, *max_obj = NULL, *boxes_obj = Py_None;
     long long batch_size, workers, prefetch, epoch, max_pixels = AF_IMAGE_DEFAULT_MAX_PIXELS;
+    long long position_stride = 1, position_offset = 0;
     int drop_last;
     unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOpOOKO|OO:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOpOOKO|OOLL:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
                                      &targets_obj, &order_obj, &copy_obj, &tf_obj, &aug_obj, &batch_obj, &drop_last,
-                                     &workers_obj, &prefetch_obj, &seed, &epoch_obj, &max_obj, &boxes_obj))
+                                     &workers_obj, &prefetch_obj, &seed, &epoch_obj, &max_obj, &boxes_obj, &position_stride, &position_offset))
         return NULL;
     /* every count is range-checked here, naming the argument, before any narrowing */
     if (af_py_int_arg(batch_obj, "batch_size", 1, 1ll << 40, &batch_size) < 0 ||
@@ -405,6 +407,7 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     self->keep[6] = aug_obj;
     cfg.batch_size = batch_size, cfg.drop_last = drop_last, cfg.workers = (int)workers, cfg.prefetch = (int)prefetch;
     cfg.seed = seed, cfg.epoch = epoch, cfg.max_pixels = max_pixels;
+    cfg.position_stride = position_stride, cfg.position_offset = position_offset;
     af_status st;
     af_loader *l = NULL;
     int64_t n_order = PyArray_DIM(order, 0);

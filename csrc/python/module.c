@@ -256,6 +256,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (PyModule_AddFunctions(m, af_fer_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, af_data_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, af_image_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, af_dist_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, af_arena_methods) < 0 || af_arena_init(m) < 0) goto fail;
     if (PyType_Ready(&AfTensor_BaseType) < 0) goto fail;
     Py_INCREF(&AfTensor_BaseType);
