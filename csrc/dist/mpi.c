@@ -96,8 +96,9 @@ static void try_load(void) {
         }
     }
     if (!lib) {
+        /* the names tried are cut at 300 characters so the whole message fits */
         snprintf(load_error, sizeof load_error,
-                 "no MPI library could be loaded (%s). Install Open MPI (Debian: libopenmpi3, "
+                 "no MPI library could be loaded (%.300s). Install Open MPI (Debian: libopenmpi3, "
                  "or the cluster's `module load openmpi`) or set AFFECTFER_MPI_LIBRARY to its libmpi.so",
                  tried);
         loaded = 0;
