@@ -56,9 +56,15 @@ def param(default, help: str, check: Check | None = None):
     return dataclasses.field(default=default, metadata=metadata)
 
 
+@dataclasses.dataclass
 class RecipeConfig:
-    """Base of every recipe's Config dataclass: `validate()` runs each field's Check. A recipe with
-    conditions between fields overrides validate() and calls super().validate() first."""
+    """Base of every recipe's Config dataclass: the run settings every recipe shares, and
+    `validate()`, which runs each field's Check. A recipe with conditions between fields overrides
+    validate() and calls super().validate() first."""
+
+    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
+                                check=SPLIT)
+    workers: int = param(2, "loader threads", check=AT_LEAST_1)
 
     def validate(self):
         for f in dataclasses.fields(self):
@@ -208,11 +214,14 @@ def _type_name(kind) -> str:
 
 
 def describe_config(config_cls) -> str:
-    """One block per field: name, type, default, and its help (what it is and where it comes from)."""
+    """One block per field: name, type, default, and its help (what it is and where it comes from);
+    the recipe's own fields first, the run settings shared by every recipe last."""
     kinds = _field_types(config_cls)
     instance = config_cls()
     lines = []
-    for f in dataclasses.fields(config_cls):
+    shared = {f.name for f in dataclasses.fields(RecipeConfig)}
+    fields = dataclasses.fields(config_cls)
+    for f in [f for f in fields if f.name not in shared] + [f for f in fields if f.name in shared]:
         default = getattr(instance, f.name)
         check = f.metadata.get("check")
         rule = f"; must be {check.text}" if check is not None else ""

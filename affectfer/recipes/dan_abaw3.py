@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from .. import nn
-from ._common import AT_LEAST_0, AT_LEAST_1, SHARE, SPLIT, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
+from ._common import AT_LEAST_0, AT_LEAST_1, SHARE, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Jeong, Hong, Kim, Jung, Jeong, \"Classification of Facial Expression In-the-Wild based on Ensemble of "
          "Multi-head Cross Attention Networks\", CVPR Workshops 2022 (ABAW3), arXiv 2203.13235; DAN: Wen, Lin, Wang, "
@@ -65,9 +65,6 @@ class Config(RecipeConfig):
     # data and run
     train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral/other)", check=AT_LEAST_1)
     val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
-                                check=SPLIT)
-    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, RecipeConfig, param
+from ._common import AT_LEAST_0, AT_LEAST_1, UNIT, RecipeConfig, param
 
 PAPER = ("Miao, Wang, Chang, Wu, Wang, \"Hand-Assisted Expression Recognition Method from Synthetic Images at the "
          "Fourth ABAW Challenge\", ECCV Workshops 2022, arXiv 2207.09661")
@@ -90,9 +90,6 @@ class Config(RecipeConfig):
     train_size: int = param(1200, "synthetic faces: expression training faces (imbalanced, no hands)", check=AT_LEAST_1)
     val_size: int = param(360, "synthetic faces: validation faces (balanced, hands on half the fearful ones)",
                           check=AT_LEAST_1)
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
-                                check=SPLIT)
-    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw (affectfer.manual_seed, data, samplers)")
 
     @classmethod

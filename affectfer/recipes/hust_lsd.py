@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from .. import nn, train
-from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, RecipeConfig, one_of, param
+from ._common import AT_LEAST_0, AT_LEAST_1, UNIT, RecipeConfig, one_of, param
 
 PAPER = ("Li, Xu, Wu, Wu, Yin, Cao, Ding, \"Facial Affect Analysis: Learning from Synthetic Data & Multi-Task "
          "Learning Challenges\", ECCV Workshops 2022, arXiv 2207.09748")
@@ -83,9 +83,6 @@ class Config(RecipeConfig):
     # data and run
     train_size: int = param(1200, "synthetic faces: training faces (imbalanced, as the LSD set is)", check=AT_LEAST_1)
     val_size: int = param(360, "synthetic faces: validation faces (balanced)", check=AT_LEAST_1)
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
-                                check=SPLIT)
-    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(42, "seed of every random draw (code: 42)")
 
     @classmethod

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import nn, train
 from ..data.readers import ABAW_AUS, AU_INVALID, VA_INVALID
-from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, Check, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
+from ._common import AT_LEAST_0, AT_LEAST_1, UNIT, Check, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Li, Xu, Wu, Wu, Yin, Cao, Ding, \"Facial Affect Analysis: Learning from Synthetic Data & Multi-Task "
          "Learning Challenges\", ECCV Workshops 2022, arXiv 2207.09748")
@@ -80,9 +80,6 @@ class Config(RecipeConfig):
     missing: float = param(0.1, "synthetic faces: share of each task's labels marked invalid (-5 / -1), as frames "
                                 "of the ABAW MTL set miss some annotations",
                            check=Check(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
-                                check=SPLIT)
-    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod

@@ -38,7 +38,7 @@ import time
 import numpy as np
 
 from .. import nn
-from ._common import ABOVE_0, AT_LEAST_0, AT_LEAST_1, SHARE, SPLIT, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
+from ._common import ABOVE_0, AT_LEAST_0, AT_LEAST_1, SHARE, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
 PAPER = ("Jeong, Hong, Hong, Oh, Jung, Kim, Jeong, \"Ensemble of Multi-task Learning Networks for Facial Expression "
          "Recognition In-the-Wild with Learning from Synthetic Data\", ECCV Workshops 2022, arXiv 2207.10025")
@@ -90,9 +90,6 @@ class Config(RecipeConfig):
     # data and run
     train_size: int = param(1200, "synthetic faces: training faces", check=AT_LEAST_1)
     val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
-                                check=SPLIT)
-    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(17, "seed of every random draw (code: torch.manual_seed(17))")
 
     @classmethod

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from ..models.presets import PRESETS, preprocessing
-from ._common import AT_LEAST_0, AT_LEAST_1, SPLIT, UNIT, RecipeConfig, one_of, param
+from ._common import AT_LEAST_0, AT_LEAST_1, UNIT, RecipeConfig, one_of, param
 
 PAPER = ("SE-ResNet-50 (VGGFace2) expression recognition, ABAW 2020 expression track (FG 2020); the challenge and "
          "its 0.67 F1 + 0.33 accuracy criterion: Kollias, Schulc, Hajiyev, Zafeiriou, \"Analysing Affective Behavior "
@@ -69,9 +69,6 @@ class Config(RecipeConfig):
     # data and run
     train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral class)", check=AT_LEAST_1)
     val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)
-    val_fraction: float = param(0.2, "with --data and no train/val folders: the stratified validation share",
-                                check=SPLIT)
-    workers: int = param(2, "loader threads", check=AT_LEAST_1)
     seed: int = param(0, "seed of every random draw")
 
     @classmethod
