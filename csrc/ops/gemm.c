@@ -54,53 +54,16 @@ static inline int64_t batch_offset(const af_gemm_batch *bt, int64_t b, int64_t o
     return b / bt->inner * outer + b % bt->inner * inner;
 }
 
-#if AF_HAVE_AVX512_SGEMM
-/* The distinct A operands of a batch: one for all products (a conv's weight, shared by every image),
- * one per inner index (one per group), or one per product; a_slot is product b's. */
-static int64_t a_slots(const af_gemm_batch *bt) {
-    if (bt->a_outer != 0) return bt->count;
-    if (bt->a_inner == 0) return 1;
-    return bt->count < bt->inner ? bt->count : bt->inner;
-}
-static int64_t a_slot(const af_gemm_batch *bt, int64_t b) {
-    return bt->a_outer == 0 ? (bt->a_inner == 0 ? 0 : b % bt->inner) : b;
-}
-
-/* Largest pre-packed A (floats): beyond it the tiles pack their own rows, as without pre-packing. */
-#define AF_PREPACK_A_CAP ((int64_t)1 << 24)
-
-/* op(A) of every slot packed once (NULL: not worth it or out of memory; the tiles then pack their own
- * A, with the same bits). Worth it when each row tile of an A is used by two or more tiles of C: a
- * weight used for every image, or a wide C cut into several column tiles. The choice depends on the
- * shape only, never on the thread count. */
-static float *prepack_a(const af_gemm_batch *bt, int ta, int64_t M, int64_t Kd, const float *A, int64_t lda,
-                        int64_t n_tiles, int64_t *size) {
-    const int64_t slots = a_slots(bt);
-    *size = af_sgemm_avx512_packed_a_size(M, Kd);
-    if (n_tiles * bt->count / slots < 2 || slots * *size > AF_PREPACK_A_CAP) return NULL;
-    float *buf = af_alloc_host((size_t)(slots * *size) * sizeof(float));
-    if (!buf) return NULL;
-    const int64_t panels = (M + AF_SGEMM_MR - 1) / AF_SGEMM_MR, sz = *size;
-    AF_PARALLEL_FOR(slots * sz)
-    for (int64_t t = 0; t < slots * panels; t++)
-        af_sgemm_avx512_pack_a(ta, A + batch_offset(bt, t / panels, bt->a_outer, bt->a_inner), lda, M, Kd, t % panels,
-                               buf + t / panels * sz);
-    return buf;
-}
-#endif
-
 #define AF_TEMPLATE_FILE "gemm.c"
 #include "instantiate_float.h"
 
 #else /* ---- once per scalar_t ---- */
 
 static inline void K(blas)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, scalar_t alpha, const scalar_t *A,
-                           int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc,
-                           const af_sgemm_packed_a *packed) {
-    (void)packed; /* only the AVX-512 kernel reads a pre-packed A; BLAS gets A itself */
+                           int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
 #if AF_FLOAT_PASS == 1
 #if AF_HAVE_AVX512_SGEMM
-    if (use_avx512() && af_sgemm_avx512(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc, packed) == 0) return;
+    if (use_avx512() && af_sgemm_avx512(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
 #endif
     AF_BLAS(cblas_sgemm)(
 #else
@@ -132,11 +95,6 @@ void K(af_gemm_batched)(const af_gemm_batch *bt, int ta, int tb, int64_t M, int6
     scalar_t *part = slices > 1 ? af_alloc_host((size_t)(slices * M * N) * sizeof(scalar_t)) : NULL;
     if (!part) slices = 1; /* out of memory for the partials: the unsplit product is just slower */
     const int64_t ks = (Kd + slices - 1) / slices;
-    float *apack = NULL;
-    int64_t apack_size = 0;
-#if AF_FLOAT_PASS == 1 && AF_HAVE_AVX512_SGEMM
-    if (slices == 1 && use_avx512()) apack = prepack_a(bt, ta, M, Kd, A, lda, n_tiles, &apack_size);
-#endif
     AF_PARALLEL_FOR(tiles * slices > 1 ? bt->count * M * N * Kd : 0)
     for (int64_t t = 0; t < tiles * slices; t++) {
         int64_t sl = t / tiles, b = t % tiles / per, i0 = t % per / n_tiles * tm, j0 = t % n_tiles * tn;
@@ -144,18 +102,16 @@ void K(af_gemm_batched)(const af_gemm_batch *bt, int ta, int tb, int64_t M, int6
         const scalar_t *a = A + batch_offset(bt, b, bt->a_outer, bt->a_inner) + (ta ? i0 : i0 * lda);
         const scalar_t *bb = B + batch_offset(bt, b, bt->b_outer, bt->b_inner) + (tb ? j0 * ldb : j0);
         if (slices == 1) {
-            const af_sgemm_packed_a packed = {apack ? apack + a_slot(bt, b) * apack_size : NULL, apack_size / Kd, i0};
             K(blas)(ta, tb, mm, nn, Kd, alpha, a, lda, bb, ldb, beta,
-                    C + batch_offset(bt, b, bt->c_outer, bt->c_inner) + i0 * ldc + j0, ldc, apack ? &packed : NULL);
+                    C + batch_offset(bt, b, bt->c_outer, bt->c_inner) + i0 * ldc + j0, ldc);
         } else {
             int64_t k0 = sl * ks, kk = Kd - k0 < ks ? Kd - k0 : ks;
             if (kk <= 0) continue;
             a += ta ? k0 * lda : k0;
             bb += tb ? k0 : k0 * ldb;
-            K(blas)(ta, tb, mm, nn, kk, 1, a, lda, bb, ldb, 0, part + sl * M * N + i0 * N + j0, N, NULL);
+            K(blas)(ta, tb, mm, nn, kk, 1, a, lda, bb, ldb, 0, part + sl * M * N + i0 * N + j0, N);
         }
     }
-    af_free_host(apack);
     if (slices == 1) return;
     const int64_t used = (Kd + ks - 1) / ks; /* slices that received a partial product */
     AF_PARALLEL_FOR(M * N * slices)

@@ -27,6 +27,7 @@
 
 #include "core/alloc.h"
 
+#define AF_SGEMM_MR 8
 #define AF_SGEMM_NV 3 /* vectors of 16 per micro-panel row */
 #define AF_SGEMM_NR (16 * AF_SGEMM_NV)
 /* K block: the packed B micro-panel (KC x NR floats, 48 KiB) stays in L1/L2 while every A panel
@@ -167,38 +168,16 @@ AF_AVX512 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, in
     }
 }
 
-/* Packed op(A), whole of K: block b (k0 = b KC, kc columns) starts at apad k0 with apad = ceil(M / MR)
- * MR, and holds the panels of pack_a in order, so panel p of block b is at apad k0 + p MR kc. */
-int64_t af_sgemm_avx512_packed_a_size(int64_t M, int64_t K) {
-    return (M + AF_SGEMM_MR - 1) / AF_SGEMM_MR * AF_SGEMM_MR * K;
-}
-
-AF_AVX512 void af_sgemm_avx512_pack_a(int ta, const float *A, int64_t lda, int64_t M, int64_t K, int64_t p,
-                                      float *dst) {
-    const int64_t apad = (M + AF_SGEMM_MR - 1) / AF_SGEMM_MR * AF_SGEMM_MR, i0 = p * AF_SGEMM_MR;
-    const int64_t mr = M - i0 < AF_SGEMM_MR ? M - i0 : AF_SGEMM_MR;
-    for (int64_t k0 = 0; k0 < K; k0 += AF_SGEMM_KC) {
-        const int64_t kc = K - k0 < AF_SGEMM_KC ? K - k0 : AF_SGEMM_KC;
-        pack_a(ta, A + (ta ? i0 : i0 * lda), lda, mr, k0, kc, dst + apad * k0 + i0 * kc);
-    }
-}
-
 AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                              const af_sgemm_packed_a *packed) {
+                              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t panels = (M + AF_SGEMM_MR - 1) / AF_SGEMM_MR, kcmax = K < AF_SGEMM_KC ? K : AF_SGEMM_KC;
-    /* A packed by the caller: no A buffer here (kept 64-byte aligned for bbuf either way) */
-    const int64_t asize = packed ? 0 : (panels * AF_SGEMM_MR * kcmax + 15) / 16 * 16;
+    const int64_t asize = (panels * AF_SGEMM_MR * kcmax + 15) / 16 * 16; /* keeps bbuf 64-byte aligned */
     float *abuf = af_alloc_host((size_t)(asize + kcmax * AF_SGEMM_NR) * sizeof(float));
     if (!abuf) return -1;
     float *bbuf = abuf + asize;
     for (int64_t k0 = 0; k0 < K; k0 += AF_SGEMM_KC) {
         const int64_t kc = K - k0 < AF_SGEMM_KC ? K - k0 : AF_SGEMM_KC;
-        const float *ablk = abuf;
-        if (packed)
-            ablk = packed->data + packed->rows * k0 + packed->row0 * kc;
-        else
-            pack_a(ta, A, lda, M, k0, kc, abuf);
+        pack_a(ta, A, lda, M, k0, kc, abuf);
         for (int64_t j0 = 0; j0 < N; j0 += AF_SGEMM_NR) {
             const int64_t nn = N - j0 < AF_SGEMM_NR ? N - j0 : AF_SGEMM_NR;
             const __mmask16 mask[AF_SGEMM_NV] = {first_n(nn), first_n(nn - 16), first_n(nn - 32)};
@@ -208,7 +187,7 @@ AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, f
             pack_b(tb, B, ldb, k0, kc, j0, nn, bbuf);
             for (int64_t p = 0; p < panels; p++) {
                 const int64_t i0 = p * AF_SGEMM_MR, mr = M - i0 < AF_SGEMM_MR ? M - i0 : AF_SGEMM_MR;
-                kernel(kc, ablk + p * AF_SGEMM_MR * kc, bbuf, C + i0 * ldc + j0, ldc, (int)mr, mask, alpha, beta,
+                kernel(kc, abuf + p * AF_SGEMM_MR * kc, bbuf, C + i0 * ldc + j0, ldc, (int)mr, mask, alpha, beta,
                        k0 == 0);
             }
         }

@@ -14,23 +14,7 @@
 #define AF_HAVE_AVX512_SGEMM 0
 #endif
 
-/* rows of C one micro-kernel call computes (the 8 x 48 register block of gemm_avx512.c) */
-#define AF_SGEMM_MR 8
-
-/* op(A) packed once for many products that share it (gemm.c: a weight used for every image of a
- * batch), so each tile skips its own packing. rows: ceil(M / MR) MR of the whole packed A; row0: the
- * tile's first row in it (a multiple of MR). The bits of C are the same as with A packed by the tile. */
-typedef struct af_sgemm_packed_a {
-    const float *data;
-    int64_t rows, row0;
-} af_sgemm_packed_a;
-
-/* packed: NULL, or op(A) of the tile's rows already packed by af_sgemm_avx512_pack_a */
 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const af_sgemm_packed_a *packed);
-/* Floats of a packed op(A) (M x K); af_sgemm_avx512_pack_a writes its MR-row panel p (p < ceil(M / MR)),
- * all of K, so panels can be packed in parallel. */
-int64_t af_sgemm_avx512_packed_a_size(int64_t M, int64_t K);
-void af_sgemm_avx512_pack_a(int ta, const float *A, int64_t lda, int64_t M, int64_t K, int64_t p, float *dst);
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 #endif

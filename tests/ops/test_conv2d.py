@@ -117,44 +117,6 @@ def test_gradcheck_pointwise_direct(rng):
     assert_close(xg.grad, np.einsum("oi,nohw->nihw", wn[:, :, 0, 0], dy), rtol=1e-12, atol=1e-12)
 
 
-# Shapes whose per-image GEMMs share the weight across images, so gemm.c packs op(A) once for the batch
-# (csrc/ops/gemm.c prepack_a) while a single image packs it per tile: Cout off the 8-row panels, more
-# than one 256-row tile (row0 > 0), K = Cin KH KW over several 256-long K blocks, groups (one packed
-# A per group), the transposed weight of the pointwise dx, and the dW GEMM cut into column tiles.
-PREPACK_CASES = {
-    "3x3": ((3, 40, 10, 10), (20, 40, 3, 3), (1, 1), (1, 1), (1, 1), 1),
-    "two row tiles": ((2, 30, 9, 9), (300, 30, 3, 3), (1, 1), (1, 1), (1, 1), 1),
-    "groups": ((3, 12, 11, 11), (15, 4, 3, 3), (1, 1), (1, 1), (1, 1), 3),
-    "pointwise groups": ((3, 16, 9, 9), (12, 8, 1, 1), (1, 1), (0, 0), (1, 1), 2),
-    "pointwise": ((2, 300, 8, 9), (270, 300, 1, 1), (1, 1), (0, 0), (1, 1), 1),
-}
-
-
-@pytest.mark.reference("conv2d")
-@pytest.mark.parametrize("case", sorted(PREPACK_CASES))
-def test_prepacked_weight_matches_numpy_and_single_images(case, rng):
-    """Forward, dx and dW against float64 NumPy, and the batch bitwise equal to each image alone (one
-    tile: the weight packed by the tile itself), so a wrong offset into the shared packed weight
-    goes red even where it stays within the tolerance."""
-    xs, ws, stride, padding, dilation, groups = PREPACK_CASES[case]
-    x = rng.standard_normal(xs).astype(np.float32)
-    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
-    ints = _ints(stride, padding, dilation, groups)
-    tx, tw = af.tensor(x, requires_grad=True), af.tensor(w, requires_grad=True)
-    y = call("conv2d", [tx, tw], ints)
-    ref = conv2d_ref(x, w, None, stride, padding, dilation, groups)
-    assert_close(y, ref, rtol=1e-4, atol=1e-4)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(af.tensor(dy))
-    x64, w64 = t64(x), t64(w)
-    call("conv2d", [x64, w64], ints).backward(af.tensor(dy, dtype="float64"))
-    assert_close(tx.grad, x64.grad.numpy(), rtol=1e-4, atol=1e-4)
-    assert_close(tw.grad, w64.grad.numpy(), rtol=1e-4, atol=1e-3)
-    for n in range(xs[0]):
-        alone = call("conv2d", [af.tensor(x[n:n + 1]), af.tensor(w)], ints).numpy()
-        assert np.array_equal(alone[0], y.numpy()[n]), f"{case}: image {n} differs from the batch"
-
-
 @pytest.mark.parametrize("case", reference.cases("conv2d"))
 def test_matches_torch_forward_and_backward(case):
     """Torch's outputs for the paths above (cases in tests/reference/make_fixtures.py)."""
