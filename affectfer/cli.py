@@ -39,17 +39,23 @@ def _build_parser():
     parser = argparse.ArgumentParser(prog="python -m affectfer", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train and evaluate the hand-assisted method on the embedded synthetic faces")
-    demo.add_argument("--train-size", type=int, default=1200)
-    demo.add_argument("--val-size", type=int, default=360)
-    demo.add_argument("--image-size", type=int, default=48)
-    demo.add_argument("--epochs", type=int, default=6, help="expression model epochs before freezing")
-    demo.add_argument("--finetune-epochs", type=int, default=2, help="epochs with the first 80%% of blocks frozen")
-    demo.add_argument("--hand-epochs", type=int, default=3)
-    demo.add_argument("--batch-size", type=int, default=32)
-    demo.add_argument("--workers", type=int, default=2)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--train-size", type=int, default=1200,
+                      help="synthetic expression training faces, imbalanced and without hands (default: %(default)s)")
+    demo.add_argument("--val-size", type=int, default=360,
+                      help="synthetic validation faces, balanced, a hand on half the fearful ones (default: "
+                           "%(default)s)")
+    demo.add_argument("--image-size", type=int, default=48, help="face side in pixels (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=6,
+                      help="expression model epochs before freezing (default: %(default)s)")
+    demo.add_argument("--finetune-epochs", type=int, default=2,
+                      help="epochs with the first 80%% of blocks frozen (default: %(default)s)")
+    demo.add_argument("--hand-epochs", type=int, default=3, help="hand detector epochs (default: %(default)s)")
+    demo.add_argument("--batch-size", type=int, default=32, help="batch size of every stage (default: %(default)s)")
+    demo.add_argument("--workers", type=int, default=2, help="loader threads (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0,
+                      help="seed of the faces and of every random draw (default: %(default)s)")
     demo.add_argument("--out", default="demo-output", help="folder for checkpoints, report and plots")
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.add_argument("--recipe", help="run this recipe (see `train --list`) at its tiny settings on the synthetic "
                                        "faces instead of the hand-assisted demo; the other options then do not apply")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -96,8 +102,9 @@ def _build_parser():
             cmd.add_argument("--out", default="predictions.csv", help="the CSV to write (default: predictions.csv)")
         else:
             cmd.add_argument("--data", required=True, help="an image folder with one sub-folder per class")
-        cmd.add_argument("--batch-size", type=int, default=64)
-        cmd.add_argument("--workers", type=int, default=2)
+        cmd.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
+        cmd.add_argument("--workers", type=int, default=2, help="loader threads that decode the images (default: "
+                                                                "%(default)s)")
     return parser
 
 

@@ -30,6 +30,28 @@ def test_help_documents_every_command(command):
         assert "--recipe" in out.stdout
 
 
+def _subcommands():
+    import argparse
+
+    from affectfer.cli import _build_parser
+
+    action = next(a for a in _build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "info", "convert-weights", "predict", "eval"])
+def test_every_option_of_every_command_has_help_text(command, capsys):
+    """Every option (and positional) of the command says what it is: no bare `--workers WORKERS` line."""
+    parser = _subcommands()[command]
+    undocumented = [a.option_strings or [a.dest] for a in parser._actions if not (a.help or "").strip()]
+    assert not undocumented, f"{command}: options without help: {undocumented}"
+    parser.print_help()
+    text = "".join(capsys.readouterr().out.split())  # argparse re-wraps lines (and breaks after hyphens)
+    for action in parser._actions:
+        if action.option_strings and action.help and "%(" not in action.help:
+            assert "".join(action.help.split()) in text, action.option_strings
+
+
 def test_train_list_names_every_recipe():
     from affectfer import recipes
 
