@@ -83,10 +83,16 @@ def test_demo_reports_the_rule_and_writes_its_files(demo_output):
     out, stdout = demo_output
     assert "macro F1 over 6 classes: expression model" in stdout and "F1 before  F1 after" in stdout
     assert "the rule changed" in stdout
+    # both confusion matrices, 6 x 6 counts of the 24 validation faces
+    for title in ("confusion matrix, expression model:", "confusion matrix, with the hand rule:"):
+        rows = stdout[stdout.index(title):].splitlines()[2:8]
+        assert [r.split()[0] for r in rows] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+        assert sum(int(v) for r in rows for v in r.split()[1:]) == 24
     names = set(os.listdir(out))
     assert {"expression_resnet18.safetensors", "hand_resnet18.safetensors", "report.txt"} <= names
+    assert "confusion matrix, with the hand rule, post-pruned:" in open(out / "report.txt").read()
     pytest.importorskip("matplotlib")
-    assert {"confusion_before.png", "confusion_after.png"} <= names
+    assert {"confusion_before.png", "confusion_after.png", "confusion_pruned.png"} <= names
 
 
 def _write_faces(folder, per_class=True):
