@@ -1,6 +1,6 @@
 """DAN for the third ABAW challenge's expression track (paper 004, IXLab, SeoulTech; arXiv 2203.13235):
-an ensemble of DANs ("Distract Your Attention", multi-head cross attention) trained on bootstrap
-subsets and combined by soft voting.
+an ensemble of DANs ("Distract Your Attention", multi-head cross attention), each trained on its own
+random subset of the training faces (drawn without replacement), combined by soft voting.
 
 Sources: the published version (CVPR Workshops 2022, "Classification of Facial Expression In-the-Wild
 based on Ensemble of Multi-head Cross Attention Networks") is the expression track alone (macro F1
@@ -52,9 +52,10 @@ class Config(RecipeConfig):
     focal: bool = param(True, "ablation: softmax focal loss on the expression (paper); False = cross-entropy")
     affinity: bool = param(True, "ablation: DAN's affinity loss with learnable class centres (DAN)")
     partition: bool = param(True, "ablation: DAN's partition loss over the attention heads (DAN)")
-    va_head: bool = param(True, "ablation: the valence/arousal head tanh(BN(FC)) trained with 1 - CCC (paper)")
-    bagging: bool = param(True, "ablation: `members` models on bootstrap subsets, soft voting (paper); False = "
-                                "one model on every training face")
+    va_head: bool = param(True, "ablation: the valence/arousal head tanh(BN(FC)) trained with 1 - CCC (the paper's "
+                                "first arXiv version; False = the published expression-only model)")
+    bagging: bool = param(True, "ablation: `members` models, each on its own random subset (without "
+                                "replacement), soft voting (paper); False = one model on every training face")
     weighted_sampling: bool = param(True, "ablation: inverse class frequency sampling (DAN's ImbalancedDatasetSampler)"
                                           " when bagging is off; a bag is visited in a shuffled order")
     # model and losses
