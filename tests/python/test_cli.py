@@ -135,6 +135,42 @@ def test_eval_scores_an_image_folder(demo_output, tmp_path):
     assert "macro F1" in proc.stdout and "accuracy" in proc.stdout
 
 
+def test_predict_and_eval_soft_vote_an_ensembles_members(tmp_path, capsys):
+    import affectfer as af
+    from affectfer import checkpoint, cli, models
+    from affectfer.datasets import CLASSES
+
+    af.manual_seed(0)
+    config = {"model": "resnet18", "num_classes": 6, "classes": list(CLASSES), "image_size": 32}
+    members = []
+    for k in range(2):
+        members.append(tmp_path / f"member{k}.safetensors")
+        checkpoint.save(models.resnet18(num_classes=6), members[-1], config=config)
+    _write_faces(tmp_path / "images", per_class=False)
+
+    def probabilities(*checkpoints):
+        out = tmp_path / "p.csv"
+        args = ["predict", "--images", str(tmp_path / "images"), "--out", str(out), "--workers", "1"]
+        assert cli.main(args + [a for c in checkpoints for a in ("--checkpoint", str(c))]) == 0
+        rows = list(csv.reader(open(out)))
+        assert rows[0] == ["path", "prediction", *CLASSES]
+        return np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+
+    one, two = probabilities(members[0]), probabilities(members[1])
+    assert not np.allclose(one, two, atol=1e-3)
+    np.testing.assert_allclose(probabilities(*members), (one + two) / 2, atol=2e-6)  # CSV keeps 6 decimals
+    other = tmp_path / "other.safetensors"
+    checkpoint.save(models.resnet18(num_classes=2), other, config=dict(config, num_classes=2, classes=["a", "b"]))
+    capsys.readouterr()
+    assert cli.main(["predict", "--checkpoint", str(members[0]), "--checkpoint", str(other), "--images",
+                     str(tmp_path / "images"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "an ensemble's members must share them" in capsys.readouterr().err
+    _write_faces(tmp_path / "val")
+    assert cli.main(["eval", "--checkpoint", str(members[0]), "--checkpoint", str(members[1]), "--data",
+                     str(tmp_path / "val"), "--workers", "1"]) == 0
+    assert "macro F1" in capsys.readouterr().out
+
+
 def test_predict_errors_are_messages_not_tracebacks(tmp_path):
     from affectfer import checkpoint, models
     bare = tmp_path / "bare.safetensors"
