@@ -21,8 +21,8 @@ the method's, the values neither abstract gives come from DAN's released code (b
   whose softmax probabilities are averaged (SoftVotingEnsemble).
 - Score: the ABAW3 expression criterion, macro F1 over the 8 classes.
 
-Training defaults follow DAN's released AffectNet script (github.com/yaoing/DAN `affectnet.py`,
-models spec 1.5): Adam lr 1e-4 without weight decay (centres included), ExponentialLR gamma 0.6 per
+Training defaults follow DAN's released AffectNet script (github.com/yaoing/DAN `affectnet.py`):
+Adam lr 1e-4 without weight decay (centres included), ExponentialLR gamma 0.6 per
 epoch, inverse class frequency sampling, flips, RandomAffine(20, translate 0.2, scale 0.8-1) with
 p 0.7, ImageNet normalisation, RandomErasing. The synthetic faces carry valence/arousal; with a
 user's data the first two target columns (a CSV list's third and fourth) are valence and arousal,

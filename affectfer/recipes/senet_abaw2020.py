@@ -9,7 +9,8 @@ SE-ResNet-50 (SENet-50, Hu et al.) fine-tuned on the seven basic expressions of 
 - Validation every N iterations (Aff-Wild2 epochs are long), keeping the weights with the best
   ABAW 2020 expression criterion 0.67 * macro F1 + 0.33 * accuracy over the 7 classes.
 
-Input: the VGGFace2 convention (affectfer.models.preprocessing("vggface2"), models spec 3.5): a face
+Input: the VGGFace2 convention (affectfer.models.preprocessing("vggface2"); github.com/cydonia999/
+VGGFace2-pytorch `datasets/vgg_face2.py`): a face
 crop resized to 256/224 of the input side, a random crop (centre crop for evaluation), random
 grayscale with p 0.2, and the Caffe per-channel mean subtracted from 0-255 pixels without scaling.
 The Caffe weights expect BGR; `weights` converted from them get their first convolution's input
@@ -59,7 +60,7 @@ class Config(RecipeConfig):
     weights: str = param("", "pretrained weights (paper: VGGFace2 senet50_ft, converted with `python -m affectfer "
                              "convert-weights --format vggface2`); empty = random init")
     preprocess: str = param("vggface2", "an affectfer.models.preprocessing preset: 'vggface2' (Caffe mean "
-                                        "subtraction on 0-255 pixels, the weights' convention, models spec 3.5) or "
+                                        "subtraction on 0-255 pixels, the weights' convention: VGGFace2-pytorch datasets/vgg_face2.py) or "
                                         "'imagenet'", check=one_of(*PRESETS))
     image_size: int = param(224, "input side (the VGGFace2 models' 224)", check=AT_LEAST_1)
     # optimisation
