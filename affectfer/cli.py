@@ -17,6 +17,7 @@ convert-weights: a torch `.pth` (read without torch or pickle code), a VGGFace2 
 safetensors file to a safetensors file (see affectfer.weights).
 predict: per-class probabilities of a trained checkpoint for every image of a folder, as CSV.
 eval: a checkpoint's per-class report, macro F1 and accuracy on an image folder (one sub-folder per class).
+Both take several --checkpoint (an ensemble recipe's members): the mean of their probabilities.
 
 A checkpoint that predict/eval read carries its model config (affectfer.checkpoint.save(...,
 config=...)): "model" (a models.create name), "num_classes", "classes", "image_size", and optionally
@@ -39,17 +40,23 @@ def _build_parser():
     parser = argparse.ArgumentParser(prog="python -m affectfer", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train and evaluate the hand-assisted method on the embedded synthetic faces")
-    demo.add_argument("--train-size", type=int, default=1200)
-    demo.add_argument("--val-size", type=int, default=360)
-    demo.add_argument("--image-size", type=int, default=48)
-    demo.add_argument("--epochs", type=int, default=6, help="expression model epochs before freezing")
-    demo.add_argument("--finetune-epochs", type=int, default=2, help="epochs with the first 80%% of blocks frozen")
-    demo.add_argument("--hand-epochs", type=int, default=3)
-    demo.add_argument("--batch-size", type=int, default=32)
-    demo.add_argument("--workers", type=int, default=2)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--train-size", type=int, default=1200,
+                      help="synthetic expression training faces, imbalanced and without hands (default: %(default)s)")
+    demo.add_argument("--val-size", type=int, default=360,
+                      help="synthetic validation faces, balanced, a hand on half the fearful ones (default: "
+                           "%(default)s)")
+    demo.add_argument("--image-size", type=int, default=48, help="face side in pixels (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=6,
+                      help="expression model epochs before freezing (default: %(default)s)")
+    demo.add_argument("--finetune-epochs", type=int, default=2,
+                      help="epochs with the first 80%% of blocks frozen (default: %(default)s)")
+    demo.add_argument("--hand-epochs", type=int, default=3, help="hand detector epochs (default: %(default)s)")
+    demo.add_argument("--batch-size", type=int, default=32, help="batch size of every stage (default: %(default)s)")
+    demo.add_argument("--workers", type=int, default=2, help="loader threads (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0,
+                      help="seed of the faces and of every random draw (default: %(default)s)")
     demo.add_argument("--out", default="demo-output", help="folder for checkpoints, report and plots")
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.add_argument("--recipe", help="run this recipe (see `train --list`) at its tiny settings on the synthetic "
                                        "faces instead of the hand-assisted demo; the other options then do not apply")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -90,14 +97,17 @@ def _build_parser():
     for name, what in (("predict", "write per-class probabilities for a folder of images to a CSV file"),
                        ("eval", "score a checkpoint on an image folder (one sub-folder per class)")):
         cmd = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
-        cmd.add_argument("--checkpoint", required=True, help="a checkpoint whose config names its model (see above)")
+        cmd.add_argument("--checkpoint", required=True, action="append",
+                         help="a checkpoint whose config names its model (see above); repeat it for an ensemble "
+                              "(the members a recipe wrote): their probabilities are averaged (soft voting)")
         if name == "predict":
             cmd.add_argument("--images", required=True, help="a folder searched recursively for .jpg/.jpeg/.png files")
             cmd.add_argument("--out", default="predictions.csv", help="the CSV to write (default: predictions.csv)")
         else:
             cmd.add_argument("--data", required=True, help="an image folder with one sub-folder per class")
-        cmd.add_argument("--batch-size", type=int, default=64)
-        cmd.add_argument("--workers", type=int, default=2)
+        cmd.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
+        cmd.add_argument("--workers", type=int, default=2, help="loader threads that decode the images (default: "
+                                                                "%(default)s)")
     return parser
 
 
@@ -203,12 +213,30 @@ def _load_for_inference(path):
     return model.eval(), config, T.Compose(stages)
 
 
-def _probabilities(model, config, dataset, transform, args):
+def _checkpoints(paths):
+    """(model, config, transform) of each checkpoint; an ensemble's members must share their classes."""
+    members = [_load_for_inference(path) for path in paths]
+    classes = list(members[0][1]["classes"])
+    for path, (_, config, _) in zip(paths[1:], members[1:]):
+        if list(config["classes"]) != classes:
+            raise ValueError(f"--checkpoint {path}: its classes {list(config['classes'])} are not those of "
+                             f"{paths[0]} {classes}; an ensemble's members must share them")
+    return members, classes
+
+
+def _probabilities(members, dataset, args):
+    """(probabilities (N, C), labels): one checkpoint's, or the members' mean (soft voting), each
+    member with its own input pipeline."""
     from affectfer.data import Loader
+    from affectfer.decision import soft_vote
     from affectfer.train import predict
 
-    loader = Loader(dataset, batch_size=args.batch_size, transform=transform, workers=args.workers)
-    return predict(model, loader, output_index=int(config.get("output_index", 0)))
+    each = []
+    for model, config, transform in members:
+        loader = Loader(dataset, batch_size=args.batch_size, transform=transform, workers=args.workers)
+        each.append(predict(model, loader, output_index=int(config.get("output_index", 0))))
+    probs = each[0][0] if len(each) == 1 else soft_vote([p for p, _ in each])
+    return probs, each[0][1]
 
 
 def _predict(args) -> int:
@@ -216,7 +244,7 @@ def _predict(args) -> int:
 
     from affectfer.data.datasets import Dataset, IMAGE_EXTENSIONS
 
-    model, config, transform = _load_for_inference(args.checkpoint)
+    members, classes = _checkpoints(args.checkpoint)
     if not os.path.isdir(args.images):
         raise FileNotFoundError(f"--images: '{args.images}' is not a directory")
     paths = sorted(os.path.join(d, f) for d, _, files in os.walk(args.images) for f in files
@@ -226,11 +254,10 @@ def _predict(args) -> int:
 
     class Files(Dataset):
         def __init__(self):
-            self.paths, self.labels, self.classes = paths, np.zeros(len(paths), np.int64), list(config["classes"])
+            self.paths, self.labels, self.classes = paths, np.zeros(len(paths), np.int64), classes
             self._finish("predict")
 
-    probs, _ = _probabilities(model, config, Files(), transform, args)
-    classes = list(config["classes"])
+    probs, _ = _probabilities(members, Files(), args)
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "prediction"] + classes)
@@ -244,14 +271,13 @@ def _eval(args) -> int:
     from affectfer import metrics
     from affectfer.data import ImageFolder
 
-    model, config, transform = _load_for_inference(args.checkpoint)
+    members, classes = _checkpoints(args.checkpoint)
     data = ImageFolder(args.data)
-    classes = list(config["classes"])
     if data.classes != sorted(classes) and data.classes != classes:
         raise ValueError(f"--data: its class folders {data.classes} are not the checkpoint's classes {classes}")
     # folders are sorted; map each folder's label to the checkpoint's class index
     remap = np.array([classes.index(c) for c in data.classes])
-    probs, labels = _probabilities(model, config, data, transform, args)
+    probs, labels = _probabilities(members, data, args)
     truth, pred = remap[labels], probs.argmax(1)
     print(metrics.classification_report(truth, pred, classes))
     print(f"macro F1 {metrics.macro_f1(truth, pred, len(classes)):.4f}, accuracy {metrics.accuracy(truth, pred):.4f}")

@@ -32,7 +32,8 @@ def class_weights(counts, kind: str = "inverse", normalize: bool = False) -> np.
     - ``inverse``: w_c = 1 / n_c;
     - ``balanced``: w_c = N / (C n_c), scikit-learn's ``compute_class_weight("balanced")``;
     - ``one_minus_frequency``: w_c = 1 - n_c / N (the IXLab ABAW4 code's weights);
-    - ``max_over_count``: w_c = max_k n_k / n_c (the SE-ResNet-50 ABAW 2020 method, Deng et al.).
+    - ``max_over_count``: w_c = max_k n_k / n_c (the SE-ResNet-50 ABAW 2020 method, Cafarelli et al.,
+      arXiv 2101.09231).
 
     ``normalize=True`` rescales the weights to sum to C (mean 1). A class with no sample would get an
     infinite weight under the inverse kinds, so zero counts raise.

@@ -130,6 +130,20 @@ def abaw_mtl_score(va_true, va_pred, expr_true, expr_pred, au_true, au_score, nu
             + au_macro_f1(au_true, au_score, threshold))
 
 
+def confusion_table(y_true, y_pred, class_names, ignore_label: int = -1, title: str = "") -> str:
+    """The confusion matrix as a printable table: one row per true class, one column per predicted
+    class (columns headed by the first 5 letters of the class names), counts."""
+    C = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, C, ignore_label)
+    width = max(12, max(len(n) for n in class_names) + 2)
+    cell = max(6, len(str(int(cm.max(initial=0)))) + 1)
+    lines = [title] if title else []
+    lines.append(f"{'true / pred':<{width}}" + "".join(f"{n[:5]:>{cell}}" for n in class_names))
+    for c, name in enumerate(class_names):
+        lines.append(f"{name:<{width}}" + "".join(f"{int(v):>{cell}d}" for v in cm[c]))
+    return "\n".join(lines)
+
+
 def classification_report(y_true, y_pred, class_names, ignore_label: int = -1) -> str:
     """Per-class precision / recall / F1 / support, macro F1 and accuracy, as a printable table."""
     C = len(class_names)

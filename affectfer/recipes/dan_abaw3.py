@@ -1,5 +1,15 @@
-"""DAN for the third ABAW challenge's expression track (paper 004): an ensemble of DANs ("Distract
-Your Attention", multi-head cross attention) trained on bootstrap subsets and combined by soft voting.
+"""DAN for the third ABAW challenge's expression track (paper 004, IXLab, SeoulTech; arXiv 2203.13235):
+an ensemble of DANs ("Distract Your Attention", multi-head cross attention), each trained on its own
+random subset of the training faces (drawn without replacement), combined by soft voting.
+
+Sources: the published version (CVPR Workshops 2022, "Classification of Facial Expression In-the-Wild
+based on Ensemble of Multi-head Cross Attention Networks") is the expression track alone (macro F1
+0.346 on the validation set); its first arXiv version ("Facial Expression Recognition based on
+Multi-head Cross Attention Network", 2203.13235v1) also estimated valence/arousal with the extended
+DAN (mean CCC 0.44): the VA head below is that version's, and `va_head=false` gives the published
+expression-only model. What we could read of either is the abstract; the components listed here are
+the method's, the values neither abstract gives come from DAN's released code (below) or are marked
+"not stated".
 
 - Model: DAN (affectfer.models.dan: ResNet-18 features, 4 cross-attention heads, fc + BN) with an
   8-class head (ABAW3: the 7 basic expressions and "other"), and a valence/arousal head
@@ -11,8 +21,8 @@ Your Attention", multi-head cross attention) trained on bootstrap subsets and co
   whose softmax probabilities are averaged (SoftVotingEnsemble).
 - Score: the ABAW3 expression criterion, macro F1 over the 8 classes.
 
-Training defaults follow DAN's released AffectNet script (github.com/yaoing/DAN `affectnet.py`,
-models spec 1.5): Adam lr 1e-4 without weight decay (centres included), ExponentialLR gamma 0.6 per
+Training defaults follow DAN's released AffectNet script (github.com/yaoing/DAN `affectnet.py`):
+Adam lr 1e-4 without weight decay (centres included), ExponentialLR gamma 0.6 per
 epoch, inverse class frequency sampling, flips, RandomAffine(20, translate 0.2, scale 0.8-1) with
 p 0.7, ImageNet normalisation, RandomErasing. The synthetic faces carry valence/arousal; with a
 user's data the first two target columns (a CSV list's third and fourth) are valence and arousal,
@@ -28,7 +38,7 @@ import numpy as np
 from .. import nn
 from ._common import AT_LEAST_0, AT_LEAST_1, SHARE, RecipeConfig, IMAGENET_MEAN, IMAGENET_STD, param
 
-PAPER = ("Jeong, Hong, Kim, Jung, Jeong, \"Classification of Facial Expression In-the-Wild based on Ensemble of "
+PAPER = ("Jeong, Hong, Kim, Jeong, Jung, Kim, \"Classification of Facial Expression In-the-Wild based on Ensemble of "
          "Multi-head Cross Attention Networks\", CVPR Workshops 2022 (ABAW3), arXiv 2203.13235; DAN: Wen, Lin, Wang, "
          "Xu, \"Distract Your Attention\", arXiv 2109.07270")
 SUMMARY = ("DAN (4 cross-attention heads) with an 8-class head and a tanh(BN(FC)) VA head; focal + affinity + "
@@ -42,14 +52,18 @@ class Config(RecipeConfig):
     focal: bool = param(True, "ablation: softmax focal loss on the expression (paper); False = cross-entropy")
     affinity: bool = param(True, "ablation: DAN's affinity loss with learnable class centres (DAN)")
     partition: bool = param(True, "ablation: DAN's partition loss over the attention heads (DAN)")
-    va_head: bool = param(True, "ablation: the valence/arousal head tanh(BN(FC)) trained with 1 - CCC (paper)")
-    bagging: bool = param(True, "ablation: `members` models on bootstrap subsets, soft voting (paper); False = "
-                                "one model on every training face")
+    va_head: bool = param(True, "ablation: the valence/arousal head tanh(BN(FC)) trained with 1 - CCC (the paper's "
+                                "first arXiv version; False = the published expression-only model)")
+    bagging: bool = param(True, "ablation: `members` models, each on its own random subset (without "
+                                "replacement), soft voting (paper); False = one model on every training face")
     weighted_sampling: bool = param(True, "ablation: inverse class frequency sampling (DAN's ImbalancedDatasetSampler)"
                                           " when bagging is off; a bag is visited in a shuffled order")
     # model and losses
     num_head: int = param(4, "cross-attention heads (DAN: 4)", check=AT_LEAST_1)
     focal_gamma: float = param(2.0, "focal loss gamma (Lin et al.'s default 2)", check=AT_LEAST_0)
+    focal_detach_modulator: bool = param(False, "True: (1 - p_t)^gamma is a constant in backward, as the focal loss "
+                                                "in the same lab's released ABAW4 code (networks/loss.py) computes "
+                                                "it; False: the textbook gradient (Lin et al.)")
     va_weight: float = param(1.0, "weight of the VA CCC terms (not stated: 1)")
     # optimisation (DAN affectnet.py)
     lr: float = param(1e-4, "Adam learning rate, model and centres (DAN affectnet.py)")
@@ -110,8 +124,9 @@ class Loss:
         from ..losses import AffinityLoss, MultiTaskLoss, PartitionLoss
 
         self.cfg = cfg
+        focal = {"gamma": cfg.focal_gamma, "detach_modulator": cfg.focal_detach_modulator}
         self.expression = MultiTaskLoss({"expression": "focal" if cfg.focal else "ce"},
-                                        options={"expression": {"gamma": cfg.focal_gamma}} if cfg.focal else None)
+                                        options={"expression": focal} if cfg.focal else None)
         self.va = MultiTaskLoss({"va": "ccc"}, weights={"va": cfg.va_weight}) if cfg.va_head else None
         self.affinity = AffinityLoss(len(CLASSES), 512) if cfg.affinity else None
         self.partition = PartitionLoss() if cfg.partition else None

@@ -14,10 +14,13 @@ The paper's ablation rows are cumulative: baseline (the expression model trained
 +pretraining (that model is the pretrained one which the frozen fine-tuning continues), +hand (the
 rule), +post-pruning. `ablation(config)` trains once with every component and scores the four rows.
 
-Post-pruning: the paper names it without giving its form. Ours prunes the rule's overrides that the
-probabilities do not support: an override to fear stands only where the hand detector's probability
-is at least `prune_hand` and the expression model's own top probability is below
-`prune_confidence` (a confident expression survives a hand).
+Sources: what we could read of the paper is its abstract, which names the parts (an expression
+module, a hand prediction module, a "decision mode" combining their results, and "post-pruning" to
+improve the result) but not their exact form. The decision rule above is the form this project
+specifies for the decision mode. The post-pruning here is OURS, not the paper's: it prunes the
+rule's overrides that the probabilities do not support (an override to fear stands only where the
+hand detector's probability is at least `prune_hand` and the expression model's own top probability
+is below `prune_confidence`: a confident expression survives a hand); `post_pruning=false` drops it.
 
 On the synthetic faces the setting is the paper's: the expression training faces have no hands,
 the hand detector has its own labelled split, and half of the fearful validation faces have a hand
@@ -52,8 +55,9 @@ class Config(RecipeConfig):
                                     "False = the baseline row, stage 1 only")
     hand: bool = param(True, "ablation: train the hand detector and apply the rule 'hand and not happiness -> fear' "
                              "(paper)")
-    post_pruning: bool = param(True, "ablation: prune the rule's overrides the probabilities do not support (paper "
-                                     "names it; the thresholds below are ours)")
+    post_pruning: bool = param(True, "ablation: prune the rule's overrides the probabilities do not support (the "
+                                     "paper names post-pruning without its form; this form and its thresholds are "
+                                     "ours)")
     weighted_sampling: bool = param(True, "ablation: inverse class frequency weighted sampling of the training "
                                           "faces (paper); False = a shuffle")
     randaugment: bool = param(True, "RandAugment(2, 9) without Solarize/Equalize on the expression training faces "
@@ -310,6 +314,8 @@ def run(config: Config, data=None, out=None, progress=True, log=print) -> dict:
         log(f"\nthe rule changed {results['rule_changed']} predictions: {results['rule_corrected']} corrected, "
             f"{results['rule_broken']} broken")
         log(_report(labels, expr_pred, ruled, CLASSES))
+        log(metrics.confusion_table(labels, expr_pred, CLASSES, title="\nconfusion matrix, expression model:"))
+        log(metrics.confusion_table(labels, ruled, CLASSES, title="\nconfusion matrix, with the hand rule:"))
         log(f"macro F1 over 6 classes: expression model {results['macro_f1_expression']:.4f} -> with the hand rule "
             f"{results['macro_f1_rule']:.4f}")
         if config.post_pruning:
@@ -337,17 +343,25 @@ def _write(out, cfg, model, hand_model, mean, std, labels, expr_pred, ruled, fin
     if hand_model is not None:
         save_model(out, f"hand_{cfg.hand_backbone}", hand_model,
                    dict(common, model=cfg.hand_backbone, num_classes=2, classes=["no hand", "hand"], input="sobel"))
+    # before = the expression model, after = with the hand rule, pruned = the final decision (post-pruning)
+    stages = [("before", expr_pred, "expression model")]
+    if cfg.hand:
+        stages.append(("after", ruled, "with the hand rule"))
+        if cfg.post_pruning:
+            stages.append(("pruned", final, "with the hand rule, post-pruned"))
     with open(os.path.join(out, "report.txt"), "w") as f:
         f.write(metrics.classification_report(labels, final, CLASSES) + "\n")
         f.write(_report(labels, expr_pred, final, CLASSES) + "\n")
         f.write(f"macro F1 expression model {results['macro_f1_expression']:.4f}, final {results['macro_f1']:.4f}\n")
+        for _, pred, title in stages:
+            f.write(metrics.confusion_table(labels, pred, CLASSES, title=f"\nconfusion matrix, {title}:") + "\n")
     try:
         from .. import plots
     except ImportError:
         return
     try:
-        for name, pred, title in (("confusion_before.png", expr_pred, "expression model"),
-                                  ("confusion_after.png", final, "with the hand rule")):
+        for name, pred, title in stages:
+            name = f"confusion_{name}.png"
             plots.confusion_matrix(metrics.confusion_matrix(labels, pred, len(CLASSES)), CLASSES,
                                    os.path.join(out, name),
                                    title=f"{title}, macro F1 {metrics.macro_f1(labels, pred, len(CLASSES)):.3f}")

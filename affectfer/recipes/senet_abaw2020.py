@@ -1,4 +1,5 @@
-"""SE-ResNet-50 expression recognition for the first ABAW challenge (paper 003): a VGGFace2
+"""SE-ResNet-50 expression recognition for the first ABAW challenge (paper 003: Cafarelli, Massoli,
+Falchi, Gennaro, Amato, "Expression Recognition Analysis in the Wild", arXiv 2101.09231): a VGGFace2
 SE-ResNet-50 (SENet-50, Hu et al.) fine-tuned on the seven basic expressions of Aff-Wild2.
 
 - Class weights w_c = n_max / n_c in the cross-entropy (losses.class_weights kind "max_over_count").
@@ -8,15 +9,20 @@ SE-ResNet-50 (SENet-50, Hu et al.) fine-tuned on the seven basic expressions of 
 - Validation every N iterations (Aff-Wild2 epochs are long), keeping the weights with the best
   ABAW 2020 expression criterion 0.67 * macro F1 + 0.33 * accuracy over the 7 classes.
 
-Input: the VGGFace2 convention (affectfer.models.preprocessing("vggface2"), models spec 3.5): a face
+Input: the VGGFace2 convention (affectfer.models.preprocessing("vggface2"); github.com/cydonia999/
+VGGFace2-pytorch `datasets/vgg_face2.py`): a face
 crop resized to 256/224 of the input side, a random crop (centre crop for evaluation), random
 grayscale with p 0.2, and the Caffe per-channel mean subtracted from 0-255 pixels without scaling.
 The Caffe weights expect BGR; `weights` converted from them get their first convolution's input
 channels reversed on load, so the pipeline stays RGB. `preprocess="imagenet"` uses the ImageNet
 preset instead.
 
-Values the sources available to us do not fix (learning rates, iterations between validations,
-epochs) are marked "not stated" in their help: set them from the paper with --set.
+Sources: the method's components above are the paper's; its abstract is what we could read, so the
+values it does not give are taken from the VGGFace2 models' own training script
+(github.com/cydonia999/VGGFace2-pytorch `demo.py`: SGD momentum 0.9, weight decay 0, a validation
+every 1000 iterations), and the values neither gives (the two learning rates, epochs) are marked
+"not stated" in their help: set them from the paper with --set. The criterion is the challenge's
+(Kollias et al., arXiv 2001.11409).
 """
 from __future__ import annotations
 
@@ -28,9 +34,10 @@ import numpy as np
 from ..models.presets import PRESETS, preprocessing
 from ._common import AT_LEAST_0, AT_LEAST_1, UNIT, RecipeConfig, one_of, param
 
-PAPER = ("SE-ResNet-50 (VGGFace2) expression recognition, ABAW 2020 expression track (FG 2020); the challenge and "
-         "its 0.67 F1 + 0.33 accuracy criterion: Kollias, Schulc, Hajiyev, Zafeiriou, \"Analysing Affective Behavior "
-         "in the First ABAW 2020 Competition\", arXiv 2001.11409")
+PAPER = ("Cafarelli, Massoli, Falchi, Gennaro, Amato, \"Expression Recognition Analysis in the Wild\", ABAW 2020 "
+         "expression track (FG 2020), arXiv 2101.09231; the challenge and its 0.67 F1 + 0.33 accuracy criterion: "
+         "Kollias, Schulc, Hajiyev, Zafeiriou, \"Analysing Affective Behavior in the First ABAW 2020 Competition\", "
+         "arXiv 2001.11409")
 SUMMARY = ("SE-ResNet-50 from VGGFace2, class weights n_max/n_c, SGD momentum with backbone/head learning rates, "
            "4x64 gradient accumulation, validation every N iterations, selection on 0.67 F1 + 0.33 Acc (7 classes)")
 CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise")  # ABAW 2020 order
@@ -53,7 +60,7 @@ class Config(RecipeConfig):
     weights: str = param("", "pretrained weights (paper: VGGFace2 senet50_ft, converted with `python -m affectfer "
                              "convert-weights --format vggface2`); empty = random init")
     preprocess: str = param("vggface2", "an affectfer.models.preprocessing preset: 'vggface2' (Caffe mean "
-                                        "subtraction on 0-255 pixels, the weights' convention, models spec 3.5) or "
+                                        "subtraction on 0-255 pixels, the weights' convention: VGGFace2-pytorch datasets/vgg_face2.py) or "
                                         "'imagenet'", check=one_of(*PRESETS))
     image_size: int = param(224, "input side (the VGGFace2 models' 224)", check=AT_LEAST_1)
     # optimisation
@@ -61,11 +68,11 @@ class Config(RecipeConfig):
     accumulate_steps: int = param(4, "batches per optimizer step (paper: 4, an effective 256)", check=AT_LEAST_1)
     lr_backbone: float = param(1e-3, "SGD learning rate of the pretrained backbone (not stated: set from the paper)")
     lr_head: float = param(1e-2, "SGD learning rate of the new classifier (not stated: set from the paper)")
-    momentum: float = param(0.9, "SGD momentum (the VGGFace2 code's 0.9)", check=UNIT)
-    weight_decay: float = param(0.0, "SGD weight decay (the VGGFace2 fine-tuning code's 0)", check=AT_LEAST_0)
+    momentum: float = param(0.9, "SGD momentum (VGGFace2-pytorch demo.py: 0.9)", check=UNIT)
+    weight_decay: float = param(0.0, "SGD weight decay (VGGFace2-pytorch demo.py: 0)", check=AT_LEAST_0)
     epochs: int = param(5, "epochs (not stated: set from the paper)", check=AT_LEAST_1)
-    val_every: int = param(500, "optimizer steps between validations (not stated: set from the paper)",
-                           check=AT_LEAST_1)
+    val_every: int = param(1000, "optimizer steps between validations (paper: every N iterations; N from "
+                                 "VGGFace2-pytorch demo.py's interval_validate 1000)", check=AT_LEAST_1)
     # data and run
     train_size: int = param(1200, "synthetic faces: training faces (imbalanced; no neutral class)", check=AT_LEAST_1)
     val_size: int = param(360, "synthetic faces: validation faces", check=AT_LEAST_1)

@@ -72,6 +72,15 @@ def test_classification_report_lists_every_class():
     assert "0.4111" in text and "0.6250" in text
 
 
+def test_confusion_table_rows_are_true_classes_columns_predictions():
+    names = ("anger", "disgust", "fear")
+    text = metrics.confusion_table([0, 0, 1, 2, 2, 2, -1], [0, 1, 1, 2, 0, 2, 2], names, title="t")
+    lines = text.splitlines()
+    assert lines[0] == "t" and lines[1].split()[-3:] == ["anger", "disgu", "fear"]
+    rows = {line.split()[0]: [int(v) for v in line.split()[1:]] for line in lines[2:]}
+    assert rows == {"anger": [1, 1, 0], "disgust": [0, 1, 0], "fear": [1, 0, 2]}  # the -1 frame is skipped
+
+
 # ---- action units, the ABAW criteria, class weights ----
 AU_TRUE = [[1, 0], [1, -1], [0, 1], [0, 1]]
 AU_SCORE = [[0.9, 0.2], [0.4, 0.7], [0.6, 0.5], [0.1, 0.49]]
@@ -153,3 +162,45 @@ def test_class_weights_spec_vectors():
         class_weights([3, 0], "inverse")
     with pytest.raises(ValueError, match="kind must be one of"):
         class_weights([3, 1], "sqrt")
+
+
+# ---- scikit-learn as an extra reference (skipped where it is not installed) ----
+@pytest.mark.parametrize("seed", [0, 1])
+def test_f1_accuracy_confusion_match_scikit_learn(seed):
+    skm = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    C = 7
+    truth = rng.integers(0, C - 1, 300)          # class 6 never true ...
+    pred = np.where(rng.random(300) < 0.6, truth, rng.integers(0, C - 2, 300))  # ... nor predicted (absent)
+    labels = list(range(C))
+    np.testing.assert_array_equal(metrics.confusion_matrix(truth, pred, C), skm.confusion_matrix(truth, pred,
+                                                                                                labels=labels))
+    np.testing.assert_allclose(metrics.f1_per_class(truth, pred, C),
+                               skm.f1_score(truth, pred, labels=labels, average=None, zero_division=0), rtol=1e-12)
+    assert metrics.macro_f1(truth, pred, C) == pytest.approx(
+        skm.f1_score(truth, pred, labels=labels, average="macro", zero_division=0), abs=1e-12)
+    assert metrics.macro_f1(truth, pred, C, drop_absent=True) == pytest.approx(
+        skm.f1_score(truth, pred, average="macro", zero_division=0), abs=1e-12)
+    assert metrics.accuracy(truth, pred) == pytest.approx(skm.accuracy_score(truth, pred), abs=1e-12)
+    f1, acc = skm.f1_score(truth, pred, labels=labels, average="macro", zero_division=0), skm.accuracy_score(truth, pred)
+    assert metrics.abaw_expression_score(truth, pred, C) == pytest.approx(0.67 * f1 + 0.33 * acc, abs=1e-12)
+
+
+def test_au_f1_matches_scikit_learn_per_column():
+    skm = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    truth = rng.integers(-1, 2, size=(150, 12))
+    score = rng.random((150, 12))
+    expected = [skm.f1_score(truth[truth[:, k] != -1, k], score[truth[:, k] != -1, k] >= 0.5, zero_division=0)
+                for k in range(12)]
+    np.testing.assert_allclose(metrics.au_f1_per_class(truth, score), expected, rtol=1e-12)
+    assert metrics.au_macro_f1(truth, score) == pytest.approx(np.mean(expected), abs=1e-12)
+
+
+def test_balanced_class_weights_match_scikit_learn():
+    utils = pytest.importorskip("sklearn.utils")
+    from affectfer.losses import class_weights
+
+    y = np.repeat(np.arange(6), [18, 15, 11, 73, 145, 15])
+    expected = utils.compute_class_weight("balanced", classes=np.arange(6), y=y)
+    np.testing.assert_allclose(class_weights(np.bincount(y), "balanced"), expected, rtol=1e-6)

@@ -24,6 +24,42 @@ def test_heads_shapes_and_landmark_layout(rng):
         models.ValenceArousalHead(16, activation="relu")
 
 
+def test_valence_arousal_head_is_tanh_of_bn_of_fc_and_gradchecks(rng):
+    af.manual_seed(3)
+    head = models.ValenceArousalHead(5).double().train()
+    x = af.tensor(rng.standard_normal((6, 5)), dtype="float64", requires_grad=True)
+    z = x.numpy() @ head.fc.weight.numpy().T + head.fc.bias.numpy()
+    bn = (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5) * head.bn.weight.numpy() + head.bn.bias.numpy()
+    np.testing.assert_allclose(head(x).numpy(), np.tanh(bn), rtol=1e-10, atol=1e-12)  # batch statistics
+    head.eval()
+    z = x.numpy() @ head.fc.weight.numpy().T + head.fc.bias.numpy()
+    bn = (z - head.bn.running_mean.numpy()) / np.sqrt(head.bn.running_var.numpy() + 1e-5)
+    np.testing.assert_allclose(head(x).numpy(), np.tanh(bn * head.bn.weight.numpy() + head.bn.bias.numpy()),
+                               rtol=1e-10, atol=1e-12)
+    plain = models.ValenceArousalHead(5, bn=False, activation=None).double()
+    np.testing.assert_allclose(plain(x).numpy(), x.numpy() @ plain.fc.weight.numpy().T + plain.fc.bias.numpy(),
+                               rtol=1e-12)
+    head.train()
+    gradcheck(lambda x, w, g: head(x), [x, head.fc.weight, head.bn.weight])  # perturbs the parameters in place
+
+
+def test_deviation_module_gradcheck_flows_into_the_face_twin_and_classifier(rng):
+    af.manual_seed(4)
+
+    def extractor():
+        return nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    dev = models.DeviationModule(extractor(), num_classes=2, feature_dim=3).double().train()
+    x = af.tensor(rng.standard_normal((2, 2, 5, 5)), dtype="float64")
+    face_w, face_b, cls_w = dev.face[0].weight, dev.face[0].bias, dev.classifier.weight
+    assert all(p.requires_grad for p in dev.face.parameters())
+    # the identity twin is a constant of the face twin's and the classifier's parameters
+    gradcheck(lambda w, b, c: dev(x), [face_w, face_b, cls_w])
+    out = dev(x).sum()
+    out.backward()
+    assert all(p.grad is None for p in dev.identity.parameters())
+
+
 def test_shared_trunk_has_no_activation_and_gradchecks(rng):
     trunk = models.SharedTrunk((6, 5, 3)).double().eval()
     x = af.tensor(rng.standard_normal((4, 6)), dtype="float64", requires_grad=True)

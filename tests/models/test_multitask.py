@@ -90,6 +90,20 @@ def test_multitask_ixl_resnet50_branch_gets_the_adaptor():
         models.MultiTaskIXL(appearance=42)
 
 
+def test_multitask_ixl_mobilevitv2_appearance_branch(rng):
+    """The third appearance backbone of the reference: MobileViTv2 (the code's 2.0 width gives 1024
+    channels, reduced to 512 by conv1x1_lm; the 0.5 width here gives 256)."""
+    af.manual_seed(2)
+    m = models.MultiTaskIXL(6, emotion_backbone="resnet18", appearance="mobilevitv2_050", num_head=1).eval()
+    shapes = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    assert shapes["conv1x1_lm.0.weight"] == (512, 256, 1, 1)
+    assert "lm_feature.stem.conv.weight" in shapes
+    x = _x(rng, 2, 3, 64, 64)
+    logits, landmarks, _, _ = m(x, x)
+    assert logits.shape == (2, 6) and landmarks.shape == (2, 68, 2)
+    np.testing.assert_allclose(landmarks.numpy(), m.forward_landmarks(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
 # IXL's MTL_classfier (networks/models_tmp.py): parameter names and shapes, in registration order
 _IXL_CLASSIFIER = {
     "sharedfc1.weight": (256, 512), "sharedfc1.bias": (256,),

@@ -30,6 +30,28 @@ def test_help_documents_every_command(command):
         assert "--recipe" in out.stdout
 
 
+def _subcommands():
+    import argparse
+
+    from affectfer.cli import _build_parser
+
+    action = next(a for a in _build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "info", "convert-weights", "predict", "eval"])
+def test_every_option_of_every_command_has_help_text(command, capsys):
+    """Every option (and positional) of the command says what it is: no bare `--workers WORKERS` line."""
+    parser = _subcommands()[command]
+    undocumented = [a.option_strings or [a.dest] for a in parser._actions if not (a.help or "").strip()]
+    assert not undocumented, f"{command}: options without help: {undocumented}"
+    parser.print_help()
+    text = "".join(capsys.readouterr().out.split())  # argparse re-wraps lines (and breaks after hyphens)
+    for action in parser._actions:
+        if action.option_strings and action.help and "%(" not in action.help:
+            assert "".join(action.help.split()) in text, action.option_strings
+
+
 def test_train_list_names_every_recipe():
     from affectfer import recipes
 
@@ -61,10 +83,16 @@ def test_demo_reports_the_rule_and_writes_its_files(demo_output):
     out, stdout = demo_output
     assert "macro F1 over 6 classes: expression model" in stdout and "F1 before  F1 after" in stdout
     assert "the rule changed" in stdout
+    # both confusion matrices, 6 x 6 counts of the 24 validation faces
+    for title in ("confusion matrix, expression model:", "confusion matrix, with the hand rule:"):
+        rows = stdout[stdout.index(title):].splitlines()[2:8]
+        assert [r.split()[0] for r in rows] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+        assert sum(int(v) for r in rows for v in r.split()[1:]) == 24
     names = set(os.listdir(out))
     assert {"expression_resnet18.safetensors", "hand_resnet18.safetensors", "report.txt"} <= names
+    assert "confusion matrix, with the hand rule, post-pruned:" in open(out / "report.txt").read()
     pytest.importorskip("matplotlib")
-    assert {"confusion_before.png", "confusion_after.png"} <= names
+    assert {"confusion_before.png", "confusion_after.png", "confusion_pruned.png"} <= names
 
 
 def _write_faces(folder, per_class=True):
@@ -105,6 +133,42 @@ def test_eval_scores_an_image_folder(demo_output, tmp_path):
                "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert "macro F1" in proc.stdout and "accuracy" in proc.stdout
+
+
+def test_predict_and_eval_soft_vote_an_ensembles_members(tmp_path, capsys):
+    import affectfer as af
+    from affectfer import checkpoint, cli, models
+    from affectfer.datasets import CLASSES
+
+    af.manual_seed(0)
+    config = {"model": "resnet18", "num_classes": 6, "classes": list(CLASSES), "image_size": 32}
+    members = []
+    for k in range(2):
+        members.append(tmp_path / f"member{k}.safetensors")
+        checkpoint.save(models.resnet18(num_classes=6), members[-1], config=config)
+    _write_faces(tmp_path / "images", per_class=False)
+
+    def probabilities(*checkpoints):
+        out = tmp_path / "p.csv"
+        args = ["predict", "--images", str(tmp_path / "images"), "--out", str(out), "--workers", "1"]
+        assert cli.main(args + [a for c in checkpoints for a in ("--checkpoint", str(c))]) == 0
+        rows = list(csv.reader(open(out)))
+        assert rows[0] == ["path", "prediction", *CLASSES]
+        return np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+
+    one, two = probabilities(members[0]), probabilities(members[1])
+    assert not np.allclose(one, two, atol=1e-3)
+    np.testing.assert_allclose(probabilities(*members), (one + two) / 2, atol=2e-6)  # CSV keeps 6 decimals
+    other = tmp_path / "other.safetensors"
+    checkpoint.save(models.resnet18(num_classes=2), other, config=dict(config, num_classes=2, classes=["a", "b"]))
+    capsys.readouterr()
+    assert cli.main(["predict", "--checkpoint", str(members[0]), "--checkpoint", str(other), "--images",
+                     str(tmp_path / "images"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "an ensemble's members must share them" in capsys.readouterr().err
+    _write_faces(tmp_path / "val")
+    assert cli.main(["eval", "--checkpoint", str(members[0]), "--checkpoint", str(members[1]), "--data",
+                     str(tmp_path / "val"), "--workers", "1"]) == 0
+    assert "macro F1" in capsys.readouterr().out
 
 
 def test_predict_errors_are_messages_not_tracebacks(tmp_path):

@@ -1,5 +1,5 @@
 """affectfer.train: fit's selection metrics, accumulation, validation every N steps, early stopping,
-per-step schedulers, multi-output losses, bitwise resume, plots; predict."""
+per-step and per-epoch schedulers, multi-output losses, bitwise resume, plots; predict."""
 import math
 
 import numpy as np
@@ -81,6 +81,22 @@ def test_validation_every_n_steps_early_stopping_and_step_scheduler():
     assert h.val_steps == [2, 4, 6, 8]          # 6 steps per epoch: validations at steps 2, 4, 6, 8
     assert len(h.train_loss) == 2               # stopped in the second epoch
     assert sched.last_epoch == 8                # stepped once per optimizer step
+
+
+def test_epoch_scheduler_steps_once_per_epoch():
+    af.manual_seed(2)
+    model = Net()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    seen = []
+
+    def loss_fn(logits, y):
+        seen.append(opt.param_groups[0]["lr"])
+        return nn.functional.cross_entropy(logits, y)
+
+    train.fit(model, loader(make_data()), opt, 3, loss_fn=loss_fn, scheduler=sched, progress=False, log=None)
+    assert sched.last_epoch == 3                 # the default scheduler_interval="epoch"
+    assert seen == pytest.approx([0.1] * 6 + [0.05] * 6 + [0.025] * 6)  # 6 batches per epoch, one lr each
 
 
 def test_multi_output_dict_loss_and_val_loss_metric():

@@ -46,6 +46,17 @@ def test_loss_terms_follow_the_switches():
     expected_va = ccc_loss(out[1][:, 0], tensor(np.ascontiguousarray(va_true[:, 0])), mask).item() + \
         ccc_loss(out[1][:, 1], tensor(np.ascontiguousarray(va_true[:, 1]))).item()
     assert terms["va"].item() == pytest.approx(expected_va, rel=1e-5)
+    # the detached modulator: same value, the gradient of focal_loss(detach_modulator=True)
+    detached = D.Loss(D.Config(focal_detach_modulator=True))(out, labels, tensor(va_true))["expression"]
+    assert detached.item() == pytest.approx(terms["expression"].item(), rel=1e-6)
+    detached.backward()
+    got = out[0].grad.numpy().copy()
+    out[0].grad = None
+    focal_loss(out[0], labels, gamma=2.0, detach_modulator=True).backward()
+    np.testing.assert_allclose(got, out[0].grad.numpy(), rtol=1e-6)
+    out[0].grad = None
+    focal_loss(out[0], labels, gamma=2.0).backward()
+    assert not np.allclose(got, out[0].grad.numpy(), rtol=1e-3)
     off = D.Loss(D.Config(focal=False, affinity=False, partition=False))(out, labels, tensor(va_true))
     assert set(off) == {"expression", "va"}
     assert off["expression"].item() == pytest.approx(F.cross_entropy(out[0], labels).item(), rel=1e-6)

@@ -88,6 +88,8 @@ def test_vggface2_preprocessing_subtracts_the_caffe_means_from_0_255_pixels():
 def test_defaults_and_bad_values():
     cfg = S.Config()
     assert (cfg.backbone, cfg.batch_size, cfg.accumulate_steps, cfg.momentum) == ("se_resnet50", 64, 4, 0.9)
+    assert (cfg.weight_decay, cfg.val_every) == (0.0, 1000)  # VGGFace2-pytorch demo.py
+    assert "arXiv 2101.09231" in S.PAPER and "arXiv 2001.11409" in S.PAPER  # the method's paper, the challenge's
     with pytest.raises(ValueError, match="preprocess must be"):
         S.run(dataclasses.replace(S.Config.tiny(), preprocess="caffe"), log=None)
     with pytest.raises(ValueError, match="accumulate_steps must be >= 1"):
