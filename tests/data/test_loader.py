@@ -52,6 +52,26 @@ def test_batches_follow_the_sampler(arrays):
     assert batches[0][1].dtype == np.int64
 
 
+def test_recycled_batch_buffers_never_overwrite_a_held_batch(arrays):
+    """Image buffers are reused (csrc/data/queue.c) only once the consumer lets a batch go: batches kept
+    as NumPy views, uncopied, past later batches, the end of the epoch and the loader itself keep their
+    values, while the batches dropped at once make room for reuse."""
+    imgs, labels, _ = arrays
+    ds = ArrayDataset(imgs, labels)
+    expected = imgs.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    for workers in (1, 3):
+        loader = Loader(ds, batch_size=2, workers=workers, prefetch=1)
+        kept = {}
+        for k, (x, y) in enumerate(loader):
+            if k % 3 == 0:
+                kept[k] = np.asarray(x)  # a view of the batch buffer
+        del loader, x, y
+        gc.collect()
+        assert len(kept) == 4
+        for k, x in kept.items():
+            np.testing.assert_array_equal(x, expected[2 * k:2 * k + 2], err_msg=f"batch {k}, {workers} workers")
+
+
 def test_iterations_advance_the_epoch_and_drop_last(arrays):
     imgs, labels, _ = arrays
     loader = Loader(ArrayDataset(imgs, labels), batch_size=4, shuffle=True, seed=1, drop_last=True, workers=2)
