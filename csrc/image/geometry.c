@@ -168,6 +168,48 @@ static void inverse_affine_matrix(double cx, double cy, double angle, double tx,
     m[5] += cy;
 }
 
+/* Nearest sampling of af_img_affine, with its per-pixel float32 grid (r: the rescaled theta). The grid
+ * is computed for a block of columns at a time into integer source coordinates, in a loop of plain
+ * float32 arithmetic that vectorises (same operations, same order, so the same picks), and the
+ * pixels are gathered in a second loop. */
+AF_CPU_DISPATCH
+static void affine_nearest(const af_image *src, const float r[3][2], const uint8_t *fill, af_image *dst) {
+    enum { BLOCK = 256 };
+    int H = src->height, W = src->width, C = src->channels;
+    float half_w = (float)W / 2.0f, half_h = (float)H / 2.0f, fw = (float)W, fh = (float)H;
+    uint8_t fc[3] = {fill ? fill[0] : 0, fill ? fill[1] : 0, fill ? fill[2] : 0};
+    int32_t iu[BLOCK], iv[BLOCK];
+    for (int i = 0; i < H; i++) {
+        float yb = (float)i + 0.5f - half_h; /* float32 linspace(-H/2 + 0.5, H/2 - 0.5, H): exact */
+        float py0 = yb * r[1][0], py1 = yb * r[1][1];
+        uint8_t *orow = dst->data + (size_t)i * W * C;
+        for (int j0 = 0; j0 < W; j0 += BLOCK) {
+            int n = W - j0 < BLOCK ? W - j0 : BLOCK;
+            for (int k = 0; k < n; k++) {
+                float xb = (float)(j0 + k) + 0.5f - half_w;
+                float gx = xb * r[0][0] + py0 + r[2][0];
+                float gy = xb * r[0][1] + py1 + r[2][1];
+                /* grid_sampler_2d CPU kernel, align_corners=False: (g + 1) * (size / 2) - 0.5 */
+                float ku = nearbyintf((gx + 1.0f) * half_w - 0.5f), kv = nearbyintf((gy + 1.0f) * half_h - 0.5f);
+                int inside = (ku >= 0.0f) & (ku < fw) & (kv >= 0.0f) & (kv < fh); /* & not &&: no branches */
+                iu[k] = (int32_t)(inside ? ku : -1.0f);
+                iv[k] = (int32_t)(inside ? kv : 0.0f);
+            }
+            uint8_t *o = orow + (size_t)j0 * C;
+            if (C == 3) {
+                for (int k = 0; k < n; k++) {
+                    const uint8_t *p = iu[k] < 0 ? fc : src->data + ((size_t)iv[k] * W + (size_t)iu[k]) * 3;
+                    o[3 * k] = p[0], o[3 * k + 1] = p[1], o[3 * k + 2] = p[2];
+                }
+            } else {
+                for (int k = 0; k < n; k++)
+                    for (int c = 0; c < C; c++)
+                        o[k * C + c] = iu[k] < 0 ? fc[c] : src->data[((size_t)iv[k] * W + (size_t)iu[k]) * C + c];
+            }
+        }
+    }
+}
+
 AF_CPU_DISPATCH
 af_status af_img_affine(const af_image *src, double angle, double tx, double ty, double scale, double shear_x,
                         double shear_y, int has_center, double cx, double cy, int interpolation,
@@ -185,6 +227,10 @@ af_status af_img_affine(const af_image *src, double angle, double tx, double ty,
         r[k][1] = (float)m[3 + k] / (0.5f * (float)H);
     }
     AF_TRY(af_image_alloc(dst, H, W, C));
+    if (interpolation == AF_INTERP_NEAREST) {
+        affine_nearest(src, r, fill, dst);
+        return AF_OK;
+    }
     float half_w = (float)W / 2.0f, half_h = (float)H / 2.0f;
     for (int i = 0; i < H; i++) {
         float yb = (float)i + 0.5f - half_h; /* float32 linspace(-H/2 + 0.5, H/2 - 0.5, H): exact */
@@ -195,13 +241,6 @@ af_status af_img_affine(const af_image *src, double angle, double tx, double ty,
             /* grid_sampler_2d CPU kernel, align_corners=False: (g + 1) * (size / 2) - 0.5 */
             float u = (gx + 1.0f) * half_w - 0.5f, v = (gy + 1.0f) * half_h - 0.5f;
             uint8_t *o = dst->data + ((size_t)i * W + j) * C;
-            if (interpolation == AF_INTERP_NEAREST) {
-                float ku = nearbyintf(u), kv = nearbyintf(v);
-                int inside = ku >= 0.0f && ku < (float)W && kv >= 0.0f && kv < (float)H;
-                for (int c = 0; c < C; c++)
-                    o[c] = inside ? src->data[((size_t)kv * W + (size_t)ku) * C + c] : (fill ? fill[c] : 0);
-                continue;
-            }
             float xw = floorf(u), yn = floorf(v);
             float we = u - xw, ea = (xw + 1.0f) - u, ns = v - yn, so = (yn + 1.0f) - v;
             float wnw = so * ea, wne = so * we, wsw = ns * ea, wse = ns * we;

@@ -249,3 +249,47 @@ def test_random_resized_crop_output(rng):
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     out = T.RandomResizedCrop(24, scale=(1.0, 1.0), ratio=(1.25, 1.25))(img, seed=0, stream=0)
     np.testing.assert_array_equal(out, F.resize(img, (24, 24)))  # area 1 with ratio W/H: the whole image
+
+
+def affine_nearest_ref(img, angle, tx, ty, scale, shx, shy, fill):
+    """af_img_affine's nearest path in NumPy, op for op: torchvision's _get_inverse_affine_matrix in
+    float64, the grid of _gen_affine_grid and grid_sample(nearest, align_corners=False) in float32."""
+    H, W, C = img.shape
+    f32 = np.float32
+    deg = 3.14159265358979323846 / 180.0
+    rot, sx, sy = angle * deg, shx * deg, shy * deg
+    a = math.cos(rot - sy) / math.cos(sy)
+    b = -math.cos(rot - sy) * math.tan(sx) / math.cos(sy) - math.sin(rot)
+    c = math.sin(rot - sy) / math.cos(sy)
+    d = -math.sin(rot - sy) * math.tan(sx) / math.cos(sy) + math.cos(rot)
+    m = [d / scale, -b / scale, 0.0 / scale, -c / scale, a / scale, 0.0 / scale]
+    m[2] += m[0] * (-0.0 - tx) + m[1] * (-0.0 - ty)
+    m[5] += m[3] * (-0.0 - tx) + m[4] * (-0.0 - ty)
+    m[2] += 0.0
+    m[5] += 0.0
+    r = [(f32(m[k]) / (f32(0.5) * f32(W)), f32(m[3 + k]) / (f32(0.5) * f32(H))) for k in range(3)]
+    half_w, half_h = f32(W) / f32(2), f32(H) / f32(2)
+    xb = (np.arange(W, dtype=f32) + f32(0.5) - half_w)[None, :]
+    yb = (np.arange(H, dtype=f32) + f32(0.5) - half_h)[:, None]
+    gx = xb * r[0][0] + yb * r[1][0] + r[2][0]
+    gy = xb * r[0][1] + yb * r[1][1] + r[2][1]
+    ku, kv = np.rint((gx + f32(1)) * half_w - f32(0.5)), np.rint((gy + f32(1)) * half_h - f32(0.5))
+    inside = (ku >= 0) & (ku < W) & (kv >= 0) & (kv < H)
+    out = np.empty_like(img)
+    out[:] = np.array(fill if fill is not None else [0, 0, 0], np.uint8)[:C]
+    out[inside] = img[kv[inside].astype(int), ku[inside].astype(int)]
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 1), (13, 300, 3), (224, 224, 3), (31, 17, 1)])
+def test_affine_nearest_matches_float32_grid(rng, shape):
+    """The vectorised nearest warp (geometry.c affine_nearest) picks exactly the pixels of the float32
+    grid op for op: rotations, shears, scales and translations, every edge column, with and without fill."""
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    for k in range(6):
+        angle, shx, shy = rng.uniform(-180, 180), rng.uniform(-40, 40) * (k % 2), rng.uniform(-40, 40) * (k % 3 == 0)
+        tx, ty, scale = rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(0.5, 1.5)
+        fill = None if k % 2 else [int(v) for v in rng.integers(0, 256, 3)]
+        out = F.affine(img, angle, (tx, ty), scale, (shx, shy), "nearest", fill)
+        np.testing.assert_array_equal(out, affine_nearest_ref(img, angle, tx, ty, scale, shx, shy, fill),
+                                      err_msg=f"angle {angle} shear {shx} {shy} translate {tx} {ty} scale {scale}")
