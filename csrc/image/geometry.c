@@ -91,11 +91,53 @@ af_status af_img_pad(const af_image *src, int left, int top, int right, int bott
     return AF_OK;
 }
 
+/* Reverses the pixel order of a row into out (no overlap): 16-byte blocks of 5 RGB pixels or 16 gray
+ * ones turned around with one byte shuffle each (pshufb where the CPU has it), the rest pixel by pixel.
+ * A block is loaded from one byte before its pixels (C = 3), so no load passes the row's end. */
+typedef uint8_t af_v16u8 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define AF_SHUFFLE16(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define AF_SHUFFLE16(v, ...) __builtin_shuffle(v, (af_v16u8){__VA_ARGS__})
+#endif
+
+static inline void reverse_row(const uint8_t *row, int W, int C, uint8_t *out) {
+    int x = 0;
+    if (C == 3) {
+        for (; x + 6 <= W; x += 5) { /* out pixels x..x+4 = row pixels W-1-x .. W-5-x */
+            af_v16u8 v;
+            memcpy(&v, row + 3 * (size_t)(W - x - 5) - 1, 16);
+            v = AF_SHUFFLE16(v, 13, 14, 15, 10, 11, 12, 7, 8, 9, 4, 5, 6, 1, 2, 3, 0);
+            memcpy(out + 3 * (size_t)x, &v, 15);
+        }
+    } else if (C == 1) {
+        for (; x + 16 <= W; x += 16) {
+            af_v16u8 v;
+            memcpy(&v, row + (W - x - 16), 16);
+            v = AF_SHUFFLE16(v, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+            memcpy(out + x, &v, 16);
+        }
+    }
+    for (; x < W; x++)
+        for (int c = 0; c < C; c++) out[(size_t)x * C + c] = row[(size_t)(W - 1 - x) * C + c];
+}
+
 AF_CPU_DISPATCH
 void af_img_hflip(af_image *img) {
+    enum { STACK_ROW = 4096 * 3 };
     int W = img->width, C = img->channels;
+    size_t rowbytes = (size_t)W * C;
+    if (rowbytes <= STACK_ROW) { /* every face crop: reverse into a stack row, copy back */
+        uint8_t tmp[STACK_ROW];
+        for (int y = 0; y < img->height; y++) {
+            uint8_t *row = img->data + (size_t)y * rowbytes;
+            reverse_row(row, W, C, tmp);
+            memcpy(row, tmp, rowbytes);
+        }
+        return;
+    }
     for (int y = 0; y < img->height; y++) {
-        uint8_t *row = img->data + (size_t)y * W * C;
+        uint8_t *row = img->data + (size_t)y * rowbytes;
         for (int x = 0; x < W / 2; x++)
             for (int c = 0; c < C; c++) {
                 uint8_t t = row[x * C + c];

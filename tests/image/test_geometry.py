@@ -181,6 +181,15 @@ def test_flips_exact(rng):
     np.testing.assert_array_equal(T.RandomHorizontalFlip(0.0)(img), img)
 
 
+@pytest.mark.parametrize("C", [1, 3])
+@pytest.mark.parametrize("W", [1, 5, 6, 11, 15, 16, 17, 33, 224, 4096, 4097])
+def test_hflip_every_width(rng, W, C):
+    """The row reverse by 16-byte shuffles (5 RGB or 16 gray pixels a block), the pixel-by-pixel tail
+    and the in-place swap of rows too long for the stack buffer (4097 RGB pixels)."""
+    img = rng.integers(0, 256, (3, W, C), dtype=np.uint8)
+    np.testing.assert_array_equal(F.hflip(img), img[:, ::-1])
+
+
 def test_random_flip_probability(rng):
     img = rng.integers(0, 256, (3, 4, 1), dtype=np.uint8)
     flips = sum(bool((T.RandomHorizontalFlip(0.3)(img, seed=5, stream=s) != img).any()) for s in range(2000))
