@@ -92,7 +92,9 @@ class Loader:
     max_pixels: decoding limit per image (default affectfer.io.MAX_PIXELS = 4096 * 4096; >= 1).
     pin_memory: accepted for torch compatibility; without CUDA it changes nothing (batches are in
         ordinary host memory, 64-byte aligned).
-    Iteration yields (images, labels) or (images, labels, targets) affectfer Tensors. Each `iter()`
+    Iteration yields (images, labels) or (images, labels, targets) affectfer Tensors; a batch's image
+    buffer is reused for a later batch once nothing refers to it any more, so between epochs the
+    Loader keeps up to prefetch + 2 batches of memory. Each `iter()`
     uses the current epoch and then advances it; `set_epoch(e)` picks the epoch explicitly.
     """
 
@@ -129,6 +131,9 @@ class Loader:
         self._augment = _pipeline(augment_copies, "augment_copies")
         self.epoch = 0
         self._runs = weakref.WeakSet()  # live iterations, closed with the loader
+        # batch image buffers recycled across epochs (first-touch page faults of fresh ones cost as much
+        # as augmenting): up to prefetch + 2 batches stay allocated while the Loader lives
+        self._buffers = _C.batch_buffers()
 
     def set_epoch(self, epoch: int) -> None:
         if epoch < 0:
@@ -170,7 +175,8 @@ class Loader:
         targets = getattr(ds, "targets", None)
         run = _C.LoaderRun(paths, images, np.asarray(ds.labels, dtype=np.int64), targets, order, flags, self._transform,
                            self._augment if flags is not None else None, self.batch_size, self.drop_last, self.workers,
-                           self.prefetch, self.seed, epoch, self.max_pixels, getattr(ds, "boxes", None), *self._positions())
+                           self.prefetch, self.seed, epoch, self.max_pixels, getattr(ds, "boxes", None), *self._positions(),
+                           buffers=self._buffers)
         self._runs.add(run)
         return _Epoch(self, run)
 

@@ -92,6 +92,13 @@ typedef struct af_loader_source {
 #define AF_LOADER_MAX_WORKERS 256
 #define AF_LOADER_MAX_PREFETCH 1024 /* batch slots in flight, each a whole batch */
 
+/* Recycled batch image buffers (queue.c), shared by the epochs of one loader so that buffers carry
+ * over from one epoch to the next. af_batch_pool_new returns the creator's reference (NULL when out
+ * of memory); af_batch_pool_release drops it (the kept buffers go with the last holder). */
+typedef struct af_batch_pool af_batch_pool;
+af_batch_pool *af_batch_pool_new(void);
+void af_batch_pool_release(af_batch_pool *p);
+
 struct af_pipeline;
 typedef struct af_loader_config {
     const struct af_pipeline *transform;      /* NULL: ToTensor only (x / 255) */
@@ -106,6 +113,7 @@ typedef struct af_loader_config {
      * Philox stream it draws from: a rank's shard (affectfer.data.samplers deals positions out
      * round robin) then augments each sample exactly as one process would. 0/0 means 1/0. */
     int64_t position_stride, position_offset;
+    af_batch_pool *buffers; /* may be NULL (a pool for this epoch alone); must outlive af_loader_start */
 } af_loader_config;
 
 typedef struct af_loader af_loader;
@@ -123,9 +131,10 @@ af_status af_loader_next(af_loader *l, int timeout_ms, af_batch *out, int *got);
 /* Stops the workers (they finish their current sample), joins them and frees everything. NULL is fine. */
 void af_loader_free(af_loader *l);
 
-/* queue.c: the bounded, ordered batch queue shared by the workers and the consumer */
+/* queue.c: the bounded, ordered batch queue shared by the workers and the consumer. Its image
+ * buffers come from `pool` (NULL: a pool of its own), recycled once the consumer drops a batch. */
 af_status af_queue_new(int capacity, int64_t n_samples, int64_t batch_size, int drop_last, int C, int H, int W, int T,
-                       af_batch_queue **out);
+                       af_batch_pool *pool, af_batch_queue **out);
 int64_t af_queue_num_batches(const af_batch_queue *q);
 /* A worker claims the next sample position: returns 1 with *s, *batch (its batch, buffers allocated)
  * and *row; 0 when there is no more work (epoch done or stopped), or when the batch buffers could

@@ -169,7 +169,7 @@ af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *s
         }
     }
     AF_CHECK(af_queue_new(cfg->prefetch, n_order, cfg->batch_size, cfg->drop_last, l->C, l->H, l->W,
-                          src->targets ? src->num_targets : 0, &l->queue));
+                          src->targets ? src->num_targets : 0, cfg->buffers, &l->queue));
     l->threads = calloc((size_t)cfg->workers, sizeof(pthread_t));
     if (!l->threads) AF_CHECK_FAIL(AF_ERR_OOM, "loader: out of memory");
     for (int i = 0; i < cfg->workers; i++) {

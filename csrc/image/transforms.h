@@ -21,11 +21,11 @@ static inline float af_clampf(float v, float lo, float hi) {
     return v < hi ? v : hi;
 }
 
-/* ---- geometry.c ---- */
+/* ---- geometry.c (resize: resize.c) ---- */
 /* Bilinear resize to oh x ow (align_corners=False). antialias=1 applies torchvision's antialiased
  * (Pillow-style triangle filter) path when downscaling, the default of torchvision >= 0.17;
- * antialias=0 is plain 4-tap bilinear (torchvision < 0.15 on tensors). uint8 math: float32 weights
- * and accumulation, then round half to even and clamp. */
+ * antialias=0 is plain 4-tap bilinear (torchvision < 0.15 on tensors). Fixed point (14-bit weights,
+ * integer sums; resize.c says how far from torchvision's float32 result that can be: within 1). */
 af_status af_img_resize(const af_image *src, int oh, int ow, int antialias, af_image *dst);
 /* torchvision's output size for Resize(size) with an int size: the shorter edge becomes `size`, the
  * longer int(size * long / short), both capped by max_size (0 = none). */

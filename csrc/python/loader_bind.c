@@ -250,6 +250,21 @@ static int get_pipeline(PyObject *obj, const char *what, const af_pipeline **out
     return *out ? 0 : -1;
 }
 
+/* Batch buffers shared by a Loader's epochs (csrc/data/queue.c): a capsule the Loader keeps. */
+#define BUFFERS_CAPSULE "affectfer.batch_buffers"
+
+static void buffers_capsule_free(PyObject *capsule) {
+    af_batch_pool_release(PyCapsule_GetPointer(capsule, BUFFERS_CAPSULE));
+}
+
+static PyObject *py_batch_buffers(PyObject *self, PyObject *unused) {
+    af_batch_pool *p = af_batch_pool_new();
+    if (!p) return PyErr_NoMemory();
+    PyObject *capsule = PyCapsule_New(p, BUFFERS_CAPSULE, buffers_capsule_free);
+    if (!capsule) af_batch_pool_release(p);
+    return capsule;
+}
+
 typedef struct {
     PyObject_HEAD
     af_loader *loader;
@@ -285,17 +300,25 @@ static void run_dealloc(LoaderRunObject *self) {
 static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"paths", "images", "labels", "targets", "order", "is_copy", "transform", "augment_copies",
                              "batch_size", "drop_last", "workers", "prefetch", "seed", "epoch", "max_pixels", "boxes",
-                             "position_stride", "position_offset", NULL};
+                             "position_stride", "position_offset", "buffers", NULL};
     PyObject *paths_obj, *images_obj, *labels_obj, *targets_obj, *order_obj, *copy_obj, *tf_obj, *aug_obj;
     PyObject *batch_obj, *workers_obj, *prefetch_obj, *epoch_obj, *max_obj = NULL, *boxes_obj = Py_None;
+    PyObject *buffers_obj = Py_None;
     long long batch_size, workers, prefetch, epoch, max_pixels = AF_IMAGE_DEFAULT_MAX_PIXELS;
     long long position_stride = 1, position_offset = 0;
     int drop_last;
     unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOpOOKO|OOLL:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOpOOKO|OOLLO:LoaderRun", kwlist, &paths_obj, &images_obj, &labels_obj,
                                      &targets_obj, &order_obj, &copy_obj, &tf_obj, &aug_obj, &batch_obj, &drop_last,
-                                     &workers_obj, &prefetch_obj, &seed, &epoch_obj, &max_obj, &boxes_obj, &position_stride, &position_offset))
+                                     &workers_obj, &prefetch_obj, &seed, &epoch_obj, &max_obj, &boxes_obj, &position_stride,
+                                     &position_offset, &buffers_obj))
         return NULL;
+    af_batch_pool *buffers = NULL;
+    if (buffers_obj != Py_None && !(buffers = PyCapsule_GetPointer(buffers_obj, BUFFERS_CAPSULE))) {
+        PyErr_Clear();
+        return PyErr_Format(PyExc_TypeError, "loader: 'buffers' must be None or affectfer._C.batch_buffers(), got %.100s",
+                            Py_TYPE(buffers_obj)->tp_name);
+    }
     /* every count is range-checked here, naming the argument, before any narrowing */
     if (af_py_int_arg(batch_obj, "batch_size", 1, 1ll << 40, &batch_size) < 0 ||
         af_py_int_arg(workers_obj, "workers", 1, AF_LOADER_MAX_WORKERS, &workers) < 0 ||
@@ -408,6 +431,7 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     cfg.batch_size = batch_size, cfg.drop_last = drop_last, cfg.workers = (int)workers, cfg.prefetch = (int)prefetch;
     cfg.seed = seed, cfg.epoch = epoch, cfg.max_pixels = max_pixels;
     cfg.position_stride = position_stride, cfg.position_offset = position_offset;
+    cfg.buffers = buffers; /* the queue holds the pool itself: the capsule need not outlive the start */
     af_status st;
     af_loader *l = NULL;
     int64_t n_order = PyArray_DIM(order, 0);
@@ -524,5 +548,7 @@ PyMethodDef af_data_methods[] = {
     {"mix_params", py_mix_params, METH_VARARGS, "mix_params(seed, stream, alpha, N) -> (lambda ~ Beta(alpha, alpha), perm)"},
     {"mix_batch", py_mix_batch, METH_VARARGS, "mix_batch(x, perm, lam, want_permuted) -> (mixed, permuted or None)"},
     {"beta_samples", py_beta_samples, METH_VARARGS, "beta_samples(seed, stream, a, b, n) -> float64 draws"},
+    {"batch_buffers", py_batch_buffers, METH_NOARGS,
+     "batch_buffers() -> recycled batch buffers for LoaderRun(buffers=...), shared by a Loader's epochs"},
     {NULL},
 };

@@ -52,6 +52,33 @@ def test_batches_follow_the_sampler(arrays):
     assert batches[0][1].dtype == np.int64
 
 
+def test_recycled_batch_buffers_never_overwrite_a_held_batch(arrays):
+    """Image buffers are reused (csrc/data/queue.c), within an epoch and from one epoch to the next, only
+    once the consumer lets a batch go: batches kept as NumPy views, uncopied, past later batches, later
+    epochs and the loader itself keep their values, while the batches dropped at once make room for reuse."""
+    imgs, labels, _ = arrays
+    ds = ArrayDataset(imgs, labels)
+    expected = imgs.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    for workers in (1, 3):
+        loader = Loader(ds, batch_size=2, workers=workers, prefetch=1)
+        kept = {}
+        for epoch in range(3):
+            for k, (x, y) in enumerate(loader):
+                if k % 3 == epoch:
+                    kept[epoch, k] = np.asarray(x)  # a view of the batch buffer
+        del loader, x, y
+        gc.collect()
+        assert len(kept) == 12
+        for (epoch, k), x in kept.items():
+            np.testing.assert_array_equal(x, expected[2 * k:2 * k + 2], err_msg=f"epoch {epoch}, batch {k}, {workers} workers")
+
+
+def test_loader_run_buffers_argument(arrays):
+    imgs, labels, _ = arrays
+    with pytest.raises(TypeError, match="'buffers' must be None or affectfer._C.batch_buffers\\(\\), got int"):
+        af._C.LoaderRun(None, imgs, labels, None, np.arange(4), None, None, None, 2, False, 1, 1, 0, 0, buffers=3)
+
+
 def test_iterations_advance_the_epoch_and_drop_last(arrays):
     imgs, labels, _ = arrays
     loader = Loader(ArrayDataset(imgs, labels), batch_size=4, shuffle=True, seed=1, drop_last=True, workers=2)
