@@ -23,9 +23,9 @@
  *             (the batch statistics depend on x: the derivation is in the paper, section 3)
  *   eval:     dx += w_c * invstd_c * dy                  (running stats are constants)
  * Each channel is reduced by one thread in a fixed order: bitwise identical for any thread count.
- * Each (n, c) row is summed in the input's dtype over 16 interleaved lanes (vector registers), the
- * rows are merged in double; the statistics use shifted sums per row and Chan et al.'s merge, so one
- * pass over memory is numerically as safe as two (see bn_channel_stats).
+ * Blocks of a channel's rows (about 4096 values) are summed in the input's dtype over 16 interleaved
+ * lanes (vector registers), the blocks merged in double; the statistics use shifted sums per block
+ * and Chan et al.'s merge, so one pass over memory is numerically as safe as two (bn_channel_stats).
  *
  * batch_norm_relu: the same inputs and attributes, y = max(batch_norm(x), 0) in the same pass (the
  * BN -> ReLU pair of ResNets, one read and one write of the activation instead of two). It also
@@ -147,29 +147,53 @@ const af_op_def af_op_def_batch_norm_relu = {.name = "batch_norm_relu", .input_n
  * function, so both compile to the same arithmetic) */
 static inline scalar_t K(bn_affine)(scalar_t x, scalar_t a, scalar_t b) { return x * a + b; }
 
-/* Per-row sums over one (n, c) row of S values, in scalar_t with BN_LANES interleaved partial sums
- * (the compiler keeps them in vector registers), the lanes and the tail then added in double: a
- * fixed order whatever the thread count, and a row is at most a few thousand values, so each lane
- * sums a few hundred. */
+/* Sums over a block of a channel's rows (rows n0 .. n0 + rows - 1 of (N, C, S), each S values, the
+ * first at x, the next `stride` further): accumulated in scalar_t over BN_LANES interleaved partial
+ * sums (the compiler keeps them in vector registers) that run across the block's rows, a row's tail
+ * (S % BN_LANES values) in double, the lanes then added in double. A block holds about
+ * BN_BLOCK_VALUES values (whole rows, at least one), so a lane sums a few hundred values at most,
+ * and its rows are still in L1 for a second pass. Blocks depend on the shape alone: the same order
+ * whatever the thread count. */
 #define BN_LANES 16
+#define BN_BLOCK_VALUES 4096
 
-/* sum(x - c) and sum((x - c)^2) over the row, for a shift c near the row's mean: the shifted sums
- * give the row's mean and M2 without cancellation (Chan, Golub & LeVeque, "Algorithms for computing
- * the sample variance", The American Statistician 37(3), 1983). */
-static inline void K(bn_row_moments)(const scalar_t *x, int64_t S, scalar_t c, double *sum, double *sq) {
+static inline int64_t K(bn_block_rows)(int64_t S) { return S >= BN_BLOCK_VALUES || S <= 0 ? 1 : BN_BLOCK_VALUES / S; }
+
+static inline double K(bn_block_sum)(const scalar_t *x, int64_t stride, int64_t rows, int64_t S) {
+    scalar_t acc[BN_LANES] = {0};
+    double t = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const scalar_t *xr = x + r * stride;
+        int64_t s = 0;
+        for (; s + BN_LANES <= S; s += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) acc[l] += xr[s + l];
+        for (; s < S; s++) t += xr[s];
+    }
+    for (int l = 0; l < BN_LANES; l++) t += acc[l];
+    return t;
+}
+
+/* sum(x - c) and sum((x - c)^2) over the block, for a shift c near its mean: the shifted sums give
+ * the block's mean and M2 without cancellation (Chan, Golub & LeVeque, "Algorithms for computing the
+ * sample variance", The American Statistician 37(3), 1983). */
+static inline void K(bn_block_moments)(const scalar_t *x, int64_t stride, int64_t rows, int64_t S, scalar_t c,
+                                       double *sum, double *sq) {
     scalar_t a1[BN_LANES] = {0}, a2[BN_LANES] = {0};
-    int64_t s = 0;
-    for (; s + BN_LANES <= S; s += BN_LANES)
-        for (int l = 0; l < BN_LANES; l++) {
-            scalar_t d = x[s + l] - c;
-            a1[l] += d;
-            a2[l] += d * d;
-        }
     double t1 = 0, t2 = 0;
-    for (; s < S; s++) {
-        double d = (double)(x[s] - c);
-        t1 += d;
-        t2 += d * d;
+    for (int64_t r = 0; r < rows; r++) {
+        const scalar_t *xr = x + r * stride;
+        int64_t s = 0;
+        for (; s + BN_LANES <= S; s += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) {
+                scalar_t d = xr[s + l] - c;
+                a1[l] += d;
+                a2[l] += d * d;
+            }
+        for (; s < S; s++) {
+            double d = (double)(xr[s] - c);
+            t1 += d;
+            t2 += d * d;
+        }
     }
     for (int l = 0; l < BN_LANES; l++) {
         t1 += a1[l];
@@ -179,33 +203,26 @@ static inline void K(bn_row_moments)(const scalar_t *x, int64_t S, scalar_t c, d
     *sq = t2;
 }
 
-static inline double K(bn_row_sum)(const scalar_t *x, int64_t S) {
-    scalar_t acc[BN_LANES] = {0};
-    int64_t s = 0;
-    for (; s + BN_LANES <= S; s += BN_LANES)
-        for (int l = 0; l < BN_LANES; l++) acc[l] += x[s + l];
-    double t = 0;
-    for (; s < S; s++) t += x[s];
-    for (int l = 0; l < BN_LANES; l++) t += acc[l];
-    return t;
-}
-
-/* Mean and biased variance of channel ch: each row's mean and M2 from its shifted sums (the shift is
- * the row's own mean, rounded to scalar_t: a second read of a row that is still in L1), merged over
- * the rows in order with Chan et al.'s pairwise update, in double. */
+/* Mean and M2 (sum of squared deviations) of channel ch: each block's from its shifted sums (the
+ * shift is the block's own mean, rounded to scalar_t), merged over the blocks in order with Chan et
+ * al.'s pairwise update, in double. */
 static inline void K(bn_channel_stats)(const scalar_t *x, int64_t N, int64_t C, int64_t S, int64_t ch,
                                         double *mean_out, double *m2_out) {
-    double mean = 0, m2 = 0;
-    for (int64_t n = 0; n < N; n++) {
-        const scalar_t *xr = x + (n * C + ch) * S;
-        scalar_t c = (scalar_t)(K(bn_row_sum)(xr, S) / (double)S);
+    double mean = 0, m2 = 0, count = 0;
+    const int64_t step = K(bn_block_rows)(S);
+    for (int64_t n0 = 0; n0 < N; n0 += step) {
+        const int64_t rows = n0 + step <= N ? step : N - n0;
+        const scalar_t *xb = x + (n0 * C + ch) * S;
+        const double m = (double)(rows * S);
+        scalar_t c = (scalar_t)(K(bn_block_sum)(xb, C * S, rows, S) / m);
         double sum, sq;
-        K(bn_row_moments)(xr, S, c, &sum, &sq);
-        double row_mean = c + sum / (double)S, row_m2 = sq - sum * sum / (double)S;
-        if (row_m2 < 0) row_m2 = 0;
-        double count = (double)(n * S), total = count + (double)S, delta = row_mean - mean;
-        mean += delta * (double)S / total;
-        m2 += row_m2 + delta * delta * count * (double)S / total;
+        K(bn_block_moments)(xb, C * S, rows, S, c, &sum, &sq);
+        double block_mean = c + sum / m, block_m2 = sq - sum * sum / m;
+        if (block_m2 < 0) block_m2 = 0;
+        double total = count + m, delta = block_mean - mean;
+        mean += delta * m / total;
+        m2 += block_m2 + delta * delta * count * m / total;
+        count = total;
     }
     *mean_out = mean;
     *m2_out = m2;
@@ -267,22 +284,25 @@ static inline scalar_t K(bn_dy)(int relu, scalar_t x, scalar_t g, scalar_t ra, s
     return relu ? (K(bn_affine)(x, ra, rb) > 0 ? g : (scalar_t)0) : g;
 }
 
-/* sum(g) and sum(g (x - mu)) over one row, g = bn_dy: lanes as in bn_row_moments. */
-static inline void K(bn_row_dsums)(const scalar_t *x, const scalar_t *dy, int64_t S, int relu, scalar_t ra,
-                                   scalar_t rb, scalar_t mu, double *sum_g, double *sum_gx) {
+/* sum(g) and sum(g (x - mu)) over a block of rows, g = bn_dy: lanes as in bn_block_moments. */
+static inline void K(bn_block_dsums)(const scalar_t *x, const scalar_t *dy, int64_t stride, int64_t rows, int64_t S,
+                                     int relu, scalar_t ra, scalar_t rb, scalar_t mu, double *sum_g, double *sum_gx) {
     scalar_t a1[BN_LANES] = {0}, a2[BN_LANES] = {0};
-    int64_t s = 0;
-    for (; s + BN_LANES <= S; s += BN_LANES)
-        for (int l = 0; l < BN_LANES; l++) {
-            scalar_t g = K(bn_dy)(relu, x[s + l], dy[s + l], ra, rb);
-            a1[l] += g;
-            a2[l] += g * (x[s + l] - mu);
-        }
     double t1 = 0, t2 = 0;
-    for (; s < S; s++) {
-        scalar_t g = K(bn_dy)(relu, x[s], dy[s], ra, rb);
-        t1 += g;
-        t2 += (double)(g * (x[s] - mu));
+    for (int64_t r = 0; r < rows; r++) {
+        const scalar_t *xr = x + r * stride, *gr = dy + r * stride;
+        int64_t s = 0;
+        for (; s + BN_LANES <= S; s += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) {
+                scalar_t g = K(bn_dy)(relu, xr[s + l], gr[s + l], ra, rb);
+                a1[l] += g;
+                a2[l] += g * (xr[s + l] - mu);
+            }
+        for (; s < S; s++) {
+            scalar_t g = K(bn_dy)(relu, xr[s], gr[s], ra, rb);
+            t1 += g;
+            t2 += (double)(g * (xr[s] - mu));
+        }
     }
     for (int l = 0; l < BN_LANES; l++) {
         t1 += a1[l];
@@ -308,9 +328,11 @@ static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training
         double is = invstd[ch];
         const scalar_t ra = relu ? relu_a[ch] : 0, rb = relu ? relu_b[ch] : 0;
         double sum_dy = 0, sum_dy_xmu = 0;
-        for (int64_t n = 0; n < N; n++) {
+        const int64_t step = K(bn_block_rows)(S);
+        for (int64_t n0 = 0; n0 < N; n0 += step) {
             double sg, sgx;
-            K(bn_row_dsums)(x + (n * C + ch) * S, dy + (n * C + ch) * S, S, relu, ra, rb, mu, &sg, &sgx);
+            K(bn_block_dsums)(x + (n0 * C + ch) * S, dy + (n0 * C + ch) * S, C * S, n0 + step <= N ? step : N - n0, S,
+                              relu, ra, rb, mu, &sg, &sgx);
             sum_dy += sg;
             sum_dy_xmu += sgx;
         }
