@@ -2,7 +2,8 @@
  *
  * Everything above the kernels (tensor lifetime, clones, zero-filling, transfers) goes through this
  * table, never through malloc/memcpy/memset on a data pointer, so a device is added by registering
- * its allocator: csrc/core/alloc.c registers the CPU one (64-byte aligned host memory); a CUDA build
+ * its allocator: csrc/core/alloc.c registers the CPU one (64-byte aligned host memory, large freed
+ * blocks cached for reuse); a CUDA build
  * registers its caching allocator at start-up. A device type without an allocator is a device this
  * build cannot use, and af_tensor_new refuses it. */
 #ifndef AF_ALLOC_H
@@ -43,6 +44,10 @@ const af_allocator *af_allocator_get(af_device_type type);
  * 64-byte aligned (cache lines and AVX-512 loads). */
 void *af_alloc_host(size_t nbytes);
 void af_free_host(void *p);
+/* Freed host blocks of 64 KiB and more are cached for reuse (alloc.c says why and how much):
+ * af_host_cache_release returns them all to the system; af_host_cache_bytes is what the cache holds. */
+void af_host_cache_release(void);
+size_t af_host_cache_bytes(void);
 
 #ifdef __cplusplus
 }

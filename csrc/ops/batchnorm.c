@@ -23,7 +23,9 @@
  *             (the batch statistics depend on x: the derivation is in the paper, section 3)
  *   eval:     dx += w_c * invstd_c * dy                  (running stats are constants)
  * Each channel is reduced by one thread in a fixed order: bitwise identical for any thread count.
- * Sums accumulate in double for both dtypes.
+ * Blocks of a channel's rows (about 4096 values) are summed in the input's dtype over 16 interleaved
+ * lanes (vector registers), the blocks merged in double; the statistics use shifted sums per block
+ * and Chan et al.'s merge, so one pass over memory is numerically as safe as two (bn_channel_stats).
  *
  * batch_norm_relu: the same inputs and attributes, y = max(batch_norm(x), 0) in the same pass (the
  * BN -> ReLU pair of ResNets, one read and one write of the activation instead of two). It also
@@ -145,6 +147,87 @@ const af_op_def af_op_def_batch_norm_relu = {.name = "batch_norm_relu", .input_n
  * function, so both compile to the same arithmetic) */
 static inline scalar_t K(bn_affine)(scalar_t x, scalar_t a, scalar_t b) { return x * a + b; }
 
+/* Sums over a block of a channel's rows (rows n0 .. n0 + rows - 1 of (N, C, S), each S values, the
+ * first at x, the next `stride` further): accumulated in scalar_t over BN_LANES interleaved partial
+ * sums (the compiler keeps them in vector registers) that run across the block's rows, a row's tail
+ * (S % BN_LANES values) in double, the lanes then added in double. A block holds about
+ * BN_BLOCK_VALUES values (whole rows, at least one), so a lane sums a few hundred values at most,
+ * and its rows are still in L1 for a second pass. Blocks depend on the shape alone: the same order
+ * whatever the thread count. */
+#define BN_LANES 16
+#define BN_BLOCK_VALUES 4096
+
+static inline int64_t K(bn_block_rows)(int64_t S) { return S >= BN_BLOCK_VALUES || S <= 0 ? 1 : BN_BLOCK_VALUES / S; }
+
+static inline double K(bn_block_sum)(const scalar_t *x, int64_t stride, int64_t rows, int64_t S) {
+    scalar_t acc[BN_LANES] = {0};
+    double t = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const scalar_t *xr = x + r * stride;
+        int64_t s = 0;
+        for (; s + BN_LANES <= S; s += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) acc[l] += xr[s + l];
+        for (; s < S; s++) t += xr[s];
+    }
+    for (int l = 0; l < BN_LANES; l++) t += acc[l];
+    return t;
+}
+
+/* sum(x - c) and sum((x - c)^2) over the block, for a shift c near its mean: the shifted sums give
+ * the block's mean and M2 without cancellation (Chan, Golub & LeVeque, "Algorithms for computing the
+ * sample variance", The American Statistician 37(3), 1983). */
+static inline void K(bn_block_moments)(const scalar_t *x, int64_t stride, int64_t rows, int64_t S, scalar_t c,
+                                       double *sum, double *sq) {
+    scalar_t a1[BN_LANES] = {0}, a2[BN_LANES] = {0};
+    double t1 = 0, t2 = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const scalar_t *xr = x + r * stride;
+        int64_t s = 0;
+        for (; s + BN_LANES <= S; s += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) {
+                scalar_t d = xr[s + l] - c;
+                a1[l] += d;
+                a2[l] += d * d;
+            }
+        for (; s < S; s++) {
+            double d = (double)(xr[s] - c);
+            t1 += d;
+            t2 += d * d;
+        }
+    }
+    for (int l = 0; l < BN_LANES; l++) {
+        t1 += a1[l];
+        t2 += a2[l];
+    }
+    *sum = t1;
+    *sq = t2;
+}
+
+/* Mean and M2 (sum of squared deviations) of channel ch: each block's from its shifted sums (the
+ * shift is the block's own mean, rounded to scalar_t), merged over the blocks in order with Chan et
+ * al.'s pairwise update, in double. */
+static inline void K(bn_channel_stats)(const scalar_t *x, int64_t N, int64_t C, int64_t S, int64_t ch,
+                                        double *mean_out, double *m2_out) {
+    double mean = 0, m2 = 0, count = 0;
+    const int64_t step = K(bn_block_rows)(S);
+    for (int64_t n0 = 0; n0 < N; n0 += step) {
+        const int64_t rows = n0 + step <= N ? step : N - n0;
+        const scalar_t *xb = x + (n0 * C + ch) * S;
+        const double m = (double)(rows * S);
+        scalar_t c = (scalar_t)(K(bn_block_sum)(xb, C * S, rows, S) / m);
+        double sum, sq;
+        K(bn_block_moments)(xb, C * S, rows, S, c, &sum, &sq);
+        double block_mean = c + sum / m, block_m2 = sq - sum * sum / m;
+        if (block_m2 < 0) block_m2 = 0;
+        double total = count + m, delta = block_mean - mean;
+        mean += delta * m / total;
+        m2 += block_m2 + delta * delta * count * m / total;
+        count = total;
+    }
+    *mean_out = mean;
+    *m2_out = m2;
+}
+
 /* x, y: (N, C, S); w, b, running_mean, running_var, save_mean, save_invstd: (C); w, b and the
  * running stats may be NULL. relu_a, relu_b (C): non-NULL for batch_norm_relu, which clamps y at 0
  * and saves the affine there. */
@@ -158,20 +241,9 @@ static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training,
     for (int64_t ch = 0; ch < C; ch++) {
         double mean, invstd;
         if (training) {
-            double sum = 0, sq = 0;
-            for (int64_t n = 0; n < N; n++) {
-                const scalar_t *xr = x + (n * C + ch) * S;
-                for (int64_t s = 0; s < S; s++) sum += xr[s];
-            }
-            mean = M > 0 ? sum / (double)M : 0;
-            /* two passes: sum of squared deviations does not cancel catastrophically */
-            for (int64_t n = 0; n < N; n++) {
-                const scalar_t *xr = x + (n * C + ch) * S;
-                for (int64_t s = 0; s < S; s++) {
-                    double d = xr[s] - mean;
-                    sq += d * d;
-                }
-            }
+            double sq = 0;
+            mean = 0;
+            if (M > 0) K(bn_channel_stats)(x, N, C, S, ch, &mean, &sq);
             double var = M > 0 ? sq / (double)M : 0;
             invstd = 1 / sqrt(var + eps);
             if (running_mean && M > 1) {
@@ -207,53 +279,82 @@ static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training,
 }
 
 /* dy of batch_norm_relu's input z: dy where the forward's z = x a + b was > 0, else 0 (torch's ReLU
- * backward); plain batch_norm (a == NULL): dy */
-#define BN_DY(s) (relu_a ? (K(bn_affine)(xr[s], ra, rb) > 0 ? gr[s] : (scalar_t)0) : gr[s])
+ * backward); plain batch_norm (relu == 0): dy */
+static inline scalar_t K(bn_dy)(int relu, scalar_t x, scalar_t g, scalar_t ra, scalar_t rb) {
+    return relu ? (K(bn_affine)(x, ra, rb) > 0 ? g : (scalar_t)0) : g;
+}
+
+/* sum(g) and sum(g (x - mu)) over a block of rows, g = bn_dy: lanes as in bn_block_moments. */
+static inline void K(bn_block_dsums)(const scalar_t *x, const scalar_t *dy, int64_t stride, int64_t rows, int64_t S,
+                                     int relu, scalar_t ra, scalar_t rb, scalar_t mu, double *sum_g, double *sum_gx) {
+    scalar_t a1[BN_LANES] = {0}, a2[BN_LANES] = {0};
+    double t1 = 0, t2 = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const scalar_t *xr = x + r * stride, *gr = dy + r * stride;
+        int64_t s = 0;
+        for (; s + BN_LANES <= S; s += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) {
+                scalar_t g = K(bn_dy)(relu, xr[s + l], gr[s + l], ra, rb);
+                a1[l] += g;
+                a2[l] += g * (xr[s + l] - mu);
+            }
+        for (; s < S; s++) {
+            scalar_t g = K(bn_dy)(relu, xr[s], gr[s], ra, rb);
+            t1 += g;
+            t2 += (double)(g * (xr[s] - mu));
+        }
+    }
+    for (int l = 0; l < BN_LANES; l++) {
+        t1 += a1[l];
+        t2 += a2[l];
+    }
+    *sum_g = t1;
+    *sum_gx = t2;
+}
 
 /* x, dy, dx: (N, C, S); w, mean, invstd, dw, dbias, relu_a, relu_b: (C); w, the gradients and relu_a /
- * relu_b (batch_norm_relu only) may be NULL. */
+ * relu_b (batch_norm_relu only) may be NULL. The per-channel coefficients are formed in double; the
+ * per-element update dx += g k1 + ((x - mu) k2 + k3) runs in scalar_t, as torch's CPU kernel does. */
 AF_CPU_DISPATCH
 static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training, const scalar_t *x, const scalar_t *w,
                                    const scalar_t *mean, const scalar_t *invstd, const scalar_t *relu_a,
                                    const scalar_t *relu_b, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
                                    scalar_t *dbias) {
     int64_t M = N * S;
+    const int relu = relu_a != NULL;
     AF_PARALLEL_FOR(M * C * 6)
     for (int64_t ch = 0; ch < C; ch++) {
-        double mu = mean[ch], is = invstd[ch];
-        const scalar_t ra = relu_a ? relu_a[ch] : 0, rb = relu_a ? relu_b[ch] : 0;
-        double sum_dy = 0, sum_dy_xhat = 0;
-        for (int64_t n = 0; n < N; n++) {
-            const scalar_t *xr = x + (n * C + ch) * S, *gr = dy + (n * C + ch) * S;
-            for (int64_t s = 0; s < S; s++) {
-                const scalar_t g = BN_DY(s);
-                sum_dy += g;
-                sum_dy_xhat += g * ((xr[s] - mu) * is);
-            }
+        const scalar_t mu = mean[ch];
+        double is = invstd[ch];
+        const scalar_t ra = relu ? relu_a[ch] : 0, rb = relu ? relu_b[ch] : 0;
+        double sum_dy = 0, sum_dy_xmu = 0;
+        const int64_t step = K(bn_block_rows)(S);
+        for (int64_t n0 = 0; n0 < N; n0 += step) {
+            double sg, sgx;
+            K(bn_block_dsums)(x + (n0 * C + ch) * S, dy + (n0 * C + ch) * S, C * S, n0 + step <= N ? step : N - n0, S,
+                              relu, ra, rb, mu, &sg, &sgx);
+            sum_dy += sg;
+            sum_dy_xmu += sgx;
         }
+        double sum_dy_xhat = sum_dy_xmu * is;
         if (dbias) dbias[ch] += (scalar_t)sum_dy;
         if (dw) dw[ch] += (scalar_t)sum_dy_xhat;
         if (!dx) continue;
         double scale = is * (w ? w[ch] : 1);
-        if (training) {
-            double mean_dy = sum_dy / (double)M, mean_dy_xhat = sum_dy_xhat / (double)M;
-            for (int64_t n = 0; n < N; n++) {
-                const scalar_t *xr = x + (n * C + ch) * S, *gr = dy + (n * C + ch) * S;
-                scalar_t *dr = dx + (n * C + ch) * S;
-                for (int64_t s = 0; s < S; s++) {
-                    double xhat = (xr[s] - mu) * is;
-                    dr[s] += (scalar_t)(scale * (BN_DY(s) - mean_dy - xhat * mean_dy_xhat));
-                }
-            }
-        } else {
-            for (int64_t n = 0; n < N; n++) {
-                const scalar_t *xr = x + (n * C + ch) * S, *gr = dy + (n * C + ch) * S;
-                scalar_t *dr = dx + (n * C + ch) * S;
-                for (int64_t s = 0; s < S; s++) dr[s] += (scalar_t)(scale * BN_DY(s));
-            }
+        /* training: dx = scale (g - sum_dy / M - xhat sum_dy_xhat / M), xhat = (x - mu) is */
+        const scalar_t k1 = (scalar_t)scale;
+        const scalar_t k2 = training ? (scalar_t)(-scale * is * sum_dy_xhat / (double)M) : 0;
+        const scalar_t k3 = training ? (scalar_t)(-scale * sum_dy / (double)M) : 0;
+        for (int64_t n = 0; n < N; n++) {
+            const scalar_t *xr = x + (n * C + ch) * S, *gr = dy + (n * C + ch) * S;
+            scalar_t *dr = dx + (n * C + ch) * S;
+            if (training)
+                for (int64_t s = 0; s < S; s++)
+                    dr[s] += K(bn_dy)(relu, xr[s], gr[s], ra, rb) * k1 + ((xr[s] - mu) * k2 + k3);
+            else
+                for (int64_t s = 0; s < S; s++) dr[s] += K(bn_dy)(relu, xr[s], gr[s], ra, rb) * k1;
         }
     }
 }
-#undef BN_DY
 
 #endif

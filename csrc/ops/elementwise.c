@@ -224,14 +224,24 @@ static inline scalar_t K(binary_grad)(int op, int side, scalar_t a, scalar_t b, 
     }
 }
 
+/* for i in [0, n): body, split across threads (elementwise: any split gives the same bits) */
+#define BINARY_SAME_LOOP(body)                                                                               \
+    do {                                                                                                     \
+        AF_PARALLEL_FOR(n)                                                                                   \
+        for (int64_t i = 0; i < n; i++) body;                                                                \
+    } while (0)
+
 /* out: (broadcast shape), a, b: their own shapes read through bc's strides */
 AF_CPU_DISPATCH
 static void K(binary_forward)(int op, const broadcast *bc, const scalar_t *a, const scalar_t *b,
                               scalar_t *out, int64_t n) {
     if (bc->same) {
-        AF_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++) out[i] = K(binary_apply)(op, a[i], b[i]);
-        return;
+        switch (op) { /* one loop per op: a switch inside the loop keeps it scalar (same bits) */
+        case AF_OP_ADD: BINARY_SAME_LOOP(out[i] = a[i] + b[i]); return;
+        case AF_OP_SUB: BINARY_SAME_LOOP(out[i] = a[i] - b[i]); return;
+        case AF_OP_MUL: BINARY_SAME_LOOP(out[i] = a[i] * b[i]); return;
+        default: BINARY_SAME_LOOP(out[i] = K(binary_apply)(op, a[i], b[i])); return;
+        }
     }
     const int64_t *s = bc->shape, *sa = bc->stride_a, *sb = bc->stride_b;
     int64_t rows = s[0] * s[1] * s[2] * s[3];
@@ -251,9 +261,18 @@ AF_CPU_DISPATCH
 static void K(binary_backward)(int op, int side, const broadcast *bc, const scalar_t *a,
                                const scalar_t *b, const scalar_t *dout, scalar_t *grad, int64_t n) {
     if (bc->same) {
-        AF_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++) grad[i] += K(binary_grad)(op, side, a[i], b[i], dout[i]);
-        return;
+        switch (op) { /* as in the forward: the hot ops get a loop of their own (same bits as binary_grad) */
+        case AF_OP_ADD: BINARY_SAME_LOOP(grad[i] += dout[i]); return;
+        case AF_OP_SUB:
+            if (side) BINARY_SAME_LOOP(grad[i] += -dout[i]);
+            else BINARY_SAME_LOOP(grad[i] += dout[i]);
+            return;
+        case AF_OP_MUL:
+            if (side) BINARY_SAME_LOOP(grad[i] += dout[i] * a[i]);
+            else BINARY_SAME_LOOP(grad[i] += dout[i] * b[i]);
+            return;
+        default: BINARY_SAME_LOOP(grad[i] += K(binary_grad)(op, side, a[i], b[i], dout[i])); return;
+        }
     }
     const int64_t *s = bc->shape, *sa = bc->stride_a, *sb = bc->stride_b;
     const int64_t *sg = side ? sb : sa;
@@ -414,5 +433,7 @@ static void K(unary_backward)(int op, const af_attrs *attr, const scalar_t *x, c
     AF_PARALLEL_FOR(n * 8)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * K(unary_derivative)(op, attr, x[i], y[i]);
 }
+
+#undef BINARY_SAME_LOOP
 
 #endif

@@ -140,6 +140,31 @@ static void K(sgd_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t 
     }
 }
 
+/* One element of adam_step; amsgrad is a constant at each call, so the loop without vmax has no
+ * trace of it: if-converted, its loads from a NULL vmax would be masked off, and a masked-off load
+ * from an invalid address is a slow microcode assist on x86 (it made the whole step 2x slower). */
+static inline void K(adam_one)(scalar_t *param, const scalar_t *grad, scalar_t *m, scalar_t *v, scalar_t *vmax,
+                               int64_t i, int amsgrad, int decoupled, scalar_t w1, scalar_t beta2, scalar_t w2,
+                               scalar_t eps, scalar_t wd, scalar_t shrink, scalar_t step_size, scalar_t bc2_sqrt) {
+    scalar_t p = param[i], g = grad[i];
+    if (decoupled) p = p * shrink;
+    else if (wd != 0) g = g + wd * p;
+    /* torch's lerp: the formula it picks depends on the weight, for accuracy near 1 */
+    scalar_t diff = g - m[i];
+    scalar_t mi = w1 < (scalar_t)0.5 ? m[i] + w1 * diff : g - diff * (1 - w1);
+    m[i] = mi;
+    scalar_t second = v[i] * beta2 + w2 * g * g;
+    v[i] = second;
+    if (amsgrad) {
+        second = vmax[i] < second || second != second ? second : vmax[i];
+        vmax[i] = second;
+    }
+    /* in scalar_t, as torch's (v.sqrt() / bc2_sqrt).add_(eps): the float rounding of the double
+     * square root is the float square root, so this vectorises */
+    scalar_t denom = (scalar_t)sqrt(second) / bc2_sqrt + eps;
+    param[i] = p - step_size * (mi / denom);
+}
+
 /* param, grad, m, v, vmax: (n) */
 AF_CPU_DISPATCH
 static void K(adam_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t *m, scalar_t *v, scalar_t *vmax,
@@ -149,22 +174,14 @@ static void K(adam_step_forward)(scalar_t *param, const scalar_t *grad, scalar_t
     const scalar_t eps = (scalar_t)eps_d, wd = (scalar_t)weight_decay_d;
     const scalar_t shrink = (scalar_t)(1.0 - lr * weight_decay_d);
     const scalar_t step_size = (scalar_t)step_size_d, bc2_sqrt = (scalar_t)bc2_sqrt_d;
-    AF_PARALLEL_FOR(n * 8)
-    for (int64_t i = 0; i < n; i++) {
-        scalar_t p = param[i], g = grad[i];
-        if (decoupled) p = p * shrink;
-        else if (wd != 0) g = g + wd * p;
-        /* torch's lerp: the formula it picks depends on the weight, for accuracy near 1 */
-        scalar_t diff = g - m[i];
-        m[i] = w1 < (scalar_t)0.5 ? m[i] + w1 * diff : g - diff * (1 - w1);
-        v[i] = v[i] * beta2 + w2 * g * g;
-        scalar_t second = v[i];
-        if (vmax) {
-            if (vmax[i] < second || isnan(second)) vmax[i] = second;
-            second = vmax[i];
-        }
-        scalar_t denom = sqrt(second) / bc2_sqrt + eps;
-        param[i] = p - step_size * (m[i] / denom);
+    if (vmax) {
+        AF_PARALLEL_FOR(n * 8)
+        for (int64_t i = 0; i < n; i++)
+            K(adam_one)(param, grad, m, v, vmax, i, 1, decoupled, w1, beta2, w2, eps, wd, shrink, step_size, bc2_sqrt);
+    } else {
+        AF_PARALLEL_FOR(n * 8)
+        for (int64_t i = 0; i < n; i++)
+            K(adam_one)(param, grad, m, v, NULL, i, 0, decoupled, w1, beta2, w2, eps, wd, shrink, step_size, bc2_sqrt);
     }
 }
 

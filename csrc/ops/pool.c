@@ -197,34 +197,82 @@ const af_op_def af_op_def_adaptive_avg_pool2d = {.name = "adaptive_avg_pool2d", 
 
 #else /* ---- kernels, once per scalar_t ---- */
 
+/* One output of max_pool2d, its window clipped to the image: the reference loop, used where a window
+ * crosses the left or right border. */
+static inline void K(max_pool2d_one)(const pool_geom *g, const scalar_t *xp, int64_t oh, int64_t ow, scalar_t *y,
+                                     int64_t *idx) {
+    scalar_t best = -INFINITY;
+    int64_t arg = -1;
+    for (int64_t i = 0; i < g->kh; i++) {
+        int64_t ih = oh * g->sh - g->ph + i * g->dh;
+        if (ih < 0 || ih >= g->H) continue;
+        for (int64_t j = 0; j < g->kw; j++) {
+            int64_t iw = ow * g->sw - g->pw + j * g->dw;
+            if (iw < 0 || iw >= g->W) continue;
+            scalar_t v = xp[ih * g->W + iw];
+            if (arg < 0 || v > best || isnan(v)) { /* torch's test: a later NaN wins too */
+                best = v;
+                arg = ih * g->W + iw;
+            }
+        }
+    }
+    *y = best;
+    *idx = arg;
+}
+
 /* x (planes, H, W) -> y, idx (planes, Ho, Wo); idx = ih W + iw of the max, -1 for a window with no
- * pixel inside the image (impossible with padding <= kernel / 2, kept for safety) */
+ * pixel inside the image (impossible with padding <= kernel / 2, kept for safety).
+ * Outputs whose window columns all lie inside the image are computed a row at a time: for each
+ * window offset (i, j) in row-major order, one branch-free pass over the row's outputs updates the
+ * running max and its index (the compiler vectorises it across outputs). Same visiting order and
+ * the same test as max_pool2d_one, so ties and NaNs resolve identically. */
 AF_CPU_DISPATCH
 static void K(max_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y, int64_t *idx) {
+    const int64_t H = g->H, W = g->W, Wo = g->Wo, sw = g->sw;
+    /* outputs [ow0, ow1) have every window column inside [0, W) */
+    int64_t ow0 = (g->pw + sw - 1) / sw;
+    int64_t last = W - 1 - (g->kw - 1) * g->dw + g->pw; /* the largest ow sw allowed */
+    int64_t ow1 = last >= 0 ? last / sw + 1 : 0;
+    if (ow1 > Wo) ow1 = Wo;
+    if (ow0 > ow1) ow0 = ow1;
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
-        const scalar_t *xp = x + p * g->H * g->W;
-        for (int64_t oh = 0; oh < g->Ho; oh++)
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
-                scalar_t best = -INFINITY;
-                int64_t arg = -1;
-                for (int64_t i = 0; i < g->kh; i++) {
-                    int64_t ih = oh * g->sh - g->ph + i * g->dh;
-                    if (ih < 0 || ih >= g->H) continue;
-                    for (int64_t j = 0; j < g->kw; j++) {
-                        int64_t iw = ow * g->sw - g->pw + j * g->dw;
-                        if (iw < 0 || iw >= g->W) continue;
-                        scalar_t v = xp[ih * g->W + iw];
-                        if (arg < 0 || v > best || isnan(v)) { /* torch's test: a later NaN wins too */
-                            best = v;
-                            arg = ih * g->W + iw;
+        const scalar_t *xp = x + p * H * W;
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            scalar_t *yr = y + (p * g->Ho + oh) * Wo;
+            int64_t *ir = idx + (p * g->Ho + oh) * Wo;
+            int64_t i0 = 0;
+            while (i0 < g->kh && oh * g->sh - g->ph + i0 * g->dh < 0) i0++;
+            int first = 1;
+            for (int64_t i = i0; i < g->kh; i++) {
+                int64_t ih = oh * g->sh - g->ph + i * g->dh;
+                if (ih >= H) break;
+                for (int64_t j = 0; j < g->kw; j++) {
+                    const int64_t base = ih * W - g->pw + j * g->dw; /* flat index of (ih, ow sw - pw + j dw) - ow sw */
+                    if (first) {
+                        for (int64_t ow = ow0; ow < ow1; ow++) {
+                            yr[ow] = xp[base + ow * sw];
+                            ir[ow] = base + ow * sw;
                         }
+                        first = 0;
+                        continue;
+                    }
+                    for (int64_t ow = ow0; ow < ow1; ow++) {
+                        scalar_t v = xp[base + ow * sw], b = yr[ow];
+                        int take = (v > b) | (v != v);
+                        yr[ow] = take ? v : b;
+                        ir[ow] = take ? base + ow * sw : ir[ow];
                     }
                 }
-                int64_t o = (p * g->Ho + oh) * g->Wo + ow;
-                y[o] = best;
-                idx[o] = arg;
             }
+            if (first) /* no window row inside the image */
+                for (int64_t ow = ow0; ow < ow1; ow++) {
+                    yr[ow] = -INFINITY;
+                    ir[ow] = -1;
+                }
+            for (int64_t ow = 0; ow < ow0; ow++) K(max_pool2d_one)(g, xp, oh, ow, yr + ow, ir + ow);
+            for (int64_t ow = ow1; ow < Wo; ow++) K(max_pool2d_one)(g, xp, oh, ow, yr + ow, ir + ow);
+        }
     }
 }
 

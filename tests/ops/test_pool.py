@@ -123,6 +123,55 @@ def test_unbatched_and_nan(rng):
     assert call("adaptive_avg_pool2d", [af.tensor(x)], (1, 1)).shape == (2, 1, 1)
 
 
+def max_pool_argmax_ref(x, k, s, p, d):
+    """The flat index ih * W + iw each output's gradient goes to, visiting the window in row-major
+    order: the first maximum wins a tie, and a NaN wins over any number (a later NaN too), as in
+    torch's CPU kernel."""
+    N, C, H, W = x.shape
+    Ho, Wo = out_size(H, k[0], s[0], p[0], d[0], 0), out_size(W, k[1], s[1], p[1], d[1], 0)
+    idx = np.full((N, C, Ho, Wo), -1)
+    for n in range(N):
+        for c in range(C):
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    best = None
+                    for i in range(k[0]):
+                        for j in range(k[1]):
+                            ih, iw = oh * s[0] - p[0] + i * d[0], ow * s[1] - p[1] + j * d[1]
+                            if not (0 <= ih < H and 0 <= iw < W):
+                                continue
+                            v = x[n, c, ih, iw]
+                            if best is None or v > best or np.isnan(v):
+                                best, idx[n, c, oh, ow] = v, ih * W + iw
+    return idx
+
+
+@pytest.mark.reference("max_pool2d")
+@pytest.mark.parametrize("case", [((2, 3, 12, 13), (3, 3), (2, 2), (1, 1), (1, 1)),   # ResNet's stem pool
+                                  ((1, 2, 9, 11), (2, 3), (1, 2), (1, 1), (1, 1)),
+                                  ((1, 2, 11, 12), (3, 2), (2, 1), (1, 0), (2, 3))])  # dilation
+def test_max_pool_ties_and_nans_send_the_gradient_where_torch_does(case, rng):
+    """Small integers make many ties; NaNs sit inside and on the border of the image, so both the
+    row-at-a-time interior path and the per-output border path are pinned."""
+    xs, k, s, p, d = case
+    x = rng.integers(0, 3, xs).astype(np.float32)
+    x.reshape(-1)[rng.choice(x.size, 6, replace=False)] = np.nan
+    x[0, 0, 0, 0] = x[0, 0, 5, 6] = np.nan
+    xt = af.tensor(x, requires_grad=True)
+    y = call("max_pool2d", [xt], (*k, *s, *p, *d, 0))
+    idx = max_pool_argmax_ref(x, k, s, p, d)
+    want = np.take_along_axis(x.reshape(xs[0], xs[1], -1), idx.reshape(xs[0], xs[1], -1), axis=2).reshape(idx.shape)
+    np.testing.assert_array_equal(y.numpy(), want)
+    dy = rng.standard_normal(idx.shape).astype(np.float32)
+    y.backward(af.tensor(dy))
+    dx = np.zeros((xs[0], xs[1], xs[2] * xs[3]), np.float32)
+    for n in range(xs[0]):
+        for c in range(xs[1]):
+            for o, i in enumerate(idx[n, c].reshape(-1)):
+                dx[n, c, i] += dy[n, c].reshape(-1)[o]
+    np.testing.assert_array_equal(xt.grad.numpy(), dx.reshape(xs))
+
+
 def _distinct(rng, shape):
     """Values far apart, so finite differences never cross a max-pool tie."""
     return rng.permutation(np.prod(shape)).reshape(shape) * 0.1 + rng.uniform(-0.01, 0.01, shape)

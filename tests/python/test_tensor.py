@@ -392,3 +392,20 @@ def test_int64_attribute_overflow_names_the_argument():
                        (lambda: af.nn.functional.avg_pool2d(x, 1 << 70), "kernel_size")):
         with pytest.raises(ValueError, match=name + " = .* is out of range"):
             call()
+
+
+def _data_ptr(t):
+    return t.__array_interface__["data"][0]
+
+
+def test_freed_large_host_blocks_are_reused_and_new_tensors_are_still_initialised():
+    a = af.full((256, 1024), 3.0)  # 1 MiB: cached when freed
+    ptr = _data_ptr(a)
+    del a
+    b = af.zeros(256, 1024)
+    assert _data_ptr(b) == ptr, "a freed 1 MiB block should be handed out again for the same size"
+    assert not np.asarray(b).any(), "zeros() on a reused block must still be zero"
+    assert _data_ptr(b) % 64 == 0
+    c = af.zeros(3, 5)  # small blocks are not cached; alignment holds for them too
+    assert _data_ptr(c) % 64 == 0
+
