@@ -27,6 +27,15 @@
 #include <string.h>
 
 #include "attention.h"
+#include "gemm_avx512.h"
+#include "vexp.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#define ATTN_HAVE_AVX512 1
+#else
+#define ATTN_HAVE_AVX512 0
+#endif
 
 #define AF_TEMPLATE_FILE "attention.c"
 #include "instantiate_float.h"
@@ -78,10 +87,139 @@ static af_status attention_oom(void) {
     return AF_FAIL(AF_ERR_OOM, "scaled_dot_product_attention: out of memory for a block of scores");
 }
 
+#if ATTN_HAVE_AVX512
+/* ---- the short-sequence forward: one (batch entry) in registers, float32, AVX-512 ----
+ *
+ * At Nk <= 64 keys (ViT-B/16 at 112x112 has 50 tokens) one score row is four 16-float vectors, so a
+ * block of ATTN_SMALL_R query rows of S = scale Q K^T lives in 24 zmm registers: the scores, the
+ * row softmax and P V run without a GEMM call, its packing buffers and its edge tiles, which cost
+ * more than the arithmetic at these sizes. K is transposed once per batch entry into a 64-column
+ * panel (zero columns beyond Nk, masked to -inf before the max). Each S element sums over d in order
+ * with one FMA per step, as the GEMM's micro-kernel does; the sums of P run in a fixed vector order;
+ * so the result depends only on the shapes, never on the thread count. Compiled with a target
+ * attribute and run only where the CPU has AVX-512F (checked at run time), like gemm_avx512.c. */
+#define ATTN_SMALL_R 6   /* query rows per block: 6 x 4 accumulators + 4 operands fit 32 zmm */
+#define ATTN_SMALL_N 64  /* most keys, and most value columns, of the short path */
+#define ATTN_SMALL_D 128 /* most head dims (the K panel, D x 64 floats, stays on the stack) */
+#define ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+
+static int attention_small_supported(void) {
+    static int cached = -1; /* any thread may fill it in */
+    int use = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (use < 0) {
+        __builtin_cpu_init();
+        use = __builtin_cpu_supports("avx512f") != 0;
+        __atomic_store_n(&cached, use, __ATOMIC_RELAXED);
+    }
+    return use;
+}
+
+static inline __mmask16 attn_first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
+
+/* one batch entry: q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk, Dv <= 64, D <= 128 */
+ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
+                                              const float *q, const float *k, const float *v, float *o, float *lse) {
+    float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
+    const __mmask16 km[4] = {attn_first_n(Nk), attn_first_n(Nk - 16), attn_first_n(Nk - 32), attn_first_n(Nk - 48)};
+    for (int64_t j0 = 0; j0 < ATTN_SMALL_N; j0 += 16) /* kt[d][j] = k[j][d], zeros past Nk */
+        for (int64_t d0 = 0; d0 < D; d0 += 16)
+            af_avx512_transpose16(k + j0 * D + d0, D, Nk - j0, (uint16_t)attn_first_n(D - d0),
+                                  kt + d0 * ATTN_SMALL_N + j0, ATTN_SMALL_N);
+    const __mmask16 vm[4] = {attn_first_n(Dv), attn_first_n(Dv - 16), attn_first_n(Dv - 32), attn_first_n(Dv - 48)};
+    const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    for (int64_t i0 = 0; i0 < Nq; i0 += ATTN_SMALL_R) {
+        const int64_t mr = Nq - i0 < ATTN_SMALL_R ? Nq - i0 : ATTN_SMALL_R;
+        const float *qr[ATTN_SMALL_R]; /* rows past the end repeat the last one (computed, not stored) */
+        for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
+        __m512 acc[ATTN_SMALL_R][4];
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < D; d++) {
+            __m512 kv[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) kv[c] = _mm512_load_ps(kt + d * ATTN_SMALL_N + 16 * c);
+#pragma GCC unroll 6
+            for (int r = 0; r < ATTN_SMALL_R; r++) {
+                const __m512 qb = _mm512_set1_ps(qr[r][d]);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(qb, kv[c], acc[r][c]);
+            }
+        }
+        float m[ATTN_SMALL_R], inv[ATTN_SMALL_R];
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            __m512 mx = ninf;
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale); /* -inf past the keys */
+                mx = _mm512_max_ps(mx, acc[r][c]);
+                _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, acc[r][c]);
+            }
+            m[r] = _mm512_reduce_max_ps(mx);
+        }
+        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m): a loop the compiler vectorises */
+            float *pr = p + r * ATTN_SMALL_N;
+            const float mr_ = m[r];
+            for (int j = 0; j < ATTN_SMALL_N; j++) pr[j] = af_expf(pr[j] - mr_);
+            __m512 sum = _mm512_load_ps(pr);
+            for (int c = 1; c < 4; c++) sum = _mm512_add_ps(sum, _mm512_load_ps(pr + 16 * c));
+            const float l = _mm512_reduce_add_ps(sum);
+            inv[r] = 1.0f / l;
+            if (r < mr) lse[i0 + r] = m[r] + logf(l);
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int64_t j = 0; j < Nk; j++) { /* O = P V, V's rows read in place */
+            __m512 vv[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) vv[c] = _mm512_maskz_loadu_ps(vm[c], v + j * Dv + 16 * c);
+#pragma GCC unroll 6
+            for (int r = 0; r < ATTN_SMALL_R; r++) {
+                const __m512 pb = _mm512_set1_ps(p[r * ATTN_SMALL_N + j]);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
+            }
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) /* unrolled with constant indices: acc stays in registers */
+            if (r < mr)
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    _mm512_mask_storeu_ps(o + (i0 + r) * Dv + 16 * c, vm[c],
+                                          _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inv[r])));
+    }
+}
+
+static int attention_small_applies(const attention_dims *d, af_dtype dtype) {
+    return dtype == AF_DTYPE_F32 && d->Nk >= 1 && d->Nk <= ATTN_SMALL_N && d->Dv >= 1 && d->Dv <= ATTN_SMALL_N &&
+           d->D >= 1 && d->D <= ATTN_SMALL_D && d->Nq >= 1 && attention_small_supported();
+}
+
+static void attention_small_forward(const attention_dims *d, float scale, const float *q, const float *k,
+                                    const float *v, float *out, float *lse) {
+    AF_PARALLEL_FOR(d->batch > 1 ? d->batch * d->Nq * (d->Nk + 1) * (d->D + d->Dv + 8) : 0)
+    for (int64_t b = 0; b < d->batch; b++)
+        attention_small_entry(d->Nq, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
+                              v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq);
+}
+#endif
+
 static af_status scaled_dot_product_attention_forward_cpu(af_op_call *c) {
     attention_dims d;
     attention_dims_make(c->in[0], c->in[2], c->in[1]->shape[c->in[1]->ndim - 2], &d);
     AF_TRY(attention_check(c, &d));
+#if ATTN_HAVE_AVX512
+    if (attention_small_applies(&d, c->in[0]->dtype)) {
+        attention_small_forward(&d, (float)c->attr.f[0], af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                                af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]));
+        return AF_OK;
+    }
+#endif
     int failed = AF_DISPATCH_FLOAT(c->in[0]->dtype, attention_forward, &d, c->attr.f[0], af_tensor_data(c->in[0]),
                                    af_tensor_data(c->in[1]), af_tensor_data(c->in[2]), af_tensor_data(c->out[0]),
                                    af_tensor_data(c->saved[0]));
@@ -108,34 +246,9 @@ const af_op_def af_op_def_scaled_dot_product_attention = {
 
 #else /* ---- kernels, once per scalar_t ---- */
 
+/* e^x for the softmax numerators: float32 through the vectorisable af_expf (vexp.h) */
 #if AF_FLOAT_PASS == 1
-/* e^x in float for the softmax numerators (x <= 0 there), written so the compiler vectorizes a row:
- * x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' expf polynomial (S. Moshier, Cephes Math Library,
- * expf.c: relative error ~1 ulp), 2^n put into the exponent bits. Below -87 (e^x < 2^-125) it
- * returns 0, as the true value vanishes beside the row's largest term, 1; NaN stays NaN. */
-static inline float attn_exp_f32(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer in the low bits */
-    float nf = xc * 1.44269504088896341f + magic;
-    int32_t ni;
-    memcpy(&ni, &nf, sizeof ni);
-    ni -= 0x4B400000; /* the bits of `magic` */
-    nf -= magic;
-    float r = xc - nf * 0.693359375f - nf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    int32_t yi;
-    memcpy(&yi, &y, sizeof yi);
-    yi += ni * (1 << 23);
-    memcpy(&y, &yi, sizeof y);
-    y = x < -87.0f ? 0.0f : y;
-    return x != x ? x : y;
-}
+static inline float attn_exp_f32(float x) { return af_expf(x); }
 #else
 static inline double attn_exp_f64(double x) { return exp(x); }
 #endif

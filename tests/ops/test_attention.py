@@ -31,7 +31,9 @@ def ref_attention(q, k, v, scale):
 
 # (q shape, Nk, Dv): batch dims, query/key lengths across the 128-query and 256-key block sizes
 CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5), 9, 2), ((1, 2, 197, 16), 197, 16),
-         ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64)]
+         ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64),
+         # the limits of the float32 short-sequence kernel (Nk, Dv <= 64, D <= 128) and just past them
+         ((1, 3, 13, 128), 64, 64), ((1, 1, 6, 17), 65, 33), ((2, 1, 5, 129), 16, 64), ((1, 1, 4, 16), 17, 65)]
 
 
 @pytest.mark.reference("scaled_dot_product_attention")
@@ -60,6 +62,23 @@ def test_explicit_scale_and_large_logits(rng):
     for scale in (0.1, 1.0, 80.0):
         out = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), scale=scale)
         assert_close(out, ref_attention(q, k, v, scale)[0], rtol=1e-11, atol=1e-12, name=f"scale {scale}")
+
+
+@pytest.mark.reference("scaled_dot_product_attention")
+@pytest.mark.parametrize("nk", [5, 50, 300])
+def test_float32_large_logits(nk, rng):
+    """float32 logits in the hundreds (short-sequence kernel and blocked path alike): finite, and the
+    log-sum-exp the backward relies on gives the right gradients."""
+    q, k, v = rng.standard_normal((2, 7, 8)) * 20, rng.standard_normal((2, nk, 8)) * 20, rng.standard_normal((2, nk, 8))
+    g = rng.standard_normal((2, 7, 8))
+    tq, tk, tv = (af.tensor(a, dtype="float32", requires_grad=True) for a in (q, k, v))
+    out = F.scaled_dot_product_attention(tq, tk, tv, scale=1.0)
+    out.backward(af.tensor(g, dtype="float32"))
+    ref, backward = ref_attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), 1.0)
+    assert np.isfinite(out.numpy()).all()
+    assert_close(out, ref, rtol=1e-3, atol=1e-3, name="out")
+    for name, t, want in zip(("dq", "dk", "dv"), (tq, tk, tv), backward(g)):
+        assert_close(t.grad, want, rtol=1e-2, atol=1e-3, name=name)
 
 
 @pytest.mark.gradcheck("scaled_dot_product_attention")
