@@ -27,6 +27,8 @@
  * integers and 2 floats; the rest none. */
 #ifndef AF_FLOAT_PASS
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "elementwise.h"
 #include "vexp.h"
@@ -321,6 +323,62 @@ static inline scalar_t K(sigmoid_of)(scalar_t x) {
     return (x >= 0 ? (scalar_t)1 : e) / (1 + e);
 }
 
+#if AF_FLOAT_PASS == 1
+/* 1 + erf(z) with z = x / sqrt 2, in float32 without libm, so the exact GELU's loops vectorise; *e
+ * gets e^-z^2 = e^(-x^2 / 2), which the derivative reuses. x^2 / 2 is split as a + b with a exact
+ * (x's leading 12 bits squared) and e^-b from three Taylor terms (|b| < 0.02 wherever e^-a is not
+ * 0): a rounded x^2 would cost e^-z^2 up to 2^-24 x^2 / 2 of relative error, 150 ulp at x = -12. |z| <= 1: 1 + z P(z^2); beyond, erfc(|z|) = e^-z^2 Q(1/|z|) and 1 + erf(z) is
+ * 2 - erfc(z) (z > 1) or erfc(-z) (z < -1), the latter with no cancellation, so GELU keeps its
+ * relative accuracy for negative x. P (degree 5 in z^2, relative error 5e-8 on [0, 1]) and Q (degree
+ * 11 in 1/|z|, 5e-8 on |z| in [1, 10]; beyond 10, e^-z^2 is 0 in float) are least-squares fits in
+ * float64 to math.erf / math.erfc, rounded to float. */
+static inline float gelu_one_plus_erf_f32(float x, float *e) {
+    const float z = x * 0.70710678118654752f, a = fabsf(z), t = z * z;
+    float p = -5.625399062409997e-04f;
+    p = p * t + 4.916026722639799e-03f;
+    p = p * t - 2.670995518565178e-02f;
+    p = p * t + 1.128013059496880e-01f;
+    p = p * t - 3.761231899261475e-01f;
+    p = p * t + 1.128379106521606e+00f;
+    const float u = 1.0f / (a < 1.0f ? 1.0f : a > 10.0f ? 10.0f : a);
+    float q = -2.552629448473453e-03f;
+    q = q * u - 3.520593419671059e-02f;
+    q = q * u + 3.001236915588379e-01f;
+    q = q * u - 9.547650814056396e-01f;
+    q = q * u + 1.686763525009155e+00f;
+    q = q * u - 1.808843493461609e+00f;
+    q = q * u + 1.099055171012878e+00f;
+    q = q * u - 1.620696932077408e-01f;
+    q = q * u - 2.567586600780487e-01f;
+    q = q * u - 2.488261321559548e-03f;
+    q = q * u + 5.643282532691956e-01f;
+    q = q * u - 3.324490080558462e-06f;
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits &= 0xFFFFF000u;
+    float xh, xl;
+    memcpy(&xh, &bits, sizeof xh);
+    xl = x - xh;
+    const float hi = 0.5f * xh * xh; /* exact: 12 significant bits squared */
+    float b = xh * xl + 0.5f * xl * xl;
+    b = fabsf(x) < 64.0f ? b : 0.0f; /* inf - inf is NaN; e^-hi is 0 out there anyway */
+    *e = af_expf(-hi) * (1.0f - b * (1.0f - b * (0.5f - b * (1.0f / 6.0f))));
+    const float erfc_a = *e * q;
+    return a <= 1.0f ? 1.0f + z * p : z > 0 ? 2.0f - erfc_a : erfc_a;
+}
+
+/* exact GELU x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) and its derivative Phi(x) + x phi(x) */
+static inline float gelu_erf_f32(float x) {
+    float e;
+    return 0.5f * x * gelu_one_plus_erf_f32(x, &e);
+}
+static inline float gelu_erf_derivative_f32(float x) {
+    float e; /* e^-x^2/2, so phi(x) = e / sqrt(2 pi) */
+    const float c = gelu_one_plus_erf_f32(x, &e);
+    return 0.5f * c + x * (e * 0.39894228040143268f);
+}
+#endif
+
 /* d silu / dx = s (1 + x (1 - s)) with s = sigmoid(x); 1 - s is sigmoid(-x), taken from the same
  * e = e^-|x| rather than subtracted, which would cancel where s is near 1 (x large) */
 static inline scalar_t K(silu_derivative)(scalar_t x) {
@@ -442,6 +500,12 @@ static void K(unary_forward)(int op, const af_attrs *attr, const scalar_t *x, sc
     case AF_OP_SIGMOID: UNARY_MAP(K(sigmoid_of)(xi)); return;
     case AF_OP_SILU: UNARY_MAP(xi * K(sigmoid_of)(xi)); return;
     case AF_OP_HARDSWISH: UNARY_MAP(xi <= -3 ? 0 : xi >= 3 ? xi : xi * (xi + 3) / 6); return;
+#if AF_FLOAT_PASS == 1
+    case AF_OP_GELU:
+        if (attr->i[0]) break;
+        UNARY_MAP(gelu_erf_f32(xi));
+        return;
+#endif
     case AF_OP_HARDSIGMOID: UNARY_MAP(xi <= -3 ? 0 : xi >= 3 ? 1 : xi / 6 + (scalar_t)0.5); return;
     default: break;
     }
@@ -462,6 +526,12 @@ static void K(unary_backward)(int op, const af_attrs *attr, const scalar_t *x, c
         UNARY_GRAD(gi * K(silu_derivative)(xi));
         return;
     }
+#if AF_FLOAT_PASS == 1
+    case AF_OP_GELU:
+        if (attr->i[0]) break;
+        UNARY_GRAD(gi * gelu_erf_derivative_f32(xi));
+        return;
+#endif
     case AF_OP_HARDSWISH:
         UNARY_GRAD(gi * (xi <= -3 ? (scalar_t)0 : xi < 3 ? xi / 3 + (scalar_t)0.5 : (scalar_t)1));
         return;
