@@ -91,14 +91,14 @@ static af_status attention_oom(void) {
 /* ---- the short-sequence forward: one (batch entry) in registers, float32, AVX-512 ----
  *
  * At Nk <= 64 keys (ViT-B/16 at 112x112 has 50 tokens) one score row is four 16-float vectors, so a
- * block of ATTN_SMALL_R query rows of S = scale Q K^T lives in 24 zmm registers: the scores, the
+ * block of ATTN_SMALL_R query rows of S = scale Q K^T lives in 20 zmm registers: the scores, the
  * row softmax and P V run without a GEMM call, its packing buffers and its edge tiles, which cost
  * more than the arithmetic at these sizes. K is transposed once per batch entry into a 64-column
  * panel (zero columns beyond Nk, masked to -inf before the max). Each S element sums over d in order
  * with one FMA per step, as the GEMM's micro-kernel does; the sums of P run in a fixed vector order;
  * so the result depends only on the shapes, never on the thread count. Compiled with a target
  * attribute and run only where the CPU has AVX-512F (checked at run time), like gemm_avx512.c. */
-#define ATTN_SMALL_R 6   /* query rows per block: 6 x 4 accumulators + 4 operands fit 32 zmm */
+#define ATTN_SMALL_R 5   /* query rows per block: 5 x 4 accumulators + 4 operands fit 32 zmm */
 #define ATTN_SMALL_N 64  /* most keys, and most value columns, of the short path */
 #define ATTN_SMALL_D 128 /* most head dims (the K panel, D x 64 floats, stays on the stack) */
 #define ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
@@ -116,38 +116,85 @@ static int attention_small_supported(void) {
 
 static inline __mmask16 attn_first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
+/* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 16 c + lane] for lanes in mask[c] (0 elsewhere): R rows
+ * times an n x 64 matrix, the 20 accumulators in registers; t runs in order, one FMA per step */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_rows_times(const float *const *a, int64_t n,
+                                                                              const float *B, int64_t ldb,
+                                                                              const __mmask16 *mask,
+                                                                              __m512 acc[ATTN_SMALL_R][4]) {
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < n; t++) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) bv[c] = _mm512_maskz_loadu_ps(mask[c], B + t * ldb + 16 * c);
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 ab = _mm512_set1_ps(a[r][t]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(ab, bv[c], acc[r][c]);
+        }
+    }
+}
+
+/* acc[j][0:64 masked] += sum_r w[r][j] x[r][0:64 masked] for j < n: a rank-R update of n rows of a
+ * 64-column buffer (ld 64), x's R row vectors held in registers; rows r ascending */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_rank_update(const float *w, int64_t n,
+                                                                               const float *const *x,
+                                                                               const __mmask16 *mask, float *acc) {
+    __m512 xv[ATTN_SMALL_R][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) xv[r][c] = _mm512_maskz_loadu_ps(mask[c], x[r] + 16 * c);
+    for (int64_t j = 0; j < n; j++) {
+        __m512 av[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) av[c] = _mm512_load_ps(acc + j * ATTN_SMALL_N + 16 * c);
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 wb = _mm512_set1_ps(w[r * ATTN_SMALL_N + j]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) av[c] = _mm512_fmadd_ps(wb, xv[r][c], av[c]);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) _mm512_store_ps(acc + j * ATTN_SMALL_N + 16 * c, av[c]);
+    }
+}
+
+static inline void attn_masks(int64_t n, __mmask16 m[4]) {
+    for (int c = 0; c < 4; c++) m[c] = attn_first_n(n - 16 * c);
+}
+
+/* dst (n0 x 64, ld 64) = src^T for src (64 rows at most, `rows` of them, ld ls; n0 columns): zeros
+ * past `rows` (n0 is rounded up to 16) */
+static void attn_panel(const float *src, int64_t rows, int64_t n0, int64_t ls, float *dst) {
+    for (int64_t j0 = 0; j0 < ATTN_SMALL_N; j0 += 16)
+        for (int64_t d0 = 0; d0 < n0; d0 += 16)
+            af_avx512_transpose16(src + j0 * ls + d0, ls, rows - j0, (uint16_t)attn_first_n(n0 - d0),
+                                  dst + d0 * ATTN_SMALL_N + j0, ATTN_SMALL_N);
+}
+
 /* one batch entry: q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk, Dv <= 64, D <= 128 */
 ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
                                               const float *q, const float *k, const float *v, float *o, float *lse) {
     float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
     float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
-    const __mmask16 km[4] = {attn_first_n(Nk), attn_first_n(Nk - 16), attn_first_n(Nk - 32), attn_first_n(Nk - 48)};
-    for (int64_t j0 = 0; j0 < ATTN_SMALL_N; j0 += 16) /* kt[d][j] = k[j][d], zeros past Nk */
-        for (int64_t d0 = 0; d0 < D; d0 += 16)
-            af_avx512_transpose16(k + j0 * D + d0, D, Nk - j0, (uint16_t)attn_first_n(D - d0),
-                                  kt + d0 * ATTN_SMALL_N + j0, ATTN_SMALL_N);
-    const __mmask16 vm[4] = {attn_first_n(Dv), attn_first_n(Dv - 16), attn_first_n(Dv - 32), attn_first_n(Dv - 48)};
+    attn_panel(k, Nk, D, D, kt);
+    __mmask16 all[4], km[4], vm[4];
+    attn_masks(ATTN_SMALL_N, all);
+    attn_masks(Nk, km);
+    attn_masks(Dv, vm);
     const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
     for (int64_t i0 = 0; i0 < Nq; i0 += ATTN_SMALL_R) {
         const int64_t mr = Nq - i0 < ATTN_SMALL_R ? Nq - i0 : ATTN_SMALL_R;
-        const float *qr[ATTN_SMALL_R]; /* rows past the end repeat the last one (computed, not stored) */
+        const float *qr[ATTN_SMALL_R], *pr[ATTN_SMALL_R]; /* rows past the end repeat the last (not stored) */
         for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
+        for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_N;
         __m512 acc[ATTN_SMALL_R][4];
-#pragma GCC unroll 6
-        for (int r = 0; r < ATTN_SMALL_R; r++)
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
-        for (int64_t d = 0; d < D; d++) {
-            __m512 kv[4];
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) kv[c] = _mm512_load_ps(kt + d * ATTN_SMALL_N + 16 * c);
-#pragma GCC unroll 6
-            for (int r = 0; r < ATTN_SMALL_R; r++) {
-                const __m512 qb = _mm512_set1_ps(qr[r][d]);
-#pragma GCC unroll 4
-                for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(qb, kv[c], acc[r][c]);
-            }
-        }
+        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
         float m[ATTN_SMALL_R], inv[ATTN_SMALL_R];
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
@@ -161,30 +208,16 @@ ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D,
             m[r] = _mm512_reduce_max_ps(mx);
         }
         for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m): a loop the compiler vectorises */
-            float *pr = p + r * ATTN_SMALL_N;
-            const float mr_ = m[r];
-            for (int j = 0; j < ATTN_SMALL_N; j++) pr[j] = af_expf(pr[j] - mr_);
-            __m512 sum = _mm512_load_ps(pr);
-            for (int c = 1; c < 4; c++) sum = _mm512_add_ps(sum, _mm512_load_ps(pr + 16 * c));
+            float *row = p + r * ATTN_SMALL_N;
+            const float mrow = m[r];
+            for (int j = 0; j < ATTN_SMALL_N; j++) row[j] = af_expf(row[j] - mrow);
+            __m512 sum = _mm512_load_ps(row);
+            for (int c = 1; c < 4; c++) sum = _mm512_add_ps(sum, _mm512_load_ps(row + 16 * c));
             const float l = _mm512_reduce_add_ps(sum);
             inv[r] = 1.0f / l;
             if (r < mr) lse[i0 + r] = m[r] + logf(l);
         }
-#pragma GCC unroll 6
-        for (int r = 0; r < ATTN_SMALL_R; r++)
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
-        for (int64_t j = 0; j < Nk; j++) { /* O = P V, V's rows read in place */
-            __m512 vv[4];
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) vv[c] = _mm512_maskz_loadu_ps(vm[c], v + j * Dv + 16 * c);
-#pragma GCC unroll 6
-            for (int r = 0; r < ATTN_SMALL_R; r++) {
-                const __m512 pb = _mm512_set1_ps(p[r * ATTN_SMALL_N + j]);
-#pragma GCC unroll 4
-                for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
-            }
-        }
+        attn_rows_times(pr, Nk, v, Dv, vm, acc); /* O = P V, V's rows read in place */
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) /* unrolled with constant indices: acc stays in registers */
             if (r < mr)
@@ -192,6 +225,98 @@ ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D,
                 for (int c = 0; c < 4; c++)
                     _mm512_mask_storeu_ps(o + (i0 + r) * Dv + 16 * c, vm[c],
                                           _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inv[r])));
+    }
+}
+
+/* The backward of one batch entry (the formulas in the header), blocks of R query rows: P from the
+ * saved lse, dP = dO V^T, dS = P (dP - delta) in registers; dQ rows += scale dS K at once, while
+ * dK and dV gather over the row blocks in order (scale dS^T Q and P^T dO) in local buffers that are
+ * added into dk, dv at the end. Any of dq, dk, dv may be NULL. */
+ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
+                                                       const float *q, const float *k, const float *v,
+                                                       const float *out, const float *lse, const float *dout,
+                                                       float *dq, float *dk, float *dv) {
+    float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float vt[ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float dkb[ATTN_SMALL_D / 64][ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float dvb[ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float ds[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
+    const int64_t nchunk = (D + 63) / 64; /* D in chunks of 64 columns for dQ and dK */
+    attn_panel(k, Nk, D, D, kt);
+    if (dq || dk) attn_panel(v, Nk, Dv, Dv, vt);
+    if (dk) memset(dkb, 0, sizeof(float) * (size_t)(nchunk * ATTN_SMALL_N * ATTN_SMALL_N));
+    if (dv) memset(dvb, 0, sizeof dvb);
+    __mmask16 all[4], km[4], vm[4];
+    attn_masks(ATTN_SMALL_N, all);
+    attn_masks(Nk, km);
+    attn_masks(Dv, vm);
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int64_t i0 = 0; i0 < Nq; i0 += ATTN_SMALL_R) {
+        const int64_t mr = Nq - i0 < ATTN_SMALL_R ? Nq - i0 : ATTN_SMALL_R;
+        const float *qr[ATTN_SMALL_R], *gr[ATTN_SMALL_R], *dsr[ATTN_SMALL_R];
+        float delta[ATTN_SMALL_R];
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const int64_t i = i0 + (r < mr ? r : mr - 1);
+            qr[r] = q + i * D, gr[r] = dout + i * Dv, dsr[r] = ds + r * ATTN_SMALL_N;
+            double acc = 0; /* delta_i = dO_i . O_i, as the blocked path sums it */
+            for (int64_t c = 0; c < Dv; c++) acc += (double)out[i * Dv + c] * dout[i * Dv + c];
+            delta[r] = (float)acc;
+        }
+        __m512 acc[ATTN_SMALL_R][4];
+        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 shift = _mm512_set1_ps(lse[i0 + (r < mr ? r : mr - 1)]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, _mm512_sub_ps(_mm512_mul_ps(acc[r][c], vscale), shift));
+        }
+        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - L); 0 past the keys and past the rows */
+            float *row = p + r * ATTN_SMALL_N;
+            for (int j = 0; j < ATTN_SMALL_N; j++) row[j] = af_expf(row[j]);
+            for (int c = 0; c < 4; c++)
+                _mm512_store_ps(row + 16 * c, _mm512_maskz_mov_ps(r < mr ? km[c] : 0, _mm512_load_ps(row + 16 * c)));
+        }
+        if (dv) attn_rank_update(p, Nk, gr, vm, dvb); /* dV += P^T dO */
+        if (!dq && !dk) continue;
+        attn_rows_times(gr, Dv, vt, ATTN_SMALL_N, all, acc); /* dP = dO V^T */
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 dl = _mm512_set1_ps(delta[r]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const __m512 pv = _mm512_load_ps(p + r * ATTN_SMALL_N + 16 * c);
+                _mm512_store_ps(ds + r * ATTN_SMALL_N + 16 * c, _mm512_mul_ps(pv, _mm512_sub_ps(acc[r][c], dl)));
+            }
+        }
+        for (int64_t h = 0; h < nchunk; h++) {
+            __mmask16 dm[4];
+            attn_masks(D - 64 * h, dm);
+            if (dq) {
+                attn_rows_times(dsr, Nk, k + 64 * h, D, dm, acc); /* dQ += scale dS K */
+#pragma GCC unroll 6
+                for (int r = 0; r < ATTN_SMALL_R; r++)
+                    if (r < mr)
+#pragma GCC unroll 4
+                        for (int c = 0; c < 4; c++) {
+                            float *dst = dq + (i0 + r) * D + 64 * h + 16 * c;
+                            const __m512 old = _mm512_maskz_loadu_ps(dm[c], dst);
+                            _mm512_mask_storeu_ps(dst, dm[c], _mm512_add_ps(old, _mm512_mul_ps(acc[r][c], vscale)));
+                        }
+            }
+            if (dk) {
+                const float *qh[ATTN_SMALL_R];
+                for (int r = 0; r < ATTN_SMALL_R; r++) qh[r] = qr[r] + 64 * h;
+                attn_rank_update(ds, Nk, qh, dm, dkb[h]); /* dK += dS^T Q (scaled at the end) */
+            }
+        }
+    }
+    for (int64_t j = 0; j < Nk; j++) {
+        if (dk)
+            for (int64_t c = 0; c < D; c++) dk[j * D + c] += scale * dkb[c / 64][j * ATTN_SMALL_N + c % 64];
+        if (dv)
+            for (int64_t c = 0; c < Dv; c++) dv[j * Dv + c] += dvb[j * ATTN_SMALL_N + c];
     }
 }
 
@@ -206,6 +331,17 @@ static void attention_small_forward(const attention_dims *d, float scale, const 
     for (int64_t b = 0; b < d->batch; b++)
         attention_small_entry(d->Nq, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
                               v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq);
+}
+
+static void attention_small_backward(const attention_dims *d, float scale, const float *q, const float *k,
+                                     const float *v, const float *out, const float *lse, const float *dout, float *dq,
+                                     float *dk, float *dv) {
+    AF_PARALLEL_FOR(d->batch > 1 ? d->batch * d->Nq * (d->Nk + 1) * (d->D + d->Dv + 8) : 0)
+    for (int64_t b = 0; b < d->batch; b++)
+        attention_small_backward_entry(d->Nq, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
+                                       v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq,
+                                       dout + b * d->Nq * d->Dv, dq ? dq + b * d->Nq * d->D : NULL,
+                                       dk ? dk + b * d->Nk * d->D : NULL, dv ? dv + b * d->Nk * d->Dv : NULL);
 }
 #endif
 
@@ -233,6 +369,14 @@ static af_status scaled_dot_product_attention_backward_cpu(const af_op_call *c, 
     AF_TRY(attention_check(c, &d));
     void *g[3];
     for (int i = 0; i < 3; i++) g[i] = din[i] ? af_tensor_data(din[i]) : NULL;
+#if ATTN_HAVE_AVX512
+    if (attention_small_applies(&d, c->in[0]->dtype)) {
+        attention_small_backward(&d, (float)c->attr.f[0], af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                                 af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]),
+                                 af_tensor_data(dout[0]), g[0], g[1], g[2]);
+        return AF_OK;
+    }
+#endif
     int failed = AF_DISPATCH_FLOAT(c->in[0]->dtype, attention_backward, &d, c->attr.f[0], af_tensor_data(c->in[0]),
                                    af_tensor_data(c->in[1]), af_tensor_data(c->in[2]), af_tensor_data(c->out[0]),
                                    af_tensor_data(c->saved[0]), af_tensor_data(dout[0]), g[0], g[1], g[2]);

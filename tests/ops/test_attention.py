@@ -101,8 +101,31 @@ def test_gradient_of_some_inputs_only(rng):
     assert_close(tk.grad, backward(g)[1], rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.reference("scaled_dot_product_attention")
+@pytest.mark.parametrize("nk,d", [(7, 5), (50, 100), (300, 8)])
+def test_float32_gradient_of_some_inputs_only(nk, d, rng):
+    """Each subset of (query, key, value) needing a gradient gets the gradients the full backward gives,
+    in float32 (the short-sequence kernel at nk <= 64) and the blocked path"""
+    q, k, v = rng.standard_normal((2, 9, d)), rng.standard_normal((2, nk, d)), rng.standard_normal((2, nk, 6))
+    g = af.tensor(rng.standard_normal((2, 9, 6)), dtype="float32")
+    full = [af.tensor(a, dtype="float32", requires_grad=True) for a in (q, k, v)]
+    F.scaled_dot_product_attention(*full).backward(g)
+    _, backward = ref_attention(q, k, v, 1 / math.sqrt(d))
+    for i, want in enumerate(backward(g.numpy().astype(np.float64))):
+        assert_close(full[i].grad, want, rtol=1e-4, atol=2e-5, name=f"full {i}")
+    for mask in range(1, 7):
+        ts = [af.tensor(a, dtype="float32", requires_grad=bool(mask >> i & 1)) for i, a in enumerate((q, k, v))]
+        F.scaled_dot_product_attention(*ts).backward(g)
+        for i, t in enumerate(ts):
+            if mask >> i & 1:
+                assert_close(t.grad, full[i].grad, rtol=0, atol=0, name=f"mask {mask} input {i}")
+            else:
+                assert t.grad is None
+
+
 def test_threads_bitwise_identical(rng):
-    shapes = [((2, 3, 197, 16), (2, 3, 197, 16), (2, 3, 197, 16)), ((1, 2, 300, 8), (1, 2, 520, 8), (1, 2, 520, 5))]
+    shapes = [((2, 3, 197, 16), (2, 3, 197, 16), (2, 3, 197, 16)), ((1, 2, 300, 8), (1, 2, 520, 8), (1, 2, 520, 5)),
+              ((4, 6, 50, 64), (4, 6, 50, 64), (4, 6, 50, 64))]  # the short-sequence kernel
     for sq, sk, sv in shapes:
         q, k, v = (rng.standard_normal(s).astype(np.float32) for s in (sq, sk, sv))
         assert_thread_invariant(F.scaled_dot_product_attention, [q, k, v], threads=(1, 2, 3), name="sdpa")
