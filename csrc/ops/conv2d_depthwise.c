@@ -220,11 +220,13 @@ static int K(dw_backward_s1)(const conv_geom *g, const scalar_t *x, const scalar
                 K(dw_widen)(g, dy + (n * g->Cout + co) * g->HWo, dyw);
                 for (int64_t t = 0; t < KK; t++) {
                     const scalar_t *xs = xpad + t / g->KW * g->dh * Wp + t % g->KW * g->dw;
-                    scalar_t *lt = lane + 16 * t;
+                    scalar_t lt[16]; /* a local copy: the compiler keeps it in registers */
+                    memcpy(lt, lane + 16 * t, sizeof lt);
                     int64_t u = 0;
                     for (; u + 16 <= L; u += 16)
                         for (int l = 0; l < 16; l++) lt[l] += dyw[u + l] * xs[u + l];
                     for (int l = 0; u + l < L; l++) lt[l] += dyw[u + l] * xs[u + l];
+                    memcpy(lane + 16 * t, lt, sizeof lt);
                 }
             }
             for (int64_t t = 0; t < KK; t++) {
