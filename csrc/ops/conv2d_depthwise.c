@@ -97,16 +97,21 @@ static void K(dw_backward_strided)(const conv_geom *g, const scalar_t *x, const 
                 for (int64_t kw = 0; kw < g->KW; kw++) {
                     int64_t off_w = kw * g->dw - g->pw, lo, hi;
                     valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
-                    scalar_t acc = 0;
+                    scalar_t lt[16] = {0}; /* 16 fixed lanes along each row, as in dw_backward_s1 */
                     for (int64_t n = 0; n < g->N; n++) {
                         const scalar_t *xp = x + (n * g->Cin + ci) * g->H * g->W;
                         const scalar_t *dyp = dy + (n * g->Cout + co) * g->HWo;
                         for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
                             const scalar_t *xrow = xp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
                             const scalar_t *dyrow = dyp + oh * g->Wo;
-                            for (int64_t ow = lo; ow < hi; ow++) acc += dyrow[ow] * xrow[ow * g->sw];
+                            int64_t ow = lo;
+                            for (; ow + 16 <= hi; ow += 16)
+                                for (int l = 0; l < 16; l++) lt[l] += dyrow[ow + l] * xrow[(ow + l) * g->sw];
+                            for (int l = 0; ow + l < hi; l++) lt[l] += dyrow[ow + l] * xrow[(ow + l) * g->sw];
                         }
                     }
+                    scalar_t acc = 0;
+                    for (int l = 0; l < 16; l++) acc += lt[l];
                     dw[co * KK + kh * g->KW + kw] += acc;
                 }
             }
