@@ -88,7 +88,7 @@ static af_status attention_oom(void) {
 }
 
 #if ATTN_HAVE_AVX512
-/* ---- the short-sequence forward: one (batch entry) in registers, float32, AVX-512 ----
+/* ---- the short-sequence kernels: one batch entry in registers, float32, AVX-512 ----
  *
  * At Nk <= 64 keys (ViT-B/16 at 112x112 has 50 tokens) one score row is four 16-float vectors, so a
  * block of ATTN_SMALL_R query rows of S = scale Q K^T lives in 20 zmm registers: the scores, the
@@ -96,8 +96,10 @@ static af_status attention_oom(void) {
  * more than the arithmetic at these sizes. K is transposed once per batch entry into a 64-column
  * panel (zero columns beyond Nk, masked to -inf before the max). Each S element sums over d in order
  * with one FMA per step, as the GEMM's micro-kernel does; the sums of P run in a fixed vector order;
- * so the result depends only on the shapes, never on the thread count. Compiled with a target
- * attribute and run only where the CPU has AVX-512F (checked at run time), like gemm_avx512.c. */
+ * so the result depends only on the shapes, never on the thread count. The backward recomputes P
+ * from the saved log-sum-exp the same way and runs its four products through the same two helpers.
+ * Compiled with a target attribute and run only where the CPU has AVX-512F (checked at run time),
+ * like gemm_avx512.c; elsewhere, and for float64, the blocked GEMM path below runs. */
 #define ATTN_SMALL_R 5   /* query rows per block: 5 x 4 accumulators + 4 operands fit 32 zmm */
 #define ATTN_SMALL_N 64  /* most keys, and most value columns, of the short path */
 #define ATTN_SMALL_D 128 /* most head dims (the K panel, D x 64 floats, stays on the stack) */
