@@ -99,7 +99,9 @@ def bench(name, size, batch, repeats):
     row = {"name": name, "size": size}
     x, y = af.tensor(x_np), af.tensor(y_np)
     try:
-        ours = models.create(name, num_classes=NUM_CLASSES, **kwargs)
+        # a model built for one input size (ViT: its position embeddings) takes that size as image_size
+        extra = {"image_size": size} if name.startswith("vit_") else {}
+        ours = models.create(name, num_classes=NUM_CLASSES, **kwargs, **extra)
     except TypeError as e:  # a constructor without these options: its defaults, and say so
         ours = models.create(name, num_classes=NUM_CLASSES)
         row["note"] = f"affectfer's {name} built with its defaults ({e})"

@@ -27,6 +27,15 @@
 #include <string.h>
 
 #include "attention.h"
+#include "gemm_avx512.h"
+#include "vexp.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#define ATTN_HAVE_AVX512 1
+#else
+#define ATTN_HAVE_AVX512 0
+#endif
 
 #define AF_TEMPLATE_FILE "attention.c"
 #include "instantiate_float.h"
@@ -78,10 +87,277 @@ static af_status attention_oom(void) {
     return AF_FAIL(AF_ERR_OOM, "scaled_dot_product_attention: out of memory for a block of scores");
 }
 
+#if ATTN_HAVE_AVX512
+/* ---- the short-sequence kernels: one batch entry in registers, float32, AVX-512 ----
+ *
+ * At Nk <= 64 keys (ViT-B/16 at 112x112 has 50 tokens) one score row is four 16-float vectors, so a
+ * block of ATTN_SMALL_R query rows of S = scale Q K^T lives in 20 zmm registers: the scores, the
+ * row softmax and P V run without a GEMM call, its packing buffers and its edge tiles, which cost
+ * more than the arithmetic at these sizes. K is transposed once per batch entry into a 64-column
+ * panel (zero columns beyond Nk, masked to -inf before the max). Each S element sums over d in order
+ * with one FMA per step, as the GEMM's micro-kernel does; the sums of P run in a fixed vector order;
+ * so the result depends only on the shapes, never on the thread count. The backward recomputes P
+ * from the saved log-sum-exp the same way and runs its four products through the same two helpers.
+ * Compiled with a target attribute and run only where the CPU has AVX-512F (checked at run time),
+ * like gemm_avx512.c; elsewhere, and for float64, the blocked GEMM path below runs. */
+#define ATTN_SMALL_R 5   /* query rows per block: 5 x 4 accumulators + 4 operands fit 32 zmm */
+#define ATTN_SMALL_N 64  /* most keys, and most value columns, of the short path */
+#define ATTN_SMALL_D 128 /* most head dims (the K panel, D x 64 floats, stays on the stack) */
+#define ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+
+static int attention_small_supported(void) {
+    static int cached = -1; /* any thread may fill it in */
+    int use = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (use < 0) {
+        __builtin_cpu_init();
+        use = __builtin_cpu_supports("avx512f") != 0;
+        __atomic_store_n(&cached, use, __ATOMIC_RELAXED);
+    }
+    return use;
+}
+
+static inline __mmask16 attn_first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
+
+/* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 16 c + lane] for lanes in mask[c] (0 elsewhere): R rows
+ * times an n x 64 matrix, the 20 accumulators in registers; t runs in order, one FMA per step */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_rows_times(const float *const *a, int64_t n,
+                                                                              const float *B, int64_t ldb,
+                                                                              const __mmask16 *mask,
+                                                                              __m512 acc[ATTN_SMALL_R][4]) {
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < n; t++) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) bv[c] = _mm512_maskz_loadu_ps(mask[c], B + t * ldb + 16 * c);
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 ab = _mm512_set1_ps(a[r][t]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(ab, bv[c], acc[r][c]);
+        }
+    }
+}
+
+/* acc[j][0:64 masked] += sum_r w[r][j] x[r][0:64 masked] for j < n: a rank-R update of n rows of a
+ * 64-column buffer (ld 64), x's R row vectors held in registers; rows r ascending */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_rank_update(const float *w, int64_t n,
+                                                                               const float *const *x,
+                                                                               const __mmask16 *mask, float *acc) {
+    __m512 xv[ATTN_SMALL_R][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) xv[r][c] = _mm512_maskz_loadu_ps(mask[c], x[r] + 16 * c);
+    for (int64_t j = 0; j < n; j++) {
+        __m512 av[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) av[c] = _mm512_load_ps(acc + j * ATTN_SMALL_N + 16 * c);
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 wb = _mm512_set1_ps(w[r * ATTN_SMALL_N + j]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) av[c] = _mm512_fmadd_ps(wb, xv[r][c], av[c]);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) _mm512_store_ps(acc + j * ATTN_SMALL_N + 16 * c, av[c]);
+    }
+}
+
+static inline void attn_masks(int64_t n, __mmask16 m[4]) {
+    for (int c = 0; c < 4; c++) m[c] = attn_first_n(n - 16 * c);
+}
+
+/* dst (n0 x 64, ld 64) = src^T for src (64 rows at most, `rows` of them, ld ls; n0 columns): zeros
+ * past `rows` (n0 is rounded up to 16) */
+static void attn_panel(const float *src, int64_t rows, int64_t n0, int64_t ls, float *dst) {
+    for (int64_t j0 = 0; j0 < ATTN_SMALL_N; j0 += 16)
+        for (int64_t d0 = 0; d0 < n0; d0 += 16)
+            af_avx512_transpose16(src + j0 * ls + d0, ls, rows - j0, (uint16_t)attn_first_n(n0 - d0),
+                                  dst + d0 * ATTN_SMALL_N + j0, ATTN_SMALL_N);
+}
+
+/* one batch entry: q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk, Dv <= 64, D <= 128 */
+ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
+                                              const float *q, const float *k, const float *v, float *o, float *lse) {
+    float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
+    attn_panel(k, Nk, D, D, kt);
+    __mmask16 all[4], km[4], vm[4];
+    attn_masks(ATTN_SMALL_N, all);
+    attn_masks(Nk, km);
+    attn_masks(Dv, vm);
+    const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    for (int64_t i0 = 0; i0 < Nq; i0 += ATTN_SMALL_R) {
+        const int64_t mr = Nq - i0 < ATTN_SMALL_R ? Nq - i0 : ATTN_SMALL_R;
+        const float *qr[ATTN_SMALL_R], *pr[ATTN_SMALL_R]; /* rows past the end repeat the last (not stored) */
+        for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
+        for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_N;
+        __m512 acc[ATTN_SMALL_R][4];
+        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
+        float m[ATTN_SMALL_R], inv[ATTN_SMALL_R];
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            __m512 mx = ninf;
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale); /* -inf past the keys */
+                mx = _mm512_max_ps(mx, acc[r][c]);
+                _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, acc[r][c]);
+            }
+            m[r] = _mm512_reduce_max_ps(mx);
+        }
+        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m): a loop the compiler vectorises */
+            float *row = p + r * ATTN_SMALL_N;
+            const float mrow = m[r];
+            for (int j = 0; j < ATTN_SMALL_N; j++) row[j] = af_expf(row[j] - mrow);
+            __m512 sum = _mm512_load_ps(row);
+            for (int c = 1; c < 4; c++) sum = _mm512_add_ps(sum, _mm512_load_ps(row + 16 * c));
+            const float l = _mm512_reduce_add_ps(sum);
+            inv[r] = 1.0f / l;
+            if (r < mr) lse[i0 + r] = m[r] + logf(l);
+        }
+        attn_rows_times(pr, Nk, v, Dv, vm, acc); /* O = P V, V's rows read in place */
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) /* unrolled with constant indices: acc stays in registers */
+            if (r < mr)
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    _mm512_mask_storeu_ps(o + (i0 + r) * Dv + 16 * c, vm[c],
+                                          _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inv[r])));
+    }
+}
+
+/* The backward of one batch entry (the formulas in the header), blocks of R query rows: P from the
+ * saved lse, dP = dO V^T, dS = P (dP - delta) in registers; dQ rows += scale dS K at once, while
+ * dK and dV gather over the row blocks in order (scale dS^T Q and P^T dO) in local buffers that are
+ * added into dk, dv at the end. Any of dq, dk, dv may be NULL. */
+ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
+                                                       const float *q, const float *k, const float *v,
+                                                       const float *out, const float *lse, const float *dout,
+                                                       float *dq, float *dk, float *dv) {
+    float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float vt[ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float dkb[ATTN_SMALL_D / 64][ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float dvb[ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
+    float ds[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
+    const int64_t nchunk = (D + 63) / 64; /* D in chunks of 64 columns for dQ and dK */
+    attn_panel(k, Nk, D, D, kt);
+    if (dq || dk) attn_panel(v, Nk, Dv, Dv, vt);
+    if (dk) memset(dkb, 0, sizeof(float) * (size_t)(nchunk * ATTN_SMALL_N * ATTN_SMALL_N));
+    if (dv) memset(dvb, 0, sizeof dvb);
+    __mmask16 all[4], km[4], vm[4];
+    attn_masks(ATTN_SMALL_N, all);
+    attn_masks(Nk, km);
+    attn_masks(Dv, vm);
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int64_t i0 = 0; i0 < Nq; i0 += ATTN_SMALL_R) {
+        const int64_t mr = Nq - i0 < ATTN_SMALL_R ? Nq - i0 : ATTN_SMALL_R;
+        const float *qr[ATTN_SMALL_R], *gr[ATTN_SMALL_R], *dsr[ATTN_SMALL_R];
+        float delta[ATTN_SMALL_R];
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const int64_t i = i0 + (r < mr ? r : mr - 1);
+            qr[r] = q + i * D, gr[r] = dout + i * Dv, dsr[r] = ds + r * ATTN_SMALL_N;
+            double acc = 0; /* delta_i = dO_i . O_i, as the blocked path sums it */
+            for (int64_t c = 0; c < Dv; c++) acc += (double)out[i * Dv + c] * dout[i * Dv + c];
+            delta[r] = (float)acc;
+        }
+        __m512 acc[ATTN_SMALL_R][4];
+        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 shift = _mm512_set1_ps(lse[i0 + (r < mr ? r : mr - 1)]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, _mm512_sub_ps(_mm512_mul_ps(acc[r][c], vscale), shift));
+        }
+        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - L); 0 past the keys and past the rows */
+            float *row = p + r * ATTN_SMALL_N;
+            for (int j = 0; j < ATTN_SMALL_N; j++) row[j] = af_expf(row[j]);
+            for (int c = 0; c < 4; c++)
+                _mm512_store_ps(row + 16 * c, _mm512_maskz_mov_ps(r < mr ? km[c] : 0, _mm512_load_ps(row + 16 * c)));
+        }
+        if (dv) attn_rank_update(p, Nk, gr, vm, dvb); /* dV += P^T dO */
+        if (!dq && !dk) continue;
+        attn_rows_times(gr, Dv, vt, ATTN_SMALL_N, all, acc); /* dP = dO V^T */
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) {
+            const __m512 dl = _mm512_set1_ps(delta[r]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const __m512 pv = _mm512_load_ps(p + r * ATTN_SMALL_N + 16 * c);
+                _mm512_store_ps(ds + r * ATTN_SMALL_N + 16 * c, _mm512_mul_ps(pv, _mm512_sub_ps(acc[r][c], dl)));
+            }
+        }
+        for (int64_t h = 0; h < nchunk; h++) {
+            __mmask16 dm[4];
+            attn_masks(D - 64 * h, dm);
+            if (dq) {
+                attn_rows_times(dsr, Nk, k + 64 * h, D, dm, acc); /* dQ += scale dS K */
+#pragma GCC unroll 6
+                for (int r = 0; r < ATTN_SMALL_R; r++)
+                    if (r < mr)
+#pragma GCC unroll 4
+                        for (int c = 0; c < 4; c++) {
+                            float *dst = dq + (i0 + r) * D + 64 * h + 16 * c;
+                            const __m512 old = _mm512_maskz_loadu_ps(dm[c], dst);
+                            _mm512_mask_storeu_ps(dst, dm[c], _mm512_add_ps(old, _mm512_mul_ps(acc[r][c], vscale)));
+                        }
+            }
+            if (dk) {
+                const float *qh[ATTN_SMALL_R];
+                for (int r = 0; r < ATTN_SMALL_R; r++) qh[r] = qr[r] + 64 * h;
+                attn_rank_update(ds, Nk, qh, dm, dkb[h]); /* dK += dS^T Q (scaled at the end) */
+            }
+        }
+    }
+    for (int64_t j = 0; j < Nk; j++) {
+        if (dk)
+            for (int64_t c = 0; c < D; c++) dk[j * D + c] += scale * dkb[c / 64][j * ATTN_SMALL_N + c % 64];
+        if (dv)
+            for (int64_t c = 0; c < Dv; c++) dv[j * Dv + c] += dvb[j * ATTN_SMALL_N + c];
+    }
+}
+
+static int attention_small_applies(const attention_dims *d, af_dtype dtype) {
+    return dtype == AF_DTYPE_F32 && d->Nk >= 1 && d->Nk <= ATTN_SMALL_N && d->Dv >= 1 && d->Dv <= ATTN_SMALL_N &&
+           d->D >= 1 && d->D <= ATTN_SMALL_D && d->Nq >= 1 && attention_small_supported();
+}
+
+static void attention_small_forward(const attention_dims *d, float scale, const float *q, const float *k,
+                                    const float *v, float *out, float *lse) {
+    AF_PARALLEL_FOR(d->batch > 1 ? d->batch * d->Nq * (d->Nk + 1) * (d->D + d->Dv + 8) : 0)
+    for (int64_t b = 0; b < d->batch; b++)
+        attention_small_entry(d->Nq, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
+                              v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq);
+}
+
+static void attention_small_backward(const attention_dims *d, float scale, const float *q, const float *k,
+                                     const float *v, const float *out, const float *lse, const float *dout, float *dq,
+                                     float *dk, float *dv) {
+    AF_PARALLEL_FOR(d->batch > 1 ? d->batch * d->Nq * (d->Nk + 1) * (d->D + d->Dv + 8) : 0)
+    for (int64_t b = 0; b < d->batch; b++)
+        attention_small_backward_entry(d->Nq, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
+                                       v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq,
+                                       dout + b * d->Nq * d->Dv, dq ? dq + b * d->Nq * d->D : NULL,
+                                       dk ? dk + b * d->Nk * d->D : NULL, dv ? dv + b * d->Nk * d->Dv : NULL);
+}
+#endif
+
 static af_status scaled_dot_product_attention_forward_cpu(af_op_call *c) {
     attention_dims d;
     attention_dims_make(c->in[0], c->in[2], c->in[1]->shape[c->in[1]->ndim - 2], &d);
     AF_TRY(attention_check(c, &d));
+#if ATTN_HAVE_AVX512
+    if (attention_small_applies(&d, c->in[0]->dtype)) {
+        attention_small_forward(&d, (float)c->attr.f[0], af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                                af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]));
+        return AF_OK;
+    }
+#endif
     int failed = AF_DISPATCH_FLOAT(c->in[0]->dtype, attention_forward, &d, c->attr.f[0], af_tensor_data(c->in[0]),
                                    af_tensor_data(c->in[1]), af_tensor_data(c->in[2]), af_tensor_data(c->out[0]),
                                    af_tensor_data(c->saved[0]));
@@ -95,6 +371,14 @@ static af_status scaled_dot_product_attention_backward_cpu(const af_op_call *c, 
     AF_TRY(attention_check(c, &d));
     void *g[3];
     for (int i = 0; i < 3; i++) g[i] = din[i] ? af_tensor_data(din[i]) : NULL;
+#if ATTN_HAVE_AVX512
+    if (attention_small_applies(&d, c->in[0]->dtype)) {
+        attention_small_backward(&d, (float)c->attr.f[0], af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
+                                 af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]),
+                                 af_tensor_data(dout[0]), g[0], g[1], g[2]);
+        return AF_OK;
+    }
+#endif
     int failed = AF_DISPATCH_FLOAT(c->in[0]->dtype, attention_backward, &d, c->attr.f[0], af_tensor_data(c->in[0]),
                                    af_tensor_data(c->in[1]), af_tensor_data(c->in[2]), af_tensor_data(c->out[0]),
                                    af_tensor_data(c->saved[0]), af_tensor_data(dout[0]), g[0], g[1], g[2]);
@@ -108,34 +392,9 @@ const af_op_def af_op_def_scaled_dot_product_attention = {
 
 #else /* ---- kernels, once per scalar_t ---- */
 
+/* e^x for the softmax numerators: float32 through the vectorisable af_expf (vexp.h) */
 #if AF_FLOAT_PASS == 1
-/* e^x in float for the softmax numerators (x <= 0 there), written so the compiler vectorizes a row:
- * x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' expf polynomial (S. Moshier, Cephes Math Library,
- * expf.c: relative error ~1 ulp), 2^n put into the exponent bits. Below -87 (e^x < 2^-125) it
- * returns 0, as the true value vanishes beside the row's largest term, 1; NaN stays NaN. */
-static inline float attn_exp_f32(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer in the low bits */
-    float nf = xc * 1.44269504088896341f + magic;
-    int32_t ni;
-    memcpy(&ni, &nf, sizeof ni);
-    ni -= 0x4B400000; /* the bits of `magic` */
-    nf -= magic;
-    float r = xc - nf * 0.693359375f - nf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    int32_t yi;
-    memcpy(&yi, &y, sizeof yi);
-    yi += ni * (1 << 23);
-    memcpy(&y, &yi, sizeof y);
-    y = x < -87.0f ? 0.0f : y;
-    return x != x ? x : y;
-}
+static inline float attn_exp_f32(float x) { return af_expf(x); }
 #else
 static inline double attn_exp_f64(double x) { return exp(x); }
 #endif

@@ -10,7 +10,8 @@
  * with g = co / (Cout/G) and x = 0 outside the image (the formula in the torch.nn.Conv2d docs).
  *
  * Three CPU algorithms, chosen per call (same results up to float rounding):
- *   depthwise (Cin/G == 1, G > 1): a direct kernel; a GEMM with K = KH KW would be all overhead.
+ *   depthwise (Cin/G == 1, G > 1): a direct kernel (conv2d_depthwise.c); a GEMM with K = KH KW would be
+ *     all overhead.
  *   pointwise (1x1, stride 1, no padding) with Ho Wo >= 64: x[n] already is the GEMM's right
  *     operand, so y[n, g] = W[g] @ x[n, g] per image without any copy.
  *   everything else: im2col over a chunk of images, col (Cin/G KH KW, n_chunk Ho Wo). With Ho Wo >= 64,
@@ -25,6 +26,7 @@
 #include <string.h>
 
 #include "conv2d.h"
+#include "conv2d_depthwise.h"
 
 /* Upper bound on the elements of one im2col buffer (4 MiB in float32): a chunk's col stays in cache
  * between im2col and the GEMM. Measured on ResNet-50's 3x3 and 7x7 layers at batch 32 (one thread):
@@ -125,8 +127,9 @@ static af_status conv2d_forward_cpu(af_op_call *c) {
     const void *bias = b ? af_tensor_data(b) : NULL;
     if (c->out[0]->numel == 0) return AF_OK;
     if (conv_is_depthwise(&g)) {
-        AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_depthwise_forward, &g, af_tensor_data(c->in[0]),
-                          af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0]));
+        if (AF_DISPATCH_FLOAT(c->in[0]->dtype, conv2d_depthwise_forward, &g, af_tensor_data(c->in[0]),
+                              af_tensor_data(c->in[1]), bias, af_tensor_data(c->out[0])))
+            return AF_FAIL(AF_ERR_OOM, "conv2d: out of memory for a padded depthwise plane");
         return AF_OK;
     }
     if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
@@ -151,7 +154,8 @@ static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout
     if (!dx && !dw) return AF_OK;
     if (g.N * g.HWo == 0 || g.Cout == 0 || g.Cin == 0) return AF_OK;
     if (conv_is_depthwise(&g)) {
-        AF_DISPATCH_FLOAT(dt, conv2d_depthwise_backward, &g, x, w, dy, dx, dw);
+        if (AF_DISPATCH_FLOAT(dt, conv2d_depthwise_backward, &g, x, w, dy, dx, dw))
+            return AF_FAIL(AF_ERR_OOM, "conv2d: out of memory for a padded depthwise plane");
         return AF_OK;
     }
     if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
@@ -357,97 +361,6 @@ static void K(conv2d_pointwise_backward_dx)(const conv_geom *g, const scalar_t *
     af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cout * g->HWo, g->Cout_g * g->HWo,
                      g->Cin * g->HWo, g->Cin_g * g->HWo};
     AF_GEMM_BATCHED(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, 1, w, g->Cin_g, dy, g->HWo, 1, dx, g->HWo);
-}
-
-/* Depthwise (Cin_g = 1): y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g] shifted.
- * One thread per output plane; each (kh, kw) tap is a row-wise axpy over the valid output range. */
-AF_CPU_DISPATCH
-static void K(conv2d_depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                        scalar_t *y) {
-    const int64_t planes = g->N * g->Cout;
-    AF_PARALLEL_FOR(planes * g->HWo * g->KH * g->KW)
-    for (int64_t p = 0; p < planes; p++) {
-        int64_t n = p / g->Cout, co = p % g->Cout, ci = co / g->Cout_g;
-        const scalar_t *xp = x + (n * g->Cin + ci) * g->H * g->W, *wp = w + co * g->KH * g->KW;
-        scalar_t *yp = y + p * g->HWo, b = bias ? bias[co] : 0;
-        for (int64_t i = 0; i < g->HWo; i++) yp[i] = b;
-        for (int64_t kh = 0; kh < g->KH; kh++) {
-            int64_t oh_lo, oh_hi;
-            valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
-            for (int64_t kw = 0; kw < g->KW; kw++) {
-                scalar_t wv = wp[kh * g->KW + kw];
-                int64_t off_w = kw * g->dw - g->pw, lo, hi;
-                valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
-                for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                    const scalar_t *xrow = xp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
-                    scalar_t *yrow = yp + oh * g->Wo;
-                    if (g->sw == 1)
-                        for (int64_t ow = lo; ow < hi; ow++) yrow[ow] += wv * xrow[ow];
-                    else
-                        for (int64_t ow = lo; ow < hi; ow++) yrow[ow] += wv * xrow[ow * g->sw];
-                }
-            }
-        }
-    }
-}
-
-/* dx (one thread per input plane, over its Cout_g output channels) and dw (one thread per output
- * channel, summing over images in order) += the adjoints of conv2d_depthwise_forward */
-AF_CPU_DISPATCH
-static void K(conv2d_depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                                         scalar_t *dx, scalar_t *dw) {
-    const int64_t KK = g->KH * g->KW;
-    if (dx) {
-        const int64_t planes = g->N * g->Cin;
-        AF_PARALLEL_FOR(planes * g->Cout_g * g->HWo * KK)
-        for (int64_t p = 0; p < planes; p++) {
-            int64_t n = p / g->Cin, ci = p % g->Cin;
-            scalar_t *dxp = dx + p * g->H * g->W;
-            for (int64_t j = 0; j < g->Cout_g; j++) {
-                int64_t co = ci * g->Cout_g + j;
-                const scalar_t *dyp = dy + (n * g->Cout + co) * g->HWo, *wp = w + co * KK;
-                for (int64_t kh = 0; kh < g->KH; kh++) {
-                    int64_t oh_lo, oh_hi;
-                    valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
-                    for (int64_t kw = 0; kw < g->KW; kw++) {
-                        scalar_t wv = wp[kh * g->KW + kw];
-                        int64_t off_w = kw * g->dw - g->pw, lo, hi;
-                        valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
-                        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                            scalar_t *dxrow = dxp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
-                            const scalar_t *dyrow = dyp + oh * g->Wo;
-                            for (int64_t ow = lo; ow < hi; ow++) dxrow[ow * g->sw] += wv * dyrow[ow];
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if (dw) {
-        AF_PARALLEL_FOR(g->Cout * g->N * g->HWo * KK)
-        for (int64_t co = 0; co < g->Cout; co++) {
-            int64_t ci = co / g->Cout_g;
-            for (int64_t kh = 0; kh < g->KH; kh++) {
-                int64_t oh_lo, oh_hi;
-                valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
-                for (int64_t kw = 0; kw < g->KW; kw++) {
-                    int64_t off_w = kw * g->dw - g->pw, lo, hi;
-                    valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
-                    scalar_t acc = 0;
-                    for (int64_t n = 0; n < g->N; n++) {
-                        const scalar_t *xp = x + (n * g->Cin + ci) * g->H * g->W;
-                        const scalar_t *dyp = dy + (n * g->Cout + co) * g->HWo;
-                        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                            const scalar_t *xrow = xp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
-                            const scalar_t *dyrow = dyp + oh * g->Wo;
-                            for (int64_t ow = lo; ow < hi; ow++) acc += dyrow[ow] * xrow[ow * g->sw];
-                        }
-                    }
-                    dw[co * KK + kh * g->KW + kw] += acc;
-                }
-            }
-        }
-    }
 }
 
 /* dbias[co] += sum_{n, oh, ow} dy[n, co, oh, ow]; one thread per channel, images in order */

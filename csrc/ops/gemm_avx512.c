@@ -196,4 +196,12 @@ AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, f
     return 0;
 }
 
+/* transpose16 for other AVX-512 kernels (attention.c's K panel); declared in gemm_avx512.h */
+AF_AVX512 void af_avx512_transpose16(const float *src, int64_t ld, int64_t rows, uint16_t kmask, float *dst,
+                                     int64_t ldd) {
+    __m512 tr[16];
+    transpose16(src, ld, rows, (__mmask16)kmask, tr);
+    for (int t = 0; t < 16; t++) _mm512_storeu_ps(dst + t * ldd, tr[t]);
+}
+
 #endif /* AF_HAVE_AVX512_SGEMM */

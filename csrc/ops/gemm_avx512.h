@@ -17,4 +17,8 @@
 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* dst[t ldd + r] = src[r ld + t] for t < 16, r < 16: a 16 x 16 block transposed in registers; rows
+ * past `rows` and columns outside kmask read as 0 (AVX-512F CPUs only, as af_sgemm_avx512) */
+void af_avx512_transpose16(const float *src, int64_t ld, int64_t rows, uint16_t kmask, float *dst, int64_t ldd);
+
 #endif

@@ -83,7 +83,10 @@ const af_op_def af_op_def_group_norm = {.name = "group_norm", .input_names = gro
 
 #else /* ---- kernels, once per scalar_t ---- */
 
+#include "lane_sums.inc"
+
 /* x, y: (N, G, Cg, S); w, b: (G * Cg) or NULL; mean, rstd: (N, G) */
+AF_CPU_DISPATCH
 static void K(group_norm_forward)(const gn_dims *d, double eps, const scalar_t *x, const scalar_t *w,
                                   const scalar_t *b, scalar_t *y, double *mean, double *rstd) {
     int64_t M = d->Cg * d->S;
@@ -91,10 +94,7 @@ static void K(group_norm_forward)(const gn_dims *d, double eps, const scalar_t *
     for (int64_t blk = 0; blk < d->N * d->G; blk++) {
         const scalar_t *xb = x + blk * M;
         scalar_t *yb = y + blk * M;
-        double sum = 0, sq = 0;
-        for (int64_t j = 0; j < M; j++) sum += xb[j];
-        double mu = M > 0 ? sum / (double)M : 0;
-        for (int64_t j = 0; j < M; j++) sq += ((double)xb[j] - mu) * ((double)xb[j] - mu);
+        double mu = M > 0 ? K(lanes_sum)(xb, M) / (double)M : 0, sq = K(lanes_sum_sq_dev)(xb, M, mu);
         double rs = 1 / sqrt((M > 0 ? sq / (double)M : 0) + eps);
         mean[blk] = mu;
         rstd[blk] = rs;
@@ -110,6 +110,7 @@ static void K(group_norm_forward)(const gn_dims *d, double eps, const scalar_t *
 }
 
 /* x, dy, dx: (N, G, Cg, S); w, dw, dbias: (G * Cg); mean, rstd: (N, G); w and gradients may be NULL */
+AF_CPU_DISPATCH
 static void K(group_norm_backward)(const gn_dims *d, const scalar_t *x, const scalar_t *w, const double *mean,
                                    const double *rstd, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
                                    scalar_t *dbias) {
@@ -121,15 +122,9 @@ static void K(group_norm_backward)(const gn_dims *d, const scalar_t *x, const sc
             scalar_t *db = dx + blk * M;
             int64_t c0 = blk % d->G * d->Cg;
             double mu = mean[blk], rs = rstd[blk], sum_g = 0, sum_g_xhat = 0;
-            for (int64_t cg = 0; cg < d->Cg; cg++) {
-                double wc = w ? w[c0 + cg] : 1;
-                for (int64_t s = 0; s < d->S; s++) {
-                    int64_t j = cg * d->S + s;
-                    double g = gb[j] * wc;
-                    sum_g += g;
-                    sum_g_xhat += g * (((double)xb[j] - mu) * rs);
-                }
-            }
+            for (int64_t cg = 0; cg < d->Cg; cg++)
+                K(lanes_grad_sums)(gb + cg * d->S, xb + cg * d->S, NULL, w ? w[c0 + cg] : 1, d->S, mu, rs, &sum_g,
+                                   &sum_g_xhat);
             double mean_g = sum_g / (double)M, mean_g_xhat = sum_g_xhat / (double)M;
             for (int64_t cg = 0; cg < d->Cg; cg++) {
                 double wc = w ? w[c0 + cg] : 1;
@@ -148,11 +143,8 @@ static void K(group_norm_backward)(const gn_dims *d, const scalar_t *x, const sc
         for (int64_t n = 0; n < d->N; n++) {
             int64_t blk = n * d->G + c / d->Cg;
             const scalar_t *xr = x + (n * C + c) * d->S, *gr = dy + (n * C + c) * d->S;
-            double mu = mean[blk], rs = rstd[blk];
-            for (int64_t s = 0; s < d->S; s++) {
-                acc_w += gr[s] * (((double)xr[s] - mu) * rs);
-                acc_b += gr[s];
-            }
+            /* with wc = 1: sum_g = sum dy (dbias), sum_g_xhat = sum dy xhat (dw) */
+            K(lanes_grad_sums)(gr, xr, NULL, 1, d->S, mean[blk], rstd[blk], &acc_b, &acc_w);
         }
         if (dw) dw[c] += (scalar_t)acc_w;
         if (dbias) dbias[c] += (scalar_t)acc_b;

@@ -91,6 +91,8 @@ const af_op_def af_op_def_layer_norm = {.name = "layer_norm", .input_names = lay
 
 #else /* ---- kernels, once per scalar_t ---- */
 
+#include "lane_sums.inc"
+
 /* x, y: (R, M); w, b: (M) or NULL; mean, rstd: (R) */
 AF_CPU_DISPATCH
 static void K(layer_norm_forward)(int64_t R, int64_t M, double eps, const scalar_t *x, const scalar_t *w,
@@ -99,22 +101,19 @@ static void K(layer_norm_forward)(int64_t R, int64_t M, double eps, const scalar
     for (int64_t r = 0; r < R; r++) {
         const scalar_t *xr = x + r * M;
         scalar_t *yr = y + r * M;
-        double sum = 0, sq = 0;
-        for (int64_t j = 0; j < M; j++) sum += xr[j];
-        double mu = M > 0 ? sum / (double)M : 0;
-        for (int64_t j = 0; j < M; j++) {
-            double d = xr[j] - mu;
-            sq += d * d;
-        }
+        double mu = M > 0 ? K(lanes_sum)(xr, M) / (double)M : 0, sq = K(lanes_sum_sq_dev)(xr, M, mu);
         double rs = 1 / sqrt((M > 0 ? sq / (double)M : 0) + eps);
         mean[r] = (scalar_t)mu;
         rstd[r] = (scalar_t)rs;
-        for (int64_t j = 0; j < M; j++) {
-            double v = (xr[j] - mu) * rs;
-            if (w) v *= w[j];
-            if (b) v += b[j];
-            yr[j] = (scalar_t)v;
-        }
+        if (w && b)
+            for (int64_t j = 0; j < M; j++) yr[j] = (scalar_t)(((double)xr[j] - mu) * rs * w[j] + b[j]);
+        else
+            for (int64_t j = 0; j < M; j++) {
+                double v = ((double)xr[j] - mu) * rs;
+                if (w) v *= w[j];
+                if (b) v += b[j];
+                yr[j] = (scalar_t)v;
+            }
     }
 }
 
@@ -129,16 +128,14 @@ static void K(layer_norm_backward)(int64_t R, int64_t M, const scalar_t *x, cons
             const scalar_t *xr = x + r * M, *gr = dy + r * M;
             scalar_t *dr = dx + r * M;
             double mu = mean[r], rs = rstd[r], sum_g = 0, sum_g_xhat = 0;
-            for (int64_t j = 0; j < M; j++) {
-                double g = w ? (double)gr[j] * w[j] : gr[j];
-                sum_g += g;
-                sum_g_xhat += g * ((xr[j] - mu) * rs);
-            }
+            K(lanes_grad_sums)(gr, xr, w, 1, M, mu, rs, &sum_g, &sum_g_xhat);
             double mean_g = sum_g / (double)M, mean_g_xhat = sum_g_xhat / (double)M;
-            for (int64_t j = 0; j < M; j++) {
-                double g = w ? (double)gr[j] * w[j] : gr[j];
-                dr[j] += (scalar_t)(rs * (g - mean_g - (xr[j] - mu) * rs * mean_g_xhat));
-            }
+            if (w)
+                for (int64_t j = 0; j < M; j++)
+                    dr[j] += (scalar_t)(rs * ((double)gr[j] * w[j] - mean_g - ((double)xr[j] - mu) * rs * mean_g_xhat));
+            else
+                for (int64_t j = 0; j < M; j++)
+                    dr[j] += (scalar_t)(rs * ((double)gr[j] - mean_g - ((double)xr[j] - mu) * rs * mean_g_xhat));
         }
     }
     if (!dw && !dbias) return;

@@ -11,9 +11,11 @@
  * Backward from the saved output y (the Jacobian of softmax is diag(y) - y y^T):
  *   softmax:     dx_j += y_j (dy_j - sum_k dy_k y_k)
  *   log_softmax: dx_j += dy_j - exp(y_j) sum_k dy_k
- * One thread per line, sums in double in a fixed order: identical results for any thread count. */
+ * One thread per line, sums in double in a fixed order: identical results for any thread count.
+ * float32 softmax along a contiguous dim takes a vectorised path (softmax_line_f32). */
 #ifndef AF_FLOAT_PASS
 #include "softmax.h"
+#include "vexp.h"
 
 #define AF_TEMPLATE_FILE "softmax.c"
 #include "instantiate_float.h"
@@ -55,9 +57,42 @@ const af_op_def af_op_def_log_softmax = {.name = "log_softmax", .input_names = s
 
 #else /* ---- kernels, once per scalar_t ---- */
 
+#if AF_FLOAT_PASS == 1
+/* A float32 softmax over a contiguous line (inner == 1), vectorised: e_j = af_expf(x_j - m) (vexp.h,
+ * within 1 ulp) kept in y, their sum in double in 16 fixed lanes (the same order whatever the
+ * vector width of the CPU dispatch clone: the same bits), then y_j = e_j / sum in double. */
+static void softmax_line_f32(int64_t D, const float *x, float *y) {
+    float m = x[0];
+    for (int64_t j = 1; j < D; j++) m = x[j] > m ? x[j] : m;
+    double lane[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= D; j += 16)
+        for (int l = 0; l < 16; l++) {
+            float e = af_expf(x[j + l] - m);
+            y[j + l] = e;
+            lane[l] += e;
+        }
+    for (int l = 0; j + l < D; l++) {
+        float e = af_expf(x[j + l] - m);
+        y[j + l] = e;
+        lane[l] += e;
+    }
+    double sum = 0;
+    for (int l = 0; l < 16; l++) sum += lane[l];
+    for (j = 0; j < D; j++) y[j] = (float)((double)y[j] / sum);
+}
+#endif
+
 /* x, y: (outer, D, inner); line (o, i) is x[o, :, i] */
 AF_CPU_DISPATCH
 static void K(softmax_forward)(int is_log, int64_t outer, int64_t D, int64_t inner, const scalar_t *x, scalar_t *y) {
+#if AF_FLOAT_PASS == 1
+    if (!is_log && inner == 1 && D > 0) {
+        AF_PARALLEL_FOR(outer * D * 4)
+        for (int64_t line = 0; line < outer; line++) softmax_line_f32(D, x + line * D, y + line * D);
+        return;
+    }
+#endif
     AF_PARALLEL_FOR(outer * D * inner * 8)
     for (int64_t line = 0; line < outer * inner; line++) {
         const scalar_t *xl = x + (line / inner) * D * inner + line % inner;

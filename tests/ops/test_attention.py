@@ -31,7 +31,9 @@ def ref_attention(q, k, v, scale):
 
 # (q shape, Nk, Dv): batch dims, query/key lengths across the 128-query and 256-key block sizes
 CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5), 9, 2), ((1, 2, 197, 16), 197, 16),
-         ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64)]
+         ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64),
+         # the limits of the float32 short-sequence kernel (Nk, Dv <= 64, D <= 128) and just past them
+         ((1, 3, 13, 128), 64, 64), ((1, 1, 6, 17), 65, 33), ((2, 1, 5, 129), 16, 64), ((1, 1, 4, 16), 17, 65)]
 
 
 @pytest.mark.reference("scaled_dot_product_attention")
@@ -62,6 +64,23 @@ def test_explicit_scale_and_large_logits(rng):
         assert_close(out, ref_attention(q, k, v, scale)[0], rtol=1e-11, atol=1e-12, name=f"scale {scale}")
 
 
+@pytest.mark.reference("scaled_dot_product_attention")
+@pytest.mark.parametrize("nk", [5, 50, 300])
+def test_float32_large_logits(nk, rng):
+    """float32 logits in the hundreds (short-sequence kernel and blocked path alike): finite, and the
+    log-sum-exp the backward relies on gives the right gradients."""
+    q, k, v = rng.standard_normal((2, 7, 8)) * 20, rng.standard_normal((2, nk, 8)) * 20, rng.standard_normal((2, nk, 8))
+    g = rng.standard_normal((2, 7, 8))
+    tq, tk, tv = (af.tensor(a, dtype="float32", requires_grad=True) for a in (q, k, v))
+    out = F.scaled_dot_product_attention(tq, tk, tv, scale=1.0)
+    out.backward(af.tensor(g, dtype="float32"))
+    ref, backward = ref_attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), 1.0)
+    assert np.isfinite(out.numpy()).all()
+    assert_close(out, ref, rtol=1e-3, atol=1e-3, name="out")
+    for name, t, want in zip(("dq", "dk", "dv"), (tq, tk, tv), backward(g)):
+        assert_close(t.grad, want, rtol=1e-2, atol=1e-3, name=name)
+
+
 @pytest.mark.gradcheck("scaled_dot_product_attention")
 @pytest.mark.parametrize("qs,nk,dv", [((2, 2, 3, 4), 5, 3), ((1, 4, 2), 4, 2), ((1, 1, 2, 2), 260, 1),
                                       ((1, 130, 2), 3, 2)])
@@ -82,8 +101,31 @@ def test_gradient_of_some_inputs_only(rng):
     assert_close(tk.grad, backward(g)[1], rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.reference("scaled_dot_product_attention")
+@pytest.mark.parametrize("nk,d", [(7, 5), (50, 100), (300, 8)])
+def test_float32_gradient_of_some_inputs_only(nk, d, rng):
+    """Each subset of (query, key, value) needing a gradient gets the gradients the full backward gives,
+    in float32 (the short-sequence kernel at nk <= 64) and the blocked path"""
+    q, k, v = rng.standard_normal((2, 9, d)), rng.standard_normal((2, nk, d)), rng.standard_normal((2, nk, 6))
+    g = af.tensor(rng.standard_normal((2, 9, 6)), dtype="float32")
+    full = [af.tensor(a, dtype="float32", requires_grad=True) for a in (q, k, v)]
+    F.scaled_dot_product_attention(*full).backward(g)
+    _, backward = ref_attention(q, k, v, 1 / math.sqrt(d))
+    for i, want in enumerate(backward(g.numpy().astype(np.float64))):
+        assert_close(full[i].grad, want, rtol=1e-4, atol=2e-5, name=f"full {i}")
+    for mask in range(1, 7):
+        ts = [af.tensor(a, dtype="float32", requires_grad=bool(mask >> i & 1)) for i, a in enumerate((q, k, v))]
+        F.scaled_dot_product_attention(*ts).backward(g)
+        for i, t in enumerate(ts):
+            if mask >> i & 1:
+                assert_close(t.grad, full[i].grad, rtol=0, atol=0, name=f"mask {mask} input {i}")
+            else:
+                assert t.grad is None
+
+
 def test_threads_bitwise_identical(rng):
-    shapes = [((2, 3, 197, 16), (2, 3, 197, 16), (2, 3, 197, 16)), ((1, 2, 300, 8), (1, 2, 520, 8), (1, 2, 520, 5))]
+    shapes = [((2, 3, 197, 16), (2, 3, 197, 16), (2, 3, 197, 16)), ((1, 2, 300, 8), (1, 2, 520, 8), (1, 2, 520, 5)),
+              ((4, 6, 50, 64), (4, 6, 50, 64), (4, 6, 50, 64))]  # the short-sequence kernel
     for sq, sk, sv in shapes:
         q, k, v = (rng.standard_normal(s).astype(np.float32) for s in (sq, sk, sv))
         assert_thread_invariant(F.scaled_dot_product_attention, [q, k, v], threads=(1, 2, 3), name="sdpa")

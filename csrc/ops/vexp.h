@@ -1,0 +1,48 @@
+/* e^x in float32 written so that a loop calling it vectorises: no branch, no libm call, only
+ * +, *, comparisons and integer bit moves, which GCC turns into AVX-512/AVX2/SSE2 lanes in every
+ * AF_CPU_DISPATCH clone (csrc/core/cpu.h). The build has -ffp-contract=off and no -ffast-math, so
+ * each clone, and a build without clones, rounds every step the same way: the same bits everywhere.
+ *
+ * Method (Cephes expf.c, S. Moshier, Cephes Math Library): x = n ln2 + r with n = round(x / ln2)
+ * and |r| <= ln2/2, r computed exactly with ln2 split in two (Cody and Waite 1980: 0.693359375 has
+ * 9 significant bits, so n * 0.693359375 is exact for |n| < 2^15), e^r by Cephes' degree-7
+ * polynomial (relative error about 1 ulp), then the product with 2^n. 2^n is applied as two
+ * factors 2^(n>>1) and 2^(n - (n>>1)), both normal floats, so results in the subnormal range are
+ * rounded once, correctly, and results above FLT_MAX become +inf through the multiply.
+ * Range: x < -104 gives 0 (e^-104 is below half the smallest subnormal), x > 89 gives +inf,
+ * NaN stays NaN. Accuracy over the whole range: within 2 ulp of the correctly rounded e^x
+ * (tests/ops/test_elementwise.py sweeps it against float64). Plain C: nvcc compiles it too. */
+#ifndef AF_OPS_VEXP_H
+#define AF_OPS_VEXP_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline float af_expf(float x) {
+    float xc = x < -104.0f ? -104.0f : x;
+    xc = xc > 89.0f ? 89.0f : xc;
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer in the low bits */
+    float nf = xc * 1.44269504088896341f + magic;
+    int32_t n;
+    memcpy(&n, &nf, sizeof n);
+    n -= 0x4B400000; /* the bits of `magic` */
+    nf -= magic;
+    float r = xc - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t n1 = n >> 1, n2 = n - n1; /* each in [-80, 65]: 2^n1 and 2^n2 are normal floats */
+    int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    y = y * s1 * s2;
+    return x != x ? x : y;
+}
+
+#endif
