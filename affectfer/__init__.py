@@ -63,4 +63,4 @@ def info() -> dict:
 
 
 # Submodules that build on the names above. affectfer.plots (matplotlib) is imported on first use.
-from . import checkpoint, cuda, data, datasets, decision, io, losses, metrics, models, nn, optim, testing, train, transforms, weights  # noqa: E402,F401,E501
+from . import checkpoint, cuda, data, datasets, decision, io, losses, memory, metrics, models, nn, optim, testing, train, transforms, weights  # noqa: E402,F401,E501

@@ -41,13 +41,30 @@ af_status af_allocator_register(af_device_type type, const af_allocator *allocat
 const af_allocator *af_allocator_get(af_device_type type);
 
 /* The CPU allocator's memory, for scratch buffers inside CPU kernels and the image code:
- * 64-byte aligned (cache lines and AVX-512 loads). */
+ * 64-byte aligned (cache lines and AVX-512 loads). Contents are undefined (a reused block keeps
+ * its last user's bytes). Only pointers from af_alloc_host may be passed to af_free_host.
+ *
+ * Blocks of AF_HOST_CACHE_MIN_BYTES and more are cached: af_free_host keeps them in a free list per
+ * size class and the next allocation of that class reuses one, up to a cap on cached bytes
+ * (environment AFFECTFER_HOST_CACHE_MB, read once at the first allocation; 0 disables the cache). */
+#define AF_HOST_CACHE_MIN_BYTES ((size_t)64 << 10)
 void *af_alloc_host(size_t nbytes);
 void af_free_host(void *p);
-/* Freed host blocks of 64 KiB and more are cached for reuse (alloc.c says why and how much):
- * af_host_cache_release returns them all to the system; af_host_cache_bytes is what the cache holds. */
-void af_host_cache_release(void);
-size_t af_host_cache_bytes(void);
+
+typedef struct af_host_memory_stats {
+    size_t allocated_bytes;      /* held by live af_alloc_host blocks (size classes, headers excluded) */
+    size_t peak_allocated_bytes; /* highest allocated_bytes since start or af_host_reset_peak */
+    size_t cached_bytes;         /* freed blocks kept for reuse */
+    size_t cache_limit_bytes;    /* the cap on cached_bytes; 0: caching disabled */
+    unsigned long long num_allocs;      /* af_alloc_host calls that succeeded */
+    unsigned long long num_cache_hits;  /* of those, served from the cache */
+    unsigned long long num_evictions;   /* cached blocks freed to make room under the cap */
+} af_host_memory_stats;
+
+void af_host_memory_stats_get(af_host_memory_stats *out);
+/* Frees every cached block (live blocks are untouched); returns the bytes released. */
+size_t af_host_empty_cache(void);
+void af_host_reset_peak(void);
 
 #ifdef __cplusplus
 }

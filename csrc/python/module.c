@@ -222,7 +222,32 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
                          af_blas_config(), "blas_core", af_blas_corename(), "stb", af_stb_name());
 }
 
+static PyObject *py_host_memory_stats(PyObject *self, PyObject *unused) {
+    af_host_memory_stats s;
+    af_host_memory_stats_get(&s);
+    return Py_BuildValue("{sKsKsKsKsKsKsK}", "allocated_bytes", (unsigned long long)s.allocated_bytes,
+                         "peak_allocated_bytes", (unsigned long long)s.peak_allocated_bytes, "cached_bytes",
+                         (unsigned long long)s.cached_bytes, "cache_limit_bytes", (unsigned long long)s.cache_limit_bytes,
+                         "num_allocs", s.num_allocs, "num_cache_hits", s.num_cache_hits, "num_evictions", s.num_evictions);
+}
+
+static PyObject *py_host_empty_cache(PyObject *self, PyObject *unused) {
+    size_t released;
+    Py_BEGIN_ALLOW_THREADS
+    released = af_host_empty_cache();
+    Py_END_ALLOW_THREADS
+    return PyLong_FromSize_t(released);
+}
+
+static PyObject *py_host_reset_peak(PyObject *self, PyObject *unused) {
+    af_host_reset_peak();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"host_memory_stats", py_host_memory_stats, METH_NOARGS, "the host block cache's counters (csrc/core/alloc.h)"},
+    {"host_empty_cache", py_host_empty_cache, METH_NOARGS, "free every cached host block; returns the bytes freed"},
+    {"host_reset_peak", py_host_reset_peak, METH_NOARGS, "peak_allocated_bytes = allocated_bytes"},
     {"empty", py_empty, METH_VARARGS, "empty(shape, dtype='float32', zero=False, device='cpu')"},
     {"copy_to", py_copy_to, METH_VARARGS, "copy_to(tensor, device): a copy on 'cpu' or 'cuda:N' (no autograd links)"},
     {"random", py_random, METH_VARARGS, "random(shape, dtype, kind, a, b): kind 0 uniform[a,b), 1 normal(a, b)"},

@@ -399,6 +399,8 @@ def _data_ptr(t):
 
 
 def test_freed_large_host_blocks_are_reused_and_new_tensors_are_still_initialised():
+    if af.memory.memory_stats()["cache_limit_bytes"] == 0:
+        pytest.skip("the host block cache is off in this run (AFFECTFER_HOST_CACHE_MB=0, or an ASan build)")
     a = af.full((256, 1024), 3.0)  # 1 MiB: cached when freed
     ptr = _data_ptr(a)
     del a
