@@ -165,11 +165,7 @@ def main():
     ap.add_argument("--no-conv", action="store_true", help="skip the per-layer convolution table")
     ap.add_argument("--model-batch", type=int, default=None, help="batch of the training-step rows (default --batch)")
     args = ap.parse_args()
-    try:
-        thread_counts = [int(t) for t in args.threads.split(",")]
-    except ValueError:
-        ap.error(f"--threads: expected comma-separated integers, got {args.threads!r}")
-    for i, threads in enumerate(thread_counts):
+    for i, threads in enumerate(timing.thread_counts(ap, args.threads)):
         if i:
             print()
         run(args, threads)

@@ -164,11 +164,7 @@ def main():
     ap.add_argument("--threads", default="1", help="thread counts, comma-separated (1,2)")
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
-    try:
-        counts = [int(t) for t in args.threads.split(",")]
-    except ValueError:
-        ap.error(f"--threads: expected comma-separated integers, got {args.threads!r}")
-    for i, n in enumerate(counts):
+    for i, n in enumerate(timing.thread_counts(ap, args.threads)):
         if i:
             print()
         run(n, args.reps)

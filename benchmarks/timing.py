@@ -8,6 +8,14 @@ import time
 CLOCK = time.perf_counter  # a script switches it, e.g. to time.process_time for CPU time
 
 
+def thread_counts(parser, text):
+    """The thread counts of a --threads argument ("1,2"), or parser.error naming the bad value."""
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        parser.error(f"--threads: expected comma-separated integers, got {text!r}")
+
+
 def best_time(fn, reps, setup=None):
     """Minimum time of fn() over reps runs after one warm-up; setup() runs untimed before each and
     its result is passed to fn."""
