@@ -1,0 +1,308 @@
+/* conv2d's Winograd case, called by conv2d.c for the shapes conv_use_winograd() accepts (3x3, stride 1,
+ * no dilation, groups 1, padding <= 2, at least CONV_WINOGRAD_MIN_CHANNELS channels on both sides:
+ * every 3x3 layer of a ResNet body but the strided ones).
+ *
+ * F(2x2, 3x3) of Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016),
+ * section 4.1: each 2x2 block of outputs is Y = A^T [(G g G^T) . (B^T d B)] A for the 4x4 input patch d
+ * under it and the 3x3 filter g, with
+ *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+ *     A^T = [1 1 1 0; 0 1 -1 -1].
+ * Summed over input channels, the 16 element-wise products become 16 GEMMs, one per position e of the
+ * 4x4 transformed tile: M[e] (P, tiles) = U[e] (P, Q) @ V[e] (Q, tiles). That is 16 multiplications
+ * per 4 outputs and input channel instead of 36: 2.25x fewer on even-sized maps (1.72x on 7x7, whose
+ * tiles cover 8x8), and the padding taps are not multiplied one by one as in im2col.
+ *
+ * The backward uses the same machinery. dx is the stride-1 convolution of dy with the flipped,
+ * transposed filter w[co, ci, 2 - kh, 2 - kw] and padding 2 - pad, so it runs through the forward
+ * code. dw is the adjoint of the forward with respect to g: per tile, dU[e] += (A dY A^T)[e] V[e]
+ * summed over tiles and images by 16 GEMMs (dY's 2x2 block, zero past the map's edge), then
+ * dw += G^T dU G.
+ *
+ * Numerics: the transforms add and subtract neighbouring pixels (and halve filter taps) before the
+ * products, so the rounding differs from the direct sum. An output's error is bounded by a few
+ * epsilon times sum over its 4x4 patch and channels of |x| |w| rather than the direct sum's
+ * |x w| terms of its 3x3 window only: on unit-scale data in float32, within 1e-4 of the float64 direct
+ * sum at relative tolerance 1e-4 (pinned by tests/ops/test_conv2d.py), but pixels of very different
+ * magnitude in one tile (1 beside 2^30) lose the small one's low bits where the direct sum would not.
+ *
+ * Threads: the tiles of a chunk of images and the GEMMs are split across threads, each writing its
+ * own outputs; the chunk size, the GEMM tiling (gemm.c) and every summation order depend only on the
+ * shape, so results are bitwise identical for any thread count. */
+#ifndef AF_FLOAT_PASS
+#include <string.h>
+
+#include "../core/alloc.h"
+#include "conv2d_winograd.h"
+
+/* A stride-1 3x3 convolution of `in` (N, Q, H, W), padding (ph, pw), into out (N, P, Ho, Wo), cut
+ * into th x tw tiles of 2x2 outputs, T per image (the last row/column of tiles may hang over). */
+typedef struct wino_geom {
+    int64_t N, P, Q, H, W, ph, pw, Ho, Wo, th, tw, T;
+} wino_geom;
+
+static wino_geom wino_geom_make(int64_t N, int64_t P, int64_t Q, int64_t H, int64_t W, int64_t ph, int64_t pw) {
+    wino_geom s = {N, P, Q, H, W, ph, pw, H + 2 * ph - 2, W + 2 * pw - 2, 0, 0, 0};
+    s.th = (s.Ho + 1) / 2;
+    s.tw = (s.Wo + 1) / 2;
+    s.T = s.th * s.tw;
+    return s;
+}
+
+/* Elements of the transformed input and output buffers of one chunk of images (8 MiB in float32):
+ * small enough to stay in the last-level cache between the transforms and the GEMMs, large enough
+ * that a 4x4 map's GEMMs see the whole batch of 32 (128 columns). */
+#define WINO_CHUNK_CAP ((int64_t)1 << 21)
+
+static int64_t wino_images_per_chunk(const wino_geom *s) {
+    int64_t per_image = 16 * (s->P + s->Q) * s->T;
+    int64_t nb = per_image > 0 ? WINO_CHUNK_CAP / per_image : s->N;
+    if (nb < 1) nb = 1;
+    return nb < s->N ? nb : s->N;
+}
+
+#define AF_TEMPLATE_FILE "conv2d_winograd.c"
+#include "instantiate_float.h"
+
+#else /* ---- kernels, once per scalar_t ---- */
+
+/* U (16, P, Q): U[4 i + j, p, q] = (G g G^T)[i, j] with g = w[p, q] (w: (P, Q, 3, 3)), or, with flip,
+ * g = w[q, p, 2 - kh, 2 - kw] (w: (Q, P, 3, 3)): the filter of dx. */
+AF_CPU_DISPATCH
+static void K(wino_filter)(const scalar_t *w, int64_t P, int64_t Q, int flip, scalar_t *U) {
+    const int64_t PQ = P * Q;
+    const scalar_t half = (scalar_t)0.5;
+    AF_PARALLEL_FOR(PQ * 64)
+    for (int64_t pq = 0; pq < PQ; pq++) {
+        const int64_t p = pq / Q, q = pq % Q;
+        const scalar_t *src = flip ? w + (q * P + p) * 9 : w + pq * 9;
+        scalar_t g[3][3], t[4][3];
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) g[i][j] = flip ? src[(2 - i) * 3 + 2 - j] : src[i * 3 + j];
+        for (int j = 0; j < 3; j++) { /* t = G g */
+            t[0][j] = g[0][j];
+            t[1][j] = (g[0][j] + g[1][j] + g[2][j]) * half;
+            t[2][j] = (g[0][j] - g[1][j] + g[2][j]) * half;
+            t[3][j] = g[2][j];
+        }
+        for (int i = 0; i < 4; i++) { /* U = t G^T */
+            scalar_t *u = U + 4 * i * PQ + pq;
+            u[0] = t[i][0];
+            u[PQ] = (t[i][0] + t[i][1] + t[i][2]) * half;
+            u[2 * PQ] = (t[i][0] - t[i][1] + t[i][2]) * half;
+            u[3 * PQ] = t[i][2];
+        }
+    }
+}
+
+/* dw (P, Q, 3, 3) += G^T dU G per (p, q), dU (16, P, Q): the adjoint of wino_filter without flip */
+AF_CPU_DISPATCH
+static void K(wino_filter_grad)(const scalar_t *dU, int64_t P, int64_t Q, scalar_t *dw) {
+    const int64_t PQ = P * Q;
+    const scalar_t half = (scalar_t)0.5;
+    AF_PARALLEL_FOR(PQ * 64)
+    for (int64_t pq = 0; pq < PQ; pq++) {
+        scalar_t u[4][4], t[3][4];
+        for (int e = 0; e < 16; e++) u[e / 4][e % 4] = dU[e * PQ + pq];
+        for (int j = 0; j < 4; j++) { /* t = G^T u */
+            t[0][j] = u[0][j] + (u[1][j] + u[2][j]) * half;
+            t[1][j] = (u[1][j] - u[2][j]) * half;
+            t[2][j] = (u[1][j] + u[2][j]) * half + u[3][j];
+        }
+        scalar_t *d = dw + pq * 9;
+        for (int k = 0; k < 3; k++) { /* dw += t G */
+            d[k * 3 + 0] += t[k][0] + (t[k][1] + t[k][2]) * half;
+            d[k * 3 + 1] += (t[k][1] - t[k][2]) * half;
+            d[k * 3 + 2] += (t[k][1] + t[k][2]) * half + t[k][3];
+        }
+    }
+}
+
+/* V (16, Q, L), L = m T: V[4 i + j, q, n T + t] = (B^T d B)[i, j], d the 4x4 patch of in[n, q] (m images)
+ * whose corner is (2 ty - ph, 2 tx - pw), zero outside the plane. One thread per plane; each tile row
+ * is transformed down the columns of the 4 padded input rows, then along them. */
+AF_CPU_DISPATCH
+static void K(wino_input)(const wino_geom *s, const scalar_t *in, int64_t m, scalar_t *V) {
+    const int64_t L = m * s->T, QL = s->Q * L, Wp = 2 * s->tw + 2, items = m * s->Q;
+    AF_PARALLEL_FOR(items * s->T * 64)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t n = it / s->Q, q = it % s->Q;
+        const scalar_t *plane = in + it * s->H * s->W;
+        scalar_t *dst = V + q * L + n * s->T;
+        scalar_t r[4][Wp];
+        for (int64_t ty = 0; ty < s->th; ty++) {
+            for (int i = 0; i < 4; i++) {
+                const int64_t ih = 2 * ty - s->ph + i;
+                memset(r[i], 0, (size_t)Wp * sizeof(scalar_t));
+                if (ih >= 0 && ih < s->H) memcpy(r[i] + s->pw, plane + ih * s->W, (size_t)s->W * sizeof(scalar_t));
+            }
+            for (int64_t j = 0; j < Wp; j++) { /* B^T d, column by column */
+                const scalar_t d0 = r[0][j], d1 = r[1][j], d2 = r[2][j], d3 = r[3][j];
+                r[0][j] = d0 - d2;
+                r[1][j] = d1 + d2;
+                r[2][j] = d2 - d1;
+                r[3][j] = d1 - d3;
+            }
+            for (int i = 0; i < 4; i++) { /* (B^T d) B, tile by tile */
+                scalar_t *o0 = dst + 4 * i * QL + ty * s->tw, *o1 = o0 + QL, *o2 = o1 + QL, *o3 = o2 + QL;
+                const scalar_t *ri = r[i];
+                for (int64_t tx = 0; tx < s->tw; tx++) {
+                    const scalar_t a = ri[2 * tx], b = ri[2 * tx + 1], c = ri[2 * tx + 2], d = ri[2 * tx + 3];
+                    o0[tx] = a - c;
+                    o1[tx] = b + c;
+                    o2[tx] = c - b;
+                    o3[tx] = b - d;
+                }
+            }
+        }
+    }
+}
+
+/* out[n, p] (Ho, Wo) = A^T M A + bias[p], or += A^T M A (accumulate), per tile; M (16, P, L) from the
+ * GEMMs. One thread per output plane. */
+AF_CPU_DISPATCH
+static void K(wino_output)(const wino_geom *s, const scalar_t *M, const scalar_t *bias, int accumulate, int64_t m,
+                           scalar_t *out) {
+    const int64_t L = m * s->T, PL = s->P * L, Wq = 2 * s->tw, items = m * s->P;
+    AF_PARALLEL_FOR(items * s->T * 64)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t n = it / s->P, p = it % s->P;
+        const scalar_t *src = M + p * L + n * s->T;
+        scalar_t *plane = out + it * s->Ho * s->Wo;
+        const scalar_t b = bias ? bias[p] : 0;
+        scalar_t y[2][Wq];
+        for (int64_t ty = 0; ty < s->th; ty++) {
+            const scalar_t *mr = src + ty * s->tw;
+            for (int64_t tx = 0; tx < s->tw; tx++) {
+                scalar_t s0[4], s1[4]; /* A^T M: rows 0 + 1 + 2 and 1 - 2 - 3 */
+                for (int j = 0; j < 4; j++) {
+                    const scalar_t m0 = mr[j * PL + tx], m1 = mr[(4 + j) * PL + tx];
+                    const scalar_t m2 = mr[(8 + j) * PL + tx], m3 = mr[(12 + j) * PL + tx];
+                    s0[j] = m0 + m1 + m2;
+                    s1[j] = m1 - m2 - m3;
+                }
+                y[0][2 * tx] = s0[0] + s0[1] + s0[2];
+                y[0][2 * tx + 1] = s0[1] - s0[2] - s0[3];
+                y[1][2 * tx] = s1[0] + s1[1] + s1[2];
+                y[1][2 * tx + 1] = s1[1] - s1[2] - s1[3];
+            }
+            for (int i = 0; i < 2 && 2 * ty + i < s->Ho; i++) {
+                scalar_t *row = plane + (2 * ty + i) * s->Wo;
+                const scalar_t *yi = y[i];
+                if (accumulate)
+                    for (int64_t ow = 0; ow < s->Wo; ow++) row[ow] += yi[ow];
+                else
+                    for (int64_t ow = 0; ow < s->Wo; ow++) row[ow] = yi[ow] + b;
+            }
+        }
+    }
+}
+
+/* D (16, P, L): D[4 i + j, p, n T + t] = (A dY A^T)[i, j], dY the 2x2 block of dy[n, p] (m images) at
+ * tile t, zero past the map's edge: the adjoint of wino_output. One thread per plane. */
+AF_CPU_DISPATCH
+static void K(wino_grad_output)(const wino_geom *s, const scalar_t *dy, int64_t m, scalar_t *D) {
+    const int64_t L = m * s->T, PL = s->P * L, Wq = 2 * s->tw, items = m * s->P;
+    AF_PARALLEL_FOR(items * s->T * 64)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t n = it / s->P, p = it % s->P;
+        const scalar_t *plane = dy + it * s->Ho * s->Wo;
+        scalar_t *dst = D + p * L + n * s->T;
+        scalar_t r[2][Wq];
+        for (int64_t ty = 0; ty < s->th; ty++) {
+            for (int i = 0; i < 2; i++) {
+                memset(r[i], 0, (size_t)Wq * sizeof(scalar_t));
+                if (2 * ty + i < s->Ho) memcpy(r[i], plane + (2 * ty + i) * s->Wo, (size_t)s->Wo * sizeof(scalar_t));
+            }
+            scalar_t *o = dst + ty * s->tw;
+            for (int64_t tx = 0; tx < s->tw; tx++) {
+                const scalar_t a = r[0][2 * tx], b = r[0][2 * tx + 1], c = r[1][2 * tx], d = r[1][2 * tx + 1];
+                /* A dY: rows (a, b), (a + c, b + d), (a - c, b - d), (-c, -d); then each row (u, v) times
+                 * A^T: (u, u + v, u - v, -v) */
+                const scalar_t u[4] = {a, a + c, a - c, -c}, v[4] = {b, b + d, b - d, -d};
+                for (int i = 0; i < 4; i++) {
+                    o[(4 * i + 0) * PL + tx] = u[i];
+                    o[(4 * i + 1) * PL + tx] = u[i] + v[i];
+                    o[(4 * i + 2) * PL + tx] = u[i] - v[i];
+                    o[(4 * i + 3) * PL + tx] = -v[i];
+                }
+            }
+        }
+    }
+}
+
+/* out (N, P, Ho, Wo) = conv(in, g) + bias, or += conv(in, g) with accumulate, U = wino_filter(g) */
+static int K(wino_conv)(const wino_geom *s, const scalar_t *in, const scalar_t *U, const scalar_t *bias,
+                        int accumulate, scalar_t *out) {
+    const int64_t nb = wino_images_per_chunk(s);
+    scalar_t *V = af_alloc_host((size_t)(16 * s->Q * nb * s->T) * sizeof(scalar_t));
+    scalar_t *M = af_alloc_host((size_t)(16 * s->P * nb * s->T) * sizeof(scalar_t));
+    if (!V || !M) {
+        af_free_host(V);
+        af_free_host(M);
+        return -1;
+    }
+    for (int64_t n0 = 0; n0 < s->N; n0 += nb) {
+        const int64_t m = s->N - n0 < nb ? s->N - n0 : nb, L = m * s->T;
+        K(wino_input)(s, in + n0 * s->Q * s->H * s->W, m, V);
+        /* M[e] (P, L) = U[e] (P, Q) @ V[e] (Q, L), e < 16 */
+        const af_gemm_batch bt = {16, 1, s->P * s->Q, 0, s->Q * L, 0, s->P * L, 0};
+        AF_GEMM_BATCHED(&bt, 0, 0, s->P, L, s->Q, 1, U, s->Q, V, L, 0, M, L);
+        K(wino_output)(s, M, bias, accumulate, m, out + n0 * s->P * s->Ho * s->Wo);
+    }
+    af_free_host(V);
+    af_free_host(M);
+    return 0;
+}
+
+/* y (N, Cout, Ho, Wo) = conv2d(x, w) + bias */
+int K(conv2d_winograd_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
+                               scalar_t *y) {
+    const wino_geom s = wino_geom_make(g->N, g->Cout, g->Cin, g->H, g->W, g->ph, g->pw);
+    scalar_t *U = af_alloc_host((size_t)(16 * g->Cout * g->Cin) * sizeof(scalar_t));
+    if (!U) return -1;
+    K(wino_filter)(w, g->Cout, g->Cin, 0, U);
+    const int rc = K(wino_conv)(&s, x, U, bias, 0, y);
+    af_free_host(U);
+    return rc;
+}
+
+/* dx (N, Cin, H, W) += conv2d(dy, w flipped and transposed, padding 2 - pad) */
+int K(conv2d_winograd_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
+    const wino_geom s = wino_geom_make(g->N, g->Cin, g->Cout, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
+    scalar_t *U = af_alloc_host((size_t)(16 * g->Cout * g->Cin) * sizeof(scalar_t));
+    if (!U) return -1;
+    K(wino_filter)(w, g->Cin, g->Cout, 1, U);
+    const int rc = K(wino_conv)(&s, dy, U, NULL, 1, dx);
+    af_free_host(U);
+    return rc;
+}
+
+/* dw (Cout, Cin, 3, 3) += G^T [sum over tiles of (A dY A^T) . (B^T d B)] G */
+int K(conv2d_winograd_backward_dw)(const conv_geom *g, const scalar_t *x, const scalar_t *dy, scalar_t *dw) {
+    const wino_geom s = wino_geom_make(g->N, g->Cout, g->Cin, g->H, g->W, g->ph, g->pw);
+    const int64_t nb = wino_images_per_chunk(&s);
+    scalar_t *V = af_alloc_host((size_t)(16 * s.Q * nb * s.T) * sizeof(scalar_t));
+    scalar_t *D = af_alloc_host((size_t)(16 * s.P * nb * s.T) * sizeof(scalar_t));
+    scalar_t *dU = af_alloc_host((size_t)(16 * s.P * s.Q) * sizeof(scalar_t));
+    if (!V || !D || !dU) {
+        af_free_host(V);
+        af_free_host(D);
+        af_free_host(dU);
+        return -1;
+    }
+    for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
+        const int64_t m = s.N - n0 < nb ? s.N - n0 : nb, L = m * s.T;
+        K(wino_input)(&s, x + n0 * s.Q * s.H * s.W, m, V);
+        K(wino_grad_output)(&s, dy + n0 * s.P * s.Ho * s.Wo, m, D);
+        /* dU[e] (P, Q) (+)= D[e] (P, L) @ V[e]^T (L, Q); chunks summed in order */
+        const af_gemm_batch bt = {16, 1, s.P * L, 0, s.Q * L, 0, s.P * s.Q, 0};
+        AF_GEMM_BATCHED(&bt, 0, 1, s.P, s.Q, L, 1, D, L, V, L, n0 ? 1 : 0, dU, s.Q);
+    }
+    K(wino_filter_grad)(dU, s.P, s.Q, dw);
+    af_free_host(V);
+    af_free_host(D);
+    af_free_host(dU);
+    return 0;
+}
+
+#endif
