@@ -1,4 +1,5 @@
-"""conv2d.c: forward against a NumPy reference (every algorithm: im2col + GEMM, pointwise, depthwise),
+"""conv2d.c: forward against a NumPy reference (every algorithm: im2col + GEMM, pointwise, depthwise,
+Winograd),
 float64 gradchecks for input, weight and bias, torch parity (forward and backward) when torch is
 importable, error messages, and bitwise thread-count independence."""
 import numpy as np
@@ -54,6 +55,10 @@ CASES = [
     ((1, 4, 12, 12), (6, 2, 3, 3), (1, 1), (1, 1), (1, 1), 2, False),   # the same with groups
     ((3, 16, 64, 64), (4, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # im2col in 3 chunks of 1 image
     ((3, 1024, 7, 7), (2, 1024, 3, 3), (1, 1), (1, 1), (1, 1), 1, False),  # 2 chunks, wide GEMM + scatter
+    ((2, 16, 5, 7), (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # Winograd, odd map: tiles hang over
+    ((1, 17, 4, 4), (20, 17, 3, 3), (1, 1), (0, 0), (1, 1), 1, False),  # Winograd, no padding
+    ((2, 16, 7, 6), (18, 16, 3, 3), (1, 1), (2, 1), (1, 1), 1, True),   # Winograd, padding 2 (dx padding 0)
+    ((40, 64, 4, 4), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # Winograd in 2 chunks of images
 ]
 
 
@@ -92,6 +97,8 @@ GRAD_CASES = [
     ((2, 4, 3, 4), (2, 4, 1, 1), (1, 1), (0, 0), (1, 1), 1),   # pointwise, batched GEMM
     ((1, 2, 8, 8), (2, 2, 3, 3), (1, 1), (1, 1), (1, 1), 1),   # 64 pixels: GEMM per image
     ((2, 3, 8, 8), (2, 3, 1, 1), (1, 1), (0, 0), (1, 1), 1),   # pointwise, GEMM per image
+    ((2, 16, 3, 5), (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1),  # Winograd (forward, dx, dw)
+    ((1, 16, 4, 3), (17, 16, 3, 3), (1, 1), (2, 0), (1, 1), 1),  # Winograd, paddings 2 and 0
 ]
 
 
@@ -140,6 +147,8 @@ THREAD_CASES = {  # big enough that every parallel loop forks (work > 32768)
     "pointwise": ((2, 8, 40, 40), (16, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1),
     "stem": ((2, 3, 40, 40), (8, 3, 7, 7), (2, 2), (3, 3), (1, 1), 1),
     "chunked": ((3, 16, 64, 64), (8, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    "winograd": ((4, 16, 20, 19), (24, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    "winograd chunked": ((40, 64, 4, 4), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1),
 }
 
 
@@ -150,6 +159,60 @@ def test_thread_count_does_not_change_bits(case, rng):
     b = rng.standard_normal(ws[0]).astype(np.float32)
     ints = _ints(stride, padding, dilation, groups)
     assert_thread_invariant(lambda *t: call("conv2d", list(t), ints), [x, w, b], name=f"conv2d {case}")
+
+# (x shape, weight shape, stride, padding, dilation, groups): only the first takes the Winograd path
+# (csrc/ops/conv2d_winograd.h, conv_use_winograd)
+WINOGRAD_CHOICE = [
+    (True, (2, 16, 6, 6), (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (False, (2, 15, 6, 6), (15, 15, 3, 3), (1, 1), (1, 1), (1, 1), 1),   # too few channels
+    (False, (2, 32, 6, 6), (32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 2),   # groups
+    (False, (2, 16, 6, 6), (16, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1),   # stride 2
+    (False, (2, 16, 6, 6), (16, 16, 3, 3), (1, 1), (2, 2), (2, 2), 1),   # dilation 2
+    (False, (2, 16, 6, 6), (16, 16, 3, 3), (1, 1), (3, 3), (1, 1), 1),   # padding 3
+]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CHOICE, ids=[str(i) for i in range(len(WINOGRAD_CHOICE))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_winograd_chosen_by_shape(case, dtype):
+    """An identity filter (centre tap 1 for co == ci) on pixels 1 beside 2^30 (2^60 in float64): the
+    direct and im2col sums add exact zeros to x and return it bit for bit; Winograd's transforms add
+    neighbouring pixels first (1 + 2^30 == 2^30 in float32), so the 1s come out wrong. That rounding
+    is its documented trade (conv2d_winograd.c), and it tells which path ran."""
+    winograd, xs, ws, stride, padding, dilation, groups = case
+    big = 2.0 ** (30 if dtype == "float32" else 60)
+    hh, ww = np.indices(xs[2:])
+    x = np.broadcast_to(np.where((hh + ww) % 2 == 0, 1.0, big), xs).astype(dtype)
+    w = np.zeros(ws, dtype)
+    for co in range(ws[0]):
+        w[co, co % ws[1], 1, 1] = 1
+    y = call("conv2d", [af.tensor(x), af.tensor(w)], _ints(stride, padding, dilation, groups)).numpy()
+    ref = conv2d_ref(x, w, None, stride, padding, dilation, groups).astype(dtype)
+    assert np.array_equal(y, ref) != winograd
+
+
+@pytest.mark.reference("conv2d")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_winograd_resnet_shape_tolerance(dtype, rng):
+    """A ResNet 3x3 layer on unit-scale data: output, dx and dw of the Winograd path within the
+    tolerance conv2d_winograd.c states (1e-4 absolute + relative in float32) of the float64 direct sum."""
+    x = rng.standard_normal((2, 64, 14, 14)).astype(dtype)
+    w = (rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(dtype)
+    dy = rng.standard_normal((2, 64, 14, 14)).astype(dtype)
+    ax, aw = af.tensor(x, requires_grad=True), af.tensor(w, requires_grad=True)
+    y = call("conv2d", [ax, aw], (1, 1, 1, 1, 1, 1, 1))
+    y.backward(af.tensor(dy))
+    x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    # dx: the convolution of dy with the flipped, transposed filter; dw: correlations of x and dy
+    dx = conv2d_ref(dy64, w64.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], None, (1, 1), (1, 1), (1, 1), 1)
+    xp = np.pad(x64, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    dw = np.stack([np.stack([np.einsum("nohw,nchw->oc", dy64, xp[:, :, kh:kh + 14, kw:kw + 14]) for kw in range(3)], -1)
+                   for kh in range(3)], -2)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-11, atol=1e-11)
+    assert_close(y, conv2d_ref(x, w, None, (1, 1), (1, 1), (1, 1), 1), **tol)
+    assert_close(ax.grad, dx, **tol)
+    assert_close(aw.grad, dw, **tol)
+
 
 def test_rejects_bad_input():
     x, w = af.zeros(1, 4, 5, 5), af.zeros(2, 3, 3, 3)
