@@ -212,7 +212,8 @@ static void K(wino_output)(const wino_geom *s, const scalar_t *M, const scalar_t
 }
 
 /* D (16, P, L): D[4 i + j, p, n T + t] = (A dY A^T)[i, j], dY the 2x2 block of dy[n, p] (m images) at
- * tile t, zero past the map's edge: the adjoint of wino_output. One thread per plane. */
+ * tile t, zero past the map's edge: the adjoint of wino_output. One thread per plane; each tile row
+ * is transformed down the columns of its 2 rows, then along them, as in wino_input. */
 AF_CPU_DISPATCH
 static void K(wino_grad_output)(const wino_geom *s, const scalar_t *dy, int64_t m, scalar_t *D) {
     const int64_t L = m * s->T, PL = s->P * L, Wq = 2 * s->tw, items = m * s->P;
@@ -221,23 +222,28 @@ static void K(wino_grad_output)(const wino_geom *s, const scalar_t *dy, int64_t 
         const int64_t p = it / m, n = it % m; /* consecutive items: adjacent runs of D */
         const scalar_t *plane = dy + (n * s->P + p) * s->Ho * s->Wo;
         scalar_t *dst = D + p * L + n * s->T;
-        scalar_t r[2][Wq];
+        scalar_t r[4][Wq];
         for (int64_t ty = 0; ty < s->th; ty++) {
             for (int i = 0; i < 2; i++) {
                 memset(r[i], 0, (size_t)Wq * sizeof(scalar_t));
                 if (2 * ty + i < s->Ho) memcpy(r[i], plane + (2 * ty + i) * s->Wo, (size_t)s->Wo * sizeof(scalar_t));
             }
-            scalar_t *o = dst + ty * s->tw;
-            for (int64_t tx = 0; tx < s->tw; tx++) {
-                const scalar_t a = r[0][2 * tx], b = r[0][2 * tx + 1], c = r[1][2 * tx], d = r[1][2 * tx + 1];
-                /* A dY: rows (a, b), (a + c, b + d), (a - c, b - d), (-c, -d); then each row (u, v) times
-                 * A^T: (u, u + v, u - v, -v) */
-                const scalar_t u[4] = {a, a + c, a - c, -c}, v[4] = {b, b + d, b - d, -d};
-                for (int i = 0; i < 4; i++) {
-                    o[(4 * i + 0) * PL + tx] = u[i];
-                    o[(4 * i + 1) * PL + tx] = u[i] + v[i];
-                    o[(4 * i + 2) * PL + tx] = u[i] - v[i];
-                    o[(4 * i + 3) * PL + tx] = -v[i];
+            for (int64_t j = 0; j < Wq; j++) { /* A dY: rows y0, y0 + y1, y0 - y1, -y1 */
+                const scalar_t y0 = r[0][j], y1 = r[1][j];
+                r[0][j] = y0;
+                r[1][j] = y0 + y1;
+                r[2][j] = y0 - y1;
+                r[3][j] = -y1;
+            }
+            for (int i = 0; i < 4; i++) { /* (A dY) A^T: each row's (u, v) -> (u, u + v, u - v, -v) */
+                scalar_t *o0 = dst + 4 * i * PL + ty * s->tw, *o1 = o0 + PL, *o2 = o1 + PL, *o3 = o2 + PL;
+                const scalar_t *ri = r[i];
+                for (int64_t tx = 0; tx < s->tw; tx++) {
+                    const scalar_t u = ri[2 * tx], v = ri[2 * tx + 1];
+                    o0[tx] = u;
+                    o1[tx] = u + v;
+                    o2[tx] = u - v;
+                    o3[tx] = -v;
                 }
             }
         }
