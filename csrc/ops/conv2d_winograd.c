@@ -60,6 +60,10 @@ static int64_t wino_images_per_chunk(const wino_geom *s) {
     return nb < s->N ? nb : s->N;
 }
 
+/* Scalars per row buffer of a run of tile rows in the data transforms (8 buffers: 32 KiB of stack in
+ * float32): long enough for a vector loop over a 4x4 map's whole batch. */
+#define WINO_RUN 1024
+
 #define AF_TEMPLATE_FILE "conv2d_winograd.c"
 #include "instantiate_float.h"
 
@@ -131,120 +135,154 @@ static void K(wino_filter_grad)(const scalar_t *dU, int64_t P, int64_t Q, scalar
     }
 }
 
+/* The data transforms below work on runs of consecutive tile rows k = n th + ty of one channel across
+ * the chunk's images: tile t of row k sits at column k tw + t of its plane of V, M or D, so a run's
+ * tiles are contiguous there and each transform is one long loop over them. On 7x7 and 4x4 maps a
+ * tile row holds 4 or 2 tiles; looping over one tile row at a time ran scalar. */
+static inline void K(wino_runs)(const wino_geom *s, int64_t m, int64_t *run, int64_t *runs) {
+    *run = WINO_RUN / (2 * s->tw) > 1 ? WINO_RUN / (2 * s->tw) : 1;
+    *runs = (m * s->th + *run - 1) / *run;
+}
+
 /* V (16, Q, L), L = m T: V[4 i + j, q, n T + t] = (B^T d B)[i, j], d the 4x4 patch of in[n, q] (m images)
- * whose corner is (2 ty - ph, 2 tx - pw), zero outside the plane. One thread per plane; each tile row
- * is transformed down the columns of the 4 padded input rows, then along them. */
+ * whose corner is (2 ty - ph, 2 tx - pw), zero outside the plane. One thread per run of tile rows of
+ * a channel: B^T d down the columns of each tile row's 4 padded input rows, kept twice (columns
+ * from 0 in R, from 2 in S, 2 tw each), then (B^T d) B along the run: tile t reads R[2t], R[2t + 1],
+ * S[2t], S[2t + 1]. */
 AF_CPU_DISPATCH
 static void K(wino_input)(const wino_geom *s, const scalar_t *in, int64_t m, scalar_t *V) {
-    const int64_t L = m * s->T, QL = s->Q * L, Wp = 2 * s->tw + 2, items = m * s->Q;
-    AF_PARALLEL_FOR(items * s->T * 64)
-    for (int64_t it = 0; it < items; it++) {
-        const int64_t q = it / m, n = it % m; /* consecutive items: adjacent runs of V */
-        const scalar_t *plane = in + (n * s->Q + q) * s->H * s->W;
-        scalar_t *dst = V + q * L + n * s->T;
-        scalar_t r[4][Wp];
-        for (int64_t ty = 0; ty < s->th; ty++) {
+    const int64_t L = m * s->T, QL = s->Q * L, Wp = 2 * s->tw + 2, Wq = 2 * s->tw;
+    int64_t run, runs;
+    K(wino_runs)(s, m, &run, &runs);
+    AF_PARALLEL_FOR(QL * 16)
+    for (int64_t it = 0; it < s->Q * runs; it++) {
+        const int64_t q = it / runs, k0 = it % runs * run, k1 = k0 + run < m * s->th ? k0 + run : m * s->th;
+        scalar_t R[4][run * Wq], S[4][run * Wq], x[4][Wp];
+        for (int64_t k = k0; k < k1; k++) {
+            const int64_t n = k / s->th, ty = k % s->th;
+            const scalar_t *plane = in + (n * s->Q + q) * s->H * s->W;
             for (int i = 0; i < 4; i++) {
                 const int64_t ih = 2 * ty - s->ph + i;
-                memset(r[i], 0, (size_t)Wp * sizeof(scalar_t));
-                if (ih >= 0 && ih < s->H) memcpy(r[i] + s->pw, plane + ih * s->W, (size_t)s->W * sizeof(scalar_t));
-            }
-            for (int64_t j = 0; j < Wp; j++) { /* B^T d, column by column */
-                const scalar_t d0 = r[0][j], d1 = r[1][j], d2 = r[2][j], d3 = r[3][j];
-                r[0][j] = d0 - d2;
-                r[1][j] = d1 + d2;
-                r[2][j] = d2 - d1;
-                r[3][j] = d1 - d3;
-            }
-            for (int i = 0; i < 4; i++) { /* (B^T d) B, tile by tile */
-                scalar_t *o0 = dst + 4 * i * QL + ty * s->tw, *o1 = o0 + QL, *o2 = o1 + QL, *o3 = o2 + QL;
-                const scalar_t *ri = r[i];
-                for (int64_t tx = 0; tx < s->tw; tx++) {
-                    const scalar_t a = ri[2 * tx], b = ri[2 * tx + 1], c = ri[2 * tx + 2], d = ri[2 * tx + 3];
-                    o0[tx] = a - c;
-                    o1[tx] = b + c;
-                    o2[tx] = c - b;
-                    o3[tx] = b - d;
+                if (ih < 0 || ih >= s->H) {
+                    memset(x[i], 0, (size_t)Wp * sizeof(scalar_t));
+                    continue;
                 }
+                for (int64_t j = 0; j < s->pw; j++) x[i][j] = 0;
+                memcpy(x[i] + s->pw, plane + ih * s->W, (size_t)s->W * sizeof(scalar_t));
+                for (int64_t j = s->pw + s->W; j < Wp; j++) x[i][j] = 0;
+            }
+            const int64_t o = (k - k0) * Wq;
+            for (int64_t j = 0; j < Wq; j++) { /* B^T d, columns 0 .. 2 tw - 1 */
+                R[0][o + j] = x[0][j] - x[2][j];
+                R[1][o + j] = x[1][j] + x[2][j];
+                R[2][o + j] = x[2][j] - x[1][j];
+                R[3][o + j] = x[1][j] - x[3][j];
+            }
+            for (int64_t j = 0; j < Wq; j++) { /* the same, columns 2 .. 2 tw + 1 */
+                S[0][o + j] = x[0][j + 2] - x[2][j + 2];
+                S[1][o + j] = x[1][j + 2] + x[2][j + 2];
+                S[2][o + j] = x[2][j + 2] - x[1][j + 2];
+                S[3][o + j] = x[1][j + 2] - x[3][j + 2];
+            }
+        }
+        const int64_t nt = (k1 - k0) * s->tw;
+        scalar_t *dst = V + q * L + k0 * s->tw;
+        for (int i = 0; i < 4; i++) { /* (B^T d) B */
+            scalar_t *o0 = dst + 4 * i * QL, *o1 = o0 + QL, *o2 = o1 + QL, *o3 = o2 + QL;
+            const scalar_t *r = R[i], *sv = S[i];
+            for (int64_t t = 0; t < nt; t++) {
+                const scalar_t a = r[2 * t], b = r[2 * t + 1], c = sv[2 * t], d = sv[2 * t + 1];
+                o0[t] = a - c;
+                o1[t] = b + c;
+                o2[t] = c - b;
+                o3[t] = b - d;
             }
         }
     }
 }
 
 /* out[n, p] (Ho, Wo) = A^T M A + bias[p], or += A^T M A (accumulate), per tile; M (16, P, L) from the
- * GEMMs. One thread per output plane. */
+ * GEMMs. One thread per run of tile rows of an output channel: the run's 2x2 blocks go to two rows
+ * per tile row (Y0, Y1), which are then copied to the planes. */
 AF_CPU_DISPATCH
 static void K(wino_output)(const wino_geom *s, const scalar_t *M, const scalar_t *bias, int accumulate, int64_t m,
                            scalar_t *out) {
-    const int64_t L = m * s->T, PL = s->P * L, Wq = 2 * s->tw, items = m * s->P;
-    AF_PARALLEL_FOR(items * s->T * 64)
-    for (int64_t it = 0; it < items; it++) {
-        const int64_t p = it / m, n = it % m; /* consecutive items: adjacent runs of M */
-        const scalar_t *src = M + p * L + n * s->T;
-        scalar_t *plane = out + (n * s->P + p) * s->Ho * s->Wo;
+    const int64_t L = m * s->T, PL = s->P * L, Wq = 2 * s->tw;
+    int64_t run, runs;
+    K(wino_runs)(s, m, &run, &runs);
+    AF_PARALLEL_FOR(PL * 16)
+    for (int64_t it = 0; it < s->P * runs; it++) {
+        const int64_t p = it / runs, k0 = it % runs * run, k1 = k0 + run < m * s->th ? k0 + run : m * s->th;
+        const int64_t nt = (k1 - k0) * s->tw;
+        const scalar_t *src = M + p * L + k0 * s->tw;
         const scalar_t b = bias ? bias[p] : 0;
-        scalar_t y[2][Wq];
-        for (int64_t ty = 0; ty < s->th; ty++) {
-            const scalar_t *mr = src + ty * s->tw;
-            for (int64_t tx = 0; tx < s->tw; tx++) {
-                scalar_t s0[4], s1[4]; /* A^T M: rows 0 + 1 + 2 and 1 - 2 - 3 */
-                for (int j = 0; j < 4; j++) {
-                    const scalar_t m0 = mr[j * PL + tx], m1 = mr[(4 + j) * PL + tx];
-                    const scalar_t m2 = mr[(8 + j) * PL + tx], m3 = mr[(12 + j) * PL + tx];
-                    s0[j] = m0 + m1 + m2;
-                    s1[j] = m1 - m2 - m3;
-                }
-                y[0][2 * tx] = s0[0] + s0[1] + s0[2];
-                y[0][2 * tx + 1] = s0[1] - s0[2] - s0[3];
-                y[1][2 * tx] = s1[0] + s1[1] + s1[2];
-                y[1][2 * tx + 1] = s1[1] - s1[2] - s1[3];
+        scalar_t Y0[run * Wq], Y1[run * Wq];
+        for (int64_t t = 0; t < nt; t++) {
+            scalar_t s0[4], s1[4]; /* A^T M: rows 0 + 1 + 2 and 1 - 2 - 3 */
+            for (int j = 0; j < 4; j++) {
+                const scalar_t m0 = src[j * PL + t], m1 = src[(4 + j) * PL + t];
+                const scalar_t m2 = src[(8 + j) * PL + t], m3 = src[(12 + j) * PL + t];
+                s0[j] = m0 + m1 + m2;
+                s1[j] = m1 - m2 - m3;
             }
+            Y0[2 * t] = s0[0] + s0[1] + s0[2];
+            Y0[2 * t + 1] = s0[1] - s0[2] - s0[3];
+            Y1[2 * t] = s1[0] + s1[1] + s1[2];
+            Y1[2 * t + 1] = s1[1] - s1[2] - s1[3];
+        }
+        for (int64_t k = k0; k < k1; k++) {
+            const int64_t n = k / s->th, ty = k % s->th;
+            scalar_t *plane = out + (n * s->P + p) * s->Ho * s->Wo;
             for (int i = 0; i < 2 && 2 * ty + i < s->Ho; i++) {
                 scalar_t *row = plane + (2 * ty + i) * s->Wo;
-                const scalar_t *yi = y[i];
+                const scalar_t *y = (i ? Y1 : Y0) + (k - k0) * Wq;
                 if (accumulate)
-                    for (int64_t ow = 0; ow < s->Wo; ow++) row[ow] += yi[ow];
+                    for (int64_t ow = 0; ow < s->Wo; ow++) row[ow] += y[ow];
                 else
-                    for (int64_t ow = 0; ow < s->Wo; ow++) row[ow] = yi[ow] + b;
+                    for (int64_t ow = 0; ow < s->Wo; ow++) row[ow] = y[ow] + b;
             }
         }
     }
 }
 
 /* D (16, P, L): D[4 i + j, p, n T + t] = (A dY A^T)[i, j], dY the 2x2 block of dy[n, p] (m images) at
- * tile t, zero past the map's edge: the adjoint of wino_output. One thread per plane; each tile row
- * is transformed down the columns of its 2 rows, then along them, as in wino_input. */
+ * tile t, zero past the map's edge: the adjoint of wino_output. One thread per run of tile rows of a
+ * channel: the run's two dy rows per tile row (Y0, Y1, zero-padded), then per tile A dY (rows y0,
+ * y0 + y1, y0 - y1, -y1) and each row's (u, v) times A^T: (u, u + v, u - v, -v). */
 AF_CPU_DISPATCH
 static void K(wino_grad_output)(const wino_geom *s, const scalar_t *dy, int64_t m, scalar_t *D) {
-    const int64_t L = m * s->T, PL = s->P * L, Wq = 2 * s->tw, items = m * s->P;
-    AF_PARALLEL_FOR(items * s->T * 64)
-    for (int64_t it = 0; it < items; it++) {
-        const int64_t p = it / m, n = it % m; /* consecutive items: adjacent runs of D */
-        const scalar_t *plane = dy + (n * s->P + p) * s->Ho * s->Wo;
-        scalar_t *dst = D + p * L + n * s->T;
-        scalar_t r[4][Wq];
-        for (int64_t ty = 0; ty < s->th; ty++) {
+    const int64_t L = m * s->T, PL = s->P * L, Wq = 2 * s->tw;
+    int64_t run, runs;
+    K(wino_runs)(s, m, &run, &runs);
+    AF_PARALLEL_FOR(PL * 16)
+    for (int64_t it = 0; it < s->P * runs; it++) {
+        const int64_t p = it / runs, k0 = it % runs * run, k1 = k0 + run < m * s->th ? k0 + run : m * s->th;
+        const int64_t nt = (k1 - k0) * s->tw;
+        scalar_t Y0[run * Wq], Y1[run * Wq];
+        for (int64_t k = k0; k < k1; k++) {
+            const int64_t n = k / s->th, ty = k % s->th;
+            const scalar_t *plane = dy + (n * s->P + p) * s->Ho * s->Wo;
             for (int i = 0; i < 2; i++) {
-                memset(r[i], 0, (size_t)Wq * sizeof(scalar_t));
-                if (2 * ty + i < s->Ho) memcpy(r[i], plane + (2 * ty + i) * s->Wo, (size_t)s->Wo * sizeof(scalar_t));
-            }
-            for (int64_t j = 0; j < Wq; j++) { /* A dY: rows y0, y0 + y1, y0 - y1, -y1 */
-                const scalar_t y0 = r[0][j], y1 = r[1][j];
-                r[0][j] = y0;
-                r[1][j] = y0 + y1;
-                r[2][j] = y0 - y1;
-                r[3][j] = -y1;
-            }
-            for (int i = 0; i < 4; i++) { /* (A dY) A^T: each row's (u, v) -> (u, u + v, u - v, -v) */
-                scalar_t *o0 = dst + 4 * i * PL + ty * s->tw, *o1 = o0 + PL, *o2 = o1 + PL, *o3 = o2 + PL;
-                const scalar_t *ri = r[i];
-                for (int64_t tx = 0; tx < s->tw; tx++) {
-                    const scalar_t u = ri[2 * tx], v = ri[2 * tx + 1];
-                    o0[tx] = u;
-                    o1[tx] = u + v;
-                    o2[tx] = u - v;
-                    o3[tx] = -v;
+                scalar_t *y = (i ? Y1 : Y0) + (k - k0) * Wq;
+                if (2 * ty + i < s->Ho) {
+                    memcpy(y, plane + (2 * ty + i) * s->Wo, (size_t)s->Wo * sizeof(scalar_t));
+                    for (int64_t j = s->Wo; j < Wq; j++) y[j] = 0;
+                } else {
+                    memset(y, 0, (size_t)Wq * sizeof(scalar_t));
                 }
+            }
+        }
+        scalar_t *dst = D + p * L + k0 * s->tw;
+        for (int i = 0; i < 4; i++) {
+            scalar_t *o0 = dst + 4 * i * PL, *o1 = o0 + PL, *o2 = o1 + PL, *o3 = o2 + PL;
+            for (int64_t t = 0; t < nt; t++) {
+                const scalar_t a = Y0[2 * t], b = Y0[2 * t + 1], c = Y1[2 * t], d = Y1[2 * t + 1];
+                const scalar_t u = i == 0 ? a : i == 1 ? a + c : i == 2 ? a - c : -c;
+                const scalar_t v = i == 0 ? b : i == 1 ? b + d : i == 2 ? b - d : -d;
+                o0[t] = u;
+                o1[t] = u + v;
+                o2[t] = u - v;
+                o3[t] = -v;
             }
         }
     }
