@@ -144,46 +144,50 @@ static inline void K(wino_runs)(const wino_geom *s, int64_t m, int64_t *run, int
     *runs = (m * s->th + *run - 1) / *run;
 }
 
+/* r[i][j] = (B^T d)[i] for columns c = c0 + j, j < n, of the 4 input rows x[i] (W wide; zero outside) */
+static inline void K(wino_input_cols)(const scalar_t *const x[4], int64_t c0, int64_t n, int64_t W, scalar_t *const r[4]) {
+    const int64_t lo = c0 < 0 ? (-c0 < n ? -c0 : n) : 0, hi = W - c0 < n ? (W - c0 > lo ? W - c0 : lo) : n;
+    for (int i = 0; i < 4; i++) {
+        for (int64_t j = 0; j < lo; j++) r[i][j] = 0;
+        for (int64_t j = hi; j < n; j++) r[i][j] = 0;
+    }
+    const scalar_t *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    scalar_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+    for (int64_t j = lo; j < hi; j++) {
+        r0[j] = x0[c0 + j] - x2[c0 + j];
+        r1[j] = x1[c0 + j] + x2[c0 + j];
+        r2[j] = x2[c0 + j] - x1[c0 + j];
+        r3[j] = x1[c0 + j] - x3[c0 + j];
+    }
+}
+
 /* V (16, Q, L), L = m T: V[4 i + j, q, n T + t] = (B^T d B)[i, j], d the 4x4 patch of in[n, q] (m images)
  * whose corner is (2 ty - ph, 2 tx - pw), zero outside the plane. One thread per run of tile rows of
- * a channel: B^T d down the columns of each tile row's 4 padded input rows, kept twice (columns
- * from 0 in R, from 2 in S, 2 tw each), then (B^T d) B along the run: tile t reads R[2t], R[2t + 1],
- * S[2t], S[2t + 1]. */
+ * a channel: B^T d down the columns of each tile row's 4 input rows (read in place; rows and columns
+ * outside the plane are zeros), kept twice (columns from -pw in R, from 2 - pw in S, 2 tw each),
+ * then (B^T d) B along the run: tile t reads R[2t], R[2t + 1], S[2t], S[2t + 1]. */
 AF_CPU_DISPATCH
 static void K(wino_input)(const wino_geom *s, const scalar_t *in, int64_t m, scalar_t *V) {
-    const int64_t L = m * s->T, QL = s->Q * L, Wp = 2 * s->tw + 2, Wq = 2 * s->tw;
+    const int64_t L = m * s->T, QL = s->Q * L, Wq = 2 * s->tw;
     int64_t run, runs;
     K(wino_runs)(s, m, &run, &runs);
     AF_PARALLEL_FOR(QL * 16)
     for (int64_t it = 0; it < s->Q * runs; it++) {
         const int64_t q = it / runs, k0 = it % runs * run, k1 = k0 + run < m * s->th ? k0 + run : m * s->th;
-        scalar_t R[4][run * Wq], S[4][run * Wq], x[4][Wp];
+        scalar_t R[4][run * Wq], S[4][run * Wq], zero[s->W];
+        memset(zero, 0, sizeof zero);
         for (int64_t k = k0; k < k1; k++) {
-            const int64_t n = k / s->th, ty = k % s->th;
+            const int64_t n = k / s->th, ty = k % s->th, o = (k - k0) * Wq;
             const scalar_t *plane = in + (n * s->Q + q) * s->H * s->W;
+            const scalar_t *x[4];
             for (int i = 0; i < 4; i++) {
                 const int64_t ih = 2 * ty - s->ph + i;
-                if (ih < 0 || ih >= s->H) {
-                    memset(x[i], 0, (size_t)Wp * sizeof(scalar_t));
-                    continue;
-                }
-                for (int64_t j = 0; j < s->pw; j++) x[i][j] = 0;
-                memcpy(x[i] + s->pw, plane + ih * s->W, (size_t)s->W * sizeof(scalar_t));
-                for (int64_t j = s->pw + s->W; j < Wp; j++) x[i][j] = 0;
+                x[i] = ih >= 0 && ih < s->H ? plane + ih * s->W : zero;
             }
-            const int64_t o = (k - k0) * Wq;
-            for (int64_t j = 0; j < Wq; j++) { /* B^T d, columns 0 .. 2 tw - 1 */
-                R[0][o + j] = x[0][j] - x[2][j];
-                R[1][o + j] = x[1][j] + x[2][j];
-                R[2][o + j] = x[2][j] - x[1][j];
-                R[3][o + j] = x[1][j] - x[3][j];
-            }
-            for (int64_t j = 0; j < Wq; j++) { /* the same, columns 2 .. 2 tw + 1 */
-                S[0][o + j] = x[0][j + 2] - x[2][j + 2];
-                S[1][o + j] = x[1][j + 2] + x[2][j + 2];
-                S[2][o + j] = x[2][j + 2] - x[1][j + 2];
-                S[3][o + j] = x[1][j + 2] - x[3][j + 2];
-            }
+            scalar_t *const r[4] = {R[0] + o, R[1] + o, R[2] + o, R[3] + o};
+            scalar_t *const sv[4] = {S[0] + o, S[1] + o, S[2] + o, S[3] + o};
+            K(wino_input_cols)(x, -s->pw, Wq, s->W, r);
+            K(wino_input_cols)(x, 2 - s->pw, Wq, s->W, sv);
         }
         const int64_t nt = (k1 - k0) * s->tw;
         scalar_t *dst = V + q * L + k0 * s->tw;
