@@ -3,8 +3,9 @@
     python benchmarks/bench_cpu.py [--batch 32] [--size 112] [--threads 1,2] [--reps 3] [--cpu-time]
 
 Prints one table: for every distinct conv layer shape of ResNet-50 (torchvision layout, stride on
-the 3x3) at size x size input, forward and backward (dx + dW) GFLOP/s of affectfer and, when
-`import torch` works, of PyTorch with the same thread count, with ratios. The reference rate is
+the 3x3; --conv-net resnet18 for ResNet-18's) at size x size input, forward and backward (dx + dW)
+GFLOP/s of affectfer and, when `import torch` works, of PyTorch with the same thread count, with
+ratios. The reference rate is
 SGEMM measured through affectfer's own GEMM path (a 1x1 convolution is one GEMM). Each bench is a
 function returning rows; the last table is whole-model training images/s (ResNet-18 and ResNet-50 train steps).
 
@@ -70,10 +71,26 @@ def resnet50_conv_shapes(size):
     return out
 
 
-def conv_rows(batch, size, reps):
+def resnet18_conv_shapes(size):
+    """Distinct (Cin, Cout, k, stride, pad, H_in) of ResNet-18's convolutions at size x size input."""
+    shapes = [(3, 64, 7, 2, 3, size)]
+    h, cin = size // 4, 64
+    for width, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        h_out = (h - 1) // stride + 1
+        shapes += [(cin, width, 3, stride, 1, h), (width, width, 3, 1, 1, h_out)]
+        if stride != 1 or cin != width:
+            shapes.append((cin, width, 1, stride, 0, h))
+        cin, h = width, h_out
+    return list(dict.fromkeys(shapes))
+
+
+CONV_SHAPES = {"resnet50": resnet50_conv_shapes, "resnet18": resnet18_conv_shapes}
+
+
+def conv_rows(batch, size, reps, net="resnet50"):
     rng = np.random.default_rng(0)
     rows = []
-    for cin, cout, k, stride, pad, h in resnet50_conv_shapes(size):
+    for cin, cout, k, stride, pad, h in CONV_SHAPES[net](size):
         ho = (h + 2 * pad - k) // stride + 1
         flops = 2.0 * batch * cout * ho * ho * cin * k * k
         x_np = rng.standard_normal((batch, cin, h, h), dtype=np.float32)
@@ -163,6 +180,8 @@ def main():
     ap.add_argument("--cpu-time", action="store_true", help="1 thread, timed by the thread's CPU clock")
     ap.add_argument("--no-model", action="store_true", help="skip the whole-model training-step rows")
     ap.add_argument("--no-conv", action="store_true", help="skip the per-layer convolution table")
+    ap.add_argument("--conv-net", choices=sorted(CONV_SHAPES), default="resnet50",
+                    help="whose convolution shapes the per-layer table measures")
     ap.add_argument("--model-batch", type=int, default=None, help="batch of the training-step rows (default --batch)")
     args = ap.parse_args()
     for i, threads in enumerate(timing.thread_counts(ap, args.threads)):
@@ -182,10 +201,10 @@ def run(args, threads):
     if not args.no_conv:
         # The machine may be shared: SGEMM is measured before and after the layers and the best kept.
         sgemm = sgemm_gflops(max(args.reps, 5))
-        rows = conv_rows(args.batch, args.size, args.reps)
+        rows = conv_rows(args.batch, args.size, args.reps, args.conv_net)
         after = sgemm_gflops(max(args.reps, 5))
         sgemm = {k: max(v, after[k]) if isinstance(v, float) else v for k, v in sgemm.items()}
-        for r, (cin, cout, k, stride, pad, h) in zip(rows, resnet50_conv_shapes(args.size)):
+        for r, (cin, cout, k, stride, pad, h) in zip(rows, CONV_SHAPES[args.conv_net](args.size)):
             ho = (h + 2 * pad - k) // stride + 1
             r["_flops"] = 2.0 * args.batch * cout * ho * ho * cin * k * k
         print(f"SGEMM (affectfer GEMM path): {sgemm['af_fwd']:.1f} GFLOP/s"
