@@ -10,7 +10,7 @@
  * Summed over input channels, the 16 element-wise products become 16 GEMMs, one per position e of the
  * 4x4 transformed tile: M[e] (P, tiles) = U[e] (P, Q) @ V[e] (Q, tiles). That is 16 multiplications
  * per 4 outputs and input channel instead of 36: 2.25x fewer on even-sized maps (1.72x on 7x7, whose
- * tiles cover 8x8), and the padding taps are not multiplied one by one as in im2col.
+ * tiles cover 8x8).
  *
  * The backward uses the same machinery. dx is the stride-1 convolution of dy with the flipped,
  * transposed filter w[co, ci, 2 - kh, 2 - kw] and padding 2 - pad, so it runs through the forward
@@ -24,7 +24,9 @@
  * |x w| terms of its 3x3 window only. On unit-scale data in float32, y and dx agree with the float64
  * direct sum within 1e-4 absolute + 1e-4 relative, and dw (a sum over N Ho Wo products) within 1e-4
  * relative + 1e-6 of its largest entry (pinned by tests/ops/test_conv2d.py). Pixels of very different
- * magnitude in one tile (1 beside 2^30) lose the small one's low bits where the direct sum would not.
+ * magnitude in one tile (1 beside 2^30) lose the small one's low bits where the direct sum would not,
+ * and an infinite input can give NaN (Inf - Inf inside the transforms) where the direct sum gives
+ * +-Inf; NaN inputs stay NaN in the outputs they reach.
  *
  * Threads: the tiles of a chunk of images and the GEMMs are split across threads, each writing its
  * own outputs; the chunk size, the GEMM tiling (gemm.c) and every summation order depend only on the
