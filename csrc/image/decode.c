@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "../core/tensor.h"
-#include "image.h"
+#include "transforms.h"
 
 #ifndef AF_HAVE_STB
 #error "affectfer needs stb_image.h (Debian: libstb-dev, or `make stb`); setup.py defines AF_HAVE_STB when found"
@@ -35,15 +35,29 @@
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
 #define STBI_MAX_DIMENSIONS (1 << 16)
-#define STBI_MALLOC(sz) malloc(sz)
-#define STBI_REALLOC(p, newsz) realloc(p, newsz)
-#define STBI_FREE(p) free(p)
+/* stb allocates through our host allocator: its output buffer then becomes the af_image's pixels
+ * as it is (no copy), and its large work buffers (component planes, the PNG inflate buffer) come
+ * from the host block cache (csrc/core/alloc.c) instead of fresh pages for every image. */
+static void *stb_realloc_sized(void *p, size_t old_size, size_t new_size);
+#define STBI_MALLOC(sz) af_alloc_host(sz)
+#define STBI_REALLOC_SIZED(p, oldsz, newsz) stb_realloc_sized(p, oldsz, newsz)
+#define STBI_FREE(p) af_free_host(p)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wmisleading-indentation"
 #include <stb_image.h>
 #pragma GCC diagnostic pop
+
+static void *stb_realloc_sized(void *p, size_t old_size, size_t new_size) {
+    void *q = af_alloc_host(new_size);
+    if (!q) return NULL; /* stb keeps and later frees p, as after a failed realloc */
+    if (p) {
+        memcpy(q, p, old_size < new_size ? old_size : new_size);
+        af_free_host(p);
+    }
+    return q;
+}
 
 af_status af_image_alloc(af_image *img, int height, int width, int channels) {
     memset(img, 0, sizeof(*img));
@@ -117,10 +131,31 @@ static const char *decode_reason(char *buf, size_t size, const char *fallback) {
     return buf;
 }
 
-af_status af_image_decode(const uint8_t *bytes, size_t nbytes, int64_t max_pixels, const char *name, af_image *out) {
+/* One stb decode to `req` channels (1 or 3), adopted as `out` (stb allocates with af_alloc_host);
+ * *file_comp receives the file's own channel count. */
+static af_status decode_pixels(const uint8_t *bytes, size_t nbytes, int w, int h, int req, const char *name,
+                               int *file_comp, af_image *out) {
+    char reason[128];
+    int dw = 0, dh = 0;
+    uint8_t *pixels = stbi_load_from_memory(bytes, (int)nbytes, &dw, &dh, file_comp, req);
+    if (!pixels)
+        return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': %s (corrupt or truncated?)", name,
+                       decode_reason(reason, sizeof(reason), "decoder error"));
+    if (dw != w || dh != h) {
+        stbi_image_free(pixels);
+        return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': header says %dx%d but decoded %dx%d", name, w, h, dw, dh);
+    }
+    *out = (af_image){.data = pixels, .height = h, .width = w, .channels = req};
+    return AF_OK;
+}
+
+af_status af_image_decode_gray(const uint8_t *bytes, size_t nbytes, int64_t max_pixels, const char *name, int gray,
+                               af_image *out) {
     memset(out, 0, sizeof(*out));
     if (!name) name = "<memory>";
     char reason[128];
+    if (gray != 0 && gray != 1 && gray != 3)
+        return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': gray must be 0, 1 or 3, got %d", name, gray);
     if (max_pixels < 1)
         return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': 'max_pixels' must be >= 1, got %lld", name, (long long)max_pixels);
     if (nbytes == 0) return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': the file is empty", name);
@@ -137,24 +172,40 @@ af_status af_image_decode(const uint8_t *bytes, size_t nbytes, int64_t max_pixel
         return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': truncated JPEG (no end-of-image marker after the last scan)", name);
     if (nbytes >= 8 && !memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) && png_first_idat_empty(bytes, nbytes))
         return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': PNG with an empty first IDAT chunk", name);
-    int dw = 0, dh = 0, dcomp = 0;
-    /* Always ask for 3 channels: stb converts gray, gray+alpha and RGBA to RGB (alpha dropped) and
-     * 16-bit samples to their high byte. */
-    uint8_t *pixels = stbi_load_from_memory(bytes, (int)nbytes, &dw, &dh, &dcomp, 3);
-    if (!pixels)
-        return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': %s (corrupt or truncated?)", name,
-                       decode_reason(reason, sizeof(reason), "decoder error"));
-    if (dw != w || dh != h) {
-        stbi_image_free(pixels);
-        return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': header says %dx%d but decoded %dx%d", name, w, h, dw, dh);
+    int file_comp = 0;
+    if (gray && comp == 1) {
+        /* A 1-component file (a gray JPEG, a gray PNG): stb's RGB output would only replicate the
+         * channel, so decode the channel alone and map it as Grayscale maps R = G = B. A file whose
+         * decode disagrees with its header goes the RGB way below, never through stb's own luma. */
+        AF_TRY(decode_pixels(bytes, nbytes, w, h, 1, name, &file_comp, out));
+        if (file_comp == 1) {
+            af_img_grayscale_of_gray(out);
+            if (gray == 1) return AF_OK;
+            af_image rgb;
+            af_status st = af_img_grayscale(out, 3, &rgb); /* a 1-channel source is replicated */
+            af_image_free(out);
+            *out = rgb;
+            return st;
+        }
+        af_image_free(out);
     }
-    af_status st = af_image_alloc(out, h, w, 3);
-    if (st == AF_OK) memcpy(out->data, pixels, (size_t)h * w * 3);
-    stbi_image_free(pixels);
+    /* RGB: stb converts gray, gray+alpha and RGBA to RGB (alpha dropped) and 16-bit samples to their
+     * high byte. A colour file asked for gray is converted by Grayscale itself (stb's 1-channel output
+     * of a colour file is its own luma, not torchvision's weights). */
+    AF_TRY(decode_pixels(bytes, nbytes, w, h, 3, name, &file_comp, out));
+    if (!gray) return AF_OK;
+    af_image g;
+    af_status st = af_img_grayscale(out, gray, &g);
+    af_image_free(out);
+    *out = g;
     return st;
 }
 
-af_status af_image_read_file(const char *path, int64_t max_pixels, af_image *out) {
+af_status af_image_decode(const uint8_t *bytes, size_t nbytes, int64_t max_pixels, const char *name, af_image *out) {
+    return af_image_decode_gray(bytes, nbytes, max_pixels, name, 0, out);
+}
+
+af_status af_image_read_file_gray(const char *path, int64_t max_pixels, int gray, af_image *out) {
     memset(out, 0, sizeof(*out));
     /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever (and a loader
      * thread stuck there cannot be joined); fstat then refuses anything but a regular file. */
@@ -178,9 +229,13 @@ af_status af_image_read_file(const char *path, int64_t max_pixels, af_image *out
         if (n == 0) AF_CHECK_FAIL(AF_ERR_IO, "cannot read '%s': the file shrank while being read", path);
         got += (size_t)n;
     }
-    st = af_image_decode(buf, size, max_pixels, path, out);
+    st = af_image_decode_gray(buf, size, max_pixels, path, gray, out);
 fail:
     free(buf);
     close(fd);
     return st;
+}
+
+af_status af_image_read_file(const char *path, int64_t max_pixels, af_image *out) {
+    return af_image_read_file_gray(path, max_pixels, 0, out);
 }

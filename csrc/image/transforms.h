@@ -62,6 +62,10 @@ af_status af_img_adjust_sharpness(af_image *img, double factor);
 /* Grayscale with torchvision's float32 weights (0.2989, 0.587, 0.114), truncated; writes 1 channel
  * (out_channels 1) or the gray value replicated into 3 channels. */
 af_status af_img_grayscale(const af_image *src, int out_channels, af_image *dst);
+/* In place on the single channel of a gray source (what a 1-channel decode gives): each value v becomes
+ * the Grayscale of the RGB pixel (v, v, v), so the result is bit-identical to decoding to RGB and
+ * then af_img_grayscale(src, 1, ...). */
+void af_img_grayscale_of_gray(af_image *img);
 void af_img_posterize(af_image *img, int bits);
 void af_img_solarize(af_image *img, double threshold);
 void af_img_autocontrast(af_image *img);
