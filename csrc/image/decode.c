@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/cpu.h"
 #include "../core/tensor.h"
 #include "transforms.h"
 
@@ -131,8 +132,29 @@ static const char *decode_reason(char *buf, size_t size, const char *fallback) {
     return buf;
 }
 
-/* One stb decode to `req` channels (1 or 3), adopted as `out` (stb allocates with af_alloc_host);
- * *file_comp receives the file's own channel count. */
+typedef uint8_t rgba_bytes __attribute__((vector_size(16)));
+
+/* RGBA -> RGB in place, 4 pixels per 16-byte shuffle: each block is read whole before its 12 bytes
+ * (and 4 spare ones, rewritten by the next block) are stored at or below where it was read, and
+ * the next block is read from above everything stored so far. */
+AF_CPU_DISPATCH
+static void rgba_to_rgb_in_place(uint8_t *p, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        rgba_bytes v;
+        memcpy(&v, p + 4 * i, 16);
+        v = __builtin_shufflevector(v, v, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 15, 15, 15);
+        memcpy(p + 3 * i, &v, i + 4 < n ? 16 : 12); /* the last block stores 12: the 4 spare bytes would be past the image */
+    }
+    for (; i < n; i++) memmove(p + 3 * i, p + 4 * i, 3);
+}
+
+/* One stb decode to `req` channels (1, 3 or 4), adopted as `out` (stb allocates with af_alloc_host);
+ * *file_comp receives the file's own channel count. req 4 is for colour JPEGs: stb's SIMD YCbCr
+ * conversion only handles 4-byte pixels (3-byte ones take its scalar loop, a fifth of a 256x256
+ * decode), so they are decoded to RGBA and packed down to RGB here. The bytes are the same: stb's
+ * SIMD and scalar conversions agree on all 2^24 (Y, Cb, Cr) inputs (checked against stb 2.30 by
+ * calling both on every combination), and nothing else in its JPEG path depends on the request. */
 static af_status decode_pixels(const uint8_t *bytes, size_t nbytes, int w, int h, int req, const char *name,
                                int *file_comp, af_image *out) {
     char reason[128];
@@ -145,7 +167,8 @@ static af_status decode_pixels(const uint8_t *bytes, size_t nbytes, int w, int h
         stbi_image_free(pixels);
         return AF_FAIL(AF_ERR_VALUE, "cannot decode '%s': header says %dx%d but decoded %dx%d", name, w, h, dw, dh);
     }
-    *out = (af_image){.data = pixels, .height = h, .width = w, .channels = req};
+    if (req == 4) rgba_to_rgb_in_place(pixels, (size_t)w * h);
+    *out = (af_image){.data = pixels, .height = h, .width = w, .channels = req == 4 ? 3 : req};
     return AF_OK;
 }
 
@@ -192,7 +215,8 @@ af_status af_image_decode_gray(const uint8_t *bytes, size_t nbytes, int64_t max_
     /* RGB: stb converts gray, gray+alpha and RGBA to RGB (alpha dropped) and 16-bit samples to their
      * high byte. A colour file asked for gray is converted by Grayscale itself (stb's 1-channel output
      * of a colour file is its own luma, not torchvision's weights). */
-    AF_TRY(decode_pixels(bytes, nbytes, w, h, 3, name, &file_comp, out));
+    int jpeg = nbytes >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8;
+    AF_TRY(decode_pixels(bytes, nbytes, w, h, jpeg && comp == 3 ? 4 : 3, name, &file_comp, out));
     if (!gray) return AF_OK;
     af_image g;
     af_status st = af_img_grayscale(out, gray, &g);

@@ -8,7 +8,8 @@ import pytest
 
 import affectfer.io as aio
 
-from ..images import JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient16, png_bytes, png_header_only
+from ..images import (JPEG_7X5, JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient7x5, gradient16, png_bytes,
+                      png_header_only)
 
 
 @pytest.fixture
@@ -123,6 +124,14 @@ def test_jpeg_decodes_close_to_source(data):
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
     err = np.abs(out.astype(int) - gradient16())
     assert err.mean() < 3 and err.max() < 24  # lossy at quality 95
+
+
+def test_colour_jpeg_with_a_ragged_last_block():
+    """Colour JPEGs are decoded to RGBA and packed to RGB 4 pixels at a time: 35 pixels leave 3 for the
+    tail, and every channel must still land in its place."""
+    out = aio.decode_image(JPEG_7X5)
+    assert out.shape == (5, 7, 3)
+    assert np.abs(out.astype(int) - gradient7x5()).max() <= 4  # quality 100, no subsampling
 
 
 def test_read_file(tmp_path, img):
