@@ -15,6 +15,7 @@
  * never do, so loader threads may decode in parallel. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -60,13 +61,63 @@ static void *stb_realloc_sized(void *p, size_t old_size, size_t new_size) {
     return q;
 }
 
+/* Ping-pong pixel buffers. A pipeline stage that changes the image's size writes a new image and
+ * frees the one before it, so a loader worker would allocate and free a buffer per stage of every
+ * sample. Instead each thread keeps the last two buffers it freed (of at most SCRATCH_MAX_BYTES
+ * each) and hands them to its next allocations: after the first sample, a worker's stages
+ * alternate between two buffers and allocate nothing. The buffers are af_alloc_host blocks, freed
+ * when the thread exits. Off under AddressSanitizer, like the host cache (alloc.c): a reused buffer
+ * would hide a use after free from it. */
+#define SCRATCH_MAX_BYTES ((size_t)16 << 20)
+typedef struct {
+    uint8_t *data[2];
+    size_t size[2]; /* the image bytes the buffer held (its block may be larger) */
+} scratch_pair;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_ok;
+
+static void scratch_release(void *arg) {
+    scratch_pair *s = arg;
+    for (int k = 0; k < 2; k++) af_free_host(s->data[k]);
+    free(s);
+}
+
+static void scratch_init(void) {
+#if !defined(__SANITIZE_ADDRESS__)
+    scratch_ok = pthread_key_create(&scratch_key, scratch_release) == 0;
+#endif
+}
+
+static scratch_pair *thread_scratch(void) {
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_ok) return NULL;
+    scratch_pair *s = pthread_getspecific(scratch_key);
+    if (!s && (s = calloc(1, sizeof(*s))) && pthread_setspecific(scratch_key, s) != 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
 af_status af_image_alloc(af_image *img, int height, int width, int channels) {
     memset(img, 0, sizeof(*img));
     if (height < 0 || width < 0 || (channels != 1 && channels != 3))
         return AF_FAIL(AF_ERR_VALUE, "image: invalid size %dx%dx%d", height, width, channels);
     size_t n = (size_t)height * (size_t)width * (size_t)channels;
-    img->data = af_alloc_host(n ? n : 1);
-    if (!img->data) return AF_FAIL(AF_ERR_OOM, "image: cannot allocate %zu bytes", n);
+    if (!n) n = 1;
+    scratch_pair *s = thread_scratch();
+    int best = -1; /* the smallest kept buffer that fits */
+    for (int k = 0; s && k < 2; k++)
+        if (s->data[k] && s->size[k] >= n && (best < 0 || s->size[k] < s->size[best])) best = k;
+    if (best >= 0) {
+        img->data = s->data[best];
+        s->data[best] = NULL;
+    } else {
+        img->data = af_alloc_host(n);
+        if (!img->data) return AF_FAIL(AF_ERR_OOM, "image: cannot allocate %zu bytes", n);
+    }
     img->height = height;
     img->width = width;
     img->channels = channels;
@@ -74,7 +125,20 @@ af_status af_image_alloc(af_image *img, int height, int width, int channels) {
 }
 
 void af_image_free(af_image *img) {
-    if (img->data && !img->borrowed) af_free_host(img->data);
+    if (img->data && !img->borrowed) {
+        size_t n = (size_t)img->height * img->width * img->channels;
+        scratch_pair *s = n <= SCRATCH_MAX_BYTES ? thread_scratch() : NULL;
+        /* keep it in an empty slot, or in place of a smaller buffer */
+        int slot = !s ? -1 : !s->data[0] ? 0 : !s->data[1] ? 1 : s->size[0] <= s->size[1] ? 0 : 1;
+        if (slot >= 0 && s->data[slot] && s->size[slot] >= n) slot = -1;
+        if (slot >= 0) {
+            af_free_host(s->data[slot]);
+            s->data[slot] = img->data;
+            s->size[slot] = n ? n : 1;
+        } else {
+            af_free_host(img->data);
+        }
+    }
     memset(img, 0, sizeof(*img));
 }
 
