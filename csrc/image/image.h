@@ -1,6 +1,7 @@
 /* Images and transform pipelines, the contract between csrc/image/ and the loader (csrc/data/).
  *
- * An af_image is uint8, HWC, row-major, channels 1 or 3 (decoding always yields 3: RGB). A pipeline
+ * An af_image is uint8, HWC, row-major, channels 1 or 3 (decoding yields 3, RGB, unless asked for the gray
+ * image a leading Grayscale would make: af_image_decode_gray). A pipeline
  * is what affectfer.transforms.Compose compiles into: an ordered list of stages with numeric
  * parameters, immutable once built, so any number of loader threads may run it at once. All
  * randomness of one run comes from the af_rng it is given (the loader passes the stream of
