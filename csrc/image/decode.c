@@ -196,8 +196,6 @@ static const char *decode_reason(char *buf, size_t size, const char *fallback) {
     return buf;
 }
 
-typedef uint8_t rgba_bytes __attribute__((vector_size(16)));
-
 /* RGBA -> RGB in place, 4 pixels per 16-byte shuffle: each block is read whole before its 12 bytes
  * (and 4 spare ones, rewritten by the next block) are stored at or below where it was read, and
  * the next block is read from above everything stored so far. */
@@ -205,9 +203,9 @@ AF_CPU_DISPATCH
 static void rgba_to_rgb_in_place(uint8_t *p, size_t n) {
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        rgba_bytes v;
+        af_v16u8 v;
         memcpy(&v, p + 4 * i, 16);
-        v = __builtin_shufflevector(v, v, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 15, 15, 15);
+        v = AF_SHUFFLE16(v, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 15, 15, 15);
         memcpy(p + 3 * i, &v, i + 4 < n ? 16 : 12); /* the last block stores 12: the 4 spare bytes would be past the image */
     }
     for (; i < n; i++) memmove(p + 3 * i, p + 4 * i, 3);

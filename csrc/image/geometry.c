@@ -99,13 +99,6 @@ af_status af_img_pad(const af_image *src, int left, int top, int right, int bott
 /* Reverses the pixel order of a row into out (no overlap): 16-byte blocks of 5 RGB pixels or 16 gray
  * ones turned around with one byte shuffle each (pshufb where the CPU has it), the rest pixel by pixel.
  * A block is loaded from one byte before its pixels (C = 3), so no load passes the row's end. */
-typedef uint8_t af_v16u8 __attribute__((vector_size(16)));
-#if defined(__clang__)
-#define AF_SHUFFLE16(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
-#else
-#define AF_SHUFFLE16(v, ...) __builtin_shuffle(v, (af_v16u8){__VA_ARGS__})
-#endif
-
 static inline void reverse_row(const uint8_t *row, int W, int C, uint8_t *out) {
     int x = 0;
     if (C == 3) {

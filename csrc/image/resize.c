@@ -157,6 +157,24 @@ typedef int16_t rs_h4 __attribute__((vector_size(8)));
 typedef int32_t rs_v8 __attribute__((vector_size(32)));
 typedef int16_t rs_h8 __attribute__((vector_size(16)));
 
+/* Pixel a's four lanes, then pixel b's; and the store of a pair's two pixels side by side (the last
+ * two lanes land on the next pair, rewritten next, or the row's padding). __builtin_shufflevector
+ * keeps both in registers; GCC before 12 lacks it, and gets the same values through memory. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define RS_CONCAT(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7)
+static inline void rs_store_pair(int16_t *out, rs_h8 h) {
+    h = __builtin_shufflevector(h, h, 0, 1, 2, 4, 5, 6, 7, 7);
+    memcpy(out, &h, sizeof(h));
+}
+#else
+#define RS_CONCAT(a, b) ((union { rs_v8 v; rs_v4 half[2]; }){.half = {(a), (b)}}.v)
+static inline void rs_store_pair(int16_t *out, rs_h8 h) {
+    union { rs_h8 v; rs_h4 half[2]; } u = {.v = h};
+    memcpy(out, &u.half[0], sizeof(rs_h4)); /* its 4th lane is rewritten by the next store */
+    memcpy(out + 3, &u.half[1], sizeof(rs_h4));
+}
+#endif
+
 /* The weights of output pixels 2i and 2i + 1 at tap j, each repeated over 4 lanes: w8[i * k + j]. */
 static rs_v8 *pair_weights(const rs_taps *t) {
     int pairs = t->out / 2, k = t->k;
@@ -180,13 +198,9 @@ static inline __attribute__((always_inline)) void hpass3_k(const int32_t *wide, 
             rs_v4 va, vb;
             memcpy(&va, pa + 3 * j, sizeof(va));
             memcpy(&vb, pb + 3 * j, sizeof(vb));
-            acc += __builtin_shufflevector(va, vb, 0, 1, 2, 3, 4, 5, 6, 7) * w8[j];
+            acc += RS_CONCAT(va, vb) * w8[j];
         }
-        rs_h8 h = __builtin_convertvector(acc >> RS_MBITS, rs_h8);
-        /* both pixels' three values side by side; the last two lanes land on the next pair (rewritten
-         * next) or the row's padding */
-        h = __builtin_shufflevector(h, h, 0, 1, 2, 4, 5, 6, 7, 7);
-        memcpy(out + 3 * (size_t)x, &h, sizeof(h));
+        rs_store_pair(out + 3 * (size_t)x, __builtin_convertvector(acc >> RS_MBITS, rs_h8));
     }
     for (; x < t->out; x++) {
         const int32_t *p = wide + 3 * (size_t)t->xmin[x];

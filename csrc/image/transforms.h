@@ -21,6 +21,15 @@ static inline float af_clampf(float v, float lo, float hi) {
     return v < hi ? v : hi;
 }
 
+/* A 16-byte vector and a constant byte shuffle of it (pshufb where the CPU has it): GCC spells it
+ * __builtin_shuffle (its __builtin_shufflevector needs GCC 12), clang __builtin_shufflevector. */
+typedef uint8_t af_v16u8 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define AF_SHUFFLE16(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define AF_SHUFFLE16(v, ...) __builtin_shuffle(v, (af_v16u8){__VA_ARGS__})
+#endif
+
 /* ---- geometry.c (resize: resize.c) ---- */
 /* Bilinear resize to oh x ow (align_corners=False). antialias=1 applies torchvision's antialiased
  * (Pillow-style triangle filter) path when downscaling, the default of torchvision >= 0.17;
