@@ -39,9 +39,13 @@
 #define STBI_MAX_DIMENSIONS (1 << 16)
 /* stb allocates through our host allocator: its output buffer then becomes the af_image's pixels
  * as it is (no copy), and its large work buffers (component planes, the PNG inflate buffer) come
- * from the host block cache (csrc/core/alloc.c) instead of fresh pages for every image. */
+ * from the host block cache (csrc/core/alloc.c) instead of fresh pages for every image. Every
+ * allocation is zeroed: on some malformed JPEGs that stb accepts (a component no scan covers), it
+ * reads planes it never wrote, and the decoded pixels were whatever the memory held before, a
+ * different image at each decode. Zeroed, they are the same every time. */
+static void *stb_malloc(size_t size);
 static void *stb_realloc_sized(void *p, size_t old_size, size_t new_size);
-#define STBI_MALLOC(sz) af_alloc_host(sz)
+#define STBI_MALLOC(sz) stb_malloc(sz)
 #define STBI_REALLOC_SIZED(p, oldsz, newsz) stb_realloc_sized(p, oldsz, newsz)
 #define STBI_FREE(p) af_free_host(p)
 #pragma GCC diagnostic push
@@ -51,8 +55,14 @@ static void *stb_realloc_sized(void *p, size_t old_size, size_t new_size);
 #include <stb_image.h>
 #pragma GCC diagnostic pop
 
+static void *stb_malloc(size_t size) {
+    void *p = af_alloc_host(size);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
 static void *stb_realloc_sized(void *p, size_t old_size, size_t new_size) {
-    void *q = af_alloc_host(new_size);
+    void *q = stb_malloc(new_size);
     if (!q) return NULL; /* stb keeps and later frees p, as after a failed realloc */
     if (p) {
         memcpy(q, p, old_size < new_size ? old_size : new_size);
@@ -85,7 +95,7 @@ static void scratch_release(void *arg) {
 }
 
 static void scratch_init(void) {
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(AF_ASAN)
     scratch_ok = pthread_key_create(&scratch_key, scratch_release) == 0;
 #endif
 }
