@@ -1,6 +1,7 @@
 """The test suite's image writers (Pillow is not a test dependency): PNG via zlib, BMP by hand (to
 check it is refused), plus two JPEGs (baseline and progressive) of a 16x16 gradient written once by
-Pillow 13 at quality 95 and embedded here."""
+Pillow 13 at quality 95 and embedded here, and a 1-component (gray) JPEG of a noisy 16x16 ramp,
+the kind FER2013 ships."""
 import base64
 import struct
 import zlib
@@ -30,6 +31,31 @@ JPEG_PROGRESSIVE = base64.b64decode(
     "AAAAAAAAAAAAAAABI//aAAgBAQAGPwJSFIUhSP/EABUQAQEAAAAAAAAAAAAAAAAAAADx/9oACAEBAAE/IZCAgJD/2gAMAwEAAgADAAAAEAP/xAAWEQADAAAAAAAA"
     "AAAAAAAAAAAAQaH/2gAIAQMBAT8QgM//xAAWEQADAAAAAAAAAAAAAAAAAAAAITH/2gAIAQIBAT8Qgz//xAAXEAEAAwAAAAAAAAAAAAAAAAAAEYGh/9oACAEBAAE/"
     "EMpkqYKnKf/Z")
+
+JPEG_GRAY = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAIBAQEBAQIBAQECAgICAgQDAgICAgUEBAMEBgUGBgYFBgYGBwkIBgcJBwYGCAsICQoKCgoKBggLDAsKDAkKCgr/wAAL"
+    "CAAQABABAREA/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS"
+    "0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5"
+    "usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/9oACAEBAAA/APzb/wCCa+j6dc+KtIfw/ZXsmptBDk3F88SRTjdIjrKf3YRhGUOB+6UHO8l6"
+    "/oJ/4Ju6N4eM2l2una9Gk0k0U8kc91Iogkz5K+UpKMiM7KduELOjLk7yp/CL/gnWLDTLrRzBdanbW1jIZ5LyK1UiCGPLCd5iwYb4pFj+TGVCp+64I/e7/gnjBokv"
+    "huK+0W8lku7NraK/a3uoJ7VWkDK0bkOxSRVEm3dG0n7zcF+da//Z")
+
+
+def gradient7x5():
+    """A 7x5 colour ramp: 35 pixels, not a multiple of the 4-pixel blocks decoding packs RGBA to RGB in."""
+    y, x = np.mgrid[0:5, 0:7]
+    return np.stack([x * 30 + 20, y * 40 + 30, 200 - x * 10 - y * 10], -1).astype(np.uint8)
+
+
+JPEG_7X5 = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQH/2wBD"
+    "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQH/wAARCAAFAAcDAREAAhEBAxEB/8QAHwAAAQUB"
+    "AQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJico"
+    "KSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ"
+    "2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdhcRMi"
+    "MoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOk"
+    "paanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEAPwDsv2e/2C/g39liHkf8u5/5h8GP9Ue3n16n0q/p"
+    "keKKx1dOs3/tUXrjq3/P5f8ATln5p+z1+ld4j/2Tg37XbL5/8xdXrhpf9Oj/2Q==")  # gradient7x5(), Pillow quality 100, no chroma subsampling
 
 
 def _chunk(kind, data):

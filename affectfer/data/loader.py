@@ -82,7 +82,10 @@ class Loader:
     sampler: an affectfer.data sampler (or any sequence of indices); default sequential, or shuffled
         with `seed` when `shuffle=True` (sampler and shuffle=True together are an error, as in torch).
     transform: an affectfer.transforms pipeline ending in ToTensor(+Normalize) with a fixed output
-        size; None = ToTensor only (all images must have the same size).
+        size; None = ToTensor only (all images must have the same size). When it starts with
+        Grayscale (or RandomGrayscale(p=1)), image files are decoded straight to that gray image:
+        1-component JPEGs/PNGs (FER2013's) skip the RGB expansion, with the same bytes as decoding to
+        RGB and converting.
     augment_copies: a transform (e.g. RandAugment(2, 9)) run before `transform` only on the
         positions the sampler marks as copies (ClassBalancedOversampler).
     workers: C threads; prefetch: batches in flight (default 2 * workers, at most 1024).

@@ -58,7 +58,7 @@ static void cache_init(void) {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     size_t limit = pages > 0 && page > 0 ? (size_t)pages / 8 * (size_t)page : (size_t)1 << 30;
     if (limit > (size_t)4 << 30) limit = (size_t)4 << 30;
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(AF_ASAN)
     /* Off by default under AddressSanitizer: a cached block is never freed, so a use after af_free_host
      * would go unreported. AFFECTFER_HOST_CACHE_MB still turns it on, for testing the cache itself. */
     limit = 0;

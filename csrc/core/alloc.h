@@ -48,6 +48,16 @@ const af_allocator *af_allocator_get(af_device_type type);
  * size class and the next allocation of that class reuses one, up to a cap on cached bytes
  * (environment AFFECTFER_HOST_CACHE_MB, read once at the first allocation; 0 disables the cache). */
 #define AF_HOST_CACHE_MIN_BYTES ((size_t)64 << 10)
+/* AF_ASAN: this build runs under AddressSanitizer, where memory caches stay off (a reused block
+ * would hide a use after free). GCC defines __SANITIZE_ADDRESS__; clang (the fuzz build) only
+ * answers __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define AF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AF_ASAN 1
+#endif
+#endif
 void *af_alloc_host(size_t nbytes);
 void af_free_host(void *p);
 

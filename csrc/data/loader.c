@@ -15,6 +15,7 @@ struct af_loader {
     const uint8_t *is_copy;
     int64_t n_order;
     int C, H, W; /* every sample's output shape */
+    int gray;    /* af_pipeline_leading_gray of the transform: files are decoded straight to that gray image */
     af_batch_queue *queue;
     pthread_t *threads;
     int n_threads;
@@ -37,10 +38,11 @@ static af_status name_error(af_status st, const char *name) {
     return AF_FAIL(st, "%s: %s", name, copy);
 }
 
-/* Reads dataset sample idx into img (decoding a file, or copying the in-memory image). */
-static af_status read_sample(const af_loader *l, int64_t idx, af_image *img) {
+/* Reads dataset sample idx into img (decoding a file, or copying the in-memory image). gray (1 or 3):
+ * a file becomes the image the transform's leading Grayscale would make of it (0: RGB). */
+static af_status read_sample(const af_loader *l, int64_t idx, int gray, af_image *img) {
     const af_loader_source *src = &l->src;
-    if (src->paths) return af_image_read_file(src->paths[idx], l->cfg.max_pixels, img);
+    if (src->paths) return af_image_read_file_gray(src->paths[idx], l->cfg.max_pixels, gray, img);
     if (src->pack) { /* no decode, no copy: the pipeline reads the mapping (pipeline.c copies before writing) */
         af_pack_image(src->pack, idx, img);
         return AF_OK;
@@ -54,8 +56,8 @@ static af_status read_sample(const af_loader *l, int64_t idx, af_image *img) {
 /* Sample idx, cropped to its face box when the source has boxes. The box is clamped to the image (an
  * annotated box may reach past the border, as detector boxes do); one left empty by the clamp is an
  * error, never a silent fallback to the whole image. */
-static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
-    AF_TRY(read_sample(l, idx, img));
+static af_status load_image(const af_loader *l, int64_t idx, int gray, af_image *img) {
+    AF_TRY(read_sample(l, idx, gray, img));
     if (!l->src.boxes) return AF_OK;
     const int64_t *b = l->src.boxes + 4 * idx;
     int64_t left = b[0] < 0 ? 0 : b[0], top = b[1] < 0 ? 0 : b[1];
@@ -71,9 +73,18 @@ static af_status load_image(const af_loader *l, int64_t idx, af_image *img) {
     return st;
 }
 
+/* Whether position s reads its file straight to gray: the transform starts with an unconditional
+ * Grayscale and no augment_copies pipeline runs before it (that one expects the RGB image). Only
+ * files are decoded here; packed and in-memory images arrive as they are. */
+static int gray_decode(const af_loader *l, int64_t s) {
+    return l->gray && l->src.paths && !(l->is_copy && l->is_copy[s] && l->cfg.augment_copies) ? l->gray : 0;
+}
+
 /* Runs the augmentations of position s on img; when `out` is not NULL writes the float32 result
- * there (after checking it has the batch's shape). (C, H, W) come back for the shape probe. */
-static af_status transform_sample(const af_loader *l, int64_t s, af_image *img, float *out, int *C, int *H, int *W) {
+ * there (after checking it has the batch's shape). (C, H, W) come back for the shape probe. gray:
+ * img was decoded to gray (gray_decode), standing in for the transform's first stage. */
+static af_status transform_sample(const af_loader *l, int64_t s, int gray, af_image *img, float *out, int *C, int *H,
+                                  int *W) {
     af_rng rng = af_rng_make(l->cfg.seed, AF_STREAM_SAMPLE(l->cfg.epoch, s * l->cfg.position_stride + l->cfg.position_offset), 0);
     if (l->is_copy && l->is_copy[s] && l->cfg.augment_copies) AF_TRY(af_pipeline_run(l->cfg.augment_copies, img, &rng, NULL));
     const af_pipeline *p = l->cfg.transform;
@@ -82,9 +93,9 @@ static af_status transform_sample(const af_loader *l, int64_t s, af_image *img, 
         if (out && (*C != l->C || *H != l->H || *W != l->W))
             return AF_FAIL(AF_ERR_VALUE, "the transform gives a (%d, %d, %d) image but the batch holds (%d, %d, %d): "
                            "add a Resize/crop to a fixed size", *C, *H, *W, l->C, l->H, l->W);
-        return af_pipeline_run(p, img, &rng, out);
+        return af_pipeline_run_from(p, gray ? 1 : 0, img, &rng, out);
     }
-    if (p) AF_TRY(af_pipeline_run(p, img, &rng, NULL));
+    if (p) AF_TRY(af_pipeline_run_from(p, gray ? 1 : 0, img, &rng, NULL));
     *C = img->channels, *H = img->height, *W = img->width;
     if (out) {
         if (*C != l->C || *H != l->H || *W != l->W)
@@ -102,8 +113,9 @@ static af_status process(const af_loader *l, int64_t s, af_batch *b, int64_t row
     af_image img = {0};
     int C, H, W;
     float *out = (float *)af_tensor_data(b->images) + (size_t)row * l->C * l->H * l->W;
-    af_status st = load_image(l, idx, &img);
-    if (st == AF_OK) st = transform_sample(l, s, &img, out, &C, &H, &W);
+    int gray = gray_decode(l, s);
+    af_status st = load_image(l, idx, gray, &img);
+    if (st == AF_OK) st = transform_sample(l, s, gray, &img, out, &C, &H, &W);
     af_image_free(&img);
     if (st != AF_OK) return name_error(st, name);
     ((int64_t *)af_tensor_data(b->labels))[row] = l->src.labels[idx];
@@ -157,11 +169,13 @@ af_status af_loader_start(const af_loader_config *cfg, const af_loader_source *s
     l->order = order;
     l->is_copy = is_copy;
     l->n_order = n_order;
+    l->gray = af_pipeline_leading_gray(c.transform);
     if (n_order > 0) { /* probe position 0 for the batch shape (its randomness is replayed later) */
         char buf[512];
         af_image img = {0};
-        st = load_image(l, order[0], &img);
-        if (st == AF_OK) st = transform_sample(l, 0, &img, NULL, &l->C, &l->H, &l->W);
+        int gray = gray_decode(l, 0);
+        st = load_image(l, order[0], gray, &img);
+        if (st == AF_OK) st = transform_sample(l, 0, gray, &img, NULL, &l->C, &l->H, &l->W);
         af_image_free(&img);
         if (st != AF_OK) {
             st = name_error(st, sample_name(src, order[0], buf, sizeof(buf)));

@@ -7,6 +7,7 @@
  * exact float32 operation order of the torchvision expression it mirrors (the build forbids FMA
  * contraction), which is what makes e.g. 200 * 1.27 come out as 254 like torchvision. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,6 +207,27 @@ af_status af_img_grayscale(const af_image *src, int out_channels, af_image *dst)
         for (int c = 0; c < out_channels; c++) dst->data[k * out_channels + c] = g;
     }
     return AF_OK;
+}
+
+/* A gray source (R = G = B = v) goes through rgb_to_grayscale as a fixed function of v, which is not
+ * v itself (0.2989 + 0.587 + 0.114 = 0.9999 in float32 products, truncated: often v - 1). The
+ * table is built from the same per-pixel expression af_img_grayscale uses, so a 1-channel decode
+ * mapped through it is byte for byte what decoding to RGB and then Grayscale gives. */
+static uint8_t gray_of_gray[256];
+static pthread_once_t gray_of_gray_once = PTHREAD_ONCE_INIT;
+
+static void gray_of_gray_init(void) {
+    gray_tables gt;
+    gray_tables_init(&gt);
+    for (int v = 0; v < 256; v++) {
+        uint8_t px[3] = {(uint8_t)v, (uint8_t)v, (uint8_t)v};
+        gray_of_gray[v] = gray_lut(&gt, px);
+    }
+}
+
+void af_img_grayscale_of_gray(af_image *img) {
+    pthread_once(&gray_of_gray_once, gray_of_gray_init);
+    apply_lut(img, gray_of_gray);
 }
 
 void af_img_posterize(af_image *img, int bits) {

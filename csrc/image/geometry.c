@@ -25,16 +25,21 @@ af_status af_img_crop(const af_image *src, int top, int left, int h, int w, cons
     if (h < 0 || w < 0) return AF_FAIL(AF_ERR_VALUE, "crop: size must be non-negative, got %dx%d", h, w);
     int C = src->channels;
     AF_TRY(af_image_alloc(dst, h, w, C));
+    /* columns [x0, x1) of the crop lie inside the source: one copy per row, the fill around it */
+    int64_t x0 = left < 0 ? -(int64_t)left : 0, x1 = (int64_t)src->width - left;
+    if (x0 > w) x0 = w;
+    if (x1 > w) x1 = w;
+    if (x1 < x0) x1 = x0;
     for (int y = 0; y < h; y++) {
-        int sy = top + y;
+        int64_t sy = (int64_t)top + y;
         uint8_t *orow = dst->data + (size_t)y * w * C;
-        for (int x = 0; x < w; x++) {
-            int sx = left + x;
-            if (sy >= 0 && sy < src->height && sx >= 0 && sx < src->width)
-                memcpy(orow + x * C, src->data + ((size_t)sy * src->width + sx) * C, C);
-            else
-                for (int c = 0; c < C; c++) orow[x * C + c] = fill ? fill[c] : 0;
-        }
+        int inside = sy >= 0 && sy < src->height;
+        int64_t a = inside ? x0 : w, b = inside ? x1 : w; /* a row outside is all fill */
+        for (int64_t x = 0; x < a; x++)
+            for (int c = 0; c < C; c++) orow[x * C + c] = fill ? fill[c] : 0;
+        if (b > a) memcpy(orow + a * C, src->data + ((size_t)sy * src->width + (size_t)(left + a)) * C, (size_t)(b - a) * C);
+        for (int64_t x = b > a ? b : a; x < w; x++)
+            for (int c = 0; c < C; c++) orow[x * C + c] = fill ? fill[c] : 0;
     }
     return AF_OK;
 }
@@ -94,13 +99,6 @@ af_status af_img_pad(const af_image *src, int left, int top, int right, int bott
 /* Reverses the pixel order of a row into out (no overlap): 16-byte blocks of 5 RGB pixels or 16 gray
  * ones turned around with one byte shuffle each (pshufb where the CPU has it), the rest pixel by pixel.
  * A block is loaded from one byte before its pixels (C = 3), so no load passes the row's end. */
-typedef uint8_t af_v16u8 __attribute__((vector_size(16)));
-#if defined(__clang__)
-#define AF_SHUFFLE16(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
-#else
-#define AF_SHUFFLE16(v, ...) __builtin_shuffle(v, (af_v16u8){__VA_ARGS__})
-#endif
-
 static inline void reverse_row(const uint8_t *row, int W, int C, uint8_t *out) {
     int x = 0;
     if (C == 3) {

@@ -1,6 +1,7 @@
 /* Images and transform pipelines, the contract between csrc/image/ and the loader (csrc/data/).
  *
- * An af_image is uint8, HWC, row-major, channels 1 or 3 (decoding always yields 3: RGB). A pipeline
+ * An af_image is uint8, HWC, row-major, channels 1 or 3 (decoding yields 3, RGB, unless asked for the gray
+ * image a leading Grayscale would make: af_image_decode_gray). A pipeline
  * is what affectfer.transforms.Compose compiles into: an ordered list of stages with numeric
  * parameters, immutable once built, so any number of loader threads may run it at once. All
  * randomness of one run comes from the af_rng it is given (the loader passes the stream of
@@ -40,6 +41,13 @@ af_status af_image_make_owned(af_image *img);
 af_status af_image_decode(const uint8_t *bytes, size_t nbytes, int64_t max_pixels, const char *name,
                           af_image *out);
 af_status af_image_read_file(const char *path, int64_t max_pixels, af_image *out);
+/* The same, giving the image that Grayscale(num_output_channels=gray) makes of the RGB decode (gray 1
+ * or 3; 0 = RGB as above), bit for bit. A 1-component file (FER2013's gray JPEGs) is decoded to its one
+ * channel and mapped through a 256-entry table, skipping the expansion to RGB and the weighted sum;
+ * any other file is decoded to RGB and converted by af_img_grayscale. */
+af_status af_image_decode_gray(const uint8_t *bytes, size_t nbytes, int64_t max_pixels, const char *name, int gray,
+                               af_image *out);
+af_status af_image_read_file_gray(const char *path, int64_t max_pixels, int gray, af_image *out);
 
 typedef struct af_pipeline af_pipeline; /* opaque, see csrc/image/pipeline.c */
 
@@ -52,6 +60,13 @@ af_status af_pipeline_output_shape(const af_pipeline *p, int in_h, int in_w, int
 /* Runs every uint8 stage on img (in place); when the pipeline ends with a to-tensor stage and `out` is
  * not NULL, also writes the float32 CHW result to out. */
 af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, float *out);
+/* The run from stage `first` on (the stages before it are taken as done: the loader's gray decode
+ * stands in for a leading Grayscale). */
+af_status af_pipeline_run_from(const af_pipeline *p, int first, af_image *img, af_rng *rng, float *out);
+/* When the pipeline starts with a Grayscale that always applies (p = 1, no random draw), the number
+ * of channels it makes of a decoded RGB image (1 or 3); otherwise 0. A decoder may then produce that
+ * image itself (af_image_decode_gray) and the run start at stage 1. */
+int af_pipeline_leading_gray(const af_pipeline *p);
 int af_pipeline_has_to_tensor(const af_pipeline *p);
 
 #endif

@@ -517,13 +517,22 @@ static int reads_source_only(int kind) {
     return 0;
 }
 
+int af_pipeline_leading_gray(const af_pipeline *p) {
+    if (!p || p->nstages < 1 || p->stages[0].kind != AF_STAGE_GRAYSCALE || !(p->stages[0].p[1] >= 1.0)) return 0;
+    return p->stages[0].p[0] == 0 ? 3 : (int)p->stages[0].p[0]; /* 0: as many as the input, RGB once decoded */
+}
+
 af_status af_pipeline_run(const af_pipeline *p, af_image *img, af_rng *rng, float *out) {
+    return af_pipeline_run_from(p, 0, img, rng, out);
+}
+
+af_status af_pipeline_run_from(const af_pipeline *p, int first, af_image *img, af_rng *rng, float *out) {
     if (img->channels != 1 && img->channels != 3)
         return AF_FAIL(AF_ERR_VALUE, "pipeline: images must have 1 or 3 channels, got %d", img->channels);
     if (img->height < 1 || img->width < 1)
         return AF_FAIL(AF_ERR_VALUE, "pipeline: the image is empty (%d x %d)", img->height, img->width);
     int nuint8 = p->to_tensor >= 0 ? p->to_tensor : p->nstages;
-    for (int k = 0; k < nuint8; k++) {
+    for (int k = first; k < nuint8; k++) {
         const af_stage *s = &p->stages[k];
         if (s->kind == AF_STAGE_RANDOM_APPLY) {
             if (s->p[0] < af_rng_uniform(rng)) k += (int)s->p[1]; /* torchvision: skip when p < u */

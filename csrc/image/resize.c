@@ -149,13 +149,60 @@ typedef int16_t rs_h4 __attribute__((vector_size(8)));
 #define RS_HROUND (1 << (RS_MBITS - 1))
 
 /* Three channels with a 4-lane integer vector per output pixel: the four values at a tap (the pixel
- * and the next one's first channel, whose lane is discarded) times the tap's weight. `wide` is the
- * row widened to int32 with one element of padding, so the last pixel's 4th lane stays inside it.
- * GCC lowers the vector types to SSE/AVX on x86 and to scalar code where there is no SIMD, with the
- * same result. */
-static inline __attribute__((always_inline)) void hpass3_k(const int32_t *wide, const rs_taps *t, int16_t *out,
-                                                           const int k) {
-    for (int x = 0; x < t->out; x++) {
+ * and the next one's first channel, whose lane is discarded) times the tap's weight, two output
+ * pixels per 8-lane vector (one multiply, shift and narrowing for both). `wide` is the row widened
+ * to int32 with one element of padding, so the last pixel's 4th lane stays inside it. GCC lowers
+ * the vector types to AVX/SSE on x86 and to scalar code where there is no SIMD, with the same
+ * result. */
+typedef int32_t rs_v8 __attribute__((vector_size(32)));
+typedef int16_t rs_h8 __attribute__((vector_size(16)));
+
+/* Pixel a's four lanes, then pixel b's; and the store of a pair's two pixels side by side (the last
+ * two lanes land on the next pair, rewritten next, or the row's padding). __builtin_shufflevector
+ * keeps both in registers; GCC before 12 lacks it, and gets the same values through memory. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define RS_CONCAT(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7)
+static inline void rs_store_pair(int16_t *out, rs_h8 h) {
+    h = __builtin_shufflevector(h, h, 0, 1, 2, 4, 5, 6, 7, 7);
+    memcpy(out, &h, sizeof(h));
+}
+#else
+#define RS_CONCAT(a, b) ((union { rs_v8 v; rs_v4 half[2]; }){.half = {(a), (b)}}.v)
+static inline void rs_store_pair(int16_t *out, rs_h8 h) {
+    union { rs_h8 v; rs_h4 half[2]; } u = {.v = h};
+    memcpy(out, &u.half[0], sizeof(rs_h4)); /* its 4th lane is rewritten by the next store */
+    memcpy(out + 3, &u.half[1], sizeof(rs_h4));
+}
+#endif
+
+/* The weights of output pixels 2i and 2i + 1 at tap j, each repeated over 4 lanes: w8[i * k + j]. */
+static rs_v8 *pair_weights(const rs_taps *t) {
+    int pairs = t->out / 2, k = t->k;
+    rs_v8 *w8 = aligned_alloc(32, sizeof(rs_v8) * (size_t)(pairs * k + 1));
+    if (!w8) return NULL;
+    for (int i = 0; i < pairs; i++)
+        for (int j = 0; j < k; j++) {
+            int32_t a = t->w[(size_t)2 * i * t->stride + j], b = t->w[(size_t)(2 * i + 1) * t->stride + j];
+            w8[i * k + j] = (rs_v8){a, a, a, a, b, b, b, b};
+        }
+    return w8;
+}
+
+static inline __attribute__((always_inline)) void hpass3_k(const int32_t *wide, const rs_taps *t, const rs_v8 *w8,
+                                                           int16_t *out, const int k) {
+    int x = 0;
+    for (; x + 1 < t->out; x += 2, w8 += k) {
+        const int32_t *pa = wide + 3 * (size_t)t->xmin[x], *pb = wide + 3 * (size_t)t->xmin[x + 1];
+        rs_v8 acc = {RS_HROUND, RS_HROUND, RS_HROUND, RS_HROUND, RS_HROUND, RS_HROUND, RS_HROUND, RS_HROUND};
+        for (int j = 0; j < k; j++) {
+            rs_v4 va, vb;
+            memcpy(&va, pa + 3 * j, sizeof(va));
+            memcpy(&vb, pb + 3 * j, sizeof(vb));
+            acc += RS_CONCAT(va, vb) * w8[j];
+        }
+        rs_store_pair(out + 3 * (size_t)x, __builtin_convertvector(acc >> RS_MBITS, rs_h8));
+    }
+    for (; x < t->out; x++) {
         const int32_t *p = wide + 3 * (size_t)t->xmin[x];
         const int16_t *w = t->w + (size_t)x * t->stride;
         rs_v4 acc = {RS_HROUND, RS_HROUND, RS_HROUND, RS_HROUND};
@@ -165,7 +212,7 @@ static inline __attribute__((always_inline)) void hpass3_k(const int32_t *wide, 
             acc += v * (int32_t)w[j];
         }
         rs_h4 h = __builtin_convertvector(acc >> RS_MBITS, rs_h4);
-        memcpy(out + 3 * (size_t)x, &h, sizeof(h)); /* the 4th lane lands on the next pixel (rewritten next) or the row's padding */
+        memcpy(out + 3 * (size_t)x, &h, sizeof(h)); /* the 4th lane lands on the row's padding */
     }
 }
 
@@ -181,7 +228,8 @@ static inline __attribute__((always_inline)) void hpass1_k(const uint8_t *row, c
 }
 
 AF_CPU_DISPATCH
-static void hpass(const uint8_t *row, int W, int C, const rs_taps *t, int identity, int32_t *wide, int16_t *out) {
+static void hpass(const uint8_t *row, int W, int C, const rs_taps *t, const rs_v8 *w8, int identity, int32_t *wide,
+                  int16_t *out) {
     if (identity) { /* ATen skips an axis whose size does not change; the identity taps give row << 7 too */
         for (size_t k = 0; k < (size_t)W * C; k++) out[k] = (int16_t)(row[k] << RS_MBITS);
         return;
@@ -191,12 +239,12 @@ static void hpass(const uint8_t *row, int W, int C, const rs_taps *t, int identi
         for (size_t i = 0; i < (size_t)W * 3; i++) wide[i] = row[i];
         wide[(size_t)W * 3] = 0;
         switch (k) { /* constant tap counts unroll */
-        case 1: hpass3_k(wide, t, out, 1); return;
-        case 2: hpass3_k(wide, t, out, 2); return;
-        case 3: hpass3_k(wide, t, out, 3); return;
-        case 4: hpass3_k(wide, t, out, 4); return;
-        case 5: hpass3_k(wide, t, out, 5); return;
-        default: hpass3_k(wide, t, out, k); return;
+        case 1: hpass3_k(wide, t, w8, out, 1); return;
+        case 2: hpass3_k(wide, t, w8, out, 2); return;
+        case 3: hpass3_k(wide, t, w8, out, 3); return;
+        case 4: hpass3_k(wide, t, w8, out, 4); return;
+        case 5: hpass3_k(wide, t, w8, out, 5); return;
+        default: hpass3_k(wide, t, w8, out, k); return;
         }
     }
     if (C == 1) {
@@ -269,10 +317,11 @@ static void vpass(const int16_t *const *rows, const int16_t *w, int k, size_t le
  * (H, OW, C) intermediate. */
 static af_status resize_fixed(const af_image *src, int antialias, af_image *dst) {
     int H = src->height, W = src->width, C = src->channels, OH = dst->height, OW = dst->width;
-    size_t len = (size_t)OW * C, slot_len = len + 8; /* + the 4th lane of hpass3_k's last store */
+    size_t len = (size_t)OW * C, slot_len = len + 8; /* + the spare lanes of hpass3_k's last stores */
     rs_taps th = {0}, tv = {0};
     int16_t *ring = NULL;
     int32_t *acc = NULL, *wide = NULL;
+    rs_v8 *w8 = NULL;
     int *tag = NULL;
     const int16_t **rows = NULL;
     af_status st = AF_OK;
@@ -284,14 +333,15 @@ static af_status resize_fixed(const af_image *src, int antialias, af_image *dst)
     tag = malloc(sizeof(int) * (size_t)k);
     rows = malloc(sizeof(*rows) * (size_t)k);
     wide = malloc(sizeof(int32_t) * ((size_t)W * C + 1));
-    if (!ring || !acc || !tag || !rows || !wide) AF_CHECK_FAIL(AF_ERR_OOM, "resize: out of memory");
+    if (C == 3) w8 = pair_weights(&th);
+    if (!ring || !acc || !tag || !rows || !wide || (C == 3 && !w8)) AF_CHECK_FAIL(AF_ERR_OOM, "resize: out of memory");
     for (int j = 0; j < k; j++) tag[j] = -1;
     for (int y = 0; y < OH; y++) {
         for (int j = 0; j < k; j++) {
             int sy = tv.xmin[y] + j, slot = sy % k;
             int16_t *r = ring + (size_t)slot * slot_len;
             if (tag[slot] != sy) {
-                hpass(src->data + (size_t)sy * W * C, W, C, &th, OW == W, wide, r);
+                hpass(src->data + (size_t)sy * W * C, W, C, &th, w8, OW == W, wide, r);
                 tag[slot] = sy;
             }
             rows[j] = r;
@@ -299,6 +349,7 @@ static af_status resize_fixed(const af_image *src, int antialias, af_image *dst)
         vpass(rows, tv.w + (size_t)y * tv.stride, k, len, acc, dst->data + (size_t)y * len);
     }
 fail:
+    free(w8);
     free(wide);
     free(ring);
     free(acc);

@@ -21,6 +21,15 @@ static inline float af_clampf(float v, float lo, float hi) {
     return v < hi ? v : hi;
 }
 
+/* A 16-byte vector and a constant byte shuffle of it (pshufb where the CPU has it): GCC spells it
+ * __builtin_shuffle (its __builtin_shufflevector needs GCC 12), clang __builtin_shufflevector. */
+typedef uint8_t af_v16u8 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define AF_SHUFFLE16(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define AF_SHUFFLE16(v, ...) __builtin_shuffle(v, (af_v16u8){__VA_ARGS__})
+#endif
+
 /* ---- geometry.c (resize: resize.c) ---- */
 /* Bilinear resize to oh x ow (align_corners=False). antialias=1 applies torchvision's antialiased
  * (Pillow-style triangle filter) path when downscaling, the default of torchvision >= 0.17;
@@ -62,6 +71,10 @@ af_status af_img_adjust_sharpness(af_image *img, double factor);
 /* Grayscale with torchvision's float32 weights (0.2989, 0.587, 0.114), truncated; writes 1 channel
  * (out_channels 1) or the gray value replicated into 3 channels. */
 af_status af_img_grayscale(const af_image *src, int out_channels, af_image *dst);
+/* In place on the single channel of a gray source (what a 1-channel decode gives): each value v becomes
+ * the Grayscale of the RGB pixel (v, v, v), so the result is bit-identical to decoding to RGB and
+ * then af_img_grayscale(src, 1, ...). */
+void af_img_grayscale_of_gray(af_image *img);
 void af_img_posterize(af_image *img, int bits);
 void af_img_solarize(af_image *img, double threshold);
 void af_img_autocontrast(af_image *img);

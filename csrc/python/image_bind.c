@@ -18,49 +18,90 @@
 
 #define PIPELINE_CAPSULE "affectfer.image.pipeline"
 
-/* Copy a NumPy image into a fresh af_image; TypeError/ValueError naming `what`. */
-static int image_from_numpy(PyObject *obj, const char *what, af_image *img) {
-    memset(img, 0, sizeof(*img));
+/* A C-contiguous uint8 view of a NumPy image (a new reference; the array itself when it already is
+ * one) after checking its shape; TypeError/ValueError naming `what`. */
+static PyArrayObject *image_array(PyObject *obj, const char *what) {
     if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_UINT8) {
         PyErr_Format(PyExc_TypeError, "'%s' must be a NumPy uint8 array (H, W) or (H, W, C), got %s", what,
                      PyArray_Check(obj) ? "another dtype" : Py_TYPE(obj)->tp_name);
-        return -1;
+        return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
     int nd = PyArray_NDIM(a);
     if (nd != 2 && nd != 3) {
         PyErr_Format(PyExc_ValueError, "'%s' must be (H, W) or (H, W, C), got %d dims", what, nd);
-        return -1;
+        return NULL;
     }
     npy_intp H = PyArray_DIM(a, 0), W = PyArray_DIM(a, 1), C = nd == 3 ? PyArray_DIM(a, 2) : 1;
     if (C != 1 && C != 3) {
         PyErr_Format(PyExc_ValueError, "'%s' must have 1 or 3 channels, got %zd", what, (Py_ssize_t)C);
-        return -1;
+        return NULL;
     }
     if (H > AF_IMAGE_MAX_SIDE || W > AF_IMAGE_MAX_SIDE || H < 1 || W < 1) {
         PyErr_Format(PyExc_ValueError, "'%s' must have 1 to %d rows and columns, got %zd x %zd", what, AF_IMAGE_MAX_SIDE,
                      (Py_ssize_t)H, (Py_ssize_t)W);
-        return -1;
+        return NULL;
     }
-    PyArrayObject *c = (PyArrayObject *)PyArray_FROMANY(obj, NPY_UINT8, 2, 3, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    return (PyArrayObject *)PyArray_FROMANY(obj, NPY_UINT8, 2, 3, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+}
+
+static af_image image_of_array(PyArrayObject *c, uint8_t *data, int borrowed) {
+    return (af_image){.data = data, .height = (int)PyArray_DIM(c, 0), .width = (int)PyArray_DIM(c, 1),
+                      .channels = PyArray_NDIM(c) == 3 ? (int)PyArray_DIM(c, 2) : 1, .borrowed = borrowed};
+}
+
+/* Copy a NumPy image into a fresh af_image (for ops that work in place); errors name `what`. */
+static int image_from_numpy(PyObject *obj, const char *what, af_image *img) {
+    memset(img, 0, sizeof(*img));
+    PyArrayObject *c = image_array(obj, what);
     if (!c) return -1;
-    af_status st = af_image_alloc(img, (int)H, (int)W, (int)C);
+    af_image view = image_of_array(c, PyArray_DATA(c), 1);
+    af_status st = af_image_make_owned(&view);
+    Py_DECREF(c);
     if (st != AF_OK) {
-        Py_DECREF(c);
         af_py_raise(st);
         return -1;
     }
-    memcpy(img->data, PyArray_DATA(c), (size_t)H * W * C);
-    Py_DECREF(c);
+    *img = view;
     return 0;
 }
 
-/* A new (H, W, C) uint8 array holding img's pixels; frees img. */
+/* A read-only af_image over the NumPy image's own bytes, for ops that only read their input; *keep
+ * holds the array until the caller releases it (Py_DECREF) after the op. */
+static int image_view_numpy(PyObject *obj, const char *what, af_image *img, PyObject **keep) {
+    memset(img, 0, sizeof(*img));
+    PyArrayObject *c = image_array(obj, what);
+    if (!c) return -1;
+    *img = image_of_array(c, PyArray_DATA(c), 1);
+    *keep = (PyObject *)c;
+    return 0;
+}
+
+static void host_capsule_free(PyObject *capsule) { af_free_host(PyCapsule_GetPointer(capsule, NULL)); }
+
+/* A new (H, W, C) uint8 array of img's pixels; takes img over. An owned image's buffer becomes the
+ * array's memory as it is (no copy, and a block the host allocator recycles: a fresh NumPy array of
+ * a 224x224 image would be new pages, first-touch faults and all); a borrowed one is copied. */
 static PyObject *image_to_numpy(af_image *img) {
     npy_intp dims[3] = {img->height, img->width, img->channels};
-    PyObject *arr = PyArray_SimpleNew(3, dims, NPY_UINT8);
-    if (arr) memcpy(PyArray_DATA((PyArrayObject *)arr), img->data, (size_t)img->height * img->width * img->channels);
-    af_image_free(img);
+    if (img->borrowed) {
+        PyObject *arr = PyArray_SimpleNew(3, dims, NPY_UINT8);
+        if (arr) memcpy(PyArray_DATA((PyArrayObject *)arr), img->data, (size_t)img->height * img->width * img->channels);
+        af_image_free(img);
+        return arr;
+    }
+    PyObject *base = PyCapsule_New(img->data, NULL, host_capsule_free);
+    if (!base) {
+        af_image_free(img);
+        return NULL;
+    }
+    PyObject *arr = PyArray_SimpleNewFromData(3, dims, NPY_UINT8, img->data);
+    memset(img, 0, sizeof(*img)); /* the capsule owns the pixels now */
+    if (!arr || PyArray_SetBaseObject((PyArrayObject *)arr, base) < 0) { /* steals base (frees it on failure too) */
+        if (!arr) Py_DECREF(base);
+        Py_XDECREF(arr);
+        return NULL;
+    }
     return arr;
 }
 
@@ -240,6 +281,7 @@ typedef struct {
     int nparams;
     af_status (*check)(const char *name, const double *p);
     af_status (*run)(af_image *img, const double *p, af_image *out);
+    int reads_only; /* 1: the op never writes img (it makes `out`), so img may be a view of the caller's array */
 } image_op_def;
 
 static af_status check_none(const char *name, const double *p) { return AF_OK; }
@@ -335,10 +377,10 @@ static af_status run_sobel(af_image *img, const double *p, af_image *out) {
 }
 
 static const image_op_def image_ops[] = {
-    {"resize", 3, check_resize, run_resize},
-    {"crop", 4, check_crop, run_crop},
-    {"center_crop", 2, check_resize, run_center_crop},
-    {"pad", 8, check_pad, run_pad},
+    {"resize", 3, check_resize, run_resize, 1},
+    {"crop", 4, check_crop, run_crop, 1},
+    {"center_crop", 2, check_resize, run_center_crop, 1},
+    {"pad", 8, check_pad, run_pad, 1},
     {"hflip", 0, check_none, run_hflip},
     {"vflip", 0, check_none, run_vflip},
     {"adjust_brightness", 1, check_factor, run_adjust_brightness},
@@ -346,15 +388,15 @@ static const image_op_def image_ops[] = {
     {"adjust_contrast", 1, check_factor, run_adjust_contrast},
     {"adjust_hue", 1, check_hue, run_adjust_hue},
     {"adjust_sharpness", 1, check_factor, run_adjust_sharpness},
-    {"rgb_to_grayscale", 1, check_grayscale, run_grayscale},
+    {"rgb_to_grayscale", 1, check_grayscale, run_grayscale, 1},
     {"posterize", 1, check_posterize, run_posterize},
     {"solarize", 1, check_solarize, run_solarize},
     {"autocontrast", 0, check_none, run_autocontrast},
     {"equalize", 0, check_none, run_equalize},
     {"invert", 0, check_none, run_invert},
-    {"affine", 14, check_affine, run_affine},
+    {"affine", 14, check_affine, run_affine, 1},
     {"randaugment_op", 6, check_randaugment_op, run_randaugment_op},
-    {"sobel", 3, check_sobel, run_sobel},
+    {"sobel", 3, check_sobel, run_sobel, 1},
 };
 
 #define IMAGE_OP_MAX_PARAMS 16
@@ -374,20 +416,25 @@ static PyObject *py_image_op(PyObject *self, PyObject *args) {
     af_status st = def->check(name, p);
     if (st != AF_OK) return af_py_raise(st);
     af_image img, out = {0};
-    if (image_from_numpy(img_obj, "img", &img) < 0) return NULL;
+    PyObject *keep = NULL;
+    if ((def->reads_only ? image_view_numpy(img_obj, "img", &img, &keep) : image_from_numpy(img_obj, "img", &img)) < 0)
+        return NULL;
     Py_BEGIN_ALLOW_THREADS
     st = def->run(&img, p, &out);
     Py_END_ALLOW_THREADS
+    PyObject *result;
     if (st != AF_OK) {
         af_image_free(&img);
         af_image_free(&out);
-        return af_py_raise(st);
-    }
-    if (out.data) {
+        result = af_py_raise(st);
+    } else if (out.data) {
         af_image_free(&img);
-        return image_to_numpy(&out);
+        result = image_to_numpy(&out);
+    } else {
+        result = image_to_numpy(&img); /* a view (borrowed) is copied: never the caller's own array */
     }
-    return image_to_numpy(&img);
+    Py_XDECREF(keep);
+    return result;
 }
 
 /* mean and std arguments (1 or C numbers each) expanded to C float32 values, checked like the

@@ -1,4 +1,5 @@
 """Decoding (csrc/image/decode.c): formats, channel conversion, and every kind of bad file."""
+import base64
 import os
 import struct
 import threading
@@ -8,7 +9,17 @@ import pytest
 
 import affectfer.io as aio
 
-from ..images import JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient16, png_bytes, png_header_only
+from ..images import (JPEG_7X5, JPEG_BASELINE, JPEG_PROGRESSIVE, _chunk, bmp_bytes, gradient7x5, gradient16, png_bytes,
+                      png_header_only)
+
+
+# A malformed JPEG (from fuzzing) that stb accepts although no scan covers one of its components: stb
+# reads that component's plane without ever writing it.
+JPEG_UNCOVERED_COMPONENT = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw//AxofHh0aHBwgJNsAQwEJCQkMCwyBkQ0YMiEcITIyMjIyMjIy"
+    "Mv82MjIyMjIyMiUyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyKTIyMv/AABEIAAckBQMBIgACEQEDEQH/KsQAHwAAAQUBAQEBAQEAAAAAAAAAAAEC"
+    "AwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBLAAAAF9AQIDAAQRBRIhMEEG+fr/2gAMAwEAAhEDEQA/ANgBAAAAme5uoI2RGU+YCXYLtf7pxgFQO3Q3AGCS"
+    "iivlMbmE41naEdUnrFPVpN6u73Z586yhJx5V+P8Amf/Z")
 
 
 @pytest.fixture
@@ -123,6 +134,24 @@ def test_jpeg_decodes_close_to_source(data):
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
     err = np.abs(out.astype(int) - gradient16())
     assert err.mean() < 3 and err.max() < 24  # lossy at quality 95
+
+
+def test_colour_jpeg_with_a_ragged_last_block():
+    """Colour JPEGs are decoded to RGBA and packed to RGB 4 pixels at a time: 35 pixels leave 3 for the
+    tail, and every channel must still land in its place."""
+    out = aio.decode_image(JPEG_7X5)
+    assert out.shape == (5, 7, 3)
+    assert np.abs(out.astype(int) - gradient7x5()).max() <= 4  # quality 100, no subsampling
+
+
+def test_malformed_jpeg_decodes_the_same_every_time():
+    """stb's allocations are zeroed, so a plane it never writes reads as zeros, not as whatever the
+    memory held (before, each decode of this file gave different pixels)."""
+    first = aio.decode_image(JPEG_UNCOVERED_COMPONENT)
+    for k in range(8):
+        np.full((300, 300, 3), 17 * k + 1, np.uint8)  # other memory comes and goes in between
+        aio.decode_image(JPEG_BASELINE)
+        assert np.array_equal(aio.decode_image(JPEG_UNCOVERED_COMPONENT), first)
 
 
 def test_read_file(tmp_path, img):

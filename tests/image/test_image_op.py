@@ -59,3 +59,21 @@ def test_one_normalise_path(img):
         F.normalize(F.to_tensor(img), 0.5, 0.0)
     with pytest.raises(ValueError, match="mean and std need 1 or 3 values each, got 2 and 2"):
         F.normalize(F.to_tensor(img), (0.5, 0.5), (1.0, 1.0))
+
+
+@pytest.mark.parametrize("op", ["resize", "crop", "hflip", "adjust_brightness", "rgb_to_grayscale"])
+def test_ops_leave_the_input_alone_and_return_their_own_array(img, op):
+    """Ops that only read run on the caller's array itself, and results are handed over as their C
+    buffer: the input never changes, a non-contiguous input reads right, and every result is a
+    writable array of its own."""
+    call = {"resize": lambda im: F.resize(im, (9, 5), antialias=False), "crop": lambda im: F.crop(im, 1, 2, 4, 4),
+            "hflip": F.hflip, "adjust_brightness": lambda im: F.adjust_brightness(im, 1.5),
+            "rgb_to_grayscale": lambda im: F.rgb_to_grayscale(im, 3)}[op]
+    before = img.copy()
+    out = call(img)
+    assert np.array_equal(img, before)
+    assert np.array_equal(call(np.asfortranarray(img)), out)  # a strided input gives the same result
+    assert out.flags.writeable and out.flags.c_contiguous and not np.shares_memory(out, img)
+    ref = out.copy()
+    out[...] = 7
+    assert np.array_equal(img, before) and np.array_equal(call(img), ref)
