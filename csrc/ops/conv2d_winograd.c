@@ -300,17 +300,21 @@ static void K(wino_grad_output)(const wino_geom *s, const scalar_t *dy, int64_t 
     }
 }
 
-/* out (N, P, Ho, Wo) = conv(in, g) + bias, or += conv(in, g) with accumulate, U = wino_filter(g) */
-static int K(wino_conv)(const wino_geom *s, const scalar_t *in, const scalar_t *U, const scalar_t *bias,
-                        int accumulate, scalar_t *out) {
+/* out (N, P, Ho, Wo) = conv(in, w) + bias, or += conv(in, w) with accumulate; w is (P, Q, 3, 3), or
+ * (Q, P, 3, 3) read flipped and transposed with `transposed` (the data gradient) */
+static int K(wino_conv)(const wino_geom *s, const scalar_t *in, const scalar_t *w, int transposed,
+                        const scalar_t *bias, int accumulate, scalar_t *out) {
     const int64_t nb = wino_images_per_chunk(s);
+    scalar_t *U = af_alloc_host((size_t)(16 * s->P * s->Q) * sizeof(scalar_t));
     scalar_t *V = af_alloc_host((size_t)(16 * s->Q * nb * s->T) * sizeof(scalar_t));
     scalar_t *M = af_alloc_host((size_t)(16 * s->P * nb * s->T) * sizeof(scalar_t));
-    if (!V || !M) {
+    if (!U || !V || !M) {
+        af_free_host(U);
         af_free_host(V);
         af_free_host(M);
         return -1;
     }
+    K(wino_filter)(w, s->P, s->Q, transposed, U);
     for (int64_t n0 = 0; n0 < s->N; n0 += nb) {
         const int64_t m = s->N - n0 < nb ? s->N - n0 : nb, L = m * s->T;
         K(wino_input)(s, in + n0 * s->Q * s->H * s->W, m, V);
@@ -319,6 +323,7 @@ static int K(wino_conv)(const wino_geom *s, const scalar_t *in, const scalar_t *
         AF_GEMM_BATCHED(&bt, 0, 0, s->P, L, s->Q, 1, U, s->Q, V, L, 0, M, L);
         K(wino_output)(s, M, bias, accumulate, m, out + n0 * s->P * s->Ho * s->Wo);
     }
+    af_free_host(U);
     af_free_host(V);
     af_free_host(M);
     return 0;
@@ -328,23 +333,13 @@ static int K(wino_conv)(const wino_geom *s, const scalar_t *in, const scalar_t *
 int K(conv2d_winograd_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
                                scalar_t *y) {
     const wino_geom s = wino_geom_make(g->N, g->Cout, g->Cin, g->H, g->W, g->ph, g->pw);
-    scalar_t *U = af_alloc_host((size_t)(16 * g->Cout * g->Cin) * sizeof(scalar_t));
-    if (!U) return -1;
-    K(wino_filter)(w, g->Cout, g->Cin, 0, U);
-    const int rc = K(wino_conv)(&s, x, U, bias, 0, y);
-    af_free_host(U);
-    return rc;
+    return K(wino_conv)(&s, x, w, 0, bias, 0, y);
 }
 
 /* dx (N, Cin, H, W) += conv2d(dy, w flipped and transposed, padding 2 - pad) */
 int K(conv2d_winograd_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
     const wino_geom s = wino_geom_make(g->N, g->Cin, g->Cout, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
-    scalar_t *U = af_alloc_host((size_t)(16 * g->Cout * g->Cin) * sizeof(scalar_t));
-    if (!U) return -1;
-    K(wino_filter)(w, g->Cin, g->Cout, 1, U);
-    const int rc = K(wino_conv)(&s, dy, U, NULL, 1, dx);
-    af_free_host(U);
-    return rc;
+    return K(wino_conv)(&s, dy, w, 1, NULL, 1, dx);
 }
 
 /* dw (Cout, Cin, 3, 3) += G^T [sum over tiles of (A dY A^T) . (B^T d B)] G */
