@@ -110,6 +110,36 @@ static void K(dw_phases)(const conv_geom *g, const dw_plan *p, const scalar_t *x
     }
 }
 
+/* dx (H, W) += the phase planes dP, read back as dw_phases wrote them */
+static void K(dw_unphase_add)(const conv_geom *g, const dw_plan *p, const scalar_t *dP, scalar_t *dx) {
+    for (int64_t h = 0; h < g->H; h++) {
+        const int64_t r = h + g->ph;
+        scalar_t *dr = dx + h * g->W;
+        if (g->sw == 1) {
+            const scalar_t *src = dP + r % g->sh * p->Sq + r / g->sh * p->Wq + g->pw;
+            for (int64_t w = 0; w < g->W; w++) dr[w] += src[w];
+            continue;
+        }
+        if (g->sw == 2) {
+            const int64_t bh = r % g->sh * 2, row = r / g->sh * p->Wq;
+            const scalar_t *se = dP + (bh + g->pw % 2) * p->Sq + row + g->pw / 2;
+            const scalar_t *sd = dP + (bh + (g->pw + 1) % 2) * p->Sq + row + (g->pw + 1) / 2;
+            int64_t k = 0;
+            for (; 2 * k + 1 < g->W; k++) {
+                dr[2 * k] += se[k];
+                dr[2 * k + 1] += sd[k];
+            }
+            if (2 * k < g->W) dr[2 * k] += se[k];
+            continue;
+        }
+        for (int64_t b = 0; b < g->sw; b++) {
+            const int64_t w0 = ((b - g->pw) % g->sw + g->sw) % g->sw;
+            const scalar_t *src = dP + (r % g->sh * g->sw + b) * p->Sq + r / g->sh * p->Wq + (w0 + g->pw) / g->sw;
+            for (int64_t w = w0, k = 0; w < g->W; w += g->sw, k++) dr[w] += src[k];
+        }
+    }
+}
+
 /* dyw (p->dyw) = front zeros, the dy plane (Ho, Wo) held Wq wide with zeros past Wo, zeros after */
 static void K(dw_widen)(const conv_geom *g, const dw_plan *p, const scalar_t *dy, scalar_t *dyw) {
     memset(dyw, 0, sizeof(scalar_t) * (size_t)p->dyw);
@@ -222,21 +252,7 @@ static int K(dw_backward)(const conv_geom *g, const dw_plan *p, const int64_t *s
                         DW_DX_BLOCKS(1, p->Lq, dPh)
                     }
                 }
-                scalar_t *dxp = dx + q * g->H * g->W;
-                if (p->phases == 1) { /* stride 1: rows of the padded plane */
-                    for (int64_t h = 0; h < g->H; h++) {
-                        const scalar_t *src = dP + (h + g->ph) * p->Wq + g->pw;
-                        for (int64_t c = 0; c < g->W; c++) dxp[h * g->W + c] += src[c];
-                    }
-                    continue;
-                }
-                for (int64_t h = 0; h < g->H; h++) {
-                    const int64_t r = h + g->ph;
-                    for (int64_t c = 0; c < g->W; c++) {
-                        const int64_t cc = c + g->pw;
-                        dxp[h * g->W + c] += dP[(r % g->sh * g->sw + cc % g->sw) * p->Sq + r / g->sh * p->Wq + cc / g->sw];
-                    }
-                }
+                K(dw_unphase_add)(g, p, dP, dx + q * g->H * g->W);
             }
             af_free_host(dP);
         }
