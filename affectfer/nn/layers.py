@@ -2,10 +2,12 @@
 default initialisation, each a thin wrapper over one affectfer.nn.functional call."""
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections import OrderedDict
 
+from .. import _C
 from .._args import pair as _pair
 from ..tensor import ones as _ones, zeros as _zeros
 from . import functional as F
@@ -102,6 +104,15 @@ class Conv2d(Module):
         return s
 
 
+@functools.lru_cache(maxsize=None)
+def _cuda_ops():
+    """The ops with a CUDA kernel in this build (none in a CPU-only build)."""
+    try:
+        return frozenset(_C.cuda_ops())
+    except RuntimeError:  # built without CUDA
+        return frozenset()
+
+
 class _BatchNorm(Module):
     _expected_dims: tuple = ()
     frozen_stats = False
@@ -160,9 +171,12 @@ class _BatchNorm(Module):
                 factor = 1.0 / tracked
         use_batch_stats = training or (self.running_mean is None and self.running_var is None)
         keep_stats = not training or self.track_running_stats
-        return (F.batch_norm_relu if self.fused_relu else F.batch_norm)(input, self.running_mean if keep_stats else None,
-                            self.running_var if keep_stats else None, self.weight, self.bias, use_batch_stats,
-                            factor, self.eps)
+        # the fused op where the input's device has a kernel for it, else batch norm then ReLU
+        fused = self.fused_relu and (input.device == "cpu" or "batch_norm_relu" in _cuda_ops())
+        out = (F.batch_norm_relu if fused else F.batch_norm)(input, self.running_mean if keep_stats else None,
+                                                             self.running_var if keep_stats else None, self.weight,
+                                                             self.bias, use_batch_stats, factor, self.eps)
+        return F.relu(out) if self.fused_relu and not fused else out
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
