@@ -453,20 +453,7 @@ static void K(where_backward)(const where_plan *p, int side, int full, const uin
     }
 }
 
-/* e^x: float32 through the vectorisable af_expf (vexp.h), float64 through libm (float64 serves the
- * gradchecks, where accuracy matters more than speed) */
-#if AF_FLOAT_PASS == 1
-static inline float K(vexp)(float x) { return af_expf(x); }
-#else
-static inline double K(vexp)(double x) { return exp(x); }
-#endif
-
-/* 1/(1+e^-x) from e = e^-|x|, so that e never overflows: 1/(1+e) for x >= 0, e/(1+e) below, which
- * keeps full relative accuracy down to the subnormals where 1 - 1/(1+e^|x|) would cancel */
-static inline scalar_t K(sigmoid_of)(scalar_t x) {
-    scalar_t e = K(vexp)(-fabs(x));
-    return (x >= 0 ? (scalar_t)1 : e) / (1 + e);
-}
+#include "sigmoid.inc"
 
 #if AF_FLOAT_PASS == 1
 /* 1 + erf(z) with z = x / sqrt 2, in float32 without libm, so the exact GELU's loops vectorise; *e
@@ -523,14 +510,6 @@ static inline float gelu_erf_derivative_f32(float x) {
     return 0.5f * c + x * (e * 0.39894228040143268f);
 }
 #endif
-
-/* d silu / dx = s (1 + x (1 - s)) with s = sigmoid(x); 1 - s is sigmoid(-x), taken from the same
- * e = e^-|x| rather than subtracted, which would cancel where s is near 1 (x large) */
-static inline scalar_t K(silu_derivative)(scalar_t x) {
-    scalar_t e = K(vexp)(-fabs(x)), inv = 1 / (1 + e);
-    scalar_t s = x >= 0 ? inv : e * inv, sm = x >= 0 ? e * inv : inv;
-    return s * (1 + x * sm);
-}
 
 static inline scalar_t K(gelu_tanh_inner)(scalar_t x) {
     const scalar_t k = (scalar_t)0.7978845608028654; /* sqrt(2/pi) */
