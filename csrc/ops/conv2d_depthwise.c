@@ -155,11 +155,9 @@ static void K(dw_widen)(const conv_geom *g, const dw_plan *p, const scalar_t *dy
 typedef scalar_t K(dw_vec) __attribute__((vector_size(64)));
 #define DW_VL ((int64_t)(64 / sizeof(scalar_t)))
 
-static inline K(dw_vec) K(dw_load)(const scalar_t *src) {
-    K(dw_vec) v;
-    memcpy(&v, src, sizeof v);
-    return v;
-}
+/* v = the vector at src (unaligned); a macro, since a function returning a 64-byte vector changes the
+ * ABI in the clones built without AVX-512 */
+#define DW_LOAD(v, src) memcpy(&(v), (src), sizeof(v))
 
 /* out[u ..] = b + sum_t w[t] P[at[t] + u ..] over blocks of NV vectors while u < LIMIT */
 #define DW_FORWARD_BLOCKS(NV, LIMIT)                                                    \
@@ -169,7 +167,11 @@ static inline K(dw_vec) K(dw_load)(const scalar_t *src) {
         for (int64_t t = 0; t < p->KK; t++) {                                           \
             const K(dw_vec) wv = (K(dw_vec)){0} + wp[t];                                \
             const scalar_t *src = P + at[t] + u;                                        \
-            for (int v = 0; v < NV; v++) acc[v] += wv * K(dw_load)(src + v * DW_VL);    \
+            for (int v = 0; v < NV; v++) {                                              \
+                K(dw_vec) xv;                                                           \
+                DW_LOAD(xv, src + v * DW_VL);                                           \
+                acc[v] += wv * xv;                                                      \
+            }                                                                           \
         }                                                                               \
         memcpy(out + u, acc, sizeof acc);                                               \
     }
@@ -210,12 +212,19 @@ static int K(dw_forward)(const conv_geom *g, const dw_plan *p, const int64_t *at
 #define DW_DX_BLOCKS(NV, LIMIT, dst)                                                    \
     for (; u < (LIMIT); u += NV * DW_VL) {                                              \
         K(dw_vec) acc[NV];                                                              \
-        for (int v = 0; v < NV; v++) acc[v] = j ? K(dw_load)(dst + u + v * DW_VL) : (K(dw_vec)){0}; \
+        for (int v = 0; v < NV; v++) {                                                  \
+            acc[v] = (K(dw_vec)){0};                                                    \
+            if (j) DW_LOAD(acc[v], dst + u + v * DW_VL);                                \
+        }                                                                               \
         for (int64_t t = 0; t < p->KK; t++) {                                           \
             if (tap_phase[t] != ph) continue;                                           \
             const K(dw_vec) wv = (K(dw_vec)){0} + wp[t];                                \
             const scalar_t *src = d + u - shift[t];                                     \
-            for (int v = 0; v < NV; v++) acc[v] += wv * K(dw_load)(src + v * DW_VL);    \
+            for (int v = 0; v < NV; v++) {                                              \
+                K(dw_vec) xv;                                                           \
+                DW_LOAD(xv, src + v * DW_VL);                                           \
+                acc[v] += wv * xv;                                                      \
+            }                                                                           \
         }                                                                               \
         memcpy(dst + u, acc, sizeof acc);                                               \
     }
@@ -298,6 +307,7 @@ static int K(dw_backward)(const conv_geom *g, const dw_plan *p, const int64_t *s
 
 #undef DW_FORWARD_BLOCKS
 #undef DW_DX_BLOCKS
+#undef DW_LOAD
 #undef DW_VL
 
 /* The tap tables of a call: shift, at and phase per tap, in one allocation */
