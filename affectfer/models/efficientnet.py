@@ -34,15 +34,26 @@ def StochasticDepth(p: float, mode: str = "row") -> nn.DropPath:
     return nn.DropPath(p)
 
 
+class Conv2dNormActivation(nn.Sequential):
+    """torchvision's Conv2dNormActivation: a Sequential conv -> BN [-> activation], so the names are
+    `.0.weight`, `.1.running_mean`. A BN followed by SiLU runs as one batch_norm_silu pass (the same
+    values); anything else (a folded BN: fuse_conv_bn) runs the children in turn."""
+
+    def forward(self, input):
+        if len(self) == 3 and type(self[1]) is nn.BatchNorm2d and type(self[2]) is nn.SiLU:
+            return self[1].forward_act(self[0](input), "silu")
+        return super().forward(input)
+
+
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                activation: bool = True) -> nn.Sequential:
-    """torchvision's Conv2dNormActivation: conv (no bias, 'same' padding for odd kernels) -> BN
-    [-> SiLU], as a Sequential so the names are `.0.weight`, `.1.running_mean`."""
+                activation: bool = True) -> Conv2dNormActivation:
+    """Conv (no bias, 'same' padding for odd kernels) -> BN [-> SiLU], torchvision's
+    Conv2dNormActivation as EfficientNet configures it."""
     layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
                         groups=groups, bias=False), nn.BatchNorm2d(out_channels)]
     if activation:
         layers.append(nn.SiLU(inplace=True))
-    return nn.Sequential(*layers)
+    return Conv2dNormActivation(*layers)
 
 
 class MBConv(nn.Module):

@@ -62,7 +62,13 @@ class BatchNormAct2d(nn.BatchNorm2d):
         self.drop = nn.Identity()
         self.act = nn.SiLU(inplace=True) if apply_act else nn.Identity()
 
+    def folded(self):
+        """Its activation: nn.utils.fuse_conv_bn folds the normalisation into the conv and keeps it."""
+        return self.act
+
     def forward(self, input):
+        if type(self.act) is nn.SiLU:  # one pass (batch_norm_silu), the same values
+            return self.forward_act(input, "silu")
         return self.act(super().forward(input))
 
 

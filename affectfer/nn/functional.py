@@ -127,6 +127,13 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, tr
                  (float(momentum), float(eps)))
 
 
+def batch_norm_silu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5):
+    """silu(batch_norm(...)) in one pass over the data (forward and backward), same arguments."""
+    return _call("batch_norm_silu", [input, weight, bias, running_mean, running_var], (int(bool(training)),),
+                 (float(momentum), float(eps)))
+
+
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalises over the trailing dims given by normalized_shape (an int or a tuple)."""
     if isinstance(normalized_shape, numbers.Integral):

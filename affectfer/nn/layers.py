@@ -2,10 +2,12 @@
 default initialisation, each a thin wrapper over one affectfer.nn.functional call."""
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections import OrderedDict
 
+from .. import _C
 from .._args import pair as _pair
 from ..tensor import ones as _ones, zeros as _zeros
 from . import functional as F
@@ -102,6 +104,21 @@ class Conv2d(Module):
         return s
 
 
+@functools.lru_cache(maxsize=None)
+def _cuda_ops():
+    """The ops with a CUDA kernel in this build (none in a CPU-only build)."""
+    try:
+        return frozenset(_C.cuda_ops())
+    except RuntimeError:  # built without CUDA
+        return frozenset()
+
+
+# activation -> (the fused batch norm op, the activation to apply after F.batch_norm where no kernel
+# of the fused op exists for the input's device)
+_FUSED_BATCH_NORM = {None: (F.batch_norm, None), "relu": (F.batch_norm_relu, F.relu),
+                     "silu": (F.batch_norm_silu, F.silu)}
+
+
 class _BatchNorm(Module):
     _expected_dims: tuple = ()
     frozen_stats = False
@@ -145,6 +162,16 @@ class _BatchNorm(Module):
         return ("num_batches_tracked",)  # checkpoints saved before torch 0.4.1 lack it
 
     def forward(self, input):
+        return self.forward_act(input, "relu" if self.fused_relu else None)
+
+    def forward_act(self, input, activation=None):
+        """activation(batch norm of input), in one pass over the data for "relu" and "silu"
+        (F.batch_norm_relu / F.batch_norm_silu, the same values as the two ops in a row); None: the
+        batch norm alone. A block that follows its batch norm with an activation module calls this
+        (models.efficientnet, models.mobilevit)."""
+        if activation not in _FUSED_BATCH_NORM:
+            raise ValueError(f"{type(self).__name__}.forward_act: activation must be one of "
+                             f"{sorted(_FUSED_BATCH_NORM, key=str)}, got {activation!r}")
         if self._expected_dims and input.ndim not in self._expected_dims:
             raise ValueError(f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in self._expected_dims)} "
                              f"input (got {input.ndim}D input)")
@@ -160,9 +187,18 @@ class _BatchNorm(Module):
                 factor = 1.0 / tracked
         use_batch_stats = training or (self.running_mean is None and self.running_var is None)
         keep_stats = not training or self.track_running_stats
-        return (F.batch_norm_relu if self.fused_relu else F.batch_norm)(input, self.running_mean if keep_stats else None,
-                            self.running_var if keep_stats else None, self.weight, self.bias, use_batch_stats,
-                            factor, self.eps)
+        # the fused op where the input's device has a kernel for it, else batch norm then the activation
+        fused_op, then = _FUSED_BATCH_NORM[activation]
+        fused = input.device == "cpu" or fused_op.__name__ in _cuda_ops()
+        out = (fused_op if fused else F.batch_norm)(input, self.running_mean if keep_stats else None,
+                                                    self.running_var if keep_stats else None, self.weight,
+                                                    self.bias, use_batch_stats, factor, self.eps)
+        return then(out) if then is not None and not fused else out
+
+    def folded(self):
+        """What takes this batch norm's place once nn.utils.fuse_conv_bn folds it into the conv
+        before it: the activation it applies after normalising (a ReLU with fused_relu), else Identity."""
+        return ReLU() if self.fused_relu else Identity()
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -181,7 +181,8 @@ def fuse_conv_bn_eval(conv, bn):
 
 def fuse_conv_bn(model, pairs=None):
     """Fold every (Conv2d, BatchNorm2d) pair of an eval-mode model in place: the conv becomes
-    fuse_conv_bn_eval(conv, bn) and the bn an Identity (a ReLU for a BatchNorm2d(fused_relu=True)), so
+    fuse_conv_bn_eval(conv, bn) and the bn what its folded() gives (Identity, or the activation it
+    applies: a ReLU for a BatchNorm2d(fused_relu=True)), so
     inference runs one op where it ran two.
     Returns the model. Its state_dict then has no bn entries: fold a copy loaded from a checkpoint,
     never the model you train.
@@ -190,7 +191,7 @@ def fuse_conv_bn(model, pairs=None):
     Conv2d child registered right before a BatchNorm2d child of matching width, which is how
     torchvision-style models (affectfer.models' ResNets among them) apply them in forward(); pass
     pairs for a model whose forward() uses its convs and batch norms in another order."""
-    from .layers import BatchNorm2d, Conv2d, Identity, ReLU
+    from .layers import BatchNorm2d, Conv2d
     if model.training:
         raise ValueError("fuse_conv_bn: the model is in training mode; call model.eval() first (training-mode "
                          "batch norm uses batch statistics, which cannot be folded into weights)")
@@ -209,7 +210,7 @@ def fuse_conv_bn(model, pairs=None):
             if n not in modules:
                 raise ValueError(f"fuse_conv_bn: the model has no module named {n!r}")
         fused = fuse_conv_bn_eval(modules[conv_name], modules[bn_name])
-        after = ReLU() if modules[bn_name].fused_relu else Identity()
+        after = modules[bn_name].folded()
         for n, replacement in ((conv_name, fused), (bn_name, after.eval())):
             parent, _, leaf = n.rpartition(".")
             setattr(modules[parent] if parent else model, leaf, replacement)

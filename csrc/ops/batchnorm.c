@@ -30,11 +30,24 @@
  * batch_norm_relu: the same inputs and attributes, y = max(batch_norm(x), 0) in the same pass (the
  * BN -> ReLU pair of ResNets, one read and one write of the activation instead of two). It also
  * saves the per-channel affine (a, b) the forward applied, z = x a + b, so the backward recomputes
- * the mask z > 0 with the very same arithmetic and runs batch_norm's backward on dy masked by it. */
+ * the mask z > 0 with the very same arithmetic and runs batch_norm's backward on dy masked by it.
+ *
+ * batch_norm_silu: the same for y = silu(batch_norm(x)) = z sigmoid(z) (the BN -> SiLU pair of
+ * EfficientNet and MobileViT): the backward recomputes z from the saved affine and feeds batch_norm's
+ * backward dy silu'(z). Both fused ops give the bits of batch_norm followed by relu / silu
+ * (elementwise.c, the same sigmoid.inc arithmetic). */
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
 #include "batchnorm.h"
+#include "vexp.h"
+
+/* the activation a fused batch norm applies to z = x a + b */
+enum { BN_ACT_NONE, BN_ACT_RELU, BN_ACT_SILU };
+
+static int batch_norm_act(const af_op_call *c) {
+    return c->op == AF_OP_BATCH_NORM_RELU ? BN_ACT_RELU : c->op == AF_OP_BATCH_NORM_SILU ? BN_ACT_SILU : BN_ACT_NONE;
+}
 
 #define AF_TEMPLATE_FILE "batchnorm.c"
 #include "instantiate_float.h"
@@ -92,6 +105,7 @@ static af_status batch_norm_setup(af_op_call *c) {
     return af_alloc_saved(c, 1, 1, &C, x->dtype);
 }
 
+/* batch_norm_relu and batch_norm_silu: batch_norm's outputs and the affine (a, b) for the backward */
 static af_status batch_norm_relu_setup(af_op_call *c) {
     AF_TRY(batch_norm_setup(c));
     int64_t C = c->saved[0]->shape[0];
@@ -104,27 +118,27 @@ static void *batch_norm_data(const af_tensor *t) { return t ? af_tensor_data(t) 
 
 static af_status batch_norm_forward_cpu(af_op_call *c) {
     const af_tensor *x = c->in[BN_X];
-    const int relu = c->op == AF_OP_BATCH_NORM_RELU;
+    const int act = batch_norm_act(c), fused = act != BN_ACT_NONE; /* the fused ops save their affine */
     int64_t N, C, S;
     batch_norm_dims(x, &N, &C, &S);
-    AF_DISPATCH_FLOAT(x->dtype, batch_norm_forward, N, C, S, (int)c->attr.i[0], c->attr.f[0], c->attr.f[1],
+    AF_DISPATCH_FLOAT(x->dtype, batch_norm_forward, N, C, S, (int)c->attr.i[0], act, c->attr.f[0], c->attr.f[1],
                       af_tensor_data(x), batch_norm_data(batch_norm_in(c, BN_WEIGHT)),
                       batch_norm_data(batch_norm_in(c, BN_BIAS)), batch_norm_data(batch_norm_in(c, BN_RUNNING_MEAN)),
                       batch_norm_data(batch_norm_in(c, BN_RUNNING_VAR)), af_tensor_data(c->out[0]),
                       af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]),
-                      relu ? af_tensor_data(c->saved[2]) : NULL, relu ? af_tensor_data(c->saved[3]) : NULL);
+                      fused ? af_tensor_data(c->saved[2]) : NULL, fused ? af_tensor_data(c->saved[3]) : NULL);
     return AF_OK;
 }
 
 static af_status batch_norm_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_tensor *x = c->in[BN_X];
-    const int relu = c->op == AF_OP_BATCH_NORM_RELU;
+    const int act = batch_norm_act(c), fused = act != BN_ACT_NONE;
     int64_t N, C, S;
     batch_norm_dims(x, &N, &C, &S);
-    AF_DISPATCH_FLOAT(x->dtype, batch_norm_backward, N, C, S, (int)c->attr.i[0], af_tensor_data(x),
+    AF_DISPATCH_FLOAT(x->dtype, batch_norm_backward, N, C, S, (int)c->attr.i[0], act, af_tensor_data(x),
                       batch_norm_data(batch_norm_in(c, BN_WEIGHT)), af_tensor_data(c->saved[0]),
-                      af_tensor_data(c->saved[1]), relu ? af_tensor_data(c->saved[2]) : NULL,
-                      relu ? af_tensor_data(c->saved[3]) : NULL, af_tensor_data(dout[0]),
+                      af_tensor_data(c->saved[1]), fused ? af_tensor_data(c->saved[2]) : NULL,
+                      fused ? af_tensor_data(c->saved[3]) : NULL, af_tensor_data(dout[0]),
                       batch_norm_data(din[BN_X]), batch_norm_data(din[BN_WEIGHT]), batch_norm_data(din[BN_BIAS]));
     return AF_OK;
 }
@@ -141,7 +155,14 @@ const af_op_def af_op_def_batch_norm_relu = {.name = "batch_norm_relu", .input_n
                                              .backward_cpu = batch_norm_backward_cpu,
                                              .differentiable_inputs = 0x7u};
 
+const af_op_def af_op_def_batch_norm_silu = {.name = "batch_norm_silu", .input_names = batch_norm_inputs,
+                                             .setup = batch_norm_relu_setup, .forward_cpu = batch_norm_forward_cpu,
+                                             .backward_cpu = batch_norm_backward_cpu,
+                                             .differentiable_inputs = 0x7u};
+
 #else /* ---- kernels, once per scalar_t ---- */
+
+#include "sigmoid.inc"
 
 /* z = x a + b: the forward's affine, also the backward's recomputation of batch_norm_relu's mask (one
  * function, so both compile to the same arithmetic) */
@@ -229,10 +250,10 @@ static inline void K(bn_channel_stats)(const scalar_t *x, int64_t N, int64_t C, 
 }
 
 /* x, y: (N, C, S); w, b, running_mean, running_var, save_mean, save_invstd: (C); w, b and the
- * running stats may be NULL. relu_a, relu_b (C): non-NULL for batch_norm_relu, which clamps y at 0
- * and saves the affine there. */
+ * running stats may be NULL. relu_a, relu_b (C): non-NULL for the fused ops (act BN_ACT_RELU: y
+ * clamped at 0; BN_ACT_SILU: y = silu(z)), which save the affine there. */
 AF_CPU_DISPATCH
-static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training, double momentum, double eps,
+static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training, int act, double momentum, double eps,
                                   const scalar_t *x, const scalar_t *w, const scalar_t *b, scalar_t *running_mean,
                                   scalar_t *running_var, scalar_t *y, scalar_t *save_mean, scalar_t *save_invstd,
                                   scalar_t *relu_a, scalar_t *relu_b) {
@@ -267,10 +288,15 @@ static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training,
         for (int64_t n = 0; n < N; n++) {
             const scalar_t *xr = x + (n * C + ch) * S;
             scalar_t *yr = y + (n * C + ch) * S;
-            if (relu_a)
+            if (act == BN_ACT_RELU)
                 for (int64_t s = 0; s < S; s++) {
                     scalar_t z = K(bn_affine)(xr[s], a, be);
                     yr[s] = z > 0 ? z : 0;
+                }
+            else if (act == BN_ACT_SILU)
+                for (int64_t s = 0; s < S; s++) {
+                    const scalar_t z = K(bn_affine)(xr[s], a, be);
+                    yr[s] = z * K(sigmoid_of)(z); /* elementwise.c's silu */
                 }
             else
                 for (int64_t s = 0; s < S; s++) yr[s] = K(bn_affine)(xr[s], a, be);
@@ -278,15 +304,18 @@ static void K(batch_norm_forward)(int64_t N, int64_t C, int64_t S, int training,
     }
 }
 
-/* dy of batch_norm_relu's input z: dy where the forward's z = x a + b was > 0, else 0 (torch's ReLU
- * backward); plain batch_norm (relu == 0): dy */
-static inline scalar_t K(bn_dy)(int relu, scalar_t x, scalar_t g, scalar_t ra, scalar_t rb) {
-    return relu ? (K(bn_affine)(x, ra, rb) > 0 ? g : (scalar_t)0) : g;
+/* dy of a fused op's input z = x a + b (the forward's arithmetic): batch_norm_relu dy where z > 0,
+ * else 0 (torch's ReLU backward); batch_norm_silu dy silu'(z) (elementwise.c's SiLU backward);
+ * plain batch_norm (act BN_ACT_NONE): dy */
+static inline scalar_t K(bn_dy)(int act, scalar_t x, scalar_t g, scalar_t ra, scalar_t rb) {
+    if (act == BN_ACT_RELU) return K(bn_affine)(x, ra, rb) > 0 ? g : (scalar_t)0;
+    if (act == BN_ACT_SILU) return g * K(silu_derivative)(K(bn_affine)(x, ra, rb));
+    return g;
 }
 
 /* sum(g) and sum(g (x - mu)) over a block of rows, g = bn_dy: lanes as in bn_block_moments. */
 static inline void K(bn_block_dsums)(const scalar_t *x, const scalar_t *dy, int64_t stride, int64_t rows, int64_t S,
-                                     int relu, scalar_t ra, scalar_t rb, scalar_t mu, double *sum_g, double *sum_gx) {
+                                     int act, scalar_t ra, scalar_t rb, scalar_t mu, double *sum_g, double *sum_gx) {
     scalar_t a1[BN_LANES] = {0}, a2[BN_LANES] = {0};
     double t1 = 0, t2 = 0;
     for (int64_t r = 0; r < rows; r++) {
@@ -294,12 +323,12 @@ static inline void K(bn_block_dsums)(const scalar_t *x, const scalar_t *dy, int6
         int64_t s = 0;
         for (; s + BN_LANES <= S; s += BN_LANES)
             for (int l = 0; l < BN_LANES; l++) {
-                scalar_t g = K(bn_dy)(relu, xr[s + l], gr[s + l], ra, rb);
+                scalar_t g = K(bn_dy)(act, xr[s + l], gr[s + l], ra, rb);
                 a1[l] += g;
                 a2[l] += g * (xr[s + l] - mu);
             }
         for (; s < S; s++) {
-            scalar_t g = K(bn_dy)(relu, xr[s], gr[s], ra, rb);
+            scalar_t g = K(bn_dy)(act, xr[s], gr[s], ra, rb);
             t1 += g;
             t2 += (double)(g * (xr[s] - mu));
         }
@@ -316,23 +345,24 @@ static inline void K(bn_block_dsums)(const scalar_t *x, const scalar_t *dy, int6
  * relu_b (batch_norm_relu only) may be NULL. The per-channel coefficients are formed in double; the
  * per-element update dx += g k1 + ((x - mu) k2 + k3) runs in scalar_t, as torch's CPU kernel does. */
 AF_CPU_DISPATCH
-static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training, const scalar_t *x, const scalar_t *w,
+static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training, int act, const scalar_t *x,
+                                   const scalar_t *w,
                                    const scalar_t *mean, const scalar_t *invstd, const scalar_t *relu_a,
                                    const scalar_t *relu_b, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
                                    scalar_t *dbias) {
     int64_t M = N * S;
-    const int relu = relu_a != NULL;
+    const int fused = relu_a != NULL; /* the fused ops: the saved affine */
     AF_PARALLEL_FOR(M * C * 6)
     for (int64_t ch = 0; ch < C; ch++) {
         const scalar_t mu = mean[ch];
         double is = invstd[ch];
-        const scalar_t ra = relu ? relu_a[ch] : 0, rb = relu ? relu_b[ch] : 0;
+        const scalar_t ra = fused ? relu_a[ch] : 0, rb = fused ? relu_b[ch] : 0;
         double sum_dy = 0, sum_dy_xmu = 0;
         const int64_t step = K(bn_block_rows)(S);
         for (int64_t n0 = 0; n0 < N; n0 += step) {
             double sg, sgx;
             K(bn_block_dsums)(x + (n0 * C + ch) * S, dy + (n0 * C + ch) * S, C * S, n0 + step <= N ? step : N - n0, S,
-                              relu, ra, rb, mu, &sg, &sgx);
+                              act, ra, rb, mu, &sg, &sgx);
             sum_dy += sg;
             sum_dy_xmu += sgx;
         }
@@ -350,9 +380,9 @@ static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training
             scalar_t *dr = dx + (n * C + ch) * S;
             if (training)
                 for (int64_t s = 0; s < S; s++)
-                    dr[s] += K(bn_dy)(relu, xr[s], gr[s], ra, rb) * k1 + ((xr[s] - mu) * k2 + k3);
+                    dr[s] += K(bn_dy)(act, xr[s], gr[s], ra, rb) * k1 + ((xr[s] - mu) * k2 + k3);
             else
-                for (int64_t s = 0; s < S; s++) dr[s] += K(bn_dy)(relu, xr[s], gr[s], ra, rb) * k1;
+                for (int64_t s = 0; s < S; s++) dr[s] += K(bn_dy)(act, xr[s], gr[s], ra, rb) * k1;
         }
     }
 }

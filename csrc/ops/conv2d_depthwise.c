@@ -3,260 +3,342 @@
  * input channel co / Cout_g:  y[n, co] = bias[co] + sum_{kh, kw} w[co, 0, kh, kw] x[n, co / Cout_g]
  * shifted by (kh dil_h - pad_h, kw dil_w - pad_w) and strided.
  *
- * Stride 1, the common case, runs on zero-padded planes: with the input plane padded to
- * (H + 2 pad_h) x Wp, Wp = W + 2 pad_w, and the output held Wp wide, every tap is one shift of the
- * flat plane, so each tap is a single long axpy (forward, dx) or dot product (dw) that vectorises,
- * instead of Ho short rows of Wo with their edge ranges (Wo is 7 to 56 in these networks). The
- * padded output columns past Wo are computed and dropped. Each output element still sums bias, then
- * the taps in (kh, kw) order; a padded tap adds w * 0. dw sums in 16 fixed lanes (the same order for
- * every vector width of the CPU dispatch clones) over images in order, then the lanes in order.
- * Other strides keep the row-wise direct kernels. One thread per output plane (forward), input
- * plane (dx) or output channel (dw): results do not depend on the thread count. */
+ * Every stride runs on "phase planes": the input plane zero-padded to Hp x Wp (Hp = H + 2 pad_h,
+ * Wp = W + 2 pad_w) and split into sh x sw planes of Hq x Wq = ceil(Hp / sh) x ceil(Wp / sw), phase
+ * (a, b) holding the padded pixels (sh i + a, sw j + b) at (i, j); stride 1 has one phase, the padded
+ * plane. A tap (kh, kw) of a strided output then reads one phase plane, ((kh dh) % sh, (kw dw) % sw),
+ * shifted by (kh dh / sh, kw dw / sw), at the output's own position: with the output held Wq wide,
+ * each tap is one shift of a flat plane, for every stride. So a block of 64 (then 16) consecutive
+ * outputs sums all its taps in registers, instead of Ho short rows of Wo (Wo is 4 to 56 in these
+ * networks) with their edge ranges; the padded columns past Wo are computed and dropped. The shifted
+ * reads of a valid output never wrap into the next row: Wo + (KW - 1) dw / sw <= Wq.
+ *
+ * dx is the same gather run backwards: each phase plane of the padded dx sums, per output position,
+ * the taps of its phase over dy held Wq wide with zeros before it (dx's reads reach back by the
+ * largest shift), then the phase planes are added into dx. dw is one dot product per tap of dy
+ * (held Wq wide, zero past Wo) with the shifted phase plane.
+ *
+ * Summation orders (the same for every thread count and every vector width of the CPU dispatch
+ * clones): y sums bias, then the taps in (kh, kw) order; dx sums, over the output channels of its
+ * input channel in order, the taps in (kh, kw) order; dw sums in 16 fixed lanes over images in order,
+ * then the lanes in order. One thread per output plane (forward), input plane (dx) or output channel
+ * (dw), each with its own scratch, allocated once per thread. */
 #ifndef AF_FLOAT_PASS
 #include <string.h>
 
 #include "../core/alloc.h"
 #include "conv2d_depthwise.h"
 
+/* a parallel region (one scratch allocation per thread) around an omp for */
+#ifdef _OPENMP
+#define DW_PARALLEL(work) AF_PRAGMA(omp parallel if ((work) > 32768))
+#define DW_FOR AF_PRAGMA(omp for schedule(static))
+#else
+#define DW_PARALLEL(work)
+#define DW_FOR
+#endif
+
+/* The phase-plane geometry of one call; sizes in elements. */
+typedef struct dw_plan {
+    int64_t Hq, Wq, phases; /* phase plane size and count (sh sw) */
+    int64_t Sq;             /* phase plane stride: room for the shifted reads of the last block, a multiple of 16 */
+    int64_t Lo, Lq;         /* Ho Wq: the output held Wq wide; Hq Wq: one phase plane */
+    int64_t front;          /* the largest in-phase shift: dx's zeros before dy */
+    int64_t dyw;            /* dy held Wq wide with front zeros and a zero tail */
+    int64_t KK;
+} dw_plan;
+
+static void dw_plan_make(const conv_geom *g, dw_plan *p) {
+    const int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
+    p->Hq = (Hp + g->sh - 1) / g->sh;
+    p->Wq = (Wp + g->sw - 1) / g->sw;
+    p->phases = g->sh * g->sw;
+    p->Lo = g->Ho * p->Wq;
+    p->Lq = p->Hq * p->Wq;
+    p->Sq = (p->Lq + p->Wq + 64 + 15) / 16 * 16;
+    p->front = (g->KH - 1) * g->dh / g->sh * p->Wq + (g->KW - 1) * g->dw / g->sw;
+    p->dyw = (p->front + p->Lq + 16 + 15) / 16 * 16;
+    p->KK = g->KH * g->KW;
+}
+
+/* tap t = kh KW + kw: shift[t] its in-phase shift, at[t] its phase plane's offset plus that shift */
+static void dw_taps(const conv_geom *g, const dw_plan *p, int64_t *shift, int64_t *at) {
+    for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+            const int64_t t = kh * g->KW + kw, r = kh * g->dh, c = kw * g->dw;
+            shift[t] = r / g->sh * p->Wq + c / g->sw;
+            at[t] = (r % g->sh * g->sw + c % g->sw) * p->Sq + shift[t];
+        }
+}
+
 #define AF_TEMPLATE_FILE "conv2d_depthwise.c"
 #include "instantiate_float.h"
 
+#undef DW_PARALLEL
+#undef DW_FOR
+
 #else /* ---- kernels, once per scalar_t ---- */
 
-/* Any stride: one thread per output plane; each (kh, kw) tap is a row-wise axpy over the valid
- * output range. */
-AF_CPU_DISPATCH
-static void K(dw_forward_strided)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                                        scalar_t *y) {
-    const int64_t planes = g->N * g->Cout;
-    AF_PARALLEL_FOR(planes * g->HWo * g->KH * g->KW)
-    for (int64_t p = 0; p < planes; p++) {
-        int64_t n = p / g->Cout, co = p % g->Cout, ci = co / g->Cout_g;
-        const scalar_t *xp = x + (n * g->Cin + ci) * g->H * g->W, *wp = w + co * g->KH * g->KW;
-        scalar_t *yp = y + p * g->HWo, b = bias ? bias[co] : 0;
-        for (int64_t i = 0; i < g->HWo; i++) yp[i] = b;
-        for (int64_t kh = 0; kh < g->KH; kh++) {
-            int64_t oh_lo, oh_hi;
-            valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
-            for (int64_t kw = 0; kw < g->KW; kw++) {
-                scalar_t wv = wp[kh * g->KW + kw];
-                int64_t off_w = kw * g->dw - g->pw, lo, hi;
-                valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
-                for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                    const scalar_t *xrow = xp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
-                    scalar_t *yrow = yp + oh * g->Wo;
-                    if (g->sw == 1)
-                        for (int64_t ow = lo; ow < hi; ow++) yrow[ow] += wv * xrow[ow];
-                    else
-                        for (int64_t ow = lo; ow < hi; ow++) yrow[ow] += wv * xrow[ow * g->sw];
-                }
-            }
-        }
-    }
-}
-
-/* dx (one thread per input plane, over its Cout_g output channels) and dw (one thread per output
- * channel, summing over images in order) += the adjoints of dw_forward_strided */
-AF_CPU_DISPATCH
-static void K(dw_backward_strided)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                                         scalar_t *dx, scalar_t *dw) {
-    const int64_t KK = g->KH * g->KW;
-    if (dx) {
-        const int64_t planes = g->N * g->Cin;
-        AF_PARALLEL_FOR(planes * g->Cout_g * g->HWo * KK)
-        for (int64_t p = 0; p < planes; p++) {
-            int64_t n = p / g->Cin, ci = p % g->Cin;
-            scalar_t *dxp = dx + p * g->H * g->W;
-            for (int64_t j = 0; j < g->Cout_g; j++) {
-                int64_t co = ci * g->Cout_g + j;
-                const scalar_t *dyp = dy + (n * g->Cout + co) * g->HWo, *wp = w + co * KK;
-                for (int64_t kh = 0; kh < g->KH; kh++) {
-                    int64_t oh_lo, oh_hi;
-                    valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
-                    for (int64_t kw = 0; kw < g->KW; kw++) {
-                        scalar_t wv = wp[kh * g->KW + kw];
-                        int64_t off_w = kw * g->dw - g->pw, lo, hi;
-                        valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
-                        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                            scalar_t *dxrow = dxp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
-                            const scalar_t *dyrow = dyp + oh * g->Wo;
-                            for (int64_t ow = lo; ow < hi; ow++) dxrow[ow * g->sw] += wv * dyrow[ow];
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if (dw) {
-        AF_PARALLEL_FOR(g->Cout * g->N * g->HWo * KK)
-        for (int64_t co = 0; co < g->Cout; co++) {
-            int64_t ci = co / g->Cout_g;
-            for (int64_t kh = 0; kh < g->KH; kh++) {
-                int64_t oh_lo, oh_hi;
-                valid_range(kh * g->dh - g->ph, g->sh, g->H, g->Ho, &oh_lo, &oh_hi);
-                for (int64_t kw = 0; kw < g->KW; kw++) {
-                    int64_t off_w = kw * g->dw - g->pw, lo, hi;
-                    valid_range(off_w, g->sw, g->W, g->Wo, &lo, &hi);
-                    scalar_t lt[16] = {0}; /* 16 fixed lanes along each row, as in dw_backward_s1 */
-                    for (int64_t n = 0; n < g->N; n++) {
-                        const scalar_t *xp = x + (n * g->Cin + ci) * g->H * g->W;
-                        const scalar_t *dyp = dy + (n * g->Cout + co) * g->HWo;
-                        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                            const scalar_t *xrow = xp + (oh * g->sh - g->ph + kh * g->dh) * g->W + off_w;
-                            const scalar_t *dyrow = dyp + oh * g->Wo;
-                            int64_t ow = lo;
-                            for (; ow + 16 <= hi; ow += 16)
-                                for (int l = 0; l < 16; l++) lt[l] += dyrow[ow + l] * xrow[(ow + l) * g->sw];
-                            for (int l = 0; ow + l < hi; l++) lt[l] += dyrow[ow + l] * xrow[(ow + l) * g->sw];
-                        }
-                    }
-                    scalar_t acc = 0;
-                    for (int l = 0; l < 16; l++) acc += lt[l];
-                    dw[co * KK + kh * g->KW + kw] += acc;
-                }
-            }
-        }
-    }
-}
-
-
-/* The padded plane of stride 1: Hp x Wp plus a zero tail, so that the last tap's shift stays inside */
-static inline int64_t K(dw_padded_size)(const conv_geom *g) {
-    return (g->H + 2 * g->ph) * (g->W + 2 * g->pw) + (g->KW - 1) * g->dw + 16;
-}
-
-/* dst (Hp, Wp) = src (H, W) with pad_h rows and pad_w columns of zeros around it, and a zero tail */
-static void K(dw_pad_plane)(const conv_geom *g, const scalar_t *src, scalar_t *dst) {
-    const int64_t Wp = g->W + 2 * g->pw, n = K(dw_padded_size)(g);
-    memset(dst, 0, sizeof(scalar_t) * (size_t)n);
-    for (int64_t h = 0; h < g->H; h++) memcpy(dst + (h + g->ph) * Wp + g->pw, src + h * g->W, sizeof(scalar_t) * (size_t)g->W);
-}
-
-/* dst (Ho, Wp) = src (Ho, Wo), columns past Wo zero */
-static void K(dw_widen)(const conv_geom *g, const scalar_t *src, scalar_t *dst) {
-    const int64_t Wp = g->W + 2 * g->pw;
-    for (int64_t oh = 0; oh < g->Ho; oh++) {
-        memcpy(dst + oh * Wp, src + oh * g->Wo, sizeof(scalar_t) * (size_t)g->Wo);
-        memset(dst + oh * Wp + g->Wo, 0, sizeof(scalar_t) * (size_t)(Wp - g->Wo));
-    }
-}
-
-/* stride 1; returns non-zero when a task's scratch could not be allocated (nothing written then by it) */
-AF_CPU_DISPATCH
-static int K(dw_forward_s1)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
-                            scalar_t *y) {
-    const int64_t planes = g->N * g->Cout, Wp = g->W + 2 * g->pw, L = g->Ho * Wp, KK = g->KH * g->KW;
-    const int64_t psize = K(dw_padded_size)(g);
-    int failed = 0;
-    AF_PARALLEL_FOR(planes * L * KK)
-    for (int64_t p = 0; p < planes; p++) {
-        const int64_t n = p / g->Cout, co = p % g->Cout, ci = co / g->Cout_g;
-        scalar_t *xpad = af_alloc_host(sizeof(scalar_t) * (size_t)(psize + L));
-        if (!xpad) {
-#pragma omp atomic write
-            failed = 1;
+/* P (phases x Sq) = the phase planes of the input plane x (H, W), zeros elsewhere */
+static void K(dw_phases)(const conv_geom *g, const dw_plan *p, const scalar_t *x, scalar_t *P) {
+    memset(P, 0, sizeof(scalar_t) * (size_t)(p->phases * p->Sq));
+    for (int64_t h = 0; h < g->H; h++) {
+        const int64_t r = h + g->ph;
+        const scalar_t *xr = x + h * g->W;
+        if (g->sw == 1) {
+            scalar_t *dst = P + r % g->sh * p->Sq + r / g->sh * p->Wq + g->pw;
+            for (int64_t w = 0; w < g->W; w++) dst[w] = xr[w];
             continue;
         }
-        scalar_t *acc = xpad + psize;
-        K(dw_pad_plane)(g, x + (n * g->Cin + ci) * g->H * g->W, xpad);
-        const scalar_t b = bias ? bias[co] : 0, *wp = w + co * KK;
-        for (int64_t u = 0; u < L; u++) acc[u] = b;
-        for (int64_t kh = 0; kh < g->KH; kh++)
-            for (int64_t kw = 0; kw < g->KW; kw++) {
-                const scalar_t wv = wp[kh * g->KW + kw], *xs = xpad + kh * g->dh * Wp + kw * g->dw;
-                for (int64_t u = 0; u < L; u++) acc[u] += wv * xs[u];
+        if (g->sw == 2) { /* even and odd columns in one loop (an interleaved pair of loads that vectorises) */
+            const int64_t bh = r % g->sh * 2, row = r / g->sh * p->Wq;
+            scalar_t *de = P + (bh + g->pw % 2) * p->Sq + row + g->pw / 2;
+            scalar_t *dd = P + (bh + (g->pw + 1) % 2) * p->Sq + row + (g->pw + 1) / 2;
+            int64_t k = 0;
+            for (; 2 * k + 1 < g->W; k++) {
+                de[k] = xr[2 * k];
+                dd[k] = xr[2 * k + 1];
             }
-        scalar_t *yp = y + p * g->HWo;
-        for (int64_t oh = 0; oh < g->Ho; oh++) memcpy(yp + oh * g->Wo, acc + oh * Wp, sizeof(scalar_t) * (size_t)g->Wo);
-        af_free_host(xpad);
+            if (2 * k < g->W) de[k] = xr[2 * k];
+            continue;
+        }
+        for (int64_t b = 0; b < g->sw; b++) {
+            const int64_t w0 = ((b - g->pw) % g->sw + g->sw) % g->sw; /* first w with (w + pw) % sw == b */
+            scalar_t *dst = P + (r % g->sh * g->sw + b) * p->Sq + r / g->sh * p->Wq + (w0 + g->pw) / g->sw;
+            for (int64_t w = w0, k = 0; w < g->W; w += g->sw, k++) dst[k] = xr[w];
+        }
+    }
+}
+
+/* dx (H, W) += the phase planes dP, read back as dw_phases wrote them */
+static void K(dw_unphase_add)(const conv_geom *g, const dw_plan *p, const scalar_t *dP, scalar_t *dx) {
+    for (int64_t h = 0; h < g->H; h++) {
+        const int64_t r = h + g->ph;
+        scalar_t *dr = dx + h * g->W;
+        if (g->sw == 1) {
+            const scalar_t *src = dP + r % g->sh * p->Sq + r / g->sh * p->Wq + g->pw;
+            for (int64_t w = 0; w < g->W; w++) dr[w] += src[w];
+            continue;
+        }
+        if (g->sw == 2) {
+            const int64_t bh = r % g->sh * 2, row = r / g->sh * p->Wq;
+            const scalar_t *se = dP + (bh + g->pw % 2) * p->Sq + row + g->pw / 2;
+            const scalar_t *sd = dP + (bh + (g->pw + 1) % 2) * p->Sq + row + (g->pw + 1) / 2;
+            int64_t k = 0;
+            for (; 2 * k + 1 < g->W; k++) {
+                dr[2 * k] += se[k];
+                dr[2 * k + 1] += sd[k];
+            }
+            if (2 * k < g->W) dr[2 * k] += se[k];
+            continue;
+        }
+        for (int64_t b = 0; b < g->sw; b++) {
+            const int64_t w0 = ((b - g->pw) % g->sw + g->sw) % g->sw;
+            const scalar_t *src = dP + (r % g->sh * g->sw + b) * p->Sq + r / g->sh * p->Wq + (w0 + g->pw) / g->sw;
+            for (int64_t w = w0, k = 0; w < g->W; w += g->sw, k++) dr[w] += src[k];
+        }
+    }
+}
+
+/* dyw (p->dyw) = front zeros, the dy plane (Ho, Wo) held Wq wide with zeros past Wo, zeros after */
+static void K(dw_widen)(const conv_geom *g, const dw_plan *p, const scalar_t *dy, scalar_t *dyw) {
+    memset(dyw, 0, sizeof(scalar_t) * (size_t)p->dyw);
+    scalar_t *d = dyw + p->front;
+    for (int64_t oh = 0; oh < g->Ho; oh++)
+        for (int64_t ow = 0; ow < g->Wo; ow++) d[oh * p->Wq + ow] = dy[oh * g->Wo + ow];
+}
+
+/* A block is NV vectors of 64 bytes (GCC/Clang vector extensions: 16 floats or 8 doubles, held in
+ * zmm registers, or split in two or four by the AVX2 and baseline clones with the same lane-wise
+ * arithmetic). Written with explicit vectors because, with a plain loop over the block, GCC
+ * vectorises the tap loop instead, with gathers. */
+typedef scalar_t K(dw_vec) __attribute__((vector_size(64)));
+#define DW_VL ((int64_t)(64 / sizeof(scalar_t)))
+
+/* v = the vector at src (unaligned); a macro, since a function returning a 64-byte vector changes the
+ * ABI in the clones built without AVX-512 */
+#define DW_LOAD(v, src) memcpy(&(v), (src), sizeof(v))
+
+/* out[u ..] = b + sum_t w[t] P[at[t] + u ..] over blocks of NV vectors while u < LIMIT */
+#define DW_FORWARD_BLOCKS(NV, LIMIT)                                                    \
+    for (; u < (LIMIT); u += NV * DW_VL) {                                              \
+        K(dw_vec) acc[NV];                                                              \
+        for (int v = 0; v < NV; v++) acc[v] = (K(dw_vec)){0} + b;                       \
+        for (int64_t t = 0; t < p->KK; t++) {                                           \
+            const K(dw_vec) wv = (K(dw_vec)){0} + wp[t];                                \
+            const scalar_t *src = P + at[t] + u;                                        \
+            for (int v = 0; v < NV; v++) {                                              \
+                K(dw_vec) xv;                                                           \
+                DW_LOAD(xv, src + v * DW_VL);                                           \
+                acc[v] += wv * xv;                                                      \
+            }                                                                           \
+        }                                                                               \
+        memcpy(out + u, acc, sizeof acc);                                               \
+    }
+
+/* returns non-zero when a thread's scratch could not be allocated (nothing written by it then) */
+AF_CPU_DISPATCH
+static int K(dw_forward)(const conv_geom *g, const dw_plan *p, const int64_t *at, const scalar_t *x,
+                         const scalar_t *w, const scalar_t *bias, scalar_t *y) {
+    const int64_t planes = g->N * g->Cout;
+    int failed = 0;
+    DW_PARALLEL(planes * p->Lo * p->KK) {
+        scalar_t *P = af_alloc_host(sizeof(scalar_t) * (size_t)(p->phases * p->Sq + p->Lo + 16));
+        if (!P) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        DW_FOR
+        for (int64_t q = 0; q < planes; q++) {
+            if (!P) continue;
+            const int64_t n = q / g->Cout, co = q % g->Cout, ci = co / g->Cout_g;
+            scalar_t *out = P + p->phases * p->Sq;
+            K(dw_phases)(g, p, x + (n * g->Cin + ci) * g->H * g->W, P);
+            const scalar_t b = bias ? bias[co] : 0, *wp = w + co * p->KK;
+            int64_t u = 0;
+            DW_FORWARD_BLOCKS(4, p->Lo - 4 * DW_VL + 1)
+            DW_FORWARD_BLOCKS(1, p->Lo)
+            scalar_t *yp = y + q * g->HWo;
+            for (int64_t oh = 0; oh < g->Ho; oh++)
+                for (int64_t ow = 0; ow < g->Wo; ow++) yp[oh * g->Wo + ow] = out[oh * p->Wq + ow];
+        }
+        af_free_host(P);
     }
     return failed;
 }
 
-/* stride 1: dx (per input plane) and dw (per output channel) += the adjoints of dw_forward_s1 */
+/* dst[u ..] = (j ? dst : 0) + sum over the taps of phase ph of w[t] d[u - shift[t] ..], blocks of NV
+ * vectors while u < LIMIT */
+#define DW_DX_BLOCKS(NV, LIMIT, dst)                                                    \
+    for (; u < (LIMIT); u += NV * DW_VL) {                                              \
+        K(dw_vec) acc[NV];                                                              \
+        for (int v = 0; v < NV; v++) {                                                  \
+            acc[v] = (K(dw_vec)){0};                                                    \
+            if (j) DW_LOAD(acc[v], dst + u + v * DW_VL);                                \
+        }                                                                               \
+        for (int64_t t = 0; t < p->KK; t++) {                                           \
+            if (tap_phase[t] != ph) continue;                                           \
+            const K(dw_vec) wv = (K(dw_vec)){0} + wp[t];                                \
+            const scalar_t *src = d + u - shift[t];                                     \
+            for (int v = 0; v < NV; v++) {                                              \
+                K(dw_vec) xv;                                                           \
+                DW_LOAD(xv, src + v * DW_VL);                                           \
+                acc[v] += wv * xv;                                                      \
+            }                                                                           \
+        }                                                                               \
+        memcpy(dst + u, acc, sizeof acc);                                               \
+    }
+
+/* dx (one thread per input plane, over its Cout_g output channels) and dw (one thread per output
+ * channel, over the images in order) += the adjoints of dw_forward */
 AF_CPU_DISPATCH
-static int K(dw_backward_s1)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                             scalar_t *dx, scalar_t *dw) {
-    const int64_t Wp = g->W + 2 * g->pw, L = g->Ho * Wp, KK = g->KH * g->KW, psize = K(dw_padded_size)(g);
+static int K(dw_backward)(const conv_geom *g, const dw_plan *p, const int64_t *shift, const int64_t *at,
+                          const int64_t *tap_phase, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
+                          scalar_t *dx, scalar_t *dw) {
     int failed = 0;
     if (dx) {
         const int64_t planes = g->N * g->Cin;
-        AF_PARALLEL_FOR(planes * g->Cout_g * L * KK)
-        for (int64_t p = 0; p < planes; p++) {
-            const int64_t n = p / g->Cin, ci = p % g->Cin;
-            scalar_t *dxpad = af_alloc_host(sizeof(scalar_t) * (size_t)(psize + L));
-            if (!dxpad) {
+        DW_PARALLEL(planes * g->Cout_g * p->Lq * p->KK) {
+            scalar_t *dP = af_alloc_host(sizeof(scalar_t) * (size_t)(p->phases * p->Sq + p->dyw));
+            if (!dP) {
 #pragma omp atomic write
                 failed = 1;
-                continue;
             }
-            scalar_t *dyw = dxpad + psize;
-            memset(dxpad, 0, sizeof(scalar_t) * (size_t)psize);
-            for (int64_t j = 0; j < g->Cout_g; j++) {
-                const int64_t co = ci * g->Cout_g + j;
-                K(dw_widen)(g, dy + (n * g->Cout + co) * g->HWo, dyw);
-                for (int64_t kh = 0; kh < g->KH; kh++)
-                    for (int64_t kw = 0; kw < g->KW; kw++) {
-                        const scalar_t wv = w[co * KK + kh * g->KW + kw];
-                        scalar_t *ds = dxpad + kh * g->dh * Wp + kw * g->dw;
-                        for (int64_t u = 0; u < L; u++) ds[u] += wv * dyw[u];
+            DW_FOR
+            for (int64_t q = 0; q < planes; q++) {
+                if (!dP) continue;
+                const int64_t n = q / g->Cin, ci = q % g->Cin;
+                scalar_t *dyw = dP + p->phases * p->Sq;
+                const scalar_t *d = dyw + p->front;
+                for (int64_t j = 0; j < g->Cout_g; j++) {
+                    const int64_t co = ci * g->Cout_g + j;
+                    const scalar_t *wp = w + co * p->KK;
+                    K(dw_widen)(g, p, dy + (n * g->Cout + co) * g->HWo, dyw);
+                    for (int64_t ph = 0; ph < p->phases; ph++) {
+                        scalar_t *dPh = dP + ph * p->Sq;
+                        int64_t u = 0;
+                        DW_DX_BLOCKS(4, p->Lq - 4 * DW_VL + 1, dPh)
+                        DW_DX_BLOCKS(1, p->Lq, dPh)
                     }
+                }
+                K(dw_unphase_add)(g, p, dP, dx + q * g->H * g->W);
             }
-            scalar_t *dxp = dx + p * g->H * g->W;
-            for (int64_t h = 0; h < g->H; h++)
-                for (int64_t c = 0; c < g->W; c++) dxp[h * g->W + c] += dxpad[(h + g->ph) * Wp + c + g->pw];
-            af_free_host(dxpad);
+            af_free_host(dP);
         }
     }
     if (dw) {
-        AF_PARALLEL_FOR(g->Cout * g->N * L * KK)
-        for (int64_t co = 0; co < g->Cout; co++) {
-            const int64_t ci = co / g->Cout_g;
-            scalar_t *xpad = af_alloc_host(sizeof(scalar_t) * (size_t)(psize + L + 16 * KK));
-            if (!xpad) {
+        const int64_t Lr = (p->Lo + 15) / 16 * 16; /* dyw is zero from Lo to Lr */
+        DW_PARALLEL(g->Cout * g->N * p->Lo * p->KK) {
+            scalar_t *P = af_alloc_host(sizeof(scalar_t) * (size_t)(p->phases * p->Sq + p->dyw + 16 * p->KK));
+            if (!P) {
 #pragma omp atomic write
                 failed = 1;
-                continue;
             }
-            scalar_t *dyw = xpad + psize, *lane = dyw + L; /* lane[tap][16] */
-            memset(lane, 0, sizeof(scalar_t) * (size_t)(16 * KK));
-            for (int64_t n = 0; n < g->N; n++) {
-                K(dw_pad_plane)(g, x + (n * g->Cin + ci) * g->H * g->W, xpad);
-                K(dw_widen)(g, dy + (n * g->Cout + co) * g->HWo, dyw);
-                for (int64_t t = 0; t < KK; t++) {
-                    const scalar_t *xs = xpad + t / g->KW * g->dh * Wp + t % g->KW * g->dw;
-                    scalar_t lt[16]; /* a local copy: the compiler keeps it in registers */
-                    memcpy(lt, lane + 16 * t, sizeof lt);
-                    int64_t u = 0;
-                    for (; u + 16 <= L; u += 16)
-                        for (int l = 0; l < 16; l++) lt[l] += dyw[u + l] * xs[u + l];
-                    for (int l = 0; u + l < L; l++) lt[l] += dyw[u + l] * xs[u + l];
-                    memcpy(lane + 16 * t, lt, sizeof lt);
+            DW_FOR
+            for (int64_t co = 0; co < g->Cout; co++) {
+                if (!P) continue;
+                const int64_t ci = co / g->Cout_g;
+                scalar_t *dyw = P + p->phases * p->Sq, *lane = dyw + p->dyw; /* lane[tap][16] */
+                const scalar_t *d = dyw + p->front;
+                memset(lane, 0, sizeof(scalar_t) * (size_t)(16 * p->KK));
+                for (int64_t n = 0; n < g->N; n++) {
+                    K(dw_phases)(g, p, x + (n * g->Cin + ci) * g->H * g->W, P);
+                    K(dw_widen)(g, p, dy + (n * g->Cout + co) * g->HWo, dyw);
+                    for (int64_t t = 0; t < p->KK; t++) {
+                        const scalar_t *xs = P + at[t];
+                        scalar_t lt[16]; /* a local copy: the compiler keeps it in registers */
+                        memcpy(lt, lane + 16 * t, sizeof lt);
+                        for (int64_t u = 0; u < Lr; u += 16)
+                            for (int l = 0; l < 16; l++) lt[l] += d[u + l] * xs[u + l];
+                        memcpy(lane + 16 * t, lt, sizeof lt);
+                    }
+                }
+                for (int64_t t = 0; t < p->KK; t++) {
+                    scalar_t acc = 0;
+                    for (int l = 0; l < 16; l++) acc += lane[16 * t + l];
+                    dw[co * p->KK + t] += acc;
                 }
             }
-            for (int64_t t = 0; t < KK; t++) {
-                scalar_t acc = 0;
-                for (int l = 0; l < 16; l++) acc += lane[16 * t + l];
-                dw[co * KK + t] += acc;
-            }
-            af_free_host(xpad);
+            af_free_host(P);
         }
     }
     return failed;
+}
+
+#undef DW_FORWARD_BLOCKS
+#undef DW_DX_BLOCKS
+#undef DW_LOAD
+#undef DW_VL
+
+/* The tap tables of a call: shift, at and phase per tap, in one allocation */
+static int64_t *K(dw_tables)(const conv_geom *g, const dw_plan *p) {
+    int64_t *tab = af_alloc_host(sizeof(int64_t) * (size_t)(3 * p->KK));
+    if (!tab) return NULL;
+    dw_taps(g, p, tab, tab + p->KK);
+    for (int64_t t = 0; t < p->KK; t++) tab[2 * p->KK + t] = (tab[p->KK + t] - tab[t]) / p->Sq;
+    return tab;
 }
 
 int K(conv2d_depthwise_forward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *bias,
                                 scalar_t *y) {
-    if (g->sh == 1 && g->sw == 1) return K(dw_forward_s1)(g, x, w, bias, y);
-    K(dw_forward_strided)(g, x, w, bias, y);
-    return 0;
+    dw_plan p;
+    dw_plan_make(g, &p);
+    int64_t *tab = K(dw_tables)(g, &p);
+    if (!tab) return 1;
+    int failed = K(dw_forward)(g, &p, tab + p.KK, x, w, bias, y);
+    af_free_host(tab);
+    return failed;
 }
 
 int K(conv2d_depthwise_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
                                  scalar_t *dx, scalar_t *dw) {
-    if (g->sh == 1 && g->sw == 1) return K(dw_backward_s1)(g, x, w, dy, dx, dw);
-    K(dw_backward_strided)(g, x, w, dy, dx, dw);
-    return 0;
+    dw_plan p;
+    dw_plan_make(g, &p);
+    int64_t *tab = K(dw_tables)(g, &p);
+    if (!tab) return 1;
+    int failed = K(dw_backward)(g, &p, tab, tab + p.KK, tab + 2 * p.KK, x, w, dy, dx, dw);
+    af_free_host(tab);
+    return failed;
 }
 
 #endif

@@ -58,9 +58,37 @@ static af_status binary_setup(af_op_call *c) {
     return af_alloc_out(c, 0, nd, shape, 0);
 }
 
+/* Merges neighbouring dims that both operands walk contiguously (stride[d] == stride[d+1] *
+ * shape[d+1], broadcast dims included: 0 == 0 * shape), and drops dims of size 1, keeping the plan
+ * right-aligned in 5 dims. Squeeze-excitation's (N, C, H, W) * (N, C, 1, 1) becomes (N C) rows of
+ * H W with a broadcast inner stride, so the kernels run long inner loops instead of W-long ones.
+ * The element order (row-major over the output) is unchanged. */
+static void broadcast_coalesce(broadcast *bc) {
+    int64_t shape[AF_MAX_DIMS], sa[AF_MAX_DIMS], sb[AF_MAX_DIMS];
+    int k = 0; /* dims kept so far, innermost first */
+    for (int d = AF_MAX_DIMS - 1; d >= 0; d--) {
+        if (bc->shape[d] == 1) continue;
+        if (k > 0 && bc->stride_a[d] == sa[k - 1] * shape[k - 1] && bc->stride_b[d] == sb[k - 1] * shape[k - 1]) {
+            shape[k - 1] *= bc->shape[d];
+            continue;
+        }
+        shape[k] = bc->shape[d];
+        sa[k] = bc->stride_a[d];
+        sb[k] = bc->stride_b[d];
+        k++;
+    }
+    for (int d = 0; d < AF_MAX_DIMS; d++) {
+        int j = AF_MAX_DIMS - 1 - d; /* dim d of the plan is kept dim j, innermost first */
+        bc->shape[d] = j < k ? shape[j] : 1;
+        bc->stride_a[d] = j < k ? sa[j] : 0;
+        bc->stride_b[d] = j < k ? sb[j] : 0;
+    }
+}
+
 static af_status binary_forward_cpu(af_op_call *c) {
     broadcast bc;
     broadcast_make(c->in[0], c->in[1], &bc);
+    broadcast_coalesce(&bc);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, binary_forward, c->op, &bc, af_tensor_data(c->in[0]),
                       af_tensor_data(c->in[1]), af_tensor_data(c->out[0]), c->out[0]->numel);
     return AF_OK;
@@ -69,6 +97,7 @@ static af_status binary_forward_cpu(af_op_call *c) {
 static af_status binary_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     broadcast bc;
     broadcast_make(c->in[0], c->in[1], &bc);
+    broadcast_coalesce(&bc);
     for (int side = 0; side < 2; side++)
         if (din[side])
             AF_DISPATCH_FLOAT(c->in[0]->dtype, binary_backward, c->op, side, &bc,
@@ -234,7 +263,24 @@ static inline scalar_t K(binary_grad)(int op, int side, scalar_t a, scalar_t b, 
         for (int64_t i = 0; i < n; i++) body;                                                                \
     } while (0)
 
-/* out: (broadcast shape), a, b: their own shapes read through bc's strides */
+/* One output row of m values from rows of a and b whose inner strides are 0 or 1 (what coalescing
+ * leaves: 0 for a broadcast operand, 1 otherwise), with the op a compile-time constant where the
+ * caller passes one, so that each case is a plain loop the compiler vectorises. */
+#define BINARY_ROW(OP)                                                                                       \
+    do {                                                                                                     \
+        if (ia == 1 && ib == 1)                                                                              \
+            for (int64_t j = 0; j < m; j++) ro[j] = K(binary_apply)(OP, ra[j], rb[j]);                       \
+        else if (ia == 1 && ib == 0) {                                                                       \
+            const scalar_t bv = rb[0];                                                                       \
+            for (int64_t j = 0; j < m; j++) ro[j] = K(binary_apply)(OP, ra[j], bv);                          \
+        } else if (ia == 0 && ib == 1) {                                                                     \
+            const scalar_t av = ra[0];                                                                       \
+            for (int64_t j = 0; j < m; j++) ro[j] = K(binary_apply)(OP, av, rb[j]);                          \
+        } else                                                                                               \
+            for (int64_t j = 0; j < m; j++) ro[j] = K(binary_apply)(OP, ra[j * ia], rb[j * ib]);             \
+    } while (0)
+
+/* out: (broadcast shape), a, b: their own shapes read through bc's (coalesced) strides */
 AF_CPU_DISPATCH
 static void K(binary_forward)(int op, const broadcast *bc, const scalar_t *a, const scalar_t *b,
                               scalar_t *out, int64_t n) {
@@ -247,19 +293,62 @@ static void K(binary_forward)(int op, const broadcast *bc, const scalar_t *a, co
         }
     }
     const int64_t *s = bc->shape, *sa = bc->stride_a, *sb = bc->stride_b;
-    int64_t rows = s[0] * s[1] * s[2] * s[3];
+    const int64_t rows = s[0] * s[1] * s[2] * s[3], m = s[4], ia = sa[4], ib = sb[4];
     AF_PARALLEL_FOR(n)
     for (int64_t r = 0; r < rows; r++) {
         int64_t i3 = r % s[3], i2 = r / s[3] % s[2], i1 = r / (s[3] * s[2]) % s[1], i0 = r / (s[3] * s[2] * s[1]);
         const scalar_t *ra = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3];
         const scalar_t *rb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3];
-        scalar_t *ro = out + r * s[4];
-        for (int64_t j = 0; j < s[4]; j++) ro[j] = K(binary_apply)(op, ra[j * sa[4]], rb[j * sb[4]]);
+        scalar_t *ro = out + r * m;
+        switch (op) {
+        case AF_OP_ADD: BINARY_ROW(AF_OP_ADD); break;
+        case AF_OP_SUB: BINARY_ROW(AF_OP_SUB); break;
+        case AF_OP_MUL: BINARY_ROW(AF_OP_MUL); break;
+        case AF_OP_DIV: BINARY_ROW(AF_OP_DIV); break;
+        default: BINARY_ROW(op); break;
+        }
     }
 }
 
-/* grad (of side's input) += reduce over broadcast dims of d out * d out/d side. Serial when the
- * side is broadcast, so the summation order never depends on the thread count. */
+/* grad row (m values, inner stride ig: 1, or 0 when the side is broadcast along the row) += the
+ * row's terms coef * dout[j] * o[j * io] (o == NULL: coef * dout[j]), the hot cases of binary_grad
+ * (add, sub, mul) written out so they vectorise; same bits as binary_grad for a full row. A
+ * broadcast row sums its terms in 16 fixed lanes, then the lanes in order: the same order for every
+ * thread count and every vector width of the dispatch clones. */
+static inline void K(binary_grad_row)(scalar_t *g, int64_t ig, const scalar_t *d, const scalar_t *o, int64_t io,
+                                      scalar_t coef, int64_t m) {
+    if (ig == 1) {
+        if (!o)
+            for (int64_t j = 0; j < m; j++) g[j] += coef * d[j];
+        else if (io == 1)
+            for (int64_t j = 0; j < m; j++) g[j] += d[j] * o[j];
+        else {
+            const scalar_t ov = o[0];
+            for (int64_t j = 0; j < m; j++) g[j] += d[j] * ov;
+        }
+        return;
+    }
+    scalar_t lane[16] = {0};
+    int64_t j = 0;
+    if (!o)
+        for (; j + 16 <= m; j += 16)
+            for (int l = 0; l < 16; l++) lane[l] += d[j + l];
+    else if (io == 1)
+        for (; j + 16 <= m; j += 16)
+            for (int l = 0; l < 16; l++) lane[l] += d[j + l] * o[j + l];
+    else
+        for (; j + 16 <= m; j += 16)
+            for (int l = 0; l < 16; l++) lane[l] += d[j + l] * o[0];
+    for (int l = 0; j + l < m; l++) lane[l] += o ? d[j + l] * o[(j + l) * io] : d[j + l];
+    scalar_t t = 0;
+    for (int l = 0; l < 16; l++) t += lane[l];
+    g[0] += coef * t;
+}
+
+/* grad (of side's input) += reduce over broadcast dims of d out * d out/d side. The outer dims
+ * split into those the side keeps (its stride is not 0) and those it is broadcast over: threads
+ * share out the kept index combinations, and each gradient element is summed by one thread over
+ * the broadcast combinations in row-major order, so the result never depends on the thread count. */
 AF_CPU_DISPATCH
 static void K(binary_backward)(int op, int side, const broadcast *bc, const scalar_t *a,
                                const scalar_t *b, const scalar_t *dout, scalar_t *grad, int64_t n) {
@@ -279,15 +368,52 @@ static void K(binary_backward)(int op, int side, const broadcast *bc, const scal
     }
     const int64_t *s = bc->shape, *sa = bc->stride_a, *sb = bc->stride_b;
     const int64_t *sg = side ? sb : sa;
-    int64_t rows = s[0] * s[1] * s[2] * s[3];
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t i3 = r % s[3], i2 = r / s[3] % s[2], i1 = r / (s[3] * s[2]) % s[1], i0 = r / (s[3] * s[2] * s[1]);
-        int64_t oa = i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3];
-        int64_t ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3];
-        int64_t og = i0 * sg[0] + i1 * sg[1] + i2 * sg[2] + i3 * sg[3];
-        const scalar_t *rd = dout + r * s[4];
-        for (int64_t j = 0; j < s[4]; j++)
-            grad[og + j * sg[4]] += K(binary_grad)(op, side, a[oa + j * sa[4]], b[ob + j * sb[4]], rd[j]);
+    const int64_t m = s[4], ia = sa[4], ib = sb[4], ig = sg[4];
+    int64_t row_stride[4]; /* of the output's rows (dims 0-3 of the plan) */
+    row_stride[3] = 1;
+    for (int d = 2; d >= 0; d--) row_stride[d] = row_stride[d + 1] * s[d + 1];
+    int kept[4], red[4], nk = 0, nr = 0;
+    int64_t n_kept = 1, n_red = 1;
+    for (int d = 0; d < 4; d++) {
+        if (s[d] == 1) continue;
+        if (sg[d]) {
+            kept[nk++] = d;
+            n_kept *= s[d];
+        } else {
+            red[nr++] = d;
+            n_red *= s[d];
+        }
+    }
+    /* the hot ops through binary_grad_row: the factor of the term and the operand it reads */
+    const int fast = (op == AF_OP_ADD || op == AF_OP_SUB || op == AF_OP_MUL) && (ig == 0 || ig == 1) &&
+                     (side ? ia : ib) <= 1;
+    const scalar_t coef = op == AF_OP_SUB && side ? (scalar_t)-1 : (scalar_t)1;
+    AF_PARALLEL_FOR(n)
+    for (int64_t kk = 0; kk < n_kept; kk++) {
+        int64_t oa0 = 0, ob0 = 0, og0 = 0, r0 = 0, rest = kk;
+        for (int q = nk - 1; q >= 0; q--) {
+            const int d = kept[q];
+            const int64_t i = rest % s[d];
+            rest /= s[d];
+            oa0 += i * sa[d], ob0 += i * sb[d], og0 += i * sg[d], r0 += i * row_stride[d];
+        }
+        for (int64_t rr = 0; rr < n_red; rr++) {
+            int64_t oa = oa0, ob = ob0, r = r0;
+            rest = rr;
+            for (int q = nr - 1; q >= 0; q--) {
+                const int d = red[q];
+                const int64_t i = rest % s[d];
+                rest /= s[d];
+                oa += i * sa[d], ob += i * sb[d], r += i * row_stride[d];
+            }
+            const scalar_t *rd = dout + r * m;
+            if (fast) {
+                const scalar_t *o = op == AF_OP_MUL ? (side ? a + oa : b + ob) : NULL;
+                K(binary_grad_row)(grad + og0, ig, rd, o, side ? ia : ib, coef, m);
+            } else
+                for (int64_t j = 0; j < m; j++)
+                    grad[og0 + j * ig] += K(binary_grad)(op, side, a[oa + j * ia], b[ob + j * ib], rd[j]);
+        }
     }
 }
 
@@ -327,20 +453,7 @@ static void K(where_backward)(const where_plan *p, int side, int full, const uin
     }
 }
 
-/* e^x: float32 through the vectorisable af_expf (vexp.h), float64 through libm (float64 serves the
- * gradchecks, where accuracy matters more than speed) */
-#if AF_FLOAT_PASS == 1
-static inline float K(vexp)(float x) { return af_expf(x); }
-#else
-static inline double K(vexp)(double x) { return exp(x); }
-#endif
-
-/* 1/(1+e^-x) from e = e^-|x|, so that e never overflows: 1/(1+e) for x >= 0, e/(1+e) below, which
- * keeps full relative accuracy down to the subnormals where 1 - 1/(1+e^|x|) would cancel */
-static inline scalar_t K(sigmoid_of)(scalar_t x) {
-    scalar_t e = K(vexp)(-fabs(x));
-    return (x >= 0 ? (scalar_t)1 : e) / (1 + e);
-}
+#include "sigmoid.inc"
 
 #if AF_FLOAT_PASS == 1
 /* 1 + erf(z) with z = x / sqrt 2, in float32 without libm, so the exact GELU's loops vectorise; *e
@@ -397,14 +510,6 @@ static inline float gelu_erf_derivative_f32(float x) {
     return 0.5f * c + x * (e * 0.39894228040143268f);
 }
 #endif
-
-/* d silu / dx = s (1 + x (1 - s)) with s = sigmoid(x); 1 - s is sigmoid(-x), taken from the same
- * e = e^-|x| rather than subtracted, which would cancel where s is near 1 (x large) */
-static inline scalar_t K(silu_derivative)(scalar_t x) {
-    scalar_t e = K(vexp)(-fabs(x)), inv = 1 / (1 + e);
-    scalar_t s = x >= 0 ? inv : e * inv, sm = x >= 0 ? e * inv : inv;
-    return s * (1 + x * sm);
-}
 
 static inline scalar_t K(gelu_tanh_inner)(scalar_t x) {
     const scalar_t k = (scalar_t)0.7978845608028654; /* sqrt(2/pi) */
@@ -561,6 +666,7 @@ static void K(unary_backward)(int op, const af_attrs *attr, const scalar_t *x, c
 }
 
 #undef BINARY_SAME_LOOP
+#undef BINARY_ROW
 
 #undef UNARY_MAP
 #undef UNARY_GRAD

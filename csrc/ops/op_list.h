@@ -68,6 +68,7 @@ AF_OP(group_norm, GROUP_NORM)
 /* batchnorm.c, layernorm.c, dropout.c, softmax.c, loss_ce.c */
 AF_OP(batch_norm, BATCH_NORM)
 AF_OP(batch_norm_relu, BATCH_NORM_RELU)
+AF_OP(batch_norm_silu, BATCH_NORM_SILU)
 AF_OP(layer_norm, LAYER_NORM)
 AF_OP(dropout, DROPOUT)
 AF_OP(softmax, SOFTMAX)

@@ -21,6 +21,7 @@
 #ifndef AF_FLOAT_PASS
 #include <math.h>
 
+#include "conv2d.h" /* valid_range */
 #include "pool.h"
 
 #define AF_TEMPLATE_FILE "pool.c"
@@ -300,43 +301,88 @@ static inline scalar_t K(avg_pool2d_window)(const pool_geom *g, int64_t oh, int6
     return (scalar_t)((*h1 - *h0) * (*w1 - *w0));
 }
 
+/* Output columns are done in chunks of AVG_CHUNK: per output row and chunk, each (window row, kernel
+ * column) tap is one pass over the chunk's columns that read it (a loop that vectorises), instead
+ * of one short window loop per output. Every sum still runs in the scalar order: window rows, then
+ * columns, ascending. */
+#define AVG_CHUNK 256
+
+/* out columns [lo, hi) of chunk [c0, c0 + n) whose tap (column offset off from ow sw - pw) lands in the image */
+static inline void K(avg_tap_range)(const pool_geom *g, int64_t kw, int64_t c0, int64_t n, int64_t *lo, int64_t *hi) {
+    valid_range(kw - g->pw, g->sw, g->W, g->Wo, lo, hi);
+    if (*lo < c0) *lo = c0;
+    if (*hi > c0 + n) *hi = c0 + n;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /* x (planes, H, W) -> y (planes, Ho, Wo); an empty clipped window gives 0, as in torch */
 AF_CPU_DISPATCH
 static void K(avg_pool2d_forward)(const pool_geom *g, const scalar_t *x, scalar_t *y) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         const scalar_t *xp = x + p * g->H * g->W;
-        for (int64_t oh = 0; oh < g->Ho; oh++)
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            scalar_t *yr = y + (p * g->Ho + oh) * g->Wo;
+            for (int64_t c0 = 0; c0 < g->Wo; c0 += AVG_CHUNK) {
+                const int64_t n = g->Wo - c0 < AVG_CHUNK ? g->Wo - c0 : AVG_CHUNK;
+                scalar_t acc[AVG_CHUNK];
+                for (int64_t j = 0; j < n; j++) acc[j] = 0;
                 int64_t h0, h1, w0, w1;
-                scalar_t div = K(avg_pool2d_window)(g, oh, ow, &h0, &h1, &w0, &w1), sum = 0;
-                scalar_t *out = y + (p * g->Ho + oh) * g->Wo + ow;
-                if (h0 >= h1 || w0 >= w1) {
-                    *out = 0;
-                    continue;
+                K(avg_pool2d_window)(g, oh, c0, &h0, &h1, &w0, &w1); /* the rows: the same for every column */
+                for (int64_t ih = h0; ih < h1; ih++) {
+                    const scalar_t *xr = xp + ih * g->W;
+                    for (int64_t kw = 0; kw < g->kw; kw++) {
+                        int64_t lo, hi;
+                        K(avg_tap_range)(g, kw, c0, n, &lo, &hi);
+                        const scalar_t *xs = xr + kw - g->pw;
+                        if (g->sw == 1)
+                            for (int64_t ow = lo; ow < hi; ow++) acc[ow - c0] += xs[ow];
+                        else
+                            for (int64_t ow = lo; ow < hi; ow++) acc[ow - c0] += xs[ow * g->sw];
+                    }
                 }
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) sum += xp[ih * g->W + iw];
-                *out = sum / div;
+                for (int64_t j = 0; j < n; j++) {
+                    const scalar_t div = K(avg_pool2d_window)(g, oh, c0 + j, &h0, &h1, &w0, &w1);
+                    yr[c0 + j] = h0 >= h1 || w0 >= w1 ? 0 : acc[j] / div;
+                }
             }
+        }
     }
 }
 
+/* dx += each output's dy / divisor over its window; every dx element gets its terms in the scalar
+ * order, outputs ascending (oh, then ow: within a window row, kernel columns descending) */
 AF_CPU_DISPATCH
 static void K(avg_pool2d_backward)(const pool_geom *g, const scalar_t *dy, scalar_t *dx) {
     AF_PARALLEL_FOR(g->planes * g->Ho * g->Wo * g->kh * g->kw)
     for (int64_t p = 0; p < g->planes; p++) {
         scalar_t *dxp = dx + p * g->H * g->W;
-        for (int64_t oh = 0; oh < g->Ho; oh++)
-            for (int64_t ow = 0; ow < g->Wo; ow++) {
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            const scalar_t *dyr = dy + (p * g->Ho + oh) * g->Wo;
+            for (int64_t c0 = 0; c0 < g->Wo; c0 += AVG_CHUNK) {
+                const int64_t n = g->Wo - c0 < AVG_CHUNK ? g->Wo - c0 : AVG_CHUNK;
+                scalar_t v[AVG_CHUNK];
                 int64_t h0, h1, w0, w1;
-                scalar_t div = K(avg_pool2d_window)(g, oh, ow, &h0, &h1, &w0, &w1);
-                scalar_t v = dy[(p * g->Ho + oh) * g->Wo + ow] / div;
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) dxp[ih * g->W + iw] += v;
+                for (int64_t j = 0; j < n; j++) v[j] = dyr[c0 + j] / K(avg_pool2d_window)(g, oh, c0 + j, &h0, &h1, &w0, &w1);
+                K(avg_pool2d_window)(g, oh, c0, &h0, &h1, &w0, &w1);
+                for (int64_t ih = h0; ih < h1; ih++) {
+                    scalar_t *dxr = dxp + ih * g->W;
+                    for (int64_t kw = g->kw - 1; kw >= 0; kw--) {
+                        int64_t lo, hi;
+                        K(avg_tap_range)(g, kw, c0, n, &lo, &hi);
+                        scalar_t *ds = dxr + kw - g->pw;
+                        if (g->sw == 1)
+                            for (int64_t ow = lo; ow < hi; ow++) ds[ow] += v[ow - c0];
+                        else
+                            for (int64_t ow = lo; ow < hi; ow++) ds[ow * g->sw] += v[ow - c0];
+                    }
+                }
             }
+        }
     }
 }
+
+#undef AVG_CHUNK
 
 /* x (planes, H, W) -> y (planes, Ho, Wo), windows [floor(o H / Ho), ceil((o + 1) H / Ho)) */
 AF_CPU_DISPATCH

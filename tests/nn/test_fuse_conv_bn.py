@@ -49,6 +49,19 @@ def test_resnet_eval_matches_unfused(arch, rng):
     assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_mobilevit_eval_matches_unfused(rng):
+    """MobileViT's BatchNormAct2d holds its SiLU inside the batch norm module: the folding keeps it."""
+    af.manual_seed(0)
+    model = models.create("mobilevitv2_050", num_classes=5)
+    _randomise_bn(model, rng)
+    model.eval()
+    x = af.tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+    ref = model(x).numpy()
+    fuse_conv_bn(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
+
+
 def test_explicit_pairs_and_errors(rng):
     seq = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.BatchNorm2d(4))  # not adjacent: not folded by default
     seq.eval()

@@ -189,6 +189,22 @@ def test_batchnorm_module_running_stats_and_cumulative_momentum(rng):
     assert_close(y.mean(0), np.zeros(3), atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "silu"])
+def test_batchnorm_forward_act_is_the_module_then_the_activation(activation, rng):
+    """forward_act (the fused ops) gives the bits of the module followed by the activation, and
+    updates the running statistics the same way."""
+    x = af.tensor(rng.standard_normal((4, 3, 5, 5)).astype(np.float32) * 2 + 1)
+    fused, plain = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+    then = {None: lambda t: t, "relu": F.relu, "silu": F.silu}[activation]
+    for train in (True, False):
+        fused.train(train), plain.train(train)
+        np.testing.assert_array_equal(fused.forward_act(x, activation).numpy(), then(plain(x)).numpy())
+    np.testing.assert_array_equal(fused.running_var.numpy(), plain.running_var.numpy())
+    assert fused.num_batches_tracked.item() == 1
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fused.forward_act(x, "gelu")
+
+
 def test_layer_norm_shape_check():
     with pytest.raises(ValueError, match="normalized_shape"):
         F.layer_norm(af.zeros(2, 3), (4,))

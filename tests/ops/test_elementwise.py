@@ -92,7 +92,11 @@ def test_unary_gradcheck(op, rng):
     gradcheck(lambda t: call(op, [t], ints, floats), [t64(_input(rng, (3, 4), domain))])
 
 
-BROADCAST_CASES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1, 3), (5, 1)), ((1,), (2, 2)), ((2, 1, 3, 1, 2), (3, 4, 1)), ((), (3,))]
+BROADCAST_CASES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1, 3), (5, 1)), ((1,), (2, 2)), ((2, 1, 3, 1, 2), (3, 4, 1)), ((), (3,)),
+                   # the model shapes whose dims coalesce: squeeze-excitation's per-(sample, channel) scale
+                   # (rows of 35 values: two 16-lane blocks and a tail), a bias, drop-path's per-sample mask
+                   ((2, 3, 5, 7), (2, 3, 1, 1)), ((2, 3, 1, 1), (2, 3, 5, 7)), ((2, 3, 4, 5), (3, 1, 1)),
+                   ((2, 3, 4, 5), (2, 1, 1, 1)), ((1, 3, 1), (2, 3, 18))]
 
 
 @pytest.mark.reference(param="op")
@@ -112,6 +116,17 @@ def test_binary_broadcast_matches_numpy(op, sa, sb, rng):
 def test_binary_gradcheck(op, sa, sb, rng):
     a, b = t64(rng.standard_normal(sa)), t64(rng.standard_normal(sb) + 3.0)
     gradcheck(lambda x, y: call(op, [x, y]), [a, b])
+
+
+def test_broadcast_binary_thread_invariant(rng):
+    """The coalesced broadcast paths, large enough to run on several threads: each gradient element
+    of a broadcast side is summed by one thread."""
+    x = rng.standard_normal((8, 24, 17, 19)).astype(np.float32)
+    others = [rng.standard_normal((8, 24, 1, 1)), rng.standard_normal((24, 1, 1)) + 3.0,
+              rng.standard_normal((8, 1, 1, 1)) + 3.0, rng.standard_normal((1, 24, 17, 1))]
+    for op in ("add", "sub", "mul", "div", "maximum"):
+        for o in others:
+            assert_thread_invariant(lambda p, q: call(op, [p, q]), [x, o.astype(np.float32)], name=f"{op} {o.shape}")
 
 
 def test_binary_rejects_bad_input():

@@ -102,6 +102,16 @@ def test_avg_pool_matches_numpy(case, dtype, rng):
     assert_close(y, avg_pool_ref(x, k, s, p, cm, cip, div), **_tol(dtype))
 
 
+@pytest.mark.reference("avg_pool2d")
+@pytest.mark.parametrize("k,s,p,cm,cip", [((3, 3), (1, 1), (1, 1), 0, 1), ((3, 2), (2, 3), (1, 1), 1, 0)])
+def test_avg_pool_rows_wider_than_a_chunk(k, s, p, cm, cip, rng):
+    """Output rows longer than the kernels' 256-column chunks, forward and (float64) gradients."""
+    x = rng.standard_normal((1, 2, 5, 800))
+    ints = (*k, *s, *p, cm, cip, 0)
+    assert_close(call("avg_pool2d", [af.tensor(x)], ints), avg_pool_ref(x, k, s, p, cm, cip, 0), rtol=1e-12, atol=1e-12)
+    gradcheck(lambda t: call("avg_pool2d", [t], ints), [t64(rng.standard_normal((1, 1, 3, 790)))])
+
+
 @pytest.mark.reference("adaptive_avg_pool2d")
 @pytest.mark.parametrize("case", ADAPTIVE_CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
