@@ -460,6 +460,13 @@ class Sequential(Module):
             raise IndexError(f"index {idx} is out of range")
         return list(self._modules.values())[idx % n]
 
+    def __setitem__(self, idx, module):
+        """seq[i] = module replaces the i-th module in place (same name, same position)."""
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} is out of range for a Sequential of {n} modules")
+        self.add_module(list(self._modules)[idx % n], module)
+
     def append(self, module) -> "Sequential":
         self.add_module(str(len(self)), module)
         return self

@@ -86,10 +86,10 @@ class Module:
             raise AttributeError("cannot assign attributes before Module.__init__() call")
         params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep=params)
             params[name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep=modules)
             modules[name] = value
         elif name in params:
             if value is not None:
@@ -108,9 +108,13 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name):
+    def _forget(self, name, keep=None):
+        """Drops name from every registry but keep: a name re-registered in the same registry keeps its
+        place there, as in torch, because that order is the state_dict's key order and a Sequential's
+        order of execution (replacing model.features[0][1] must not move it behind its siblings)."""
         for store in (self._parameters, self._buffers, self._modules):
-            store.pop(name, None)
+            if store is not keep:
+                store.pop(name, None)
         self._non_persistent.discard(name)
         self.__dict__.pop(name, None)
 
@@ -130,7 +134,7 @@ class Module:
     def register_parameter(self, name: str, param) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign '{type(param).__name__}' as parameter '{name}' (Parameter or None expected)")
-        self._forget(name)
+        self._forget(name, keep=self._parameters)
         self._parameters[name] = param
 
     def register_buffer(self, name: str, value, persistent: bool = True) -> None:
@@ -138,7 +142,7 @@ class Module:
             raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' (Tensor or None expected)")
         if "." in name or not name:
             raise KeyError(f"buffer name can't be empty or contain '.', got {name!r}")
-        self._forget(name)
+        self._forget(name, keep=self._buffers)
         self._buffers[name] = value
         if not persistent:
             self._non_persistent.add(name)
@@ -146,7 +150,7 @@ class Module:
     def add_module(self, name: str, module) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
-        self._forget(name)
+        self._forget(name, keep=self._modules)
         self._modules[name] = module
 
     register_module = add_module

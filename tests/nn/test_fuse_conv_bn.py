@@ -49,6 +49,22 @@ def test_resnet_eval_matches_unfused(arch, rng):
     assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_efficientnet_eval_matches_unfused_in_float64(rng):
+    """EfficientNet's Conv2dNormActivation is a Sequential conv -> BN -> SiLU: folding replaces its BN in
+    place (a replaced child once moved to the end, so the SiLU ran first and the fused net was wrong
+    by the size of its outputs). In float64 the folding is exact up to rounding."""
+    af.manual_seed(0)
+    model = models.create("efficientnet_b0", num_classes=5).to(dtype="float64")
+    _randomise_bn(model, rng)
+    model.eval()
+    x = af.tensor(rng.standard_normal((1, 3, 32, 32)), dtype="float64")
+    ref = model.forward_features(x).numpy()
+    fuse_conv_bn(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert [type(m).__name__ for m in model.features[0]] == ["Conv2d", "Identity", "SiLU"]
+    assert_close(model.forward_features(x), ref, rtol=1e-10, atol=1e-12)
+
+
 def test_mobilevit_eval_matches_unfused(rng):
     """MobileViT's BatchNormAct2d holds its SiLU inside the batch norm module: the folding keeps it."""
     af.manual_seed(0)

@@ -138,6 +138,31 @@ def test_setattr_rules():
         net.nope
 
 
+def test_reassigning_keeps_the_place_of_a_name():
+    """As in torch: replacing a registered child, parameter or buffer keeps its position, which is the
+    state_dict's key order and a Sequential's order of execution."""
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    seq[1] = nn.Identity()
+    setattr(seq, "0", nn.Linear(2, 3, bias=False))
+    assert [(n, type(m).__name__) for n, m in seq.named_children()] == [("0", "Linear"), ("1", "Identity"),
+                                                                          ("2", "Linear")]
+    x = af.ones((1, 2))
+    ref = seq[2](seq[0](x)).numpy()
+    np.testing.assert_array_equal(seq(x).numpy(), ref)
+    with pytest.raises(IndexError, match="out of range"):
+        seq[3] = nn.ReLU()
+    lin = nn.Linear(2, 3)
+    lin.weight = nn.Parameter(af.zeros((3, 2)))
+    lin.register_parameter("weight", nn.Parameter(af.zeros((3, 2))))
+    assert list(lin.state_dict()) == ["weight", "bias"]
+    bn = nn.BatchNorm2d(2)
+    bn.register_buffer("running_mean", af.ones(2))
+    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    ml = nn.ModuleList([nn.ReLU(), nn.Tanh()])
+    ml[0] = nn.Sigmoid()
+    assert [type(m).__name__ for m in ml] == ["Sigmoid", "Tanh"]
+
+
 def test_repr_is_torch_like():
     r = repr(Block())
     assert r == ("Block(\n  (conv): Conv2d(2, 3, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)\n"
