@@ -76,6 +76,8 @@ KNOWN = {
     "resnet50_vggface2": ({"layout": "vggface2"}, _torchvision("resnet50"), {}),
     "dan": ({}, None, {}),
 }
+# models whose forward returns a tuple with the class logits elsewhere than first: name -> index
+LOGITS_OUTPUT = {"smm_emotionnet": 1}
 # benchmark names that build a listed model with other options: name -> affectfer model
 ALIASES = {"resnet50_vggface2": "resnet50"}
 KNOWN.update({f"mobilevitv2_{v}": ({}, _timm(f"mobilevitv2_{v}"), {})
@@ -113,7 +115,7 @@ def bench(name, size, batch, repeats):
     except TypeError as e:  # a constructor without these options: its defaults, and say so
         ours = models.create(ALIASES.get(name, name), num_classes=NUM_CLASSES)
         row["note"] = f"affectfer's {name} built with its defaults ({e})"
-    fns = {"af_fwd": timing.af_forward(ours, x), "af_train": timing.af_train_step(ours, x, y)}
+    fns = {"af_fwd": timing.af_forward(ours, x), "af_train": timing.af_train_step(ours, x, y, output=LOGITS_OUTPUT.get(name, 0))}
     if torch is not None and torch_build is not None:
         try:
             theirs = torch_build(size)

@@ -45,15 +45,15 @@ def interleaved_best(fns, reps):
     return best
 
 
-def _logits(out):
-    """The main output of a model that returns a tuple in training mode (DAN, GoogLeNet's auxiliary
-    outputs)."""
-    return out[0] if isinstance(out, tuple) else out
+def _logits(out, output=0):
+    """The class logits of a model that returns a tuple: its element `output` (0: DAN, GoogLeNet's
+    auxiliary outputs in training mode; 1: SMM-EmotionNet's (va, expression, au))."""
+    return out[output] if isinstance(out, tuple) else out
 
 
-def af_train_step(model, x, y, lr=0.01):
+def af_train_step(model, x, y, lr=0.01, output=0):
     """One SGD (momentum 0.9) cross-entropy step of an affectfer model in training mode, as a
-    function of no arguments."""
+    function of no arguments; `output` picks the logits of a model with several outputs (_logits)."""
     from affectfer import optim
     from affectfer.nn import functional as F
     opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -61,12 +61,12 @@ def af_train_step(model, x, y, lr=0.01):
     def step():
         model.train()
         opt.zero_grad()
-        F.cross_entropy(_logits(model(x)), y).backward()
+        F.cross_entropy(_logits(model(x), output), y).backward()
         opt.step()
     return step
 
 
-def torch_train_step(model, x, y, lr=0.01):
+def torch_train_step(model, x, y, lr=0.01, output=0):
     """The same step for a torch model."""
     import torch
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -74,7 +74,7 @@ def torch_train_step(model, x, y, lr=0.01):
     def step():
         model.train()
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(_logits(model(x)), y).backward()
+        torch.nn.functional.cross_entropy(_logits(model(x), output), y).backward()
         opt.step()
     return step
 
