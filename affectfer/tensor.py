@@ -6,6 +6,7 @@ backward is recorded by the C tape when grad mode is on.
 """
 from __future__ import annotations
 
+import copy as _copy
 import numbers
 import operator
 
@@ -169,8 +170,9 @@ class Tensor(_C.TensorBase):
         else:
             out.requires_grad = self.requires_grad
         memo[id(self)] = out
-        if self.grad is not None:
-            out.grad = self.grad.__deepcopy__(memo)
+        grad = self.grad
+        if grad is not None:  # a fresh wrapper: copy.deepcopy keeps it alive, so its id, a memo key, is not reused
+            out.grad = _copy.deepcopy(grad, memo)
         return out
 
     # ---- dtype and device ----

@@ -248,3 +248,22 @@ def test_deepcopy_of_a_module_is_independent_and_keeps_parameters():
     assert tied_copy[0] is tied_copy[1] and tied_copy[0].weight is tied_copy[1].weight
     with pytest.raises(RuntimeError, match="graph leaves"):
         copy.deepcopy(model(x))
+
+
+def test_deepcopy_keeps_the_memo_keys_alive():
+    """.grad returns a fresh wrapper on each access. deepcopy's memo is keyed by id(), so a wrapper
+    that died while its id was still a key let a later tensor at the same address be "found" there:
+    a copy took another parameter's gradient (CI once saw it as a shape error). Every key must belong
+    to a live object until the copy ends, so no new tensor can ever have a key's id."""
+    import copy
+
+    af.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    model(af.randn(5, 4)).sum().backward()
+    memo = {}
+    copy.deepcopy(model[0].weight, memo)
+    fresh = [model[0].bias.grad for _ in range(100)] + [af.zeros(3) for _ in range(100)]
+    assert not [t for t in fresh if id(t) in memo]
+    clone = copy.deepcopy(model)
+    for a, b in zip(model.parameters(), clone.parameters()):
+        np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy())
