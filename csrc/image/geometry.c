@@ -98,7 +98,11 @@ af_status af_img_pad(const af_image *src, int left, int top, int right, int bott
 
 /* Reverses the pixel order of a row into out (no overlap): 16-byte blocks of 5 RGB pixels or 16 gray
  * ones turned around with one byte shuffle each (pshufb where the CPU has it), the rest pixel by pixel.
- * A block is loaded from one byte before its pixels (C = 3), so no load passes the row's end. */
+ * A block is loaded from one byte before its pixels (C = 3), so no load passes the row's end, and
+ * stored whole: its 16th byte is the first of out's next pixel, which a later block or the tail loop
+ * writes (a block always has a pixel after it). A 15-byte store compiled to a 16-byte spill and an
+ * 8-byte reload at offset 7, which the Intel CI machine cannot forward from the store: flip ran at
+ * 4x OpenCV's time there. */
 static inline void reverse_row(const uint8_t *row, int W, int C, uint8_t *out) {
     int x = 0;
     if (C == 3) {
@@ -106,7 +110,7 @@ static inline void reverse_row(const uint8_t *row, int W, int C, uint8_t *out) {
             af_v16u8 v;
             memcpy(&v, row + 3 * (size_t)(W - x - 5) - 1, 16);
             v = AF_SHUFFLE16(v, 13, 14, 15, 10, 11, 12, 7, 8, 9, 4, 5, 6, 1, 2, 3, 0);
-            memcpy(out + 3 * (size_t)x, &v, 15);
+            memcpy(out + 3 * (size_t)x, &v, 16);
         }
     } else if (C == 1) {
         for (; x + 16 <= W; x += 16) {
