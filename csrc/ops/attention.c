@@ -245,12 +245,16 @@ ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D,
             }
             m[r] = _mm512_reduce_max_ps(mx);
         }
-        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m): a loop the compiler vectorises */
+        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m) */
             float *row = p + r * ATTN_SMALL_N;
             const float mrow = m[r];
-            for (int j = 0; j < ATTN_SMALL_N; j++) row[j] = af_expf(row[j] - mrow);
-            __m512 sum = _mm512_load_ps(row);
-            for (int c = 1; c < 4; c++) sum = _mm512_add_ps(sum, _mm512_load_ps(row + 16 * c));
+            const __m512 shift = _mm512_set1_ps(mrow);
+            __m512 sum = _mm512_setzero_ps();
+            for (int c = 0; c < 4; c++) {
+                const __m512 e = af_exp16_avx512(_mm512_sub_ps(_mm512_load_ps(row + 16 * c), shift));
+                _mm512_store_ps(row + 16 * c, e);
+                sum = c ? _mm512_add_ps(sum, e) : e;
+            }
             const float l = _mm512_reduce_add_ps(sum);
             inv[r] = 1.0f / l;
             if (r < mr) lse[i0 + r] = m[r] + logf(l);
@@ -313,9 +317,9 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
         }
         for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - L); 0 past the keys and past the rows */
             float *row = p + r * ATTN_SMALL_N;
-            for (int j = 0; j < ATTN_SMALL_N; j++) row[j] = af_expf(row[j]);
             for (int c = 0; c < 4; c++)
-                _mm512_store_ps(row + 16 * c, _mm512_maskz_mov_ps(r < mr ? km[c] : 0, _mm512_load_ps(row + 16 * c)));
+                _mm512_store_ps(row + 16 * c,
+                                _mm512_maskz_mov_ps(r < mr ? km[c] : 0, af_exp16_avx512(_mm512_load_ps(row + 16 * c))));
         }
         if (dv) attn_rank_update(p, Nk, gr, vm, dvb); /* dV += P^T dO */
         if (!dq && !dk) continue;

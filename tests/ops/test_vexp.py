@@ -1,0 +1,76 @@
+"""af_exp16_avx512 (csrc/ops/vexp.h), the AVX-512 twin of af_expf that attention's kernels call, gives
+af_expf's bits: a C program built here from the header compares them over a stride through every
+float32, every input whose result is subnormal or near it, the overflow edge and the special
+values. Skipped where the CPU has no AVX-512F or no C compiler is found."""
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CC = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+
+
+def _has_avx512f():
+    try:
+        return " avx512f" in pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+PROGRAM = r"""
+#include <math.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include "ops/vexp.h"
+
+static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static long bad = 0, checked = 0;
+
+__attribute__((target("avx512f"))) static void check16(const float *x) {
+    float got[16];
+    _mm512_storeu_ps(got, af_exp16_avx512(_mm512_loadu_ps(x)));
+    for (int i = 0; i < 16; i++, checked++)
+        if (bits(got[i]) != bits(af_expf(x[i])) && bad++ < 5)
+            printf("x=%a: af_exp16_avx512 %a (0x%08x), af_expf %a (0x%08x)\n", x[i], got[i], bits(got[i]),
+                   af_expf(x[i]), bits(af_expf(x[i])));
+}
+
+static float buf[16];
+static int nbuf = 0;
+static void push(float x) { buf[nbuf++] = x; if (nbuf == 16) { check16(buf); nbuf = 0; } }
+
+int main(void) {
+    for (uint64_t u = 0; u < (1ull << 32); u += 251) { /* a stride through every float, NaNs left out */
+        const float x = from_bits((uint32_t)u);
+        if (x == x) push(x);
+    }
+    for (float x = -105.0f; x < -85.0f; x = nextafterf(x, 0.0f)) push(x); /* subnormal results, and their edge */
+    for (float x = 88.0f; x < 90.0f; x = nextafterf(x, 100.0f)) push(x);   /* overflow to inf */
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 89.0f, -104.0f, 1e-45f, -1e-45f,
+                             1e-38f, 3.4e38f, -3.4e38f, 0.5f, -0.5f, 1.0f, -1.0f, 0.34657359f};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) push(special[i]);
+    while (nbuf) push(0.0f);
+    printf("%ld checked, %ld differ\n", checked, bad);
+    return bad != 0;
+}
+"""
+
+
+@pytest.mark.skipif(CC is None or not _has_avx512f(), reason="needs a C compiler and an AVX-512F CPU")
+def test_exp16_avx512_has_the_bits_of_af_expf(tmp_path):
+    src = tmp_path / "vexp_check.c"
+    src.write_text(PROGRAM)
+    exe = tmp_path / "vexp_check"
+    # the build's own float flags (setup.py): no contraction into FMA, no -ffast-math
+    subprocess.run([CC, "-O2", "-std=gnu11", "-ffp-contract=off", "-fno-math-errno", f"-I{ROOT / 'csrc'}",
+                    str(src), "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    checked, differ = run.stdout.split()[-4], run.stdout.split()[-2]
+    assert differ == "0" and int(checked) > 15_000_000, run.stdout
