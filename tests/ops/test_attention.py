@@ -33,7 +33,9 @@ def ref_attention(q, k, v, scale):
 CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5), 9, 2), ((1, 2, 197, 16), 197, 16),
          ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64),
          # the limits of the float32 short-sequence kernel (Nk, Dv <= 64, D <= 128) and just past them
-         ((1, 3, 13, 128), 64, 64), ((1, 1, 6, 17), 65, 33), ((2, 1, 5, 129), 16, 64), ((1, 1, 4, 16), 17, 65)]
+         ((1, 3, 13, 128), 64, 64), ((1, 1, 6, 17), 65, 33), ((2, 1, 5, 129), 16, 64), ((1, 1, 4, 16), 17, 65),
+         # its keys past the last full 16 scored apart: 1 to 8 of them, and 9 (not apart)
+         ((1, 2, 9, 24), 17, 16), ((2, 1, 64, 128), 40, 64), ((1, 1, 33, 7), 56, 3), ((1, 1, 50, 64), 57, 64)]
 
 
 @pytest.mark.reference("scaled_dot_product_attention")
@@ -129,6 +131,25 @@ def test_threads_bitwise_identical(rng):
     for sq, sk, sv in shapes:
         q, k, v = (rng.standard_normal(s).astype(np.float32) for s in (sq, sk, sv))
         assert_thread_invariant(F.scaled_dot_product_attention, [q, k, v], threads=(1, 2, 3), name="sdpa")
+
+
+@pytest.mark.parametrize("nk", [17, 50, 56])
+def test_short_kernel_tail_keys_same_bits(nk, rng):
+    """With at most 64 queries the short kernel scores the keys past the last full 16 for all queries at
+    once; with 65 it scores every key in the row blocks. A row's result does not depend on the other
+    rows, so the first 64 rows must agree to the bit, forward and backward."""
+    q = rng.standard_normal((2, 65, 64)).astype(np.float32)
+    k = rng.standard_normal((2, nk, 64)).astype(np.float32) * 2
+    v = rng.standard_normal((2, nk, 64)).astype(np.float32)
+    g = rng.standard_normal((2, 65, 64)).astype(np.float32)
+    results = []
+    for rows in (64, 65):
+        tq, tk, tv = (af.tensor(a, requires_grad=True) for a in (q[:, :rows], k, v))
+        out = F.scaled_dot_product_attention(tq, tk, tv)
+        out.backward(af.tensor(g[:, :rows]))
+        results.append((out.numpy()[:, :64], tq.grad.numpy()[:, :64]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 def test_empty_sizes():
