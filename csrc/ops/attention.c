@@ -238,18 +238,18 @@ ATTN_AVX512 static void attn_tail_scores(const float *k_tail, int64_t tail, int6
 }
 
 /* One batch entry: q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk, Dv <= 64, D <= 128.
- * A row block's scores fill nv = ceil(Nk / 16) vectors (a constant once inlined). With tail > 0 only
+ * A row block's scores fill nv = ceil(Nk / 16) vectors (nv and split constants once inlined). With split only
  * the first nv - 1 come from the block's FMAs; the last `tail` keys (Nk = 50 is 3 x 16 + 2) were scored
  * for all queries at once by attn_tail_scores, so no FMA of Q K^T lands on a padding lane: at Nk = 50
  * that is 22% of Q K^T's FMAs. The scores' bits are the same either way. */
 ATTN_AVX512 static inline __attribute__((always_inline)) void
-attention_small_entry_nv(int nv, int64_t tail, int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
+attention_small_entry_nv(int nv, int split, int64_t tail, int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
                          const float *q, const float *k, const float *v, float *o, float *lse, const attn_next *nx) {
     float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
     float qt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
     float stq[ATTN_SMALL_N * 16] __attribute__((aligned(64)));
     float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
-    const int nfull = tail ? nv - 1 : nv; /* score vectors from the row blocks' FMAs */
+    const int nfull = split ? nv - 1 : nv; /* score vectors from the row blocks' FMAs (a constant) */
     attn_panel(k, Nk - tail, D, D, kt);
     if (tail) {
         attn_panel(q, Nq, D, D, qt);
@@ -314,11 +314,14 @@ ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D,
                                               const float *q, const float *k, const float *v, float *o, float *lse,
                                               const attn_next *nx) {
     const int64_t tail = Nk > 16 && Nk % 16 <= ATTN_SMALL_TAIL && Nq <= ATTN_SMALL_N ? Nk % 16 : 0;
-    switch ((Nk + 15) / 16) {
-    case 1: attention_small_entry_nv(1, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 2: attention_small_entry_nv(2, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 3: attention_small_entry_nv(3, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    default: attention_small_entry_nv(4, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    switch ((Nk + 15) / 16 * 2 + (tail > 0)) { /* nv and split constants in each instance: acc stays in registers */
+    case 2: attention_small_entry_nv(1, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 4: attention_small_entry_nv(2, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 5: attention_small_entry_nv(2, 1, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 6: attention_small_entry_nv(3, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 7: attention_small_entry_nv(3, 1, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 9: attention_small_entry_nv(4, 1, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    default: attention_small_entry_nv(4, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
     }
 }
 
