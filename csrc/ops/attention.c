@@ -103,7 +103,6 @@ static af_status attention_oom(void) {
 #define ATTN_SMALL_R 5   /* query rows per block: 5 x 4 accumulators + 4 operands fit 32 zmm */
 #define ATTN_SMALL_N 64  /* most keys, and most value columns, of the short path */
 #define ATTN_SMALL_D 128 /* most head dims (the K panel, D x 64 floats, stays on the stack) */
-#define ATTN_SMALL_TAIL 8 /* most keys past the last full vector that are scored apart (see below) */
 #define ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 
 static int attention_small_supported(void) {
@@ -119,26 +118,25 @@ static int attention_small_supported(void) {
 
 static inline __mmask16 attn_first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
-/* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 16 c + lane] for c < nc (a constant once inlined) and
- * lanes in mask[c] (0 elsewhere): R rows times an n x 16 nc matrix, the accumulators in registers; t
- * runs in order, one FMA per step */
+/* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 16 c + lane] for lanes in mask[c] (0 elsewhere): R rows
+ * times an n x 64 matrix, the 20 accumulators in registers; t runs in order, one FMA per step */
 ATTN_AVX512 static inline __attribute__((always_inline)) void attn_rows_times(const float *const *a, int64_t n,
                                                                               const float *B, int64_t ldb,
-                                                                              const __mmask16 *mask, int nc,
+                                                                              const __mmask16 *mask,
                                                                               __m512 acc[ATTN_SMALL_R][4]) {
 #pragma GCC unroll 6
     for (int r = 0; r < ATTN_SMALL_R; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < nc; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
     for (int64_t t = 0; t < n; t++) {
         __m512 bv[4];
 #pragma GCC unroll 4
-        for (int c = 0; c < nc; c++) bv[c] = _mm512_maskz_loadu_ps(mask[c], B + t * ldb + 16 * c);
+        for (int c = 0; c < 4; c++) bv[c] = _mm512_maskz_loadu_ps(mask[c], B + t * ldb + 16 * c);
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
             const __m512 ab = _mm512_set1_ps(a[r][t]);
 #pragma GCC unroll 4
-            for (int c = 0; c < nc; c++) acc[r][c] = _mm512_fmadd_ps(ab, bv[c], acc[r][c]);
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(ab, bv[c], acc[r][c]);
         }
     }
 }
@@ -215,46 +213,13 @@ ATTN_AVX512 static inline void attn_prefetch_share(const attn_next *nx, int64_t 
     attn_prefetch(nx, b * per, (b + 1) * per);
 }
 
-/* The scores of the last `tail` keys (k_tail, tail x D) for up to 64 queries at once, the queries in
- * lanes (qt: Q^T as a D x 64 panel): stq[i 16 + j] = scale sum_d k_tail[j][d] q[i][d], each the same
- * FMA chain over d in order as a row block's scores (a product's bits do not depend on its operands'
- * order), stored query-major so that a row block loads its row's tail scores as one vector */
-ATTN_AVX512 static void attn_tail_scores(const float *k_tail, int64_t tail, int64_t D, const float *qt, float scale,
-                                         float *stq) {
-    float st[ATTN_SMALL_TAIL * ATTN_SMALL_N] __attribute__((aligned(64)));
-    const __m512 vscale = _mm512_set1_ps(scale);
-    for (int64_t j = 0; j < tail; j++) {
-        __m512 acc[4];
-        for (int c = 0; c < 4; c++) acc[c] = _mm512_setzero_ps();
-        for (int64_t t = 0; t < D; t++) {
-            const __m512 kb = _mm512_set1_ps(k_tail[j * D + t]);
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) acc[c] = _mm512_fmadd_ps(kb, _mm512_load_ps(qt + t * ATTN_SMALL_N + 16 * c), acc[c]);
-        }
-        for (int c = 0; c < 4; c++) _mm512_store_ps(st + j * ATTN_SMALL_N + 16 * c, _mm512_mul_ps(acc[c], vscale));
-    }
-    for (int64_t i0 = 0; i0 < ATTN_SMALL_N; i0 += 16)
-        af_avx512_transpose16(st + i0, ATTN_SMALL_N, tail, 0xFFFF, stq + i0 * 16, 16);
-}
-
-/* One batch entry: q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk, Dv <= 64, D <= 128.
- * A row block's scores fill nv = ceil(Nk / 16) vectors (nv and split constants once inlined). With split only
- * the first nv - 1 come from the block's FMAs; the last `tail` keys (Nk = 50 is 3 x 16 + 2) were scored
- * for all queries at once by attn_tail_scores, so no FMA of Q K^T lands on a padding lane: at Nk = 50
- * that is 22% of Q K^T's FMAs. The scores' bits are the same either way. */
-ATTN_AVX512 static inline __attribute__((always_inline)) void
-attention_small_entry_nv(int nv, int split, int64_t tail, int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
-                         const float *q, const float *k, const float *v, float *o, float *lse, const attn_next *nx) {
+/* one batch entry: q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk, Dv <= 64, D <= 128 */
+ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
+                                              const float *q, const float *k, const float *v, float *o, float *lse,
+                                              const attn_next *nx) {
     float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
-    float qt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
-    float stq[ATTN_SMALL_N * 16] __attribute__((aligned(64)));
     float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
-    const int nfull = split ? nv - 1 : nv; /* score vectors from the row blocks' FMAs (a constant) */
-    attn_panel(k, Nk - tail, D, D, kt);
-    if (tail) {
-        attn_panel(q, Nq, D, D, qt);
-        attn_tail_scores(k + (Nk - tail) * D, tail, D, qt, scale, stq);
-    }
+    attn_panel(k, Nk, D, D, kt);
     __mmask16 all[4], km[4], vm[4];
     attn_masks(ATTN_SMALL_N, all);
     attn_masks(Nk, km);
@@ -267,17 +232,14 @@ attention_small_entry_nv(int nv, int split, int64_t tail, int64_t Nq, int64_t Nk
         for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
         for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_N;
         __m512 acc[ATTN_SMALL_R][4];
-        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, nfull, acc);
+        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
         float m[ATTN_SMALL_R], inv[ATTN_SMALL_R];
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
             __m512 mx = ninf;
 #pragma GCC unroll 4
-            for (int c = 0; c < nv; c++) {
-                if (c < nfull)
-                    acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale); /* -inf past the keys */
-                else
-                    acc[r][c] = _mm512_mask_loadu_ps(ninf, km[c], stq + (i0 + (r < mr ? r : mr - 1)) * 16);
+            for (int c = 0; c < 4; c++) {
+                acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale); /* -inf past the keys */
                 mx = _mm512_max_ps(mx, acc[r][c]);
                 _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, acc[r][c]);
             }
@@ -288,7 +250,7 @@ attention_small_entry_nv(int nv, int split, int64_t tail, int64_t Nq, int64_t Nk
             const float mrow = m[r];
             const __m512 shift = _mm512_set1_ps(mrow);
             __m512 sum = _mm512_setzero_ps();
-            for (int c = 0; c < nv; c++) {
+            for (int c = 0; c < 4; c++) {
                 const __m512 e = af_exp16_avx512(_mm512_sub_ps(_mm512_load_ps(row + 16 * c), shift));
                 _mm512_store_ps(row + 16 * c, e);
                 sum = c ? _mm512_add_ps(sum, e) : e;
@@ -297,7 +259,7 @@ attention_small_entry_nv(int nv, int split, int64_t tail, int64_t Nq, int64_t Nk
             inv[r] = 1.0f / l;
             if (r < mr) lse[i0 + r] = m[r] + logf(l);
         }
-        attn_rows_times(pr, Nk, v, Dv, vm, 4, acc); /* O = P V, V's rows read in place */
+        attn_rows_times(pr, Nk, v, Dv, vm, acc); /* O = P V, V's rows read in place */
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) /* unrolled with constant indices: acc stays in registers */
             if (r < mr)
@@ -305,23 +267,6 @@ attention_small_entry_nv(int nv, int split, int64_t tail, int64_t Nq, int64_t Nk
                 for (int c = 0; c < 4; c++)
                     _mm512_mask_storeu_ps(o + (i0 + r) * Dv + 16 * c, vm[c],
                                           _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inv[r])));
-    }
-}
-
-/* the instance for Nk's vector count; the last Nk % 16 keys are scored apart when a full vector
- * precedes them, there are at most ATTN_SMALL_TAIL of them and the queries fit one panel */
-ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
-                                              const float *q, const float *k, const float *v, float *o, float *lse,
-                                              const attn_next *nx) {
-    const int64_t tail = Nk > 16 && Nk % 16 <= ATTN_SMALL_TAIL && Nq <= ATTN_SMALL_N ? Nk % 16 : 0;
-    switch ((Nk + 15) / 16 * 2 + (tail > 0)) { /* nv and split constants in each instance: acc stays in registers */
-    case 2: attention_small_entry_nv(1, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 4: attention_small_entry_nv(2, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 5: attention_small_entry_nv(2, 1, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 6: attention_small_entry_nv(3, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 7: attention_small_entry_nv(3, 1, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 9: attention_small_entry_nv(4, 1, tail, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    default: attention_small_entry_nv(4, 0, 0, Nq, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
     }
 }
 
@@ -362,7 +307,7 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
             delta[r] = (float)acc;
         }
         __m512 acc[ATTN_SMALL_R][4];
-        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, 4, acc);
+        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
             const __m512 shift = _mm512_set1_ps(lse[i0 + (r < mr ? r : mr - 1)]);
@@ -378,7 +323,7 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
         }
         if (dv) attn_rank_update(p, Nk, gr, vm, dvb); /* dV += P^T dO */
         if (!dq && !dk) continue;
-        attn_rows_times(gr, Dv, vt, ATTN_SMALL_N, all, 4, acc); /* dP = dO V^T */
+        attn_rows_times(gr, Dv, vt, ATTN_SMALL_N, all, acc); /* dP = dO V^T */
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
             const __m512 dl = _mm512_set1_ps(delta[r]);
@@ -392,7 +337,7 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
             __mmask16 dm[4];
             attn_masks(D - 64 * h, dm);
             if (dq) {
-                attn_rows_times(dsr, Nk, k + 64 * h, D, dm, 4, acc); /* dQ += scale dS K */
+                attn_rows_times(dsr, Nk, k + 64 * h, D, dm, acc); /* dQ += scale dS K */
 #pragma GCC unroll 6
                 for (int r = 0; r < ATTN_SMALL_R; r++)
                     if (r < mr)

@@ -159,20 +159,23 @@ typedef scalar_t K(dw_vec) __attribute__((vector_size(64)));
  * ABI in the clones built without AVX-512 */
 #define DW_LOAD(v, src) memcpy(&(v), (src), sizeof(v))
 
+/* acc[v] += wt * src[v DW_VL ..] for the NV vectors of a block: one tap */
+#define DW_ADD_TAP(NV, acc, wt, src)                                                    \
+    do {                                                                                \
+        const K(dw_vec) wv = (K(dw_vec)){0} + (wt);                                     \
+        for (int v = 0; v < NV; v++) {                                                  \
+            K(dw_vec) xv;                                                               \
+            DW_LOAD(xv, (src) + v * DW_VL);                                             \
+            acc[v] += wv * xv;                                                          \
+        }                                                                               \
+    } while (0)
+
 /* out[u ..] = b + sum_t w[t] P[at[t] + u ..] over blocks of NV vectors while u < LIMIT */
 #define DW_FORWARD_BLOCKS(NV, LIMIT)                                                    \
     for (; u < (LIMIT); u += NV * DW_VL) {                                              \
         K(dw_vec) acc[NV];                                                              \
         for (int v = 0; v < NV; v++) acc[v] = (K(dw_vec)){0} + b;                       \
-        for (int64_t t = 0; t < p->KK; t++) {                                           \
-            const K(dw_vec) wv = (K(dw_vec)){0} + wp[t];                                \
-            const scalar_t *src = P + at[t] + u;                                        \
-            for (int v = 0; v < NV; v++) {                                              \
-                K(dw_vec) xv;                                                           \
-                DW_LOAD(xv, src + v * DW_VL);                                           \
-                acc[v] += wv * xv;                                                      \
-            }                                                                           \
-        }                                                                               \
+        for (int64_t t = 0; t < p->KK; t++) DW_ADD_TAP(NV, acc, wp[t], P + at[t] + u);  \
         memcpy(out + u, acc, sizeof acc);                                               \
     }
 
@@ -216,16 +219,8 @@ static int K(dw_forward)(const conv_geom *g, const dw_plan *p, const int64_t *at
             acc[v] = (K(dw_vec)){0};                                                    \
             if (j) DW_LOAD(acc[v], dst + u + v * DW_VL);                                \
         }                                                                               \
-        for (int64_t t = 0; t < p->KK; t++) {                                           \
-            if (tap_phase[t] != ph) continue;                                           \
-            const K(dw_vec) wv = (K(dw_vec)){0} + wp[t];                                \
-            const scalar_t *src = d + u - shift[t];                                     \
-            for (int v = 0; v < NV; v++) {                                              \
-                K(dw_vec) xv;                                                           \
-                DW_LOAD(xv, src + v * DW_VL);                                           \
-                acc[v] += wv * xv;                                                      \
-            }                                                                           \
-        }                                                                               \
+        for (int64_t t = 0; t < p->KK; t++)                                             \
+            if (tap_phase[t] == ph) DW_ADD_TAP(NV, acc, wp[t], d + u - shift[t]);        \
         memcpy(dst + u, acc, sizeof acc);                                               \
     }
 

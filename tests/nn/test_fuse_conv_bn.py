@@ -20,6 +20,18 @@ def _randomise_bn(model, rng):
                 getattr(m, name).numpy()[...] = values
 
 
+def _fold_whole_model(model, x, rng, forward=None):
+    """model's output on x in eval mode with random batch-norm statistics, before and after
+    fuse_conv_bn (which must leave no BatchNorm2d): (unfused, fused)."""
+    forward = forward or model
+    _randomise_bn(model, rng)
+    model.eval()
+    ref = forward(x).numpy()
+    fuse_conv_bn(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    return ref, forward(x)
+
+
 @pytest.mark.parametrize("bias,groups,stride,padding", [(False, 1, 1, 1), (True, 1, 2, 0), (True, 2, 1, 1)])
 def test_single_pair_matches_unfused(bias, groups, stride, padding, rng):
     conv = nn.Conv2d(4, 6, 3, stride=stride, padding=padding, groups=groups, bias=bias)
@@ -39,14 +51,9 @@ def test_single_pair_matches_unfused(bias, groups, stride, padding, rng):
 def test_resnet_eval_matches_unfused(arch, rng):
     af.manual_seed(0)
     model = getattr(models, arch)(num_classes=5)
-    _randomise_bn(model, rng)
-    model.eval()
-    x = af.tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
-    ref = model(x).numpy()
-    fuse_conv_bn(model)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    ref, out = _fold_whole_model(model, af.tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32)), rng)
     assert not any(k.startswith("bn1") or ".bn" in k for k in model.state_dict())
-    assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
+    assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_efficientnet_eval_matches_unfused_in_float64(rng):
@@ -55,27 +62,18 @@ def test_efficientnet_eval_matches_unfused_in_float64(rng):
     by the size of its outputs). In float64 the folding is exact up to rounding."""
     af.manual_seed(0)
     model = models.create("efficientnet_b0", num_classes=5).to(dtype="float64")
-    _randomise_bn(model, rng)
-    model.eval()
     x = af.tensor(rng.standard_normal((1, 3, 32, 32)), dtype="float64")
-    ref = model.forward_features(x).numpy()
-    fuse_conv_bn(model)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    ref, out = _fold_whole_model(model, x, rng, forward=model.forward_features)
     assert [type(m).__name__ for m in model.features[0]] == ["Conv2d", "Identity", "SiLU"]
-    assert_close(model.forward_features(x), ref, rtol=1e-10, atol=1e-12)
+    assert_close(out, ref, rtol=1e-10, atol=1e-12)
 
 
 def test_mobilevit_eval_matches_unfused(rng):
     """MobileViT's BatchNormAct2d holds its SiLU inside the batch norm module: the folding keeps it."""
     af.manual_seed(0)
     model = models.create("mobilevitv2_050", num_classes=5)
-    _randomise_bn(model, rng)
-    model.eval()
-    x = af.tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
-    ref = model(x).numpy()
-    fuse_conv_bn(model)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
+    ref, out = _fold_whole_model(model, af.tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32)), rng)
+    assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_explicit_pairs_and_errors(rng):

@@ -34,7 +34,7 @@ CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5),
          ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64),
          # the limits of the float32 short-sequence kernel (Nk, Dv <= 64, D <= 128) and just past them
          ((1, 3, 13, 128), 64, 64), ((1, 1, 6, 17), 65, 33), ((2, 1, 5, 129), 16, 64), ((1, 1, 4, 16), 17, 65),
-         # its keys past the last full 16 scored apart: 1 to 8 of them, and 9 (not apart)
+         # key counts past the last full 16 vector: 1 to 9 of them
          ((1, 2, 9, 24), 17, 16), ((2, 1, 64, 128), 40, 64), ((1, 1, 33, 7), 56, 3), ((1, 1, 50, 64), 57, 64)]
 
 
@@ -135,9 +135,9 @@ def test_threads_bitwise_identical(rng):
 
 @pytest.mark.parametrize("nk", [17, 50, 56])
 def test_short_kernel_tail_keys_same_bits(nk, rng):
-    """With at most 64 queries the short kernel scores the keys past the last full 16 for all queries at
-    once; with 65 it scores every key in the row blocks. A row's result does not depend on the other
-    rows, so the first 64 rows must agree to the bit, forward and backward."""
+    """A row's result does not depend on the other rows or on how the short kernel groups them into
+    blocks: the first 64 of 65 query rows must agree to the bit with 64 rows alone, forward and
+    backward, at key counts that are not a multiple of 16."""
     q = rng.standard_normal((2, 65, 64)).astype(np.float32)
     k = rng.standard_normal((2, nk, 64)).astype(np.float32) * 2
     v = rng.standard_normal((2, nk, 64)).astype(np.float32)

@@ -175,29 +175,51 @@ def test_batch_norm_threads_bitwise_identical(rng):
     assert_thread_invariant(run, [x, w, b], name="batch_norm")
 
 
-# ---- batch_norm_relu: relu(batch_norm(x)) in one pass ----
-def batch_norm_relu(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1,
-                    eps=1e-5):
-    return call("batch_norm_relu", [x, weight, bias, running_mean, running_var], (int(training),), (momentum, eps))
+# ---- batch_norm_relu / batch_norm_silu: the activation of batch_norm(x) in one pass ----
+def fused_batch_norm(op, x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
+                     momentum=0.1, eps=1e-5):
+    return call(op, [x, weight, bias, running_mean, running_var], (int(training),), (momentum, eps))
 
 
-@pytest.mark.reference("batch_norm_relu")
+FUSED_ACTIVATIONS = {"batch_norm_relu": lambda y: np.maximum(y, 0), "batch_norm_silu": lambda y: y / (1 + np.exp(-y))}
+
+
+@pytest.mark.reference(param="op")
+@pytest.mark.parametrize("op", sorted(FUSED_ACTIVATIONS))
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_relu_matches_numpy(shape, dtype, training, rng):
+def test_fused_batch_norm_matches_numpy(op, shape, dtype, training, rng):
     C = shape[1]
     x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
     w, b = (rng.standard_normal(C) + 1).astype(dtype), rng.standard_normal(C).astype(dtype)
     rm, rv = rng.standard_normal(C).astype(dtype), (rng.random(C) + 0.5).astype(dtype)
     y_ref, rm_ref, rv_ref = ref_batch_norm(x, w, b, rm, rv, training, 0.3, 1e-3)
     trm, trv = af.tensor(rm), af.tensor(rv)
-    y = batch_norm_relu(af.tensor(x), af.tensor(w), af.tensor(b), trm, trv, training, 0.3, 1e-3)
+    y = fused_batch_norm(op, af.tensor(x), af.tensor(w), af.tensor(b), trm, trv, training, 0.3, 1e-3)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     assert y.dtype == dtype and y.shape == shape
-    assert_close(y, np.maximum(y_ref, 0), **tol, name="y")
+    assert_close(y, FUSED_ACTIVATIONS[op](y_ref), **tol, name="y")
     assert_close(trm, rm_ref, **tol, name="running_mean")
     assert_close(trv, rv_ref, **tol, name="running_var")
+
+
+@pytest.mark.parametrize("op", sorted(FUSED_ACTIVATIONS))
+def test_fused_batch_norm_threads_bitwise_identical(op, rng):
+    x = rng.standard_normal((8, 16, 16, 16)).astype(np.float32)
+    w, b = rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+
+    def run(ax, aw, ab):
+        rm, rv = af.zeros(16), af.ones(16)
+        return fused_batch_norm(op, ax, aw, ab, rm, rv), rm, rv
+
+    assert_thread_invariant(run, [x, w, b], name=op)
+
+
+@pytest.mark.parametrize("op", sorted(FUSED_ACTIVATIONS))
+def test_fused_batch_norm_rejects_bad_input(op):
+    with pytest.raises(ValueError, match=f"{op}: argument 'eps' must be finite"):
+        fused_batch_norm(op, af.zeros(2, 3), eps=-1.0)
 
 
 @pytest.mark.gradcheck("batch_norm_relu")
@@ -213,63 +235,7 @@ def test_batch_norm_relu_gradcheck(shape, training, rng):
     z = batch_norm(t64(x, requires_grad=False), w.detach(), b.detach(), rm, rv, training).numpy()
     if np.abs(z).min() < 1e-3:
         pytest.skip("a pre-activation within 1e-3 of the kink")
-    gradcheck(lambda x, w, b: batch_norm_relu(x, w, b, rm, rv, training), [t64(x), w, b])
-
-
-def test_batch_norm_relu_gradients_match_unfused(rng):
-    """The fused backward equals batch_norm's backward followed by relu's, to float rounding."""
-    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
-    w, b = (rng.standard_normal(3) + 1).astype(np.float32), rng.standard_normal(3).astype(np.float32)
-    dy = af.tensor(rng.standard_normal(x.shape).astype(np.float32))
-    grads = []
-    for fused in (True, False):
-        tx, tw, tb = (af.tensor(a, requires_grad=True) for a in (x, w, b))
-        y = batch_norm_relu(tx, tw, tb) if fused else call("relu", [batch_norm(tx, tw, tb)])
-        (y * dy).sum().backward()
-        grads.append([tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()])
-    for name, f, u in zip(("dx", "dweight", "dbias"), *grads):
-        assert_close(f, u, rtol=1e-5, atol=1e-5, name=name)
-
-
-def test_batch_norm_relu_threads_bitwise_identical(rng):
-    x = rng.standard_normal((8, 16, 16, 16)).astype(np.float32)
-    w, b = rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32)
-
-    def run(ax, aw, ab):
-        rm, rv = af.zeros(16), af.ones(16)
-        return batch_norm_relu(ax, aw, ab, rm, rv), rm, rv
-
-    assert_thread_invariant(run, [x, w, b], name="batch_norm_relu")
-
-
-def test_batch_norm_relu_rejects_bad_input():
-    with pytest.raises(ValueError, match="batch_norm_relu: argument 'eps' must be finite"):
-        batch_norm_relu(af.zeros(2, 3), eps=-1.0)
-
-
-# ---- batch_norm_silu: silu(batch_norm(x)) in one pass ----
-def batch_norm_silu(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1,
-                    eps=1e-5):
-    return call("batch_norm_silu", [x, weight, bias, running_mean, running_var], (int(training),), (momentum, eps))
-
-
-@pytest.mark.reference("batch_norm_silu")
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_silu_matches_numpy(shape, dtype, training, rng):
-    C = shape[1]
-    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
-    w, b = (rng.standard_normal(C) + 1).astype(dtype), rng.standard_normal(C).astype(dtype)
-    rm, rv = rng.standard_normal(C).astype(dtype), (rng.random(C) + 0.5).astype(dtype)
-    y_ref, rm_ref, rv_ref = ref_batch_norm(x, w, b, rm, rv, training, 0.3, 1e-3)
-    trm, trv = af.tensor(rm), af.tensor(rv)
-    y = batch_norm_silu(af.tensor(x), af.tensor(w), af.tensor(b), trm, trv, training, 0.3, 1e-3)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
-    assert y.dtype == dtype and y.shape == shape
-    assert_close(y, y_ref / (1 + np.exp(-y_ref)), **tol, name="y")
-    assert_close(trm, rm_ref, **tol, name="running_mean")
-    assert_close(trv, rv_ref, **tol, name="running_var")
+    gradcheck(lambda x, w, b: fused_batch_norm("batch_norm_relu", x, w, b, rm, rv, training), [t64(x), w, b])
 
 
 @pytest.mark.gradcheck("batch_norm_silu")
@@ -280,13 +246,14 @@ def test_batch_norm_silu_gradcheck(shape, training, rng):
     x, w, b = t64(rng.standard_normal(shape)), t64(rng.standard_normal(C) + 1), t64(rng.standard_normal(C))
     rm = af.tensor(rng.standard_normal(C), dtype="float64") if not training else None
     rv = af.tensor(rng.random(C) + 0.5, dtype="float64") if not training else None
-    gradcheck(lambda x, w, b: batch_norm_silu(x, w, b, rm, rv, training), [x, w, b])
+    gradcheck(lambda x, w, b: fused_batch_norm("batch_norm_silu", x, w, b, rm, rv, training), [x, w, b])
 
 
+@pytest.mark.parametrize("op,activation", [("batch_norm_relu", "relu"), ("batch_norm_silu", "silu")])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_batch_norm_silu_is_bitwise_batch_norm_then_silu(dtype, rng):
-    """Output, running statistics and every gradient equal batch_norm followed by silu bit for bit:
-    the fused kernels run the same arithmetic (sigmoid.inc)."""
+def test_fused_batch_norm_is_bitwise_batch_norm_then_activation(op, activation, dtype, rng):
+    """Output, running statistics and every gradient equal batch_norm followed by the activation bit
+    for bit: the fused kernels run the same arithmetic (bn_affine, sigmoid.inc)."""
     x = (rng.standard_normal((4, 3, 5, 7)) * 3).astype(dtype)
     w, b = (rng.standard_normal(3) + 1).astype(dtype), rng.standard_normal(3).astype(dtype)
     dy = af.tensor(rng.standard_normal(x.shape).astype(dtype))
@@ -294,24 +261,8 @@ def test_batch_norm_silu_is_bitwise_batch_norm_then_silu(dtype, rng):
     for fused in (True, False):
         tx, tw, tb = (af.tensor(a, requires_grad=True) for a in (x, w, b))
         rm, rv = af.zeros(3, dtype=dtype), af.ones(3, dtype=dtype)
-        y = batch_norm_silu(tx, tw, tb, rm, rv) if fused else call("silu", [batch_norm(tx, tw, tb, rm, rv)])
+        y = fused_batch_norm(op, tx, tw, tb, rm, rv) if fused else call(activation, [batch_norm(tx, tw, tb, rm, rv)])
         y.backward(dy)
         runs.append([y.numpy(), rm.numpy(), rv.numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()])
     for name, f, u in zip(("y", "running_mean", "running_var", "dx", "dweight", "dbias"), *runs):
         np.testing.assert_array_equal(f, u, err_msg=name)
-
-
-def test_batch_norm_silu_threads_bitwise_identical(rng):
-    x = rng.standard_normal((8, 16, 16, 16)).astype(np.float32)
-    w, b = rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32)
-
-    def run(ax, aw, ab):
-        rm, rv = af.zeros(16), af.ones(16)
-        return batch_norm_silu(ax, aw, ab, rm, rv), rm, rv
-
-    assert_thread_invariant(run, [x, w, b], name="batch_norm_silu")
-
-
-def test_batch_norm_silu_rejects_bad_input():
-    with pytest.raises(ValueError, match="batch_norm_silu: argument 'eps' must be finite"):
-        batch_norm_silu(af.zeros(2, 3), eps=-1.0)
