@@ -90,19 +90,24 @@ static af_status attention_oom(void) {
 #if ATTN_HAVE_AVX512
 /* ---- the short-sequence kernels: one batch entry in registers, float32, AVX-512 ----
  *
- * At Nk <= 64 keys (ViT-B/16 at 112x112 has 50 tokens) one score row is four 16-float vectors, so a
- * block of ATTN_SMALL_R query rows of S = scale Q K^T lives in 20 zmm registers: the scores, the
- * row softmax and P V run without a GEMM call, its packing buffers and its edge tiles, which cost
- * more than the arithmetic at these sizes. K is transposed once per batch entry into a 64-column
- * panel (zero columns beyond Nk, masked to -inf before the max). Each S element sums over d in order
- * with one FMA per step, as the GEMM's micro-kernel does; the sums of P run in a fixed vector order;
- * so the result depends only on the shapes, never on the thread count. The backward recomputes P
- * from the saved log-sum-exp the same way and runs its four products through the same two helpers.
- * Compiled with a target attribute and run only where the CPU has AVX-512F (checked at run time),
- * like gemm_avx512.c; elsewhere, and for float64, the blocked GEMM path below runs. */
-#define ATTN_SMALL_R 5   /* query rows per block: 5 x 4 accumulators + 4 operands fit 32 zmm */
-#define ATTN_SMALL_N 64  /* most keys, and most value columns, of the short path */
-#define ATTN_SMALL_D 128 /* most head dims (the K panel, D x 64 floats, stays on the stack) */
+ * At ViT sizes (Nk = 50 keys at 112x112, 197 at 224x224) a block of ATTN_SMALL_R query rows times 64
+ * keys of S = scale Q K^T lives in 20 zmm registers: the scores, the row softmax and P V run without
+ * a GEMM call, its packing buffers and its edge tiles, which cost more than the arithmetic at these
+ * sizes. The forward scores a row block's keys 64 at a time (the last chunk only as many 16-key
+ * vectors as there are keys: 197 keys are 3 x 64 + 1 x 16, not 4 x 64), keeps the block's whole score
+ * rows (at most ATTN_SMALL_NK_FWD keys) in a small buffer for the softmax, and sums P V over the keys
+ * with the 20 accumulators again. K is transposed once per batch entry into a panel (zero columns
+ * beyond Nk, masked to -inf before the max). Each S element sums over d in order with one FMA per
+ * step, as the GEMM's micro-kernel does; the sums of P run in a fixed vector order; so the result
+ * depends only on the shapes, never on the thread count or on which rows share a block. The backward
+ * (Nk <= 64) recomputes P from the saved log-sum-exp the same way and runs its four products through
+ * the same two helpers. Compiled with a target attribute and run only where the CPU has AVX-512F
+ * (checked at run time), like gemm_avx512.c; elsewhere, for float64 and for longer sequences, the
+ * blocked GEMM path below runs. */
+#define ATTN_SMALL_R 5         /* query rows per block: 5 x 4 accumulators + 4 operands fit 32 zmm */
+#define ATTN_SMALL_N 64        /* most keys of the backward, most value columns of both directions */
+#define ATTN_SMALL_NK_FWD 256  /* most keys of the forward: a score row is 16 vectors at most */
+#define ATTN_SMALL_D 128       /* most head dims (the K panel, D x 256 floats, stays on the stack) */
 #define ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 
 static int attention_small_supported(void) {
@@ -118,25 +123,26 @@ static int attention_small_supported(void) {
 
 static inline __mmask16 attn_first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
-/* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 16 c + lane] for lanes in mask[c] (0 elsewhere): R rows
- * times an n x 64 matrix, the 20 accumulators in registers; t runs in order, one FMA per step */
-ATTN_AVX512 static inline __attribute__((always_inline)) void attn_rows_times(const float *const *a, int64_t n,
+/* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 16 c + lane] for c < nv (a constant once inlined) and
+ * lanes in mask[c] (0 elsewhere): R rows times an n x 16 nv matrix, the R x nv accumulators in
+ * registers; t runs in order, one FMA per step */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_rows_times(int nv, const float *const *a, int64_t n,
                                                                               const float *B, int64_t ldb,
                                                                               const __mmask16 *mask,
                                                                               __m512 acc[ATTN_SMALL_R][4]) {
 #pragma GCC unroll 6
     for (int r = 0; r < ATTN_SMALL_R; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int c = 0; c < nv; c++) acc[r][c] = _mm512_setzero_ps();
     for (int64_t t = 0; t < n; t++) {
         __m512 bv[4];
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) bv[c] = _mm512_maskz_loadu_ps(mask[c], B + t * ldb + 16 * c);
+        for (int c = 0; c < nv; c++) bv[c] = _mm512_maskz_loadu_ps(mask[c], B + t * ldb + 16 * c);
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
             const __m512 ab = _mm512_set1_ps(a[r][t]);
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(ab, bv[c], acc[r][c]);
+            for (int c = 0; c < nv; c++) acc[r][c] = _mm512_fmadd_ps(ab, bv[c], acc[r][c]);
         }
     }
 }
@@ -170,13 +176,13 @@ static inline void attn_masks(int64_t n, __mmask16 m[4]) {
     for (int c = 0; c < 4; c++) m[c] = attn_first_n(n - 16 * c);
 }
 
-/* dst (n0 x 64, ld 64) = src^T for src (64 rows at most, `rows` of them, ld ls; n0 columns): zeros
- * past `rows` (n0 is rounded up to 16) */
-static void attn_panel(const float *src, int64_t rows, int64_t n0, int64_t ls, float *dst) {
-    for (int64_t j0 = 0; j0 < ATTN_SMALL_N; j0 += 16)
+/* dst (n0 x ld) = src^T for src (`rows` rows, ld ls; n0 columns), ld a multiple of 16: zeros past
+ * `rows` up to ld (n0 is rounded up to 16) */
+static void attn_panel(const float *src, int64_t rows, int64_t n0, int64_t ls, float *dst, int64_t ld) {
+    for (int64_t j0 = 0; j0 < ld; j0 += 16)
         for (int64_t d0 = 0; d0 < n0; d0 += 16)
             af_avx512_transpose16(src + j0 * ls + d0, ls, rows - j0, (uint16_t)attn_first_n(n0 - d0),
-                                  dst + d0 * ATTN_SMALL_N + j0, ATTN_SMALL_N);
+                                  dst + d0 * ld + j0, ld);
 }
 
 /* The operands of the next batch entry, laid end to end as cache lines: an entry's own work is a few
@@ -213,53 +219,67 @@ ATTN_AVX512 static inline void attn_prefetch_share(const attn_next *nx, int64_t 
     attn_prefetch(nx, b * per, (b + 1) * per);
 }
 
-/* one batch entry: q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk, Dv <= 64, D <= 128 */
-ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
-                                              const float *q, const float *k, const float *v, float *o, float *lse,
-                                              const attn_next *nx) {
-    float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
-    float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
-    attn_panel(k, Nk, D, D, kt);
-    __mmask16 all[4], km[4], vm[4];
-    attn_masks(ATTN_SMALL_N, all);
-    attn_masks(Nk, km);
+/* the scores of a row block against keys [16 g0, 16 (g0 + nv)) (kt's columns), scaled, -inf past
+ * the Nk keys, into the block's score rows p (ld ATTN_SMALL_NK_FWD) */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_score_chunk(int nv, const float *const *qr, int64_t D,
+                                                                               const float *kt, int64_t ldk,
+                                                                               int64_t g0, int64_t Nk, __m512 vscale,
+                                                                               float *p) {
+    __mmask16 all[4], km[4];
+    attn_masks(16 * nv, all);
+    attn_masks(Nk - 16 * g0, km);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 acc[ATTN_SMALL_R][4];
+    attn_rows_times(nv, qr, D, kt + 16 * g0, ldk, all, acc);
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < nv; c++)
+            _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale));
+}
+
+/* one batch entry's query rows [i_begin, i_end): q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv),
+ * lse (Nq); 1 <= Nk <= 256, 1 <= Dv <= 64, D <= 128. The nvec = ceil(Nk / 16) score vectors of a row
+ * are chunks of 4, then nvec % 4 = tail (a constant in each instance, so every acc index is). */
+ATTN_AVX512 static inline __attribute__((always_inline)) void
+attention_small_rows(int tail, int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
+                     float scale, const float *q, const float *k, const float *v, float *o, float *lse,
+                     const attn_next *nx) {
+    float kt[ATTN_SMALL_D * ATTN_SMALL_NK_FWD] __attribute__((aligned(64)));
+    float p[ATTN_SMALL_R * ATTN_SMALL_NK_FWD] __attribute__((aligned(64)));
+    const int64_t nvec = (Nk + 15) / 16, ldk = 16 * nvec;
+    attn_panel(k, Nk, D, D, kt, ldk);
+    __mmask16 vm[4];
     attn_masks(Dv, vm);
-    const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
-    for (int64_t i0 = 0; i0 < Nq; i0 += ATTN_SMALL_R) {
-        const int64_t mr = Nq - i0 < ATTN_SMALL_R ? Nq - i0 : ATTN_SMALL_R;
-        attn_prefetch_share(nx, i0, Nq);
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int64_t i0 = i_begin; i0 < i_end; i0 += ATTN_SMALL_R) {
+        const int64_t mr = i_end - i0 < ATTN_SMALL_R ? i_end - i0 : ATTN_SMALL_R;
+        attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin);
         const float *qr[ATTN_SMALL_R], *pr[ATTN_SMALL_R]; /* rows past the end repeat the last (not stored) */
         for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
-        for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_N;
-        __m512 acc[ATTN_SMALL_R][4];
-        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
-        float m[ATTN_SMALL_R], inv[ATTN_SMALL_R];
-#pragma GCC unroll 6
-        for (int r = 0; r < ATTN_SMALL_R; r++) {
-            __m512 mx = ninf;
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale); /* -inf past the keys */
-                mx = _mm512_max_ps(mx, acc[r][c]);
-                _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, acc[r][c]);
-            }
-            m[r] = _mm512_reduce_max_ps(mx);
-        }
-        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m) */
-            float *row = p + r * ATTN_SMALL_N;
-            const float mrow = m[r];
+        for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_NK_FWD;
+        int64_t g0 = 0;
+        for (; g0 + 4 <= nvec; g0 += 4) attn_score_chunk(4, qr, D, kt, ldk, g0, Nk, vscale, p);
+        if (tail) attn_score_chunk(tail, qr, D, kt, ldk, g0, Nk, vscale, p);
+        float inv[ATTN_SMALL_R];
+        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m), m the row max */
+            float *row = p + r * ATTN_SMALL_NK_FWD;
+            __m512 mx = _mm512_load_ps(row);
+            for (int64_t g = 1; g < nvec; g++) mx = _mm512_max_ps(mx, _mm512_load_ps(row + 16 * g));
+            const float mrow = _mm512_reduce_max_ps(mx);
             const __m512 shift = _mm512_set1_ps(mrow);
             __m512 sum = _mm512_setzero_ps();
-            for (int c = 0; c < 4; c++) {
-                const __m512 e = af_exp16_avx512(_mm512_sub_ps(_mm512_load_ps(row + 16 * c), shift));
-                _mm512_store_ps(row + 16 * c, e);
-                sum = c ? _mm512_add_ps(sum, e) : e;
+            for (int64_t g = 0; g < nvec; g++) {
+                const __m512 e = af_exp16_avx512(_mm512_sub_ps(_mm512_load_ps(row + 16 * g), shift));
+                _mm512_store_ps(row + 16 * g, e);
+                sum = _mm512_add_ps(sum, e);
             }
             const float l = _mm512_reduce_add_ps(sum);
             inv[r] = 1.0f / l;
-            if (r < mr) lse[i0 + r] = m[r] + logf(l);
+            if (r < mr) lse[i0 + r] = mrow + logf(l);
         }
-        attn_rows_times(pr, Nk, v, Dv, vm, acc); /* O = P V, V's rows read in place */
+        __m512 acc[ATTN_SMALL_R][4];
+        attn_rows_times(4, pr, Nk, v, Dv, vm, acc); /* O = P V, V's rows read in place */
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) /* unrolled with constant indices: acc stays in registers */
             if (r < mr)
@@ -267,6 +287,17 @@ ATTN_AVX512 static void attention_small_entry(int64_t Nq, int64_t Nk, int64_t D,
                 for (int c = 0; c < 4; c++)
                     _mm512_mask_storeu_ps(o + (i0 + r) * Dv + 16 * c, vm[c],
                                           _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inv[r])));
+    }
+}
+
+ATTN_AVX512 static void attention_small_entry(int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
+                                               float scale, const float *q, const float *k, const float *v,
+                                              float *o, float *lse, const attn_next *nx) {
+    switch ((Nk + 15) / 16 % 4) {
+    case 0: attention_small_rows(0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 1: attention_small_rows(1, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 2: attention_small_rows(2, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    default: attention_small_rows(3, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
     }
 }
 
@@ -285,8 +316,8 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
     float p[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
     float ds[ATTN_SMALL_R * ATTN_SMALL_N] __attribute__((aligned(64)));
     const int64_t nchunk = (D + 63) / 64; /* D in chunks of 64 columns for dQ and dK */
-    attn_panel(k, Nk, D, D, kt);
-    if (dq || dk) attn_panel(v, Nk, Dv, Dv, vt);
+    attn_panel(k, Nk, D, D, kt, ATTN_SMALL_N);
+    if (dq || dk) attn_panel(v, Nk, Dv, Dv, vt, ATTN_SMALL_N);
     if (dk) memset(dkb, 0, sizeof(float) * (size_t)(nchunk * ATTN_SMALL_N * ATTN_SMALL_N));
     if (dv) memset(dvb, 0, sizeof dvb);
     __mmask16 all[4], km[4], vm[4];
@@ -307,7 +338,7 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
             delta[r] = (float)acc;
         }
         __m512 acc[ATTN_SMALL_R][4];
-        attn_rows_times(qr, D, kt, ATTN_SMALL_N, all, acc);
+        attn_rows_times(4, qr, D, kt, ATTN_SMALL_N, all, acc);
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
             const __m512 shift = _mm512_set1_ps(lse[i0 + (r < mr ? r : mr - 1)]);
@@ -323,7 +354,7 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
         }
         if (dv) attn_rank_update(p, Nk, gr, vm, dvb); /* dV += P^T dO */
         if (!dq && !dk) continue;
-        attn_rows_times(gr, Dv, vt, ATTN_SMALL_N, all, acc); /* dP = dO V^T */
+        attn_rows_times(4, gr, Dv, vt, ATTN_SMALL_N, all, acc); /* dP = dO V^T */
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) {
             const __m512 dl = _mm512_set1_ps(delta[r]);
@@ -337,7 +368,7 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
             __mmask16 dm[4];
             attn_masks(D - 64 * h, dm);
             if (dq) {
-                attn_rows_times(dsr, Nk, k + 64 * h, D, dm, acc); /* dQ += scale dS K */
+                attn_rows_times(4, dsr, Nk, k + 64 * h, D, dm, acc); /* dQ += scale dS K */
 #pragma GCC unroll 6
                 for (int r = 0; r < ATTN_SMALL_R; r++)
                     if (r < mr)
@@ -363,23 +394,36 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
     }
 }
 
-static int attention_small_applies(const attention_dims *d, af_dtype dtype) {
-    return dtype == AF_DTYPE_F32 && d->Nk >= 1 && d->Nk <= ATTN_SMALL_N && d->Dv >= 1 && d->Dv <= ATTN_SMALL_N &&
+/* the short-sequence kernels apply: float32 on an AVX-512 CPU, Nk <= 256 keys forward (backward: 64) */
+static int attention_small_applies(const attention_dims *d, af_dtype dtype, int backward) {
+    const int64_t most_keys = backward ? ATTN_SMALL_N : ATTN_SMALL_NK_FWD;
+    return dtype == AF_DTYPE_F32 && d->Nk >= 1 && d->Nk <= most_keys && d->Dv >= 1 && d->Dv <= ATTN_SMALL_N &&
            d->D >= 1 && d->D <= ATTN_SMALL_D && d->Nq >= 1 && attention_small_supported();
 }
 
+/* Query rows per forward task: a batch entry's rows in one task at ViT sizes (the K panel is built
+ * once), in several when Nq is long, so a single entry still spreads over the threads. A multiple of
+ * ATTN_SMALL_R: the split changes no bit, every row's sums being the same in any block. */
+#define ATTN_SMALL_TASK_ROWS 200
+
 static void attention_small_forward(const attention_dims *d, float scale, const float *q, const float *k,
                                     const float *v, float *out, float *lse) {
-    AF_PARALLEL_FOR(d->batch > 1 ? d->batch * d->Nq * (d->Nk + 1) * (d->D + d->Dv + 8) : 0)
-    for (int64_t b = 0; b < d->batch; b++) {
-        attn_next nx = {.n = 0, .total = 0};
-        if (b + 1 < d->batch) {
-            attn_next_add(&nx, k + (b + 1) * d->Nk * d->D, d->Nk * d->D);
-            attn_next_add(&nx, q + (b + 1) * d->Nq * d->D, d->Nq * d->D);
-            attn_next_add(&nx, v + (b + 1) * d->Nk * d->Dv, d->Nk * d->Dv);
+    const int64_t per = (d->Nq + ATTN_SMALL_TASK_ROWS - 1) / ATTN_SMALL_TASK_ROWS, tasks = d->batch * per;
+    AF_PARALLEL_FOR(tasks > 1 ? d->batch * d->Nq * (d->Nk + 1) * (d->D + d->Dv + 8) : 0)
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t b = t / per, i_begin = t % per * ATTN_SMALL_TASK_ROWS;
+        const int64_t i_end = d->Nq - i_begin < ATTN_SMALL_TASK_ROWS ? d->Nq : i_begin + ATTN_SMALL_TASK_ROWS;
+        attn_next nx = {.n = 0, .total = 0}; /* the next task's operands */
+        if (t + 1 < tasks) {
+            const int64_t nb = (t + 1) / per, ni = (t + 1) % per * ATTN_SMALL_TASK_ROWS;
+            const int64_t nrows = d->Nq - ni < ATTN_SMALL_TASK_ROWS ? d->Nq - ni : ATTN_SMALL_TASK_ROWS;
+            attn_next_add(&nx, k + nb * d->Nk * d->D, d->Nk * d->D);
+            attn_next_add(&nx, q + (nb * d->Nq + ni) * d->D, nrows * d->D);
+            attn_next_add(&nx, v + nb * d->Nk * d->Dv, d->Nk * d->Dv);
         }
-        attention_small_entry(d->Nq, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
-                              v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq, &nx);
+        attention_small_entry(i_begin, i_end, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D,
+                              k + b * d->Nk * d->D, v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq,
+                              &nx);
     }
 }
 
@@ -413,7 +457,7 @@ static af_status scaled_dot_product_attention_forward_cpu(af_op_call *c) {
     attention_dims_make(c->in[0], c->in[2], c->in[1]->shape[c->in[1]->ndim - 2], &d);
     AF_TRY(attention_check(c, &d));
 #if ATTN_HAVE_AVX512
-    if (attention_small_applies(&d, c->in[0]->dtype)) {
+    if (attention_small_applies(&d, c->in[0]->dtype, 0)) {
         attention_small_forward(&d, (float)c->attr.f[0], af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                                 af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]));
         return AF_OK;
@@ -433,7 +477,7 @@ static af_status scaled_dot_product_attention_backward_cpu(const af_op_call *c, 
     void *g[3];
     for (int i = 0; i < 3; i++) g[i] = din[i] ? af_tensor_data(din[i]) : NULL;
 #if ATTN_HAVE_AVX512
-    if (attention_small_applies(&d, c->in[0]->dtype)) {
+    if (attention_small_applies(&d, c->in[0]->dtype, 1)) {
         attention_small_backward(&d, (float)c->attr.f[0], af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                                  af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]),
                                  af_tensor_data(dout[0]), g[0], g[1], g[2]);

@@ -32,8 +32,13 @@ def ref_attention(q, k, v, scale):
 # (q shape, Nk, Dv): batch dims, query/key lengths across the 128-query and 256-key block sizes
 CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5), 9, 2), ((1, 2, 197, 16), 197, 16),
          ((1, 1, 300, 8), 300, 8), ((2, 1, 130, 4), 520, 3), ((1, 1, 3, 5), 600, 5), ((2, 2, 50, 64), 50, 64),
-         # the limits of the float32 short-sequence kernel (Nk, Dv <= 64, D <= 128) and just past them
+         # the limits of the float32 short-sequence kernels (Nk <= 256 forward and 64 backward, Dv <= 64,
+         # D <= 128) and just past them
          ((1, 3, 13, 128), 64, 64), ((1, 1, 6, 17), 65, 33), ((2, 1, 5, 129), 16, 64), ((1, 1, 4, 16), 17, 65),
+         ((1, 2, 11, 128), 256, 64), ((1, 1, 7, 32), 257, 16),
+         # forward key chunks of 4 vectors then 0-3 more (Nk = 197 is 13 vectors: 3 chunks + 1), and
+         # query rows in several tasks of one batch entry (200 rows each)
+         ((2, 12, 197, 64), 197, 64), ((1, 1, 9, 16), 90, 8), ((1, 1, 8, 40), 100, 64), ((1, 2, 450, 16), 100, 24),
          # key counts past the last full 16 vector: 1 to 9 of them
          ((1, 2, 9, 24), 17, 16), ((2, 1, 64, 128), 40, 64), ((1, 1, 33, 7), 56, 3), ((1, 1, 50, 64), 57, 64)]
 
@@ -127,17 +132,19 @@ def test_float32_gradient_of_some_inputs_only(nk, d, rng):
 
 def test_threads_bitwise_identical(rng):
     shapes = [((2, 3, 197, 16), (2, 3, 197, 16), (2, 3, 197, 16)), ((1, 2, 300, 8), (1, 2, 520, 8), (1, 2, 520, 5)),
-              ((4, 6, 50, 64), (4, 6, 50, 64), (4, 6, 50, 64))]  # the short-sequence kernel
+              ((4, 6, 50, 64), (4, 6, 50, 64), (4, 6, 50, 64)),  # the short-sequence kernels
+              ((1, 1, 450, 16), (1, 1, 100, 16), (1, 1, 100, 8))]  # one batch entry, 3 forward tasks
     for sq, sk, sv in shapes:
         q, k, v = (rng.standard_normal(s).astype(np.float32) for s in (sq, sk, sv))
         assert_thread_invariant(F.scaled_dot_product_attention, [q, k, v], threads=(1, 2, 3), name="sdpa")
 
 
-@pytest.mark.parametrize("nk", [17, 50, 56])
+@pytest.mark.parametrize("nk", [17, 50, 56, 197])
 def test_short_kernel_tail_keys_same_bits(nk, rng):
     """A row's result does not depend on the other rows or on how the short kernel groups them into
     blocks: the first 64 of 65 query rows must agree to the bit with 64 rows alone, forward and
-    backward, at key counts that are not a multiple of 16."""
+    backward, at key counts that are not a multiple of 16 (at 197 keys the backward is the blocked
+    path's)."""
     q = rng.standard_normal((2, 65, 64)).astype(np.float32)
     k = rng.standard_normal((2, nk, 64)).astype(np.float32) * 2
     v = rng.standard_normal((2, nk, 64)).astype(np.float32)
