@@ -108,6 +108,10 @@ static af_status attention_oom(void) {
 #define ATTN_SMALL_N 64        /* most keys of the backward, most value columns of both directions */
 #define ATTN_SMALL_NK_FWD 256  /* most keys of the forward: a score row is 16 vectors at most */
 #define ATTN_SMALL_D 128       /* most head dims (the K panel, D x 256 floats, stays on the stack) */
+/* Query rows per forward task: a batch entry's rows in one task at ViT sizes (the K panel is built
+ * once), in several when Nq is long, so a single entry still spreads over the threads. A multiple of
+ * ATTN_SMALL_R: the split changes no bit, every row's sums being the same in any block. */
+#define ATTN_SMALL_TASK_ROWS 200
 #define ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 
 static int attention_small_supported(void) {
@@ -220,33 +224,48 @@ ATTN_AVX512 static inline void attn_prefetch_share(const attn_next *nx, int64_t 
 }
 
 /* the scores of a row block against keys [16 g0, 16 (g0 + nv)) (kt's columns), scaled, -inf past
- * the Nk keys, into the block's score rows p (ld ATTN_SMALL_NK_FWD) */
+ * the Nk keys, in acc */
 ATTN_AVX512 static inline __attribute__((always_inline)) void attn_score_chunk(int nv, const float *const *qr, int64_t D,
                                                                                const float *kt, int64_t ldk,
                                                                                int64_t g0, int64_t Nk, __m512 vscale,
-                                                                               float *p) {
+                                                                               __m512 acc[ATTN_SMALL_R][4]) {
     __mmask16 all[4], km[4];
     attn_masks(16 * nv, all);
     attn_masks(Nk - 16 * g0, km);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 acc[ATTN_SMALL_R][4];
     attn_rows_times(nv, qr, D, kt + 16 * g0, ldk, all, acc);
 #pragma GCC unroll 6
     for (int r = 0; r < ATTN_SMALL_R; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < nv; c++)
-            _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale));
+        for (int c = 0; c < nv; c++) acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale);
 }
 
-/* one batch entry's query rows [i_begin, i_end): q (Nq, D), k (Nk, D), v (Nk, Dv) -> o (Nq, Dv),
- * lse (Nq); 1 <= Nk <= 256, 1 <= Dv <= 64, D <= 128. The nvec = ceil(Nk / 16) score vectors of a row
- * are chunks of 4, then nvec % 4 = tail (a constant in each instance, so every acc index is). */
+/* e = exp(s - m) of one row's nv score vectors s, stored at p; returns the vector of their sums */
+ATTN_AVX512 static inline __attribute__((always_inline)) __m512 attn_exp_row(int64_t nv, const __m512 *s, float m,
+                                                                             float *p) {
+    const __m512 shift = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t g = 0; g < nv; g++) {
+        const __m512 e = af_exp16_avx512(_mm512_sub_ps(s[g], shift));
+        _mm512_store_ps(p + 16 * g, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    return sum;
+}
+
+/* one batch entry's query rows [i_begin, i_end) (at most ATTN_SMALL_TASK_ROWS): q (Nq, D), k (Nk, D),
+ * v (Nk, Dv) -> o (Nq, Dv), lse (Nq); 1 <= Nk <= 256, 1 <= Dv <= 64, D <= 128. A row's nvec =
+ * ceil(Nk / 16) score vectors: with nvec <= 4 (`single`, a constant in its instance, as is every acc
+ * index) they stay in registers from Q K^T through the softmax; longer rows are scored in chunks of
+ * 4 vectors, then nvec % 4 = tail, into the score rows p, whose max is known only at the end. */
 ATTN_AVX512 static inline __attribute__((always_inline)) void
-attention_small_rows(int tail, int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
+attention_small_rows(int single, int tail, int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
                      float scale, const float *q, const float *k, const float *v, float *o, float *lse,
                      const attn_next *nx) {
     float kt[ATTN_SMALL_D * ATTN_SMALL_NK_FWD] __attribute__((aligned(64)));
     float p[ATTN_SMALL_R * ATTN_SMALL_NK_FWD] __attribute__((aligned(64)));
+    float row_max[ATTN_SMALL_TASK_ROWS + ATTN_SMALL_R], row_sum[ATTN_SMALL_TASK_ROWS + ATTN_SMALL_R];
     const int64_t nvec = (Nk + 15) / 16, ldk = 16 * nvec;
     attn_panel(k, Nk, D, D, kt, ldk);
     __mmask16 vm[4];
@@ -258,27 +277,42 @@ attention_small_rows(int tail, int64_t i_begin, int64_t i_end, int64_t Nk, int64
         const float *qr[ATTN_SMALL_R], *pr[ATTN_SMALL_R]; /* rows past the end repeat the last (not stored) */
         for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
         for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_NK_FWD;
-        int64_t g0 = 0;
-        for (; g0 + 4 <= nvec; g0 += 4) attn_score_chunk(4, qr, D, kt, ldk, g0, Nk, vscale, p);
-        if (tail) attn_score_chunk(tail, qr, D, kt, ldk, g0, Nk, vscale, p);
-        float inv[ATTN_SMALL_R];
-        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m), m the row max */
-            float *row = p + r * ATTN_SMALL_NK_FWD;
-            __m512 mx = _mm512_load_ps(row);
-            for (int64_t g = 1; g < nvec; g++) mx = _mm512_max_ps(mx, _mm512_load_ps(row + 16 * g));
-            const float mrow = _mm512_reduce_max_ps(mx);
-            const __m512 shift = _mm512_set1_ps(mrow);
-            __m512 sum = _mm512_setzero_ps();
-            for (int64_t g = 0; g < nvec; g++) {
-                const __m512 e = af_exp16_avx512(_mm512_sub_ps(_mm512_load_ps(row + 16 * g), shift));
-                _mm512_store_ps(row + 16 * g, e);
-                sum = _mm512_add_ps(sum, e);
-            }
-            const float l = _mm512_reduce_add_ps(sum);
-            inv[r] = 1.0f / l;
-            if (r < mr) lse[i0 + r] = mrow + logf(l);
-        }
+        float *m = row_max + (i0 - i_begin), *l = row_sum + (i0 - i_begin);
         __m512 acc[ATTN_SMALL_R][4];
+        if (single) { /* P = exp(S - m), m the row max, from the accumulators */
+            attn_score_chunk(single, qr, D, kt, ldk, 0, Nk, vscale, acc);
+#pragma GCC unroll 6
+            for (int r = 0; r < ATTN_SMALL_R; r++) {
+                __m512 mx = acc[r][0];
+#pragma GCC unroll 4
+                for (int c = 1; c < single; c++) mx = _mm512_max_ps(mx, acc[r][c]);
+                m[r] = _mm512_reduce_max_ps(mx);
+                l[r] = _mm512_reduce_add_ps(attn_exp_row(single, acc[r], m[r], p + r * ATTN_SMALL_NK_FWD));
+            }
+        } else {
+            int64_t g0 = 0;
+            for (; g0 + 4 <= nvec; g0 += 4) {
+                attn_score_chunk(4, qr, D, kt, ldk, g0, Nk, vscale, acc);
+#pragma GCC unroll 6
+                for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+                    for (int c = 0; c < 4; c++) _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), acc[r][c]);
+            }
+            if (tail) {
+                attn_score_chunk(tail, qr, D, kt, ldk, g0, Nk, vscale, acc);
+#pragma GCC unroll 6
+                for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+                    for (int c = 0; c < tail; c++) _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), acc[r][c]);
+            }
+            for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m), m the row max */
+                const __m512 *s = (const __m512 *)(p + r * ATTN_SMALL_NK_FWD); /* p is 64-byte aligned */
+                __m512 mx = s[0];
+                for (int64_t g = 1; g < nvec; g++) mx = _mm512_max_ps(mx, s[g]);
+                m[r] = _mm512_reduce_max_ps(mx);
+                l[r] = _mm512_reduce_add_ps(attn_exp_row(nvec, s, m[r], p + r * ATTN_SMALL_NK_FWD));
+            }
+        }
         attn_rows_times(4, pr, Nk, v, Dv, vm, acc); /* O = P V, V's rows read in place */
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) /* unrolled with constant indices: acc stays in registers */
@@ -286,18 +320,24 @@ attention_small_rows(int tail, int64_t i_begin, int64_t i_end, int64_t Nk, int64
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++)
                     _mm512_mask_storeu_ps(o + (i0 + r) * Dv + 16 * c, vm[c],
-                                          _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inv[r])));
+                                          _mm512_mul_ps(acc[r][c], _mm512_set1_ps(1.0f / l[r])));
     }
+    for (int64_t i = i_begin; i < i_end; i++) lse[i] = row_max[i - i_begin] + logf(row_sum[i - i_begin]);
 }
 
 ATTN_AVX512 static void attention_small_entry(int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
-                                               float scale, const float *q, const float *k, const float *v,
-                                              float *o, float *lse, const attn_next *nx) {
-    switch ((Nk + 15) / 16 % 4) {
-    case 0: attention_small_rows(0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 1: attention_small_rows(1, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 2: attention_small_rows(2, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    default: attention_small_rows(3, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+                                              float scale, const float *q, const float *k, const float *v, float *o,
+                                              float *lse, const attn_next *nx) {
+    const int64_t nvec = (Nk + 15) / 16;
+    switch (nvec <= 4 ? nvec : 5 + nvec % 4) { /* every instance's vector counts are constants */
+    case 1: attention_small_rows(1, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 2: attention_small_rows(2, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 3: attention_small_rows(3, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 4: attention_small_rows(4, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 5: attention_small_rows(0, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 6: attention_small_rows(0, 1, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 7: attention_small_rows(0, 2, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    default: attention_small_rows(0, 3, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
     }
 }
 
@@ -400,11 +440,6 @@ static int attention_small_applies(const attention_dims *d, af_dtype dtype, int 
     return dtype == AF_DTYPE_F32 && d->Nk >= 1 && d->Nk <= most_keys && d->Dv >= 1 && d->Dv <= ATTN_SMALL_N &&
            d->D >= 1 && d->D <= ATTN_SMALL_D && d->Nq >= 1 && attention_small_supported();
 }
-
-/* Query rows per forward task: a batch entry's rows in one task at ViT sizes (the K panel is built
- * once), in several when Nq is long, so a single entry still spreads over the threads. A multiple of
- * ATTN_SMALL_R: the split changes no bit, every row's sums being the same in any block. */
-#define ATTN_SMALL_TASK_ROWS 200
 
 static void attention_small_forward(const attention_dims *d, float scale, const float *q, const float *k,
                                     const float *v, float *out, float *lse) {
