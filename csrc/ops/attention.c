@@ -96,10 +96,13 @@ static af_status attention_oom(void) {
  * sizes. The forward scores a row block's keys 64 at a time (the last chunk only as many 16-key
  * vectors as there are keys: 197 keys are 3 x 64 + 1 x 16, not 4 x 64), keeps the block's whole score
  * rows (at most ATTN_SMALL_NK_FWD keys) in a small buffer for the softmax, and sums P V over the keys
- * with the 20 accumulators again. K is transposed once per batch entry into a panel (zero columns
- * beyond Nk, masked to -inf before the max). Each S element sums over d in order with one FMA per
- * step, as the GEMM's micro-kernel does; the sums of P run in a fixed vector order; so the result
- * depends only on the shapes, never on the thread count or on which rows share a block. The backward
+ * with the 20 accumulators again. With at most 64 keys the scores stay in registers through the
+ * softmax, and 1-4 keys past the last full 16 (Nk = 50 is 3 x 16 + 2) are scored apart as dot
+ * products rather than by a fourth vector of FMAs landing mostly on padding lanes. K is transposed
+ * once per batch entry into a panel (zero columns beyond Nk, masked to -inf before the max). Each
+ * other S element sums over d in order with one FMA per step, as the GEMM's micro-kernel does; the
+ * sums of P run in a fixed vector order; so the result depends only on the shapes, never on the
+ * thread count or on which rows share a block. The backward
  * (Nk <= 64) recomputes P from the saved log-sum-exp the same way and runs its four products through
  * the same two helpers. Compiled with a target attribute and run only where the CPU has AVX-512F
  * (checked at run time), like gemm_avx512.c; elsewhere, for float64 and for longer sequences, the
@@ -108,6 +111,7 @@ static af_status attention_oom(void) {
 #define ATTN_SMALL_N 64        /* most keys of the backward, most value columns of both directions */
 #define ATTN_SMALL_NK_FWD 256  /* most keys of the forward: a score row is 16 vectors at most */
 #define ATTN_SMALL_D 128       /* most head dims (the K panel, D x 256 floats, stays on the stack) */
+#define ATTN_SMALL_TAIL 4      /* most keys past the last full 16 scored as dot products (forward) */
 /* Query rows per forward task: a batch entry's rows in one task at ViT sizes (the K panel is built
  * once), in several when Nq is long, so a single entry still spreads over the threads. A multiple of
  * ATTN_SMALL_R: the split changes no bit, every row's sums being the same in any block. */
@@ -240,6 +244,58 @@ ATTN_AVX512 static inline __attribute__((always_inline)) void attn_score_chunk(i
         for (int c = 0; c < nv; c++) acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale);
 }
 
+/* lane r (r < 4) and lane 8 (r = 4) of the result: the sum of the 16 lanes of x[r]; a tree of
+ * in-lane then cross-lane adds, the same order for every r */
+ATTN_AVX512 static inline __attribute__((always_inline)) __m512 attn_sum_rows(const __m512 x[ATTN_SMALL_R]) {
+    const __m512 zero = _mm512_setzero_ps();
+    /* per 128-bit lane: [x0_0+x0_2, x1_0+x1_2, x0_1+x0_3, x1_1+x1_3], and so on */
+    const __m512 a01 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
+    const __m512 a23 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
+    const __m512 a4 = _mm512_add_ps(_mm512_unpacklo_ps(x[4], zero), _mm512_unpackhi_ps(x[4], zero));
+    /* per 128-bit lane: the partial sums of rows 0-3, and of row 4 */
+    const __m512 b03 = _mm512_add_ps(_mm512_shuffle_ps(a01, a23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_ps(a01, a23, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 b4 = _mm512_add_ps(_mm512_shuffle_ps(a4, zero, _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_ps(a4, zero, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* 128-bit lanes: b03's 0+2, 1+3, then b4's 0+2, 1+3; then the pairs added */
+    const __m512 c = _mm512_add_ps(_mm512_shuffle_f32x4(b03, b4, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(b03, b4, _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(c, _mm512_shuffle_f32x4(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* The scores of the block's rows against the nt <= ATTN_SMALL_TAIL keys past the last full 16 (k_tail:
+ * nt rows of D), as dot products with d in the lanes: lanes 0..nt-1 of out[r], scaled, -inf beyond.
+ * At Nk = 50 (3 x 16 + 2) this replaces a fourth score vector whose FMAs would land 14 times in 16
+ * on padding lanes. The dot products sum d by lanes then a tree, so these scores may differ from
+ * the in-order sums of the other keys in the last bits (still the same for any rows and threads). */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_tail_scores(const float *const *qr,
+                                                                               const float *k_tail, int64_t nt,
+                                                                               int64_t D, __m512 vscale,
+                                                                               __m512 out[ATTN_SMALL_R]) {
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++) out[r] = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < nt; j++) {
+        __m512 dot[ATTN_SMALL_R];
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) dot[r] = _mm512_setzero_ps();
+        for (int64_t d0 = 0; d0 < D; d0 += 16) {
+            const __mmask16 m = attn_first_n(D - d0);
+            const __m512 kv = _mm512_maskz_loadu_ps(m, k_tail + j * D + d0);
+#pragma GCC unroll 6
+            for (int r = 0; r < ATTN_SMALL_R; r++)
+                dot[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qr[r] + d0), kv, dot[r]);
+        }
+        const __m512 sums = attn_sum_rows(dot);
+#pragma GCC unroll 6
+        for (int r = 0; r < ATTN_SMALL_R; r++) /* lane j of out[r] = lane r's sum */
+            out[r] = _mm512_mask_permutexvar_ps(out[r], (__mmask16)(1u << j),
+                                                _mm512_set1_epi32(r < 4 ? r : 8), sums);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++)
+        out[r] = _mm512_mask_mul_ps(out[r], attn_first_n(nt), out[r], vscale);
+}
+
 /* e = exp(s - m) of one row's nv score vectors s, stored at p; returns the vector of their sums */
 ATTN_AVX512 static inline __attribute__((always_inline)) __m512 attn_exp_row(int64_t nv, const __m512 *s, float m,
                                                                              float *p) {
@@ -260,14 +316,14 @@ ATTN_AVX512 static inline __attribute__((always_inline)) __m512 attn_exp_row(int
  * index) they stay in registers from Q K^T through the softmax; longer rows are scored in chunks of
  * 4 vectors, then nvec % 4 = tail, into the score rows p, whose max is known only at the end. */
 ATTN_AVX512 static inline __attribute__((always_inline)) void
-attention_small_rows(int single, int tail, int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
+attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
                      float scale, const float *q, const float *k, const float *v, float *o, float *lse,
                      const attn_next *nx) {
     float kt[ATTN_SMALL_D * ATTN_SMALL_NK_FWD] __attribute__((aligned(64)));
     float p[ATTN_SMALL_R * ATTN_SMALL_NK_FWD] __attribute__((aligned(64)));
     float row_max[ATTN_SMALL_TASK_ROWS + ATTN_SMALL_R], row_sum[ATTN_SMALL_TASK_ROWS + ATTN_SMALL_R];
-    const int64_t nvec = (Nk + 15) / 16, ldk = 16 * nvec;
-    attn_panel(k, Nk, D, D, kt, ldk);
+    const int64_t nvec = (Nk + 15) / 16, ldk = 16 * (split ? nvec - 1 : nvec); /* split: the tail apart */
+    attn_panel(k, split ? ldk : Nk, D, D, kt, ldk);
     __mmask16 vm[4];
     attn_masks(Dv, vm);
     const __m512 vscale = _mm512_set1_ps(scale);
@@ -280,7 +336,15 @@ attention_small_rows(int single, int tail, int64_t i_begin, int64_t i_end, int64
         float *m = row_max + (i0 - i_begin), *l = row_sum + (i0 - i_begin);
         __m512 acc[ATTN_SMALL_R][4];
         if (single) { /* P = exp(S - m), m the row max, from the accumulators */
-            attn_score_chunk(single, qr, D, kt, ldk, 0, Nk, vscale, acc);
+            if (split) {
+                __m512 tail_scores[ATTN_SMALL_R];
+                attn_score_chunk(single - 1, qr, D, kt, ldk, 0, Nk, vscale, acc);
+                attn_tail_scores(qr, k + ldk * D, Nk - ldk, D, vscale, tail_scores);
+#pragma GCC unroll 6
+                for (int r = 0; r < ATTN_SMALL_R; r++) acc[r][single - 1] = tail_scores[r];
+            } else {
+                attn_score_chunk(single, qr, D, kt, ldk, 0, Nk, vscale, acc);
+            }
 #pragma GCC unroll 6
             for (int r = 0; r < ATTN_SMALL_R; r++) {
                 __m512 mx = acc[r][0];
@@ -329,15 +393,19 @@ ATTN_AVX512 static void attention_small_entry(int64_t i_begin, int64_t i_end, in
                                               float scale, const float *q, const float *k, const float *v, float *o,
                                               float *lse, const attn_next *nx) {
     const int64_t nvec = (Nk + 15) / 16;
-    switch (nvec <= 4 ? nvec : 5 + nvec % 4) { /* every instance's vector counts are constants */
-    case 1: attention_small_rows(1, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 2: attention_small_rows(2, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 3: attention_small_rows(3, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 4: attention_small_rows(4, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 5: attention_small_rows(0, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 6: attention_small_rows(0, 1, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    case 7: attention_small_rows(0, 2, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
-    default: attention_small_rows(0, 3, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    const int split = nvec >= 2 && nvec <= 4 && Nk - 16 * (nvec - 1) <= ATTN_SMALL_TAIL;
+    switch (nvec <= 4 ? 2 * nvec + split : 10 + nvec % 4) { /* every instance's vector counts are constants */
+    case 2: attention_small_rows(1, 0, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 4: attention_small_rows(2, 0, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 5: attention_small_rows(2, 1, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 6: attention_small_rows(3, 0, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 7: attention_small_rows(3, 1, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 8: attention_small_rows(4, 0, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 9: attention_small_rows(4, 1, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 10: attention_small_rows(0, 0, 0, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 11: attention_small_rows(0, 0, 1, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    case 12: attention_small_rows(0, 0, 2, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
+    default: attention_small_rows(0, 0, 3, i_begin, i_end, Nk, D, Dv, scale, q, k, v, o, lse, nx); break;
     }
 }
 
