@@ -46,6 +46,14 @@ AF_AVX512 static inline __attribute__((always_inline)) void kernel_mr(const int 
                                                                       const __mmask16 *mask, float alpha, float beta,
                                                                       int first) {
     __m512 acc[AF_SGEMM_MR][AF_SGEMM_NV];
+    /* C's lines are read (or only written) after the kc steps: asked for now, they are in the cache by
+     * then instead of stalling the stores (C is often far larger than the L2: a weight gradient) */
+    for (int r = 0; r < mr; r++) { /* the lines of the row's first float and of every 64 bytes on; the
+                                    * addresses as integers: the last may lie past C's end, where a
+                                    * prefetch does nothing (it never faults) */
+        const uintptr_t row = (uintptr_t)(c + r * ldc);
+        for (int v = 0; v <= nv; v++) __asm__ volatile("prefetchw (%0)" : : "r"(row + 64 * (uintptr_t)v));
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < AF_SGEMM_MR; r++)
 #pragma GCC unroll 3
