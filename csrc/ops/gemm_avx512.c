@@ -8,13 +8,17 @@
  *
  * The structure is the packed GEMM of Goto and van de Geijn, "Anatomy of high-performance matrix
  * multiplication" (ACM TOMS 34(3), 2008) as refined by BLIS (Van Zee and van de Geijn, ACM TOMS
- * 41(3), 2015): for each block of K, op(A) is packed into MR-row panels (kept in L2), each NR-column
- * micro-panel of op(B) is packed once (kept in L1) and swept by every A panel, and a register-blocked
- * micro-kernel keeps the 8 x 48 block of C in 24 of the 32 zmm registers: per k it loads three
- * vectors of B, broadcasts 8 values of A and issues 24 independent FMAs, enough to cover the FMA
- * latency on both pipes. 8 rows divide every ResNet channel count; a micro-panel with fewer than 48
- * columns runs a kernel with one or two vectors per row, so a 196- or 49-column product wastes at
- * most 15 columns. Edges are zero-padded in the packed buffers and stored with masks.
+ * 41(3), 2015): for each block of K, each NR-column micro-panel of op(B) is packed once (kept in L1)
+ * and swept by every 8-row panel of op(A), and a register-blocked micro-kernel keeps the 8 x 48 block
+ * of C in 24 of the 32 zmm registers: per k it loads three vectors of B, broadcasts 8 values of A and
+ * issues 24 independent FMAs, enough to cover the FMA latency on both pipes. Unlike Goto's scheme,
+ * op(A) is not packed: the kernel broadcasts its values where they lie (8 rows of A, or 8 adjacent
+ * values of a row of A for A^T), whose lines stay in L1/L2 across the micro-panels. Packing it (a
+ * transposing copy per tile and K block) cost more than it saved: without it, 6-15% faster at
+ * ResNet's and ViT's shapes on an Emerald Rapids core, the same bits. 8 rows divide every ResNet
+ * channel count; a micro-panel with fewer than 48 columns runs a kernel with one or two vectors per
+ * row, so a 196- or 49-column product wastes at most 15 columns. B's edges are zero-padded in the
+ * packed buffer, C's stored with masks, and A's rows past M read the last row again (not stored).
  *
  * The caller checks af_sgemm_avx512_supported() (a run-time CPU test) before calling: every function
  * here is compiled for AVX-512 with a target attribute, so a portable build carries it without
@@ -37,11 +41,13 @@
 #define AF_MR_MASK ((__mmask16)((1u << AF_SGEMM_MR) - 1))
 #define AF_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 
-/* c[MR x 16 nv] (+)= alpha * a_panel[kc x MR]^T b_panel[kc x NR] (only its first nv vectors).
+/* c[MR x 16 nv] (+)= alpha * op(A)[MR x kc] b_panel[kc x NR] (only its first nv vectors), op(A)'s
+ * element (r, k) read at ar[r][k ks].
  * first: C = alpha acc + beta C (C not read when beta == 0); otherwise C += alpha acc. Only mr rows
  * and the columns in mask[] are stored. nv is a constant at every call site, so each use compiles to
  * a kernel with 8 nv accumulators in registers. */
-AF_AVX512 static inline __attribute__((always_inline)) void kernel_mr(const int nv, int64_t kc, const float *a,
+AF_AVX512 static inline __attribute__((always_inline)) void kernel_mr(const int nv, int64_t kc,
+                                                                      const float *const *ar, int64_t ks,
                                                                       const float *b, float *c, int64_t ldc, int mr,
                                                                       const __mmask16 *mask, float alpha, float beta,
                                                                       int first) {
@@ -64,9 +70,9 @@ AF_AVX512 static inline __attribute__((always_inline)) void kernel_mr(const int 
         for (int v = 0; v < nv; v++) bv[v] = _mm512_load_ps(b + k * AF_SGEMM_NR + 16 * v);
 #pragma GCC unroll 8
         for (int r = 0; r < AF_SGEMM_MR; r++) {
-            const __m512 ar = _mm512_set1_ps(a[k * AF_SGEMM_MR + r]);
+            const __m512 av = _mm512_set1_ps(ar[r][k * ks]);
 #pragma GCC unroll 3
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vs = _mm512_set1_ps(first ? beta : 1.0f);
@@ -84,17 +90,17 @@ AF_AVX512 static inline __attribute__((always_inline)) void kernel_mr(const int 
     }
 }
 
-AF_AVX512 static void kernel_nv1(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr,
+AF_AVX512 static void kernel_nv1(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c, int64_t ldc, int mr,
                                  const __mmask16 *mask, float alpha, float beta, int first) {
-    kernel_mr(1, kc, a, b, c, ldc, mr, mask, alpha, beta, first);
+    kernel_mr(1, kc, ar, ks, b, c, ldc, mr, mask, alpha, beta, first);
 }
-AF_AVX512 static void kernel_nv2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr,
+AF_AVX512 static void kernel_nv2(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c, int64_t ldc, int mr,
                                  const __mmask16 *mask, float alpha, float beta, int first) {
-    kernel_mr(2, kc, a, b, c, ldc, mr, mask, alpha, beta, first);
+    kernel_mr(2, kc, ar, ks, b, c, ldc, mr, mask, alpha, beta, first);
 }
-AF_AVX512 static void kernel_nv3(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr,
+AF_AVX512 static void kernel_nv3(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c, int64_t ldc, int mr,
                                  const __mmask16 *mask, float alpha, float beta, int first) {
-    kernel_mr(3, kc, a, b, c, ldc, mr, mask, alpha, beta, first);
+    kernel_mr(3, kc, ar, ks, b, c, ldc, mr, mask, alpha, beta, first);
 }
 
 /* out[c][r] = src[r ld + c] for r < rows (zero rows beyond), c in kmask (zero elsewhere): a 16 x 16
@@ -133,25 +139,6 @@ AF_AVX512 static inline void transpose16(const float *src, int64_t ld, int64_t r
 
 static inline __mmask16 first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
-/* op(A) rows [0, M), K columns [k0, k0 + kc) into ceil(M / MR) panels of kc x MR, zero-padded rows */
-AF_AVX512 static void pack_a(int ta, const float *A, int64_t lda, int64_t M, int64_t k0, int64_t kc, float *dst) {
-    __m512 tr[16];
-    for (int64_t i0 = 0; i0 < M; i0 += AF_SGEMM_MR, dst += kc * AF_SGEMM_MR) {
-        const int64_t mr = M - i0 < AF_SGEMM_MR ? M - i0 : AF_SGEMM_MR;
-        if (ta) { /* op(A)(i, k) = A[k lda + i]: MR contiguous values per k */
-            for (int64_t k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(dst + k * AF_SGEMM_MR, AF_MR_MASK,
-                                      _mm512_maskz_loadu_ps(first_n(mr), A + (k0 + k) * lda + i0));
-            continue;
-        }
-        for (int64_t kk = 0; kk < kc; kk += 16) { /* op(A)(i, k) = A[i lda + k]: transpose 16 k at a time */
-            const int64_t kt = kc - kk < 16 ? kc - kk : 16;
-            transpose16(A + i0 * lda + k0 + kk, lda, mr, first_n(kt), tr);
-            for (int64_t t = 0; t < kt; t++) _mm512_mask_storeu_ps(dst + (kk + t) * AF_SGEMM_MR, AF_MR_MASK, tr[t]);
-        }
-    }
-}
-
 /* op(B) rows [k0, k0 + kc), columns [j0, j0 + nn) (nn <= NR) into kc x NR, zero-padded columns */
 AF_AVX512 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nn,
                              float *dst) {
@@ -179,28 +166,30 @@ AF_AVX512 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, in
 AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t panels = (M + AF_SGEMM_MR - 1) / AF_SGEMM_MR, kcmax = K < AF_SGEMM_KC ? K : AF_SGEMM_KC;
-    const int64_t asize = (panels * AF_SGEMM_MR * kcmax + 15) / 16 * 16; /* keeps bbuf 64-byte aligned */
-    float *abuf = af_alloc_host((size_t)(asize + kcmax * AF_SGEMM_NR) * sizeof(float));
-    if (!abuf) return -1;
-    float *bbuf = abuf + asize;
+    float *bbuf = af_alloc_host((size_t)(kcmax * AF_SGEMM_NR) * sizeof(float));
+    if (!bbuf) return -1;
     for (int64_t k0 = 0; k0 < K; k0 += AF_SGEMM_KC) {
         const int64_t kc = K - k0 < AF_SGEMM_KC ? K - k0 : AF_SGEMM_KC;
-        pack_a(ta, A, lda, M, k0, kc, abuf);
         for (int64_t j0 = 0; j0 < N; j0 += AF_SGEMM_NR) {
             const int64_t nn = N - j0 < AF_SGEMM_NR ? N - j0 : AF_SGEMM_NR;
             const __mmask16 mask[AF_SGEMM_NV] = {first_n(nn), first_n(nn - 16), first_n(nn - 32)};
             const int64_t nv = (nn + 15) / 16;
-            void (*kernel)(int64_t, const float *, const float *, float *, int64_t, int, const __mmask16 *, float,
-                           float, int) = nv == 3 ? kernel_nv3 : nv == 2 ? kernel_nv2 : kernel_nv1;
+            void (*kernel)(int64_t, const float *const *, int64_t, const float *, float *, int64_t, int,
+                           const __mmask16 *, float, float, int) = nv == 3 ? kernel_nv3 : nv == 2 ? kernel_nv2 : kernel_nv1;
             pack_b(tb, B, ldb, k0, kc, j0, nn, bbuf);
             for (int64_t p = 0; p < panels; p++) {
                 const int64_t i0 = p * AF_SGEMM_MR, mr = M - i0 < AF_SGEMM_MR ? M - i0 : AF_SGEMM_MR;
-                kernel(kc, abuf + p * AF_SGEMM_MR * kc, bbuf, C + i0 * ldc + j0, ldc, (int)mr, mask, alpha, beta,
-                       k0 == 0);
+                const float *ar[AF_SGEMM_MR]; /* op(A)'s rows read in place; past M, the last again (not stored) */
+                for (int r = 0; r < AF_SGEMM_MR; r++) {
+                    const int64_t i = i0 + (r < mr ? r : mr - 1);
+                    ar[r] = ta ? A + k0 * lda + i : A + i * lda + k0; /* op(A)(i, k): A[k lda + i] or A[i lda + k] */
+                }
+                const int64_t ks = ta ? lda : 1;
+                kernel(kc, ar, ks, bbuf, C + i0 * ldc + j0, ldc, (int)mr, mask, alpha, beta, k0 == 0);
             }
         }
     }
-    af_free_host(abuf);
+    af_free_host(bbuf);
     return 0;
 }
 
