@@ -229,8 +229,8 @@ ATTN_AVX512 static inline void attn_prefetch_share(const attn_next *nx, int64_t 
 
 /* the scores of a row block against keys [16 g0, 16 (g0 + nv)) (kt's columns), scaled, -inf past
  * the Nk keys, in acc */
-ATTN_AVX512 static inline __attribute__((always_inline)) void attn_score_chunk(int nv, const float *const *qr, int64_t D,
-                                                                               const float *kt, int64_t ldk,
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_score_chunk(int nv, const float *const *qr,
+                                                                               int64_t D, const float *kt, int64_t ldk,
                                                                                int64_t g0, int64_t Nk, __m512 vscale,
                                                                                __m512 acc[ATTN_SMALL_R][4]) {
     __mmask16 all[4], km[4];
@@ -367,7 +367,8 @@ attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i
 #pragma GCC unroll 6
                 for (int r = 0; r < ATTN_SMALL_R; r++)
 #pragma GCC unroll 4
-                    for (int c = 0; c < tail; c++) _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), acc[r][c]);
+                    for (int c = 0; c < tail; c++)
+                        _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), acc[r][c]);
             }
             for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m), m the row max */
                 const __m512 *s = (const __m512 *)(p + r * ATTN_SMALL_NK_FWD); /* p is 64-byte aligned */

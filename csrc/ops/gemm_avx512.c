@@ -38,7 +38,6 @@
  * streams past it; 128, 192, 256 and 384 measured within 3% of each other on ResNet conv shapes. */
 #define AF_SGEMM_KC 256
 
-#define AF_MR_MASK ((__mmask16)((1u << AF_SGEMM_MR) - 1))
 #define AF_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 
 /* c[MR x 16 nv] (+)= alpha * op(A)[MR x kc] b_panel[kc x NR] (only its first nv vectors), op(A)'s
@@ -90,16 +89,16 @@ AF_AVX512 static inline __attribute__((always_inline)) void kernel_mr(const int 
     }
 }
 
-AF_AVX512 static void kernel_nv1(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c, int64_t ldc, int mr,
-                                 const __mmask16 *mask, float alpha, float beta, int first) {
+AF_AVX512 static void kernel_nv1(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c,
+                                 int64_t ldc, int mr, const __mmask16 *mask, float alpha, float beta, int first) {
     kernel_mr(1, kc, ar, ks, b, c, ldc, mr, mask, alpha, beta, first);
 }
-AF_AVX512 static void kernel_nv2(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c, int64_t ldc, int mr,
-                                 const __mmask16 *mask, float alpha, float beta, int first) {
+AF_AVX512 static void kernel_nv2(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c,
+                                 int64_t ldc, int mr, const __mmask16 *mask, float alpha, float beta, int first) {
     kernel_mr(2, kc, ar, ks, b, c, ldc, mr, mask, alpha, beta, first);
 }
-AF_AVX512 static void kernel_nv3(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c, int64_t ldc, int mr,
-                                 const __mmask16 *mask, float alpha, float beta, int first) {
+AF_AVX512 static void kernel_nv3(int64_t kc, const float *const *ar, int64_t ks, const float *b, float *c,
+                                 int64_t ldc, int mr, const __mmask16 *mask, float alpha, float beta, int first) {
     kernel_mr(3, kc, ar, ks, b, c, ldc, mr, mask, alpha, beta, first);
 }
 
@@ -175,11 +174,13 @@ AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, f
             const __mmask16 mask[AF_SGEMM_NV] = {first_n(nn), first_n(nn - 16), first_n(nn - 32)};
             const int64_t nv = (nn + 15) / 16;
             void (*kernel)(int64_t, const float *const *, int64_t, const float *, float *, int64_t, int,
-                           const __mmask16 *, float, float, int) = nv == 3 ? kernel_nv3 : nv == 2 ? kernel_nv2 : kernel_nv1;
+                           const __mmask16 *, float, float, int) = nv == 3   ? kernel_nv3
+                                                                   : nv == 2 ? kernel_nv2
+                                                                             : kernel_nv1;
             pack_b(tb, B, ldb, k0, kc, j0, nn, bbuf);
             for (int64_t p = 0; p < panels; p++) {
                 const int64_t i0 = p * AF_SGEMM_MR, mr = M - i0 < AF_SGEMM_MR ? M - i0 : AF_SGEMM_MR;
-                const float *ar[AF_SGEMM_MR]; /* op(A)'s rows read in place; past M, the last again (not stored) */
+                const float *ar[AF_SGEMM_MR]; /* op(A)'s rows in place; past M, the last again (not stored) */
                 for (int r = 0; r < AF_SGEMM_MR; r++) {
                     const int64_t i = i0 + (r < mr ? r : mr - 1);
                     ar[r] = ta ? A + k0 * lda + i : A + i * lda + k0; /* op(A)(i, k): A[k lda + i] or A[i lda + k] */
