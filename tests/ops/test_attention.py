@@ -74,10 +74,10 @@ def test_explicit_scale_and_large_logits(rng):
 
 
 @pytest.mark.reference("scaled_dot_product_attention")
-@pytest.mark.parametrize("nk", [5, 50, 300])
+@pytest.mark.parametrize("nk", [5, 50, 197, 300])
 def test_float32_large_logits(nk, rng):
-    """float32 logits in the hundreds (short-sequence kernel and blocked path alike): finite, and the
-    log-sum-exp the backward relies on gives the right gradients."""
+    """float32 logits in the hundreds (the register kernel with one score chunk, with several, and the
+    blocked path): finite, and the log-sum-exp the backward relies on gives the right gradients."""
     q, k, v = rng.standard_normal((2, 7, 8)) * 20, rng.standard_normal((2, nk, 8)) * 20, rng.standard_normal((2, nk, 8))
     g = rng.standard_normal((2, 7, 8))
     tq, tk, tv = (af.tensor(a, dtype="float32", requires_grad=True) for a in (q, k, v))
@@ -111,10 +111,11 @@ def test_gradient_of_some_inputs_only(rng):
 
 
 @pytest.mark.reference("scaled_dot_product_attention")
-@pytest.mark.parametrize("nk,d", [(7, 5), (50, 100), (300, 8)])
+@pytest.mark.parametrize("nk,d", [(7, 5), (50, 100), (197, 64), (300, 8)])
 def test_float32_gradient_of_some_inputs_only(nk, d, rng):
     """Each subset of (query, key, value) needing a gradient gets the gradients the full backward gives,
-    in float32 (the short-sequence kernel at nk <= 64) and the blocked path"""
+    in float32 (the register kernels at nk <= 64; at 197 its forward with the blocked backward; the
+    blocked path at 300)"""
     q, k, v = rng.standard_normal((2, 9, d)), rng.standard_normal((2, nk, d)), rng.standard_normal((2, nk, 6))
     g = af.tensor(rng.standard_normal((2, 9, 6)), dtype="float32")
     full = [af.tensor(a, dtype="float32", requires_grad=True) for a in (q, k, v)]
