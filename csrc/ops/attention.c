@@ -244,6 +244,15 @@ ATTN_AVX512 static inline __attribute__((always_inline)) void attn_score_chunk(i
         for (int c = 0; c < nv; c++) acc[r][c] = _mm512_mask_mul_ps(ninf, km[c], acc[r][c], vscale);
 }
 
+/* the nv score vectors of a chunk starting at vector g0 into the block's score rows p */
+ATTN_AVX512 static inline __attribute__((always_inline)) void attn_store_chunk(int nv, __m512 acc[ATTN_SMALL_R][4],
+                                                                               int64_t g0, float *p) {
+#pragma GCC unroll 6
+    for (int r = 0; r < ATTN_SMALL_R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < nv; c++) _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), acc[r][c]);
+}
+
 /* lane r (r < 4) and lane 8 (r = 4) of the result: the sum of the 16 lanes of x[r]; a tree of
  * in-lane then cross-lane adds, the same order for every r */
 ATTN_AVX512 static inline __attribute__((always_inline)) __m512 attn_sum_rows(const __m512 x[ATTN_SMALL_R]) {
@@ -327,12 +336,13 @@ attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i
     __mmask16 vm[4];
     attn_masks(Dv, vm);
     const __m512 vscale = _mm512_set1_ps(scale);
+    const float *pr[ATTN_SMALL_R]; /* the score rows, as P V reads them */
+    for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_NK_FWD;
     for (int64_t i0 = i_begin; i0 < i_end; i0 += ATTN_SMALL_R) {
         const int64_t mr = i_end - i0 < ATTN_SMALL_R ? i_end - i0 : ATTN_SMALL_R;
         attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin);
-        const float *qr[ATTN_SMALL_R], *pr[ATTN_SMALL_R]; /* rows past the end repeat the last (not stored) */
+        const float *qr[ATTN_SMALL_R]; /* rows past the end repeat the last (not stored) */
         for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
-        for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_NK_FWD;
         float *m = row_max + (i0 - i_begin), *l = row_sum + (i0 - i_begin);
         __m512 acc[ATTN_SMALL_R][4];
         if (single) { /* P = exp(S - m), m the row max, from the accumulators */
@@ -357,18 +367,11 @@ attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i
             int64_t g0 = 0;
             for (; g0 + 4 <= nvec; g0 += 4) {
                 attn_score_chunk(4, qr, D, kt, ldk, g0, Nk, vscale, acc);
-#pragma GCC unroll 6
-                for (int r = 0; r < ATTN_SMALL_R; r++)
-#pragma GCC unroll 4
-                    for (int c = 0; c < 4; c++) _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), acc[r][c]);
+                attn_store_chunk(4, acc, g0, p);
             }
             if (tail) {
                 attn_score_chunk(tail, qr, D, kt, ldk, g0, Nk, vscale, acc);
-#pragma GCC unroll 6
-                for (int r = 0; r < ATTN_SMALL_R; r++)
-#pragma GCC unroll 4
-                    for (int c = 0; c < tail; c++)
-                        _mm512_store_ps(p + r * ATTN_SMALL_NK_FWD + 16 * (g0 + c), acc[r][c]);
+                attn_store_chunk(tail, acc, g0, p);
             }
             for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m), m the row max */
                 const __m512 *s = (const __m512 *)(p + r * ATTN_SMALL_NK_FWD); /* p is 64-byte aligned */
@@ -449,17 +452,13 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
         __m512 acc[ATTN_SMALL_R][4];
         attn_rows_times(4, qr, D, kt, ATTN_SMALL_N, all, acc);
 #pragma GCC unroll 6
-        for (int r = 0; r < ATTN_SMALL_R; r++) {
+        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - L); 0 past the keys and past the rows */
             const __m512 shift = _mm512_set1_ps(lse[i0 + (r < mr ? r : mr - 1)]);
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++)
-                _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, _mm512_sub_ps(_mm512_mul_ps(acc[r][c], vscale), shift));
-        }
-        for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - L); 0 past the keys and past the rows */
-            float *row = p + r * ATTN_SMALL_N;
-            for (int c = 0; c < 4; c++)
-                _mm512_store_ps(row + 16 * c,
-                                _mm512_maskz_mov_ps(r < mr ? km[c] : 0, af_exp16_avx512(_mm512_load_ps(row + 16 * c))));
+            for (int c = 0; c < 4; c++) {
+                const __m512 e = af_exp16_avx512(_mm512_sub_ps(_mm512_mul_ps(acc[r][c], vscale), shift));
+                _mm512_store_ps(p + r * ATTN_SMALL_N + 16 * c, _mm512_maskz_mov_ps(r < mr ? km[c] : 0, e));
+            }
         }
         if (dv) attn_rank_update(p, Nk, gr, vm, dvb); /* dV += P^T dO */
         if (!dq && !dk) continue;
