@@ -326,7 +326,11 @@ def extension():
               # Exact float32 semantics: no contraction of a*b+c into FMA (image ops must match
               # torchvision bit for bit: torch evaluates a*b+c with two roundings on the CPU). It also
               # keeps the AVX-512, AVX2 and baseline clones of a portable build (csrc/core/cpu.h) bitwise equal.
-              "-ffp-contract=off", "-fno-math-errno"]
+              "-ffp-contract=off", "-fno-math-errno",
+              # No FP exception is ever read, so GCC may compute both sides of a select: without this,
+              # a loop with `x != x ? x : y` or `c ? a : b * d` (af_expf, the sigmoid, clamps) stays
+              # scalar wherever the ISA has no masked vector ops (AVX2, SSE2). Values are unchanged.
+              "-fno-trapping-math"]
     cflags += ["-O0", "-g"] if debug else ["-O1", "-g"] if sanitize else ["-O3", "-DNDEBUG"]
     macros = [("AF_HAVE_STB", "1")] + BLAS.macros
     if os.environ.get("AFFECTFER_PORTABLE") != "1" and not debug:

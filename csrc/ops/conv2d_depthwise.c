@@ -148,15 +148,22 @@ static void K(dw_widen)(const conv_geom *g, const dw_plan *p, const scalar_t *dy
         for (int64_t ow = 0; ow < g->Wo; ow++) d[oh * p->Wq + ow] = dy[oh * g->Wo + ow];
 }
 
-/* A block is NV vectors of 64 bytes (GCC/Clang vector extensions: 16 floats or 8 doubles, held in
- * zmm registers, or split in two or four by the AVX2 and baseline clones with the same lane-wise
- * arithmetic). Written with explicit vectors because, with a plain loop over the block, GCC
- * vectorises the tap loop instead, with gathers. */
-typedef scalar_t K(dw_vec) __attribute__((vector_size(64)));
-#define DW_VL ((int64_t)(64 / sizeof(scalar_t)))
+/* A block is NV vectors of DW_VEC_BYTES (GCC/Clang vector extensions), written with explicit vectors
+ * because, with a plain loop over the block, GCC vectorises the tap loop instead, with gathers. The
+ * vectors are as wide as the registers the build is sure of: with 64-byte vectors and no AVX-512,
+ * GCC keeps them in memory and moves them through the stack in pieces (5x slower on an AVX2 Zen 3).
+ * A portable build's AVX-512 clone therefore runs 32-byte vectors too. Each output's taps are summed
+ * in the same order whatever the width: the same bits. */
+#ifdef __AVX512F__
+#define DW_VEC_BYTES 64
+#else
+#define DW_VEC_BYTES 32
+#endif
+typedef scalar_t K(dw_vec) __attribute__((vector_size(DW_VEC_BYTES)));
+#define DW_VL ((int64_t)(DW_VEC_BYTES / sizeof(scalar_t)))
 
-/* v = the vector at src (unaligned); a macro, since a function returning a 64-byte vector changes the
- * ABI in the clones built without AVX-512 */
+/* v = the vector at src (unaligned); a macro, since a function returning a wide vector changes the
+ * ABI in the clones built without the registers for it */
 #define DW_LOAD(v, src) memcpy(&(v), (src), sizeof(v))
 
 /* acc[v] += wt * src[v DW_VL ..] for the NV vectors of a block: one tap */
@@ -304,6 +311,7 @@ static int K(dw_backward)(const conv_geom *g, const dw_plan *p, const int64_t *s
 #undef DW_DX_BLOCKS
 #undef DW_LOAD
 #undef DW_VL
+#undef DW_VEC_BYTES
 
 /* The tap tables of a call: shift, at and phase per tap, in one allocation */
 static int64_t *K(dw_tables)(const conv_geom *g, const dw_plan *p) {

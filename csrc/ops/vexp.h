@@ -2,6 +2,9 @@
  * +, *, comparisons and integer bit moves, which GCC turns into AVX-512/AVX2/SSE2 lanes in every
  * AF_CPU_DISPATCH clone (csrc/core/cpu.h). The build has -ffp-contract=off and no -ffast-math, so
  * each clone, and a build without clones, rounds every step the same way: the same bits everywhere.
+ * It also has -fno-trapping-math: without it GCC turns the final NaN select into a branch around the
+ * whole computation, which it cannot if-convert without masked vector ops, and every loop calling
+ * af_expf stays scalar on AVX2 and SSE2 (only AVX-512 vectorised it).
  *
  * Method (Cephes expf.c, S. Moshier, Cephes Math Library): x = n ln2 + r with n = round(x / ln2)
  * and |r| <= ln2/2, r computed exactly with ln2 split in two (Cody and Waite 1980: 0.693359375 has
