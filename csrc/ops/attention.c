@@ -105,8 +105,9 @@ static af_status attention_oom(void) {
  * thread count or on which rows share a block. The backward
  * (Nk <= 64) recomputes P from the saved log-sum-exp the same way and runs its four products through
  * the same two helpers. Compiled with a target attribute and run only where the CPU has AVX-512F
- * (checked at run time), like gemm_avx512.c; elsewhere, for float64 and for longer sequences, the
- * blocked GEMM path below runs. */
+ * (checked at run time), like gemm_avx512.c; a CPU with AVX2 and FMA only runs the forward's AVX2
+ * twin further down; elsewhere, for float64 and for longer sequences, the blocked GEMM path below
+ * runs. */
 #define ATTN_SMALL_R 5         /* query rows per block: 5 x 4 accumulators + 4 operands fit 32 zmm */
 #define ATTN_SMALL_N 64        /* most keys of the backward, most value columns of both directions */
 #define ATTN_SMALL_NK_FWD 256  /* most keys of the forward: a score row is 16 vectors at most */
@@ -118,15 +119,20 @@ static af_status attention_oom(void) {
 #define ATTN_SMALL_TASK_ROWS 200
 #define ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 
-static int attention_small_supported(void) {
+/* the register kernels this CPU runs: ATTN_ISA_AVX512 (forward and backward), ATTN_ISA_AVX2 (the
+ * forward only: attention_avx2_entry below) or none */
+enum { ATTN_ISA_NONE, ATTN_ISA_AVX2, ATTN_ISA_AVX512 };
+static int attention_small_isa(void) {
     static int cached = -1; /* any thread may fill it in */
-    int use = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (use < 0) {
+    int isa = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (isa < 0) {
         __builtin_cpu_init();
-        use = __builtin_cpu_supports("avx512f") != 0;
-        __atomic_store_n(&cached, use, __ATOMIC_RELAXED);
+        isa = __builtin_cpu_supports("avx512f")                                      ? ATTN_ISA_AVX512
+              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? ATTN_ISA_AVX2
+                                                                                    : ATTN_ISA_NONE;
+        __atomic_store_n(&cached, isa, __ATOMIC_RELAXED);
     }
-    return use;
+    return isa;
 }
 
 static inline __mmask16 attn_first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
@@ -413,6 +419,167 @@ ATTN_AVX512 static void attention_small_entry(int64_t i_begin, int64_t i_end, in
     }
 }
 
+/* ---- the AVX2 forward (CPUs without AVX-512: AMD Zen 1-3, Intel client cores) ----
+ *
+ * The register kernel's scheme with 16 ymm registers of 8 floats: blocks of ATTN_AVX2_R = 4 query
+ * rows times 3 vectors (24 keys of Q K^T, or 24 value columns of P V) in 12 accumulators, plus the 3
+ * operand vectors and a broadcast. A block's score rows (at most ATTN_SMALL_NK_FWD keys) are
+ * stored, then scaled by exp(S - m) with af_exp8_avx2 and summed in a fixed vector order, then P V
+ * runs over the keys with V's rows read in place (copied to a panel 8 columns wide when Dv is not a
+ * multiple of 8). K is transposed once per task into a panel with zero columns past Nk, whose scores
+ * are set to -inf. Every S element sums over d in order, one FMA per step, so as in the AVX-512
+ * kernel the result depends only on the shapes. Its limits are the AVX-512 forward's. */
+#define ATTN_AVX2_R 4
+#define ATTN_AVX2 __attribute__((target("avx2,fma")))
+
+/* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 8 c + lane] for c < nv (a constant once inlined) */
+ATTN_AVX2 static inline __attribute__((always_inline)) void attn_avx2_rows_times(int nv, const float *const *a,
+                                                                                 int64_t n, const float *B,
+                                                                                 int64_t ldb, __m256 acc[ATTN_AVX2_R][3]) {
+#pragma GCC unroll 4
+    for (int r = 0; r < ATTN_AVX2_R; r++)
+#pragma GCC unroll 3
+        for (int c = 0; c < nv; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t t = 0; t < n; t++) {
+        __m256 b[3];
+#pragma GCC unroll 3
+        for (int c = 0; c < nv; c++) {
+            b[c] = _mm256_loadu_ps(B + t * ldb + 8 * c);
+            /* keeps b[c] in a register: GCC otherwise folds the load into each row's FMA, 12 loads
+             * of B per step instead of 3, and the loop is bound by loads, not FMAs */
+            __asm__("" : "+x"(b[c]));
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < ATTN_AVX2_R; r++) {
+            const __m256 x = _mm256_broadcast_ss(a[r] + t);
+#pragma GCC unroll 3
+            for (int c = 0; c < nv; c++) acc[r][c] = _mm256_fmadd_ps(x, b[c], acc[r][c]);
+        }
+    }
+}
+
+/* the nv (1-3) vectors at columns 8 c0 .. of the block's product a B, times row factors f[r], into
+ * dst rows (ldd apart) for the first `rows` rows; columns past `cols` are not stored */
+ATTN_AVX2 static inline __attribute__((always_inline)) void attn_avx2_chunk(int nv, const float *const *a, int64_t n,
+                                                                            const float *B, int64_t ldb, int64_t c0,
+                                                                            const float *f, float *dst, int64_t ldd,
+                                                                            int rows, int64_t cols) {
+    __m256 acc[ATTN_AVX2_R][3];
+    attn_avx2_rows_times(nv, a, n, B + 8 * c0, ldb, acc);
+#pragma GCC unroll 4
+    for (int r = 0; r < ATTN_AVX2_R; r++) {
+        if (r >= rows) break;
+        const __m256 fr = _mm256_set1_ps(f[r]);
+#pragma GCC unroll 3
+        for (int c = 0; c < nv; c++) {
+            const int64_t col = 8 * (c0 + c);
+            const __m256 y = _mm256_mul_ps(acc[r][c], fr);
+            if (col + 8 <= cols) {
+                _mm256_storeu_ps(dst + r * ldd + col, y);
+            } else {
+                const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                _mm256_maskstore_ps(dst + r * ldd + col, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cols - col)), lane), y);
+            }
+        }
+    }
+}
+
+/* the whole product's nvec vectors in chunks of 3, the last 1-3 */
+ATTN_AVX2 static void attn_avx2_product(const float *const *a, int64_t n, const float *B, int64_t ldb, int64_t nvec,
+                                        const float *f, float *dst, int64_t ldd, int rows, int64_t cols) {
+    int64_t c0 = 0;
+    for (; c0 + 3 <= nvec; c0 += 3) attn_avx2_chunk(3, a, n, B, ldb, c0, f, dst, ldd, rows, cols);
+    if (nvec - c0 == 2) attn_avx2_chunk(2, a, n, B, ldb, c0, f, dst, ldd, rows, cols);
+    if (nvec - c0 == 1) attn_avx2_chunk(1, a, n, B, ldb, c0, f, dst, ldd, rows, cols);
+}
+
+/* the sum and the max of the 8 lanes of x, each a fixed tree */
+ATTN_AVX2 static inline float attn_avx2_hsum(__m256 x) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+ATTN_AVX2 static inline float attn_avx2_hmax(__m256 x) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+/* dst rows 0-7 (ld apart) = the 8 x 8 block at src (rows ls apart), transposed */
+ATTN_AVX2 static inline void attn_avx2_transpose8(const float *src, int64_t ls, float *dst, int64_t ld) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * ls);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(dst + i * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+/* attention_small_entry's contract, with AVX2 and FMA */
+ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64_t Nk, int64_t D, int64_t Dv,
+                                           float scale, const float *q, const float *k, const float *v, float *o,
+                                           float *lse) {
+    float kt[ATTN_SMALL_D * ATTN_SMALL_NK_FWD] __attribute__((aligned(32)));
+    float vpanel[ATTN_SMALL_NK_FWD * ATTN_SMALL_N] __attribute__((aligned(32)));
+    float p[ATTN_AVX2_R * ATTN_SMALL_NK_FWD] __attribute__((aligned(32)));
+    const int64_t nvec = (Nk + 7) / 8, ldk = 8 * nvec, ldv = (Dv + 7) / 8 * 8;
+    for (int64_t j0 = 0; j0 < ldk; j0 += 8) /* kt = K^T, 8 x 8 blocks where whole, zeros past Nk */
+        for (int64_t d0 = 0; d0 < D; d0 += 8) {
+            if (j0 + 8 <= Nk && d0 + 8 <= D) {
+                attn_avx2_transpose8(k + j0 * D + d0, D, kt + d0 * ldk + j0, ldk);
+                continue;
+            }
+            for (int64_t d = d0; d < D && d < d0 + 8; d++)
+                for (int64_t j = j0; j < j0 + 8; j++) kt[d * ldk + j] = j < Nk ? k[j * D + d] : 0;
+        }
+    const float *vb = v;
+    if (ldv != Dv) {
+        for (int64_t j = 0; j < Nk; j++) {
+            memcpy(vpanel + j * ldv, v + j * Dv, sizeof(float) * (size_t)Dv);
+            memset(vpanel + j * ldv + Dv, 0, sizeof(float) * (size_t)(ldv - Dv));
+        }
+        vb = vpanel;
+    }
+    const float scales[ATTN_AVX2_R] = {scale, scale, scale, scale};
+    const float *pr[ATTN_AVX2_R];
+    for (int r = 0; r < ATTN_AVX2_R; r++) pr[r] = p + r * ATTN_SMALL_NK_FWD;
+    for (int64_t i0 = i_begin; i0 < i_end; i0 += ATTN_AVX2_R) {
+        const int mr = i_end - i0 < ATTN_AVX2_R ? (int)(i_end - i0) : ATTN_AVX2_R;
+        const float *qr[ATTN_AVX2_R]; /* rows past the end repeat the last (their scores are not used) */
+        for (int r = 0; r < ATTN_AVX2_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
+        attn_avx2_product(qr, D, kt, ldk, nvec, scales, p, ATTN_SMALL_NK_FWD, ATTN_AVX2_R, ldk);
+        float inv[ATTN_AVX2_R];
+        for (int r = 0; r < ATTN_AVX2_R; r++) { /* P = exp(S - m), m the row max */
+            float *s = p + r * ATTN_SMALL_NK_FWD;
+            for (int64_t j = Nk; j < ldk; j++) s[j] = -INFINITY;
+            __m256 mx = _mm256_load_ps(s);
+            for (int64_t g = 1; g < nvec; g++) mx = _mm256_max_ps(mx, _mm256_load_ps(s + 8 * g));
+            const float m = attn_avx2_hmax(mx);
+            const __m256 shift = _mm256_set1_ps(m);
+            __m256 sum = _mm256_setzero_ps();
+            for (int64_t g = 0; g < nvec; g++) {
+                const __m256 e = af_exp8_avx2(_mm256_sub_ps(_mm256_load_ps(s + 8 * g), shift));
+                _mm256_store_ps(s + 8 * g, e);
+                sum = _mm256_add_ps(sum, e);
+            }
+            const float l = attn_avx2_hsum(sum);
+            inv[r] = 1.0f / l;
+            if (r < mr) lse[i0 + r] = m + logf(l);
+        }
+        attn_avx2_product(pr, Nk, vb, ldv, ldv / 8, inv, o + i0 * Dv, Dv, mr, Dv); /* O = P V / l */
+    }
+}
+
 /* The backward of one batch entry (the formulas in the header), blocks of R query rows: P from the
  * saved lse, dP = dO V^T, dS = P (dP - delta) in registers; dQ rows += scale dS K at once, while
  * dK and dV gather over the row blocks in order (scale dS^T Q and P^T dO) in local buffers that are
@@ -502,11 +669,14 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
     }
 }
 
-/* the short-sequence kernels apply: float32 on an AVX-512 CPU, Nk <= 256 keys forward (backward: 64) */
+/* the short-sequence kernels apply: float32, Nk <= 256 keys forward on an AVX-512 or AVX2 CPU, the
+ * backward (Nk <= 64) on an AVX-512 CPU */
 static int attention_small_applies(const attention_dims *d, af_dtype dtype, int backward) {
     const int64_t most_keys = backward ? ATTN_SMALL_N : ATTN_SMALL_NK_FWD;
+    const int isa = attention_small_isa();
     return dtype == AF_DTYPE_F32 && d->Nk >= 1 && d->Nk <= most_keys && d->Dv >= 1 && d->Dv <= ATTN_SMALL_N &&
-           d->D >= 1 && d->D <= ATTN_SMALL_D && d->Nq >= 1 && attention_small_supported();
+           d->D >= 1 && d->D <= ATTN_SMALL_D && d->Nq >= 1 &&
+           (isa == ATTN_ISA_AVX512 || (isa == ATTN_ISA_AVX2 && !backward));
 }
 
 static void attention_small_forward(const attention_dims *d, float scale, const float *q, const float *k,
@@ -516,6 +686,11 @@ static void attention_small_forward(const attention_dims *d, float scale, const 
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t b = t / per, i_begin = t % per * ATTN_SMALL_TASK_ROWS;
         const int64_t i_end = d->Nq - i_begin < ATTN_SMALL_TASK_ROWS ? d->Nq : i_begin + ATTN_SMALL_TASK_ROWS;
+        if (attention_small_isa() == ATTN_ISA_AVX2) {
+            attention_avx2_entry(i_begin, i_end, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
+                                 v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq);
+            continue;
+        }
         attn_next nx = {.n = 0, .total = 0}; /* the next task's operands */
         if (t + 1 < tasks) {
             const int64_t nb = (t + 1) / per, ni = (t + 1) % per * ATTN_SMALL_TASK_ROWS;

@@ -1,9 +1,9 @@
-"""af_exp16_avx512 (csrc/ops/vexp.h), the AVX-512 e^x that attention's kernels call, is within 1 ulp
-of the correctly rounded e^x (float64 exp as the reference): a C program built here from the header
-checks it over a stride through every float32, every input whose result is subnormal or near it,
-the softmax's range [-20, 0] densely, the overflow edge and the special values, which must be exact
-(e^0 = 1, e^-inf = 0, e^inf = inf, NaN stays NaN, below -104 exactly 0). Skipped where the CPU has no
-AVX-512F or no C compiler is found."""
+"""af_exp16_avx512 and af_exp8_avx2 (csrc/ops/vexp.h), the e^x that attention's AVX-512 and AVX2
+kernels call, are within 1 ulp of the correctly rounded e^x (float64 exp as the reference): a C program
+built here from the header checks each over a stride through every float32, every input whose result
+is subnormal or near it, the softmax's range [-20, 0] densely, the overflow edge and the special
+values, which must be exact (e^0 = 1, e^-inf = 0, e^inf = inf, NaN stays NaN, below -104 exactly 0).
+Each is skipped where the CPU lacks its instructions or no C compiler is found."""
 import os
 import pathlib
 import shutil
@@ -15,11 +15,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CC = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
 
 
-def _has_avx512f():
+def _cpu_has(*flags):
     try:
-        return " avx512f" in pathlib.Path("/proc/cpuinfo").read_text()
+        have = set(pathlib.Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return False
+    return all(f in have for f in flags)
 
 
 PROGRAM = r"""
@@ -43,23 +44,35 @@ static double ulps(float got, double want) {
     return fabs((double)got - want) / ldexp(1.0, e - 24 < -149 ? -149 : e - 24);
 }
 
-__attribute__((target("avx512f,fma"))) static void check16(const float *x) {
-    float got[16];
+#if LANES == 16
+#define NAME "af_exp16_avx512"
+__attribute__((target("avx512f,fma"))) static void exp_lanes(const float *x, float *got) {
     _mm512_storeu_ps(got, af_exp16_avx512(_mm512_loadu_ps(x)));
-    for (int i = 0; i < 16; i++, checked++) {
+}
+#else
+#define NAME "af_exp8_avx2"
+__attribute__((target("avx2,fma"))) static void exp_lanes(const float *x, float *got) {
+    _mm256_storeu_ps(got, af_exp8_avx2(_mm256_loadu_ps(x)));
+}
+#endif
+
+static void check(const float *x) {
+    float got[LANES];
+    exp_lanes(x, got);
+    for (int i = 0; i < LANES; i++, checked++) {
         const double want = exp((double)x[i]);
         const double err = x[i] != x[i] ? (got[i] != got[i] ? 0 : 1e30) : ulps(got[i], want);
         const int inexact = (x[i] == 0 && got[i] != 1.0f) || (x[i] < -104.0f && got[i] != 0.0f) ||
                             (x[i] == INFINITY && got[i] != INFINITY); /* -inf is below -104 */
         if (err > worst) worst = err;
         if ((err > 1.0 || inexact) && bad++ < 5)
-            printf("x=%a: af_exp16_avx512 %a (0x%08x), e^x %a, %.3f ulp\n", x[i], got[i], bits(got[i]), want, err);
+            printf("x=%a: " NAME " %a (0x%08x), e^x %a, %.3f ulp\n", x[i], got[i], bits(got[i]), want, err);
     }
 }
 
-static float buf[16];
+static float buf[LANES];
 static int nbuf = 0;
-static void push(float x) { buf[nbuf++] = x; if (nbuf == 16) { check16(buf); nbuf = 0; } }
+static void push(float x) { buf[nbuf++] = x; if (nbuf == LANES) { check(buf); nbuf = 0; } }
 
 int main(void) {
     for (uint64_t u = 0; u < (1ull << 32); u += 251) { /* a stride through every float, NaNs left out */
@@ -79,14 +92,17 @@ int main(void) {
 """
 
 
-@pytest.mark.skipif(CC is None or not _has_avx512f(), reason="needs a C compiler and an AVX-512F CPU")
-def test_exp16_avx512_within_one_ulp(tmp_path):
+@pytest.mark.parametrize("lanes, flags", [(16, ("avx512f", "fma")), (8, ("avx2", "fma"))], ids=["avx512", "avx2"])
+def test_vector_exp_within_one_ulp(tmp_path, lanes, flags):
+    if CC is None or not _cpu_has(*flags):
+        pytest.skip(f"needs a C compiler and a CPU with {' and '.join(flags)}")
     src = tmp_path / "vexp_check.c"
     src.write_text(PROGRAM)
     exe = tmp_path / "vexp_check"
     # the build's own float flags (setup.py): no contraction into FMA, no -ffast-math
-    subprocess.run([CC, "-O2", "-std=gnu11", "-ffp-contract=off", "-fno-math-errno", f"-I{ROOT / 'csrc'}",
-                    str(src), "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
+    subprocess.run([CC, "-O2", "-std=gnu11", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
+                    f"-DLANES={lanes}", f"-I{ROOT / 'csrc'}", str(src), "-o", str(exe), "-lm"],
+                   check=True, capture_output=True, text=True)
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     checked, bad = run.stdout.split()[-4], run.stdout.split()[-2]
