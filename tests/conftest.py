@@ -23,6 +23,11 @@ def _find_shared_data():
 
 SHARED_DATA = _find_shared_data()
 
+# Every backward in the suite runs with the fresh gradient buffers that ops write outright filled
+# with NaN first (csrc/ops/ops.h, din_fresh): an op that leaves an element of one unwritten fails
+# its gradient tests instead of passing on whatever the allocator happened to hand it.
+af._C.set_fresh_grad_poison(True)
+
 
 def call(op, inputs, ints=(), floats=()):
     """Run a C op by name (the same path affectfer.nn.functional takes)."""

@@ -216,6 +216,24 @@ static af_status ensure_zero_grad(af_tensor **slot, const af_tensor *like) {
     return af_tensor_zeros_like(like, slot);
 }
 
+/* The buffer a node's backward puts in[i]'s gradient into: the producer's output-gradient slot, or
+ * the leaf's .grad (its arena slot when it has one). One that did not exist yet is made without
+ * zero-filling it, and *fresh says so: the op writes it (or af_op_backward zero-fills it first). */
+static af_status grad_buffer(af_tensor *in, af_tensor **buffer, int *fresh) {
+    af_tensor **slot = in->grad_fn ? &in->grad_fn->dout[in->grad_fn_output] : &in->grad;
+    *fresh = !*slot;
+    if (!*slot) {
+        if (!in->grad_fn && in->grad_slot) {
+            af_tensor_retain(in->grad_slot);
+            *slot = in->grad_slot;
+        } else {
+            AF_TRY(af_tensor_empty_like(in, slot));
+        }
+    }
+    *buffer = *slot;
+    return AF_OK;
+}
+
 /* d root / d root: a copy of the caller's gradient, or ones made by the fill_ op on root's device. */
 static af_status make_seed(const af_tensor *root, const af_tensor *grad, af_tensor **seed) {
     if (grad) return af_tensor_clone(grad, seed);
@@ -358,19 +376,20 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
     for (size_t k = 0; k < count; k++) {
         af_node *n = tape[k];
         af_tensor *din[AF_MAX_IN] = {0};
+        uint32_t fresh = 0;
         for (int j = 0; j < n->call.n_out; j++) AF_CHECK(ensure_zero_grad(&n->dout[j], n->call.out[j]));
         for (int i = 0; i < n->call.n_in; i++) {
-            af_tensor *in = n->call.in[i];
             if (!(n->needs_grad >> i & 1u)) continue;
-            if (in->grad_fn) {
-                af_node *producer = in->grad_fn;
-                AF_CHECK(ensure_zero_grad(&producer->dout[in->grad_fn_output], in));
-                din[i] = producer->dout[in->grad_fn_output];
-            } else {
-                AF_CHECK(af_ensure_leaf_grad(in));
-                din[i] = in->grad;
-            }
+            int made = 0;
+            AF_CHECK(grad_buffer(n->call.in[i], &din[i], &made));
+            for (int k = 0; k < i; k++) /* an input passed twice (x * x): both terms add up in one buffer */
+                if (din[k] == din[i] && fresh >> k & 1u) {
+                    AF_CHECK(af_tensor_fill_zero(din[i]));
+                    fresh &= ~(1u << k);
+                }
+            fresh |= (uint32_t)made << i;
         }
+        n->call.din_fresh = fresh;
         AF_CHECK(af_op_backward(&n->call, n->dout, din));
         if (fire)
             for (int i = 0; i < n->call.n_in; i++)

@@ -188,11 +188,13 @@ af_status af_tensor_read(const af_tensor *t, void *dst) {
     return t->storage->allocator->copy_to(AF_CPU, dst, t->device, af_tensor_data(t), af_tensor_nbytes(t));
 }
 
-af_status af_tensor_fill_zero(af_tensor *t) {
-    af_status st = t->storage->allocator->memset(t->device, af_tensor_data(t), 0, af_tensor_nbytes(t));
+af_status af_tensor_fill_bytes(af_tensor *t, int byte) {
+    af_status st = t->storage->allocator->memset(t->device, af_tensor_data(t), byte, af_tensor_nbytes(t));
     if (st == AF_OK) af_tensor_bump_version(t);
     return st;
 }
+
+af_status af_tensor_fill_zero(af_tensor *t) { return af_tensor_fill_bytes(t, 0); }
 
 void af_tensor_retain(af_tensor *t) {
     if (t) atomic_fetch_add(&t->refcount, 1);

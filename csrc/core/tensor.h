@@ -103,6 +103,8 @@ af_status af_tensor_alias(const af_tensor *t, af_tensor **out);
 /* A deep copy into fresh storage; no autograd links. */
 af_status af_tensor_clone(const af_tensor *t, af_tensor **out);
 af_status af_tensor_fill_zero(af_tensor *t);
+/* Every byte of t's elements set to `byte` (0xFF makes float NaNs: poisoned buffers in tests). */
+af_status af_tensor_fill_bytes(af_tensor *t, int byte);
 /* A copy on `device` (any device with an allocator, the same one included); no autograd links. */
 af_status af_tensor_copy_to(const af_tensor *t, af_device device, af_tensor **out);
 /* All af_tensor_nbytes(t) bytes into host memory `dst`, whatever t's device: how device-neutral code

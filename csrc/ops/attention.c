@@ -583,11 +583,13 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
 /* The backward of one batch entry (the formulas in the header), blocks of R query rows: P from the
  * saved lse, dP = dO V^T, dS = P (dP - delta) in registers; dQ rows += scale dS K at once, while
  * dK and dV gather over the row blocks in order (scale dS^T Q and P^T dO) in local buffers that are
- * added into dk, dv at the end. Any of dq, dk, dv may be NULL. */
+ * added into dk, dv at the end. Any of dq, dk, dv may be NULL; bits 0-2 of fresh: dq, dk, dv written
+ * instead of added to. */
 ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, int64_t D, int64_t Dv, float scale,
                                                        const float *q, const float *k, const float *v,
                                                        const float *out, const float *lse, const float *dout,
-                                                       float *dq, float *dk, float *dv, const attn_next *nx) {
+                                                       float *dq, float *dk, float *dv, uint32_t fresh,
+                                                       const attn_next *nx) {
     float kt[ATTN_SMALL_D * ATTN_SMALL_N] __attribute__((aligned(64)));
     float vt[ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
     float dkb[ATTN_SMALL_D / 64][ATTN_SMALL_N * ATTN_SMALL_N] __attribute__((aligned(64)));
@@ -650,7 +652,7 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
 #pragma GCC unroll 4
                         for (int c = 0; c < 4; c++) {
                             float *dst = dq + (i0 + r) * D + 64 * h + 16 * c;
-                            const __m512 old = _mm512_maskz_loadu_ps(dm[c], dst);
+                            const __m512 old = _mm512_maskz_loadu_ps(fresh & 1u ? 0 : dm[c], dst);
                             _mm512_mask_storeu_ps(dst, dm[c], _mm512_add_ps(old, _mm512_mul_ps(acc[r][c], vscale)));
                         }
             }
@@ -661,11 +663,12 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
             }
         }
     }
+    const int acc_k = !(fresh & 2u), acc_v = !(fresh & 4u);
     for (int64_t j = 0; j < Nk; j++) {
         if (dk)
-            for (int64_t c = 0; c < D; c++) dk[j * D + c] += scale * dkb[c / 64][j * ATTN_SMALL_N + c % 64];
+            for (int64_t c = 0; c < D; c++) AF_GRAD_STORE(dk[j * D + c], acc_k, scale * dkb[c / 64][j * ATTN_SMALL_N + c % 64]);
         if (dv)
-            for (int64_t c = 0; c < Dv; c++) dv[j * Dv + c] += dvb[j * ATTN_SMALL_N + c];
+            for (int64_t c = 0; c < Dv; c++) AF_GRAD_STORE(dv[j * Dv + c], acc_v, dvb[j * ATTN_SMALL_N + c]);
     }
 }
 
@@ -707,7 +710,7 @@ static void attention_small_forward(const attention_dims *d, float scale, const 
 
 static void attention_small_backward(const attention_dims *d, float scale, const float *q, const float *k,
                                      const float *v, const float *out, const float *lse, const float *dout, float *dq,
-                                     float *dk, float *dv) {
+                                     float *dk, float *dv, uint32_t fresh) {
     AF_PARALLEL_FOR(d->batch > 1 ? d->batch * d->Nq * (d->Nk + 1) * (d->D + d->Dv + 8) : 0)
     for (int64_t b = 0; b < d->batch; b++) {
         attn_next nx = {.n = 0, .total = 0};
@@ -725,7 +728,8 @@ static void attention_small_backward(const attention_dims *d, float scale, const
         attention_small_backward_entry(d->Nq, d->Nk, d->D, d->Dv, scale, q + b * d->Nq * d->D, k + b * d->Nk * d->D,
                                        v + b * d->Nk * d->Dv, out + b * d->Nq * d->Dv, lse + b * d->Nq,
                                        dout + b * d->Nq * d->Dv, dq ? dq + b * d->Nq * d->D : NULL,
-                                       dk ? dk + b * d->Nk * d->D : NULL, dv ? dv + b * d->Nk * d->Dv : NULL, &nx);
+                                       dk ? dk + b * d->Nk * d->D : NULL, dv ? dv + b * d->Nk * d->Dv : NULL, fresh,
+                                       &nx);
     }
 }
 #endif
@@ -753,25 +757,33 @@ static af_status scaled_dot_product_attention_backward_cpu(const af_op_call *c, 
     attention_dims_make(c->in[0], c->in[2], c->in[1]->shape[c->in[1]->ndim - 2], &d);
     AF_TRY(attention_check(c, &d));
     void *g[3];
-    for (int i = 0; i < 3; i++) g[i] = din[i] ? af_tensor_data(din[i]) : NULL;
+    uint32_t fresh = c->din_fresh;
+    for (int i = 0; i < 3; i++) {
+        g[i] = din[i] ? af_tensor_data(din[i]) : NULL;
+        if (fresh >> i & 1u && (d.Nq == 0 || d.Nk == 0)) { /* no key or no query: nothing sums into it */
+            AF_TRY(af_tensor_fill_zero(din[i]));
+            fresh &= ~(1u << i);
+        }
+    }
 #if ATTN_HAVE_AVX512
     if (attention_small_applies(&d, c->in[0]->dtype, 1)) {
         attention_small_backward(&d, (float)c->attr.f[0], af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                                  af_tensor_data(c->in[2]), af_tensor_data(c->out[0]), af_tensor_data(c->saved[0]),
-                                 af_tensor_data(dout[0]), g[0], g[1], g[2]);
+                                 af_tensor_data(dout[0]), g[0], g[1], g[2], fresh);
         return AF_OK;
     }
 #endif
     int failed = AF_DISPATCH_FLOAT(c->in[0]->dtype, attention_backward, &d, c->attr.f[0], af_tensor_data(c->in[0]),
                                    af_tensor_data(c->in[1]), af_tensor_data(c->in[2]), af_tensor_data(c->out[0]),
-                                   af_tensor_data(c->saved[0]), af_tensor_data(dout[0]), g[0], g[1], g[2]);
+                                   af_tensor_data(c->saved[0]), af_tensor_data(dout[0]), g[0], g[1], g[2], fresh);
     return failed ? attention_oom() : AF_OK;
 }
 
 const af_op_def af_op_def_scaled_dot_product_attention = {
     .name = "scaled_dot_product_attention", .input_names = attention_inputs, .setup = attention_setup,
     .forward_cpu = scaled_dot_product_attention_forward_cpu,
-    .backward_cpu = scaled_dot_product_attention_backward_cpu, .differentiable_inputs = 0x7u};
+    .backward_cpu = scaled_dot_product_attention_backward_cpu, .differentiable_inputs = 0x7u,
+    .fresh_grad_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -847,11 +859,13 @@ static int K(attention_forward)(const attention_dims *d, double scale_d, const s
 }
 
 /* Gradients (each may be NULL) accumulate into dq (batch, Nq, D), dk (batch, Nk, D), dv (batch, Nk, Dv)
- * from dout (batch, Nq, Dv), with out and lse as the forward left them. */
+ * from dout (batch, Nq, Dv), with out and lse as the forward left them; those with their bit of fresh
+ * set (0-2: dq, dk, dv) are written by the first block's GEMM (beta 0) instead. */
 static int K(attention_backward)(const attention_dims *d, double scale_d, const scalar_t *q, const scalar_t *k,
                                  const scalar_t *v, const scalar_t *out, const scalar_t *lse, const scalar_t *dout,
-                                 scalar_t *dq, scalar_t *dk, scalar_t *dv) {
+                                 scalar_t *dq, scalar_t *dk, scalar_t *dv, uint32_t fresh) {
     const int64_t Nq = d->Nq, Nk = d->Nk, D = d->D, Dv = d->Dv;
+    const int acc_q = !(fresh & 1u), acc_k = !(fresh & 2u), acc_v = !(fresh & 4u); /* else the first block writes */
     const scalar_t scale = (scalar_t)scale_d;
     int64_t bq, bk;
     const int64_t nqb = attention_blocks(Nq, ATTN_BLOCK_K, &bq), nkb = attention_blocks(Nk, ATTN_BLOCK_K, &bk);
@@ -881,7 +895,7 @@ static int K(attention_backward)(const attention_dims *d, double scale_d, const 
                 const scalar_t *L = lse + b * Nq + i0;
                 AF_GEMM(0, 1, mq, nk, D, scale, Qi, D, Kj, D, 0, s, nk);
                 for (int64_t r = 0; r < mq; r++) K(attn_exp_row)(s + r * nk, nk, L[r]); /* P */
-                if (dv) AF_GEMM(1, 0, nk, Dv, mq, 1, s, nk, dOi, Dv, 1, dv + (b * Nk + j0) * Dv, Dv);
+                if (dv) AF_GEMM(1, 0, nk, Dv, mq, 1, s, nk, dOi, Dv, acc_v || ib ? 1 : 0, dv + (b * Nk + j0) * Dv, Dv);
                 if (!dq && !dk) continue;
                 AF_GEMM(0, 1, mq, nk, Dv, 1, dOi, Dv, Vj, Dv, 0, dp, nk);
                 for (int64_t r = 0; r < mq; r++) {
@@ -889,8 +903,8 @@ static int K(attention_backward)(const attention_dims *d, double scale_d, const 
 #pragma omp simd
                     for (int64_t j = 0; j < nk; j++) gr[j] = pr[j] * (gr[j] - dl); /* dS */
                 }
-                if (dq) AF_GEMM(0, 0, mq, D, nk, scale, dp, nk, Kj, D, 1, dq + (b * Nq + i0) * D, D);
-                if (dk) AF_GEMM(1, 0, nk, D, mq, scale, dp, nk, Qi, D, 1, dk + (b * Nk + j0) * D, D);
+                if (dq) AF_GEMM(0, 0, mq, D, nk, scale, dp, nk, Kj, D, acc_q || jb ? 1 : 0, dq + (b * Nq + i0) * D, D);
+                if (dk) AF_GEMM(1, 0, nk, D, mq, scale, dp, nk, Qi, D, acc_k || ib ? 1 : 0, dk + (b * Nk + j0) * D, D);
             }
         }
         af_free_host(s);

@@ -139,7 +139,8 @@ static af_status batch_norm_backward_cpu(const af_op_call *c, af_tensor *const *
                       batch_norm_data(batch_norm_in(c, BN_WEIGHT)), af_tensor_data(c->saved[0]),
                       af_tensor_data(c->saved[1]), fused ? af_tensor_data(c->saved[2]) : NULL,
                       fused ? af_tensor_data(c->saved[3]) : NULL, af_tensor_data(dout[0]),
-                      batch_norm_data(din[BN_X]), batch_norm_data(din[BN_WEIGHT]), batch_norm_data(din[BN_BIAS]));
+                      batch_norm_data(din[BN_X]), batch_norm_data(din[BN_WEIGHT]), batch_norm_data(din[BN_BIAS]),
+                      c->din_fresh);
     return AF_OK;
 }
 
@@ -148,17 +149,17 @@ static const char *const batch_norm_inputs[] = {"input", "weight", "bias", "runn
 const af_op_def af_op_def_batch_norm = {.name = "batch_norm", .input_names = batch_norm_inputs,
                                         .setup = batch_norm_setup, .forward_cpu = batch_norm_forward_cpu,
                                         .backward_cpu = batch_norm_backward_cpu,
-                                        .differentiable_inputs = 0x7u};
+                                        .differentiable_inputs = 0x7u, .fresh_grad_inputs = 0x7u};
 
 const af_op_def af_op_def_batch_norm_relu = {.name = "batch_norm_relu", .input_names = batch_norm_inputs,
                                              .setup = batch_norm_relu_setup, .forward_cpu = batch_norm_forward_cpu,
                                              .backward_cpu = batch_norm_backward_cpu,
-                                             .differentiable_inputs = 0x7u};
+                                             .differentiable_inputs = 0x7u, .fresh_grad_inputs = 0x7u};
 
 const af_op_def af_op_def_batch_norm_silu = {.name = "batch_norm_silu", .input_names = batch_norm_inputs,
                                              .setup = batch_norm_relu_setup, .forward_cpu = batch_norm_forward_cpu,
                                              .backward_cpu = batch_norm_backward_cpu,
-                                             .differentiable_inputs = 0x7u};
+                                             .differentiable_inputs = 0x7u, .fresh_grad_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -349,7 +350,8 @@ static inline void K(bn_block_dsums)(const scalar_t *x, const scalar_t *dy, int6
 static inline __attribute__((always_inline)) void
 K(bn_backward_channel)(int act, int64_t ch, int64_t N, int64_t C, int64_t S, int training, const scalar_t *x,
                        const scalar_t *w, const scalar_t *mean, const scalar_t *invstd, const scalar_t *relu_a,
-                       const scalar_t *relu_b, const scalar_t *dy, scalar_t *dx, scalar_t *dw, scalar_t *dbias) {
+                       const scalar_t *relu_b, const scalar_t *dy, scalar_t *dx, scalar_t *dw, scalar_t *dbias,
+                       uint32_t fresh) {
     const int64_t M = N * S;
     const scalar_t mu = mean[ch];
     double is = invstd[ch];
@@ -364,9 +366,10 @@ K(bn_backward_channel)(int act, int64_t ch, int64_t N, int64_t C, int64_t S, int
         sum_dy_xmu += sgx;
     }
     double sum_dy_xhat = sum_dy_xmu * is;
-    if (dbias) dbias[ch] += (scalar_t)sum_dy;
-    if (dw) dw[ch] += (scalar_t)sum_dy_xhat;
+    if (dbias) AF_GRAD_STORE(dbias[ch], !(fresh >> BN_BIAS & 1u), (scalar_t)sum_dy);
+    if (dw) AF_GRAD_STORE(dw[ch], !(fresh >> BN_WEIGHT & 1u), (scalar_t)sum_dy_xhat);
     if (!dx) return;
+    const int acc = !(fresh >> BN_X & 1u);
     double scale = is * (w ? w[ch] : 1);
     /* training: dx = scale (g - sum_dy / M - xhat sum_dy_xhat / M), xhat = (x - mu) is */
     const scalar_t k1 = (scalar_t)scale;
@@ -376,29 +379,31 @@ K(bn_backward_channel)(int act, int64_t ch, int64_t N, int64_t C, int64_t S, int
         const scalar_t *xr = x + (n * C + ch) * S, *gr = dy + (n * C + ch) * S;
         scalar_t *dr = dx + (n * C + ch) * S;
         if (training)
-            for (int64_t s = 0; s < S; s++) dr[s] += K(bn_dy)(act, xr[s], gr[s], ra, rb) * k1 + ((xr[s] - mu) * k2 + k3);
+            for (int64_t s = 0; s < S; s++)
+                AF_GRAD_STORE(dr[s], acc, K(bn_dy)(act, xr[s], gr[s], ra, rb) * k1 + ((xr[s] - mu) * k2 + k3));
         else
-            for (int64_t s = 0; s < S; s++) dr[s] += K(bn_dy)(act, xr[s], gr[s], ra, rb) * k1;
+            for (int64_t s = 0; s < S; s++) AF_GRAD_STORE(dr[s], acc, K(bn_dy)(act, xr[s], gr[s], ra, rb) * k1);
     }
 }
 
 /* x, dy, dx: (N, C, S); w, mean, invstd, dw, dbias, relu_a, relu_b: (C); w, the gradients and relu_a /
- * relu_b (the fused ops only) may be NULL. The per-channel coefficients are formed in double; the
+ * relu_b (the fused ops only) may be NULL; fresh: bits BN_X, BN_WEIGHT, BN_BIAS of the gradients to
+ * write instead of add to. The per-channel coefficients are formed in double; the
  * per-element update dx += g k1 + ((x - mu) k2 + k3) runs in scalar_t, as torch's CPU kernel does. */
 AF_CPU_DISPATCH
 static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training, int act, const scalar_t *x,
                                    const scalar_t *w,
                                    const scalar_t *mean, const scalar_t *invstd, const scalar_t *relu_a,
                                    const scalar_t *relu_b, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
-                                   scalar_t *dbias) {
+                                   scalar_t *dbias, uint32_t fresh) {
     AF_PARALLEL_FOR(N * S * C * 6)
     for (int64_t ch = 0; ch < C; ch++) {
         if (act == BN_ACT_RELU)
-            K(bn_backward_channel)(BN_ACT_RELU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias);
+            K(bn_backward_channel)(BN_ACT_RELU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias, fresh);
         else if (act == BN_ACT_SILU)
-            K(bn_backward_channel)(BN_ACT_SILU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias);
+            K(bn_backward_channel)(BN_ACT_SILU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias, fresh);
         else
-            K(bn_backward_channel)(BN_ACT_NONE, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias);
+            K(bn_backward_channel)(BN_ACT_NONE, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias, fresh);
     }
 }
 

@@ -160,9 +160,21 @@ static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout
     void *dw = din[1] ? af_tensor_data(din[1]) : NULL;
     void *dbias = c->n_in > 2 && din[2] ? af_tensor_data(din[2]) : NULL;
     const void *x = af_tensor_data(c->in[0]), *w = af_tensor_data(c->in[1]), *dy = af_tensor_data(dout[0]);
-    if (dbias) AF_DISPATCH_FLOAT(dt, conv2d_bias_backward, &g, dy, dbias);
+    if (dbias) AF_DISPATCH_FLOAT(dt, conv2d_bias_backward, &g, dy, dbias, af_din_accumulates(c, 2));
     if (!dx && !dw) return AF_OK;
-    if (g.N * g.HWo == 0 || g.Cout == 0 || g.Cin == 0) return AF_OK;
+    const int gemm_path = !conv_is_depthwise(&g) && !conv_use_winograd(&g);
+    int acc_x = af_din_accumulates(c, 0), acc_w = af_din_accumulates(c, 1);
+    /* the depthwise and Winograd kernels only add; an empty product adds nothing: both from zeros */
+    const int empty = g.N * g.HWo == 0 || g.Cout == 0 || g.Cin == 0;
+    if (dx && !acc_x && (!gemm_path || empty)) {
+        AF_TRY(af_tensor_fill_zero(din[0]));
+        acc_x = 1;
+    }
+    if (dw && !acc_w && (!gemm_path || empty)) {
+        AF_TRY(af_tensor_fill_zero(din[1]));
+        acc_w = 1;
+    }
+    if (empty) return AF_OK;
     if (conv_is_depthwise(&g)) {
         if (AF_DISPATCH_FLOAT(dt, conv2d_depthwise_backward, &g, x, w, dy, dx, dw))
             return AF_FAIL(AF_ERR_OOM, "conv2d: out of memory for a padded depthwise plane");
@@ -176,17 +188,17 @@ static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout
     }
     if (conv_is_pointwise(&g) && g.HWo >= CONV_POINTWISE_DIRECT_HWO) {
         /* dx per image straight from dy; dW needs dy in (Cout, N HW) layout, which conv2d_gemm_backward builds */
-        if (dx) AF_DISPATCH_FLOAT(dt, conv2d_pointwise_backward_dx, &g, w, dy, dx);
-        return dw ? AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, NULL, dw) : AF_OK;
+        if (dx) AF_DISPATCH_FLOAT(dt, conv2d_pointwise_backward_dx, &g, w, dy, dx, acc_x);
+        return dw ? AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, NULL, dw, acc_x, acc_w) : AF_OK;
     }
-    return AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, dx, dw);
+    return AF_DISPATCH_FLOAT(dt, conv2d_gemm_backward, &g, x, w, dy, dx, dw, acc_x, acc_w);
 }
 
 static const char *const conv2d_inputs[] = {"input", "weight", "bias", NULL};
 
 const af_op_def af_op_def_conv2d = {.name = "conv2d", .input_names = conv2d_inputs, .setup = conv2d_setup,
                                     .forward_cpu = conv2d_forward_cpu, .backward_cpu = conv2d_backward_cpu,
-                                    .differentiable_inputs = 0x7u};
+                                    .differentiable_inputs = 0x7u, .fresh_grad_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -231,15 +243,17 @@ static void K(im2col)(const conv_geom *g, const scalar_t *x, int64_t grp, int64_
     }
 }
 
-/* dx[n, grp Cin_g + ci] += the adjoint of im2col applied to dcol (rows, m HWo). One thread per input
- * plane (n, ci), which sums its (kh, kw) contributions in a fixed order. */
+/* dx[n, grp Cin_g + ci] += the adjoint of im2col applied to dcol (rows, m HWo); acc 0: a fresh dx,
+ * each plane zeroed first by its thread (no call touches a plane another call does). One thread per
+ * input plane (n, ci), which sums its (kh, kw) contributions in a fixed order. */
 AF_CPU_DISPATCH
-static void K(col2im)(const conv_geom *g, const scalar_t *dcol, int64_t grp, int64_t m, scalar_t *dx) {
+static void K(col2im)(const conv_geom *g, const scalar_t *dcol, int64_t grp, int64_t m, scalar_t *dx, int acc) {
     const int64_t KK = g->KH * g->KW, L = m * g->HWo, planes = m * g->Cin_g;
     AF_PARALLEL_FOR(planes * KK * g->HWo)
     for (int64_t p = 0; p < planes; p++) {
         int64_t n = p / g->Cin_g, ci = p % g->Cin_g;
         scalar_t *dxp = dx + (n * g->Cin + grp * g->Cin_g + ci) * g->H * g->W;
+        if (!acc) memset(dxp, 0, (size_t)(g->H * g->W) * sizeof(scalar_t));
         for (int64_t kh = 0; kh < g->KH; kh++)
             for (int64_t kw = 0; kw < g->KW; kw++) {
                 const scalar_t *src = dcol + ((ci * g->KH + kh) * g->KW + kw) * L + n * g->HWo;
@@ -322,9 +336,10 @@ static af_status K(conv2d_gemm_forward)(const conv_geom *g, const scalar_t *x, c
     return AF_OK;
 }
 
-/* dx (N, Cin, H, W) and/or dw (Cout, Cin_g, KH, KW) += ..., either may be NULL */
+/* dx (N, Cin, H, W) and/or dw (Cout, Cin_g, KH, KW) += ..., either may be NULL; = into a fresh one
+ * (acc_x, acc_w 0) */
 static af_status K(conv2d_gemm_backward)(const conv_geom *g, const scalar_t *x, const scalar_t *w, const scalar_t *dy,
-                                         scalar_t *dx, scalar_t *dw) {
+                                         scalar_t *dx, scalar_t *dw, int acc_x, int acc_w) {
     int64_t nb = images_per_chunk(g);
     int direct = g->HWo >= CONV_DIRECT_HWO;
     scalar_t *col = af_alloc_host((size_t)(g->rows * nb * g->HWo) * sizeof(scalar_t));
@@ -343,18 +358,19 @@ static af_status K(conv2d_gemm_backward)(const conv_geom *g, const scalar_t *x, 
             if (dw) {
                 K(im2col)(g, x + n0 * g->Cin * g->H * g->W, grp, m, col);
                 /* dW[g] (Cout_g, rows) += dY[g] (Cout_g, L) @ col^T (L, rows) */
-                AF_GEMM(0, 1, g->Cout_g, g->rows, L, 1, dyt_g, L, col, L, 1, dw + grp * g->Cout_g * g->rows, g->rows);
+                AF_GEMM(0, 1, g->Cout_g, g->rows, L, 1, dyt_g, L, col, L, acc_w || n0 > 0 ? 1 : 0,
+                        dw + grp * g->Cout_g * g->rows, g->rows);
             }
             if (dx && direct) {
                 /* dcol[:, n HWo : (n + 1) HWo] (rows, HWo) = W[g]^T (rows, Cout_g) @ dy[n, g] (Cout_g, HWo) */
                 af_gemm_batch bt = {m, 1, 0, 0, g->Cout * g->HWo, 0, g->HWo, 0};
                 AF_GEMM_BATCHED(&bt, 1, 0, g->rows, g->HWo, g->Cout_g, 1, w + grp * g->Cout_g * g->rows, g->rows,
                                 dy + n0 * g->Cout * g->HWo + grp * g->Cout_g * g->HWo, g->HWo, 0, col, L);
-                K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W);
+                K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W, acc_x);
             } else if (dx) {
                 /* dcol (rows, L) = W[g]^T (rows, Cout_g) @ dY[g] (Cout_g, L), reusing col */
                 AF_GEMM(1, 0, g->rows, L, g->Cout_g, 1, w + grp * g->Cout_g * g->rows, g->rows, dyt_g, L, 0, col, L);
-                K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W);
+                K(col2im)(g, col, grp, m, dx + n0 * g->Cin * g->H * g->W, acc_x);
             }
         }
     }
@@ -372,24 +388,25 @@ static void K(conv2d_pointwise_forward)(const conv_geom *g, const scalar_t *x, c
     if (bias) K(add_bias)(g, bias, y);
 }
 
-/* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW) */
-static void K(conv2d_pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx) {
+/* dx[n, g] (Cin_g, HW) += W[g]^T (Cin_g, Cout_g) @ dY[n, g] (Cout_g, HW), or = (acc 0) */
+static void K(conv2d_pointwise_backward_dx)(const conv_geom *g, const scalar_t *w, const scalar_t *dy, scalar_t *dx,
+                                            int acc) {
     af_gemm_batch bt = {g->N * g->G, g->G, 0, g->Cout_g * g->Cin_g, g->Cout * g->HWo, g->Cout_g * g->HWo,
                      g->Cin * g->HWo, g->Cin_g * g->HWo};
-    AF_GEMM_BATCHED(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, 1, w, g->Cin_g, dy, g->HWo, 1, dx, g->HWo);
+    AF_GEMM_BATCHED(&bt, 1, 0, g->Cin_g, g->HWo, g->Cout_g, 1, w, g->Cin_g, dy, g->HWo, acc ? 1 : 0, dx, g->HWo);
 }
 
-/* dbias[co] += sum_{n, oh, ow} dy[n, co, oh, ow]; one thread per channel, images in order */
+/* dbias[co] += sum_{n, oh, ow} dy[n, co, oh, ow] (= when acc is 0); one thread per channel, images in order */
 AF_CPU_DISPATCH
-static void K(conv2d_bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias) {
+static void K(conv2d_bias_backward)(const conv_geom *g, const scalar_t *dy, scalar_t *dbias, int acc) {
     AF_PARALLEL_FOR(g->N * g->Cout * g->HWo)
     for (int64_t co = 0; co < g->Cout; co++) {
-        scalar_t acc = 0;
+        scalar_t sum = 0;
         for (int64_t n = 0; n < g->N; n++) {
             const scalar_t *p = dy + (n * g->Cout + co) * g->HWo;
-            for (int64_t i = 0; i < g->HWo; i++) acc += p[i];
+            for (int64_t i = 0; i < g->HWo; i++) sum += p[i];
         }
-        dbias[co] += acc;
+        AF_GRAD_STORE(dbias[co], acc, sum);
     }
 }
 

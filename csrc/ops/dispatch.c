@@ -1,4 +1,6 @@
 /* The op table (generated from op_list.h), device dispatch, and the checks setup functions share. */
+#include <stdatomic.h>
+
 #include "ops.h"
 
 const af_op_def *const af_op_table[AF_OP_COUNT] = {
@@ -56,7 +58,8 @@ static af_op_kernels device_kernels(int op, af_device dev) {
 #endif
         return none;
     }
-    return (af_op_kernels){.forward = def->forward_cpu, .backward = def->backward_cpu};
+    return (af_op_kernels){
+        .forward = def->forward_cpu, .backward = def->backward_cpu, .fresh_grad_inputs = def->fresh_grad_inputs};
 }
 
 /* An op takes at most the inputs it names; only a list op (cat: every input differentiable, one
@@ -86,11 +89,25 @@ af_status af_op_forward(af_op_call *c) {
     return k.forward(c);
 }
 
-af_status af_op_backward(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
+static atomic_int fresh_grad_poison;
+
+int af_set_fresh_grad_poison(int enabled) { return atomic_exchange(&fresh_grad_poison, enabled != 0); }
+
+af_status af_op_backward(af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_op_def *def = af_op_table[c->op];
-    af_backward_fn fn = device_kernels(c->op, call_device(c)).backward;
-    if (!fn) return AF_FAIL(AF_ERR_RUNTIME, "%s has no backward on this device", def->name);
-    return fn(c, dout, din);
+    af_op_kernels k = device_kernels(c->op, call_device(c));
+    af_status st = AF_OK;
+    if (!k.backward) st = AF_FAIL(AF_ERR_RUNTIME, "%s has no backward on this device", def->name);
+    const int poison = atomic_load_explicit(&fresh_grad_poison, memory_order_relaxed);
+    for (int i = 0; st == AF_OK && i < c->n_in; i++) {
+        if (!(c->din_fresh >> i & 1u) || !din[i]) continue;
+        int writes = k.fresh_grad_inputs >> i & 1u;
+        if (!writes) c->din_fresh &= ~(1u << i);
+        if (!writes || poison) st = af_tensor_fill_bytes(din[i], writes ? 0xFF : 0); /* 0xFF..: NaN */
+    }
+    if (st == AF_OK) st = k.backward(c, dout, din);
+    c->din_fresh = 0;
+    return st;
 }
 
 void af_op_call_release(af_op_call *c) {

@@ -47,7 +47,8 @@ static af_status dropout_forward_cpu(af_op_call *c) {
 static af_status dropout_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     const af_attrs *a = &c->attr;
     AF_DISPATCH_FLOAT(c->in[0]->dtype, dropout_apply, dropout_is_identity(a), (uint64_t)a->i[1], (uint64_t)a->i[2],
-                      a->f[0], af_tensor_data(dout[0]), af_tensor_data(din[0]), c->in[0]->numel, 1);
+                      a->f[0], af_tensor_data(dout[0]), af_tensor_data(din[0]), c->in[0]->numel,
+                      af_din_accumulates(c, 0));
     return AF_OK;
 }
 
@@ -55,12 +56,12 @@ static const char *const dropout_inputs[] = {"input", NULL};
 
 const af_op_def af_op_def_dropout = {.name = "dropout", .input_names = dropout_inputs, .setup = dropout_setup,
                                      .forward_cpu = dropout_forward_cpu, .backward_cpu = dropout_backward_cpu,
-                                     .differentiable_inputs = 0x1u};
+                                     .differentiable_inputs = 0x1u, .fresh_grad_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
-/* src, dst: (n). Forward: dst = mask * src / (1 - p). Backward (accumulate = 1): dst += the same
- * of the incoming gradient, the mask regenerated from (seed, stream). One Philox block serves the 4
+/* src, dst: (n). Forward: dst = mask * src / (1 - p). Backward: dst += the same (accumulate = 1; = in a
+ * fresh gradient buffer) of the incoming gradient, the mask regenerated from (seed, stream). One Philox block serves the 4
  * elements 4b..4b+3, so a block is the unit of work. */
 static void K(dropout_apply)(int identity, uint64_t seed, uint64_t stream, double p, const scalar_t *src,
                              scalar_t *dst, int64_t n, int accumulate) {

@@ -98,11 +98,17 @@ static af_status binary_backward_cpu(const af_op_call *c, af_tensor *const *dout
     broadcast bc;
     broadcast_make(c->in[0], c->in[1], &bc);
     broadcast_coalesce(&bc);
-    for (int side = 0; side < 2; side++)
-        if (din[side])
-            AF_DISPATCH_FLOAT(c->in[0]->dtype, binary_backward, c->op, side, &bc,
-                              af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
-                              af_tensor_data(dout[0]), af_tensor_data(din[side]), c->out[0]->numel);
+    for (int side = 0; side < 2; side++) {
+        if (!din[side]) continue;
+        int acc = af_din_accumulates(c, side);
+        if (!acc && !bc.same) { /* a broadcast side sums several terms per element: from zeros */
+            AF_TRY(af_tensor_fill_zero(din[side]));
+            acc = 1;
+        }
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, binary_backward, c->op, side, &bc, af_tensor_data(c->in[0]),
+                          af_tensor_data(c->in[1]), af_tensor_data(dout[0]), af_tensor_data(din[side]),
+                          c->out[0]->numel, acc);
+    }
     return AF_OK;
 }
 
@@ -187,7 +193,7 @@ static af_status unary_forward_cpu(af_op_call *c) {
 static af_status unary_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     AF_DISPATCH_FLOAT(c->in[0]->dtype, unary_backward, c->op, &c->attr, af_tensor_data(c->in[0]),
                       af_tensor_data(c->out[0]), af_tensor_data(dout[0]), af_tensor_data(din[0]),
-                      c->in[0]->numel);
+                      c->in[0]->numel, af_din_accumulates(c, 0));
     return AF_OK;
 }
 
@@ -198,11 +204,11 @@ static const char *const where_inputs[] = {"condition", "input", "other", NULL};
 #define BINARY_OP(op)                                                                                         \
     const af_op_def af_op_def_##op = {.name = #op, .input_names = binary_inputs, .setup = binary_setup,       \
                                       .forward_cpu = binary_forward_cpu, .backward_cpu = binary_backward_cpu, \
-                                      .differentiable_inputs = 0x3u};
+                                      .differentiable_inputs = 0x3u, .fresh_grad_inputs = 0x3u};
 #define UNARY_OP(op)                                                                                          \
     const af_op_def af_op_def_##op = {.name = #op, .input_names = unary_inputs, .setup = unary_setup,         \
                                       .forward_cpu = unary_forward_cpu, .backward_cpu = unary_backward_cpu,   \
-                                      .differentiable_inputs = 0x1u};
+                                      .differentiable_inputs = 0x1u, .fresh_grad_inputs = 0x1u};
 BINARY_OP(add)
 BINARY_OP(sub)
 BINARY_OP(mul)
@@ -261,6 +267,12 @@ static inline scalar_t K(binary_grad)(int op, int side, scalar_t a, scalar_t b, 
     do {                                                                                                     \
         AF_PARALLEL_FOR(n)                                                                                   \
         for (int64_t i = 0; i < n; i++) body;                                                                \
+    } while (0)
+/* grad[i] += term, or = term in a fresh buffer: two loops, each vectorised on its own */
+#define BINARY_GRAD_LOOP(term)                                                                               \
+    do {                                                                                                     \
+        if (acc) BINARY_SAME_LOOP(grad[i] += (term));                                                        \
+        else BINARY_SAME_LOOP(grad[i] = (term));                                                             \
     } while (0)
 
 /* One output row of m values from rows of a and b whose inner strides are 0 or 1 (what coalescing
@@ -351,19 +363,19 @@ static inline void K(binary_grad_row)(scalar_t *g, int64_t ig, const scalar_t *d
  * the broadcast combinations in row-major order, so the result never depends on the thread count. */
 AF_CPU_DISPATCH
 static void K(binary_backward)(int op, int side, const broadcast *bc, const scalar_t *a,
-                               const scalar_t *b, const scalar_t *dout, scalar_t *grad, int64_t n) {
+                               const scalar_t *b, const scalar_t *dout, scalar_t *grad, int64_t n, int acc) {
     if (bc->same) {
         switch (op) { /* as in the forward: the hot ops get a loop of their own (same bits as binary_grad) */
-        case AF_OP_ADD: BINARY_SAME_LOOP(grad[i] += dout[i]); return;
+        case AF_OP_ADD: BINARY_GRAD_LOOP(dout[i]); return;
         case AF_OP_SUB:
-            if (side) BINARY_SAME_LOOP(grad[i] += -dout[i]);
-            else BINARY_SAME_LOOP(grad[i] += dout[i]);
+            if (side) BINARY_GRAD_LOOP(-dout[i]);
+            else BINARY_GRAD_LOOP(dout[i]);
             return;
         case AF_OP_MUL:
-            if (side) BINARY_SAME_LOOP(grad[i] += dout[i] * a[i]);
-            else BINARY_SAME_LOOP(grad[i] += dout[i] * b[i]);
+            if (side) BINARY_GRAD_LOOP(dout[i] * a[i]);
+            else BINARY_GRAD_LOOP(dout[i] * b[i]);
             return;
-        default: BINARY_SAME_LOOP(grad[i] += K(binary_grad)(op, side, a[i], b[i], dout[i])); return;
+        default: BINARY_GRAD_LOOP(K(binary_grad)(op, side, a[i], b[i], dout[i])); return;
         }
     }
     const int64_t *s = bc->shape, *sa = bc->stride_a, *sb = bc->stride_b;
@@ -605,14 +617,20 @@ static inline scalar_t K(unary_derivative)(int op, const af_attrs *attr, scalar_
             y[i] = (expr);                                                       \
         }                                                                        \
     } while (0)
-#define UNARY_GRAD(expr)                                                         \
+#define UNARY_GRAD_LOOP(STORE, expr)                                             \
     do {                                                                         \
         AF_PARALLEL_FOR(n * 4)                                                   \
         for (int64_t i = 0; i < n; i++) {                                        \
             const scalar_t xi = x[i], yi = y[i], gi = dy[i];                     \
             (void)xi, (void)yi;                                                  \
-            dx[i] += (expr);                                                     \
+            dx[i] STORE(expr);                                                   \
         }                                                                        \
+    } while (0)
+/* dx += or = (a fresh buffer): two loops, each vectorised on its own */
+#define UNARY_GRAD(expr)                                                         \
+    do {                                                                         \
+        if (acc) UNARY_GRAD_LOOP(+=, expr);                                      \
+        else UNARY_GRAD_LOOP(=, expr);                                           \
     } while (0)
 
 /* x, y: (n) */
@@ -639,7 +657,7 @@ static void K(unary_forward)(int op, const af_attrs *attr, const scalar_t *x, sc
 
 AF_CPU_DISPATCH
 static void K(unary_backward)(int op, const af_attrs *attr, const scalar_t *x, const scalar_t *y,
-                              const scalar_t *dy, scalar_t *dx, int64_t n) {
+                              const scalar_t *dy, scalar_t *dx, int64_t n, int acc) {
     switch (op) { /* dy * 0 kept where the derivative is 0, so an infinite dy still gives NaN */
     case AF_OP_RELU: UNARY_GRAD(gi * (xi > 0 ? (scalar_t)1 : (scalar_t)0)); return;
     case AF_OP_EXP: UNARY_GRAD(gi * yi); return;
@@ -662,13 +680,15 @@ static void K(unary_backward)(int op, const af_attrs *attr, const scalar_t *x, c
     default: break;
     }
     AF_PARALLEL_FOR(n * 8)
-    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * K(unary_derivative)(op, attr, x[i], y[i]);
+    for (int64_t i = 0; i < n; i++) AF_GRAD_STORE(dx[i], acc, dy[i] * K(unary_derivative)(op, attr, x[i], y[i]));
 }
 
 #undef BINARY_SAME_LOOP
+#undef BINARY_GRAD_LOOP
 #undef BINARY_ROW
 
 #undef UNARY_MAP
 #undef UNARY_GRAD
+#undef UNARY_GRAD_LOOP
 
 #endif

@@ -59,12 +59,21 @@ static inline int64_t batch_offset(const af_gemm_batch *bt, int64_t b, int64_t o
 
 #else /* ---- once per scalar_t ---- */
 
+/* One tile of C. packed: op(B) packed whole for the AVX-512 kernel (packed_n wide, this tile's columns
+ * from packed_j0 on), or NULL. */
 static inline void K(blas)(int ta, int tb, int64_t M, int64_t N, int64_t Kd, scalar_t alpha, const scalar_t *A,
-                           int64_t lda, const scalar_t *B, int64_t ldb, scalar_t beta, scalar_t *C, int64_t ldc) {
-#if AF_FLOAT_PASS == 1
-#if AF_HAVE_AVX512_SGEMM
-    if (use_avx512() && af_sgemm_avx512(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
+                           int64_t lda, const scalar_t *B, int64_t ldb, const scalar_t *packed, int64_t packed_n,
+                           int64_t packed_j0, scalar_t beta, scalar_t *C, int64_t ldc) {
+#if AF_FLOAT_PASS == 1 && AF_HAVE_AVX512_SGEMM
+    if (use_avx512() && af_sgemm_avx512_prepacked(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, packed, packed_n, packed_j0,
+                                                  beta, C, ldc) == 0)
+        return;
+#else
+    (void)packed; /* only the AVX-512 kernel packs ahead */
+    (void)packed_n;
+    (void)packed_j0;
 #endif
+#if AF_FLOAT_PASS == 1
     AF_BLAS(cblas_sgemm)(
 #else
     AF_BLAS(cblas_dgemm)(
@@ -88,13 +97,27 @@ void K(af_gemm_batched)(const af_gemm_batch *bt, int ta, int tb, int64_t M, int6
         return;
     }
     int64_t tm, tn;
-    tile_sizes(bt->count, M, N, AF_FLOAT_PASS == 1 && use_avx512() ? 48 : 16, &tm, &tn);
+    const int avx512 = AF_FLOAT_PASS == 1 && use_avx512();
+    tile_sizes(bt->count, M, N, avx512 ? AF_SGEMM_AVX512_PANEL : 16, &tm, &tn);
     const int64_t n_tiles = (N + tn - 1) / tn, per = (M + tm - 1) / tm * n_tiles, tiles = bt->count * per;
     /* split K only for a single product with few tiles and a long K */
     int64_t slices = (bt->count > 1 || tiles >= 8) ? 1 : Kd / 1024 < 8 / tiles ? Kd / 1024 : 8 / tiles;
     scalar_t *part = slices > 1 ? af_alloc_host((size_t)(slices * M * N) * sizeof(scalar_t)) : NULL;
     if (!part) slices = 1; /* out of memory for the partials: the unsplit product is just slower */
     const int64_t ks = (Kd + slices - 1) / slices;
+    /* op(B) packed once when several row tiles would each pack it again: from 3 tiles, or from 2 when B
+     * is transposed (a strided read and 16 x 16 transposes per panel). With 2 tiles of a plain B (a
+     * convolution's im2col columns), writing and re-reading the packed copy costs what it saves. */
+    scalar_t *packed = NULL;
+#if AF_FLOAT_PASS == 1 && AF_HAVE_AVX512_SGEMM
+    if (avx512 && bt->count == 1 && slices == 1 && (M > 2 * tm || (tb && M > tm)))
+        packed = af_alloc_host((size_t)af_sgemm_avx512_packed_b_floats(Kd, N) * sizeof(scalar_t));
+    if (packed) {
+        const int64_t tasks = af_sgemm_avx512_packed_b_tasks(Kd, N);
+        AF_PARALLEL_FOR(Kd * N)
+        for (int64_t t = 0; t < tasks; t++) af_sgemm_avx512_pack_b_task(tb, B, ldb, Kd, N, t, packed);
+    }
+#endif
     AF_PARALLEL_FOR(tiles * slices > 1 ? bt->count * M * N * Kd : 0)
     for (int64_t t = 0; t < tiles * slices; t++) {
         int64_t sl = t / tiles, b = t % tiles / per, i0 = t % per / n_tiles * tm, j0 = t % n_tiles * tn;
@@ -102,16 +125,17 @@ void K(af_gemm_batched)(const af_gemm_batch *bt, int ta, int tb, int64_t M, int6
         const scalar_t *a = A + batch_offset(bt, b, bt->a_outer, bt->a_inner) + (ta ? i0 : i0 * lda);
         const scalar_t *bb = B + batch_offset(bt, b, bt->b_outer, bt->b_inner) + (tb ? j0 * ldb : j0);
         if (slices == 1) {
-            K(blas)(ta, tb, mm, nn, Kd, alpha, a, lda, bb, ldb, beta,
+            K(blas)(ta, tb, mm, nn, Kd, alpha, a, lda, bb, ldb, packed, N, j0, beta,
                     C + batch_offset(bt, b, bt->c_outer, bt->c_inner) + i0 * ldc + j0, ldc);
         } else {
             int64_t k0 = sl * ks, kk = Kd - k0 < ks ? Kd - k0 : ks;
             if (kk <= 0) continue;
             a += ta ? k0 * lda : k0;
             bb += tb ? k0 : k0 * ldb;
-            K(blas)(ta, tb, mm, nn, kk, 1, a, lda, bb, ldb, 0, part + sl * M * N + i0 * N + j0, N);
+            K(blas)(ta, tb, mm, nn, kk, 1, a, lda, bb, ldb, NULL, 0, 0, 0, part + sl * M * N + i0 * N + j0, N);
         }
     }
+    af_free_host(packed);
     if (slices == 1) return;
     const int64_t used = (Kd + ks - 1) / ks; /* slices that received a partial product */
     AF_PARALLEL_FOR(M * N * slices)

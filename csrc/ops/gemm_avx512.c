@@ -34,6 +34,7 @@
 #define AF_SGEMM_MR 8
 #define AF_SGEMM_NV 3 /* vectors of 16 per micro-panel row */
 #define AF_SGEMM_NR (16 * AF_SGEMM_NV)
+_Static_assert(AF_SGEMM_NR == AF_SGEMM_AVX512_PANEL, "gemm.c cuts C's columns into tiles of whole micro-panels");
 /* K block: the packed B micro-panel (KC x NR floats, 48 KiB) stays in L1/L2 while every A panel
  * streams past it; 128, 192, 256 and 384 measured within 3% of each other on ResNet conv shapes. */
 #define AF_SGEMM_KC 256
@@ -162,11 +163,43 @@ AF_AVX512 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, in
     }
 }
 
+/* The micro-panels of a whole op(B) (K x N) packed once, for products whose C has several row tiles
+ * (gemm.c): otherwise each tile packs the same panels again, and a transposed B (a linear layer's
+ * weight) is read through strided rows each time (7% of a ViT-B/16 training step on a Zen 4). Layout:
+ * K blocks in order; in each, the ceil(N / NR) micro-panels in column order, kc x NR each. */
+int64_t af_sgemm_avx512_packed_b_floats(int64_t K, int64_t N) {
+    return K * ((N + AF_SGEMM_NR - 1) / AF_SGEMM_NR) * AF_SGEMM_NR;
+}
+
+/* panel q of the packed layout: K block q / panels_per_block, micro-panel q % panels_per_block */
+static inline int64_t packed_offset(int64_t K, int64_t N, int64_t k0, int64_t j0) {
+    const int64_t per_block = (N + AF_SGEMM_NR - 1) / AF_SGEMM_NR, kc = K - k0 < AF_SGEMM_KC ? K - k0 : AF_SGEMM_KC;
+    return k0 * per_block * AF_SGEMM_NR + j0 / AF_SGEMM_NR * kc * AF_SGEMM_NR;
+}
+
+int64_t af_sgemm_avx512_packed_b_tasks(int64_t K, int64_t N) {
+    return (K + AF_SGEMM_KC - 1) / AF_SGEMM_KC * ((N + AF_SGEMM_NR - 1) / AF_SGEMM_NR);
+}
+
+AF_AVX512 void af_sgemm_avx512_pack_b_task(int tb, const float *B, int64_t ldb, int64_t K, int64_t N, int64_t task,
+                                           float *packed) {
+    const int64_t per_block = (N + AF_SGEMM_NR - 1) / AF_SGEMM_NR;
+    const int64_t k0 = task / per_block * AF_SGEMM_KC, j0 = task % per_block * AF_SGEMM_NR;
+    const int64_t kc = K - k0 < AF_SGEMM_KC ? K - k0 : AF_SGEMM_KC, nn = N - j0 < AF_SGEMM_NR ? N - j0 : AF_SGEMM_NR;
+    pack_b(tb, B, ldb, k0, kc, j0, nn, packed + packed_offset(K, N, k0, j0));
+}
+
 AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return af_sgemm_avx512_prepacked(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, 0, 0, beta, C, ldc);
+}
+
+AF_AVX512 int af_sgemm_avx512_prepacked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                                        int64_t lda, const float *B, int64_t ldb, const float *packed,
+                                        int64_t packed_n, int64_t packed_j0, float beta, float *C, int64_t ldc) {
     const int64_t panels = (M + AF_SGEMM_MR - 1) / AF_SGEMM_MR, kcmax = K < AF_SGEMM_KC ? K : AF_SGEMM_KC;
-    float *bbuf = af_alloc_host((size_t)(kcmax * AF_SGEMM_NR) * sizeof(float));
-    if (!bbuf) return -1;
+    float *bbuf = packed ? NULL : af_alloc_host((size_t)(kcmax * AF_SGEMM_NR) * sizeof(float));
+    if (!packed && !bbuf) return -1;
     for (int64_t k0 = 0; k0 < K; k0 += AF_SGEMM_KC) {
         const int64_t kc = K - k0 < AF_SGEMM_KC ? K - k0 : AF_SGEMM_KC;
         for (int64_t j0 = 0; j0 < N; j0 += AF_SGEMM_NR) {
@@ -177,7 +210,8 @@ AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, f
                            const __mmask16 *, float, float, int) = nv == 3   ? kernel_nv3
                                                                    : nv == 2 ? kernel_nv2
                                                                              : kernel_nv1;
-            pack_b(tb, B, ldb, k0, kc, j0, nn, bbuf);
+            const float *bpanel = packed ? packed + packed_offset(K, packed_n, k0, packed_j0 + j0) : bbuf;
+            if (!packed) pack_b(tb, B, ldb, k0, kc, j0, nn, bbuf);
             for (int64_t p = 0; p < panels; p++) {
                 const int64_t i0 = p * AF_SGEMM_MR, mr = M - i0 < AF_SGEMM_MR ? M - i0 : AF_SGEMM_MR;
                 const float *ar[AF_SGEMM_MR]; /* op(A)'s rows in place; past M, the last again (not stored) */
@@ -186,7 +220,7 @@ AF_AVX512 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, f
                     ar[r] = ta ? A + k0 * lda + i : A + i * lda + k0; /* op(A)(i, k): A[k lda + i] or A[i lda + k] */
                 }
                 const int64_t ks = ta ? lda : 1;
-                kernel(kc, ar, ks, bbuf, C + i0 * ldc + j0, ldc, (int)mr, mask, alpha, beta, k0 == 0);
+                kernel(kc, ar, ks, bpanel, C + i0 * ldc + j0, ldc, (int)mr, mask, alpha, beta, k0 == 0);
             }
         }
     }

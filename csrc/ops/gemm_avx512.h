@@ -17,6 +17,21 @@
 int af_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* op(B) packed once for all row tiles of a product (same bits as packing per tile): a buffer of
+ * af_sgemm_avx512_packed_b_floats(K, N) floats, 64-byte aligned, filled by running
+ * af_sgemm_avx512_pack_b_task for every task < af_sgemm_avx512_packed_b_tasks(K, N), in any order
+ * and on any threads. af_sgemm_avx512_prepacked then computes a tile of C whose columns start at
+ * packed_j0 (a multiple of 48) of the packed op(B), whose width is packed_n; with packed NULL it packs
+ * B itself (af_sgemm_avx512). */
+int64_t af_sgemm_avx512_packed_b_floats(int64_t K, int64_t N);
+int64_t af_sgemm_avx512_packed_b_tasks(int64_t K, int64_t N);
+void af_sgemm_avx512_pack_b_task(int tb, const float *B, int64_t ldb, int64_t K, int64_t N, int64_t task,
+                                 float *packed);
+int af_sgemm_avx512_prepacked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                              int64_t lda, const float *B, int64_t ldb, const float *packed, int64_t packed_n,
+                              int64_t packed_j0, float beta, float *C, int64_t ldc);
+#define AF_SGEMM_AVX512_PANEL 48
+
 /* dst[t ldd + r] = src[r ld + t] for t < 16, r < 16: a 16 x 16 block transposed in registers; rows
  * past `rows` and columns outside kmask read as 0 (AVX-512F CPUs only, as af_sgemm_avx512) */
 void af_avx512_transpose16(const float *src, int64_t ld, int64_t rows, uint16_t kmask, float *dst, int64_t ldd);

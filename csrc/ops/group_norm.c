@@ -71,7 +71,7 @@ static af_status group_norm_backward_cpu(const af_op_call *c, af_tensor *const *
                       group_norm_data(c, GN_WEIGHT), af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]),
                       af_tensor_data(dout[0]), din[GN_X] ? af_tensor_data(din[GN_X]) : NULL,
                       din[GN_WEIGHT] ? af_tensor_data(din[GN_WEIGHT]) : NULL,
-                      din[GN_BIAS] ? af_tensor_data(din[GN_BIAS]) : NULL);
+                      din[GN_BIAS] ? af_tensor_data(din[GN_BIAS]) : NULL, c->din_fresh);
     return AF_OK;
 }
 
@@ -79,7 +79,8 @@ static const char *const group_norm_inputs[] = {"input", "weight", "bias", NULL}
 
 const af_op_def af_op_def_group_norm = {.name = "group_norm", .input_names = group_norm_inputs,
                                         .setup = group_norm_setup, .forward_cpu = group_norm_forward_cpu,
-                                        .backward_cpu = group_norm_backward_cpu, .differentiable_inputs = 0x7u};
+                                        .backward_cpu = group_norm_backward_cpu, .differentiable_inputs = 0x7u,
+                                        .fresh_grad_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -109,12 +110,14 @@ static void K(group_norm_forward)(const gn_dims *d, double eps, const scalar_t *
     }
 }
 
-/* x, dy, dx: (N, G, Cg, S); w, dw, dbias: (G * Cg); mean, rstd: (N, G); w and gradients may be NULL */
+/* x, dy, dx: (N, G, Cg, S); w, dw, dbias: (G * Cg); mean, rstd: (N, G); w and gradients may be NULL;
+ * fresh: bits GN_X, GN_WEIGHT, GN_BIAS of the gradients to write instead of add to */
 AF_CPU_DISPATCH
 static void K(group_norm_backward)(const gn_dims *d, const scalar_t *x, const scalar_t *w, const double *mean,
                                    const double *rstd, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
-                                   scalar_t *dbias) {
+                                   scalar_t *dbias, uint32_t fresh) {
     int64_t M = d->Cg * d->S, C = d->G * d->Cg;
+    const int acc_x = !(fresh >> GN_X & 1u), acc_w = !(fresh >> GN_WEIGHT & 1u), acc_b = !(fresh >> GN_BIAS & 1u);
     if (dx) {
         AF_PARALLEL_FOR(d->N * d->G * M * 8)
         for (int64_t blk = 0; blk < d->N * d->G; blk++) {
@@ -131,7 +134,7 @@ static void K(group_norm_backward)(const gn_dims *d, const scalar_t *x, const sc
                 for (int64_t s = 0; s < d->S; s++) {
                     int64_t j = cg * d->S + s;
                     double xhat = ((double)xb[j] - mu) * rs;
-                    db[j] += (scalar_t)(rs * (gb[j] * wc - mean_g - xhat * mean_g_xhat));
+                    AF_GRAD_STORE(db[j], acc_x, (scalar_t)(rs * (gb[j] * wc - mean_g - xhat * mean_g_xhat)));
                 }
             }
         }
@@ -139,15 +142,15 @@ static void K(group_norm_backward)(const gn_dims *d, const scalar_t *x, const sc
     if (!dw && !dbias) return;
     AF_PARALLEL_FOR(d->N * C * d->S * 4)
     for (int64_t c = 0; c < C; c++) {
-        double acc_w = 0, acc_b = 0;
+        double sum_w = 0, sum_b = 0;
         for (int64_t n = 0; n < d->N; n++) {
             int64_t blk = n * d->G + c / d->Cg;
             const scalar_t *xr = x + (n * C + c) * d->S, *gr = dy + (n * C + c) * d->S;
             /* with wc = 1: sum_g = sum dy (dbias), sum_g_xhat = sum dy xhat (dw) */
-            K(lanes_grad_sums)(gr, xr, NULL, 1, d->S, mean[blk], rstd[blk], &acc_b, &acc_w);
+            K(lanes_grad_sums)(gr, xr, NULL, 1, d->S, mean[blk], rstd[blk], &sum_b, &sum_w);
         }
-        if (dw) dw[c] += (scalar_t)acc_w;
-        if (dbias) dbias[c] += (scalar_t)acc_b;
+        if (dw) AF_GRAD_STORE(dw[c], acc_w, (scalar_t)sum_w);
+        if (dbias) AF_GRAD_STORE(dbias[c], acc_b, (scalar_t)sum_b);
     }
 }
 

@@ -78,7 +78,7 @@ static af_status layer_norm_backward_cpu(const af_op_call *c, af_tensor *const *
                       layer_norm_data(c, LN_WEIGHT), af_tensor_data(c->saved[0]), af_tensor_data(c->saved[1]),
                       af_tensor_data(dout[0]), din[LN_X] ? af_tensor_data(din[LN_X]) : NULL,
                       din[LN_WEIGHT] ? af_tensor_data(din[LN_WEIGHT]) : NULL,
-                      din[LN_BIAS] ? af_tensor_data(din[LN_BIAS]) : NULL);
+                      din[LN_BIAS] ? af_tensor_data(din[LN_BIAS]) : NULL, c->din_fresh);
     return AF_OK;
 }
 
@@ -87,7 +87,7 @@ static const char *const layer_norm_inputs[] = {"input", "weight", "bias", NULL}
 const af_op_def af_op_def_layer_norm = {.name = "layer_norm", .input_names = layer_norm_inputs,
                                         .setup = layer_norm_setup, .forward_cpu = layer_norm_forward_cpu,
                                         .backward_cpu = layer_norm_backward_cpu,
-                                        .differentiable_inputs = 0x7u};
+                                        .differentiable_inputs = 0x7u, .fresh_grad_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -117,11 +117,13 @@ static void K(layer_norm_forward)(int64_t R, int64_t M, double eps, const scalar
     }
 }
 
-/* x, dy, dx: (R, M); w, dw, dbias: (M); mean, rstd: (R); w and the gradients may be NULL */
+/* x, dy, dx: (R, M); w, dw, dbias: (M); mean, rstd: (R); w and the gradients may be NULL; fresh: bits
+ * LN_X, LN_WEIGHT, LN_BIAS of the gradients to write instead of add to */
 AF_CPU_DISPATCH
 static void K(layer_norm_backward)(int64_t R, int64_t M, const scalar_t *x, const scalar_t *w, const scalar_t *mean,
                                    const scalar_t *rstd, const scalar_t *dy, scalar_t *dx, scalar_t *dw,
-                                   scalar_t *dbias) {
+                                   scalar_t *dbias, uint32_t fresh) {
+    const int acc_x = !(fresh >> LN_X & 1u), acc_w = !(fresh >> LN_WEIGHT & 1u), acc_b = !(fresh >> LN_BIAS & 1u);
     if (dx) {
         AF_PARALLEL_FOR(R * M * 8)
         for (int64_t r = 0; r < R; r++) {
@@ -132,10 +134,11 @@ static void K(layer_norm_backward)(int64_t R, int64_t M, const scalar_t *x, cons
             double mean_g = sum_g / (double)M, mean_g_xhat = sum_g_xhat / (double)M;
             if (w)
                 for (int64_t j = 0; j < M; j++)
-                    dr[j] += (scalar_t)(rs * ((double)gr[j] * w[j] - mean_g - ((double)xr[j] - mu) * rs * mean_g_xhat));
+                    AF_GRAD_STORE(dr[j], acc_x,
+                                  (scalar_t)(rs * ((double)gr[j] * w[j] - mean_g - ((double)xr[j] - mu) * rs * mean_g_xhat)));
             else
                 for (int64_t j = 0; j < M; j++)
-                    dr[j] += (scalar_t)(rs * ((double)gr[j] - mean_g - ((double)xr[j] - mu) * rs * mean_g_xhat));
+                    AF_GRAD_STORE(dr[j], acc_x, (scalar_t)(rs * ((double)gr[j] - mean_g - ((double)xr[j] - mu) * rs * mean_g_xhat)));
         }
     }
     if (!dw && !dbias) return;
@@ -143,18 +146,18 @@ static void K(layer_norm_backward)(int64_t R, int64_t M, const scalar_t *x, cons
     AF_PARALLEL_FOR(R * M * 4)
     for (int64_t blk = 0; blk < blocks; blk++) {
         int64_t j0 = blk * LN_COLUMN_BLOCK, n = M - j0 < LN_COLUMN_BLOCK ? M - j0 : LN_COLUMN_BLOCK;
-        double acc_w[LN_COLUMN_BLOCK] = {0}, acc_b[LN_COLUMN_BLOCK] = {0};
+        double sum_w[LN_COLUMN_BLOCK] = {0}, sum_b[LN_COLUMN_BLOCK] = {0};
         for (int64_t r = 0; r < R; r++) {
             const scalar_t *xr = x + r * M + j0, *gr = dy + r * M + j0;
             double mu = mean[r], rs = rstd[r];
             for (int64_t j = 0; j < n; j++) {
-                acc_w[j] += gr[j] * ((xr[j] - mu) * rs);
-                acc_b[j] += gr[j];
+                sum_w[j] += gr[j] * ((xr[j] - mu) * rs);
+                sum_b[j] += gr[j];
             }
         }
         for (int64_t j = 0; j < n; j++) {
-            if (dw) dw[j0 + j] += (scalar_t)acc_w[j];
-            if (dbias) dbias[j0 + j] += (scalar_t)acc_b[j];
+            if (dw) AF_GRAD_STORE(dw[j0 + j], acc_w, (scalar_t)sum_w[j]);
+            if (dbias) AF_GRAD_STORE(dbias[j0 + j], acc_b, (scalar_t)sum_b[j]);
         }
     }
 }

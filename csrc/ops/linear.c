@@ -77,14 +77,15 @@ static af_status linear_backward_cpu(const af_op_call *c, af_tensor *const *dout
     AF_TRY(linear_check_cblas(c, M, in, out));
     AF_DISPATCH_FLOAT(c->in[0]->dtype, linear_backward, M, in, out, af_tensor_data(c->in[0]),
                       af_tensor_data(c->in[1]), af_tensor_data(dout[0]), din[0] ? af_tensor_data(din[0]) : NULL,
-                      din[1] ? af_tensor_data(din[1]) : NULL, c->n_in > 2 && din[2] ? af_tensor_data(din[2]) : NULL);
+                      din[1] ? af_tensor_data(din[1]) : NULL, c->n_in > 2 && din[2] ? af_tensor_data(din[2]) : NULL,
+                      c->din_fresh);
     return AF_OK;
 }
 
 static const char *const linear_inputs[] = {"input", "weight", "bias", NULL};
 const af_op_def af_op_def_linear = {.name = "linear", .input_names = linear_inputs, .setup = linear_setup,
                                     .forward_cpu = linear_forward_cpu, .backward_cpu = linear_backward_cpu,
-                                    .differentiable_inputs = 0x7u};
+                                    .differentiable_inputs = 0x7u, .fresh_grad_inputs = 0x7u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -98,11 +99,12 @@ static void K(linear_forward)(int64_t M, int64_t in, int64_t out, const scalar_t
         for (int64_t j = 0; j < out; j++) y[m * out + j] += bias[j];
 }
 
-/* dy: (M, out); dx: (M, in), dw: (out, in), dbias: (out), each NULL when not wanted */
+/* dy: (M, out); dx: (M, in), dw: (out, in), dbias: (out), each NULL when not wanted; bit i of fresh:
+ * gradient i is written, not added to */
 static void K(linear_backward)(int64_t M, int64_t in, int64_t out, const scalar_t *x, const scalar_t *w,
-                               const scalar_t *dy, scalar_t *dx, scalar_t *dw, scalar_t *dbias) {
-    if (dx) AF_GEMM(0, 0, M, in, out, 1, dy, out, w, in, 1, dx, in);
-    if (dw) AF_GEMM(1, 0, out, in, M, 1, dy, out, x, in, 1, dw, in);
+                               const scalar_t *dy, scalar_t *dx, scalar_t *dw, scalar_t *dbias, uint32_t fresh) {
+    if (dx) AF_GEMM(0, 0, M, in, out, 1, dy, out, w, in, fresh & 1u ? 0 : 1, dx, in);
+    if (dw) AF_GEMM(1, 0, out, in, M, 1, dy, out, x, in, fresh & 2u ? 0 : 1, dw, in);
     if (!dbias) return;
     int64_t n_blocks = (out + LINEAR_COLS - 1) / LINEAR_COLS;
     AF_PARALLEL_FOR(M * out)
@@ -112,7 +114,7 @@ static void K(linear_backward)(int64_t M, int64_t in, int64_t out, const scalar_
         for (int64_t j = 0; j < len; j++) acc[j] = 0;
         for (int64_t m = 0; m < M; m++)
             for (int64_t j = 0; j < len; j++) acc[j] += (double)dy[m * out + j0 + j];
-        for (int64_t j = 0; j < len; j++) dbias[j0 + j] += (scalar_t)acc[j];
+        for (int64_t j = 0; j < len; j++) AF_GRAD_STORE(dbias[j0 + j], !(fresh & 4u), (scalar_t)acc[j]);
     }
 }
 

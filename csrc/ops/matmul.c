@@ -138,9 +138,21 @@ static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout
             return AF_FAIL(AF_ERR_OOM, "matmul: out of memory for the %lld-element gradient of a broadcast operand",
                            (long long)(d.batch * per));
     }
+    /* a broadcast operand's gradient sums several products into each matrix, an empty product none:
+     * such a gradient starts from zeros */
+    uint32_t fresh = c->din_fresh;
+    for (int i = 0; i < 2; i++)
+        if (((i ? red_b : red_a) || c->out[0]->numel == 0) && fresh >> i & 1u) {
+            af_status st = af_tensor_fill_zero(din[i]);
+            if (st != AF_OK) {
+                af_free_host(scratch);
+                return st;
+            }
+            fresh &= ~(1u << i);
+        }
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_backward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(dout[0]), din[0] ? af_tensor_data(din[0]) : NULL,
-                      din[1] ? af_tensor_data(din[1]) : NULL, scratch);
+                      din[1] ? af_tensor_data(din[1]) : NULL, scratch, fresh);
     af_free_host(scratch);
     return AF_OK;
 }
@@ -148,7 +160,7 @@ static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout
 static const char *const matmul_inputs[] = {"input", "other", NULL};
 const af_op_def af_op_def_matmul = {.name = "matmul", .input_names = matmul_inputs, .setup = matmul_setup,
                                     .forward_cpu = matmul_forward_cpu, .backward_cpu = matmul_backward_cpu,
-                                    .differentiable_inputs = 0x3u};
+                                    .differentiable_inputs = 0x3u, .fresh_grad_inputs = 0x3u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -188,27 +200,29 @@ static void K(matmul_reduce)(const matmul_dims *d, int role, int64_t mat, const 
     }
 }
 
-/* da (a's shape) += dy @ b^T; db (b's shape) += a^T @ dy (either may be NULL); scratch: batch
- * matrices of the larger of M*K, K*N when an operand with a gradient is broadcast (see matmul.c). */
+/* da (a's shape) += dy @ b^T; db (b's shape) += a^T @ dy (either may be NULL; written instead where
+ * bit 0 / 1 of fresh is set, never for a broadcast operand); scratch: batch matrices of the larger
+ * of M*K, K*N when an operand with a gradient is broadcast (see matmul.c). */
 static void K(matmul_backward)(const matmul_dims *d, const scalar_t *a, const scalar_t *b, const scalar_t *dy,
-                               scalar_t *da, scalar_t *db, void *scratch) {
+                               scalar_t *da, scalar_t *db, void *scratch, uint32_t fresh) {
     int64_t M = d->M, K = d->K, N = d->N;
     scalar_t *tmp = scratch;
+    const scalar_t beta_a = fresh & 1u ? 0 : 1, beta_b = fresh & 2u ? 0 : 1;
     if (d->flat) {
-        if (da) AF_GEMM(0, 1, d->batch * M, K, N, 1, dy, N, b, N, 1, da, K);
-        if (db) AF_GEMM(1, 0, K, N, d->batch * M, 1, a, K, dy, N, 1, db, N);
+        if (da) AF_GEMM(0, 1, d->batch * M, K, N, 1, dy, N, b, N, beta_a, da, K);
+        if (db) AF_GEMM(1, 0, K, N, d->batch * M, 1, a, K, dy, N, beta_b, db, N);
         return;
     }
     if (da) {
         int red = d->a_batch < d->batch;
         const matmul_run r = matmul_run_make(d, MM_OUT, MM_B, red ? MM_OUT : MM_A, M * N, K * N, M * K);
-        K(matmul_run)(d, &r, 0, 1, M, K, N, dy, N, b, N, red ? 0 : 1, red ? tmp : da, K);
+        K(matmul_run)(d, &r, 0, 1, M, K, N, dy, N, b, N, red ? 0 : beta_a, red ? tmp : da, K);
         if (red) K(matmul_reduce)(d, MM_A, M * K, tmp, da);
     }
     if (db) {
         int red = d->b_batch < d->batch;
         const matmul_run r = matmul_run_make(d, MM_A, MM_OUT, red ? MM_OUT : MM_B, M * K, M * N, K * N);
-        K(matmul_run)(d, &r, 1, 0, K, N, M, a, K, dy, N, red ? 0 : 1, red ? tmp : db, N);
+        K(matmul_run)(d, &r, 1, 0, K, N, M, a, K, dy, N, red ? 0 : beta_b, red ? tmp : db, N);
         if (red) K(matmul_reduce)(d, MM_B, K * N, tmp, db);
     }
 }

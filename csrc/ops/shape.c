@@ -83,7 +83,7 @@ static af_status reshape_forward_cpu(af_op_call *c) {
 static af_status reshape_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     if (!is_grad_dtype(c->in[0]->dtype)) return AF_OK;
     AF_DISPATCH_FLOAT(c->in[0]->dtype, flat_accumulate, af_tensor_data(dout[0]), af_tensor_data(din[0]),
-                      c->in[0]->numel);
+                      c->in[0]->numel, af_din_accumulates(c, 0));
     return AF_OK;
 }
 
@@ -226,6 +226,10 @@ static af_status permute_backward_cpu(const af_op_call *c, af_tensor *const *dou
     if (!is_grad_dtype(c->in[0]->dtype)) return AF_OK;
     int64_t inverse[AF_MAX_DIMS];
     for (int k = 0; k < c->in[0]->ndim; k++) inverse[c->attr.i[k]] = k;
+    if (!af_din_accumulates(c, 0)) {
+        permute_bytes(dout[0], inverse, af_tensor_data(din[0]));
+        return AF_OK;
+    }
     af_tensor *tmp = NULL;
     AF_TRY(af_tensor_empty_like(c->in[0], &tmp));
     permute_bytes(dout[0], inverse, af_tensor_data(tmp));
@@ -324,7 +328,9 @@ static af_status cat_backward_cpu(const af_op_call *c, af_tensor *const *dout, a
     r.dst_step = r.src_step = 1;
     for (int i = 0; i < c->n_in; i++) {
         r.L = r.dst_D = c->in[i]->shape[dim];
-        if (din[i]) AF_DISPATCH_FLOAT(c->in[0]->dtype, rows_accumulate, &r, af_tensor_data(dout[0]), af_tensor_data(din[i]));
+        if (din[i])
+            AF_DISPATCH_FLOAT(c->in[0]->dtype, rows_accumulate, &r, af_tensor_data(dout[0]), af_tensor_data(din[i]),
+                              af_din_accumulates(c, i));
         r.src_off += r.L;
     }
     return AF_OK;
@@ -383,7 +389,8 @@ static af_status split_backward_cpu(const af_op_call *c, af_tensor *const *dout,
     r.dst_step = r.src_step = 1;
     for (int k = 0; k < c->n_out; k++) {
         r.L = r.src_D = c->out[k]->shape[dim];
-        AF_DISPATCH_FLOAT(c->in[0]->dtype, rows_accumulate, &r, af_tensor_data(dout[k]), af_tensor_data(din[0]));
+        AF_DISPATCH_FLOAT(c->in[0]->dtype, rows_accumulate, &r, af_tensor_data(dout[k]), af_tensor_data(din[0]),
+                          af_din_accumulates(c, 0)); /* the slabs tile din[0]: a fresh one is all written */
         r.dst_off += r.L;
     }
     return AF_OK;
@@ -431,7 +438,7 @@ static af_status slice_backward_cpu(const af_op_call *c, af_tensor *const *dout,
     row_map f = slice_map(c), r = f; /* the forward map with source and destination swapped */
     r.dst_D = f.src_D, r.dst_off = f.src_off, r.dst_step = f.src_step;
     r.src_D = f.dst_D, r.src_off = f.dst_off, r.src_step = f.dst_step;
-    AF_DISPATCH_FLOAT(c->in[0]->dtype, rows_accumulate, &r, af_tensor_data(dout[0]), af_tensor_data(din[0]));
+    AF_DISPATCH_FLOAT(c->in[0]->dtype, rows_accumulate, &r, af_tensor_data(dout[0]), af_tensor_data(din[0]), 1);
     return AF_OK;
 }
 
@@ -570,11 +577,11 @@ static af_status cast_backward_cpu(const af_op_call *c, af_tensor *const *dout, 
     const void *g = af_tensor_data(dout[0]);
     void *dx = af_tensor_data(din[0]);
     if (sd == AF_DTYPE_F32) {
-        if (dd == AF_DTYPE_F32) flat_accumulate_f32(g, dx, n);
+        if (dd == AF_DTYPE_F32) flat_accumulate_f32(g, dx, n, 1);
         else
             for (int64_t i = 0; i < n; i++) ((float *)dx)[i] += (float)((const double *)g)[i];
     } else {
-        if (dd == AF_DTYPE_F64) flat_accumulate_f64(g, dx, n);
+        if (dd == AF_DTYPE_F64) flat_accumulate_f64(g, dx, n, 1);
         else
             for (int64_t i = 0; i < n; i++) ((double *)dx)[i] += ((const float *)g)[i];
     }
@@ -586,16 +593,16 @@ static const char *const cat_inputs[] = {"tensors", NULL};
 
 const af_op_def af_op_def_reshape = {.name = "reshape", .input_names = one_input, .setup = reshape_setup,
                                      .forward_cpu = reshape_forward_cpu, .backward_cpu = reshape_backward_cpu,
-                                     .differentiable_inputs = 0x1u};
+                                     .differentiable_inputs = 0x1u, .fresh_grad_inputs = 0x1u};
 const af_op_def af_op_def_permute = {.name = "permute", .input_names = one_input, .setup = permute_setup,
                                      .forward_cpu = permute_forward_cpu, .backward_cpu = permute_backward_cpu,
-                                     .differentiable_inputs = 0x1u};
+                                     .differentiable_inputs = 0x1u, .fresh_grad_inputs = 0x1u};
 const af_op_def af_op_def_cat = {.name = "cat", .input_names = cat_inputs, .setup = cat_setup,
                                  .forward_cpu = cat_forward_cpu, .backward_cpu = cat_backward_cpu,
-                                 .differentiable_inputs = 0xffffffffu};
+                                 .differentiable_inputs = 0xffffffffu, .fresh_grad_inputs = 0xffffffffu};
 const af_op_def af_op_def_split = {.name = "split", .input_names = one_input, .setup = split_setup,
                                    .forward_cpu = split_forward_cpu, .backward_cpu = split_backward_cpu,
-                                   .differentiable_inputs = 0x1u};
+                                   .differentiable_inputs = 0x1u, .fresh_grad_inputs = 0x1u};
 const af_op_def af_op_def_slice = {.name = "slice", .input_names = one_input, .setup = slice_setup,
                                    .forward_cpu = slice_forward_cpu, .backward_cpu = slice_backward_cpu,
                                    .differentiable_inputs = 0x1u};
@@ -605,21 +612,28 @@ const af_op_def af_op_def_cast = {.name = "cast", .input_names = one_input, .set
 
 #else /* ---- kernels, once per scalar_t ---- */
 
-/* dx (n) += dy (n) */
-static void K(flat_accumulate)(const scalar_t *dy, scalar_t *dx, int64_t n) {
+/* dx (n) += dy (n), or = (acc 0) */
+static void K(flat_accumulate)(const scalar_t *dy, scalar_t *dx, int64_t n, int acc) {
+    if (!acc) {
+        memcpy(dx, dy, (size_t)n * sizeof(scalar_t));
+        return;
+    }
     AF_PARALLEL_FOR(n)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
 }
 
 /* The row_map move with +=: each destination row is touched once (slabs and strided slice rows do
  * not overlap), so the rows can go to any thread. */
-static void K(rows_accumulate)(const row_map *r, const scalar_t *src, scalar_t *dst) {
+static void K(rows_accumulate)(const row_map *r, const scalar_t *src, scalar_t *dst, int acc) {
     AF_PARALLEL_FOR(r->outer * r->L * r->inner)
     for (int64_t t = 0; t < r->outer * r->L; t++) {
         int64_t o = t / r->L, k = t % r->L;
         scalar_t *d = dst + (o * r->dst_D + r->dst_off + k * r->dst_step) * r->inner;
         const scalar_t *s = src + (o * r->src_D + r->src_off + k * r->src_step) * r->inner;
-        for (int64_t j = 0; j < r->inner; j++) d[j] += s[j];
+        if (acc)
+            for (int64_t j = 0; j < r->inner; j++) d[j] += s[j];
+        else
+            memcpy(d, s, (size_t)r->inner * sizeof(scalar_t));
     }
 }
 

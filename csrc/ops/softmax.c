@@ -42,7 +42,8 @@ static af_status softmax_forward_cpu(af_op_call *c) {
 static af_status softmax_backward_cpu(const af_op_call *c, af_tensor *const *dout, af_tensor *const *din) {
     af_dim_split s = af_split_at_dim(c->in[0], (int)c->attr.i[0]);
     AF_DISPATCH_FLOAT(c->in[0]->dtype, softmax_backward, c->op == AF_OP_LOG_SOFTMAX, s.outer, s.D, s.inner,
-                      af_tensor_data(c->out[0]), af_tensor_data(dout[0]), af_tensor_data(din[0]));
+                      af_tensor_data(c->out[0]), af_tensor_data(dout[0]), af_tensor_data(din[0]),
+                      af_din_accumulates(c, 0));
     return AF_OK;
 }
 
@@ -50,10 +51,11 @@ static const char *const softmax_inputs[] = {"input", NULL};
 
 const af_op_def af_op_def_softmax = {.name = "softmax", .input_names = softmax_inputs, .setup = softmax_setup,
                                      .forward_cpu = softmax_forward_cpu, .backward_cpu = softmax_backward_cpu,
-                                     .differentiable_inputs = 0x1u};
+                                     .differentiable_inputs = 0x1u, .fresh_grad_inputs = 0x1u};
 const af_op_def af_op_def_log_softmax = {.name = "log_softmax", .input_names = softmax_inputs,
                                          .setup = softmax_setup, .forward_cpu = softmax_forward_cpu,
-                                         .backward_cpu = softmax_backward_cpu, .differentiable_inputs = 0x1u};
+                                         .backward_cpu = softmax_backward_cpu, .differentiable_inputs = 0x1u,
+                                         .fresh_grad_inputs = 0x1u};
 
 #else /* ---- kernels, once per scalar_t ---- */
 
@@ -110,10 +112,10 @@ static void K(softmax_forward)(int is_log, int64_t outer, int64_t D, int64_t inn
     }
 }
 
-/* y, dy, dx: (outer, D, inner) */
+/* y, dy, dx: (outer, D, inner); dx += the gradient, or = (acc 0) */
 AF_CPU_DISPATCH
 static void K(softmax_backward)(int is_log, int64_t outer, int64_t D, int64_t inner, const scalar_t *y,
-                                const scalar_t *dy, scalar_t *dx) {
+                                const scalar_t *dy, scalar_t *dx, int acc) {
     AF_PARALLEL_FOR(outer * D * inner * 6)
     for (int64_t line = 0; line < outer * inner; line++) {
         int64_t base = (line / inner) * D * inner + line % inner;
@@ -123,10 +125,10 @@ static void K(softmax_backward)(int is_log, int64_t outer, int64_t D, int64_t in
         if (is_log) {
             for (int64_t j = 0; j < D; j++) dot += gl[j * inner];
             for (int64_t j = 0; j < D; j++)
-                dl[j * inner] += (scalar_t)(gl[j * inner] - exp((double)yl[j * inner]) * dot);
+                AF_GRAD_STORE(dl[j * inner], acc, (scalar_t)(gl[j * inner] - exp((double)yl[j * inner]) * dot));
         } else {
             for (int64_t j = 0; j < D; j++) dot += (double)gl[j * inner] * yl[j * inner];
-            for (int64_t j = 0; j < D; j++) dl[j * inner] += (scalar_t)(yl[j * inner] * (gl[j * inner] - dot));
+            for (int64_t j = 0; j < D; j++) AF_GRAD_STORE(dl[j * inner], acc, (scalar_t)(yl[j * inner] * (gl[j * inner] - dot)));
         }
     }
 }

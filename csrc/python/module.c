@@ -189,6 +189,12 @@ static PyObject *py_set_anomaly_mode(PyObject *self, PyObject *arg) {
     return PyBool_FromLong(af_set_anomaly_mode(flag));
 }
 
+static PyObject *py_set_fresh_grad_poison(PyObject *self, PyObject *arg) {
+    int flag = PyObject_IsTrue(arg);
+    if (flag < 0) return NULL;
+    return PyBool_FromLong(af_set_fresh_grad_poison(flag));
+}
+
 static PyObject *py_is_grad_enabled(PyObject *self, PyObject *unused) { return PyBool_FromLong(af_grad_enabled()); }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
@@ -261,6 +267,8 @@ static PyMethodDef module_methods[] = {
     {"philox", py_philox, METH_VARARGS, "one Philox4x32-10 block: philox(counter4, key2)"},
     {"set_grad_enabled", py_set_grad_enabled, METH_O, "set grad mode for this thread; returns the previous"},
     {"set_anomaly_mode", py_set_anomaly_mode, METH_O, "NaN/Inf checks on every op output; returns the previous"},
+    {"set_fresh_grad_poison", py_set_fresh_grad_poison, METH_O,
+     "tests: NaN-fill the gradient buffers a backward op must write outright; returns the previous"},
     {"is_grad_enabled", py_is_grad_enabled, METH_NOARGS, "grad mode of this thread"},
     {"set_num_threads", py_set_num_threads, METH_O, "threads for CPU kernels (OpenMP); the BLAS stays on one thread"},
     {"_live_nodes", py_live_nodes, METH_NOARGS, "autograd nodes alive in the process (for leak tests)"},

@@ -35,6 +35,33 @@ def test_gradients_accumulate_across_backward_calls():
     assert_close(x.grad, [3.0, 3.0])
 
 
+def test_fresh_gradient_buffers_written_once_then_accumulated():
+    """The first gradient into a buffer is written outright (din_fresh), later ones add to it: an
+    input passed twice to one op, an intermediate read by three ops, a leaf reached through ops
+    that write (mul, gelu, reshape, linear) and ones that only add (slice, max)."""
+    assert af._C.set_fresh_grad_poison(True) is True  # conftest: fresh buffers arrive as NaN
+    rng = np.random.default_rng(5)
+    xv, wv = rng.standard_normal((4, 3)), rng.standard_normal((2, 3))
+    x, w = t64(xv), t64(wv)
+    h = x * 2.0                                   # intermediate, consumed three times below
+    y = h * h                                     # the same tensor as both inputs of one op
+    z = af.nn.functional.gelu(h).reshape(3, 4)
+    s = h[:, :2]                                  # slice: adds into part of h's gradient only
+    lin = af.nn.functional.linear(x, w)           # x again, through a GEMM with beta 0 or 1
+    loss = y.sum() + (z * z).sum() + s.sum() + lin.sum() + (x + x).sum()
+    loss.backward()
+
+    from math import erf, pi
+    hv = 2 * xv
+    cdf = 0.5 * (1 + np.vectorize(erf)(hv / np.sqrt(2)))
+    gelu = hv * cdf
+    dgelu = cdf + hv * np.exp(-hv * hv / 2) / np.sqrt(2 * pi)
+    dh = 2 * hv + 2 * gelu * dgelu
+    dh[:, :2] += 1
+    assert_close(x.grad, 2 * dh + wv.sum(0)[None, :] + 2, rtol=1e-10, atol=1e-10)
+    assert_close(w.grad, np.broadcast_to(xv.sum(0), (2, 3)), rtol=1e-12, atol=1e-12)
+
+
 def test_backward_twice_raises_unless_retained():
     x = t64([1.0, 2.0])
     y = x.exp()

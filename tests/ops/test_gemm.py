@@ -66,3 +66,29 @@ def test_thread_invariant(M, K, N, rng):
     a = rng.standard_normal((M, K)).astype(np.float32)
     b = rng.standard_normal((K, N)).astype(np.float32)
     assert_thread_invariant(lambda ta, tb: ta @ tb, [a, b], threads=(1, 2, 3), name="gemm")
+
+
+def _has_avx512():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512f" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_avx512(), reason="the AVX-512 kernel's packing; OpenBLAS's edge kernels round by tile")
+@pytest.mark.parametrize("M,K,N", [(600, 520, 200), (520, 257, 1030), (257, 40, 49), (1000, 768, 96)])
+def test_op_b_packed_once_gives_the_bits_of_separate_row_tiles(M, K, N, rng):
+    """A product with more than 256 rows packs op(B) once for all its row tiles (gemm.c); rows computed
+    256 at a time, which pack it per call, must give the same bits, for B as is (matmul) and
+    transposed (linear)."""
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    whole = call("matmul", [af.tensor(a), af.tensor(b)]).numpy()
+    whole_t = call("linear", [af.tensor(a), af.tensor(np.ascontiguousarray(b.T))]).numpy()
+    parts = [call("matmul", [af.tensor(a[i:i + 256]), af.tensor(b)]).numpy() for i in range(0, M, 256)]
+    parts_t = [call("linear", [af.tensor(a[i:i + 256]), af.tensor(np.ascontiguousarray(b.T))]).numpy()
+               for i in range(0, M, 256)]
+    assert np.array_equal(whole, np.concatenate(parts)) and np.array_equal(whole_t, np.concatenate(parts_t))
+    _check(whole, a, b, "A B")
+    _check(whole_t, a, b, "A (B^T)^T")
