@@ -702,6 +702,7 @@ def mobilevit(torch):
         params, sd = dict(m.named_parameters()), m.state_dict()
         out.add(f"train-{dtype}-{size}", weights_checksum=check, y=y, logits=logits, loss=loss,
                 **{f"grad.{k}": params[k].grad for k in MOBILEVIT_GRADS}, **{f"state.{k}": sd[k] for k in MOBILEVIT_TRACKED})
+    return out
 
 
 VIT_GRADS = ["conv_proj.weight", "class_token", "encoder.pos_embedding",
@@ -806,6 +807,7 @@ def nn_transformer(torch):
                                                          norm_first=norm_first, batch_first=True))
             run(f"layer-nf{int(norm_first)}-{act}", m.train(), check, [rng.standard_normal((2, 5, 8))],
                 lambda m, x: m(x))
+    return out
 
 def _vggface2_resnet50(torch, se, num_classes):
     """The VGGFace2 ResNet-50 / SE-ResNet-50 (github.com/cydonia999/VGGFace2-pytorch models/resnet.py

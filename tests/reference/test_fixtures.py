@@ -32,11 +32,15 @@ def _allowed(key, stored):
     """Bits may differ with another torch build or CPU; a changed generator or semantics may not."""
     what, _, field = key.partition(":")
     want = np.abs(stored[key])
-    if field == "block_sum":  # signed sums of many values: relative to the block's sum of |x|
-        return 1e-5 * stored[f"{what}:block_abs"] + 1e-5 * want
+    if field == "block_sum":  # signed sums of many values: relative to the block's sum of |x| (the
+        # first convolution's weight gradient of GoogLeNet in train mode: 3e-5 of it between CPUs)
+        return 1e-4 * stored[f"{what}:block_abs"] + 1e-5 * want
     if stored[key].dtype == np.float64 and not field:
         return 1e-12 + 1e-9 * want
-    return 1e-6 + 1e-5 * want
+    # float32 through a deep network in train mode (GoogLeNet, batch statistics of 2 images) moves by
+    # up to 6e-5 of the output's scale between CPUs, torch's kernels rounding differently on a Zen 3
+    # and a Zen 4: allowed, relative to the largest value of the array, not only to each element
+    return 1e-6 + 1e-5 * want + 1e-4 * (want.max() if want.size else 0)
 
 
 @pytest.mark.parametrize("name", sorted(make_fixtures.GENERATORS))
