@@ -382,10 +382,10 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
             if (!(n->needs_grad >> i & 1u)) continue;
             int made = 0;
             AF_CHECK(grad_buffer(n->call.in[i], &din[i], &made));
-            for (int k = 0; k < i; k++) /* an input passed twice (x * x): both terms add up in one buffer */
-                if (din[k] == din[i] && fresh >> k & 1u) {
+            for (int prev = 0; prev < i; prev++) /* an input passed twice (x * x): both terms add up in one buffer */
+                if (din[prev] == din[i] && fresh >> prev & 1u) {
                     AF_CHECK(af_tensor_fill_zero(din[i]));
-                    fresh &= ~(1u << k);
+                    fresh &= ~(1u << prev);
                 }
             fresh |= (uint32_t)made << i;
         }
