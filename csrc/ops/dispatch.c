@@ -16,9 +16,12 @@ _Static_assert(0
                == AF_OP_COUNT, "op_list.h and the op table disagree");
 #undef AF_OP
 
+static af_op_kernels device_kernels(int op, af_device dev);
+
 /* The table's invariants, checked once when _C is imported (the defs live in separate files, out of
  * reach of a static assert): every op has setup and a CPU forward, and differentiable_inputs says
- * whether it is differentiable: a non-zero mask needs a backward, a zero mask must have none. */
+ * whether it is differentiable: a non-zero mask needs a backward, a zero mask must have none; fresh
+ * gradients are written only for differentiable inputs. */
 static af_status check_kernels(const af_op_def *def, const char *device, af_op_kernels k) {
     if (!k.forward) return AF_FAIL(AF_ERR_INTERNAL, "op table: %s has no %s forward", def->name, device);
     if (def->differentiable_inputs && !k.backward)
@@ -27,6 +30,10 @@ static af_status check_kernels(const af_op_def *def, const char *device, af_op_k
     if (!def->differentiable_inputs && k.backward)
         return AF_FAIL(AF_ERR_INTERNAL, "op table: %s has a %s backward but declares no differentiable input",
                        def->name, device);
+    if (k.fresh_grad_inputs & ~def->differentiable_inputs)
+        return AF_FAIL(AF_ERR_INTERNAL,
+                       "op table: %s writes fresh %s gradients (mask 0x%x) of inputs it does not differentiate",
+                       def->name, device, (unsigned)k.fresh_grad_inputs);
     return AF_OK;
 }
 
@@ -34,7 +41,7 @@ af_status af_op_table_check(void) {
     for (int op = 0; op < AF_OP_COUNT; op++) {
         const af_op_def *def = af_op_table[op];
         if (!def->name || !def->setup) return AF_FAIL(AF_ERR_INTERNAL, "op table: op %d lacks a name or setup", op);
-        AF_TRY(check_kernels(def, "CPU", (af_op_kernels){.forward = def->forward_cpu, .backward = def->backward_cpu}));
+        AF_TRY(check_kernels(def, "CPU", device_kernels(op, AF_CPU)));
 #ifdef AF_HAVE_CUDA
         if (af_op_cuda_table[op]) AF_TRY(check_kernels(def, "CUDA", *af_op_cuda_table[op]));
 #endif
