@@ -382,7 +382,8 @@ static af_status backward_locked(af_tensor *root, af_tensor *grad, int retain_gr
             if (!(n->needs_grad >> i & 1u)) continue;
             int made = 0;
             AF_CHECK(grad_buffer(n->call.in[i], &din[i], &made));
-            for (int prev = 0; prev < i; prev++) /* an input passed twice (x * x): both terms add up in one buffer */
+            /* an input passed twice (x * x): both terms add up in one buffer */
+            for (int prev = 0; prev < i; prev++)
                 if (din[prev] == din[i] && fresh >> prev & 1u) {
                     AF_CHECK(af_tensor_fill_zero(din[i]));
                     fresh &= ~(1u << prev);

@@ -10,8 +10,9 @@
  * number - creation order is a topological order, so this reversed list is our tape. Each node's
  * backward accumulates (+=) into its inputs' gradient buffers: a producer node's output gradient
  * for intermediates, `tensor->grad` for leaves. The first gradient to reach a buffer is written,
- * not added to zeros: the buffer is made uninitialised and the op told so (af_op_call.din_fresh). After a node has run, its saved tensors are freed
- * (unless retain_graph), and a second backward through it raises. The tape never reads tensor
+ * not added to zeros: the buffer is made uninitialised and the op told so (af_op_call.din_fresh).
+ * After a node has run, its saved tensors are freed (unless retain_graph), and a second backward
+ * through it raises. The tape never reads tensor
  * data: seeds come from the fill_ op, accumulation from add_, the anomaly check from
  * nonfinite_index, each on the tensors' own device.
  *

@@ -666,7 +666,8 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
     const int acc_k = !(fresh & 2u), acc_v = !(fresh & 4u);
     for (int64_t j = 0; j < Nk; j++) {
         if (dk)
-            for (int64_t c = 0; c < D; c++) AF_GRAD_STORE(dk[j * D + c], acc_k, scale * dkb[c / 64][j * ATTN_SMALL_N + c % 64]);
+            for (int64_t c = 0; c < D; c++)
+                AF_GRAD_STORE(dk[j * D + c], acc_k, scale * dkb[c / 64][j * ATTN_SMALL_N + c % 64]);
         if (dv)
             for (int64_t c = 0; c < Dv; c++) AF_GRAD_STORE(dv[j * Dv + c], acc_v, dvb[j * ATTN_SMALL_N + c]);
     }
@@ -760,10 +761,7 @@ static af_status scaled_dot_product_attention_backward_cpu(const af_op_call *c, 
     uint32_t fresh = c->din_fresh;
     for (int i = 0; i < 3; i++) {
         g[i] = din[i] ? af_tensor_data(din[i]) : NULL;
-        if (fresh >> i & 1u && (d.Nq == 0 || d.Nk == 0)) { /* no key or no query: nothing sums into it */
-            AF_TRY(af_tensor_fill_zero(din[i]));
-            fresh &= ~(1u << i);
-        }
+        if (d.Nq == 0 || d.Nk == 0) AF_TRY(af_din_from_zeros(din, i, &fresh)); /* no term sums into it */
     }
 #if ATTN_HAVE_AVX512
     if (attention_small_applies(&d, c->in[0]->dtype, 1)) {
@@ -895,7 +893,8 @@ static int K(attention_backward)(const attention_dims *d, double scale_d, const 
                 const scalar_t *L = lse + b * Nq + i0;
                 AF_GEMM(0, 1, mq, nk, D, scale, Qi, D, Kj, D, 0, s, nk);
                 for (int64_t r = 0; r < mq; r++) K(attn_exp_row)(s + r * nk, nk, L[r]); /* P */
-                if (dv) AF_GEMM(1, 0, nk, Dv, mq, 1, s, nk, dOi, Dv, acc_v || ib ? 1 : 0, dv + (b * Nk + j0) * Dv, Dv);
+                if (dv)
+                    AF_GEMM(1, 0, nk, Dv, mq, 1, s, nk, dOi, Dv, acc_v || ib ? 1 : 0, dv + (b * Nk + j0) * Dv, Dv);
                 if (!dq && !dk) continue;
                 AF_GEMM(0, 1, mq, nk, Dv, 1, dOi, Dv, Vj, Dv, 0, dp, nk);
                 for (int64_t r = 0; r < mq; r++) {
@@ -903,8 +902,10 @@ static int K(attention_backward)(const attention_dims *d, double scale_d, const 
 #pragma omp simd
                     for (int64_t j = 0; j < nk; j++) gr[j] = pr[j] * (gr[j] - dl); /* dS */
                 }
-                if (dq) AF_GEMM(0, 0, mq, D, nk, scale, dp, nk, Kj, D, acc_q || jb ? 1 : 0, dq + (b * Nq + i0) * D, D);
-                if (dk) AF_GEMM(1, 0, nk, D, mq, scale, dp, nk, Qi, D, acc_k || ib ? 1 : 0, dk + (b * Nk + j0) * D, D);
+                if (dq)
+                    AF_GEMM(0, 0, mq, D, nk, scale, dp, nk, Kj, D, acc_q || jb ? 1 : 0, dq + (b * Nq + i0) * D, D);
+                if (dk)
+                    AF_GEMM(1, 0, nk, D, mq, scale, dp, nk, Qi, D, acc_k || ib ? 1 : 0, dk + (b * Nk + j0) * D, D);
             }
         }
         af_free_host(s);

@@ -399,11 +399,14 @@ static void K(batch_norm_backward)(int64_t N, int64_t C, int64_t S, int training
     AF_PARALLEL_FOR(N * S * C * 6)
     for (int64_t ch = 0; ch < C; ch++) {
         if (act == BN_ACT_RELU)
-            K(bn_backward_channel)(BN_ACT_RELU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias, fresh);
+            K(bn_backward_channel)(BN_ACT_RELU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw,
+                                   dbias, fresh);
         else if (act == BN_ACT_SILU)
-            K(bn_backward_channel)(BN_ACT_SILU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias, fresh);
+            K(bn_backward_channel)(BN_ACT_SILU, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw,
+                                   dbias, fresh);
         else
-            K(bn_backward_channel)(BN_ACT_NONE, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw, dbias, fresh);
+            K(bn_backward_channel)(BN_ACT_NONE, ch, N, C, S, training, x, w, mean, invstd, relu_a, relu_b, dy, dx, dw,
+                                   dbias, fresh);
     }
 }
 

@@ -162,18 +162,12 @@ static af_status conv2d_backward_cpu(const af_op_call *c, af_tensor *const *dout
     const void *x = af_tensor_data(c->in[0]), *w = af_tensor_data(c->in[1]), *dy = af_tensor_data(dout[0]);
     if (dbias) AF_DISPATCH_FLOAT(dt, conv2d_bias_backward, &g, dy, dbias, af_din_accumulates(c, 2));
     if (!dx && !dw) return AF_OK;
-    const int gemm_path = !conv_is_depthwise(&g) && !conv_use_winograd(&g);
-    int acc_x = af_din_accumulates(c, 0), acc_w = af_din_accumulates(c, 1);
     /* the depthwise and Winograd kernels only add; an empty product adds nothing: both from zeros */
     const int empty = g.N * g.HWo == 0 || g.Cout == 0 || g.Cin == 0;
-    if (dx && !acc_x && (!gemm_path || empty)) {
-        AF_TRY(af_tensor_fill_zero(din[0]));
-        acc_x = 1;
-    }
-    if (dw && !acc_w && (!gemm_path || empty)) {
-        AF_TRY(af_tensor_fill_zero(din[1]));
-        acc_w = 1;
-    }
+    uint32_t fresh = c->din_fresh;
+    if (empty || conv_is_depthwise(&g) || conv_use_winograd(&g))
+        for (int i = 0; i < 2; i++) AF_TRY(af_din_from_zeros(din, i, &fresh));
+    const int acc_x = !(fresh & 1u), acc_w = !(fresh & 2u);
     if (empty) return AF_OK;
     if (conv_is_depthwise(&g)) {
         if (AF_DISPATCH_FLOAT(dt, conv2d_depthwise_backward, &g, x, w, dy, dx, dw))

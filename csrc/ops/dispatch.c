@@ -107,14 +107,19 @@ af_status af_op_backward(af_op_call *c, af_tensor *const *dout, af_tensor *const
     if (!k.backward) st = AF_FAIL(AF_ERR_RUNTIME, "%s has no backward on this device", def->name);
     const int poison = atomic_load_explicit(&fresh_grad_poison, memory_order_relaxed);
     for (int i = 0; st == AF_OK && i < c->n_in; i++) {
-        if (!(c->din_fresh >> i & 1u) || !din[i]) continue;
-        int writes = k.fresh_grad_inputs >> i & 1u;
-        if (!writes) c->din_fresh &= ~(1u << i);
-        if (!writes || poison) st = af_tensor_fill_bytes(din[i], writes ? 0xFF : 0); /* 0xFF..: NaN */
+        if (!(k.fresh_grad_inputs >> i & 1u)) st = af_din_from_zeros(din, i, &c->din_fresh);
+        else if (poison && c->din_fresh >> i & 1u && din[i]) st = af_tensor_fill_bytes(din[i], 0xFF); /* NaN */
     }
     if (st == AF_OK) st = k.backward(c, dout, din);
     c->din_fresh = 0;
     return st;
+}
+
+af_status af_din_from_zeros(af_tensor *const *din, int i, uint32_t *fresh) {
+    if (!(*fresh >> i & 1u) || !din[i]) return AF_OK;
+    AF_TRY(af_tensor_fill_zero(din[i]));
+    *fresh &= ~(1u << i);
+    return AF_OK;
 }
 
 void af_op_call_release(af_op_call *c) {

@@ -60,9 +60,9 @@ const af_op_def af_op_def_dropout = {.name = "dropout", .input_names = dropout_i
 
 #else /* ---- kernels, once per scalar_t ---- */
 
-/* src, dst: (n). Forward: dst = mask * src / (1 - p). Backward: dst += the same (accumulate = 1; = in a
- * fresh gradient buffer) of the incoming gradient, the mask regenerated from (seed, stream). One Philox block serves the 4
- * elements 4b..4b+3, so a block is the unit of work. */
+/* src, dst: (n). Forward: dst = mask * src / (1 - p). Backward: dst += the same of the incoming
+ * gradient (accumulate = 1; = into a fresh gradient buffer), the mask regenerated from (seed,
+ * stream). One Philox block serves the 4 elements 4b..4b+3, so a block is the unit of work. */
 static void K(dropout_apply)(int identity, uint64_t seed, uint64_t stream, double p, const scalar_t *src,
                              scalar_t *dst, int64_t n, int accumulate) {
     if (identity) {

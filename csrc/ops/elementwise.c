@@ -98,16 +98,13 @@ static af_status binary_backward_cpu(const af_op_call *c, af_tensor *const *dout
     broadcast bc;
     broadcast_make(c->in[0], c->in[1], &bc);
     broadcast_coalesce(&bc);
+    uint32_t fresh = c->din_fresh;
     for (int side = 0; side < 2; side++) {
         if (!din[side]) continue;
-        int acc = af_din_accumulates(c, side);
-        if (!acc && !bc.same) { /* a broadcast side sums several terms per element: from zeros */
-            AF_TRY(af_tensor_fill_zero(din[side]));
-            acc = 1;
-        }
+        if (!bc.same) AF_TRY(af_din_from_zeros(din, side, &fresh)); /* several terms per element */
         AF_DISPATCH_FLOAT(c->in[0]->dtype, binary_backward, c->op, side, &bc, af_tensor_data(c->in[0]),
                           af_tensor_data(c->in[1]), af_tensor_data(dout[0]), af_tensor_data(din[side]),
-                          c->out[0]->numel, acc);
+                          c->out[0]->numel, !(fresh >> side & 1u));
     }
     return AF_OK;
 }

@@ -171,7 +171,7 @@ int64_t af_sgemm_avx512_packed_b_floats(int64_t K, int64_t N) {
     return K * ((N + AF_SGEMM_NR - 1) / AF_SGEMM_NR) * AF_SGEMM_NR;
 }
 
-/* panel q of the packed layout: K block q / panels_per_block, micro-panel q % panels_per_block */
+/* where the micro-panel of K block k0 and columns j0.. starts in the packed op(B) of width N */
 static inline int64_t packed_offset(int64_t K, int64_t N, int64_t k0, int64_t j0) {
     const int64_t per_block = (N + AF_SGEMM_NR - 1) / AF_SGEMM_NR, kc = K - k0 < AF_SGEMM_KC ? K - k0 : AF_SGEMM_KC;
     return k0 * per_block * AF_SGEMM_NR + j0 / AF_SGEMM_NR * kc * AF_SGEMM_NR;

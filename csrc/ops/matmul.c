@@ -141,15 +141,13 @@ static af_status matmul_backward_cpu(const af_op_call *c, af_tensor *const *dout
     /* a broadcast operand's gradient sums several products into each matrix, an empty product none:
      * such a gradient starts from zeros */
     uint32_t fresh = c->din_fresh;
-    for (int i = 0; i < 2; i++)
-        if (((i ? red_b : red_a) || c->out[0]->numel == 0) && fresh >> i & 1u) {
-            af_status st = af_tensor_fill_zero(din[i]);
-            if (st != AF_OK) {
-                af_free_host(scratch);
-                return st;
-            }
-            fresh &= ~(1u << i);
+    for (int i = 0; i < 2; i++) {
+        af_status st = (i ? red_b : red_a) || c->out[0]->numel == 0 ? af_din_from_zeros(din, i, &fresh) : AF_OK;
+        if (st != AF_OK) {
+            af_free_host(scratch);
+            return st;
         }
+    }
     AF_DISPATCH_FLOAT(c->in[0]->dtype, matmul_backward, &d, af_tensor_data(c->in[0]), af_tensor_data(c->in[1]),
                       af_tensor_data(dout[0]), din[0] ? af_tensor_data(din[0]) : NULL,
                       din[1] ? af_tensor_data(din[1]) : NULL, scratch, fresh);

@@ -132,6 +132,10 @@ int af_set_fresh_grad_poison(int enabled);
 #define AF_GRAD_STORE(dst, accumulate, value) ((dst) = (accumulate) ? (dst) + (value) : (value))
 /* bit i of c->din_fresh clear: din[i] already holds gradient to add to */
 static inline int af_din_accumulates(const af_op_call *c, int i) { return !(c->din_fresh >> i & 1u); }
+/* For a path that only adds to din[i] after all (a broadcast operand, an empty product, a kernel
+ * without a write mode): a fresh din[i] is zero-filled and bit i of *fresh (a copy of c->din_fresh)
+ * cleared. */
+af_status af_din_from_zeros(af_tensor *const *din, int i, uint32_t *fresh);
 void af_op_call_release(af_op_call *c); /* drops every tensor reference the call holds */
 /* dst += src through the add_ op on their device (csrc/ops/fill.c): same dtype and shape. */
 af_status af_tensor_accumulate(af_tensor *dst, const af_tensor *src);
