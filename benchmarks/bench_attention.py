@@ -11,7 +11,10 @@ forward+backward is 14 N^2 D; torch's kernel gets the same count. The reference 
 through affectfer's GEMM (af.matmul): a large square-ish product (the machine's rate) and the
 per-head products of attention themselves batched (B*H of (N x 64) @ (64 x N)), which writes the
 whole (B, H, N, N) score tensor as an unfused attention must (at N = 197 that allocation, not the
-arithmetic, sets its rate). Target: the fused forward at >= 60% of the large SGEMM's rate.
+arithmetic, sets its rate). Target: the fused forward at >= 60% of the large SGEMM's rate. The
+SGEMM references run in the same rounds as the attention calls, so that the ratio compares rates
+taken under the same load of a shared host (measured apart, a change of load between the two runs
+moved the ratio by 10 points).
 
 --cpu-time runs one thread and times with the calling thread's CPU clock: far less sensitive to
 other jobs on a shared machine than wall time.
@@ -46,18 +49,20 @@ def interleaved(fns, reps):
     return best
 
 
-def sgemm_rows(reps, batch, n_tokens):
+def sgemm_fns(batch, n_tokens):
+    """(name, flops, fn) of the two SGEMM references."""
     rng = np.random.default_rng(0)
     a = af.tensor(rng.standard_normal((1024, 1024), dtype=np.float32))
     b = af.tensor(rng.standard_normal((1024, 1024), dtype=np.float32))
     q = af.tensor(rng.standard_normal((batch * 12, n_tokens, 64), dtype=np.float32))
     k = af.tensor(rng.standard_normal((batch * 12, 64, n_tokens), dtype=np.float32))
-    big, heads = interleaved([lambda: af.matmul(a, b), lambda: af.matmul(q, k)], reps)
-    return [("SGEMM 1024x1024x1024 (af.matmul)", 2.0 * 1024 ** 3 / big / 1e9),
-            (f"SGEMM {batch * 12}x({n_tokens}x64 @ 64x{n_tokens})", 2.0 * batch * 12 * n_tokens ** 2 * 64 / heads / 1e9)]
+    return [("SGEMM 1024x1024x1024 (af.matmul)", 2.0 * 1024 ** 3, lambda: af.matmul(a, b)),
+            (f"SGEMM {batch * 12}x({n_tokens}x64 @ 64x{n_tokens})", 2.0 * batch * 12 * n_tokens ** 2 * 64,
+             lambda: af.matmul(q, k))]
 
 
-def attention_rows(reps, batch, n_tokens, heads=12, dim=64):
+def attention_fns(batch, n_tokens, heads=12, dim=64):
+    """(key, flops, fn) of the fused forward and forward+backward, ours then torch's."""
     rng = np.random.default_rng(1)
     arrays = [rng.standard_normal((batch, heads, n_tokens, dim), dtype=np.float32) for _ in range(3)]
     ours = [af.tensor(a, requires_grad=True) for a in arrays]
@@ -70,7 +75,7 @@ def attention_rows(reps, batch, n_tokens, heads=12, dim=64):
     def af_fwd_bwd():
         F.scaled_dot_product_attention(*ours).sum().backward()
 
-    fns = [af_fwd, af_fwd_bwd]
+    fns = [("af_fwd", flops, af_fwd), ("af_fwd_bwd", 3.5 * flops, af_fwd_bwd)]
     if torch is not None:
         theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
 
@@ -81,12 +86,8 @@ def attention_rows(reps, batch, n_tokens, heads=12, dim=64):
         def torch_fwd_bwd():
             torch.nn.functional.scaled_dot_product_attention(*theirs).sum().backward()
 
-        fns += [torch_fwd, torch_fwd_bwd]
-    times = interleaved(fns, reps)
-    row = {"af_fwd": flops / times[0] / 1e9, "af_fwd_bwd": 3.5 * flops / times[1] / 1e9}
-    if torch is not None:
-        row.update(torch_fwd=flops / times[2] / 1e9, torch_fwd_bwd=3.5 * flops / times[3] / 1e9)
-    return row
+        fns += [("torch_fwd", flops, torch_fwd), ("torch_fwd_bwd", 3.5 * flops, torch_fwd_bwd)]
+    return fns
 
 
 def main():
@@ -109,10 +110,14 @@ def main():
           f"{'CPU time' if args.cpu_time else 'wall time'}; {versions}")
     print(f"{'shape':44s} {'af fwd':>8s} {'af f+b':>8s} {'torch fwd':>10s} {'torch f+b':>10s}  GFLOP/s")
     for n in (197, 50):
-        gemm = sgemm_rows(args.reps, args.batch, n)
+        # the references and both libraries in the same rounds: a change of load on a shared host hits all
+        gemm, attention = sgemm_fns(args.batch, n), attention_fns(args.batch, n)
+        times = interleaved([fn for _, _, fn in gemm + attention], args.reps)
+        rates = [flops / t / 1e9 for (_, flops, _), t in zip(gemm + attention, times)]
+        gemm = [(name, rate) for (name, _, _), rate in zip(gemm, rates)]
+        r = {key: rate for (key, _, _), rate in zip(attention, rates[len(gemm):])}
         for name, rate in gemm:
             print(f"{name:44s} {rate:8.1f}")
-        r = attention_rows(args.reps, args.batch, n)
         t = (f"{r['torch_fwd']:10.1f} {r['torch_fwd_bwd']:10.1f}" if "torch_fwd" in r else f"{'-':>10s} {'-':>10s}")
         print(f"{f'attention B={args.batch} H=12 N={n} D=64':44s} {r['af_fwd']:8.1f} {r['af_fwd_bwd']:8.1f} {t}")
         print(f"{'  fused forward / large SGEMM, / per-head SGEMM':44s} {r['af_fwd'] / gemm[0][1]:8.0%} "
