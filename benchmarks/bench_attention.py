@@ -1,6 +1,6 @@
 """Fused attention GFLOP/s at ViT-B/16 shapes against the machine's SGEMM rate and PyTorch's SDPA.
 
-    python benchmarks/bench_attention.py [--batch 32] [--threads N] [--reps 5] [--cpu-time]
+    python benchmarks/bench_attention.py [--batch 32] [--threads N] [--reps 5] [--cpu-time] [--kernel avx2]
 
 Rows: affectfer's scaled_dot_product_attention forward and forward+backward at (B, H=12, N, D=64)
 for N = 197 (224x224 input) and N = 50 (112x112), and torch.nn.functional.scaled_dot_product_attention
@@ -97,7 +97,11 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cpu-time", action="store_true", help="one thread, timed by its CPU clock")
+    ap.add_argument("--kernel", choices=["avx512", "avx2", "blocked"], default=None,
+                    help="cap affectfer's CPU attention kernel (e.g. the AVX2 one on an AVX-512 machine)")
     args = ap.parse_args()
+    if args.kernel:
+        af._C.cap_attention_kernel(args.kernel)
     threads = 1 if args.cpu_time else (args.threads or af.get_num_threads())
     if args.cpu_time:
         CLOCK = time.thread_time
@@ -107,7 +111,8 @@ def main():
     versions = f"affectfer {af.__version__}, numpy {np.__version__}"
     versions += f", torch {torch.__version__}" if torch is not None else ", torch not installed"
     print(f"{platform.processor() or platform.machine()}, {threads} thread(s), "
-          f"{'CPU time' if args.cpu_time else 'wall time'}; {versions}")
+          f"{'CPU time' if args.cpu_time else 'wall time'}; {versions}; attention kernel "
+          f"{af._C.attention_kernel()}")
     print(f"{'shape':44s} {'af fwd':>8s} {'af f+b':>8s} {'torch fwd':>10s} {'torch f+b':>10s}  GFLOP/s")
     for n in (197, 50):
         # the references and both libraries in the same rounds: a change of load on a shared host hits all

@@ -32,4 +32,14 @@ static inline int64_t attention_blocks(int64_t n, int64_t most, int64_t *size) {
     return count ? (n + *size - 1) / *size : 0; /* every block non-empty */
 }
 
+/* The CPU forward's kernels for float32 at short lengths, widest last: the blocked GEMM path (every
+ * length, every dtype), the AVX2 register kernel, the AVX-512 one (which has a backward too). */
+enum { AF_ATTENTION_BLOCKED, AF_ATTENTION_AVX2, AF_ATTENTION_AVX512 };
+/* Tests and benchmarks: the widest of them the CPU path may choose (the CPU's own limit still holds),
+ * so that a machine with AVX-512 also runs the AVX2 kernel and the blocked path; returns the previous
+ * cap. Process-wide. */
+int af_attention_cap_kernel(int cap);
+/* The widest the CPU path chooses now: the CPU's and the cap's limit. */
+int af_attention_kernel(void);
+
 #endif

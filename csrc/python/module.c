@@ -1,6 +1,7 @@
 /* affectfer._C: module init and the small module-level functions (creation, RNG, modes). */
 #include "binding.h"
 #include "../core/cpu.h"
+#include "../ops/attention.h"
 
 #define PY_ARRAY_UNIQUE_SYMBOL affectfer_ARRAY_API
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
@@ -195,6 +196,23 @@ static PyObject *py_set_fresh_grad_poison(PyObject *self, PyObject *arg) {
     return PyBool_FromLong(af_set_fresh_grad_poison(flag));
 }
 
+static const char *const attention_kernel_names[] = {"blocked", "avx2", "avx512"};
+
+/* tests and benchmarks: cap_attention_kernel("avx2") makes a machine with AVX-512 run the AVX2 kernel */
+static PyObject *py_cap_attention_kernel(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!name && PyErr_Occurred()) return NULL;
+    for (int i = 0; name && i < 3; i++)
+        if (strcmp(name, attention_kernel_names[i]) == 0)
+            return PyUnicode_FromString(attention_kernel_names[af_attention_cap_kernel(i)]);
+    PyErr_SetString(PyExc_ValueError, "cap_attention_kernel: expected 'blocked', 'avx2' or 'avx512'");
+    return NULL;
+}
+
+static PyObject *py_attention_kernel(PyObject *self, PyObject *unused) {
+    return PyUnicode_FromString(attention_kernel_names[af_attention_kernel()]);
+}
+
 static PyObject *py_is_grad_enabled(PyObject *self, PyObject *unused) { return PyBool_FromLong(af_grad_enabled()); }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
@@ -269,6 +287,10 @@ static PyMethodDef module_methods[] = {
     {"set_anomaly_mode", py_set_anomaly_mode, METH_O, "NaN/Inf checks on every op output; returns the previous"},
     {"set_fresh_grad_poison", py_set_fresh_grad_poison, METH_O,
      "tests: NaN-fill the gradient buffers a backward op must write outright; returns the previous"},
+    {"cap_attention_kernel", py_cap_attention_kernel, METH_O,
+     "tests: the widest CPU attention kernel to use, 'blocked', 'avx2' or 'avx512'; returns the previous cap"},
+    {"attention_kernel", py_attention_kernel, METH_NOARGS,
+     "the CPU attention kernel float32 short sequences get now: 'blocked', 'avx2' or 'avx512'"},
     {"is_grad_enabled", py_is_grad_enabled, METH_NOARGS, "grad mode of this thread"},
     {"set_num_threads", py_set_num_threads, METH_O, "threads for CPU kernels (OpenMP); the BLAS stays on one thread"},
     {"_live_nodes", py_live_nodes, METH_NOARGS, "autograd nodes alive in the process (for leak tests)"},

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import affectfer as af
+from affectfer import _C
 from affectfer.nn import functional as F
 from affectfer.testing import assert_close, assert_thread_invariant, gradcheck
 from tests.conftest import call, t64
@@ -45,10 +46,46 @@ CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5),
          ((1, 1, 8, 40), 53, 64)]
 
 
+# the CPU forward's float32 kernels at short lengths, widest first (csrc/ops/attention.h)
+KERNELS = ["avx512", "avx2", "blocked"]
+
+
+@pytest.fixture
+def attention_kernel(request):
+    """Caps the CPU attention kernel at request.param (None: no cap), so that a machine with AVX-512
+    also runs the AVX2 kernel and the blocked path at the lengths where it would not choose them;
+    skips a kernel this CPU lacks."""
+    cap = getattr(request, "param", None)
+    if cap is None:
+        yield None
+        return
+    previous = _C.cap_attention_kernel(cap)
+    try:
+        if _C.attention_kernel() != cap:
+            pytest.skip(f"this CPU has no {cap} attention kernel")
+        yield cap
+    finally:
+        _C.cap_attention_kernel(previous)
+
+
+def test_kernel_cap():
+    widest = _C.attention_kernel()
+    assert widest in KERNELS
+    previous = _C.cap_attention_kernel("blocked")
+    try:
+        assert previous == "avx512" and _C.attention_kernel() == "blocked"
+        with pytest.raises(ValueError, match="'blocked', 'avx2' or 'avx512'"):
+            _C.cap_attention_kernel("sse")
+    finally:
+        _C.cap_attention_kernel(previous)
+    assert _C.attention_kernel() == widest
+
+
 @pytest.mark.reference("scaled_dot_product_attention")
 @pytest.mark.parametrize("qs,nk,dv", CASES)
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_matches_numpy(qs, nk, dv, dtype, rng):
+@pytest.mark.parametrize("dtype,attention_kernel", [("float64", None)] + [("float32", k) for k in KERNELS],
+                         indirect=["attention_kernel"])
+def test_matches_numpy(qs, nk, dv, dtype, attention_kernel, rng):
     q = rng.standard_normal(qs) * 2
     k = rng.standard_normal(qs[:-2] + (nk, qs[-1])) * 2
     v = rng.standard_normal(qs[:-2] + (nk, dv))
@@ -133,7 +170,8 @@ def test_float32_gradient_of_some_inputs_only(nk, d, rng):
                 assert t.grad is None
 
 
-def test_threads_bitwise_identical(rng):
+@pytest.mark.parametrize("attention_kernel", KERNELS, indirect=True)
+def test_threads_bitwise_identical(attention_kernel, rng):
     shapes = [((2, 3, 197, 16), (2, 3, 197, 16), (2, 3, 197, 16)), ((1, 2, 300, 8), (1, 2, 520, 8), (1, 2, 520, 5)),
               ((4, 6, 50, 64), (4, 6, 50, 64), (4, 6, 50, 64)),  # the short-sequence kernels
               ((1, 1, 450, 16), (1, 1, 100, 16), (1, 1, 100, 8))]  # one batch entry, 3 forward tasks
@@ -142,8 +180,9 @@ def test_threads_bitwise_identical(rng):
         assert_thread_invariant(F.scaled_dot_product_attention, [q, k, v], threads=(1, 2, 3), name="sdpa")
 
 
+@pytest.mark.parametrize("attention_kernel", KERNELS, indirect=True)
 @pytest.mark.parametrize("nk", [17, 50, 56, 197])
-def test_short_kernel_tail_keys_same_bits(nk, rng):
+def test_short_kernel_tail_keys_same_bits(nk, attention_kernel, rng):
     """A row's result does not depend on the other rows or on how the short kernel groups them into
     blocks: the first 64 of 65 query rows must agree to the bit with 64 rows alone, forward and
     backward, at key counts that are not a multiple of 16 (at 197 keys the backward is the blocked
