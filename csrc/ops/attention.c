@@ -491,6 +491,45 @@ ATTN_AVX2 static inline __attribute__((always_inline)) void attn_avx2_chunk(int 
     }
 }
 
+/* dst[r ldd + j] = f (q_r . k_j) for the block's rows r and the nt <= 4 keys at k_tail (rows of D),
+ * -inf for j = nt..7: the keys past the last full 8 as dot products with d in the lanes, where a chunk
+ * of one vector over the panel would put most of its FMAs on padding (Nk = 50 is 6 x 8 + 2: 64 steps
+ * of 4 FMAs for 2 keys, against 2 x 8 here). Each row is one vector store (the loads that follow
+ * read it whole). The sums run by lanes then a fixed tree, so these scores may differ from the
+ * in-order sums of the other keys in the last bits (still the same for any rows and threads). */
+ATTN_AVX2 static void attn_avx2_tail_scores(const float *const *qr, const float *k_tail, int64_t nt, int64_t D,
+                                            float f, float *dst, int64_t ldd) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _Static_assert(ATTN_AVX2_R == 4 && ATTN_SMALL_TAIL <= 4, "a 4 x 4 transpose of rows and keys");
+    __m128 key[4]; /* key[j]: the scores of rows 0-3 against key j */
+    for (int j = 0; j < 4; j++) key[j] = _mm_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < nt; j++) {
+        __m256 dot[ATTN_AVX2_R];
+        for (int r = 0; r < ATTN_AVX2_R; r++) dot[r] = _mm256_setzero_ps();
+        for (int64_t d0 = 0; d0 < D; d0 += 8) {
+            const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(D - d0 < 8 ? D - d0 : 8)), lane);
+            const __m256 kv = _mm256_maskload_ps(k_tail + j * D + d0, m);
+#pragma GCC unroll 4
+            for (int r = 0; r < ATTN_AVX2_R; r++)
+                dot[r] = _mm256_fmadd_ps(_mm256_maskload_ps(qr[r] + d0, m), kv, dot[r]);
+        }
+        /* lanes of h: rows 0-3's sums over lanes 0-3, then over lanes 4-7 */
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(dot[0], dot[1]), _mm256_hadd_ps(dot[2], dot[3]));
+        key[j] = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), _mm_set1_ps(f));
+    }
+    _MM_TRANSPOSE4_PS(key[0], key[1], key[2], key[3]); /* key[r]: row r's scores against keys 0-3 */
+    for (int r = 0; r < ATTN_AVX2_R; r++)
+        _mm256_storeu_ps(dst + r * ldd, _mm256_insertf128_ps(_mm256_set1_ps(-INFINITY), key[r], 0));
+}
+
+/* score vector g of nvec in the row s, -inf in the lanes of pad if it is the last: set in registers,
+ * since scalar stores of -inf would stall the vector loads that read them (no store forwarding) */
+ATTN_AVX2 static inline __attribute__((always_inline)) __m256 attn_avx2_scores(const float *s, int64_t g,
+                                                                              int64_t nvec, __m256 pad) {
+    const __m256 x = _mm256_load_ps(s + 8 * g);
+    return g == nvec - 1 ? _mm256_blendv_ps(x, _mm256_set1_ps(-INFINITY), pad) : x;
+}
+
 /* the whole product's nvec vectors in chunks of 3, the last 1-3 */
 ATTN_AVX2 static void attn_avx2_product(const float *const *a, int64_t n, const float *B, int64_t ldb, int64_t nvec,
                                         const float *f, float *dst, int64_t ldd, int rows, int64_t cols) {
@@ -540,7 +579,14 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
     float vpanel[ATTN_SMALL_NK_FWD * ATTN_SMALL_N] __attribute__((aligned(32)));
     float p[ATTN_AVX2_R * ATTN_SMALL_NK_FWD] __attribute__((aligned(32)));
     const int64_t nvec = (Nk + 7) / 8, ldk = 8 * nvec, ldv = (Dv + 7) / 8 * 8;
-    for (int64_t j0 = 0; j0 < ldk; j0 += 8) /* kt = K^T, 8 x 8 blocks where whole, zeros past Nk */
+    /* the keys past the last full 8 are scored apart when the product's last chunk would be that one
+     * vector (chunks of 3) */
+    const int64_t tail = nvec % 3 == 1 && Nk % 8 && Nk % 8 <= ATTN_SMALL_TAIL ? Nk % 8 : 0;
+    /* the lanes of the last score vector past Nk (all set when Nk is a multiple of 8: none) */
+    const __m256 pad = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)((Nk - 1) % 8))));
+    /* kt = K^T, 8 x 8 blocks where whole, zeros past Nk (the tail's block is not read) */
+    for (int64_t j0 = 0; j0 < (tail ? ldk - 8 : ldk); j0 += 8)
         for (int64_t d0 = 0; d0 < D; d0 += 8) {
             if (j0 + 8 <= Nk && d0 + 8 <= D) {
                 attn_avx2_transpose8(k + j0 * D + d0, D, kt + d0 * ldk + j0, ldk);
@@ -565,18 +611,18 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
         attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_AVX2_R);
         const float *qr[ATTN_AVX2_R]; /* rows past the end repeat the last (their scores are not used) */
         for (int r = 0; r < ATTN_AVX2_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
-        attn_avx2_product(qr, D, kt, ldk, nvec, scales, p, ATTN_SMALL_NK_FWD, ATTN_AVX2_R, ldk);
+        attn_avx2_product(qr, D, kt, ldk, tail ? nvec - 1 : nvec, scales, p, ATTN_SMALL_NK_FWD, ATTN_AVX2_R, ldk);
+        if (tail) attn_avx2_tail_scores(qr, k + (Nk - tail) * D, tail, D, scale, p + (Nk - tail), ATTN_SMALL_NK_FWD);
         float inv[ATTN_AVX2_R];
         for (int r = 0; r < ATTN_AVX2_R; r++) { /* P = exp(S - m), m the row max */
             float *s = p + r * ATTN_SMALL_NK_FWD;
-            for (int64_t j = Nk; j < ldk; j++) s[j] = -INFINITY;
-            __m256 mx = _mm256_load_ps(s);
-            for (int64_t g = 1; g < nvec; g++) mx = _mm256_max_ps(mx, _mm256_load_ps(s + 8 * g));
+            __m256 mx = attn_avx2_scores(s, 0, nvec, pad);
+            for (int64_t g = 1; g < nvec; g++) mx = _mm256_max_ps(mx, attn_avx2_scores(s, g, nvec, pad));
             const float m = attn_avx2_hmax(mx);
             const __m256 shift = _mm256_set1_ps(m);
             __m256 sum = _mm256_setzero_ps();
             for (int64_t g = 0; g < nvec; g++) {
-                const __m256 e = af_exp8_avx2(_mm256_sub_ps(_mm256_load_ps(s + 8 * g), shift));
+                const __m256 e = af_exp8_avx2(_mm256_sub_ps(attn_avx2_scores(s, g, nvec, pad), shift));
                 _mm256_store_ps(s + 8 * g, e);
                 sum = _mm256_add_ps(sum, e);
             }
