@@ -613,22 +613,34 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
         for (int r = 0; r < ATTN_AVX2_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
         attn_avx2_product(qr, D, kt, ldk, tail ? nvec - 1 : nvec, scales, p, ATTN_SMALL_NK_FWD, ATTN_AVX2_R, ldk);
         if (tail) attn_avx2_tail_scores(qr, k + (Nk - tail) * D, tail, D, scale, p + (Nk - tail), ATTN_SMALL_NK_FWD);
-        float inv[ATTN_AVX2_R];
-        for (int r = 0; r < ATTN_AVX2_R; r++) { /* P = exp(S - m), m the row max */
-            float *s = p + r * ATTN_SMALL_NK_FWD;
-            __m256 mx = attn_avx2_scores(s, 0, nvec, pad);
-            for (int64_t g = 1; g < nvec; g++) mx = _mm256_max_ps(mx, attn_avx2_scores(s, g, nvec, pad));
-            const float m = attn_avx2_hmax(mx);
-            const __m256 shift = _mm256_set1_ps(m);
-            __m256 sum = _mm256_setzero_ps();
-            for (int64_t g = 0; g < nvec; g++) {
-                const __m256 e = af_exp8_avx2(_mm256_sub_ps(attn_avx2_scores(s, g, nvec, pad), shift));
+        /* P = exp(S - m), m the row max; the 4 rows' exponentials interleaved (vector g of every row,
+         * then g + 1), so that their independent chains overlap; each row sums in the order of g */
+        float m[ATTN_AVX2_R], inv[ATTN_AVX2_R];
+        __m256 shift[ATTN_AVX2_R], sum[ATTN_AVX2_R];
+#pragma GCC unroll 4
+        for (int r = 0; r < ATTN_AVX2_R; r++) shift[r] = attn_avx2_scores(p + r * ATTN_SMALL_NK_FWD, 0, nvec, pad);
+        for (int64_t g = 1; g < nvec; g++)
+#pragma GCC unroll 4
+            for (int r = 0; r < ATTN_AVX2_R; r++)
+                shift[r] = _mm256_max_ps(shift[r], attn_avx2_scores(p + r * ATTN_SMALL_NK_FWD, g, nvec, pad));
+#pragma GCC unroll 4
+        for (int r = 0; r < ATTN_AVX2_R; r++) {
+            m[r] = attn_avx2_hmax(shift[r]);
+            shift[r] = _mm256_set1_ps(m[r]);
+            sum[r] = _mm256_setzero_ps();
+        }
+        for (int64_t g = 0; g < nvec; g++)
+#pragma GCC unroll 4
+            for (int r = 0; r < ATTN_AVX2_R; r++) {
+                float *s = p + r * ATTN_SMALL_NK_FWD;
+                const __m256 e = af_exp8_avx2(_mm256_sub_ps(attn_avx2_scores(s, g, nvec, pad), shift[r]));
                 _mm256_store_ps(s + 8 * g, e);
-                sum = _mm256_add_ps(sum, e);
+                sum[r] = _mm256_add_ps(sum[r], e);
             }
-            const float l = attn_avx2_hsum(sum);
+        for (int r = 0; r < ATTN_AVX2_R; r++) {
+            const float l = attn_avx2_hsum(sum[r]);
             inv[r] = 1.0f / l;
-            if (r < mr) lse[i0 + r] = m + logf(l);
+            if (r < mr) lse[i0 + r] = m[r] + logf(l);
         }
         attn_avx2_product(pr, Nk, vb, ldv, ldv / 8, inv, o + i0 * Dv, Dv, mr, Dv); /* O = P V / l */
     }
