@@ -429,13 +429,15 @@ ATTN_AVX512 static void attention_small_entry(int64_t i_begin, int64_t i_end, in
  * The register kernel's scheme with 16 ymm registers of 8 floats: blocks of ATTN_AVX2_R = 4 query
  * rows times 3 vectors (24 keys of Q K^T, or 24 value columns of P V) in 12 accumulators, plus the 3
  * operand vectors and a broadcast. A block's score rows (at most ATTN_SMALL_NK_FWD keys) are
- * stored, then scaled by exp(S - m) with af_exp8_avx2 and summed in a fixed vector order, then P V
+ * stored, then scaled by exp(S - m) with af_exp8_avx2 and summed in a fixed vector order, the 4 rows
+ * interleaved (their e^x chains overlap: one row at a time, the softmax was latency-bound), then P V
  * runs over the keys with V's rows read in place (copied to a panel 8 columns wide when Dv is not a
  * multiple of 8). K is transposed once per task into a panel with zero columns past Nk, whose scores
- * are set to -inf. Every S element sums over d in order, one FMA per step, so as in the AVX-512
- * kernel the result depends only on the shapes. Each row block prefetches its share of the next
- * task's operands and output rows, as the AVX-512 kernel does (on the Zen 4 with this kernel forced,
- * 50 tokens x 384 heads from memory: 41 -> 51 GFLOP/s). Its limits are the AVX-512 forward's. */
+ * are set to -inf in registers; 1-4 keys past the last full 8, when they would make a product chunk
+ * of their own, are scored as dot products (attn_avx2_tail_scores). Every other S element sums over
+ * d in order, one FMA per step, so as in the AVX-512 kernel the result depends only on the shapes.
+ * Each row block prefetches its share of the next task's operands and output rows, as the AVX-512
+ * kernel does. Its limits are the AVX-512 forward's. */
 #define ATTN_AVX2_R 4
 #define ATTN_AVX2 __attribute__((target("avx2,fma")))
 
