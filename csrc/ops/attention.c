@@ -441,6 +441,12 @@ ATTN_AVX512 static void attention_small_entry(int64_t i_begin, int64_t i_end, in
 #define ATTN_AVX2_R 4
 #define ATTN_AVX2 __attribute__((target("avx2,fma")))
 
+/* all ones in lanes 0 .. n-1 of 8, the AVX2 form of attn_first_n */
+ATTN_AVX2 static inline __m256i attn_avx2_first_n(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 /* acc[r][c] = sum_{t < n} a[r][t] B[t ldb + 8 c + lane] for c < nv (a constant once inlined) */
 ATTN_AVX2 static inline __attribute__((always_inline)) void attn_avx2_rows_times(int nv, const float *const *a,
                                                                                  int64_t n, const float *B,
@@ -486,8 +492,7 @@ ATTN_AVX2 static inline __attribute__((always_inline)) void attn_avx2_chunk(int 
             if (col + 8 <= cols) {
                 _mm256_storeu_ps(dst + r * ldd + col, y);
             } else {
-                const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                _mm256_maskstore_ps(dst + r * ldd + col, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cols - col)), lane), y);
+                _mm256_maskstore_ps(dst + r * ldd + col, attn_avx2_first_n(cols - col), y);
             }
         }
     }
@@ -501,7 +506,6 @@ ATTN_AVX2 static inline __attribute__((always_inline)) void attn_avx2_chunk(int 
  * in-order sums of the other keys in the last bits (still the same for any rows and threads). */
 ATTN_AVX2 static void attn_avx2_tail_scores(const float *const *qr, const float *k_tail, int64_t nt, int64_t D,
                                             float f, float *dst, int64_t ldd) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _Static_assert(ATTN_AVX2_R == 4 && ATTN_SMALL_TAIL <= 4, "a 4 x 4 transpose of rows and keys");
     __m128 key[4]; /* key[j]: the scores of rows 0-3 against key j */
     for (int j = 0; j < 4; j++) key[j] = _mm_set1_ps(-INFINITY);
@@ -509,7 +513,7 @@ ATTN_AVX2 static void attn_avx2_tail_scores(const float *const *qr, const float 
         __m256 dot[ATTN_AVX2_R];
         for (int r = 0; r < ATTN_AVX2_R; r++) dot[r] = _mm256_setzero_ps();
         for (int64_t d0 = 0; d0 < D; d0 += 8) {
-            const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(D - d0 < 8 ? D - d0 : 8)), lane);
+            const __m256i m = attn_avx2_first_n(D - d0);
             const __m256 kv = _mm256_maskload_ps(k_tail + j * D + d0, m);
 #pragma GCC unroll 4
             for (int r = 0; r < ATTN_AVX2_R; r++)
@@ -524,12 +528,13 @@ ATTN_AVX2 static void attn_avx2_tail_scores(const float *const *qr, const float 
         _mm256_storeu_ps(dst + r * ldd, _mm256_insertf128_ps(_mm256_set1_ps(-INFINITY), key[r], 0));
 }
 
-/* score vector g of nvec in the row s, -inf in the lanes of pad if it is the last: set in registers,
- * since scalar stores of -inf would stall the vector loads that read them (no store forwarding) */
+/* score vector g of nvec in the row s, -inf outside the lanes of keep if it is the last: set in
+ * registers, since scalar stores of -inf would stall the vector loads that read them (no store
+ * forwarding) */
 ATTN_AVX2 static inline __attribute__((always_inline)) __m256 attn_avx2_scores(const float *s, int64_t g,
-                                                                              int64_t nvec, __m256 pad) {
+                                                                              int64_t nvec, __m256 keep) {
     const __m256 x = _mm256_load_ps(s + 8 * g);
-    return g == nvec - 1 ? _mm256_blendv_ps(x, _mm256_set1_ps(-INFINITY), pad) : x;
+    return g == nvec - 1 ? _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, keep) : x;
 }
 
 /* the whole product's nvec vectors in chunks of 3, the last 1-3 */
@@ -584,9 +589,7 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
     /* the keys past the last full 8 are scored apart when the product's last chunk would be that one
      * vector (chunks of 3) */
     const int64_t tail = nvec % 3 == 1 && Nk % 8 && Nk % 8 <= ATTN_SMALL_TAIL ? Nk % 8 : 0;
-    /* the lanes of the last score vector past Nk (all set when Nk is a multiple of 8: none) */
-    const __m256 pad = _mm256_castsi256_ps(
-        _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)((Nk - 1) % 8))));
+    const __m256 keep = _mm256_castsi256_ps(attn_avx2_first_n(Nk - 8 * (nvec - 1))); /* the last vector's keys */
     /* kt = K^T, 8 x 8 blocks where whole, zeros past Nk (the tail's block is not read) */
     for (int64_t j0 = 0; j0 < (tail ? ldk - 8 : ldk); j0 += 8)
         for (int64_t d0 = 0; d0 < D; d0 += 8) {
@@ -620,11 +623,11 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
         float m[ATTN_AVX2_R], inv[ATTN_AVX2_R];
         __m256 shift[ATTN_AVX2_R], sum[ATTN_AVX2_R];
 #pragma GCC unroll 4
-        for (int r = 0; r < ATTN_AVX2_R; r++) shift[r] = attn_avx2_scores(p + r * ATTN_SMALL_NK_FWD, 0, nvec, pad);
+        for (int r = 0; r < ATTN_AVX2_R; r++) shift[r] = attn_avx2_scores(p + r * ATTN_SMALL_NK_FWD, 0, nvec, keep);
         for (int64_t g = 1; g < nvec; g++)
 #pragma GCC unroll 4
             for (int r = 0; r < ATTN_AVX2_R; r++)
-                shift[r] = _mm256_max_ps(shift[r], attn_avx2_scores(p + r * ATTN_SMALL_NK_FWD, g, nvec, pad));
+                shift[r] = _mm256_max_ps(shift[r], attn_avx2_scores(p + r * ATTN_SMALL_NK_FWD, g, nvec, keep));
 #pragma GCC unroll 4
         for (int r = 0; r < ATTN_AVX2_R; r++) {
             m[r] = attn_avx2_hmax(shift[r]);
@@ -635,7 +638,7 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
 #pragma GCC unroll 4
             for (int r = 0; r < ATTN_AVX2_R; r++) {
                 float *s = p + r * ATTN_SMALL_NK_FWD;
-                const __m256 e = af_exp8_avx2(_mm256_sub_ps(attn_avx2_scores(s, g, nvec, pad), shift[r]));
+                const __m256 e = af_exp8_avx2(_mm256_sub_ps(attn_avx2_scores(s, g, nvec, keep), shift[r]));
                 _mm256_store_ps(s + 8 * g, e);
                 sum[r] = _mm256_add_ps(sum[r], e);
             }
