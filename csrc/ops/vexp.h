@@ -82,26 +82,55 @@ __attribute__((target("avx512f,fma"))) static inline __m512 af_exp16_avx512(__m5
 /* The same on 8 lanes with AVX2 and FMA (attention.c's AVX2 kernel): the steps of af_exp16_avx512 up
  * to y = e^r, then 2^n applied as af_expf does, two normal factors 2^(n>>1) 2^(n - (n>>1)), so that a
  * subnormal result is rounded once; lanes below -104 give 0 (a softmax's -inf padding). Within 1 ulp
- * of e^x (tests/ops/test_vexp.py). Call it only from a function compiled for AVX2 and FMA. */
+ * of e^x (tests/ops/test_vexp.py). Call it only from a function compiled for AVX2 and FMA.
+ *
+ * af_exp8xn_avx2 computes n vectors x[0..n-1] in place in lockstep, each step for all n before the
+ * next step: one e^x is a chain of about 20 dependent instructions (some 55 cycles), and issued one
+ * whole chain after another (the order a loop over af_exp8_avx2 compiles to) the FP scheduler filled
+ * with the waiting steps of two chains, so a softmax ran at the chain's latency, not at the FMA
+ * ports' rate. Each lane's steps are the same either way: the same bits. n <= 8, a constant once
+ * inlined. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void af_exp8xn_avx2(int n, __m256 *x) {
+    __m256 live[8], nf[8], r[8], p[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) {
+        live[i] = _mm256_cmp_ps(x[i], _mm256_set1_ps(-104.0f), _CMP_NLT_UQ); /* x >= -104 or NaN */
+        x[i] = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x[i])); /* NaN passes */
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++)
+        nf[i] = _mm256_round_ps(_mm256_mul_ps(x[i], _mm256_set1_ps(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) r[i] = _mm256_fnmadd_ps(nf[i], _mm256_set1_ps(0.693359375f), x[i]);
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) r[i] = _mm256_fnmadd_ps(nf[i], _mm256_set1_ps(-2.12194440e-4f), r[i]);
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) p[i] = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r[i], _mm256_set1_ps(1.3981999507e-3f));
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) p[i] = _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(8.3334519073e-3f));
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) p[i] = _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(4.1665795894e-2f));
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) p[i] = _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(1.6666665459e-1f));
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) p[i] = _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(5.0000001201e-1f));
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) /* y = e^r */
+        p[i] = _mm256_add_ps(_mm256_fmadd_ps(p[i], _mm256_mul_ps(r[i], r[i]), r[i]), _mm256_set1_ps(1.0f));
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) {
+        const __m256i e = _mm256_cvtps_epi32(nf[i]), e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
+        const __m256i bias = _mm256_set1_epi32(127);
+        const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, bias), 23));
+        const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, bias), 23));
+        x[i] = _mm256_and_ps(live[i], _mm256_mul_ps(_mm256_mul_ps(p[i], s1), s2));
+    }
+}
+
 __attribute__((target("avx2,fma"))) static inline __m256 af_exp8_avx2(__m256 x) {
-    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(-104.0f), _CMP_NLT_UQ); /* x >= -104 or NaN */
-    const __m256 xc = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x)); /* NaN passes */
-    const __m256 nf = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-    const __m256i n = _mm256_cvtps_epi32(nf), n1 = _mm256_srai_epi32(n, 1), n2 = _mm256_sub_epi32(n, n1);
-    const __m256i bias = _mm256_set1_epi32(127);
-    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    return _mm256_and_ps(live, _mm256_mul_ps(_mm256_mul_ps(y, s1), s2));
+    af_exp8xn_avx2(1, &x);
+    return x;
 }
 #endif
 

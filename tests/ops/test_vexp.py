@@ -2,7 +2,8 @@
 kernels call, are within 1 ulp of the correctly rounded e^x (float64 exp as the reference): a C program
 built here from the header checks each over a stride through every float32, every input whose result
 is subnormal or near it, the softmax's range [-20, 0] densely, the overflow edge and the special
-values, which must be exact (e^0 = 1, e^-inf = 0, e^inf = inf, NaN stays NaN, below -104 exactly 0).
+values, which must be exact (e^0 = 1, e^-inf = 0, e^inf = inf, NaN stays NaN, below -104 exactly 0),
+and af_exp8xn_avx2's lockstep of several vectors must give af_exp8_avx2's bits.
 Each is skipped where the CPU lacks its instructions or no C compiler is found."""
 import os
 import pathlib
@@ -51,8 +52,24 @@ __attribute__((target("avx512f,fma"))) static void exp_lanes(const float *x, flo
 }
 #else
 #define NAME "af_exp8_avx2"
+/* af_exp8xn_avx2's lockstep of 4 vectors (each holding the inputs in another lane order) must give
+ * af_exp8_avx2's bits in every lane: a lane that differs counts as bad */
 __attribute__((target("avx2,fma"))) static void exp_lanes(const float *x, float *got) {
-    _mm256_storeu_ps(got, af_exp8_avx2(_mm256_loadu_ps(x)));
+    const __m256 one = _mm256_loadu_ps(x);
+    __m256 four[4];
+    for (int i = 0; i < 4; i++)
+        four[i] = _mm256_permutevar8x32_ps(one, _mm256_setr_epi32(i, (1 + i) % 8, (2 + i) % 8, (3 + i) % 8,
+                                                                   (4 + i) % 8, (5 + i) % 8, (6 + i) % 8, (7 + i) % 8));
+    af_exp8xn_avx2(4, four);
+    _mm256_storeu_ps(got, af_exp8_avx2(one));
+    for (int i = 0; i < 4; i++) {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, four[i]);
+        for (int j = 0; j < 8; j++)
+            if (memcmp(&lanes[j], &got[(j + i) % 8], sizeof(float)) != 0 && bad++ < 5)
+                printf("x=%a: af_exp8xn_avx2 0x%08x, af_exp8_avx2 0x%08x\n", x[(j + i) % 8], bits(lanes[j]),
+                       bits(got[(j + i) % 8]));
+    }
 }
 #endif
 
