@@ -40,10 +40,11 @@ CASES = [((2, 3, 7, 4), 7, 4), ((1, 1, 1, 1), 1, 1), ((2, 5, 8), 3, 6), ((6, 5),
          # forward key chunks of 4 vectors then 0-3 more (Nk = 197 is 13 vectors: 3 chunks + 1), and
          # query rows in several tasks of one batch entry (200 rows each)
          ((2, 12, 197, 64), 197, 64), ((1, 1, 9, 16), 90, 8), ((1, 1, 8, 40), 100, 64), ((1, 2, 450, 16), 100, 24),
-         # key counts past the last full 16 vector: 1 to 9 of them (1 to 4 are scored apart, as dot products)
+         # key counts past the last full 16 vector: 1 to 9 of them (1 to 4 are scored apart, as dot products;
+         # the AVX2 kernel's 8-key vectors: 27 keys leave 3 past 24, a pair and a single key, with D = 20)
          ((1, 2, 9, 24), 17, 16), ((2, 1, 64, 128), 40, 64), ((1, 1, 33, 7), 56, 3), ((1, 1, 50, 64), 57, 64),
          ((1, 1, 12, 16), 20, 8), ((1, 2, 11, 7), 36, 5), ((1, 1, 6, 33), 49, 64), ((2, 1, 7, 128), 52, 16),
-         ((1, 1, 8, 40), 53, 64)]
+         ((1, 1, 8, 40), 53, 64), ((1, 1, 10, 20), 27, 8)]
 
 
 # the CPU forward's float32 kernels at short lengths, widest first (csrc/ops/attention.h)
