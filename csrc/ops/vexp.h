@@ -106,7 +106,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void af_exp8xn_
 #pragma GCC unroll 8
     for (int i = 0; i < n; i++) r[i] = _mm256_fnmadd_ps(nf[i], _mm256_set1_ps(-2.12194440e-4f), r[i]);
 #pragma GCC unroll 8
-    for (int i = 0; i < n; i++) p[i] = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r[i], _mm256_set1_ps(1.3981999507e-3f));
+    for (int i = 0; i < n; i++)
+        p[i] = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r[i], _mm256_set1_ps(1.3981999507e-3f));
 #pragma GCC unroll 8
     for (int i = 0; i < n; i++) p[i] = _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(8.3334519073e-3f));
 #pragma GCC unroll 8
