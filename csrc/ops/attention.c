@@ -231,18 +231,26 @@ static inline void attn_prefetch(const attn_next *nx, int64_t from, int64_t to) 
     }
 }
 
-/* block i0 / R of Nq rows (in blocks of R) prefetches part `part` of `parts` of its share of nx. The
- * forward issues its share in ATTN_PREFETCH_PARTS parts, one before each phase of the block (scores,
- * softmax, P V): a burst of the whole share at once (some 60 lines at 50 tokens) holds load-queue
- * and miss-buffer entries while the scores start. Operands cold in memory, 384 heads, one thread, on
- * the Zen 4: 2-7% faster at 50 tokens (the AVX2 forward 10.6 -> 9.9 us per head, the AVX-512 one
- * 10.5 -> 10.1), 3% at 197 tokens. */
+/* the lines [from, to) of nx that row block i0 / R of Nq rows (in blocks of R) prefetches */
+typedef struct attn_share {
+    int64_t from, to;
+} attn_share;
+
+static inline attn_share attn_block_share(const attn_next *nx, int64_t i0, int64_t Nq, int64_t R) {
+    const int64_t blocks = (Nq + R - 1) / R, per = (nx->total + blocks - 1) / blocks, b = i0 / R;
+    return (attn_share){b * per, (b + 1) * per};
+}
+
+/* The forwards issue a block's share in ATTN_PREFETCH_PARTS parts, one before each phase of the block
+ * (scores, softmax, P V): a burst of the whole share at once (some 60 lines at 50 tokens) holds
+ * load-queue and miss-buffer entries while the scores start. Operands cold in memory, 384 heads, one
+ * thread, on the Zen 4: 2-7% faster at 50 tokens (the AVX2 forward 10.6 -> 9.9 us per head, the
+ * AVX-512 one 10.5 -> 10.1), 3% at 197 tokens. */
 #define ATTN_PREFETCH_PARTS 3
-static inline void attn_prefetch_share(const attn_next *nx, int64_t i0, int64_t Nq, int64_t R, int part, int parts) {
-    const int64_t blocks = (Nq + R - 1) / R, per = (nx->total + blocks - 1) / blocks;
-    const int64_t b = i0 / R, step = (per + parts - 1) / parts;
-    const int64_t from = b * per + part * step, to = from + step < (b + 1) * per ? from + step : (b + 1) * per;
-    attn_prefetch(nx, from, to);
+static inline void attn_prefetch_part(const attn_next *nx, attn_share share, int part) {
+    const int64_t step = (share.to - share.from + ATTN_PREFETCH_PARTS - 1) / ATTN_PREFETCH_PARTS;
+    const int64_t from = share.from + part * step;
+    attn_prefetch(nx, from, from + step < share.to ? from + step : share.to);
 }
 
 /* the scores of a row block against keys [16 g0, 16 (g0 + nv)) (kt's columns), scaled, -inf past
@@ -358,7 +366,8 @@ attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i
     for (int r = 0; r < ATTN_SMALL_R; r++) pr[r] = p + r * ATTN_SMALL_NK_FWD;
     for (int64_t i0 = i_begin; i0 < i_end; i0 += ATTN_SMALL_R) {
         const int64_t mr = i_end - i0 < ATTN_SMALL_R ? i_end - i0 : ATTN_SMALL_R;
-        attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_SMALL_R, 0, ATTN_PREFETCH_PARTS);
+        const attn_share share = attn_block_share(nx, i0 - i_begin, i_end - i_begin, ATTN_SMALL_R);
+        attn_prefetch_part(nx, share, 0);
         const float *qr[ATTN_SMALL_R]; /* rows past the end repeat the last (not stored) */
         for (int r = 0; r < ATTN_SMALL_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
         float *m = row_max + (i0 - i_begin), *l = row_sum + (i0 - i_begin);
@@ -373,7 +382,7 @@ attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i
             } else {
                 attn_score_chunk(single, qr, D, kt, ldk, 0, Nk, vscale, acc);
             }
-            attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_SMALL_R, 1, ATTN_PREFETCH_PARTS);
+            attn_prefetch_part(nx, share, 1);
 #pragma GCC unroll 6
             for (int r = 0; r < ATTN_SMALL_R; r++) {
                 __m512 mx = acc[r][0];
@@ -392,7 +401,7 @@ attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i
                 attn_score_chunk(tail, qr, D, kt, ldk, g0, Nk, vscale, acc);
                 attn_store_chunk(tail, acc, g0, p);
             }
-            attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_SMALL_R, 1, ATTN_PREFETCH_PARTS);
+            attn_prefetch_part(nx, share, 1);
             for (int r = 0; r < ATTN_SMALL_R; r++) { /* P = exp(S - m), m the row max */
                 const __m512 *s = (const __m512 *)(p + r * ATTN_SMALL_NK_FWD); /* p is 64-byte aligned */
                 __m512 mx = s[0];
@@ -401,7 +410,7 @@ attention_small_rows(int single, int split, int tail, int64_t i_begin, int64_t i
                 l[r] = _mm512_reduce_add_ps(attn_exp_row(nvec, s, m[r], p + r * ATTN_SMALL_NK_FWD));
             }
         }
-        attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_SMALL_R, 2, ATTN_PREFETCH_PARTS);
+        attn_prefetch_part(nx, share, 2);
         attn_rows_times(4, pr, Nk, v, Dv, vm, acc); /* O = P V, V's rows read in place */
 #pragma GCC unroll 6
         for (int r = 0; r < ATTN_SMALL_R; r++) /* unrolled with constant indices: acc stays in registers */
@@ -624,12 +633,13 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
     for (int r = 0; r < ATTN_AVX2_R; r++) pr[r] = p + r * ATTN_SMALL_NK_FWD;
     for (int64_t i0 = i_begin; i0 < i_end; i0 += ATTN_AVX2_R) {
         const int mr = i_end - i0 < ATTN_AVX2_R ? (int)(i_end - i0) : ATTN_AVX2_R;
-        attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_AVX2_R, 0, ATTN_PREFETCH_PARTS);
+        const attn_share share = attn_block_share(nx, i0 - i_begin, i_end - i_begin, ATTN_AVX2_R);
+        attn_prefetch_part(nx, share, 0);
         const float *qr[ATTN_AVX2_R]; /* rows past the end repeat the last (their scores are not used) */
         for (int r = 0; r < ATTN_AVX2_R; r++) qr[r] = q + (i0 + (r < mr ? r : mr - 1)) * D;
         attn_avx2_product(qr, D, kt, ldk, tail ? nvec - 1 : nvec, scales, p, ATTN_SMALL_NK_FWD, ATTN_AVX2_R, ldk);
         if (tail) attn_avx2_tail_scores(qr, k + (Nk - tail) * D, tail, D, scale, p + (Nk - tail), ATTN_SMALL_NK_FWD);
-        attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_AVX2_R, 1, ATTN_PREFETCH_PARTS);
+        attn_prefetch_part(nx, share, 1);
         /* P = exp(S - m), m the row max; vector g of the 4 rows in lockstep, then g + 1; each row
          * sums in the order of g */
         float m[ATTN_AVX2_R], inv[ATTN_AVX2_R];
@@ -663,7 +673,7 @@ ATTN_AVX2 static void attention_avx2_entry(int64_t i_begin, int64_t i_end, int64
             inv[r] = 1.0f / l;
             if (r < mr) lse[i0 + r] = m[r] + logf(l);
         }
-        attn_prefetch_share(nx, i0 - i_begin, i_end - i_begin, ATTN_AVX2_R, 2, ATTN_PREFETCH_PARTS);
+        attn_prefetch_part(nx, share, 2);
         attn_avx2_product(pr, Nk, vb, ldv, ldv / 8, inv, o + i0 * Dv, Dv, mr, Dv); /* O = P V / l */
     }
 }
@@ -696,7 +706,8 @@ ATTN_AVX512 static void attention_small_backward_entry(int64_t Nq, int64_t Nk, i
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int64_t i0 = 0; i0 < Nq; i0 += ATTN_SMALL_R) {
         const int64_t mr = Nq - i0 < ATTN_SMALL_R ? Nq - i0 : ATTN_SMALL_R;
-        attn_prefetch_share(nx, i0, Nq, ATTN_SMALL_R, 0, 1);
+        const attn_share share = attn_block_share(nx, i0, Nq, ATTN_SMALL_R);
+        attn_prefetch(nx, share.from, share.to);
         const float *qr[ATTN_SMALL_R], *gr[ATTN_SMALL_R], *dsr[ATTN_SMALL_R];
         float delta[ATTN_SMALL_R];
         for (int r = 0; r < ATTN_SMALL_R; r++) {

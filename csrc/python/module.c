@@ -202,7 +202,7 @@ static const char *const attention_kernel_names[] = {"blocked", "avx2", "avx512"
 static PyObject *py_cap_attention_kernel(PyObject *self, PyObject *arg) {
     const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
     if (!name && PyErr_Occurred()) return NULL;
-    for (int i = 0; name && i < 3; i++)
+    for (int i = 0; name && i < (int)(sizeof attention_kernel_names / sizeof *attention_kernel_names); i++)
         if (strcmp(name, attention_kernel_names[i]) == 0)
             return PyUnicode_FromString(attention_kernel_names[af_attention_cap_kernel(i)]);
     PyErr_SetString(PyExc_ValueError, "cap_attention_kernel: expected 'blocked', 'avx2' or 'avx512'");
