@@ -15,7 +15,9 @@ land.
 
 Numbers are images per CPU-second (time.process_time, the whole process), best of --repeats after one
 warm-up round, with one thread for both libraries by default: other jobs on a shared machine barely
-move them. --wall times by the wall clock instead (use it with --threads > 1).
+move them. --wall times by the wall clock instead (use it with --threads > 1). The last column is the
+median over the rounds of each round's own torch / affectfer training-step ratio, steadier than best
+against best where single steps move by 10-30% (a shared host); raise --repeats for it.
 """
 import argparse
 import fnmatch
@@ -124,19 +126,23 @@ def bench(name, size, batch, repeats):
         else:
             tx, ty = torch.from_numpy(x_np), torch.from_numpy(y_np)
             fns.update({"torch_fwd": timing.torch_forward(theirs, tx), "torch_train": timing.torch_train_step(theirs, tx, ty)})
-    times = timing.interleaved_best(fns, repeats)
-    row.update({k: batch / t for k, t in times.items()})
+    rounds = timing.interleaved_rounds(fns, repeats)
+    row.update({k: batch / min(ts) for k, ts in rounds.items()})
+    if "torch_train" in rounds:
+        row["train_median"] = timing.median_ratio(rounds["torch_train"], rounds["af_train"])
     return row
 
 
 def format_rows(rows):
-    lines = ["| model | input | fwd ours | fwd torch | fwd ours/torch | train ours | train torch | train ours/torch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | input | fwd ours | fwd torch | fwd ours/torch | train ours | train torch | train ours/torch "
+             "| train, median of rounds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         cells = [r["name"], f"{r['size']}x{r['size']}"]
         for what in ("fwd", "train"):
             ours, theirs = r[f"af_{what}"], r.get(f"torch_{what}")
             cells += [f"{ours:.2f}", f"{theirs:.2f}" if theirs else "-", f"{ours / theirs:.2f}" if theirs else "-"]
+        cells.append(f"{r['train_median']:.2f}" if "train_median" in r else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -176,7 +182,8 @@ def main():
     names, notes = select([p.strip() for p in args.models.split(",") if p.strip()])
     print(versions())
     print(f"threads {args.threads}, batch {args.batch}, float32, {NUM_CLASSES} classes, images/s per "
-          f"{'wall' if args.wall else 'CPU'} second, best of {args.repeats} interleaved rounds")
+          f"{'wall' if args.wall else 'CPU'} second, best of {args.repeats} interleaved rounds; the last column is "
+          f"the median over the rounds of each round's torch / ours training-step time")
     rows = []
     for name in names:
         for size in sizes:

@@ -30,19 +30,32 @@ def best_time(fn, reps, setup=None):
     return best
 
 
-def interleaved_best(fns, reps):
-    """{name: minimum time} of each fn in `fns` ({name: fn}) over reps rounds after one warm-up
-    round; every round runs each contender once, in turn, so a slow spell of a shared machine
-    falls on all of them rather than on whichever ran during it."""
-    best = {name: float("inf") for name in fns}
+def interleaved_rounds(fns, reps):
+    """{name: [time of each round]} of each fn in `fns` ({name: fn}) over reps rounds after one
+    warm-up round; every round runs each contender once, in turn, so a slow spell of a shared
+    machine falls on all of them rather than on whichever ran during it."""
+    times = {name: [] for name in fns}
     for i in range(reps + 1):
         for name, fn in fns.items():
             t0 = CLOCK()
             fn()
             dt = CLOCK() - t0
             if i:
-                best[name] = min(best[name], dt)
-    return best
+                times[name].append(dt)
+    return times
+
+
+def interleaved_best(fns, reps):
+    """{name: minimum time} of each fn over interleaved_rounds(fns, reps)."""
+    return {name: min(ts) for name, ts in interleaved_rounds(fns, reps).items()}
+
+
+def median_ratio(slow, fast):
+    """Median over rounds of slow[i] / fast[i] (two contenders' times from the same rounds): on a host
+    where single runs move by 10-30%, the rounds' own ratios say more than best against best."""
+    ratios = sorted(a / b for a, b in zip(slow, fast))
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
 
 
 def _logits(out, output=0):
