@@ -3,6 +3,7 @@ timing of several contenders, and one training step / forward pass of an affectf
 
 The scripts run as `python benchmarks/<script>.py`, so this directory is on sys.path and they import
 it as `import timing`."""
+import statistics
 import time
 
 CLOCK = time.perf_counter  # a script switches it, e.g. to time.process_time for CPU time
@@ -50,12 +51,10 @@ def interleaved_best(fns, reps):
     return {name: min(ts) for name, ts in interleaved_rounds(fns, reps).items()}
 
 
-def median_ratio(slow, fast):
-    """Median over rounds of slow[i] / fast[i] (two contenders' times from the same rounds): on a host
-    where single runs move by 10-30%, the rounds' own ratios say more than best against best."""
-    ratios = sorted(a / b for a, b in zip(slow, fast))
-    mid = len(ratios) // 2
-    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+def median_ratio(times_a, times_b):
+    """Median over rounds of times_a[i] / times_b[i] (two contenders' times from the same rounds): on a
+    host where single runs move by 10-30%, the rounds' own ratios say more than best against best."""
+    return statistics.median(a / b for a, b in zip(times_a, times_b))
 
 
 def _logits(out, output=0):
