@@ -14,10 +14,11 @@ affectfer.models does not list yet are skipped with a note, so the script needs 
 land.
 
 Numbers are images per CPU-second (time.process_time, the whole process), best of --repeats after one
-warm-up round, with one thread for both libraries by default: other jobs on a shared machine barely
-move them. --wall times by the wall clock instead (use it with --threads > 1). The last column is the
-median over the rounds of each round's own torch / affectfer training-step ratio, steadier than best
-against best where single steps move by 10-30% (a shared host); raise --repeats for it.
+warm-up round, with one thread for both libraries by default: other jobs on a shared machine move
+them far less than the wall clock, though still by 10-30% per step on a busy host. --wall times by
+the wall clock instead (use it with --threads > 1). The last column is the median over the rounds of
+each round's own torch / affectfer training-step ratio, steadier than best against best on such a
+host; raise --repeats for it.
 """
 import argparse
 import fnmatch
